@@ -1,0 +1,73 @@
+/**
+ * What a format driver provides to the rest of the block layer: probing a file's
+ * first bytes, opening an image on a protocol node, creating a new image from
+ * `-o` options, and the list of those options (for `-o help`). An opened image is
+ * an ImageNode: a BlockNode that also reports what its header says about backing
+ * files, snapshots and format-specific details (`img info`).
+ */
+import type { BlockNode, Preallocation } from '../node.js';
+import type { FileNode } from '../protocols/file.js';
+
+/** One `-o` option a format accepts, as `-o help` lists it. */
+export interface CreateOptionSpec {
+  name: string;
+  type: 'str' | 'size' | 'bool' | 'num';
+  help: string;
+  default?: string;
+}
+
+/** An internal snapshot as `img info` and `img snapshot -l` show it (qemu-img's JSON keys). */
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  'vm-state-size': number;
+  'date-sec': number;
+  'date-nsec': number;
+  'vm-clock-sec': number;
+  'vm-clock-nsec': number;
+  icount?: number;
+}
+
+export interface FormatSpecificInfo {
+  type: string;
+  data: Record<string, unknown>;
+}
+
+export interface ImageNode extends BlockNode {
+  /** The backing file name as recorded in the image, or null. */
+  readonly backingFilename: string | null;
+  /** The backing format as recorded in the image, or null. */
+  readonly backingFormat: string | null;
+  /** Set by open.ts once the backing chain is opened (null: no backing or not opened). */
+  attachBacking(node: BlockNode | null): void;
+  /** Cluster size for formats that have one (qemu-img info's "cluster-size"). */
+  readonly clusterSize?: number;
+  /** The format's dirty/in-use flag, when it has one (qemu-img info's "dirty-flag"). */
+  readonly dirtyFlag?: boolean;
+  formatSpecific?(): FormatSpecificInfo | undefined;
+  listSnapshots?(): SnapshotInfo[];
+}
+
+export interface CreateRequest {
+  filename: string;
+  /** Virtual size in bytes. */
+  size: number;
+  /** The `-o` options, backing_file/backing_fmt included (-b/-F map there). */
+  options: Map<string, string>;
+  preallocation?: Preallocation;
+}
+
+export interface OpenContext {
+  readOnly: boolean;
+  /** Open even if the image is marked corrupt or dirty? (check -r needs it) */
+  forRepair?: boolean;
+}
+
+export interface FormatDriver {
+  readonly name: string;
+  /** 0 = not this format; higher = more certain. `header` is up to the first 4 KiB. */
+  probe(header: Uint8Array, filename: string): number;
+  open(file: FileNode, ctx: OpenContext): Promise<ImageNode>;
+  create(req: CreateRequest): Promise<void>;
+  readonly createOptions: readonly CreateOptionSpec[];
+}

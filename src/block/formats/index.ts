@@ -1,0 +1,36 @@
+/**
+ * The table of format drivers, and format probing: every driver scores the
+ * file's first bytes and the highest score wins (raw always scores 1, so it is
+ * the fallback, as in QEMU).
+ */
+import type { FormatDriver } from './format.js';
+import { rawFormat } from './raw.js';
+
+const FORMATS: FormatDriver[] = [rawFormat];
+
+export function registerFormat(driver: FormatDriver): void {
+  if (!FORMATS.some((f) => f.name === driver.name)) FORMATS.push(driver);
+}
+
+export function formatNames(): string[] {
+  return FORMATS.map((f) => f.name).sort();
+}
+
+export function getFormat(name: string): FormatDriver {
+  const f = FORMATS.find((d) => d.name === name);
+  if (!f) throw new Error(`Unknown file format '${name}'`);
+  return f;
+}
+
+export function probeFormat(header: Uint8Array, filename: string): FormatDriver {
+  let best = rawFormat;
+  let bestScore = 0;
+  for (const f of FORMATS) {
+    const score = f.probe(header, filename);
+    if (score > bestScore) {
+      best = f;
+      bestScore = score;
+    }
+  }
+  return best;
+}

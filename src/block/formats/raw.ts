@@ -1,0 +1,72 @@
+/**
+ * The `raw` format: the virtual disk is the file, byte for byte. It adds nothing
+ * to the protocol node below it but the ImageNode surface, and creates images by
+ * sizing a file (sparse, or preallocated with falloc/full).
+ */
+import type { BlockExtent, BlockNode, TruncateOptions, WriteOptions, ZeroOptions, Preallocation } from '../node.js';
+import { FileNode } from '../protocols/file.js';
+import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from './format.js';
+
+export class RawNode implements ImageNode {
+  readonly driver = 'raw';
+  readonly backing = null;
+  readonly backingFilename = null;
+  readonly backingFormat = null;
+
+  constructor(readonly file: FileNode) {}
+
+  get filename(): string { return this.file.filename; }
+  get readOnly(): boolean { return this.file.readOnly; }
+  get granularity(): number { return this.file.granularity; }
+
+  attachBacking(node: BlockNode | null): void {
+    if (node) throw new Error(`${this.filename}: raw images cannot have a backing file`);
+  }
+
+  size(): number { return this.file.size(); }
+  read(offset: number, buf: Uint8Array): Promise<void> { return this.file.read(offset, buf); }
+  write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> { return this.file.write(offset, buf, opts); }
+  writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    return this.file.writeZeroes(offset, length, opts);
+  }
+  discard(offset: number, length: number): Promise<void> { return this.file.discard(offset, length); }
+  flush(): Promise<void> { return this.file.flush(); }
+  async blockStatus(offset: number, length: number): Promise<BlockExtent> {
+    const st = await this.file.blockStatus(offset, length);
+    return { ...st, allocated: true, hostOffset: offset };
+  }
+  truncate(size: number, opts?: TruncateOptions): Promise<void> { return this.file.truncate(size, opts); }
+  allocatedSize(): Promise<number> { return this.file.allocatedSize(); }
+  close(): Promise<void> { return this.file.close(); }
+}
+
+const RAW_OPTIONS: readonly CreateOptionSpec[] = [
+  { name: 'preallocation', type: 'str', help: 'Preallocation mode (allowed values: off, falloc, full)' },
+  { name: 'size', type: 'size', help: 'Virtual disk size' },
+];
+
+export const rawFormat: FormatDriver = {
+  name: 'raw',
+  probe: () => 1,
+  async open(file: FileNode, _ctx: OpenContext): Promise<ImageNode> {
+    return new RawNode(file);
+  },
+  async create(req: CreateRequest): Promise<void> {
+    for (const key of req.options.keys()) {
+      if (!RAW_OPTIONS.some((o) => o.name === key)) {
+        throw new Error(`Invalid parameter '${key}'\nraw does not support option '${key}'`);
+      }
+    }
+    const prealloc = (req.options.get('preallocation') ?? req.preallocation ?? 'off') as Preallocation;
+    if (!['off', 'falloc', 'full'].includes(prealloc)) {
+      throw new Error(`Invalid parameter 'preallocation': raw supports off, falloc and full, not '${prealloc}'`);
+    }
+    const file = await FileNode.open(req.filename, { create: true });
+    try {
+      await file.truncate(req.size, { preallocation: prealloc });
+    } finally {
+      await file.close();
+    }
+  },
+  createOptions: RAW_OPTIONS,
+};

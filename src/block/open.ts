@@ -1,0 +1,82 @@
+/**
+ * Opening an image and its backing chain. The protocol node (file) is opened
+ * first, the format is probed from its first bytes unless given, the format
+ * driver opens the image, and then the backing file it names is opened the same
+ * way, read-only, with relative names resolved against the folder of the image
+ * that names them. A chain that comes back to a file already in it is an error.
+ */
+import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { FileNode } from './protocols/file.js';
+import { getFormat, probeFormat } from './formats/index.js';
+import type { ImageNode } from './formats/format.js';
+
+export interface OpenImageOptions {
+  /** Format name; probed when absent. */
+  format?: string;
+  readOnly?: boolean;
+  /** Open the backing chain (default true; `-u` style operations pass false). */
+  backing?: boolean;
+  /** -U/--force-share: open read-only without taking write locks or checking others'. */
+  forceShare?: boolean;
+  /** Open an image marked corrupt, for repair. */
+  forRepair?: boolean;
+}
+
+const PROBE_BYTES = 4096;
+
+export async function openImage(filename: string, opts: OpenImageOptions = {}): Promise<ImageNode> {
+  return openInChain(filename, opts, new Set());
+}
+
+async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<string>): Promise<ImageNode> {
+  const readOnly = opts.readOnly ?? false;
+  const real = await realpath(filename).catch(() => path.resolve(filename));
+  if (seen.has(real)) {
+    throw new Error(`Backing file chain of '${filename}' loops back to '${real}'`);
+  }
+  seen.add(real);
+
+  const file = await FileNode.open(filename, { readOnly, forceShare: opts.forceShare });
+  let image: ImageNode;
+  try {
+    const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));
+    await file.read(0, header);
+    const driver = opts.format ? getFormat(opts.format) : probeFormat(header, filename);
+    image = await driver.open(file, { readOnly, forRepair: opts.forRepair });
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
+
+  try {
+    if ((opts.backing ?? true) && image.backingFilename) {
+      const backingPath = resolveBackingPath(filename, image.backingFilename);
+      const backing = await openInChain(
+        backingPath,
+        { format: image.backingFormat ?? undefined, readOnly: true, backing: true, forceShare: opts.forceShare },
+        seen,
+      ).catch((e: Error) => {
+        throw new Error(`Could not open backing file: ${e.message}`);
+      });
+      image.attachBacking(backing);
+    }
+  } catch (e) {
+    await image.close();
+    throw e;
+  }
+  return image;
+}
+
+/** A backing name relative to the image's folder, as QEMU resolves it. */
+export function resolveBackingPath(imageFilename: string, backingName: string): string {
+  if (path.isAbsolute(backingName) || /^[a-z][a-z0-9+.-]*:/i.test(backingName)) return backingName;
+  return path.join(path.dirname(imageFilename), backingName);
+}
+
+/** Closes an image and its whole backing chain. */
+export async function closeImage(image: ImageNode): Promise<void> {
+  const chain: ImageNode[] = [];
+  for (let n: ImageNode | null = image; n; n = n.backing as ImageNode | null) chain.push(n);
+  for (const n of chain) await n.close();
+}

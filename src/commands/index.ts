@@ -1,0 +1,9 @@
+/**
+ * The explicit command table oclif loads (package.json oclif.commands). Keys are
+ * command ids; with the space topic separator "img:create" is `tsemu img create`.
+ */
+import ImgCreate from './img/create.js';
+
+export const COMMANDS = {
+  'img:create': ImgCreate,
+};
