@@ -113,12 +113,11 @@ export async function readSnapshotTable(
     }
     const rest = await source(pos + FIXED_BYTES, varLen);
     const extra = new DataView(rest.buffer, rest.byteOffset, extraLen);
-    const decoder = new TextDecoder();
     const entry: SnapshotEntry = {
       l1Offset: u64(view, 0, `Snapshot table entry ${i}: L1 table offset`),
       l1Size: view.getUint32(8),
-      id: decoder.decode(rest.subarray(extraLen, extraLen + idLen)),
-      name: decoder.decode(rest.subarray(extraLen + idLen, varLen)),
+      id: Buffer.from(rest.subarray(extraLen, extraLen + idLen)).toString('utf8'),
+      name: Buffer.from(rest.subarray(extraLen + idLen, varLen)).toString('utf8'),
       dateSec: view.getUint32(16),
       dateNsec: view.getUint32(20),
       vmClockNsec: view.getBigUint64(24),
@@ -140,15 +139,14 @@ function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
-function entryByteLength(e: SnapshotEntry, encoder: TextEncoder): number {
+function entryByteLength(e: SnapshotEntry): number {
   const extraLen = KNOWN_EXTRA_BYTES + e.unknownExtra.length;
-  return align8(FIXED_BYTES + extraLen + encoder.encode(e.id).length + encoder.encode(e.name).length);
+  return align8(FIXED_BYTES + extraLen + Buffer.byteLength(e.id) + Buffer.byteLength(e.name));
 }
 
 /** Bytes serializeSnapshotTable() will produce for these entries. */
 export function snapshotTableByteLength(entries: readonly SnapshotEntry[]): number {
-  const encoder = new TextEncoder();
-  return entries.reduce((sum, e) => sum + entryByteLength(e, encoder), 0);
+  return entries.reduce((sum, e) => sum + entryByteLength(e), 0);
 }
 
 /**
@@ -157,13 +155,12 @@ export function snapshotTableByteLength(entries: readonly SnapshotEntry[]): numb
  */
 export function serializeSnapshotTable(entries: readonly SnapshotEntry[]): Uint8Array {
   if (entries.length > MAX_SNAPSHOTS) throw new ImageFormatError(`Too many snapshots (at most ${MAX_SNAPSHOTS})`);
-  const encoder = new TextEncoder();
   const out = new Uint8Array(snapshotTableByteLength(entries));
   const view = new DataView(out.buffer);
   let pos = 0;
   for (const e of entries) {
-    const id = encoder.encode(e.id);
-    const name = encoder.encode(e.name);
+    const id = Buffer.from(e.id, 'utf8');
+    const name = Buffer.from(e.name, 'utf8');
     if (id.length > 0xffff || name.length > 0xffff) {
       throw new ImageFormatError(`Snapshot ID or name is too long: '${e.name}'`);
     }
@@ -190,7 +187,7 @@ export function serializeSnapshotTable(entries: readonly SnapshotEntry[]): Uint8
     at += e.unknownExtra.length;
     out.set(id, at);
     out.set(name, at + id.length);
-    pos += entryByteLength(e, encoder);
+    pos += entryByteLength(e);
   }
   return out;
 }
