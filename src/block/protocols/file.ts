@@ -3,30 +3,69 @@
  * positional I/O (libuv thread pool, so many requests can be in flight).
  *
  * Its size is the file's length. Requests past the end of the file are errors,
- * except through truncate(). writeZeroes and discard punch holes where the host
- * filesystem can (falling back to writing zeroes), and blockStatus reports holes
- * as zero, data as data, so a sparse raw file maps like it does in qemu-img.
+ * except through truncate() and writeGrow(). Like QEMU's file-posix:
+ * - writeZeroes punches a hole (FALLOC_FL_PUNCH_HOLE|KEEP_SIZE) when the caller
+ *   allows unmapping, else asks for FALLOC_FL_ZERO_RANGE, and falls back to writing
+ *   zeroes where the filesystem can do neither (remembered per node);
+ * - discard punches a hole, and is a no-op where that is not supported;
+ * - blockStatus asks SEEK_DATA/SEEK_HOLE: holes are {data:false, zero:true}, data is
+ *   {data:true, zero:false}; where the filesystem cannot tell, everything is data;
+ * - truncate grows with preallocation off (sparse; "metadata" means the same for a
+ *   plain file), falloc (fallocate) or full (zeroes written); growing an empty file
+ *   writes its first 4 KiB, as QEMU does so that alignment probing finds a block;
+ * - opening takes QEMU's image locks (image-lock.ts): read (+write) sharing all;
+ *   formats with metadata narrow that with lockForFormat(); -U (forceShare, read-only
+ *   only) holds read and shares everything; creating holds write+resize.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import {
   type BlockExtent,
   type BlockNode,
+  BlockRequestError,
   type TruncateOptions,
   type WriteOptions,
   type ZeroOptions,
   checkRange,
 } from '../node.js';
+import {
+  FALLOC_DEFAULT,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  SysError,
+  fallocate,
+  seekData,
+  seekHole,
+} from './linux-sys.js';
+import {
+  CREATE_PERMISSIONS,
+  ImageLock,
+  type LockPermissions,
+  PERM_RESIZE,
+  imagePermissions,
+} from './image-lock.js';
 
 export interface FileOpenOptions {
   readOnly?: boolean;
-  /** Create the file (truncated to zero length) if needed. */
+  /** Create the file (truncated to zero length, after taking the create locks) if needed. */
   create?: boolean;
   /**
-   * -U/--force-share: take no image locks and ignore others' (read-only opens only).
-   * Without it the node takes QEMU's byte-range locks for its permissions.
+   * -U/--force-share: hold only the read lock and share everything (read-only opens
+   * only). Without it the node takes QEMU's byte-range locks for its permissions.
    */
   forceShare?: boolean;
+}
+
+/** errno codes that mean "this filesystem cannot do that fallocate mode". */
+const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL', 'ENODEV']);
+
+const ZERO_CHUNK = 1 << 20;
+/** QEMU allocates this much at the start of a file it grows from empty. */
+const FIRST_BLOCK = 4096;
+
+function isUnsupported(e: unknown): boolean {
+  return e instanceof SysError && UNSUPPORTED.has(e.code);
 }
 
 export class FileNode implements BlockNode {
@@ -35,11 +74,16 @@ export class FileNode implements BlockNode {
   readonly backing = null;
   readonly granularity = 512;
   private length: number;
+  private canPunch = true;
+  private canZeroRange = true;
+  private canSeekData = true;
 
   private constructor(
     readonly filename: string,
     readonly handle: FileHandle,
     readonly readOnly: boolean,
+    readonly forceShare: boolean,
+    private readonly lock: ImageLock,
     length: number,
   ) {
     this.length = length;
@@ -47,8 +91,12 @@ export class FileNode implements BlockNode {
 
   static async open(filename: string, opts: FileOpenOptions = {}): Promise<FileNode> {
     const readOnly = opts.readOnly ?? false;
+    const forceShare = opts.forceShare ?? false;
+    if (forceShare && !readOnly) {
+      throw new Error(`Could not open '${filename}': force-share=on can only be used with read-only images`);
+    }
     let flags = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR;
-    if (opts.create) flags |= fsConstants.O_CREAT | fsConstants.O_TRUNC;
+    if (opts.create) flags |= fsConstants.O_CREAT;
     let handle: FileHandle;
     try {
       handle = await open(filename, flags, 0o644);
@@ -58,10 +106,39 @@ export class FileNode implements BlockNode {
     try {
       const st = await handle.stat();
       if (st.isDirectory()) throw new Error(`Could not open '${filename}': Is a directory`);
-      return new FileNode(filename, handle, readOnly, st.size);
+      const perms = opts.create ? CREATE_PERMISSIONS : imagePermissions({ readOnly, forceShare, hasMetadata: false });
+      const lock = ImageLock.acquire(handle.fd, filename, perms);
+      if (opts.create) await handle.truncate(0);
+      return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size);
     } catch (e) {
       await handle.close();
+      if (e instanceof Error && !e.message.startsWith('Could not open')) {
+        throw new Error(`Could not open '${filename}': ${e.message}`);
+      }
       throw e;
+    }
+  }
+
+  /** The image-lock permissions this node holds now. */
+  get permissions(): LockPermissions {
+    return this.lock.permissions;
+  }
+
+  /** Changes the held permissions; throws ImageLockError (keeping the old ones) on a conflict. */
+  setPermissions(perms: LockPermissions): void {
+    this.lock.update(perms);
+  }
+
+  /**
+   * Takes the permissions QEMU takes for an image whose format keeps metadata in the
+   * file (qcow2, …): others may then neither write nor resize it. Format drivers with
+   * metadata call this from open() and create().
+   */
+  lockForFormat(hasMetadata: boolean): void {
+    try {
+      this.setPermissions(imagePermissions({ readOnly: this.readOnly, forceShare: this.forceShare, hasMetadata }));
+    } catch (e) {
+      throw new Error(`Could not open '${this.filename}': ${(e as Error).message}`);
     }
   }
 
@@ -105,19 +182,48 @@ export class FileNode implements BlockNode {
     }
   }
 
-  async writeZeroes(offset: number, length: number, _opts?: ZeroOptions): Promise<void> {
+  async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.length, offset, length);
-    const chunk = new Uint8Array(Math.min(length, 1 << 20));
+    if (length === 0) return;
+    if (opts?.mayUnmap && this.punchHole(offset, length)) return;
+    if (this.canZeroRange) {
+      try {
+        fallocate(this.handle.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length);
+        return;
+      } catch (e) {
+        if (!isUnsupported(e)) throw this.ioError('write zeroes', offset, e);
+        this.canZeroRange = false;
+      }
+    }
+    await this.writeZeroBuffers(offset, length);
+  }
+
+  private async writeZeroBuffers(offset: number, length: number): Promise<void> {
+    const chunk = new Uint8Array(Math.min(length, ZERO_CHUNK));
     for (let pos = 0; pos < length; pos += chunk.length) {
       const n = Math.min(chunk.length, length - pos);
       await this.writeAll(offset + pos, n === chunk.length ? chunk : chunk.subarray(0, n));
     }
   }
 
+  /** Deallocates the range; false when the filesystem cannot punch holes. */
+  private punchHole(offset: number, length: number): boolean {
+    if (!this.canPunch) return false;
+    try {
+      fallocate(this.handle.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+      return true;
+    } catch (e) {
+      if (!isUnsupported(e)) throw this.ioError('punch a hole', offset, e);
+      this.canPunch = false;
+      return false;
+    }
+  }
+
   async discard(offset: number, length: number): Promise<void> {
     this.checkWritable();
     checkRange(this, this.length, offset, length);
+    if (length > 0) this.punchHole(offset, length);
   }
 
   async flush(): Promise<void> {
@@ -126,16 +232,60 @@ export class FileNode implements BlockNode {
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent> {
     checkRange(this, this.length, offset, length);
-    return { offset, length, allocated: true, data: true, zero: false, compressed: false, hostOffset: offset };
+    const end = offset + length;
+    const extent = (to: number, data: boolean): BlockExtent => ({
+      offset,
+      length: Math.min(to, end) - offset,
+      allocated: true,
+      data,
+      zero: !data,
+      compressed: false,
+      hostOffset: offset,
+    });
+    if (!this.canSeekData || length === 0) return extent(end, true);
+    try {
+      const dataAt = seekData(this.handle.fd, offset);
+      if (dataAt === null) return extent(end, false);
+      if (dataAt > offset) return extent(dataAt, false);
+      return extent(seekHole(this.handle.fd, offset), true);
+    } catch (e) {
+      if (!isUnsupported(e)) throw this.ioError('find holes', offset, e);
+      this.canSeekData = false;
+      return extent(end, true);
+    }
   }
 
   async truncate(size: number, opts?: TruncateOptions): Promise<void> {
     this.checkWritable();
-    if (size < this.length && !opts?.shrink) {
-      throw new Error(`${this.filename}: cannot shrink the file without shrinking allowed`);
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new BlockRequestError(`${this.filename}: invalid size ${size}`);
     }
-    await this.handle.truncate(size);
+    const prealloc = opts?.preallocation ?? 'off';
+    const old = this.length;
+    if (size < old && !opts?.shrink) {
+      throw new BlockRequestError(`${this.filename}: cannot shrink the file without shrinking allowed`);
+    }
+    if (size < old && (prealloc === 'falloc' || prealloc === 'full')) {
+      throw new BlockRequestError(`${this.filename}: Cannot use preallocation for shrinking files`);
+    }
+    if (size !== old && !(this.lock.permissions.perm & PERM_RESIZE)) {
+      const held = this.lock.permissions;
+      this.setPermissions({ perm: held.perm | PERM_RESIZE, shared: held.shared });
+    }
+    if (prealloc === 'falloc' && size > old) {
+      try {
+        fallocate(this.handle.fd, FALLOC_DEFAULT, old, size - old);
+      } catch (e) {
+        throw new Error(`${this.filename}: Could not preallocate new data: ${(e as Error).message}`);
+      }
+    } else {
+      await this.handle.truncate(size);
+    }
     this.length = size;
+    if (prealloc === 'full' && size > old) await this.writeZeroBuffers(old, size - old);
+    if (old === 0 && size > 0 && prealloc !== 'full') {
+      await this.writeAll(0, new Uint8Array(Math.min(size, FIRST_BLOCK)));
+    }
   }
 
   async allocatedSize(): Promise<number> {
@@ -149,6 +299,10 @@ export class FileNode implements BlockNode {
 
   private checkWritable(): void {
     if (this.readOnly) throw new Error(`${this.filename}: the image is opened read-only`);
+  }
+
+  private ioError(what: string, offset: number, e: unknown): Error {
+    return new Error(`${this.filename}: failed to ${what} at offset ${offset}: ${(e as Error).message}`);
   }
 }
 
