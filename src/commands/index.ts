@@ -3,7 +3,9 @@
  * command ids; with the space topic separator "img:create" is `tsemu img create`.
  */
 import ImgCreate from './img/create.js';
+import ImgInfo from './img/info.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
+  'img:info': ImgInfo,
 };
