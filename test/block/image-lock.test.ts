@@ -1,0 +1,167 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FileNode } from '../../src/block/protocols/file.js';
+import { F_WRLCK, ofdTestLock } from '../../src/block/protocols/linux-sys.js';
+import { mustRun, qemuImg, qemuIo, requirePeer, scratchDir } from '../helpers/peers.js';
+
+/** Is byte `offset` of the file locked by anyone (seen through a fresh open file description)? */
+function byteLocked(file: string, offset: number): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    return ofdTestLock(fd, F_WRLCK, offset, 1) !== null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Starts `qemu-io ... -c 'sleep N' file` and resolves once its lock on byte 100 is visible. */
+async function holdWithQemuIo(args: string[]): Promise<ChildProcess> {
+  requirePeer('qemu-io');
+  const file = args[args.length - 1]!;
+  const child = spawn('qemu-io', [...args.slice(0, -1), '-c', 'sleep 60000', file], { stdio: 'ignore' });
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  while (!byteLocked(file, 100)) {
+    if (exited) throw new Error(`qemu-io ${args.join(' ')} exited before it locked the image`);
+    await sleep(20);
+  }
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const done = new Promise((resolve) => child.on('exit', resolve));
+  child.kill();
+  await done;
+}
+
+async function withImages(fn: (raw: string, qcow2: string) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const raw = path.join(dir, 'disk.raw');
+    const qcow2 = path.join(dir, 'disk.qcow2');
+    await mustRun(qemuImg(['create', '-q', '-f', 'raw', raw, '1M']), 'qemu-img create');
+    await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', qcow2, '1M']), 'qemu-img create');
+    await fn(raw, qcow2);
+  } finally {
+    await cleanup();
+  }
+}
+
+test('a qcow2 image qemu-io has open for writing cannot be opened by tsemu, except with -U', async () => {
+  await withImages(async (_raw, qcow2) => {
+    const holder = await holdWithQemuIo(['-f', 'qcow2', qcow2]);
+    try {
+      await assert.rejects(FileNode.open(qcow2), (e: Error) => {
+        assert.equal(e.message, `Could not open '${qcow2}': Failed to get "write" lock\nIs another process using the image [${qcow2}]?`);
+        return true;
+      });
+      const ro = await FileNode.open(qcow2, { readOnly: true });
+      assert.throws(() => ro.lockForFormat(true), /Failed to get shared "write" lock\nIs another process using the image/);
+      await ro.close();
+      const shared = await FileNode.open(qcow2, { readOnly: true, forceShare: true });
+      shared.lockForFormat(true);
+      await shared.close();
+    } finally {
+      await stop(holder);
+    }
+    const free = await FileNode.open(qcow2);
+    free.lockForFormat(true);
+    await free.close();
+  });
+});
+
+test('a read-only qemu-io of a qcow2 image keeps tsemu from writing it', async () => {
+  await withImages(async (_raw, qcow2) => {
+    const holder = await holdWithQemuIo(['-r', '-f', 'qcow2', qcow2]);
+    try {
+      await assert.rejects(FileNode.open(qcow2), /Failed to get "write" lock/);
+      const ro = await FileNode.open(qcow2, { readOnly: true });
+      ro.lockForFormat(true);
+      await ro.close();
+    } finally {
+      await stop(holder);
+    }
+  });
+});
+
+test('qemu-io and qemu-img cannot open a qcow2 image tsemu has open for writing', async () => {
+  await withImages(async (_raw, qcow2) => {
+    const node = await FileNode.open(qcow2);
+    node.lockForFormat(true);
+    try {
+      const rw = await qemuIo(['-f', 'qcow2', '-c', 'read 0 512', qcow2]);
+      assert.notEqual(rw.code, 0);
+      assert.match(rw.stderr, /Failed to get "write" lock/);
+      const ro = await qemuIo(['-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]);
+      assert.notEqual(ro.code, 0);
+      assert.match(ro.stderr, /Failed to get shared "write" lock/);
+      const info = await qemuImg(['info', qcow2]);
+      assert.notEqual(info.code, 0);
+      assert.match(info.stderr, /Is another process using the image/);
+      await mustRun(qemuIo(['-U', '-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io -U');
+    } finally {
+      await node.close();
+    }
+    await mustRun(qemuIo(['-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io after close');
+  });
+});
+
+test('a read-only tsemu open of a qcow2 image keeps qemu-io from writing it', async () => {
+  await withImages(async (_raw, qcow2) => {
+    const node = await FileNode.open(qcow2, { readOnly: true });
+    node.lockForFormat(true);
+    try {
+      const rw = await qemuIo(['-f', 'qcow2', '-c', 'read 0 512', qcow2]);
+      assert.match(rw.stderr, /Failed to get "write" lock/);
+      await mustRun(qemuIo(['-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io -r');
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+test('raw images are shared for writing, as QEMU shares them', async () => {
+  await withImages(async (raw) => {
+    const holder = await holdWithQemuIo(['-f', 'raw', raw]);
+    try {
+      const node = await FileNode.open(raw);
+      await node.write(0, new Uint8Array(512).fill(7));
+      await node.close();
+    } finally {
+      await stop(holder);
+    }
+    const node = await FileNode.open(raw);
+    try {
+      await mustRun(qemuIo(['-f', 'raw', '-c', 'write 512 512', raw]), 'qemu-io write');
+      assert.ok(byteLocked(raw, 100) && byteLocked(raw, 101), 'holds consistent read + write');
+      assert.ok(!byteLocked(raw, 201), 'shares write');
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+test('two tsemu opens in one process exclude each other like two processes', async () => {
+  await withImages(async (_raw, qcow2) => {
+    const a = await FileNode.open(qcow2);
+    a.lockForFormat(true);
+    try {
+      await assert.rejects(FileNode.open(qcow2), /Failed to get "write" lock/);
+    } finally {
+      await a.close();
+    }
+    const creating = await FileNode.open(qcow2, { create: true });
+    try {
+      await assert.rejects(FileNode.open(qcow2, { create: true }), /Failed to get "resize" lock/);
+      const r = await qemuIo(['-f', 'raw', '-c', 'truncate 4096', qcow2]);
+      assert.match(r.stderr, /Failed to get "resize" lock/);
+    } finally {
+      await creating.close();
+    }
+  });
+});
