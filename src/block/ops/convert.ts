@@ -1,0 +1,162 @@
+/**
+ * `img convert`: copies one or more source images, concatenated, into a target
+ * image of any format, the way qemu-img convert does.
+ *
+ * Steps: open every source (read-only, with its backing chain), create the target
+ * with the sum of their sizes (unless -n: then open the existing one, which must
+ * be large enough), open it, copy with the copy engine, flush, close. Without -B
+ * the target is standalone: data the sources' backing chains provide is copied,
+ * and what no layer allocates reads as zeroes. With -B the target is an overlay
+ * of the given backing file and only what each source's top layer allocates is
+ * copied (the backing is assumed to hold the rest, as in qemu-img).
+ *
+ * A target this function created is deleted again when the conversion fails, so
+ * a failed run never leaves a complete-looking image behind; a -n target is left
+ * as it is (its content is then undefined, as with qemu-img).
+ */
+import { rm } from 'node:fs/promises';
+import type { BlockNode } from '../node.js';
+import type { ImageNode } from '../formats/format.js';
+import { getFormat } from '../formats/index.js';
+import { closeImage, openImage } from '../open.js';
+import { createImage } from './create.js';
+import { copySegments, type CopySegment } from './copy-engine.js';
+import type { CacheMode } from './copy-args.js';
+import { loadSnapshot } from './chain.js';
+
+export interface ConvertArgs {
+  sources: readonly string[];
+  target: string;
+  /** -f: format of every source (probed when absent). */
+  sourceFormat?: string;
+  /** -O: target format (default raw). */
+  outputFormat?: string;
+  /** -o arguments, in order. */
+  options?: readonly string[];
+  /** -B / -F */
+  backingFile?: string;
+  backingFormat?: string;
+  /** -l: internal snapshot of the (single) source to convert. */
+  snapshot?: string;
+  compress?: boolean;
+  /** -n: the target exists; do not create it. */
+  noCreate?: boolean;
+  /** --target-is-zero (with -n): the existing target reads as zeroes. */
+  targetIsZero?: boolean;
+  /** -S in bytes (0: write everything). */
+  sparseSize?: number;
+  /** -m */
+  inFlight?: number;
+  /** -W */
+  outOfOrder?: boolean;
+  /** -r in bytes per second. */
+  rateLimit?: number;
+  /** -t: 'unsafe' skips the final flush. */
+  cache?: CacheMode;
+  /** -U */
+  forceShare?: boolean;
+  /** --salvage: unreadable source sectors become zeroes (reported through onWarning). */
+  salvage?: boolean;
+  /** --bitmaps */
+  bitmaps?: boolean;
+  onProgress?: (done: number, total: number) => void;
+  onWarning?: (message: string) => void;
+}
+
+export async function convertImage(a: ConvertArgs): Promise<void> {
+  const outFormat = a.outputFormat ?? 'raw';
+  const driver = getFormat(outFormat);
+  if (a.sources.length === 0) throw new Error('Must specify image file name');
+  if (a.targetIsZero && !a.noCreate) throw new Error('--target-is-zero requires use of -n flag');
+  if (a.backingFile !== undefined) {
+    if (a.noCreate) throw new Error('-B makes no sense when skipping image creation (-n)');
+    if (a.backingFormat === undefined) throw new Error('Use of backing file requires explicit backing format');
+    if (!driver.createOptions.some((o) => o.name === 'backing_file')) {
+      throw new Error(`Backing file not supported for file format '${outFormat}'`);
+    }
+  }
+  if (a.snapshot !== undefined && a.sources.length > 1) {
+    throw new Error('No support for concatenating multiple snapshot');
+  }
+
+  const sources: ImageNode[] = [];
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    for (const name of a.sources) {
+      const img = await openImage(name, { format: a.sourceFormat, readOnly: true, forceShare: a.forceShare });
+      closers.push(() => closeImage(img));
+      sources.push(img);
+    }
+    if (a.bitmaps) throw new Error('Source lacks bitmap support');
+    const views: BlockNode[] = [];
+    for (const img of sources) {
+      if (a.snapshot === undefined) {
+        views.push(img);
+        continue;
+      }
+      const snap = await loadSnapshot(img, a.snapshot);
+      closers.push(() => snap.close());
+      views.push(snap);
+    }
+    const total = views.reduce((n, s) => n + s.size(), 0);
+    await writeTarget(a, outFormat, views, total);
+  } finally {
+    for (const close of closers.reverse()) await close().catch(() => {});
+  }
+}
+
+async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode[], total: number): Promise<void> {
+  const created = !a.noCreate;
+  if (created) {
+    await createImage({
+      filename: a.target,
+      format: outFormat,
+      size: String(total),
+      backingFile: a.backingFile,
+      backingFormat: a.backingFormat,
+      options: a.options ?? [],
+    }).catch((e: Error) => {
+      throw new Error(`${a.target}: error while converting ${outFormat}: ${e.message}`);
+    });
+  } else if (a.options?.length) {
+    throw new Error('-o has no effect when skipping image creation');
+  }
+
+  let target: ImageNode | null = null;
+  try {
+    target = await openImage(a.target, { format: outFormat });
+    if (target.size() < total) throw new Error('output file is smaller than input file');
+    if (a.compress && !target.writeCompressed) throw new Error('Compression not supported for this file format');
+    // -B (or -o backing_file): the target is an overlay, its backing shows what is not copied.
+    const hasBacking = created && target.backingFilename !== null;
+    const segments: CopySegment[] = [];
+    let at = 0;
+    for (const s of sources) {
+      segments.push({ source: s, base: hasBacking ? s.backing : null, sourceOffset: 0, targetOffset: at, length: s.size() });
+      at += s.size();
+    }
+    await copySegments({
+      target,
+      segments,
+      skipUnallocated: hasBacking,
+      sparseSize: a.sparseSize ?? 4096,
+      targetIsZero: created ? !hasBacking : Boolean(a.targetIsZero),
+      compress: Boolean(a.compress),
+      inFlight: a.inFlight ?? 8,
+      outOfOrder: Boolean(a.outOfOrder),
+      rateLimit: a.rateLimit ?? 0,
+      salvage: a.salvage
+        ? (offset, err) => a.onWarning?.(`error while reading at byte ${offset}: ${err.message}`)
+        : undefined,
+      onProgress: a.onProgress,
+    });
+    if (a.cache !== 'unsafe') await target.flush();
+    const t = target;
+    target = null;
+    await closeImage(t);
+  } catch (e) {
+    if (target) await closeImage(target).catch(() => {});
+    if (created) await rm(a.target, { force: true });
+    throw e;
+  }
+}

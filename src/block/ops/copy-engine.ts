@@ -1,0 +1,258 @@
+/**
+ * The copy engine under convert, commit, rebase and dd: it copies byte ranges
+ * ("segments") of source nodes into one target node, reading only what the
+ * source's chain block status says holds data, and writing zeroes (or nothing)
+ * for the rest.
+ *
+ * Theory of operation. A planner walks the segments in order and cuts them into
+ * chunks of at most CHUNK bytes whose ends fall on CHUNK boundaries of the target,
+ * one kind per chunk:
+ *   - skip: not allocated above the segment's `base`, and the caller said the
+ *     target already provides such ranges (its backing file / the commit base);
+ *   - zero: known to read as zeroes;
+ *   - data: read and copy; known-zero ranges that follow data in the same chunk
+ *     are folded into it (one large request beats many small ones; the zero scan
+ *     finds them again).
+ * Boundaries inside a target granule (cluster) are moved to the granule edge so
+ * writes never straddle half a cluster (a data chunk grows, a zero/skip chunk
+ * shrinks). `inFlight` workers take chunks from the planner; each owns one
+ * buffer, reads its chunk, and when `sparseSize` > 0 scans it for zero runs with
+ * native compares at `unit` granularity (max(target granule, sparseSize)): zero
+ * runs become writeZeroes, or nothing when the target already reads as zeroes.
+ * Writes are issued in chunk order unless `outOfOrder` (requests still overlap:
+ * a chunk waits only until the previous one has *issued* its writes, which keeps
+ * allocation order sequential while reads, compression and writes run in
+ * parallel). The first error stops the workers and is rethrown. `sparseSize` = 0
+ * writes every byte (fully allocated target).
+ */
+import { Buffer } from 'node:buffer';
+import type { BlockNode } from '../node.js';
+import { chainBlockStatus } from './chain.js';
+
+/** Largest request, and the grid chunks are aligned to in the target. */
+export const CHUNK = 2 * 1024 * 1024;
+
+export interface CopySegment {
+  source: BlockNode;
+  /** Block status is taken over the source's chain above this node (null: the whole chain). */
+  base: BlockNode | null;
+  sourceOffset: number;
+  targetOffset: number;
+  length: number;
+}
+
+export interface CopyOptions {
+  target: BlockNode;
+  segments: readonly CopySegment[];
+  /** Ranges not allocated above `base` are left alone (the target already shows them). */
+  skipUnallocated: boolean;
+  /** Zero runs shorter than this are written as data; 0 disables zero detection entirely. */
+  sparseSize: number;
+  /** The target reads as zeroes wherever nothing is written. */
+  targetIsZero: boolean;
+  /** Write data through the target's writeCompressed. */
+  compress: boolean;
+  /** Number of chunks being worked on at once (qemu-img -m). */
+  inFlight: number;
+  /** Allow writes to be issued in any order (qemu-img -W). */
+  outOfOrder: boolean;
+  /** Bytes per second, 0 for no limit (qemu-img -r). */
+  rateLimit: number;
+  /** Replace unreadable 512-byte sectors with zeroes instead of failing (qemu-img --salvage). */
+  salvage?: (offset: number, error: Error) => void;
+  onProgress?: (done: number, total: number) => void;
+}
+
+type ChunkKind = 'data' | 'zero' | 'skip';
+
+interface Chunk {
+  kind: ChunkKind;
+  seg: CopySegment;
+  /** Offset inside the segment. */
+  pos: number;
+  length: number;
+  /** Resolves once the previous chunk has issued its writes. */
+  turn: Promise<void>;
+  issued: () => void;
+}
+
+/** Copies the segments into the target; resolves when every write has completed. */
+export async function copySegments(o: CopyOptions): Promise<void> {
+  if (o.compress && !o.target.writeCompressed) {
+    throw new Error('Compression not supported for this file format');
+  }
+  const gran = Math.max(1, o.target.granularity);
+  const unit = Math.max(gran, o.sparseSize);
+  const chunkSize = Math.ceil(CHUNK / unit) * unit;
+  const total = o.segments.reduce((n, s) => n + s.length, 0);
+  const throttle = makeThrottle(o.rateLimit);
+  const zeroes = Buffer.alloc(chunkSize);
+  const chunks = planChunks(o, gran, chunkSize);
+  let done = 0;
+  let failure: unknown = null;
+
+  const worker = async (): Promise<void> => {
+    const buf = Buffer.allocUnsafe(chunkSize);
+    for (;;) {
+      if (failure !== null) return;
+      const next = await chunks.next();
+      if (next.done) return;
+      const c = next.value;
+      try {
+        await copyChunk(c, buf);
+      } finally {
+        c.issued();
+      }
+      done += c.length;
+      o.onProgress?.(done, total);
+    }
+  };
+
+  const copyChunk = async (c: Chunk, buf: Buffer): Promise<void> => {
+    const t = c.seg.targetOffset + c.pos;
+    if (c.kind === 'skip') return;
+    if (c.kind === 'zero' && o.sparseSize > 0) {
+      if (o.targetIsZero) return;
+      await myTurn(c);
+      await throttle(c.length);
+      const zeroing = o.target.writeZeroes(t, c.length, { mayUnmap: o.target.backing === null });
+      c.issued();
+      await zeroing;
+      return;
+    }
+    const data = buf.subarray(0, c.length);
+    if (c.kind === 'zero') data.fill(0);
+    else await readSource(c.seg.source, c.seg.sourceOffset + c.pos, data);
+    const runs = o.sparseSize > 0 ? zeroRuns(data, t, unit, zeroes) : [{ start: 0, end: c.length, zero: false }];
+    await myTurn(c);
+    await throttle(c.length);
+    const writes: Promise<void>[] = [];
+    for (const r of runs) {
+      const off = t + r.start;
+      const len = r.end - r.start;
+      if (r.zero) {
+        if (!o.targetIsZero) writes.push(o.target.writeZeroes(off, len, { mayUnmap: o.target.backing === null }));
+      } else if (o.compress && off % gran === 0 && (len % gran === 0 || off + len === o.target.size())) {
+        writes.push(o.target.writeCompressed!(off, data.subarray(r.start, r.end)));
+      } else {
+        writes.push(o.target.write(off, data.subarray(r.start, r.end)));
+      }
+    }
+    c.issued();
+    await settleAll(writes);
+  };
+
+  const myTurn = async (c: Chunk): Promise<void> => {
+    if (!o.outOfOrder) await c.turn;
+  };
+
+  const readSource = async (src: BlockNode, off: number, data: Buffer): Promise<void> => {
+    try {
+      await src.read(off, data);
+    } catch (e) {
+      if (!o.salvage) throw e;
+      for (let p = 0; p < data.length; p += 512) {
+        const piece = data.subarray(p, Math.min(data.length, p + 512));
+        await src.read(off + p, piece).catch((err: Error) => {
+          o.salvage!(off + p, err);
+          piece.fill(0);
+        });
+      }
+    }
+  };
+
+  const workers = Array.from({ length: Math.max(1, o.inFlight) }, () =>
+    worker().catch((e: unknown) => {
+      failure ??= e;
+    }),
+  );
+  await Promise.all(workers);
+  if (failure !== null) throw failure;
+}
+
+/** Waits for every promise, then throws the first rejection (no write is left running). */
+async function settleAll(ps: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(ps);
+  const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (bad) throw bad.reason;
+}
+
+async function* planChunks(o: CopyOptions, gran: number, chunkSize: number): AsyncGenerator<Chunk> {
+  let prevIssued: Promise<void> = Promise.resolve();
+  for (const seg of o.segments) {
+    let pos = 0;
+    while (pos < seg.length) {
+      const t = seg.targetOffset + pos;
+      const limit = Math.min(seg.length - pos, alignUp(t + 1, chunkSize) - t);
+      let kind: ChunkKind | null = null;
+      let len = 0;
+      while (len < limit) {
+        const st = await chainBlockStatus(seg.source, seg.sourceOffset + pos + len, limit - len, seg.base);
+        const k: ChunkKind = !st.allocated && o.skipUnallocated ? 'skip' : st.zero ? 'zero' : 'data';
+        if (kind === null) kind = k;
+        else if (!(k === kind || (kind === 'data' && k === 'zero'))) break;
+        len += st.length;
+      }
+      len = alignToGranule(kind!, t, len, limit, gran);
+      if (len === 0) {
+        kind = 'data';
+        len = Math.min(limit, alignUp(t + 1, gran) - t);
+      }
+      let issued!: () => void;
+      const next = new Promise<void>((resolve) => (issued = resolve));
+      yield { kind: kind!, seg, pos, length: len, turn: prevIssued, issued };
+      prevIssued = next;
+      pos += len;
+    }
+  }
+}
+
+/** Moves a chunk's end off the middle of a target granule: data grows to its edge, zero/skip shrink. */
+function alignToGranule(kind: ChunkKind, t: number, len: number, limit: number, gran: number): number {
+  const end = t + len;
+  if (len >= limit || end % gran === 0) return len;
+  if (kind === 'data') return Math.min(limit, alignUp(end, gran) - t);
+  return Math.max(0, alignDown(end, gran) - t);
+}
+
+interface Run {
+  start: number;
+  end: number;
+  zero: boolean;
+}
+
+/** Splits `data` (at target offset `t`) into zero and non-zero runs on `unit` boundaries of the target. */
+export function zeroRuns(data: Buffer, t: number, unit: number, zeroes: Buffer): Run[] {
+  if (data.compare(zeroes, 0, data.length) === 0) return [{ start: 0, end: data.length, zero: true }];
+  const runs: Run[] = [];
+  let start = 0;
+  while (start < data.length) {
+    const end = Math.min(data.length, alignUp(t + start + 1, unit) - t);
+    const zero = data.compare(zeroes, 0, end - start, start, end) === 0;
+    const last = runs[runs.length - 1];
+    if (last && last.zero === zero) last.end = end;
+    else runs.push({ start, end, zero });
+    start = end;
+  }
+  return runs;
+}
+
+function makeThrottle(bytesPerSecond: number): (n: number) => Promise<void> {
+  if (bytesPerSecond <= 0) return async () => {};
+  const start = Date.now();
+  let sent = 0;
+  return async (n: number) => {
+    const due = start + (sent / bytesPerSecond) * 1000;
+    sent += n;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  };
+}
+
+export function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+export function alignDown(n: number, a: number): number {
+  return Math.floor(n / a) * a;
+}
