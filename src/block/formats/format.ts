@@ -63,6 +63,42 @@ export interface OpenContext {
   forRepair?: boolean;
 }
 
+/** One run of a measured source image: `data` when it holds data (allocated, not known zero). */
+export interface MeasureExtent {
+  offset: number;
+  length: number;
+  data: boolean;
+}
+
+/** A persistent dirty bitmap the source carries (it would be copied too). */
+export interface MeasureBitmap {
+  name: string;
+  granularity: number;
+}
+
+/** What `img measure` asks a format: the host size of a new image of this format. */
+export interface MeasureRequest {
+  /** The `-o` options, `size` excluded. */
+  options: Map<string, string>;
+  /** Virtual size: --size, or the source's size rounded up to 512-byte sectors. */
+  size: number;
+  /** The source image (`img measure FILENAME`); null with --size. */
+  source: {
+    /** The source's runs through its whole backing chain, in order, covering [0, size). */
+    extents(): AsyncIterable<MeasureExtent>;
+    /** Persistent bitmaps of the source, or null when its format cannot carry any. */
+    bitmaps: readonly MeasureBitmap[] | null;
+  } | null;
+}
+
+/** qemu-img measure's BlockMeasureInfo. */
+export interface MeasureResult {
+  required: number;
+  fullyAllocated: number;
+  /** Space for the source's bitmaps, when both formats can carry bitmaps. */
+  bitmaps?: number;
+}
+
 export interface FormatDriver {
   readonly name: string;
   /** 0 = not this format; higher = more certain. `header` is up to the first 4 KiB. */
@@ -70,4 +106,9 @@ export interface FormatDriver {
   open(file: FileNode, ctx: OpenContext): Promise<ImageNode>;
   create(req: CreateRequest): Promise<void>;
   readonly createOptions: readonly CreateOptionSpec[];
+  /**
+   * Sizes a new image for `img measure`. Absent: the format stores the disk byte for
+   * byte without metadata (raw), so both sizes are the virtual size.
+   */
+  measure?(req: MeasureRequest): Promise<MeasureResult>;
 }
