@@ -4,10 +4,18 @@
  */
 import ImgCreate from './img/create.js';
 import ImgConvert from './img/convert.js';
+import ImgCommit from './img/commit.js';
+import ImgRebase from './img/rebase.js';
+import ImgDd from './img/dd.js';
+import ImgBench from './img/bench.js';
 import ImgInfo from './img/info.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
   'img:convert': ImgConvert,
+  'img:commit': ImgCommit,
+  'img:rebase': ImgRebase,
+  'img:dd': ImgDd,
+  'img:bench': ImgBench,
   'img:info': ImgInfo,
 };

@@ -92,8 +92,8 @@ export interface OpenChainOptions {
   format?: string;
   /** Open the top image writable. */
   writableTop?: boolean;
-  /** A backing image (by path) to open writable, e.g. the commit base. */
-  writableLayer?: string;
+  /** A backing layer to open writable (the commit base): by path, or 1 for the immediate backing file. */
+  writableLayer?: string | 1;
   forceShare?: boolean;
 }
 
@@ -106,7 +106,7 @@ export async function openChain(
   filename: string,
   opts: OpenChainOptions,
 ): Promise<{ top: ChainImage; writable: ChainImage | null }> {
-  const wanted = opts.writableLayer !== undefined ? await canonical(opts.writableLayer) : null;
+  const byPath = typeof opts.writableLayer === 'string' ? await canonical(opts.writableLayer) : null;
   const top = (await openImage(filename, {
     format: opts.format,
     readOnly: !opts.writableTop,
@@ -118,12 +118,12 @@ export async function openChain(
   try {
     let layer: ChainImage = top;
     let layerPath = filename;
-    while (layer.backingFilename) {
+    for (let depth = 1; layer.backingFilename; depth++) {
       const backingPath = resolveBackingPath(layerPath, layer.backingFilename);
       const real = await canonical(backingPath);
       if (seen.has(real)) throw new Error(`Backing file chain of '${filename}' loops back to '${real}'`);
       seen.add(real);
-      const isWritable = real === wanted;
+      const isWritable = real === byPath || (opts.writableLayer === 1 && depth === 1);
       const next = (await openImage(backingPath, {
         format: layer.backingFormat ?? undefined,
         readOnly: !isWritable,
@@ -137,9 +137,10 @@ export async function openChain(
       layer = next;
       layerPath = backingPath;
     }
-    if (wanted !== null && writable === null) {
+    if (byPath !== null && writable === null) {
       throw new Error(`Did not find '${opts.writableLayer}' in the backing chain of '${filename}'`);
     }
+    if (opts.writableLayer === 1 && writable === null) throw new Error('Image does not have a backing file');
   } catch (e) {
     await closeImage(top);
     throw e;
