@@ -9,6 +9,7 @@ import ImgRebase from './img/rebase.js';
 import ImgDd from './img/dd.js';
 import ImgBench from './img/bench.js';
 import ImgInfo from './img/info.js';
+import ImgCheck from './img/check.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -18,4 +19,5 @@ export const COMMANDS = {
   'img:dd': ImgDd,
   'img:bench': ImgBench,
   'img:info': ImgInfo,
+  'img:check': ImgCheck,
 };

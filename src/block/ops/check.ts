@@ -1,0 +1,152 @@
+/**
+ * `img check`: the format-generic entry point. Opens the image file (read-write
+ * only when repairing), finds the format (given, or probed), and runs that
+ * format's consistency check. Only qcow2 has one; every other format answers
+ * "This image format does not support checks" with exit code 63, as qemu-img 7.2.
+ *
+ * A repair that fixed anything is followed by a second, read-only pass (qemu-img's
+ * "Double checking the fixed image now..."), whose result is reported with the
+ * fixed counts of the first. The result is qemu-img's ImageCheck (QAPI keys; a
+ * count of 0 is left out), and the exit code follows qemu-img: 0 clean,
+ * 1 the check could not complete, 2 corruptions, 3 leaks only.
+ */
+import { FileNode } from '../protocols/file.js';
+import { probeFormat } from '../formats/index.js';
+import { checkQcow2, type CheckCounts, type RepairMode } from '../formats/qcow2/check.js';
+import { toQemuJson } from '../../cli/format-output.js';
+
+export interface CheckImageArgs {
+  filename: string;
+  format?: string;
+  /** -r leaks | -r all */
+  repair?: 'leaks' | 'all';
+  forceShare?: boolean;
+  /** Receives each finding line (qemu-img prints them on stderr). */
+  log: (line: string) => void;
+}
+
+/** qemu-img's ImageCheck. */
+export interface ImageCheck {
+  filename: string;
+  format: string;
+  'check-errors': number;
+  'image-end-offset'?: number;
+  corruptions?: number;
+  leaks?: number;
+  'corruptions-fixed'?: number;
+  'leaks-fixed'?: number;
+  'total-clusters'?: number;
+  'allocated-clusters'?: number;
+  'fragmented-clusters'?: number;
+  'compressed-clusters'?: number;
+}
+
+export interface CheckOutcome {
+  check: ImageCheck;
+  /** The "found and repaired" paragraph when a repair fixed something (human output only). */
+  repairSummary: string | null;
+  exitCode: number;
+}
+
+/** Thrown for a format without a check (qemu-img exits 63). */
+export class CheckNotSupportedError extends Error {
+  readonly exitCode = 63;
+  constructor() {
+    super('This image format does not support checks');
+  }
+}
+
+function toImageCheck(filename: string, format: string, c: CheckCounts): ImageCheck {
+  const opt = (n: number) => (n !== 0 ? n : undefined);
+  return {
+    filename,
+    format,
+    'check-errors': c.checkErrors,
+    'image-end-offset': opt(c.imageEndOffset),
+    corruptions: opt(c.corruptions),
+    leaks: opt(c.leaks),
+    'corruptions-fixed': opt(c.corruptionsFixed),
+    'leaks-fixed': opt(c.leaksFixed),
+    'total-clusters': opt(c.totalClusters),
+    'allocated-clusters': opt(c.allocatedClusters),
+    'fragmented-clusters': opt(c.fragmentedClusters),
+    'compressed-clusters': opt(c.compressedClusters),
+  };
+}
+
+async function detectFormat(file: FileNode, given: string | undefined): Promise<string> {
+  if (given !== undefined) return given;
+  const head = new Uint8Array(Math.min(4096, file.size()));
+  await file.read(0, head);
+  return probeFormat(head, file.filename).name;
+}
+
+export async function checkImage(a: CheckImageArgs): Promise<CheckOutcome> {
+  const repairing = a.repair !== undefined;
+  const file = await FileNode.open(a.filename, { readOnly: !repairing, forceShare: a.forceShare });
+  try {
+    const format = await detectFormat(file, a.format);
+    if (format !== 'qcow2') throw new CheckNotSupportedError();
+    file.lockForFormat(true);
+    const fix: RepairMode = { leaks: repairing, errors: a.repair === 'all' };
+    let counts = await checkQcow2(file, { fix, log: a.log });
+    let repairSummary: string | null = null;
+    if (counts.corruptionsFixed || counts.leaksFixed) {
+      repairSummary =
+        'The following inconsistencies were found and repaired:\n\n' +
+        `    ${counts.leaksFixed} leaked clusters\n` +
+        `    ${counts.corruptionsFixed} corruptions\n\n` +
+        'Double checking the fixed image now...\n';
+      const second = await checkQcow2(file, { log: a.log });
+      counts = { ...second, leaksFixed: counts.leaksFixed, corruptionsFixed: counts.corruptionsFixed };
+    }
+    const exitCode = counts.checkErrors ? 1 : counts.corruptions ? 2 : counts.leaks ? 3 : 0;
+    return { check: toImageCheck(a.filename, format, counts), repairSummary, exitCode };
+  } finally {
+    await file.close();
+  }
+}
+
+/** qemu-img's human report of an ImageCheck. */
+export function formatCheckHuman(c: ImageCheck): string {
+  let out = '';
+  const corruptions = c.corruptions ?? 0;
+  const leaks = c.leaks ?? 0;
+  if (!corruptions && !leaks && !c['check-errors']) {
+    out += 'No errors were found on the image.\n';
+  } else {
+    if (corruptions) {
+      out += `\n${corruptions} errors were found on the image.\n` +
+        'Data may be corrupted, or further writes to the image may corrupt it.\n';
+    }
+    if (leaks) {
+      out += `\n${leaks} leaked clusters were found on the image.\n` +
+        'This means waste of disk space, but no harm to data.\n';
+    }
+    if (c['check-errors']) out += `\n${c['check-errors']} internal errors have occurred during the check.\n`;
+  }
+  const total = c['total-clusters'] ?? 0;
+  const allocated = c['allocated-clusters'] ?? 0;
+  if (total && allocated) {
+    const pct = (n: number, of: number) => printfFixed2((n * 100) / of);
+    out += `${allocated}/${total} = ${pct(allocated, total)}% allocated, ` +
+      `${pct(c['fragmented-clusters'] ?? 0, allocated)}% fragmented, ` +
+      `${pct(c['compressed-clusters'] ?? 0, allocated)}% compressed clusters\n`;
+  }
+  if (c['image-end-offset']) out += `Image end offset: ${c['image-end-offset']}\n`;
+  return out;
+}
+
+/** C's "%0.2f": like toFixed(2) except that exact ties round to even. */
+function printfFixed2(x: number): string {
+  const thousandths = x * 1000;
+  if (Number.isInteger(thousandths) && thousandths % 10 === 5) {
+    const hundredths = (thousandths - 5) / 10;
+    return ((hundredths % 2 === 0 ? hundredths : hundredths + 1) / 100).toFixed(2);
+  }
+  return x.toFixed(2);
+}
+
+export function formatCheckJson(c: ImageCheck): string {
+  return `${toQemuJson(c)}\n`;
+}
