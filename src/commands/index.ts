@@ -10,6 +10,7 @@ import ImgDd from './img/dd.js';
 import ImgBench from './img/bench.js';
 import ImgInfo from './img/info.js';
 import ImgCheck from './img/check.js';
+import ImgMeasure from './img/measure.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -20,4 +21,5 @@ export const COMMANDS = {
   'img:bench': ImgBench,
   'img:info': ImgInfo,
   'img:check': ImgCheck,
+  'img:measure': ImgMeasure,
 };
