@@ -33,6 +33,7 @@ import {
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
   AUTOCLEAR_BITMAPS,
+  MAX_L1_BYTES,
   type Qcow2Header,
   clusterSizeOf,
   hasExtendedL2,
@@ -41,30 +42,22 @@ import {
   readQcow2Header,
   serializeQcow2Header,
 } from './header.js';
-import { MAX_L1_BYTES, readSnapshotTable, serializeSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
+import { ALL_SUBCLUSTERS, COMPRESSED_HI, COPIED_HI, ZERO_LO, decodeCompressed, entryOffset } from './entries.js';
+import { readSnapshotTable, serializeSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
 
 // ---------------------------------------------------------------------------
 // Table entries, decoded from two 32-bit halves (no BigInt on the walk).
 
 const TWO32 = 2 ** 32;
-/** Bits 9-55: the offset field of L1, L2 and refcount table entries. */
-function offsetField(hi: number, lo: number): number {
-  return (hi & 0x00ffffff) * TWO32 + ((lo & 0xfffffe00) >>> 0);
-}
 
 export function hex64(hi: number, lo: number): string {
   return hi === 0 ? (lo >>> 0).toString(16) : (hi >>> 0).toString(16) + (lo >>> 0).toString(16).padStart(8, '0');
 }
 
-export const COPIED_HI = 0x80000000;
-const COMPRESSED_HI = 0x40000000;
 const L1_RESERVED_HI = 0x7f000000;
 const L1_RESERVED_LO = 0x1ff;
 const L2_STD_RESERVED_HI = 0x3f000000;
 const L2_STD_RESERVED_LO = 0x1fe;
-const ZERO_LO = 1;
-/** Subcluster bitmap with every "allocated" bit set. */
-const ALL_ALLOCATED = 0xffffffff;
 
 export type ClusterType = 'unallocated' | 'zero-plain' | 'zero-alloc' | 'normal' | 'compressed';
 
@@ -91,16 +84,19 @@ export function decodeL2Entry(h: Qcow2Header, table: DataView, index: number): L
   const zeroBits = extended ? table.getUint32(at + 8) : 0;
   const e: L2Entry = { hi, lo, allocBits, zeroBits, type: 'unallocated', offset: 0, compressedBytes: 0 };
   if (hi & COMPRESSED_HI) {
-    // Offset in bits 0..x-1, sector count - 1 in bits x..61, x = 62 - (cluster_bits - 8).
-    const x = 70 - h.clusterBits;
-    const hiOffsetBits = x - 32;
     e.type = 'compressed';
-    e.offset = (hi & ((1 << hiOffsetBits) - 1)) * TWO32 + (lo >>> 0);
-    const sectors = ((hi >>> hiOffsetBits) & ((1 << (h.clusterBits - 8)) - 1)) + 1;
-    e.compressedBytes = sectors * 512 - (e.offset % 512);
+    try {
+      const c = decodeCompressed(hi, lo, h.clusterBits);
+      e.offset = c.hostOffset;
+      e.compressedBytes = c.length;
+    } catch {
+      // An offset beyond what QEMU can address: counted as a reference past the end.
+      e.offset = Number.MAX_SAFE_INTEGER - 2 * clusterSizeOf(h);
+      e.compressedBytes = 512;
+    }
     return e;
   }
-  e.offset = offsetField(hi, lo);
+  e.offset = entryOffset(hi, lo);
   if ((lo & ZERO_LO) && !extended) e.type = e.offset ? 'zero-alloc' : 'zero-plain';
   else e.type = e.offset ? 'normal' : 'unallocated';
   return e;
@@ -126,7 +122,7 @@ export async function readL1Table(file: FileNode, offset: number, entries: numbe
   for (let i = 0; i < entries; i++) {
     const hi = view.getUint32(i * 8);
     const lo = view.getUint32(i * 8 + 4);
-    out.push({ hi, lo, l2Offset: offsetField(hi, lo) });
+    out.push({ hi, lo, l2Offset: entryOffset(hi, lo) });
   }
   return out;
 }
@@ -256,32 +252,36 @@ export class StoredRefcounts {
 
 /** Reference counts computed from the metadata, growing as references past the end appear. */
 export class ReferenceCounts {
-  counts: Float64Array;
+  private data: Float64Array;
+  private size: number;
 
   constructor(clusters: number, private readonly max: number) {
-    this.counts = new Float64Array(Math.max(clusters, 1));
+    this.size = clusters;
+    this.data = new Float64Array(Math.max(clusters, 1));
   }
 
+  /** Clusters covered: the file's, or up to the highest one referenced. */
   get length(): number {
-    return this.counts.length;
+    return this.size;
   }
 
   get(cluster: number): number {
-    return cluster < this.counts.length ? this.counts[cluster]! : 0;
+    return cluster < this.size ? this.data[cluster]! : 0;
+  }
+
+  set(cluster: number, value: number): void {
+    this.ensure(cluster);
+    this.data[cluster] = value;
   }
 
   private ensure(cluster: number): void {
-    if (cluster < this.counts.length) return;
-    const grown = new Float64Array(Math.max(cluster + 1, this.counts.length * 2));
-    grown.set(this.counts);
-    this.counts = grown;
-  }
-
-  /** Trims the array back to `clusters` entries plus whatever is referenced beyond. */
-  trim(clusters: number): void {
-    let last = this.counts.length - 1;
-    while (last >= clusters && this.counts[last] === 0) last--;
-    this.counts = this.counts.slice(0, Math.max(last + 1, clusters));
+    if (cluster < this.size) return;
+    if (cluster >= this.data.length) {
+      const grown = new Float64Array(Math.max(cluster + 1, this.data.length * 2));
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.size = cluster + 1;
   }
 
   /**
@@ -295,8 +295,8 @@ export class ReferenceCounts {
     const last = Math.floor((offset + bytes - 1) / 2 ** clusterBits);
     for (let c = first; c <= last; c++) {
       this.ensure(c);
-      if (this.counts[c]! >= this.max) overflow.push(c * 2 ** clusterBits);
-      else this.counts[c]! += 1;
+      if (this.data[c]! >= this.max) overflow.push(c * 2 ** clusterBits);
+      else this.data[c]! += 1;
     }
     return overflow;
   }
@@ -346,6 +346,13 @@ interface Pass {
 }
 
 function addRefs(p: Pass, offset: number, bytes: number): void {
+  if (bytes <= 0) return;
+  // The last cluster may be partly past the end of the file, but no more than that.
+  if (offset + bytes - p.file.size() >= clusterSizeOf(p.h)) {
+    p.log(`ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${offset.toString(16)} size 0x${bytes.toString(16)}`);
+    p.res.corruptions++;
+    return;
+  }
   for (const at of p.refs.add(offset, bytes, p.h.clusterBits)) {
     p.log(`ERROR: overflow cluster offset=0x${at.toString(16)}`);
     p.log('Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing');
@@ -406,7 +413,7 @@ async function checkL2(p: Pass, l2Offset: number, fragInfo: boolean): Promise<vo
               // A plain zero cluster: no host cluster, reads as zeroes.
               if (hasExtendedL2(h)) {
                 setL2EntryWord(h, view, i, 0, 0);
-                view.setUint32(i * 16 + 8, ALL_ALLOCATED);
+                view.setUint32(i * 16 + 8, ALL_SUBCLUSTERS);
                 view.setUint32(i * 16 + 12, 0);
               } else setL2EntryWord(h, view, i, 0, ZERO_LO);
               dirty = true;
@@ -487,7 +494,7 @@ async function checkBitmaps(p: Pass): Promise<void> {
     try {
       const table = new DataView((await readBytes(p.file, tableOffset, tableSize * 8)).buffer);
       for (let i = 0; i < tableSize; i++) {
-        const off = offsetField(table.getUint32(i * 8), table.getUint32(i * 8 + 4));
+        const off = entryOffset(table.getUint32(i * 8), table.getUint32(i * 8 + 4));
         if (off) addRefs(p, off, clusterSizeOf(p.h));
       }
     } catch {
@@ -706,7 +713,7 @@ async function relocateSnapshotTable(p: Pass, table: Uint8Array): Promise<Qcow2H
   const refs = await loadStoredRefcounts(p.file, p.h, stored);
   const isFreeBefore = (c: number) => refs.get(c) === 0;
   const clusters = Math.ceil(table.length / clusterSize);
-  const first = allocateRun(isFreeBefore, clusters, refs.length);
+  const first = allocateRun(isFreeBefore, clusters);
   const padded = new Uint8Array(clusters * clusterSize);
   padded.set(table);
   await p.file.writeGrow(first * clusterSize, padded);
@@ -721,7 +728,7 @@ async function relocateSnapshotTable(p: Pass, table: Uint8Array): Promise<Qcow2H
 export async function loadStoredRefcounts(file: FileNode, h: Qcow2Header, stored: StoredRefcounts): Promise<ReferenceCounts> {
   const clusters = Math.ceil(file.size() / clusterSizeOf(h));
   const refs = new ReferenceCounts(clusters, refcountMax(6));
-  for (let c = 0; c < clusters; c++) refs.counts[c] = await stored.get(c);
+  for (let c = 0; c < clusters; c++) refs.set(c, await stored.get(c));
   return refs;
 }
 
@@ -730,14 +737,16 @@ export function releaseRange(refs: ReferenceCounts, h: Qcow2Header, offset: numb
   if (bytes <= 0 || offset <= 0) return;
   const first = Math.floor(offset / clusterSizeOf(h));
   const last = Math.floor((offset + bytes - 1) / clusterSizeOf(h));
-  for (let c = first; c <= last && c < refs.length; c++) refs.counts[c] = Math.max(0, refs.get(c) - 1);
+  for (let c = first; c <= last && c < refs.length; c++) refs.set(c, Math.max(0, refs.get(c) - 1));
 }
 
-/** First run of `n` clusters that `isFree` says are free, searching from 1 up to and past `end`. */
-export function allocateRun(isFree: (cluster: number) => boolean, n: number, end: number): number {
+/**
+ * First cluster of a run of `n` clusters that `isFree` says are free, searching
+ * from cluster 1 upwards (`isFree` must hold everywhere past some point).
+ */
+export function allocateRun(isFree: (cluster: number) => boolean, n: number): number {
   let run = 0;
   for (let c = 1; ; c++) {
-    if (c >= end) return c - run; // past the end everything is free
     run = isFree(c) ? run + 1 : 0;
     if (run === n) return c - n + 1;
   }
@@ -769,7 +778,6 @@ export async function writeRefcountStructure(
   const max = refcountMax(h.refcountOrder);
   const taken = new Set<number>();
   const free = (c: number) => !taken.has(c) && refs.get(c) === 0 && isFree(c);
-  const end = () => Math.max(refs.length, Math.ceil(file.size() / clusterSize));
 
   const blockOf = new Map<number, number>();
   let tableClusters = 0;
@@ -785,7 +793,7 @@ export async function writeRefcountStructure(
     for (const c of used) {
       const bi = Math.floor(c / perBlock);
       if (!blockOf.has(bi)) {
-        const at = allocateRun(free, 1, end());
+        const at = allocateRun(free, 1);
         taken.add(at);
         blockOf.set(bi, at);
         changed = true;
@@ -796,7 +804,7 @@ export async function writeRefcountStructure(
     const neededTable = Math.max(1, Math.ceil(((maxBlock + 1) * 8) / clusterSize));
     if (neededTable > tableClusters) {
       for (let c = 0; c < tableClusters; c++) taken.delete(tableOffset / clusterSize + c);
-      const first = allocateRun(free, neededTable, end());
+      const first = allocateRun(free, neededTable);
       for (let c = 0; c < neededTable; c++) taken.add(first + c);
       tableOffset = first * clusterSize;
       tableClusters = neededTable;
@@ -883,8 +891,8 @@ async function checkRefcounts(p: Pass): Promise<void> {
     p.rebuild = false;
     p.refs = new ReferenceCounts(Math.ceil(p.file.size() / clusterSize), refcountMax(p.h.refcountOrder));
     stored = await StoredRefcounts.load(p.file, p.h);
-    const saved = { ...p.res };
     await calculateRefcounts(p, stored);
+    const saved = { ...p.res };
     let freshLeaks = 0;
     if (p.fix.leaks) {
       p.res = emptyCounts();

@@ -20,13 +20,11 @@
  */
 import { ImageFormatError } from '../../node.js';
 import type { SnapshotInfo } from '../format.js';
+import { MAX_SNAPSHOTS } from './header.js';
 
 /** QEMU's limits (block/qcow2.h): more is refused as a hostile or broken image. */
-export const MAX_SNAPSHOTS = 65536;
 export const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
 export const MAX_SNAPSHOT_EXTRA_DATA = 1024;
-/** Largest L1 table QEMU accepts, in bytes (32 MiB). */
-export const MAX_L1_BYTES = 32 * 1024 * 1024;
 
 const FIXED_BYTES = 40;
 /** Extra data this implementation writes: VM state size, disk size, icount. */
