@@ -11,6 +11,7 @@ import ImgBench from './img/bench.js';
 import ImgInfo from './img/info.js';
 import ImgCheck from './img/check.js';
 import ImgMeasure from './img/measure.js';
+import ImgCompare from './img/compare.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -22,4 +23,5 @@ export const COMMANDS = {
   'img:info': ImgInfo,
   'img:check': ImgCheck,
   'img:measure': ImgMeasure,
+  'img:compare': ImgCompare,
 };
