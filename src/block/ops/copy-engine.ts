@@ -65,12 +65,19 @@ export interface CopyOptions {
 
 type ChunkKind = 'data' | 'zero' | 'skip';
 
+interface Part {
+  start: number;
+  end: number;
+}
+
 interface Chunk {
   kind: ChunkKind;
   seg: CopySegment;
   /** Offset inside the segment. */
   pos: number;
   length: number;
+  /** Data chunks: the ranges (relative to the chunk) known to read as zeroes, which need no read. */
+  zeroParts: Part[];
   /** Resolves once the previous chunk has issued its writes. */
   turn: Promise<void>;
   issued: () => void;
@@ -122,8 +129,8 @@ export async function copySegments(o: CopyOptions): Promise<void> {
     }
     const data = buf.subarray(0, c.length);
     if (c.kind === 'zero') data.fill(0);
-    else await readSource(c.seg.source, c.seg.sourceOffset + c.pos, data);
-    const runs = o.sparseSize > 0 ? zeroRuns(data, t, unit, zeroes) : [{ start: 0, end: c.length, zero: false }];
+    else await readDataParts(c, data);
+    const runs = o.sparseSize > 0 ? zeroRuns(data, t, unit, zeroes, c.zeroParts) : [{ start: 0, end: c.length, zero: false }];
     await myTurn(c);
     await throttle(c.length);
     const writes: Promise<void>[] = [];
@@ -144,6 +151,16 @@ export async function copySegments(o: CopyOptions): Promise<void> {
 
   const myTurn = async (c: Chunk): Promise<void> => {
     if (!o.outOfOrder) await c.turn;
+  };
+
+  /** Reads the chunk's data ranges in parallel and fills its known-zero ranges. */
+  const readDataParts = async (c: Chunk, data: Buffer): Promise<void> => {
+    const reads: Promise<void>[] = [];
+    for (const d of dataParts(c)) {
+      reads.push(readSource(c.seg.source, c.seg.sourceOffset + c.pos + d.start, data.subarray(d.start, d.end)));
+    }
+    for (const z of c.zeroParts) data.fill(0, z.start, z.end);
+    await settleAll(reads);
   };
 
   const readSource = async (src: BlockNode, off: number, data: Buffer): Promise<void> => {
@@ -186,11 +203,13 @@ async function* planChunks(o: CopyOptions, gran: number, chunkSize: number): Asy
       const limit = Math.min(seg.length - pos, alignUp(t + 1, chunkSize) - t);
       let kind: ChunkKind | null = null;
       let len = 0;
+      const zeroParts: Part[] = [];
       while (len < limit) {
         const st = await chainBlockStatus(seg.source, seg.sourceOffset + pos + len, limit - len, seg.base);
         const k: ChunkKind = !st.allocated && o.skipUnallocated ? 'skip' : st.zero ? 'zero' : 'data';
         if (kind === null) kind = k;
         else if (!(k === kind || (kind === 'data' && k === 'zero'))) break;
+        if (kind === 'data' && k === 'zero') zeroParts.push({ start: len, end: len + st.length });
         len += st.length;
       }
       len = alignToGranule(kind!, t, len, limit, gran);
@@ -198,13 +217,21 @@ async function* planChunks(o: CopyOptions, gran: number, chunkSize: number): Asy
         kind = 'data';
         len = Math.min(limit, alignUp(t + 1, gran) - t);
       }
+      clipParts(zeroParts, len);
       let issued!: () => void;
       const next = new Promise<void>((resolve) => (issued = resolve));
-      yield { kind: kind!, seg, pos, length: len, turn: prevIssued, issued };
+      yield { kind: kind!, seg, pos, length: len, zeroParts, turn: prevIssued, issued };
       prevIssued = next;
       pos += len;
     }
   }
+}
+
+/** Drops the parts of `parts` at or past `len` (the chunk was cut short). */
+function clipParts(parts: Part[], len: number): void {
+  while (parts.length && parts[parts.length - 1]!.start >= len) parts.pop();
+  const last = parts[parts.length - 1];
+  if (last && last.end > len) last.end = len;
 }
 
 /** Moves a chunk's end off the middle of a target granule: data grows to its edge, zero/skip shrink. */
@@ -221,14 +248,32 @@ interface Run {
   zero: boolean;
 }
 
-/** Splits `data` (at target offset `t`) into zero and non-zero runs on `unit` boundaries of the target. */
-export function zeroRuns(data: Buffer, t: number, unit: number, zeroes: Buffer): Run[] {
-  if (data.compare(zeroes, 0, data.length) === 0) return [{ start: 0, end: data.length, zero: true }];
+/** The ranges of a data chunk between its known-zero parts. */
+function dataParts(c: Chunk): Part[] {
+  const parts: Part[] = [];
+  let at = 0;
+  for (const z of [...c.zeroParts, { start: c.length, end: c.length }]) {
+    if (z.start > at) parts.push({ start: at, end: z.start });
+    at = z.end;
+  }
+  return parts;
+}
+
+/**
+ * Splits `data` (at target offset `t`) into zero and non-zero runs on `unit`
+ * boundaries of the target, so zero runs always cover whole units. A unit inside
+ * one of `known` (sorted ranges already known to be zero) is zero without a look.
+ */
+export function zeroRuns(data: Buffer, t: number, unit: number, zeroes: Buffer, known: readonly Part[] = []): Run[] {
+  if (known.length === 0 && data.compare(zeroes, 0, data.length) === 0) return [{ start: 0, end: data.length, zero: true }];
   const runs: Run[] = [];
+  let k = 0;
   let start = 0;
   while (start < data.length) {
     const end = Math.min(data.length, alignUp(t + start + 1, unit) - t);
-    const zero = data.compare(zeroes, 0, end - start, start, end) === 0;
+    while (k < known.length && known[k]!.end <= start) k++;
+    const inKnown = k < known.length && known[k]!.start <= start && known[k]!.end >= end;
+    const zero = inKnown || data.compare(zeroes, 0, end - start, start, end) === 0;
     const last = runs[runs.length - 1];
     if (last && last.zero === zero) last.end = end;
     else runs.push({ start, end, zero });
