@@ -1,0 +1,38 @@
+import { Args, Flags } from '@oclif/core';
+import { TsemuCommand } from '../base.js';
+import { resizeImage } from '../../block/ops/resize.js';
+
+export default class ImgResize extends TsemuCommand {
+  static override summary = 'Change an image\'s virtual size';
+  static override description =
+    'Set the virtual size of FILENAME to SIZE, or grow/shrink it by +SIZE/-SIZE (suffixes k, M, G, T, P, E). ' +
+    'Shrinking deletes the data past the new end and needs --shrink; --preallocation applies to the new area.';
+  static override usage = 'img resize [-f FMT] [--preallocation=PREALLOC] [-q] [--shrink] FILENAME [+|-]SIZE';
+  static override flags = {
+    format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
+    preallocation: Flags.string({ description: 'preallocation of the new area: off, metadata, falloc, full' }),
+    quiet: Flags.boolean({ char: 'q', description: 'quiet mode' }),
+    shrink: Flags.boolean({ description: 'allow the image to get smaller' }),
+  };
+  static override args = {
+    filename: Args.string({ description: 'image to resize' }),
+    size: Args.string({ description: '[+|-]SIZE' }),
+  };
+
+  async run(): Promise<void> {
+    // The size goes last and may start with '-': take it off before flag parsing, as qemu-img does.
+    const argv = [...this.argv];
+    const size = argv.pop();
+    const { args, flags } = await this.parse(ImgResize, argv.filter((a) => a !== '--'));
+    if (size === undefined || args.filename === undefined) throw new Error('Not enough arguments');
+    if (args.size !== undefined) throw new Error(`Unexpected argument: ${args.size}`);
+    await resizeImage({
+      filename: args.filename,
+      size,
+      format: flags.format,
+      preallocation: flags.preallocation,
+      shrink: flags.shrink,
+    });
+    if (!flags.quiet) this.out('Image resized.');
+  }
+}
