@@ -12,6 +12,7 @@ import ImgInfo from './img/info.js';
 import ImgCheck from './img/check.js';
 import ImgMeasure from './img/measure.js';
 import ImgCompare from './img/compare.js';
+import ImgResize from './img/resize.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -24,4 +25,5 @@ export const COMMANDS = {
   'img:check': ImgCheck,
   'img:measure': ImgMeasure,
   'img:compare': ImgCompare,
+  'img:resize': ImgResize,
 };
