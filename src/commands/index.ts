@@ -9,10 +9,13 @@ import ImgRebase from './img/rebase.js';
 import ImgDd from './img/dd.js';
 import ImgBench from './img/bench.js';
 import ImgInfo from './img/info.js';
-import ImgCheck from './img/check.js';
 import ImgMeasure from './img/measure.js';
 import ImgCompare from './img/compare.js';
 import ImgResize from './img/resize.js';
+import ImgMap from './img/map.js';
+import ImgCheck from './img/check.js';
+import ImgSnapshot from './img/snapshot.js';
+import Io from './io.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -22,8 +25,11 @@ export const COMMANDS = {
   'img:dd': ImgDd,
   'img:bench': ImgBench,
   'img:info': ImgInfo,
-  'img:check': ImgCheck,
   'img:measure': ImgMeasure,
   'img:compare': ImgCompare,
   'img:resize': ImgResize,
+  'img:map': ImgMap,
+  'img:check': ImgCheck,
+  'img:snapshot': ImgSnapshot,
+  io: Io,
 };

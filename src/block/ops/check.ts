@@ -74,20 +74,45 @@ function toImageCheck(filename: string, format: string, c: CheckCounts): ImageCh
   };
 }
 
-async function detectFormat(file: FileNode, given: string | undefined): Promise<string> {
-  if (given !== undefined) return given;
-  const head = new Uint8Array(Math.min(4096, file.size()));
-  await file.read(0, head);
-  return probeFormat(head, file.filename).name;
+/** An image file opened for a whole-image metadata operation, with its format name. */
+export interface OpenedImageFile {
+  file: FileNode;
+  format: string;
+}
+
+/**
+ * Opens the image file itself (no format driver on top) for check, snapshot and
+ * amend, and names its format: the given one, or the probed one. Errors read
+ * like qemu-img's ("Could not open 'x': …"). Formats with metadata take QEMU's
+ * narrower locks once the format is known.
+ */
+export async function openImageFile(
+  filename: string,
+  opts: { format?: string; readOnly: boolean; forceShare?: boolean },
+): Promise<OpenedImageFile> {
+  const file = await FileNode.open(filename, { readOnly: opts.readOnly, forceShare: opts.forceShare }).catch((e: Error) => {
+    throw new Error(`Could not open '${filename}': ${e.message}`);
+  });
+  try {
+    let format = opts.format;
+    if (format === undefined) {
+      const head = new Uint8Array(Math.min(4096, file.size()));
+      await file.read(0, head);
+      format = probeFormat(head, filename).name;
+    }
+    if (format !== 'raw') file.lockForFormat(true);
+    return { file, format };
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
 }
 
 export async function checkImage(a: CheckImageArgs): Promise<CheckOutcome> {
   const repairing = a.repair !== undefined;
-  const file = await FileNode.open(a.filename, { readOnly: !repairing, forceShare: a.forceShare });
+  const { file, format } = await openImageFile(a.filename, { format: a.format, readOnly: !repairing, forceShare: a.forceShare });
   try {
-    const format = await detectFormat(file, a.format);
     if (format !== 'qcow2') throw new CheckNotSupportedError();
-    file.lockForFormat(true);
     const fix: RepairMode = { leaks: repairing, errors: a.repair === 'all' };
     let counts = await checkQcow2(file, { fix, log: a.log });
     let repairSummary: string | null = null;
