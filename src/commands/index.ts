@@ -12,10 +12,8 @@ import ImgInfo from './img/info.js';
 import ImgMeasure from './img/measure.js';
 import ImgCompare from './img/compare.js';
 import ImgResize from './img/resize.js';
-import ImgMap from './img/map.js';
 import ImgCheck from './img/check.js';
 import ImgSnapshot from './img/snapshot.js';
-import Io from './io.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -28,8 +26,6 @@ export const COMMANDS = {
   'img:measure': ImgMeasure,
   'img:compare': ImgCompare,
   'img:resize': ImgResize,
-  'img:map': ImgMap,
   'img:check': ImgCheck,
   'img:snapshot': ImgSnapshot,
-  io: Io,
 };
