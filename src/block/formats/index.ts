@@ -5,8 +5,9 @@
  */
 import type { FormatDriver } from './format.js';
 import { rawFormat } from './raw.js';
+import { qcow2Format } from './qcow2/driver.js';
 
-const FORMATS: FormatDriver[] = [rawFormat];
+const FORMATS: FormatDriver[] = [rawFormat, qcow2Format];
 
 export function registerFormat(driver: FormatDriver): void {
   if (!FORMATS.some((f) => f.name === driver.name)) FORMATS.push(driver);

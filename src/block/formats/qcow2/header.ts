@@ -468,7 +468,9 @@ export function serializeQcow2Header(h: Qcow2Header): Uint8Array {
     cdv.setBigUint64(8, BigInt(h.cryptoHeader.length));
     extensions.push({ type: EXT_CRYPTO_HEADER, data });
   }
-  if (h.version === 3) extensions.push({ type: EXT_FEATURE_TABLE, data: encodeFeatureTable(h.featureNames) });
+  const featureTable: UnknownExtension | null =
+    h.version === 3 ? { type: EXT_FEATURE_TABLE, data: encodeFeatureTable(h.featureNames) } : null;
+  if (featureTable) extensions.push(featureTable);
   if (h.bitmaps !== null) {
     const data = new Uint8Array(24);
     const bdv = new DataView(data.buffer);
@@ -478,6 +480,13 @@ export function serializeQcow2Header(h: Qcow2Header): Uint8Array {
     extensions.push({ type: EXT_BITMAPS, data });
   }
   extensions.push(...h.unknownExtensions);
+  const backingBytes = h.backingFilename !== null ? utf8enc.encode(h.backingFilename) : new Uint8Array(0);
+  if (backingBytes.length > MAX_BACKING_NAME_BYTES) {
+    fail(`Backing file name too long: ${backingBytes.length} bytes (at most ${MAX_BACKING_NAME_BYTES})`);
+  }
+  // The feature name table is optional: like QEMU, leave it out when it does not fit.
+  const total = extensions.reduce((n, e) => n + 8 + Math.ceil(e.data.length / 8) * 8, headerLength + 8) + backingBytes.length;
+  if (total > clusterSize && featureTable) extensions.splice(extensions.indexOf(featureTable), 1);
 
   let at = headerLength;
   const need = (n: number): void => {
@@ -495,12 +504,7 @@ export function serializeQcow2Header(h: Qcow2Header): Uint8Array {
   at += 8; // EXT_END: type 0, length 0.
 
   let backingOffset = 0;
-  let backingBytes = new Uint8Array(0);
   if (h.backingFilename !== null) {
-    backingBytes = utf8enc.encode(h.backingFilename);
-    if (backingBytes.length > MAX_BACKING_NAME_BYTES) {
-      fail(`Backing file name too long: ${backingBytes.length} bytes (at most ${MAX_BACKING_NAME_BYTES})`);
-    }
     need(backingBytes.length);
     backingOffset = at;
     out.set(backingBytes, at);

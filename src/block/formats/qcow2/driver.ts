@@ -1,0 +1,17 @@
+/**
+ * The qcow2 format driver: probing (magic "QFI\xfb" and version 2 or 3),
+ * opening (Qcow2Node), creating (create.ts) and the `-o` option list.
+ */
+import type { FileNode } from '../../protocols/file.js';
+import type { CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
+import { QCOW2_CREATE_OPTIONS, createQcow2 } from './create.js';
+import { looksLikeQcow2 } from './header.js';
+import { Qcow2Node } from './node.js';
+
+export const qcow2Format: FormatDriver = {
+  name: 'qcow2',
+  probe: (header: Uint8Array) => (looksLikeQcow2(header) ? 100 : 0),
+  open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => Qcow2Node.open(file, ctx),
+  create: (req: CreateRequest) => createQcow2(req),
+  createOptions: QCOW2_CREATE_OPTIONS,
+};

@@ -1,0 +1,995 @@
+/**
+ * Qcow2Node: an opened qcow2 image (docs/interop/qcow2.txt) as a block node.
+ *
+ * Reading maps guest offsets through the active L1 table and cached L2 tables
+ * into runs of one kind: data (read from the host cluster), zero, compressed
+ * (decompressed a cluster at a time) or unallocated (read from the backing
+ * node, zeroes past its end or without one). Extended L2 images map at
+ * subcluster granularity (32 per cluster).
+ *
+ * Writing keeps QEMU's crash-safety order:
+ * 1. clusters are allocated with refcount 1 and, unless refcounts are lazy,
+ *    their refcount blocks are written before anything references them;
+ * 2. guest data is written into the new (or COPIED, i.e. refcount 1) cluster;
+ * 3. only then is the L2 entry changed (in the L2 cache; new L2 tables are
+ *    written at once, before the L1 entry that points to them);
+ * 4. clusters that lose a reference are freed only in flush(), after the L2
+ *    tables and L1 that dropped them are on disk.
+ * flush() writes refcount blocks, then L2 tables, syncs, applies the frees,
+ * writes refcount blocks again and syncs. A killed process leaves at most leaks.
+ * Clusters whose entry lacks COPIED (shared with internal snapshots, or
+ * compressed) are never written in place: they are copied on write.
+ *
+ * Lazy refcounts (version 3): the first change sets the header's dirty bit and
+ * refcount blocks are written only in flush(); close() clears the bit once
+ * everything is on disk. An image marked corrupt opens read-only only; a dirty
+ * one opens read-write only for repair.
+ *
+ * Concurrency: reads share an RwLock; changes hold it alone.
+ *
+ * Internal state API (for snapshots, check and amend, which live in their own
+ * modules): header + writeHeader(), l1Entry()/setL1Entry()/replaceActiveL1(),
+ * l2Table()/markL2Dirty(), refcounts (get/set/adjust/allocateClusters/
+ * queueFree/applyPendingFrees), snapshots, and flushMetadata().
+ */
+import type { BlockExtent, BlockNode, Preallocation, TruncateOptions, WriteOptions, ZeroOptions } from '../../node.js';
+import { BlockRequestError, ImageFormatError, checkRange } from '../../node.js';
+import type { FileNode } from '../../protocols/file.js';
+import { compressCluster, decompressCluster } from '../../compress/index.js';
+import type { FormatSpecificInfo, ImageNode, OpenContext, SnapshotInfo } from '../format.js';
+import {
+  COMPAT_LAZY_REFCOUNTS,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DATA_FILE,
+  INCOMPAT_DIRTY,
+  type Qcow2Header,
+  hasExtendedL2,
+  l1EntriesFor,
+  readQcow2Header,
+  serializeQcow2Header,
+} from './header.js';
+import {
+  ALL_SUBCLUSTERS,
+  COPIED_HI,
+  type CompressedDescriptor,
+  KIND_COMPRESSED,
+  KIND_DATA,
+  KIND_UNALLOCATED,
+  KIND_ZERO,
+  type ClusterKind,
+  type L2Entry,
+  type L2Geometry,
+  SUBCLUSTERS,
+  checkAligned,
+  entryOffset,
+  readL2Entry,
+  setCompressedEntry,
+  setEntry,
+  subclusterKind,
+  subclusterMask,
+  writeL2Entry,
+} from './entries.js';
+import { Refcounts } from './refcounts.js';
+import { RwLock } from './rw-lock.js';
+import { type CachedTable, TableCache } from './table-cache.js';
+import { type SnapshotEntry, readSnapshotTable, snapshotInfo } from './snapshot-table.js';
+
+/** One run of guest bytes with the same mapping. */
+interface Extent {
+  kind: ClusterKind;
+  length: number;
+  /** Host offset of the run's first byte (data, or zero clusters that keep an allocation). */
+  hostOffset: number | null;
+  compressed: CompressedDescriptor | null;
+}
+
+/** Bytes of L2 tables the cache may hold (QEMU's default L2 cache is 32 MiB at most). */
+const L2_CACHE_BYTES = 32 * 2 ** 20;
+const MIN_L2_CACHE_TABLES = 16;
+
+export class Qcow2Node implements ImageNode {
+  readonly driver = 'qcow2';
+  backing: BlockNode | null = null;
+  readonly clusterBits: number;
+  readonly clusterSize: number;
+  /** Entries per L2 table. */
+  readonly l2Entries: number;
+  readonly subclusterSize: number;
+  readonly geometry: L2Geometry;
+  refcounts!: Refcounts;
+  /** Internal snapshots, as read from the snapshot table (snapshots.ts keeps it current). */
+  snapshots: SnapshotEntry[] = [];
+  private l1: Uint8Array = new Uint8Array(0);
+  private l1View = new DataView(this.l1.buffer);
+  private readonly l2Cache: TableCache;
+  private readonly lock = new RwLock();
+  private readonly lazyRefcounts: boolean;
+  private markedDirty = false;
+  private headerBytesWritten = 0;
+  private lastCompressed: { hostOffset: number; data: Uint8Array } | null = null;
+
+  private constructor(readonly file: FileNode, readonly header: Qcow2Header) {
+    this.clusterBits = header.clusterBits;
+    this.clusterSize = 2 ** header.clusterBits;
+    const extendedL2 = hasExtendedL2(header);
+    this.geometry = { clusterBits: header.clusterBits, extendedL2, zeroFlag: header.version >= 3 };
+    this.l2Entries = this.clusterSize / (extendedL2 ? 16 : 8);
+    this.subclusterSize = extendedL2 ? this.clusterSize / SUBCLUSTERS : this.clusterSize;
+    this.l2Cache = new TableCache(file, this.clusterSize, Math.max(MIN_L2_CACHE_TABLES, L2_CACHE_BYTES / this.clusterSize), 'L2 table');
+    this.lazyRefcounts = (header.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n;
+  }
+
+  static async open(file: FileNode, ctx: OpenContext): Promise<Qcow2Node> {
+    const header = await readQcow2Header(file);
+    if (header.incompatibleFeatures & INCOMPAT_DATA_FILE) {
+      throw new ImageFormatError(`${file.filename}: qcow2 images with an external data file are not supported`);
+    }
+    const writable = !ctx.readOnly;
+    if (writable && !ctx.forRepair && header.incompatibleFeatures & INCOMPAT_CORRUPT) {
+      throw new ImageFormatError(`${file.filename}: qcow2: Image is corrupt; cannot be opened read/write`);
+    }
+    if (writable && !ctx.forRepair && header.incompatibleFeatures & INCOMPAT_DIRTY) {
+      throw new ImageFormatError(
+        `${file.filename}: qcow2 image is dirty (its refcounts may be stale after a crash with lazy refcounts); ` +
+          `repair it with 'img check -r all' before writing`,
+      );
+    }
+    file.lockForFormat(true);
+    const node = new Qcow2Node(file, header);
+    await node.loadL1();
+    node.refcounts = await Refcounts.load(node, !node.lazyRefcounts);
+    if (header.nbSnapshots > 0) {
+      const table = await readSnapshotTable(
+        async (offset, length) => node.readFileBytes(offset, length),
+        header.snapshotsOffset,
+        header.nbSnapshots,
+        { version: header.version, virtualSize: header.size },
+      );
+      node.snapshots = table.entries;
+    }
+    // Autoclear features name data this implementation does not keep up to date:
+    // they must be cleared before the first write (qcow2.txt, autoclear_features).
+    if (writable && header.autoclearFeatures !== 0n) {
+      header.autoclearFeatures = 0n;
+      await node.writeHeader();
+    }
+    return node;
+  }
+
+  get filename(): string { return this.file.filename; }
+  get readOnly(): boolean { return this.file.readOnly; }
+  get granularity(): number { return this.clusterSize; }
+  get backingFilename(): string | null { return this.header.backingFilename; }
+  get backingFormat(): string | null { return this.header.backingFormat; }
+  get dirtyFlag(): boolean { return (this.header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n; }
+  get corrupt(): boolean { return (this.header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n; }
+
+  attachBacking(node: BlockNode | null): void {
+    this.backing = node;
+  }
+
+  size(): number {
+    return this.header.size;
+  }
+
+  formatSpecific(): FormatSpecificInfo {
+    const h = this.header;
+    if (h.version === 2) {
+      return { type: 'qcow2', data: { compat: '0.10', 'compression-type': h.compressionType, 'refcount-bits': 16 } };
+    }
+    return {
+      type: 'qcow2',
+      data: {
+        compat: '1.1',
+        'compression-type': h.compressionType,
+        'lazy-refcounts': this.lazyRefcounts,
+        'refcount-bits': 2 ** h.refcountOrder,
+        corrupt: this.corrupt,
+        'extended-l2': this.geometry.extendedL2,
+      },
+    };
+  }
+
+  listSnapshots(): SnapshotInfo[] {
+    return this.snapshots.map(snapshotInfo);
+  }
+
+  // ---------------------------------------------------------------- state API
+
+  /** Writes the header (first cluster) and syncs it. */
+  async writeHeader(): Promise<void> {
+    const bytes = serializeQcow2Header(this.header);
+    let used = bytes.length;
+    while (used > 0 && bytes[used - 1] === 0) used--;
+    const length = Math.min(bytes.length, Math.max(this.headerBytesWritten, Math.ceil(Math.max(used, 1) / 512) * 512));
+    await this.file.writeGrow(0, bytes.subarray(0, length));
+    this.headerBytesWritten = Math.ceil(Math.max(used, 1) / 512) * 512;
+    await this.file.flush();
+  }
+
+  private async loadL1(): Promise<void> {
+    const h = this.header;
+    this.l1 = await this.readFileBytes(h.l1TableOffset, h.l1Size * 8);
+    this.l1View = new DataView(this.l1.buffer, this.l1.byteOffset, this.l1.byteLength);
+  }
+
+  /** Active L1 entry `index`: the L2 table offset (0: none) and its COPIED flag. */
+  l1Entry(index: number): { offset: number; copied: boolean } {
+    if (index >= this.header.l1Size) return { offset: 0, copied: false };
+    const hi = this.l1View.getUint32(index * 8);
+    const offset = entryOffset(hi, this.l1View.getUint32(index * 8 + 4));
+    checkAligned(offset, this.clusterSize, `L1 entry ${index}`);
+    if (offset !== 0 && offset < this.clusterSize) {
+      throw new ImageFormatError(`${this.filename}: qcow2 image is corrupt: L1 entry ${index} points into the header`);
+    }
+    return { offset, copied: (hi & COPIED_HI) !== 0 };
+  }
+
+  /** Sets active L1 entry `index` and writes it to disk at once. */
+  async setL1Entry(index: number, offset: number, copied: boolean): Promise<void> {
+    setEntry(this.l1View, index * 8, offset, copied);
+    await this.file.writeGrow(this.header.l1TableOffset + index * 8, this.l1.subarray(index * 8, index * 8 + 8));
+  }
+
+  /**
+   * Makes the L1 table at `offset` with `size` entries (already on disk) the
+   * active one and writes the header. Cached L2 tables stay valid (they are keyed
+   * by offset).
+   */
+  async replaceActiveL1(offset: number, size: number): Promise<void> {
+    this.header.l1TableOffset = offset;
+    this.header.l1Size = size;
+    await this.loadL1();
+    await this.writeHeader();
+  }
+
+  /** The L2 table at host `offset`, through the cache (change it, then markL2Dirty). */
+  l2Table(offset: number): Promise<CachedTable> {
+    return this.l2Cache.get(offset);
+  }
+
+  markL2Dirty(t: CachedTable, index: number): void {
+    const bytes = this.geometry.extendedL2 ? 16 : 8;
+    this.l2Cache.markDirty(t, index * bytes, index * bytes + bytes);
+  }
+
+  /** Forgets cached metadata at `offset` (a freed cluster). */
+  forgetCluster(offset: number): void {
+    this.l2Cache.drop(offset);
+    if (this.lastCompressed && Math.floor(this.lastCompressed.hostOffset / this.clusterSize) * this.clusterSize === offset) {
+      this.lastCompressed = null;
+    }
+  }
+
+  /**
+   * Writes all cached metadata in dependency order (refcount blocks, L2 tables,
+   * sync, deferred frees, refcount blocks, sync). Callers hold no lock; the node's
+   * own flush() takes it.
+   */
+  async flushMetadata(): Promise<void> {
+    if (this.readOnly) return;
+    const wroteRefcounts = await this.refcounts.flush();
+    if (this.l2Cache.isDirty()) {
+      if (wroteRefcounts) await this.file.flush();
+      await this.l2Cache.flushAll();
+    }
+    if (this.refcounts.hasPendingFrees()) {
+      await this.file.flush();
+      await this.refcounts.applyPendingFrees((offset) => this.forgetCluster(offset));
+      await this.refcounts.flush();
+    }
+    await this.file.flush();
+  }
+
+  /** Runs `fn` holding the node's lock alone (for snapshot/amend operations). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.exclusive(fn);
+  }
+
+  // ---------------------------------------------------------------- mapping
+
+  private async readFileBytes(offset: number, length: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(length);
+    await this.readHost(offset, buf);
+    return buf;
+  }
+
+  /** Reads host bytes; whatever lies past the end of the file reads as zeroes. */
+  private async readHost(offset: number, buf: Uint8Array): Promise<void> {
+    const avail = Math.max(0, Math.min(buf.length, this.file.size() - offset));
+    if (avail > 0) await this.file.read(offset, buf.subarray(0, avail));
+    if (avail < buf.length) buf.fill(0, avail);
+  }
+
+  private where(l1Index: number): string {
+    return `${this.filename}: L2 table of L1 entry ${l1Index},`;
+  }
+
+  /** The run at guest `offset` (at most `maxLength` bytes, within one L2 table's reach). */
+  private async mapExtent(offset: number, maxLength: number): Promise<Extent> {
+    const cs = this.clusterSize;
+    const reach = cs * this.l2Entries;
+    const l1Index = Math.floor(offset / reach);
+    const tableEnd = (l1Index + 1) * reach;
+    const end = Math.min(offset + maxLength, tableEnd);
+    const { offset: l2Offset } = this.l1Entry(l1Index);
+    if (l2Offset === 0) return { kind: KIND_UNALLOCATED, length: end - offset, hostOffset: null, compressed: null };
+    const t = await this.l2Cache.get(l2Offset);
+    const where = this.where(l1Index);
+    const unit = this.subclusterSize;
+    let pos = offset;
+    let first: Extent | null = null;
+    let nextHost: number | null = null;
+    while (pos < end) {
+      const index = Math.floor(pos / cs) % this.l2Entries;
+      const e = readL2Entry(t.view, index, this.geometry, where);
+      const intra = pos % cs;
+      let kind: ClusterKind;
+      let host: number | null;
+      let unitEnd: number;
+      if (e.kind === KIND_COMPRESSED || !this.geometry.extendedL2) {
+        kind = e.kind;
+        host = kind === KIND_DATA || (kind === KIND_ZERO && e.hostOffset !== 0) ? e.hostOffset + intra : null;
+        unitEnd = pos - intra + cs;
+      } else {
+        const sc = Math.floor(intra / unit);
+        kind = subclusterKind(e, sc);
+        host = kind === KIND_DATA ? e.hostOffset + intra : null;
+        unitEnd = pos - intra + (sc + 1) * unit;
+      }
+      if (first === null) {
+        first = { kind, length: 0, hostOffset: host, compressed: e.compressed };
+        if (kind === KIND_COMPRESSED) {
+          first.length = Math.min(unitEnd, end) - offset;
+          return first;
+        }
+      } else if (kind !== first.kind || host !== nextHost) {
+        break;
+      }
+      const stop = Math.min(unitEnd, end);
+      first.length = stop - offset;
+      nextHost = host === null ? null : host + (stop - pos);
+      pos = stop;
+    }
+    return first!;
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  async read(offset: number, buf: Uint8Array): Promise<void> {
+    checkRange(this, this.size(), offset, buf.length);
+    if (this.readOnly) return this.readAt(offset, buf);
+    return this.lock.shared(() => this.readAt(offset, buf));
+  }
+
+  /** Reads guest bytes (no lock, no range check: the caller's job). */
+  private async readAt(offset: number, buf: Uint8Array): Promise<void> {
+    const pending: Promise<void>[] = [];
+    let pos = 0;
+    while (pos < buf.length) {
+      const ext = await this.mapExtent(offset + pos, buf.length - pos);
+      const part = buf.subarray(pos, pos + ext.length);
+      switch (ext.kind) {
+        case KIND_DATA:
+          pending.push(this.readHost(ext.hostOffset!, part));
+          break;
+        case KIND_ZERO:
+          part.fill(0);
+          break;
+        case KIND_UNALLOCATED:
+          pending.push(this.readBacking(offset + pos, part));
+          break;
+        default:
+          pending.push(this.readCompressed(ext.compressed!, (offset + pos) % this.clusterSize, part));
+      }
+      pos += ext.length;
+    }
+    await Promise.all(pending);
+  }
+
+  private async readBacking(offset: number, part: Uint8Array): Promise<void> {
+    const backing = this.backing;
+    const n = backing ? Math.max(0, Math.min(part.length, backing.size() - offset)) : 0;
+    if (n > 0) await backing!.read(offset, part.subarray(0, n));
+    if (n < part.length) part.fill(0, n);
+  }
+
+  private async readCompressed(desc: CompressedDescriptor, intra: number, part: Uint8Array): Promise<void> {
+    let cached = this.lastCompressed;
+    if (!cached || cached.hostOffset !== desc.hostOffset) {
+      const src = await this.readFileBytes(desc.hostOffset, desc.length);
+      const data = new Uint8Array(this.clusterSize);
+      await decompressCluster(this.header.compressionType, src, data).catch((e: Error) => {
+        throw new ImageFormatError(
+          `${this.filename}: compressed cluster at host offset 0x${desc.hostOffset.toString(16)} is corrupt: ${e.message}`,
+        );
+      });
+      cached = { hostOffset: desc.hostOffset, data };
+      this.lastCompressed = cached;
+    }
+    part.set(cached.data.subarray(intra, intra + part.length));
+  }
+
+  async blockStatus(offset: number, length: number): Promise<BlockExtent> {
+    checkRange(this, this.size(), offset, length);
+    const run = async (): Promise<BlockExtent> => {
+      const ext = await this.mapExtent(offset, length);
+      let len = ext.length;
+      let zero = ext.kind === KIND_ZERO;
+      if (ext.kind === KIND_UNALLOCATED) {
+        const backingSize = this.backing ? this.backing.size() : 0;
+        if (offset >= backingSize) zero = true;
+        else len = Math.min(len, backingSize - offset);
+      }
+      return {
+        offset,
+        length: len,
+        allocated: ext.kind !== KIND_UNALLOCATED,
+        data: ext.kind === KIND_DATA || ext.kind === KIND_COMPRESSED,
+        zero,
+        compressed: ext.kind === KIND_COMPRESSED,
+        hostOffset: ext.kind === KIND_COMPRESSED ? null : ext.hostOffset,
+      };
+    };
+    if (length === 0) {
+      return { offset, length: 0, allocated: false, data: false, zero: false, compressed: false, hostOffset: null };
+    }
+    return this.readOnly ? run() : this.lock.shared(run);
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new BlockRequestError(`${this.filename}: the image is opened read-only`);
+  }
+
+  /** Lazy refcounts: the dirty bit goes on disk before the first change. */
+  private async beforeChange(): Promise<void> {
+    if (!this.lazyRefcounts || this.markedDirty) return;
+    this.header.incompatibleFeatures |= INCOMPAT_DIRTY;
+    await this.writeHeader();
+    this.markedDirty = true;
+  }
+
+  async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, buf.length);
+    await this.lock.exclusive(async () => {
+      await this.beforeChange();
+      await this.writeAt(offset, buf);
+      if (opts?.fua) await this.flushMetadata();
+    });
+  }
+
+  /** Runs `fn` once per L2 table's reach of [offset, offset+length). */
+  private async perL2Table(offset: number, length: number, fn: (l1Index: number, from: number, to: number) => Promise<void>): Promise<void> {
+    const reach = this.clusterSize * this.l2Entries;
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const l1Index = Math.floor(pos / reach);
+      const to = Math.min(end, (l1Index + 1) * reach);
+      await fn(l1Index, pos, to);
+      pos = to;
+    }
+  }
+
+  private async writeAt(offset: number, buf: Uint8Array): Promise<void> {
+    await this.perL2Table(offset, buf.length, (l1Index, from, to) =>
+      this.writeInTable(l1Index, from, buf.subarray(from - offset, to - offset)),
+    );
+  }
+
+  /** Bytes of guest cluster starting at `clusterStart` that lie inside the disk. */
+  private clusterBytes(clusterStart: number): number {
+    return Math.min(this.clusterSize, this.size() - clusterStart);
+  }
+
+  /** Can this entry's host cluster take guest data in place? */
+  private inPlace(e: L2Entry): boolean {
+    if (this.geometry.extendedL2) return e.kind !== KIND_COMPRESSED && e.hostOffset !== 0 && e.copied;
+    return e.kind === KIND_DATA && e.copied;
+  }
+
+  /** Writes `data` at guest `offset`, all within the reach of L1 entry `l1Index`. */
+  private async writeInTable(l1Index: number, offset: number, data: Uint8Array): Promise<void> {
+    const t = await this.l2ForWrite(l1Index);
+    const cs = this.clusterSize;
+    const where = this.where(l1Index);
+    let pos = 0;
+    while (pos < data.length) {
+      const g = offset + pos;
+      const index = Math.floor(g / cs) % this.l2Entries;
+      const intra = g % cs;
+      const n = Math.min(cs - intra, data.length - pos);
+      const e = readL2Entry(t.view, index, this.geometry, where);
+      const whole = intra === 0 && n === this.clusterBytes(g);
+      if (this.inPlace(e) && (whole || this.subclustersReady(e, intra, n))) {
+        // A run of in-place clusters with contiguous hosts: one write.
+        let len = n;
+        let next = index + 1;
+        while (pos + len < data.length && next < this.l2Entries) {
+          const ne = readL2Entry(t.view, next, this.geometry, where);
+          const nn = Math.min(cs, data.length - pos - len);
+          if (!this.inPlace(ne) || ne.hostOffset !== e.hostOffset + (next - index) * cs) break;
+          if (nn < this.clusterBytes(g + len) && !this.subclustersReady(ne, 0, nn)) break;
+          len += nn;
+          next++;
+        }
+        checkNotHeader(e.hostOffset, this.filename);
+        await this.file.writeGrow(e.hostOffset + intra, data.subarray(pos, pos + len));
+        if (this.geometry.extendedL2) {
+          for (let i = index, p = g; i < next; i++) {
+            const from = p % cs;
+            const to = Math.min(cs, from + (offset + pos + len - p));
+            this.setSubclustersAllocated(t, i, where, from, to);
+            p += to - from;
+          }
+        }
+        pos += len;
+      } else if (whole) {
+        // A run of whole clusters that need new host clusters: allocate together.
+        let count = 1;
+        let len = n;
+        while (pos + len < data.length && index + count < this.l2Entries) {
+          const ne = readL2Entry(t.view, index + count, this.geometry, where);
+          const nn = Math.min(cs, data.length - pos - len);
+          if (this.inPlace(ne) || nn !== this.clusterBytes(g + len)) break;
+          len += nn;
+          count++;
+        }
+        const host = await this.refcounts.allocateClusters(count);
+        await this.file.writeGrow(host, data.subarray(pos, pos + len));
+        await this.coverFile(host + count * cs);
+        for (let i = 0; i < count; i++) {
+          const old = readL2Entry(t.view, index + i, this.geometry, where);
+          writeL2Entry(t.view, index + i, this.geometry, host + i * cs, true, { allocMask: ALL_SUBCLUSTERS });
+          this.markL2Dirty(t, index + i);
+          this.release(old);
+        }
+        pos += len;
+      } else {
+        await this.writePartialCluster(t, index, e, g, data.subarray(pos, pos + n));
+        pos += n;
+      }
+    }
+  }
+
+  /** Extended L2: every partly written subcluster in [intra, intra+n) is already allocated. */
+  private subclustersReady(e: L2Entry, intra: number, n: number): boolean {
+    if (!this.geometry.extendedL2) return true;
+    const unit = this.subclusterSize;
+    const first = Math.floor(intra / unit);
+    const last = Math.floor((intra + n - 1) / unit);
+    const headPartial = intra % unit !== 0;
+    const tailPartial = (intra + n) % unit !== 0 && intra + n < this.clusterSize;
+    if (headPartial && !(e.allocMask & (1 << first))) return false;
+    if (tailPartial && !(e.allocMask & (1 << last))) return false;
+    return true;
+  }
+
+  private setSubclustersAllocated(t: CachedTable, index: number, where: string, from: number, to: number): void {
+    const e = readL2Entry(t.view, index, this.geometry, where);
+    const mask = subclusterMask(Math.floor(from / this.subclusterSize), Math.floor((to - 1) / this.subclusterSize));
+    const alloc = (e.allocMask | mask) >>> 0;
+    const zero = (e.zeroMask & ~mask) >>> 0;
+    if (alloc === e.allocMask && zero === e.zeroMask) return;
+    writeL2Entry(t.view, index, this.geometry, e.hostOffset, e.copied, { allocMask: alloc, zeroMask: zero });
+    this.markL2Dirty(t, index);
+  }
+
+  /** Makes the file long enough to hold host bytes up to `end`. */
+  private async coverFile(end: number): Promise<void> {
+    if (this.file.size() < end) await this.file.truncate(end);
+  }
+
+  /** A write of part of one cluster that cannot go in place as it is. */
+  private async writePartialCluster(t: CachedTable, index: number, e: L2Entry, g: number, part: Uint8Array): Promise<void> {
+    const cs = this.clusterSize;
+    const clusterStart = g - (g % cs);
+    const intra = g % cs;
+    if (!this.geometry.extendedL2) {
+      // A zero cluster that keeps its own allocation is rewritten in place.
+      const reuse = e.kind === KIND_ZERO && e.hostOffset !== 0 && e.copied;
+      const content = new Uint8Array(cs);
+      if (!reuse) await this.readAt(clusterStart, content.subarray(0, this.clusterBytes(clusterStart)));
+      content.set(part, intra);
+      const host = reuse ? e.hostOffset : await this.refcounts.allocateClusters(1);
+      if (reuse) checkNotHeader(host, this.filename);
+      await this.file.writeGrow(host, content);
+      writeL2Entry(t.view, index, this.geometry, host, true);
+      this.markL2Dirty(t, index);
+      if (!reuse) this.release(e);
+      return;
+    }
+    // Extended L2: build the span of touched subclusters; partly written ones take
+    // their current content first.
+    const unit = this.subclusterSize;
+    const first = Math.floor(intra / unit);
+    const last = Math.floor((intra + part.length - 1) / unit);
+    const spanStart = first * unit;
+    const span = new Uint8Array((last + 1) * unit - spanStart);
+    if (intra % unit !== 0) await this.readInDisk(clusterStart + spanStart, span.subarray(0, unit));
+    if ((intra + part.length) % unit !== 0 && (last !== first || intra % unit === 0)) {
+      await this.readInDisk(clusterStart + last * unit, span.subarray(span.length - unit));
+    }
+    span.set(part, intra - spanStart);
+    const mask = subclusterMask(first, last);
+    let alloc = (e.allocMask | mask) >>> 0;
+    const zero = (e.zeroMask & ~mask) >>> 0;
+    let host: number;
+    if (this.inPlace(e)) {
+      host = e.hostOffset;
+      checkNotHeader(host, this.filename);
+      await this.file.writeGrow(host + spanStart, span);
+    } else if (e.kind === KIND_COMPRESSED || e.hostOffset !== 0) {
+      // Copy on write of a compressed or shared cluster: the whole cluster moves.
+      const content = new Uint8Array(cs);
+      await this.readAt(clusterStart, content.subarray(0, this.clusterBytes(clusterStart)));
+      content.set(span, spanStart);
+      host = await this.refcounts.allocateClusters(1);
+      await this.file.writeGrow(host, content);
+      if (e.kind === KIND_COMPRESSED) alloc = ALL_SUBCLUSTERS;
+      this.release(e);
+    } else {
+      host = await this.refcounts.allocateClusters(1);
+      await this.file.writeGrow(host + spanStart, span);
+      await this.coverFile(host + cs);
+    }
+    writeL2Entry(t.view, index, this.geometry, host, true, { allocMask: alloc, zeroMask: e.kind === KIND_COMPRESSED ? 0 : zero });
+    this.markL2Dirty(t, index);
+  }
+
+  /** Reads guest bytes, zeroes for the part past the virtual size. */
+  private async readInDisk(offset: number, buf: Uint8Array): Promise<void> {
+    const n = Math.max(0, Math.min(buf.length, this.size() - offset));
+    if (n > 0) await this.readAt(offset, buf.subarray(0, n));
+    if (n < buf.length) buf.fill(0, n);
+  }
+
+  /** The entry no longer references its host storage: free it after the next metadata flush. */
+  private release(e: L2Entry): void {
+    if (e.kind === KIND_COMPRESSED) this.refcounts.queueFree(e.compressed!.hostOffset, e.compressed!.length);
+    else if (e.hostOffset !== 0) this.refcounts.queueFree(e.hostOffset, this.clusterSize);
+  }
+
+  /**
+   * The L2 table for L1 entry `l1Index`, ready to be changed: allocated if there
+   * is none, copied if it is shared (no COPIED flag). The new table is on disk
+   * before the L1 entry points to it.
+   */
+  private async l2ForWrite(l1Index: number): Promise<CachedTable> {
+    const { offset, copied } = this.l1Entry(l1Index);
+    if (offset !== 0 && copied) return this.l2Cache.get(offset);
+    const data = offset !== 0 ? (await this.l2Cache.get(offset)).data.slice() : new Uint8Array(this.clusterSize);
+    const newOffset = await this.refcounts.allocateClusters(1);
+    const t = await this.l2Cache.create(newOffset, data);
+    await this.l2Cache.writeTable(t);
+    await this.setL1Entry(l1Index, newOffset, true);
+    if (offset !== 0) this.refcounts.queueFree(offset, this.clusterSize);
+    return t;
+  }
+
+  // ---------------------------------------------------------------- zeroing, discard
+
+  async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, length);
+    if (length === 0) return;
+    await this.lock.exclusive(async () => {
+      await this.beforeChange();
+      await this.zeroAt(offset, length, opts?.mayUnmap ?? false);
+    });
+  }
+
+  private async zeroAt(offset: number, length: number, mayUnmap: boolean): Promise<void> {
+    // Units the metadata can mark as zero: clusters, or subclusters with extended L2.
+    // The last unit may be cut short by the end of the disk; it still counts as whole.
+    const unit = this.subclusterSize;
+    const end = offset + length;
+    const a = Math.ceil(offset / unit) * unit;
+    const b = end === this.size() ? end : Math.floor(end / unit) * unit;
+    if (a >= b) return this.writeZeroBytes(offset, length);
+    if (offset < a) await this.writeZeroBytes(offset, a - offset);
+    if (this.header.version === 2) await this.zeroClustersV2(a, b);
+    else await this.perL2Table(a, b - a, (l1, from, to) => this.zeroInTable(l1, from, to, mayUnmap));
+    if (b < end) await this.writeZeroBytes(b, end - b);
+  }
+
+  private async writeZeroBytes(offset: number, length: number): Promise<void> {
+    const chunk = new Uint8Array(Math.min(length, 1 << 20));
+    for (let pos = 0; pos < length; pos += chunk.length) {
+      const n = Math.min(chunk.length, length - pos);
+      await this.writeAt(offset + pos, chunk.subarray(0, n));
+    }
+  }
+
+  /** Version 2 has no zero flag: deallocate when nothing shows through, else write zeroes. */
+  private async zeroClustersV2(from: number, to: number): Promise<void> {
+    if (this.backing) return this.writeZeroBytes(from, to - from);
+    await this.perL2Table(from, to - from, (l1, a, b) => this.deallocateInTable(l1, a, b));
+  }
+
+  private async deallocateInTable(l1Index: number, from: number, to: number): Promise<void> {
+    if (this.l1Entry(l1Index).offset === 0) return;
+    const t = await this.l2ForWrite(l1Index);
+    const where = this.where(l1Index);
+    for (let g = from; g < to; g += this.clusterSize) {
+      const index = Math.floor(g / this.clusterSize) % this.l2Entries;
+      const e = readL2Entry(t.view, index, this.geometry, where);
+      if (e.kind === KIND_UNALLOCATED) continue;
+      writeL2Entry(t.view, index, this.geometry, 0, false);
+      this.markL2Dirty(t, index);
+      this.release(e);
+    }
+  }
+
+  /** Version 3: zero flags (or zero bitmaps) for whole units in [from, to). */
+  private async zeroInTable(l1Index: number, from: number, to: number, mayUnmap: boolean): Promise<void> {
+    if (this.l1Entry(l1Index).offset === 0 && !this.backing) return;
+    const t = await this.l2ForWrite(l1Index);
+    const cs = this.clusterSize;
+    const where = this.where(l1Index);
+    let g = from;
+    while (g < to) {
+      const index = Math.floor(g / cs) % this.l2Entries;
+      const intra = g % cs;
+      const n = Math.min(cs - intra, to - g);
+      const e = readL2Entry(t.view, index, this.geometry, where);
+      const whole = intra === 0 && n === this.clusterBytes(g);
+      if (!this.geometry.extendedL2) {
+        const keep = e.kind === KIND_DATA && e.copied && !mayUnmap;
+        writeL2Entry(t.view, index, this.geometry, keep ? e.hostOffset : 0, keep, { zero: true });
+        if (!keep) this.release(e);
+      } else if (e.kind === KIND_COMPRESSED) {
+        if (whole) {
+          writeL2Entry(t.view, index, this.geometry, 0, false, { zeroMask: ALL_SUBCLUSTERS });
+          this.release(e);
+        } else {
+          await this.writeZeroBytes(g, n);
+        }
+      } else {
+        const dropHost = whole && (mayUnmap || !e.copied);
+        const mask = subclusterMask(Math.floor(intra / this.subclusterSize), Math.floor((intra + n - 1) / this.subclusterSize));
+        writeL2Entry(t.view, index, this.geometry, dropHost ? 0 : e.hostOffset, dropHost ? false : e.copied, {
+          allocMask: (e.allocMask & ~mask) >>> 0,
+          zeroMask: (e.zeroMask | mask) >>> 0,
+        });
+        if (dropHost) this.release(e);
+      }
+      this.markL2Dirty(t, index);
+      g += n;
+    }
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, length);
+    const cs = this.clusterSize;
+    const end = offset + length;
+    const from = Math.ceil(offset / cs) * cs;
+    const to = end === this.size() ? Math.ceil(end / cs) * cs : Math.floor(end / cs) * cs;
+    if (from >= to) return;
+    await this.lock.exclusive(async () => {
+      await this.beforeChange();
+      await this.perL2Table(from, Math.min(to, this.size()) - from, (l1, a, b) => this.discardInTable(l1, a, b, false));
+    });
+  }
+
+  /**
+   * Drops whole clusters in [from, to). Unless `full`, a cluster keeps reading as
+   * zeroes where it was allocated or a backing file would show through (version 3);
+   * version 2 images simply deallocate (QEMU does the same).
+   */
+  private async discardInTable(l1Index: number, from: number, to: number, full: boolean): Promise<void> {
+    if (this.l1Entry(l1Index).offset === 0) return;
+    const t = await this.l2ForWrite(l1Index);
+    const where = this.where(l1Index);
+    for (let g = from; g < to; g += this.clusterSize) {
+      const index = Math.floor(g / this.clusterSize) % this.l2Entries;
+      const e = readL2Entry(t.view, index, this.geometry, where);
+      const allocated = e.kind !== KIND_UNALLOCATED || e.hostOffset !== 0 || e.zeroMask !== 0;
+      const keepZero = !full && this.header.version >= 3 && (this.backing !== null || allocated);
+      if (!allocated && !keepZero) continue;
+      if (this.geometry.extendedL2) {
+        writeL2Entry(t.view, index, this.geometry, 0, false, { zeroMask: keepZero ? ALL_SUBCLUSTERS : 0 });
+      } else {
+        writeL2Entry(t.view, index, this.geometry, 0, false, { zero: keepZero });
+      }
+      this.markL2Dirty(t, index);
+      this.release(e);
+    }
+  }
+
+  // ---------------------------------------------------------------- compressed writes
+
+  async writeCompressed(offset: number, buf: Uint8Array): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, buf.length);
+    const cs = this.clusterSize;
+    if (offset % cs !== 0 || (buf.length % cs !== 0 && offset + buf.length !== this.size())) {
+      throw new BlockRequestError(
+        `${this.filename}: compressed writes must cover whole clusters (offset ${offset}, length ${buf.length}, cluster size ${cs})`,
+      );
+    }
+    const clusters: Uint8Array[] = [];
+    for (let pos = 0; pos < buf.length; pos += cs) {
+      const piece = buf.subarray(pos, pos + cs);
+      if (piece.length === cs) clusters.push(piece);
+      else {
+        const padded = new Uint8Array(cs);
+        padded.set(piece);
+        clusters.push(padded);
+      }
+    }
+    const compressed = await Promise.all(clusters.map((c) => compressCluster(this.header.compressionType, c)));
+    await this.lock.exclusive(async () => {
+      await this.beforeChange();
+      for (let i = 0; i < clusters.length; i++) {
+        const g = offset + i * cs;
+        const packed = compressed[i];
+        if (!packed) {
+          await this.writeAt(g, buf.subarray(i * cs, i * cs + this.clusterBytes(g)));
+          continue;
+        }
+        const l1Index = Math.floor(g / (cs * this.l2Entries));
+        const t = await this.l2ForWrite(l1Index);
+        const index = Math.floor(g / cs) % this.l2Entries;
+        const old = readL2Entry(t.view, index, this.geometry, this.where(l1Index));
+        const host = await this.refcounts.allocateBytes(packed.length);
+        await this.file.writeGrow(host, packed);
+        // Compressed clusters have no subclusters: the bitmap half is cleared first.
+        writeL2Entry(t.view, index, this.geometry, 0, false);
+        setCompressedEntry(t.view, index * (this.geometry.extendedL2 ? 16 : 8), host, packed.length, this.clusterBits);
+        this.markL2Dirty(t, index);
+        this.release(old);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- resize
+
+  async truncate(size: number, opts?: TruncateOptions): Promise<void> {
+    this.checkWritable();
+    if (!Number.isSafeInteger(size) || size < 0) throw new BlockRequestError(`${this.filename}: invalid size ${size}`);
+    await this.lock.exclusive(async () => {
+      const old = this.size();
+      if (size === old) return;
+      await this.beforeChange();
+      if (size > old) await this.grow(size, opts?.preallocation ?? 'off');
+      else {
+        if (!opts?.shrink) {
+          throw new BlockRequestError(`${this.filename}: shrinking the image needs shrinking to be allowed (--shrink)`);
+        }
+        if (opts.preallocation && opts.preallocation !== 'off') {
+          throw new BlockRequestError(`${this.filename}: preallocation cannot be used when shrinking an image`);
+        }
+        await this.shrink(size);
+      }
+    });
+  }
+
+  private async grow(size: number, prealloc: Preallocation): Promise<void> {
+    const old = this.size();
+    const needed = l1EntriesFor(size, this.clusterBits, this.geometry.extendedL2);
+    if (needed > this.header.l1Size) await this.growL1(needed);
+    this.header.size = size;
+    if (prealloc !== 'off') await this.preallocate(old, size, prealloc);
+    await this.writeHeader();
+  }
+
+  /** Moves the active L1 table to a new, larger place; the header switches once it is on disk. */
+  private async growL1(entries: number): Promise<void> {
+    const h = this.header;
+    if (entries * 8 > 32 * 2 ** 20) throw new BlockRequestError(`${this.filename}: the image would need an L1 table larger than 32 MiB`);
+    const cs = this.clusterSize;
+    const clusters = Math.ceil((entries * 8) / cs);
+    const offset = await this.refcounts.allocateClusters(clusters);
+    const table = new Uint8Array(clusters * cs);
+    table.set(this.l1);
+    await this.file.writeGrow(offset, table);
+    await this.file.flush();
+    const oldOffset = h.l1TableOffset;
+    const oldBytes = h.l1Size * 8;
+    h.l1TableOffset = offset;
+    h.l1Size = entries;
+    this.l1 = table.subarray(0, entries * 8);
+    this.l1View = new DataView(this.l1.buffer, this.l1.byteOffset, this.l1.byteLength);
+    await this.writeHeader();
+    if (oldBytes > 0) this.refcounts.queueFree(oldOffset, Math.ceil(oldBytes / cs) * cs);
+  }
+
+  /** Allocates L2 tables and data clusters for [from, to); falloc/full also reserve or zero the host space. */
+  private async preallocate(from: number, to: number, mode: Preallocation): Promise<void> {
+    const cs = this.clusterSize;
+    const runs: Array<[number, number]> = [];
+    await this.perL2Table(Math.floor(from / cs) * cs, to - Math.floor(from / cs) * cs, async (l1Index, a, b) => {
+      const t = await this.l2ForWrite(l1Index);
+      const where = this.where(l1Index);
+      let g = a;
+      while (g < b) {
+        const index = Math.floor(g / cs) % this.l2Entries;
+        if (readL2Entry(t.view, index, this.geometry, where).kind !== KIND_UNALLOCATED) { g += cs; continue; }
+        let count = 1;
+        while (g + count * cs < b && index + count < this.l2Entries &&
+          readL2Entry(t.view, index + count, this.geometry, where).kind === KIND_UNALLOCATED) count++;
+        const host = await this.refcounts.allocateClusters(count);
+        for (let i = 0; i < count; i++) {
+          writeL2Entry(t.view, index + i, this.geometry, host + i * cs, true, { allocMask: ALL_SUBCLUSTERS });
+          this.markL2Dirty(t, index + i);
+        }
+        runs.push([host, count * cs]);
+        g += count * cs;
+      }
+    });
+    const end = runs.reduce((m, [h, n]) => Math.max(m, h + n), 0);
+    await this.coverFile(end);
+    for (const [host, length] of runs) {
+      if (mode === 'falloc') await this.file.writeZeroes(host, length);
+      else if (mode === 'full') {
+        const zero = new Uint8Array(Math.min(length, 1 << 20));
+        for (let p = 0; p < length; p += zero.length) await this.file.writeGrow(host + p, zero.subarray(0, Math.min(zero.length, length - p)));
+      }
+    }
+    await this.flushMetadata();
+  }
+
+  private async shrink(size: number): Promise<void> {
+    if (this.snapshots.length > 0) {
+      throw new BlockRequestError(`${this.filename}: Can't shrink an image with internal snapshots`);
+    }
+    const cs = this.clusterSize;
+    const reach = cs * this.l2Entries;
+    const old = this.size();
+    const from = Math.ceil(size / cs) * cs;
+    const end = Math.ceil(old / cs) * cs;
+    if (from < end) await this.perL2Table(from, end - from, (l1, a, b) => this.discardInTable(l1, a, b, true));
+    // L2 tables wholly past the new end go too (QEMU keeps the L1 size).
+    for (let i = Math.ceil(size / reach); i < this.header.l1Size; i++) {
+      const { offset } = this.l1Entry(i);
+      if (offset === 0) continue;
+      await this.setL1Entry(i, 0, false);
+      this.refcounts.queueFree(offset, cs);
+    }
+    this.header.size = size;
+    await this.writeHeader();
+    await this.flushMetadata();
+    const used = await this.refcounts.endOfUsedClusters();
+    if (used < this.file.size()) await this.file.truncate(used, { shrink: true });
+  }
+
+  // ---------------------------------------------------------------- flush, close
+
+  async flush(): Promise<void> {
+    if (this.readOnly) return;
+    await this.lock.exclusive(() => this.flushMetadata());
+  }
+
+  async allocatedSize(): Promise<number> {
+    return this.file.allocatedSize();
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (!this.readOnly) {
+        await this.lock.exclusive(async () => {
+          await this.flushMetadata();
+          if (this.markedDirty) {
+            this.header.incompatibleFeatures &= ~INCOMPAT_DIRTY;
+            await this.writeHeader();
+            this.markedDirty = false;
+          }
+        });
+      }
+    } finally {
+      await this.file.close();
+    }
+  }
+}
+
+/** Guest data must never land on the header cluster (a hostile L2 entry could point there). */
+function checkNotHeader(hostOffset: number, filename: string): void {
+  if (hostOffset === 0) {
+    throw new ImageFormatError(`${filename}: qcow2 image is corrupt: a data cluster overlaps the header`);
+  }
+}
