@@ -24,7 +24,7 @@ export default class ImgResize extends TsemuCommand {
     const argv = [...this.argv];
     const size = argv.pop();
     const { args, flags } = await this.parse(ImgResize, argv.filter((a) => a !== '--'));
-    if (size === undefined || args.filename === undefined) throw new Error('Not enough arguments');
+    if (size === undefined || args.filename === undefined) throw new Error('Expecting image file name and size');
     if (args.size !== undefined) throw new Error(`Unexpected argument: ${args.size}`);
     await resizeImage({
       filename: args.filename,
