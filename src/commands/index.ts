@@ -14,6 +14,7 @@ import ImgCompare from './img/compare.js';
 import ImgResize from './img/resize.js';
 import ImgCheck from './img/check.js';
 import ImgSnapshot from './img/snapshot.js';
+import ImgMap from './img/map.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -28,4 +29,5 @@ export const COMMANDS = {
   'img:resize': ImgResize,
   'img:check': ImgCheck,
   'img:snapshot': ImgSnapshot,
+  'img:map': ImgMap,
 };
