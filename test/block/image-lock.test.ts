@@ -57,7 +57,7 @@ test('a qcow2 image qemu-io has open for writing cannot be opened by tsemu, exce
     const holder = await holdWithQemuIo(['-f', 'qcow2', qcow2]);
     try {
       await assert.rejects(FileNode.open(qcow2), (e: Error) => {
-        assert.equal(e.message, `Could not open '${qcow2}': Failed to get "write" lock\nIs another process using the image [${qcow2}]?`);
+        assert.equal(e.message, `Failed to get "write" lock\nIs another process using the image [${qcow2}]?`);
         return true;
       });
       const ro = await FileNode.open(qcow2, { readOnly: true });

@@ -16,6 +16,9 @@
  * - opening takes QEMU's image locks (image-lock.ts): read (+write) sharing all;
  *   formats with metadata narrow that with lockForFormat(); -U (forceShare, read-only
  *   only) holds read and shares everything; creating holds write+resize.
+ *   Errors read like QEMU's file-posix ones: "Could not open 'x': No such file or
+ *   directory" for the open itself, bare 'Failed to get "write" lock\nIs another process
+ *   using the image [x]?' for locks (callers add "Could not open 'x': " as qemu-img does).
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
@@ -92,9 +95,7 @@ export class FileNode implements BlockNode {
   static async open(filename: string, opts: FileOpenOptions = {}): Promise<FileNode> {
     const readOnly = opts.readOnly ?? false;
     const forceShare = opts.forceShare ?? false;
-    if (forceShare && !readOnly) {
-      throw new Error(`Could not open '${filename}': force-share=on can only be used with read-only images`);
-    }
+    if (forceShare && !readOnly) throw new Error('force-share=on can only be used with read-only images');
     let flags = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR;
     if (opts.create) flags |= fsConstants.O_CREAT;
     let handle: FileHandle;
@@ -112,9 +113,6 @@ export class FileNode implements BlockNode {
       return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size);
     } catch (e) {
       await handle.close();
-      if (e instanceof Error && !e.message.startsWith('Could not open')) {
-        throw new Error(`Could not open '${filename}': ${e.message}`);
-      }
       throw e;
     }
   }
@@ -135,11 +133,7 @@ export class FileNode implements BlockNode {
    * metadata call this from open() and create().
    */
   lockForFormat(hasMetadata: boolean): void {
-    try {
-      this.setPermissions(imagePermissions({ readOnly: this.readOnly, forceShare: this.forceShare, hasMetadata }));
-    } catch (e) {
-      throw new Error(`Could not open '${this.filename}': ${(e as Error).message}`);
-    }
+    this.setPermissions(imagePermissions({ readOnly: this.readOnly, forceShare: this.forceShare, hasMetadata }));
   }
 
   size(): number {
