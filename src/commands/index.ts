@@ -15,6 +15,7 @@ import ImgResize from './img/resize.js';
 import ImgCheck from './img/check.js';
 import ImgSnapshot from './img/snapshot.js';
 import ImgMap from './img/map.js';
+import Io from './io.js';
 
 export const COMMANDS = {
   'img:create': ImgCreate,
@@ -30,4 +31,5 @@ export const COMMANDS = {
   'img:check': ImgCheck,
   'img:snapshot': ImgSnapshot,
   'img:map': ImgMap,
+  io: Io,
 };
