@@ -4,7 +4,7 @@ import path from 'node:path';
 import { stat, writeFile } from 'node:fs/promises';
 import { FileNode } from '../../src/block/protocols/file.js';
 import type { Preallocation } from '../../src/block/node.js';
-import { mustRun, qemuImg, scratchDir } from '../helpers/peers.js';
+import { mustRun, qemuImg, scratchDir, tsemu } from '../helpers/peers.js';
 
 interface MapEntry {
   start: number;
@@ -125,6 +125,26 @@ test('bad requests are clear errors', async () => {
     await ro.close();
     await assert.rejects(FileNode.open(path.join(dir, 'missing.img')), /Could not open .*No such file or directory/);
     await assert.rejects(FileNode.open(file, { forceShare: true }), /force-share=on can only be used with read-only images/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('tsemu img map of a sparse raw file prints what qemu-img map prints', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'holes.raw');
+    const node = await FileNode.open(file, { create: true });
+    await node.truncate(8 << 20);
+    await node.write(1 << 20, new Uint8Array(3).fill(0x61));
+    await node.write(5 << 20, new Uint8Array(128 << 10).fill(0x62));
+    await node.writeZeroes(5 << 20, 64 << 10, { mayUnmap: true });
+    await node.close();
+    for (const output of ['json', 'human']) {
+      const ours = await mustRun(tsemu(['img', 'map', `--output=${output}`, '-f', 'raw', file]), 'tsemu img map');
+      const theirs = await mustRun(qemuImg(['map', `--output=${output}`, '-f', 'raw', file]), 'qemu-img map');
+      assert.equal(ours.stdout, theirs.stdout, `--output=${output}`);
+    }
   } finally {
     await cleanup();
   }
