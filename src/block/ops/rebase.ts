@@ -10,13 +10,14 @@
  * (compressed with -c). Only then is the header changed, so an interrupted rebase
  * leaves the image valid on its old backing file. An empty name (-b "") rebases
  * onto nothing: every range the image leaves to its backing is then copied unless
- * it reads as zeroes. The header change needs the format's setBackingFile hook.
+ * it reads as zeroes. The header change itself is backing-header.ts.
  */
 import { Buffer } from 'node:buffer';
 import type { BlockNode } from '../node.js';
 import { closeImage, openImage, resolveBackingPath } from '../open.js';
 import { CHUNK, alignUp } from './copy-engine.js';
 import { openChain, type ChainImage } from './chain.js';
+import { changeBackingFile } from './backing-header.js';
 
 export interface RebaseArgs {
   filename: string;
@@ -44,7 +45,7 @@ export async function rebaseImage(a: RebaseArgs): Promise<void> {
   if (a.unsafe) {
     const img = (await openImage(a.filename, { format: a.format, backing: false })) as ChainImage;
     try {
-      await setBacking(img, newName, a.backingFormat ?? null);
+      await changeBackingFile(img, newName, a.backingFormat ?? null);
     } finally {
       await closeImage(img);
     }
@@ -67,18 +68,11 @@ export async function rebaseImage(a: RebaseArgs): Promise<void> {
     }
     await copyDifferences(top, top.backing, newBacking, Boolean(a.compress), a.onProgress);
     await top.flush();
-    await setBacking(top, newName, newName === null ? null : a.backingFormat!);
+    await changeBackingFile(top, newName, newName === null ? null : a.backingFormat!);
   } finally {
     if (newBacking) await closeImage(newBacking as ChainImage);
     await closeImage(top);
   }
-}
-
-async function setBacking(img: ChainImage, name: string | null, format: string | null): Promise<void> {
-  if (!img.setBackingFile) {
-    throw new Error(`Could not change the backing file to '${name ?? ''}': Operation not supported`);
-  }
-  await img.setBackingFile(name, format);
 }
 
 /** Copies into `top` every cluster it leaves to its backing where `oldB` and `newB` differ. */
