@@ -8,7 +8,8 @@ import { scanZstdFrame } from '../../src/block/compress/zstd-frame.js';
 import { ImageFormatError } from '../../src/block/node.js';
 import { COMPRESSED, compressedOffsetBits, getU64, l2EntryAt, readLayout } from '../helpers/qcow2-layout.js';
 import { makeRng } from '../helpers/pattern.js';
-import { mustRun, qemuImg, scratchDir } from '../helpers/peers.js';
+import { ROOT, mustRun, qemuImg, scratchDir } from '../helpers/peers.js';
+import { runBounded } from '../helpers/bounded.js';
 
 const TYPES: CompressionType[] = ['zlib', 'zstd'];
 
@@ -87,6 +88,19 @@ test('a worker pool that is idle does not keep the process alive and can be clos
   const r = await pool.run('compress', 'zlib', clusterData(1, 4096));
   assert.ok(r);
   await pool.close();
+  await assert.rejects(pool.run('compress', 'zlib', clusterData(1, 4096)), /pool is closed/);
+});
+
+test('the built dist/ runs its .js workers, and a process that used the pool exits by itself', async () => {
+  const script =
+    `const m = await import(${JSON.stringify(path.join(ROOT, 'dist/block/compress/index.js'))});` +
+    `for (const t of ['zlib', 'zstd']) { const d = new Uint8Array(65536).fill(5); const o = new Uint8Array(65536);` +
+    `await m.decompressCluster(t, await m.compressCluster(t, d), o); if (!o.every((b) => b === 5)) process.exit(3); }` +
+    `console.log('done');`;
+  const r = await runBounded(process.execPath, ['--input-type=module', '-e', script]);
+  assert.equal(r.hung, false, 'the idle pool kept the process alive');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'done\n');
 });
 
 test('decodes the compressed clusters qemu-img convert -c writes (zlib and zstd)', async () => {

@@ -9,7 +9,8 @@
  * The worker file sits next to this module with this module's extension: .js in the
  * built dist/, .ts when running from sources under tsx. Node 20 does not carry tsx's
  * loader into workers, so a .ts worker is started through a small bootstrap that
- * registers tsx's loader first.
+ * registers tsx's loader first. Workers get no execArgv of the parent's (some of its
+ * options are refused in workers).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -43,35 +44,40 @@ interface Slot {
 const WORKER_URL = new URL(`./worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url);
 
 function startWorker(): Worker {
-  if (!WORKER_URL.pathname.endsWith('.ts')) return new Worker(WORKER_URL);
+  // No inherited execArgv: options such as --input-type are not valid for a worker.
+  if (!WORKER_URL.pathname.endsWith('.ts')) return new Worker(WORKER_URL, { execArgv: [] });
   const boot =
     `import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))};\n` +
     `register();\nawait import(${JSON.stringify(WORKER_URL.href)});\n`;
-  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`));
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { execArgv: [] });
 }
 
 export class CodecPool {
   private readonly slots: Slot[] = [];
   private readonly queue: Pending[] = [];
   private nextId = 1;
+  private closed = false;
 
   constructor(readonly size = Math.max(1, availableParallelism())) {}
 
   run(op: WorkerRequest['op'], type: CompressionType, data: Uint8Array, outLength = 0): Promise<Uint8Array | null> {
+    if (this.closed) return Promise.reject(new Error('the compression worker pool is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ req: { id: this.nextId++, op, type, data, outLength }, resolve, reject });
       this.dispatch();
     });
   }
 
-  /** Stops every worker (pending requests fail). */
+  /** Stops every worker; queued and running requests fail. */
   async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0)) job.reject(new Error('the compression worker pool is closed'));
     const slots = this.slots.splice(0);
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
   private dispatch(): void {
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && !this.closed) {
       let slot = this.slots.find((s) => !s.busy);
       if (!slot && this.slots.length < this.size) slot = this.spawn();
       if (!slot) return;
