@@ -47,20 +47,22 @@ export interface MapArgs {
 /** The status of one run at `offset` (at most `length` bytes) of the chain under `top`. */
 export async function mapRun(top: BlockNode, layers: readonly BlockNode[], offset: number, length: number): Promise<MapEntry> {
   const st = await chainBlockStatus(top, offset, length);
+  let depth = st.depth;
   if (!st.allocated) {
-    let depth = 0;
+    depth = 0;
     while (depth + 1 < layers.length && layers[depth + 1]!.size() > offset) depth++;
-    return { start: offset, length: st.length, depth, present: false, zero: true, data: false };
   }
-  const layer = layers[st.depth]!;
+  // The defining (or last visited) layer's own view: data/zero, and where it is stored
+  // (an unallocated extended-L2 subcluster still has a host cluster).
+  const layer = layers[depth]!;
   const own = await layer.blockStatus(offset, st.length);
   const entry: MapEntry = {
     start: offset,
     length: Math.min(st.length, own.length),
-    depth: st.depth,
-    present: true,
-    zero: own.zero,
-    data: own.data,
+    depth,
+    present: st.allocated,
+    zero: st.allocated ? own.zero : true,
+    data: st.allocated && own.data,
   };
   if (own.hostOffset !== null) {
     entry.offset = own.hostOffset;

@@ -69,13 +69,18 @@ export async function measureImage(a: MeasureArgs): Promise<MeasureResult> {
     const req: MeasureRequest = {
       options,
       size: virtualSize,
-      source: source ? { extents: () => sourceExtents(source!), bitmaps: persistentBitmaps(source) } : null,
+      source: source ? measureSource(source) : null,
     };
     if (driver.measure) return await driver.measure(req);
     return { required: virtualSize, fullyAllocated: virtualSize };
   } finally {
     if (source) await closeImage(source);
   }
+}
+
+/** An opened image (with its chain) as the source a measure hook sizes a copy of. */
+export function measureSource(image: ImageNode): NonNullable<MeasureRequest['source']> {
+  return { extents: () => sourceExtents(image), bitmaps: persistentBitmaps(image) };
 }
 
 /** The source's data runs through its whole chain; the last run ends at the sector-rounded size. */
