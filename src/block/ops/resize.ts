@@ -18,6 +18,18 @@ export interface ResizeArgs {
   shrink?: boolean;
 }
 
+/** Shrinking was not allowed; `warning` explains what shrinking would do. */
+export class ShrinkNotAllowedError extends Error {
+  readonly warning =
+    "Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an " +
+    'operation, make sure there is no important data there.';
+
+  constructor() {
+    super('Use the --shrink option to perform a shrink operation.');
+    this.name = 'ShrinkNotAllowedError';
+  }
+}
+
 const PREALLOCATION_MODES: readonly Preallocation[] = ['off', 'metadata', 'falloc', 'full'];
 
 /** The new size asked for by a "[+|-]SIZE" argument, for an image of `current` bytes. */
@@ -47,13 +59,7 @@ export async function resizeImage(a: ResizeArgs): Promise<void> {
     const target = resizeTarget(a.size, current);
     if (target <= 0) throw new Error('New image size must be positive');
     if (target <= current && prealloc !== 'off') throw new Error('Preallocation can only be used for growing images');
-    if (target < current && !a.shrink) {
-      throw new Error(
-        'Use the --shrink option to perform a shrink operation.\n' +
-          "warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing " +
-          'such an operation, make sure there is no important data there.',
-      );
-    }
+    if (target < current && !a.shrink) throw new ShrinkNotAllowedError();
     await image.truncate(target, { preallocation: prealloc, shrink: a.shrink });
     await image.flush();
   } finally {

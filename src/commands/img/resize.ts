@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand } from '../base.js';
-import { resizeImage } from '../../block/ops/resize.js';
+import { ShrinkNotAllowedError, resizeImage } from '../../block/ops/resize.js';
 
 export default class ImgResize extends TsemuCommand {
   static override summary = 'Change an image\'s virtual size';
@@ -26,13 +26,20 @@ export default class ImgResize extends TsemuCommand {
     const { args, flags } = await this.parse(ImgResize, argv.filter((a) => a !== '--'));
     if (size === undefined || args.filename === undefined) throw new Error('Expecting image file name and size');
     if (args.size !== undefined) throw new Error(`Unexpected argument: ${args.size}`);
-    await resizeImage({
-      filename: args.filename,
-      size,
-      format: flags.format,
-      preallocation: flags.preallocation,
-      shrink: flags.shrink,
-    });
+    try {
+      await resizeImage({
+        filename: args.filename,
+        size,
+        format: flags.format,
+        preallocation: flags.preallocation,
+        shrink: flags.shrink,
+      });
+    } catch (e) {
+      if (!(e instanceof ShrinkNotAllowedError)) throw e;
+      process.stderr.write(`tsemu: ${e.message}\ntsemu: warning: ${e.warning}\n`);
+      process.exitCode = 1;
+      return;
+    }
     if (!flags.quiet) this.out('Image resized.');
   }
 }
