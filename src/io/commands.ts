@@ -7,6 +7,8 @@
  *   write [-bcCfnquz] [-P pattern | -s source_file] off len   data, zeroes (-z, -u may
  *         unmap), compressed (-c), FUA (-f); -n (no fallback) is accepted and writes
  *         zeroes whichever way the node can
+ *   readv [-Cqv] [-P pattern] off len [len..], writev [-Cfq] [-P pattern] off len [len..]
+ *         (the buffer lengths add up to one request)
  *   discard [-Cq] off len, flush, map, length, info, sleep ms, help [cmd], quit
  *   aliases: r, w, d, f, q
  *
@@ -289,6 +291,49 @@ async function fillFromFile(file: string, count: number): Promise<Uint8Array> {
   return buf;
 }
 
+/** readv/writev operands: an offset and one or more buffer lengths, added up. */
+function offsetAndLengths(s: IoSession, cmd: string, operands: string[]): [number, number] {
+  if (operands.length < 2) s.usage(cmd);
+  const offset = cvtnum(operands[0]!);
+  let total = 0;
+  for (const text of operands.slice(1)) {
+    const len = cvtnum(text);
+    if (len > REQUEST_MAX_BYTES) throw new CommandError(`Argument '${text}' exceeds maximum size ${REQUEST_MAX_BYTES}`);
+    total += len;
+  }
+  return [offset, total];
+}
+
+async function readvCommand(s: IoSession, args: string[]): Promise<boolean> {
+  const p = getopt('readv', args, 'CP:qv');
+  const patternText = value(p, 'P');
+  const pattern = patternText === undefined ? undefined : parsePattern(patternText);
+  const [offset, count] = offsetAndLengths(s, 'readv', p.operands);
+  const buf = new Uint8Array(count);
+  const seconds = await request('readv', () => s.image.read(offset, buf));
+  let ok = true;
+  if (pattern !== undefined && buf.some((b) => b !== pattern)) {
+    s.print(`Pattern verification failed at offset ${offset}, ${count} bytes`);
+    ok = false;
+  }
+  if (has(p, 'q')) return ok;
+  if (has(p, 'v')) dumpBuffer(s, buf, offset);
+  report(s, 'read', seconds, offset, count, has(p, 'C'));
+  return ok;
+}
+
+async function writevCommand(s: IoSession, args: string[]): Promise<boolean> {
+  const p = getopt('writev', args, 'CfqP:');
+  const patternText = value(p, 'P');
+  const pattern = patternText === undefined ? DEFAULT_WRITE_PATTERN : parsePattern(patternText);
+  const [offset, count] = offsetAndLengths(s, 'writev', p.operands);
+  const fua = has(p, 'f') || s.options.writeThrough === true;
+  const buf = new Uint8Array(count).fill(pattern);
+  const seconds = await request('writev', () => s.image.write(offset, buf, { fua }));
+  if (!has(p, 'q')) report(s, 'wrote', seconds, offset, count, has(p, 'C'));
+  return true;
+}
+
 async function discardCommand(s: IoSession, args: string[]): Promise<boolean> {
   const p = getopt('discard', args, 'Cq');
   const [offset, count] = offsetAndCount(s, 'discard', p.operands, true);
@@ -406,9 +451,17 @@ const COMMANDS: readonly CommandDef[] = [
     name: 'read', alias: 'r', usage: 'read [-abCqv] [-P pattern [-s off] [-l len]] off len', argmin: 2, argmax: -1,
     oneline: 'reads a number of bytes at a specified offset', run: readCommand,
   },
+  {
+    name: 'readv', usage: 'readv [-Cqv] [-P pattern] off len [len..]', argmin: 2, argmax: -1,
+    oneline: 'reads a number of bytes at a specified offset', run: readvCommand,
+  },
   { name: 'sleep', usage: 'sleep', argmin: 1, argmax: 1, oneline: 'waits for the given value in milliseconds', run: sleepCommand },
   {
     name: 'write', alias: 'w', usage: 'write [-bcCfnquz] [-P pattern | -s source_file] off len', argmin: 2, argmax: -1,
     writes: true, oneline: 'writes a number of bytes at a specified offset', run: writeCommand,
+  },
+  {
+    name: 'writev', usage: 'writev [-Cfq] [-P pattern] off len [len..]', argmin: 2, argmax: -1, writes: true,
+    oneline: 'writes a number of bytes at a specified offset', run: writevCommand,
   },
 ];

@@ -40,6 +40,8 @@ const RAW_SCRIPT = [
   'write -P 0x100 0 1', 'read -l 5 -P 0 0 2', 'read 0 2M junk', 'w -q 0 1', 'r -P 0xcd 0 1',
   'write -z -P 1 0 1', 'read -s 1 -l 2 -P 0xab 0 16', 'write -f -P 7 1000 24', 'read -q -P 7 1000 24',
   'write -z -u 512k 64k', 'read -P 0 512k 64k', 'flush x', 'd 0 4096',
+  'writev -P 3 0 512 1k', 'readv -P 3 0 512 1k', 'readv -v 0 8 8', 'readv -P 4 0 512', 'writev -q 0 1', 'readv 0',
+  'readv -C 0 512 512', 'writev 0 abc', 'readv -x 0 1', 'writev -f 2M 512', 'readv 0 1 junk',
 ];
 
 test('tsemu io on a raw image prints what qemu-io prints and leaves the same image', async () => {
