@@ -14,6 +14,7 @@ import ImgCompare from './img/compare.js';
 import ImgResize from './img/resize.js';
 import ImgCheck from './img/check.js';
 import ImgSnapshot from './img/snapshot.js';
+import ImgAmend from './img/amend.js';
 import ImgMap from './img/map.js';
 import Io from './io.js';
 
@@ -30,6 +31,7 @@ export const COMMANDS = {
   'img:resize': ImgResize,
   'img:check': ImgCheck,
   'img:snapshot': ImgSnapshot,
+  'img:amend': ImgAmend,
   'img:map': ImgMap,
   io: Io,
 };

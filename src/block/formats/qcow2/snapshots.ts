@@ -60,7 +60,7 @@ import {
 } from './snapshot-table.js';
 
 /** The image state one transaction starts from. */
-interface ImageState {
+export interface ImageState {
   file: FileNode;
   h: Qcow2Header;
   stored: StoredRefcounts;
@@ -82,7 +82,7 @@ async function loadState(file: FileNode, h: Qcow2Header): Promise<ImageState> {
 }
 
 /** Reads the header, refusing corrupt images and repairing dirty ones first. */
-async function openForChange(file: FileNode): Promise<ImageState> {
+export async function openForChange(file: FileNode): Promise<ImageState> {
   let h = await readQcow2Header(file);
   if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
     throw new ImageFormatError('the image is marked corrupt; repair it with img check -r all first');
@@ -134,14 +134,14 @@ function addTree(refs: ReferenceCounts, h: Qcow2Header, offset: number, bytes: n
   }
 }
 
-function copyRefs(r: ReferenceCounts): ReferenceCounts {
+export function copyRefs(r: ReferenceCounts): ReferenceCounts {
   const out = new ReferenceCounts(r.length, Number.MAX_SAFE_INTEGER);
   for (let c = 0; c < r.length; c++) out.set(c, r.get(c));
   return out;
 }
 
 /** Allocates and writes `data` (padded to clusters) where both R0 and R are free; counts it in R. */
-async function writeNewClusters(s: ImageState, after: ReferenceCounts, data: Uint8Array): Promise<number> {
+export async function writeNewClusters(s: ImageState, after: ReferenceCounts, data: Uint8Array): Promise<number> {
   const clusterSize = clusterSizeOf(s.h);
   const clusters = Math.max(1, Math.ceil(data.length / clusterSize));
   const first = allocateRun((c) => s.before.get(c) === 0 && after.get(c) === 0, clusters);
@@ -163,7 +163,7 @@ function releaseRefcountStructure(s: ImageState, after: ReferenceCounts): void {
  * Rewrites the COPIED bits of the active tree: a bit stays only where `refs`
  * says 1; with `allowSet`, missing bits are set where it says 1.
  */
-async function fixCopiedFlags(file: FileNode, h: Qcow2Header, refs: ReferenceCounts, allowSet: boolean): Promise<void> {
+export async function fixCopiedFlags(file: FileNode, h: Qcow2Header, refs: ReferenceCounts, allowSet: boolean): Promise<void> {
   const clusterSize = clusterSizeOf(h);
   const l1 = await readL1Table(file, h.l1TableOffset, h.l1Size);
   let l1Dirty = false;
@@ -194,7 +194,7 @@ async function fixCopiedFlags(file: FileNode, h: Qcow2Header, refs: ReferenceCou
 }
 
 /** Writes the snapshot table for `entries` (or none) into R; returns offset and count for the header. */
-async function writeSnapshotTable(
+export async function writeSnapshotTable(
   s: ImageState,
   after: ReferenceCounts,
   entries: SnapshotEntry[],
@@ -205,8 +205,8 @@ async function writeSnapshotTable(
   return { snapshotsOffset: offset, nbSnapshots: entries.length };
 }
 
-/** Writes R as the refcount structure and commits `h`. */
-async function commit(s: ImageState, after: ReferenceCounts, h: Qcow2Header): Promise<Qcow2Header> {
+/** Writes R as the refcount structure (in `h`'s refcount width) and commits `h`. */
+export async function commitTransaction(s: ImageState, after: ReferenceCounts, h: Qcow2Header): Promise<Qcow2Header> {
   releaseRefcountStructure(s, after);
   return installRefcounts(s.file, h, after, (c) => s.before.get(c) === 0);
 }
@@ -256,7 +256,7 @@ export async function createQcow2Snapshot(file: FileNode, name: string, opts: Cr
   };
   const table = await writeSnapshotTable(s, after, [...s.snapshots, entry]);
   await fixCopiedFlags(file, h, after, false);
-  await commit(s, after, { ...h, ...table });
+  await commitTransaction(s, after, { ...h, ...table });
 }
 
 function findOrThrow(s: ImageState, idOrName: string, message: string): number {
@@ -306,7 +306,7 @@ export async function applyQcow2Snapshot(file: FileNode, idOrName: string): Prom
   // cluster is shared with the snapshot now).
   await fixCopiedFlags(file, { ...newH }, after, false);
   const table = await writeSnapshotTable(s, after, s.snapshots);
-  await commit(s, after, { ...newH, ...table });
+  await commitTransaction(s, after, { ...newH, ...table });
 }
 
 /** Deletes snapshot `idOrName` (qemu-img snapshot -d). */
@@ -322,7 +322,7 @@ export async function deleteQcow2Snapshot(file: FileNode, idOrName: string): Pro
   for (const [o, n] of dec) addTree(after, h, o, n, -1);
   releaseRange(after, h, sn.l1Offset, sn.l1Size * 8);
   const table = await writeSnapshotTable(s, after, s.snapshots.filter((_, i) => i !== index));
-  const committed = await commit(s, after, { ...h, ...table });
+  const committed = await commitTransaction(s, after, { ...h, ...table });
   await fixCopiedFlags(file, committed, after, true);
   await file.flush();
 }
