@@ -153,13 +153,28 @@ export async function copySegments(o: CopyOptions): Promise<void> {
     if (!o.outOfOrder) await c.turn;
   };
 
-  /** Reads the chunk's data ranges in parallel and fills its known-zero ranges. */
+  /**
+   * Reads the chunk's data ranges in parallel and zeroes the bytes of its known-zero
+   * ranges that can end up written as data: all of them without zero detection,
+   * else only those in scan units that also hold data (whole units inside a
+   * known-zero range become zero runs without being looked at).
+   */
   const readDataParts = async (c: Chunk, data: Buffer): Promise<void> => {
     const reads: Promise<void>[] = [];
     for (const d of dataParts(c)) {
       reads.push(readSource(c.seg.source, c.seg.sourceOffset + c.pos + d.start, data.subarray(d.start, d.end)));
     }
-    for (const z of c.zeroParts) data.fill(0, z.start, z.end);
+    const t = c.seg.targetOffset + c.pos;
+    for (const z of c.zeroParts) {
+      if (o.sparseSize === 0) {
+        data.fill(0, z.start, z.end);
+        continue;
+      }
+      const headEnd = Math.min(z.end, alignUp(t + z.start, unit) - t);
+      const tailStart = Math.max(headEnd, alignDown(t + z.end, unit) - t);
+      data.fill(0, z.start, headEnd);
+      data.fill(0, tailStart, z.end);
+    }
     await settleAll(reads);
   };
 

@@ -16,7 +16,7 @@ export default class ImgConvert extends TsemuCommand {
     '[-m NUM_COROUTINES] [-W] [-C] [--salvage] [--target-is-zero] [--bitmaps] [-U] FILENAME [FILENAME2 [...]] OUTPUT_FILENAME';
   static override strict = false;
   static override flags = {
-    object: Flags.string({ description: 'QEMU object definition (none are needed by the formats tsemu supports)', multiple: true }),
+    object: Flags.string({ description: 'QEMU object definition (none are needed by the formats tsemu supports)', multiple: true, multipleNonGreedy: true }),
     compress: Flags.boolean({ char: 'c', description: 'compress the output (formats that support it)' }),
     progress: Flags.boolean({ char: 'p', description: 'show progress' }),
     quiet: Flags.boolean({ char: 'q', description: 'quiet mode' }),
@@ -27,7 +27,7 @@ export default class ImgConvert extends TsemuCommand {
     'output-format': Flags.string({ char: 'O', description: 'output format (default raw)' }),
     'backing-file': Flags.string({ char: 'B', description: 'make the output an overlay of this backing file' }),
     'backing-format': Flags.string({ char: 'F', description: 'format of the -B backing file' }),
-    options: Flags.string({ char: 'o', description: 'output format options', multiple: true }),
+    options: Flags.string({ char: 'o', description: 'output format options', multiple: true, multipleNonGreedy: true }),
     snapshot: Flags.string({ char: 'l', description: 'convert this internal snapshot (snapshot.id=ID,snapshot.name=NAME or ID_OR_NAME)' }),
     sparse: Flags.string({ char: 'S', description: 'minimum run of zero bytes kept sparse (default 4k, 0 writes everything)' }),
     'rate-limit': Flags.string({ char: 'r', description: 'bytes per second' }),
