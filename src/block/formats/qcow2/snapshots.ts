@@ -19,6 +19,9 @@
  * A refcount that would exceed refcount_bits is refused before anything is
  * written (QEMU fails there with EINVAL and a leaked cluster). A dirty image
  * (lazy refcounts) is repaired first; an image marked corrupt is refused.
+ * The transaction steps (openForChange, copyRefs, writeNewClusters,
+ * writeSnapshotTable, commitTransaction, fixCopiedFlags) are exported for the
+ * other whole-image changes (amend).
  */
 import { ImageFormatError } from '../../node.js';
 import type { FileNode } from '../../protocols/file.js';
