@@ -175,3 +175,27 @@ test('raw images have no check: exit 63 like qemu-img', async () => {
     await cleanup();
   }
 });
+
+test('a dirty lazy-refcounts image with stale refcounts: reported, then rebuilt by -r all with the dirty bit cleared', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const img = await makeImage(dir, 'd.qcow2', 'lazy_refcounts=on', ['write 0 64k', 'write 1M 64k']);
+    await setRefcount16(img, 6, 0); // a data cluster whose refcount update never happened
+    const incompat = Buffer.alloc(8);
+    incompat.writeBigUInt64BE(1n); // the dirty bit
+    await poke(img, 72, incompat);
+    // Probed format (no -f): the same findings as qemu-img's.
+    const t = await tsemu(['img', 'check', img]);
+    const q = await qemuImg(['check', img]);
+    sameRun(t, q, 'check of a dirty image');
+    assert.equal(t.code, 2);
+    const fixed = await compareCheck(img, ['-r', 'all']);
+    assert.equal(fixed.t.code, 0);
+    assert.match(fixed.t.stderr, /Rebuilding refcount structure/);
+    const info = JSON.parse((await mustRun(qemuImg(['info', '--output=json', fixed.mine]), 'info')).stdout);
+    assert.equal(info['dirty-flag'], false);
+    assert.equal((await qemuImg(['check', fixed.mine])).code, 0);
+  } finally {
+    await cleanup();
+  }
+});
