@@ -100,7 +100,13 @@ export async function openImageFile(
       await file.read(0, head);
       format = probeFormat(head, filename).name;
     }
-    if (format !== 'raw') file.lockForFormat(true);
+    if (format !== 'raw') {
+      try {
+        file.lockForFormat(true);
+      } catch (e) {
+        throw new Error(`Could not open '${filename}': ${(e as Error).message}`);
+      }
+    }
     return { file, format };
   } catch (e) {
     await file.close();
