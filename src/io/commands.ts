@@ -140,13 +140,16 @@ function parsePattern(text: string): number {
   return value;
 }
 
-/** offset and length operands, with qemu-io's checks. */
-function offsetAndCount(s: IoSession, cmd: string, operands: string[], maxCheck: boolean): [number, number] {
+/**
+ * Offset and length operands, with qemu-io's length limit; `limitNote` words the
+ * limit message (write says " without -n"), null lifts the limit.
+ */
+function offsetAndCount(s: IoSession, cmd: string, operands: string[], limitNote: string | null): [number, number] {
   if (operands.length !== 2) s.usage(cmd);
   const offset = cvtnum(operands[0]!);
   const count = cvtnum(operands[1]!);
-  if (maxCheck && count > REQUEST_MAX_BYTES) {
-    throw new CommandError(`length cannot exceed ${REQUEST_MAX_BYTES}, given ${operands[1]}`);
+  if (limitNote !== null && count > REQUEST_MAX_BYTES) {
+    throw new CommandError(`length cannot exceed ${REQUEST_MAX_BYTES}${limitNote}, given ${operands[1]}`);
   }
   return [offset, count];
 }
@@ -200,7 +203,7 @@ async function request(what: string, fn: () => Promise<void>): Promise<number> {
 
 async function readCommand(s: IoSession, args: string[]): Promise<boolean> {
   const p = getopt('read', args, 'bCl:pP:qs:v');
-  const [offset, count] = offsetAndCount(s, 'read', p.operands, true);
+  const [offset, count] = offsetAndCount(s, 'read', p.operands, '');
   const patternText = value(p, 'P');
   const pattern = patternText === undefined ? undefined : parsePattern(patternText);
   const lengthText = value(p, 'l');
@@ -239,7 +242,7 @@ async function writeCommand(s: IoSession, args: string[]): Promise<boolean> {
   if (has(p, 'n') && !zero) throw new CommandError('-n requires -z to be specified');
   if (has(p, 'u') && !zero) throw new CommandError('-u requires -z to be specified');
   const pattern = patternText === undefined ? DEFAULT_WRITE_PATTERN : parsePattern(patternText);
-  const [offset, count] = offsetAndCount(s, 'write', p.operands, !zero);
+  const [offset, count] = offsetAndCount(s, 'write', p.operands, has(p, 'n') ? null : ' without -n');
   if (has(p, 'b')) throw new CommandError('write failed: Operation not supported');
   const fua = has(p, 'f') || s.options.writeThrough === true;
   let seconds: number;
@@ -336,7 +339,7 @@ async function writevCommand(s: IoSession, args: string[]): Promise<boolean> {
 
 async function discardCommand(s: IoSession, args: string[]): Promise<boolean> {
   const p = getopt('discard', args, 'Cq');
-  const [offset, count] = offsetAndCount(s, 'discard', p.operands, true);
+  const [offset, count] = offsetAndCount(s, 'discard', p.operands, '');
   const seconds = await request('discard', () => s.image.discard(offset, count));
   if (!has(p, 'q')) report(s, 'discard', seconds, offset, count, has(p, 'C'));
   return true;

@@ -2,24 +2,34 @@
  * How qemu-io reads and prints numbers, so tsemu io's output matches it line for line:
  * - cvtnum: offsets and lengths with suffixes (k/K = KiB … e = EiB, "1.5k", "0x10"),
  *   errors worded like qemu-io's ("Parsing error: non-numeric argument, or
- *   extraneous/unrecognized suffix -- abc");
+ *   extraneous/unrecognized suffix -- abc", "Parsing error: argument too large -- 8E");
  * - cvtstr: a byte count for humans: "512 bytes", "64 KiB", "1.438 MiB" (bytes with
  *   six decimals, larger units with three, a ".000…" tail dropped), rounding ties to
  *   even as C's printf does;
  * - timestr: an elapsed time as "SS.CC" ("M:SS.CC", "H:MM:SS.CC" when longer), or
  *   always "H:MM:SS.CC" in the -C machine format.
  */
-import { parseSize } from '../block/options.js';
-
 export class IoParseError extends Error {}
 
-/** Parses a size argument; throws IoParseError with qemu-io's message. */
+const MULTIPLIERS: Record<string, number> = {
+  b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60,
+};
+
+/**
+ * Parses a size argument as QEMU's qemu_strtosz does (a fraction needs a suffix and
+ * is truncated to whole bytes); values of 2^63 and more are "too large". Numbers
+ * beyond 2^53 come back inexact, which only matters to requests that then fail their
+ * range check anyway. Throws IoParseError with qemu-io's message.
+ */
 export function cvtnum(text: string): number {
-  try {
-    return parseSize(text);
-  } catch {
+  const m = /^(0x[0-9a-f]+|[0-9]+(?:\.[0-9]+)?)([bkmgtpe]?)$/i.exec(text);
+  if (!m || (m[1]!.includes('.') && m[2] === '')) {
     throw new IoParseError(`Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- ${text}`);
   }
+  const hex = /^0x/i.test(m[1]!);
+  const bytes = Math.floor((hex ? parseInt(m[1]!, 16) : Number(m[1])) * MULTIPLIERS[(m[2] || 'b').toLowerCase()]!);
+  if (bytes >= 2 ** 63) throw new IoParseError(`Parsing error: argument too large -- ${text}`);
+  return bytes;
 }
 
 /** printf("%.<digits>f") with C's round-half-to-even on exact ties. */

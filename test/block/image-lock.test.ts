@@ -1,12 +1,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FileNode } from '../../src/block/protocols/file.js';
 import { F_WRLCK, ofdTestLock } from '../../src/block/protocols/linux-sys.js';
-import { mustRun, qemuImg, qemuIo, requirePeer, scratchDir } from '../helpers/peers.js';
+import { mustRun, qemuImg, requirePeer, scratchDir, type RunResult } from '../helpers/peers.js';
+
+/**
+ * qemu-io with no standard input. A qemu-io refused by a lock exits at once, and
+ * peers.ts's runProgram can then hit EPIPE writing its (empty) stdin.
+ */
+function qemuIoNoStdin(args: string[]): RunResult {
+  requirePeer('qemu-io');
+  const r = spawnSync('qemu-io', args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function mustSucceed(r: RunResult, what: string): void {
+  assert.equal(r.code, 0, `${what} failed: ${r.stdout}${r.stderr}`);
+}
 
 /** Is byte `offset` of the file locked by anyone (seen through a fresh open file description)? */
 function byteLocked(file: string, offset: number): boolean {
@@ -18,14 +32,18 @@ function byteLocked(file: string, offset: number): boolean {
   }
 }
 
-/** Starts `qemu-io ... -c 'sleep N' file` and resolves once its lock on byte 100 is visible. */
-async function holdWithQemuIo(args: string[]): Promise<ChildProcess> {
+/**
+ * Starts `qemu-io ... -c 'sleep N' file` and resolves once the last of its locks,
+ * byte `lastByte`, is visible (201 for qcow2, whose users never share write; 101 for
+ * a raw writer; 100 for a raw reader).
+ */
+async function holdWithQemuIo(args: string[], lastByte: number): Promise<ChildProcess> {
   requirePeer('qemu-io');
   const file = args[args.length - 1]!;
   const child = spawn('qemu-io', [...args.slice(0, -1), '-c', 'sleep 60000', file], { stdio: 'ignore' });
   let exited = false;
   child.on('exit', () => (exited = true));
-  while (!byteLocked(file, 100)) {
+  while (!byteLocked(file, lastByte)) {
     if (exited) throw new Error(`qemu-io ${args.join(' ')} exited before it locked the image`);
     await sleep(20);
   }
@@ -54,7 +72,7 @@ async function withImages(fn: (raw: string, qcow2: string) => Promise<void>): Pr
 
 test('a qcow2 image qemu-io has open for writing cannot be opened by tsemu, except with -U', async () => {
   await withImages(async (_raw, qcow2) => {
-    const holder = await holdWithQemuIo(['-f', 'qcow2', qcow2]);
+    const holder = await holdWithQemuIo(['-f', 'qcow2', qcow2], 201);
     try {
       await assert.rejects(FileNode.open(qcow2), (e: Error) => {
         assert.equal(e.message, `Failed to get "write" lock\nIs another process using the image [${qcow2}]?`);
@@ -77,7 +95,7 @@ test('a qcow2 image qemu-io has open for writing cannot be opened by tsemu, exce
 
 test('a read-only qemu-io of a qcow2 image keeps tsemu from writing it', async () => {
   await withImages(async (_raw, qcow2) => {
-    const holder = await holdWithQemuIo(['-r', '-f', 'qcow2', qcow2]);
+    const holder = await holdWithQemuIo(['-r', '-f', 'qcow2', qcow2], 201);
     try {
       await assert.rejects(FileNode.open(qcow2), /Failed to get "write" lock/);
       const ro = await FileNode.open(qcow2, { readOnly: true });
@@ -94,20 +112,20 @@ test('qemu-io and qemu-img cannot open a qcow2 image tsemu has open for writing'
     const node = await FileNode.open(qcow2);
     node.lockForFormat(true);
     try {
-      const rw = await qemuIo(['-f', 'qcow2', '-c', 'read 0 512', qcow2]);
+      const rw = qemuIoNoStdin(['-f', 'qcow2', '-c', 'read 0 512', qcow2]);
       assert.notEqual(rw.code, 0);
       assert.match(rw.stderr, /Failed to get "write" lock/);
-      const ro = await qemuIo(['-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]);
+      const ro = qemuIoNoStdin(['-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]);
       assert.notEqual(ro.code, 0);
       assert.match(ro.stderr, /Failed to get shared "write" lock/);
       const info = await qemuImg(['info', qcow2]);
       assert.notEqual(info.code, 0);
       assert.match(info.stderr, /Is another process using the image/);
-      await mustRun(qemuIo(['-U', '-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io -U');
+      mustSucceed(qemuIoNoStdin(['-U', '-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io -U');
     } finally {
       await node.close();
     }
-    await mustRun(qemuIo(['-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io after close');
+    mustSucceed(qemuIoNoStdin(['-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io after close');
   });
 });
 
@@ -116,9 +134,9 @@ test('a read-only tsemu open of a qcow2 image keeps qemu-io from writing it', as
     const node = await FileNode.open(qcow2, { readOnly: true });
     node.lockForFormat(true);
     try {
-      const rw = await qemuIo(['-f', 'qcow2', '-c', 'read 0 512', qcow2]);
+      const rw = qemuIoNoStdin(['-f', 'qcow2', '-c', 'read 0 512', qcow2]);
       assert.match(rw.stderr, /Failed to get "write" lock/);
-      await mustRun(qemuIo(['-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io -r');
+      mustSucceed(qemuIoNoStdin(['-r', '-f', 'qcow2', '-c', 'read 0 512', qcow2]), 'qemu-io -r');
     } finally {
       await node.close();
     }
@@ -127,7 +145,7 @@ test('a read-only tsemu open of a qcow2 image keeps qemu-io from writing it', as
 
 test('raw images are shared for writing, as QEMU shares them', async () => {
   await withImages(async (raw) => {
-    const holder = await holdWithQemuIo(['-f', 'raw', raw]);
+    const holder = await holdWithQemuIo(['-f', 'raw', raw], 101);
     try {
       const node = await FileNode.open(raw);
       await node.write(0, new Uint8Array(512).fill(7));
@@ -137,7 +155,7 @@ test('raw images are shared for writing, as QEMU shares them', async () => {
     }
     const node = await FileNode.open(raw);
     try {
-      await mustRun(qemuIo(['-f', 'raw', '-c', 'write 512 512', raw]), 'qemu-io write');
+      mustSucceed(qemuIoNoStdin(['-f', 'raw', '-c', 'write 512 512', raw]), 'qemu-io write');
       assert.ok(byteLocked(raw, 100) && byteLocked(raw, 101), 'holds consistent read + write');
       assert.ok(!byteLocked(raw, 201), 'shares write');
     } finally {
@@ -158,7 +176,7 @@ test('two tsemu opens in one process exclude each other like two processes', asy
     const creating = await FileNode.open(qcow2, { create: true });
     try {
       await assert.rejects(FileNode.open(qcow2, { create: true }), /Failed to get "resize" lock/);
-      const r = await qemuIo(['-f', 'raw', '-c', 'truncate 4096', qcow2]);
+      const r = qemuIoNoStdin(['-f', 'raw', '-c', 'truncate 4096', qcow2]);
       assert.match(r.stderr, /Failed to get "resize" lock/);
     } finally {
       await creating.close();

@@ -21,7 +21,13 @@ test('cvtnum takes qemu-io sizes and words errors like it', () => {
   assert.equal(cvtnum('1.5k'), 1536);
   assert.equal(cvtnum('0x10'), 16);
   assert.equal(cvtnum('3G'), 3 * 2 ** 30);
+  assert.equal(cvtnum('1.1k'), 1126);
+  assert.equal(cvtnum('0x10k'), 16384);
+  assert.equal(cvtnum('9P'), 9 * 2 ** 50);
   assert.throws(() => cvtnum('1k5'), /^Error: Parsing error: non-numeric argument, or extraneous\/unrecognized suffix -- 1k5$/);
+  assert.throws(() => cvtnum('1.5'), /non-numeric argument/);
+  assert.throws(() => cvtnum('8E'), /^Error: Parsing error: argument too large -- 8E$/);
+  assert.throws(() => cvtnum('99999999999999999999'), /argument too large/);
 });
 
 test('timestr formats elapsed times', () => {

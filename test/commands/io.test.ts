@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { copyFile, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -42,6 +42,9 @@ const RAW_SCRIPT = [
   'write -z -u 512k 64k', 'read -P 0 512k 64k', 'flush x', 'd 0 4096',
   'writev -P 3 0 512 1k', 'readv -P 3 0 512 1k', 'readv -v 0 8 8', 'readv -P 4 0 512', 'writev -q 0 1', 'readv 0',
   'readv -C 0 512 512', 'writev 0 abc', 'readv -x 0 1', 'writev -f 2M 512', 'readv 0 1 junk',
+  'read 0 16E', 'read 0 99999999999999999999', 'read 9P 1', 'read 8E 1', 'read 0 1.5', 'read 0 1b', 'write -z 0 16E',
+  'write -z 1M 8P', 'discard 0 4G', 'write 0 3G', 'write -z 0 3G', 'write -z -n 0 3G', 'write -z -n 0 1M',
+  'write -z -n 1M 8P', 'readv 0 3G', 'writev 0 1 3G',
 ];
 
 test('tsemu io on a raw image prints what qemu-io prints and leaves the same image', async () => {
@@ -103,22 +106,35 @@ test('without -c, commands come from standard input after a prompt, until quit',
   }
 });
 
-/** Is byte 100 + `bit` of the file locked by anyone? */
-function permLocked(file: string, bit: number): boolean {
+/**
+ * qemu-io with no standard input. A qemu-io refused by a lock exits at once, and
+ * peers.ts's runProgram can then hit EPIPE writing its (empty) stdin.
+ */
+function qemuIoNoStdin(args: string[]): RunResult {
+  requirePeer('qemu-io');
+  const r = spawnSync('qemu-io', args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Is byte `offset` of the file locked by anyone? */
+function byteLocked(file: string, offset: number): boolean {
   const fd = openSync(file, 'r');
   try {
-    return ofdTestLock(fd, F_WRLCK, 100 + bit, 1) !== null;
+    return ofdTestLock(fd, F_WRLCK, offset, 1) !== null;
   } finally {
     closeSync(fd);
   }
 }
 
-/** Starts a program that keeps `file` open, and resolves once its write lock (byte 101) shows. */
+/**
+ * Starts a program that writes the qcow2 image `file`, and resolves once its locks are
+ * complete: the last one a qcow2 writer takes is byte 201 (others may not write).
+ */
 async function holder(program: string, args: string[], file: string): Promise<ChildProcess> {
   const child = spawn(program, args, { stdio: 'ignore', cwd: ROOT });
   let exited = false;
   child.on('exit', () => (exited = true));
-  while (!permLocked(file, 1)) {
+  while (!byteLocked(file, 201)) {
     if (exited) throw new Error(`${program} ${args.join(' ')} exited before it locked ${file}`);
     await sleep(20);
   }
@@ -152,10 +168,10 @@ test('tsemu io and qemu-io lock each other out of a qcow2 image they write', asy
 
     const t = await holder(process.execPath, [path.join(ROOT, 'bin/tsemu.js'), 'io', '-f', 'qcow2', '-c', 'sleep 60000', image], image);
     try {
-      const r = await qemuIo(['-f', 'qcow2', '-c', 'read 0 512', image]);
+      const r = qemuIoNoStdin(['-f', 'qcow2', '-c', 'read 0 512', image]);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /Failed to get "write" lock\nIs another process using the image/);
-      const ro = await qemuIo(['-r', '-f', 'qcow2', '-c', 'read 0 512', image]);
+      const ro = qemuIoNoStdin(['-r', '-f', 'qcow2', '-c', 'read 0 512', image]);
       assert.match(ro.stderr, /Failed to get shared "write" lock/);
     } finally {
       await stop(t);
