@@ -4,10 +4,37 @@
  * so tsemu's output can be compared with qemu-img's on the very same files.
  * Not a test file itself; the ops-*.test.ts files build it in a scratch folder.
  */
+import { spawn } from 'node:child_process';
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { mustRun, qemuImg, qemuIo } from '../helpers/peers.js';
+import { ROOT, type RunResult, mustRun, qemuImg, qemuIo, requirePeer } from '../helpers/peers.js';
 import { patternBytes } from '../helpers/pattern.js';
+
+/** Runs a program in `cwd` with no stdin (a child that exits at once cannot fail a stdin write). */
+export function runIn(cwd: string, program: string, args: readonly string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+    );
+  });
+}
+
+/** qemu-img in `cwd` (a missing qemu-img fails the test). */
+export function qemuImgIn(cwd: string, args: readonly string[]): Promise<RunResult> {
+  requirePeer('qemu-img');
+  return runIn(cwd, 'qemu-img', args);
+}
+
+/** The built tsemu CLI in `cwd`. */
+export function tsemuIn(cwd: string, args: readonly string[]): Promise<RunResult> {
+  return runIn(cwd, process.execPath, [path.join(ROOT, 'bin/tsemu.js'), ...args]);
+}
 
 export interface MatrixImage {
   /** File name relative to the scratch folder (the tests run with it as cwd). */

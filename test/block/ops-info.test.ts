@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { requirePeer, runProgram, scratchDir, tsemu } from '../helpers/peers.js';
-import { buildImageMatrix, type MatrixImage } from './ops-images.js';
+import { requirePeer, scratchDir } from '../helpers/peers.js';
+import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage } from './ops-images.js';
 import { formatG, qdictKeys, sizeToStr, toQemuJson } from '../../src/cli/format-output.js';
 import { collectImageInfo, fullBackingFilename } from '../../src/block/ops/info.js';
 
@@ -16,8 +16,8 @@ before(async () => {
 });
 after(() => cleanup());
 
-const qemu = (args: string[]) => runProgram('qemu-img', args, { cwd: dir });
-const ours = (args: string[]) => tsemu(args, { cwd: dir });
+const qemu = (args: string[]) => qemuImgIn(dir, args);
+const ours = (args: string[]) => tsemuIn(dir, args);
 
 test('sizes print like qemu size_to_str', () => {
   const cases: [number, string][] = [
@@ -74,7 +74,7 @@ test('info through the library: virtual size rounds up to sectors, a missing bac
   assert.equal(top!['backing-filename'], 'sub/mid.qcow2');
   assert.equal(top!['full-backing-filename'], `${dir}/sub/mid.qcow2`);
   assert.equal(top!['backing-filename-format'], 'qcow2');
-  const created = await runProgram('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', 'gone.qcow2', '-F', 'qcow2', `${dir}/orphan.qcow2`, '1M']);
+  const created = await qemuImgIn(dir, ['create', '-q', '-f', 'qcow2', '-u', '-b', 'gone.qcow2', '-F', 'qcow2', `${dir}/orphan.qcow2`, '1M']);
   assert.equal(created.code, 0, created.stderr);
   const [orphan] = await collectImageInfo(`${dir}/orphan.qcow2`);
   assert.equal(orphan!['full-backing-filename'], `${dir}/gone.qcow2`);

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { requirePeer, runProgram, scratchDir, tsemu } from '../helpers/peers.js';
-import { buildImageMatrix, type MatrixImage } from './ops-images.js';
+import { requirePeer, scratchDir } from '../helpers/peers.js';
+import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage } from './ops-images.js';
 import { mergeable, type MapEntry } from '../../src/block/ops/map.js';
 
 let dir = '';
@@ -15,8 +15,8 @@ before(async () => {
 });
 after(() => cleanup());
 
-const qemu = (args: string[]) => runProgram('qemu-img', args, { cwd: dir });
-const ours = (args: string[]) => tsemu(['img', ...args], { cwd: dir });
+const qemu = (args: string[]) => qemuImgIn(dir, args);
+const ours = (args: string[]) => tsemuIn(dir, ['img', ...args]);
 
 /** Error lines without the program prefix (qemu-img prefixes some continuation lines too). */
 const errorText = (stderr: string) => stderr.replace(/^(tsemu|qemu-img): /gm, '');
