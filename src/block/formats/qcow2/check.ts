@@ -50,7 +50,7 @@ import { readSnapshotTable, serializeSnapshotTable, type SnapshotEntry } from '.
 
 const TWO32 = 2 ** 32;
 
-export function hex64(hi: number, lo: number): string {
+function hex64(hi: number, lo: number): string {
   return hi === 0 ? (lo >>> 0).toString(16) : (hi >>> 0).toString(16) + (lo >>> 0).toString(16).padStart(8, '0');
 }
 
@@ -61,7 +61,7 @@ const L2_STD_RESERVED_LO = 0x1fe;
 
 export type ClusterType = 'unallocated' | 'zero-plain' | 'zero-alloc' | 'normal' | 'compressed';
 
-export interface L2Entry {
+export interface L2EntryFields {
   hi: number;
   lo: number;
   /** Subcluster bitmap halves (extended L2 only; 0 otherwise). */
@@ -75,14 +75,14 @@ export interface L2Entry {
 }
 
 /** Decodes L2 entry `index` of `table` (qcow2_get_cluster_type's rules). */
-export function decodeL2Entry(h: Qcow2Header, table: DataView, index: number): L2Entry {
+export function decodeL2Entry(h: Qcow2Header, table: DataView, index: number): L2EntryFields {
   const at = index * l2EntryBytesOf(h);
   const hi = table.getUint32(at);
   const lo = table.getUint32(at + 4);
   const extended = hasExtendedL2(h);
   const allocBits = extended ? table.getUint32(at + 12) : 0;
   const zeroBits = extended ? table.getUint32(at + 8) : 0;
-  const e: L2Entry = { hi, lo, allocBits, zeroBits, type: 'unallocated', offset: 0, compressedBytes: 0 };
+  const e: L2EntryFields = { hi, lo, allocBits, zeroBits, type: 'unallocated', offset: 0, compressedBytes: 0 };
   if (hi & COMPRESSED_HI) {
     e.type = 'compressed';
     try {
