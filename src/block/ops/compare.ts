@@ -138,13 +138,12 @@ async function walk(img1: ImageNode, img2: ImageNode, a: CompareArgs, messages: 
   }
 }
 
-/** Chain status at `offset`; the image's last partial sector counts as part of it. */
+/** Chain status at `offset`; the rest of the image's last sector, past its end, is allocated zeroes. */
 async function status(img: ImageNode, filename: string, offset: number, sectorEnd: number): Promise<ChainExtent> {
   const size = img.size();
-  if (offset >= size) return { offset, length: sectorEnd - offset, allocated: false, zero: true, depth: -1 };
+  if (offset >= size) return { offset, length: sectorEnd - offset, allocated: true, zero: true, depth: 0 };
   try {
-    const st = await chainBlockStatus(img, offset, size - offset);
-    return st.offset + st.length === size ? { ...st, length: sectorEnd - offset } : st;
+    return await chainBlockStatus(img, offset, size - offset);
   } catch (e) {
     throw new CompareStop(3, `Sector allocation test failed for ${filename}: ${(e as Error).message}`, false);
   }
