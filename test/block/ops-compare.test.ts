@@ -30,6 +30,8 @@ before(async () => {
   const odd2 = Buffer.alloc(1024);
   odd2[1010] = 7;
   await writeFile(at('odd2.raw'), odd2);
+  await writeFile(at('hole1.raw'), '');
+  await truncate(at('hole1.raw'), 1000);
   for (const n of ['top', 'snap', 'zlib', 'over-raw', 'v2']) {
     await mustRun(qemuImgIn(dir, ['convert', '-O', 'raw', `${n}.qcow2`, `${n}.flat`]), `convert ${n}`);
   }
@@ -51,6 +53,8 @@ test('compare output and exit codes equal qemu-img compare', async () => {
     ['r1-tail.raw', 'r1.raw'],
     ['-q', 'r1.raw', 'r2.raw'],
     ['odd1.raw', 'odd2.raw'],
+    ['hole1.raw', 'odd2.raw'],
+    ['odd2.raw', 'hole1.raw'],
     ['-s', 'r1.raw', 'r2.raw'],
     ['r2.qcow2', 'r1.raw'],
     ['r2.qcow2', 'r2.raw'],

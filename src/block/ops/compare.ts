@@ -138,12 +138,16 @@ async function walk(img1: ImageNode, img2: ImageNode, a: CompareArgs, messages: 
   }
 }
 
-/** Chain status at `offset`; the rest of the image's last sector, past its end, is allocated zeroes. */
+/**
+ * Chain status at `offset`. The rest of the image's last sector, past its end, reads
+ * as zeroes: it extends a zero run that reaches the end, else it is a run of its own.
+ */
 async function status(img: ImageNode, filename: string, offset: number, sectorEnd: number): Promise<ChainExtent> {
   const size = img.size();
   if (offset >= size) return { offset, length: sectorEnd - offset, allocated: true, zero: true, depth: 0 };
   try {
-    return await chainBlockStatus(img, offset, size - offset);
+    const st = await chainBlockStatus(img, offset, size - offset);
+    return st.zero && offset + st.length === size ? { ...st, length: sectorEnd - offset } : st;
   } catch (e) {
     throw new CompareStop(3, `Sector allocation test failed for ${filename}: ${(e as Error).message}`, false);
   }
