@@ -252,7 +252,8 @@ async function writeCommand(s: IoSession, args: string[]): Promise<boolean> {
       if (fua) await s.image.flush();
     });
   } else {
-    const buf = source === undefined ? new Uint8Array(count).fill(pattern) : await fillFromFile(source, count);
+    const buf = source === undefined ? new Uint8Array(count).fill(pattern) : await fillFromFile(s, source, count);
+    if (!buf) return false;
     const node: BlockNode = s.image;
     if (has(p, 'c')) {
       seconds = await request('write', async () => {
@@ -280,15 +281,19 @@ function checkCompressedAlignment(image: ImageNode, offset: number, count: numbe
   }
 }
 
-/** -s source_file: the file's bytes, repeated to fill `count`. */
-async function fillFromFile(file: string, count: number): Promise<Uint8Array> {
+/** -s source_file: the file's bytes, repeated to fill `count`; problems go to stderr. */
+async function fillFromFile(s: IoSession, file: string, count: number): Promise<Uint8Array | null> {
   let data: Uint8Array;
   try {
     data = await readFile(file);
   } catch (e) {
-    throw new CommandError(`Failed to open file ${file}: ${describeErrno(e)}`);
+    s.output.err(`${file}: ${describeErrno(e)}`);
+    return null;
   }
-  if (data.length === 0 && count > 0) throw new CommandError(`Failed to read from file ${file}: file is empty`);
+  if (data.length === 0) {
+    s.output.err(`${file}: file is empty`);
+    return null;
+  }
   const buf = new Uint8Array(count);
   for (let pos = 0; pos < count; pos += data.length) buf.set(data.subarray(0, count - pos), pos);
   return buf;

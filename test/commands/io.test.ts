@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { copyFile, readFile } from 'node:fs/promises';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { F_WRLCK, ofdTestLock } from '../../src/block/protocols/linux-sys.js';
 import { ROOT, mustRun, qemuImg, qemuIo, requirePeer, scratchDir, tsemu, type RunResult } from '../helpers/peers.js';
@@ -205,6 +205,11 @@ test('opening errors and read-only mode are reported like qemu-io', async () => 
     await copyFile(image, src);
     const s = await tsemu(['io', '-f', 'raw', '-c', `write -q -s ${src} 4096 8`, '-c', 'read -q -P 9 -l 4 4096 8', image]);
     assert.equal(s.code, 0, s.stdout + s.stderr);
+    await writeFile(path.join(dir, 'abc.bin'), 'abc');
+    await writeFile(path.join(dir, 'empty.bin'), '');
+    await assertSameAsQemuIo(image, 'raw', [
+      `write -s ${dir}/abc.bin 0 8`, 'read -v 0 16', `write -s ${dir}/empty.bin 0 8`, `write -s ${dir}/none.bin 0 8`,
+    ]);
   } finally {
     await cleanup();
   }
