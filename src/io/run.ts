@@ -5,7 +5,8 @@
  * "quit" or the end of input), close the image, and report whether any command
  * failed. Opening errors read like qemu-io's ("can't open device x: ...").
  * The line source is an iterator created before the image is opened, so no input
- * line arriving meanwhile is lost.
+ * line arriving meanwhile is lost. A writable image whose format was probed as raw
+ * gets QEMU's warning about it (the raw format itself guards block 0).
  */
 import { closeImage, openImage } from '../block/open.js';
 import { parseOptionString } from '../block/options.js';
@@ -71,8 +72,20 @@ export async function openForIo(opts: IoRunOptions): Promise<ImageNode> {
  * Runs the commands (or the lines from `input` when there are no -c commands) and
  * resolves to true when every command succeeded.
  */
+/** QEMU's warning when a writable image's format was probed as raw. */
+function probedRawWarning(filename: string): string {
+  return (
+    `WARNING: Image format was not specified for '${filename}' and probing guessed raw.\n` +
+    '         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n' +
+    "         Specify the 'raw' format explicitly to remove the restrictions."
+  );
+}
+
 export async function runIo(opts: IoRunOptions, output: IoOutput, input?: AsyncIterator<string>): Promise<boolean> {
   const image = await openForIo(opts);
+  if (!opts.format && !opts.imageOpts && !opts.readOnly && image.driver === 'raw') {
+    output.err(probedRawWarning(opts.filename));
+  }
   const session = new IoSession(image, output, {
     writeThrough: opts.cache === 'writethrough' || opts.cache === 'directsync',
   });

@@ -191,6 +191,10 @@ test('opening errors and read-only mode are reported like qemu-io', async () => 
     const m = await tsemu(['io', '-f', 'raw', '-c', 'read 0 1', missing]);
     assert.equal(m.stderr, `tsemu: can't open device ${missing}: Could not open '${missing}': No such file or directory\n`);
     assert.equal(m.code, 1);
+    const probed = await tsemu(['io', '-c', 'read -q 0 1', image]);
+    const qemuProbed = await qemuIo(['-c', 'read -q 0 1', image]);
+    assert.equal(probed.stderr, qemuProbed.stderr);
+    assert.equal((await tsemu(['io', '-r', '-c', 'read -q 0 1', image])).stderr, '');
     const u = await tsemu(['io', '-U', '-f', 'raw', '-c', 'read 0 1', image]);
     assert.match(u.stderr, /force-share=on can only be used with read-only images/);
     const c = await tsemu(['io', '-t', 'bogus', '-f', 'raw', '-c', 'read 0 1', image]);
