@@ -199,7 +199,8 @@ export async function prepareCreate(a: CreateImageArgs): Promise<PreparedCreate>
   for (const o of FILE_PROTOCOL_CREATE_OPTIONS) {
     if (!driver.createOptions.some((f) => f.name === o.name)) options.delete(o.name);
   }
-  const finalSize = virtualSize;
+  // The printed size is the one asked for; images are made whole 512-byte sectors long, as QEMU does.
+  const finalSize = Math.ceil(virtualSize / 512) * 512;
   return {
     formatting,
     create: async () => {
