@@ -9,7 +9,8 @@
  *         zeroes whichever way the node can
  *   readv [-Cqv] [-P pattern] off len [len..], writev [-Cfq] [-P pattern] off len [len..]
  *         (the buffer lengths add up to one request)
- *   discard [-Cq] off len, flush, map, length, info, sleep ms, help [cmd], quit
+ *   discard [-Cq] off len, truncate [-m prealloc_mode] off, alloc off [count]
+ *   flush, map, length, info, sleep ms, help [cmd], quit
  *   aliases: r, w, d, f, q
  *
  * A line is split on spaces; options are parsed GNU-style (getopt.ts). Results and
@@ -23,7 +24,14 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BlockRequestError, ImageFormatError, type BlockNode, checkRange } from '../block/node.js';
+import {
+  type BlockExtent,
+  BlockRequestError,
+  type BlockNode,
+  ImageFormatError,
+  type Preallocation,
+  checkRange,
+} from '../block/node.js';
 import type { ImageNode } from '../block/formats/format.js';
 import { SysError } from '../block/protocols/linux-sys.js';
 import { describeErrno } from '../block/protocols/file.js';
@@ -415,8 +423,56 @@ async function infoCommand(s: IoSession): Promise<boolean> {
 }
 
 async function sleepCommand(_s: IoSession, args: string[]): Promise<boolean> {
-  if (!/^[0-9]+$/.test(args[0]!)) throw new CommandError('Invalid value for milliseconds');
+  if (!/^[0-9]+$/.test(args[0]!)) throw new CommandError(`${args[0]} is not a valid number`);
   await sleep(Number(args[0]));
+  return true;
+}
+
+/** alloc offset [count]: how many bytes of the range the top layer allocates (count 512 by default). */
+async function allocCommand(s: IoSession, args: string[]): Promise<boolean> {
+  const start = cvtnum(args[0]!);
+  let count = args.length === 2 ? cvtnum(args[1]!) : 512;
+  let offset = start;
+  let remaining = count;
+  let allocated = 0;
+  while (remaining > 0) {
+    const size = s.image.size();
+    if (offset >= size) {
+      count -= remaining;
+      break;
+    }
+    let st: BlockExtent;
+    try {
+      st = await s.image.blockStatus(offset, Math.min(remaining, size - offset));
+    } catch (e) {
+      throw new CommandError(`is_allocated failed: ${describeFailure(e)}`);
+    }
+    offset += st.length;
+    remaining -= st.length;
+    if (st.allocated) allocated += st.length;
+  }
+  s.print(`${allocated}/${count} bytes allocated at offset ${cvtstr(start)}`);
+  return true;
+}
+
+const PREALLOCATION_MODES: readonly Preallocation[] = ['off', 'metadata', 'falloc', 'full'];
+
+/** truncate [-m prealloc_mode] off: resize the image (growing or shrinking); errors go to stderr. */
+async function truncateCommand(s: IoSession, args: string[]): Promise<boolean> {
+  const p = getopt('truncate', args, 'm:');
+  const mode = value(p, 'm') ?? 'off';
+  if (!(PREALLOCATION_MODES as readonly string[]).includes(mode)) {
+    s.output.err(`tsemu: Invalid preallocation mode '${mode}'`);
+    return false;
+  }
+  if (p.operands.length !== 1) s.usage('truncate');
+  const size = cvtnum(p.operands[0]!);
+  try {
+    await s.image.truncate(size, { preallocation: mode as Preallocation, shrink: true });
+  } catch (e) {
+    s.output.err(`tsemu: ${(e as Error).message}`);
+    return false;
+  }
   return true;
 }
 
@@ -429,6 +485,10 @@ async function helpCommand(s: IoSession, args: string[]): Promise<boolean> {
 }
 
 const COMMANDS: readonly CommandDef[] = [
+  {
+    name: 'alloc', usage: 'alloc offset [count]', argmin: 1, argmax: 2,
+    oneline: 'checks if offset is allocated in the file', run: allocCommand,
+  },
   {
     name: 'discard', alias: 'd', usage: 'discard [-Cq] off len', argmin: 2, argmax: -1, writes: true,
     oneline: 'discards a number of bytes at a specified offset', run: discardCommand,
@@ -464,6 +524,10 @@ const COMMANDS: readonly CommandDef[] = [
     oneline: 'reads a number of bytes at a specified offset', run: readvCommand,
   },
   { name: 'sleep', usage: 'sleep', argmin: 1, argmax: 1, oneline: 'waits for the given value in milliseconds', run: sleepCommand },
+  {
+    name: 'truncate', usage: 'truncate [-m prealloc_mode] off', argmin: 1, argmax: 3, writes: true,
+    oneline: 'truncates the current file at the given offset', run: truncateCommand,
+  },
   {
     name: 'write', alias: 'w', usage: 'write [-bcCfnquz] [-P pattern | -s source_file] off len', argmin: 2, argmax: -1,
     writes: true, oneline: 'writes a number of bytes at a specified offset', run: writeCommand,

@@ -44,7 +44,9 @@ const RAW_SCRIPT = [
   'readv -C 0 512 512', 'writev 0 abc', 'readv -x 0 1', 'writev -f 2M 512', 'readv 0 1 junk',
   'read 0 16E', 'read 0 99999999999999999999', 'read 9P 1', 'read 8E 1', 'read 0 1.5', 'read 0 1b', 'write -z 0 16E',
   'write -z 1M 8P', 'discard 0 4G', 'write 0 3G', 'write -z 0 3G', 'write -z -n 0 3G', 'write -z -n 0 1M',
-  'write -z -n 1M 8P', 'readv 0 3G', 'writev 0 1 3G',
+  'write -z -n 1M 8P', 'readv 0 3G', 'writev 0 1 3G', 'sleep abc', 'sleep 1 2', 'help foo',
+  'truncate -m falloc 2M', 'length', 'map', 'truncate -m bogus 3M', 'truncate -m full 3M', 'alloc 2M 1M', 'truncate 1M',
+  'length', 'truncate abc', 'alloc 0', 'alloc 512k 1M', 'alloc 4M',
 ];
 
 test('tsemu io on a raw image prints what qemu-io prints and leaves the same image', async () => {
@@ -85,6 +87,8 @@ test('tsemu io on a qcow2 overlay: map, info, zero/compressed writes, discard ma
       'write -P 2 512k 64k', 'write -z 2M 64k', 'write -c 3M 64k', 'map', 'info', 'length', 'discard 3M 64k',
       'map', 'write -P 5 1000 3', 'read -P 5 1000 3', 'read -P 1 0 512k', 'read -P 0 1M 1M', 'write -z -u 0 64k',
       'map', 'read -P 0 0 64k', 'write -c 1M 100k', 'write -c 1M 128k', 'write -c 4M 64k', 'read -v 3M 16',
+      'alloc 0', 'alloc 512k', 'alloc 512k 128k', 'alloc 0 1M', 'alloc 1000 10', 'alloc 5M', 'alloc 0 5M', 'alloc abc',
+      'truncate 8M', 'length', 'map',
     ]);
     await mustRun(qemuImg(['check', overlay]), 'qemu-img check');
   } finally {

@@ -11,9 +11,10 @@
  * - discard punches a hole, and is a no-op where that is not supported;
  * - blockStatus asks SEEK_DATA/SEEK_HOLE: holes are {data:false, zero:true}, data is
  *   {data:true, zero:false}; where the filesystem cannot tell, everything is data;
- * - truncate grows with preallocation off (sparse; "metadata" means the same for a
- *   plain file), falloc (fallocate) or full (zeroes written); growing an empty file
- *   writes its first 4 KiB, as QEMU does so that alignment probing finds a block;
+ * - truncate grows with preallocation off (sparse), falloc (fallocate) or full (zeroes
+ *   written); "metadata" is refused, as QEMU 7.2's file protocol refuses it (formats
+ *   with metadata preallocate it themselves); growing an empty file writes its first
+ *   4 KiB, as QEMU does so that alignment probing finds a block;
  * - opening takes QEMU's image locks (image-lock.ts): read (+write) sharing all;
  *   formats with metadata narrow that with lockForFormat(); -U (forceShare, read-only
  *   only) holds read and shares everything; creating holds write+resize.
@@ -257,6 +258,7 @@ export class FileNode implements BlockNode {
     if (size < old && !opts?.shrink) {
       throw new BlockRequestError(`${this.filename}: cannot shrink the file without shrinking allowed`);
     }
+    if (prealloc === 'metadata') throw new BlockRequestError('Unsupported preallocation mode: metadata');
     if (size < old && (prealloc === 'falloc' || prealloc === 'full')) {
       throw new BlockRequestError(`${this.filename}: Cannot use preallocation for shrinking files`);
     }
