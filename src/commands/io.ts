@@ -6,8 +6,9 @@ import { IoOpenError, runIo } from '../io/run.js';
 export default class Io extends TsemuCommand {
   static override summary = 'Run disk I/O commands on an image (the qemu-io analogue)';
   static override description =
-    'Open FILENAME and run each -c command in order (read, write, discard, flush, map, length, info, ' +
-    'sleep, help), printing what qemu-io prints; without -c, commands are read from standard input. ' +
+    'Open FILENAME and run each -c command in order (read, readv, write, writev, discard, truncate, alloc, ' +
+    'flush, map, length, info, sleep, help), printing what qemu-io prints; without -c, commands are read ' +
+    'from standard input. ' +
     'The exit code is 1 when any command failed.';
   static override usage = 'io [-f FMT] [-r] [-U] [-c COMMAND]... [-n] [-t CACHE] [--image-opts] FILENAME';
   static override flags = {
@@ -15,8 +16,12 @@ export default class Io extends TsemuCommand {
     'read-only': Flags.boolean({ char: 'r', description: 'open the image read-only' }),
     'force-share': Flags.boolean({ char: 'U', description: 'open read-only without taking write locks (needs -r)' }),
     cmd: Flags.string({ char: 'c', description: 'command to run (repeatable)', multiple: true, multipleNonGreedy: true }),
-    nocache: Flags.boolean({ char: 'n', description: 'bypass the host page cache (same as -t none)' }),
-    cache: Flags.string({ char: 't', description: 'cache mode: none, writeback, writethrough, directsync, unsafe' }),
+    nocache: Flags.boolean({ char: 'n', description: 'same as -t none (accepted for qemu-io scripts)' }),
+    cache: Flags.string({
+      char: 't',
+      description: 'cache mode: writethrough and directsync make every write stable before it completes; ' +
+        'none, writeback and unsafe write through the host page cache',
+    }),
     'image-opts': Flags.boolean({ description: 'FILENAME is an option string: driver=FMT,file.filename=PATH' }),
   };
   static override args = {
