@@ -66,7 +66,9 @@ interface CommandDef {
   /** -1: no limit. */
   argmax: number;
   writes?: boolean;
-  run(s: IoSession, args: string[]): Promise<boolean>;
+  /** Ends the session (quit); `run` is then not called. */
+  quits?: boolean;
+  run?(s: IoSession, args: string[]): Promise<boolean>;
 }
 
 /** A command's own complaint (printed on stdout), not a failed I/O. */
@@ -87,15 +89,15 @@ export class IoSession {
     const words = line.split(' ').filter((w) => w !== '');
     if (words.length === 0) return 'continue';
     const [name, ...args] = words as [string, ...string[]];
-    if (name === 'quit' || name === 'q') return 'quit';
     const cmd = COMMANDS.find((c) => c.name === name || c.alias === name);
     if (!cmd) return this.fail(`command "${name}" not found`, 'err');
     if (args.length < cmd.argmin || (cmd.argmax >= 0 && args.length > cmd.argmax)) {
       return this.fail(`bad argument count ${args.length} to ${cmd.name}, expected ${expectedCount(cmd)}`, 'err');
     }
+    if (cmd.quits) return 'quit';
     if (cmd.writes && this.image.readOnly) return this.fail('tsemu: Block node is read-only', 'err');
     try {
-      if (!(await cmd.run(this, args))) this.failed = true;
+      if (!(await cmd.run!(this, args))) this.failed = true;
     } catch (e) {
       this.failed = true;
       if (e instanceof GetoptError) {
@@ -514,7 +516,7 @@ const COMMANDS: readonly CommandDef[] = [
     },
   },
   { name: 'map', usage: 'map ', argmin: 0, argmax: 0, oneline: 'prints the allocated areas of a file', run: mapCommand },
-  { name: 'quit', alias: 'q', usage: 'quit', argmin: 0, argmax: 0, oneline: 'exit the program', run: async () => true },
+  { name: 'quit', alias: 'q', usage: 'quit', argmin: 0, argmax: 0, oneline: 'exit the program', quits: true },
   {
     name: 'read', alias: 'r', usage: 'read [-abCqv] [-P pattern [-s off] [-l len]] off len', argmin: 2, argmax: -1,
     oneline: 'reads a number of bytes at a specified offset', run: readCommand,
