@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, stat, writeFile, truncate } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { convertImage } from '../../src/block/ops/convert.js';
 import { mustRun, qemuImg, scratchDir, tsemu } from '../helpers/peers.js';
@@ -81,7 +81,7 @@ test('convert -n writes into an existing target; a smaller one is refused', asyn
   }
 });
 
-test('a failed convert removes the target it created', async () => {
+test('a new target appears only when complete: a failed convert leaves nothing behind', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
     const src = path.join(dir, 'src.raw');
@@ -91,6 +91,10 @@ test('a failed convert removes the target it created', async () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /Compression not supported for this file format/);
     assert.equal(existsSync(out), false);
+    assert.deepEqual(await readdir(dir), ['src.raw'], 'no partial file left behind');
+    const ok = await tsemu(['img', 'convert', '-f', 'raw', src, out]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual((await readdir(dir)).sort(), ['out.raw', 'src.raw']);
   } finally {
     await cleanup();
   }

@@ -10,11 +10,16 @@
  * of the given backing file and only what each source's top layer allocates is
  * copied (the backing is assumed to hold the rest, as in qemu-img).
  *
- * A target this function created is deleted again when the conversion fails, so
- * a failed run never leaves a complete-looking image behind; a -n target is left
- * as it is (its content is then undefined, as with qemu-img).
+ * A target this function creates is written under a hidden name in the same
+ * folder (".NAME.tsemu-partial-PID", so relative backing names resolve the same)
+ * and renamed to its real name only after the last write: a failed or killed run
+ * never leaves a complete-looking image behind, and a failed one removes its
+ * partial file. An existing file of the target's name is replaced in place, as
+ * qemu-img does (its locks then protect an image in use). A -n target is left as
+ * it is on failure (its content is then undefined, as with qemu-img).
  */
-import { rm } from 'node:fs/promises';
+import { lstat, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { BlockNode } from '../node.js';
 import type { ImageNode } from '../formats/format.js';
 import { getFormat } from '../formats/index.js';
@@ -107,9 +112,11 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
 
 async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode[], total: number): Promise<void> {
   const created = !a.noCreate;
+  // A new target is written under a hidden name and renamed into place when done.
+  const work = created && !(await exists(a.target)) ? partialName(a.target) : a.target;
   if (created) {
     await createImage({
-      filename: a.target,
+      filename: work,
       format: outFormat,
       size: String(total),
       backingFile: a.backingFile,
@@ -124,7 +131,7 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
 
   let target: ImageNode | null = null;
   try {
-    target = await openImage(a.target, { format: outFormat });
+    target = await openImage(work, { format: outFormat });
     if (target.size() < total) throw new Error('output file is smaller than input file');
     if (a.compress && !target.writeCompressed) throw new Error('Compression not supported for this file format');
     // -B (or -o backing_file): the target is an overlay, its backing shows what is not copied.
@@ -154,9 +161,22 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
     const t = target;
     target = null;
     await closeImage(t);
+    if (work !== a.target) await rename(work, a.target);
   } catch (e) {
     if (target) await closeImage(target).catch(() => {});
-    if (created) await rm(a.target, { force: true });
+    if (created) await rm(work, { force: true });
     throw e;
   }
+}
+
+/** The hidden name a new target is written under: ".NAME.tsemu-partial-PID" in the same folder. */
+function partialName(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.tsemu-partial-${process.pid}`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return lstat(file).then(
+    () => true,
+    () => false,
+  );
 }
