@@ -61,6 +61,7 @@ export async function buildImageMatrix(dir: string): Promise<MatrixImage[]> {
   await mustRun(qemuImg(['create', '-q', '-f', 'raw', at('sparse.raw'), '8M']), 'create sparse.raw');
   await mustRun(qemuIo(['-f', 'raw', '-c', 'write -P 1 1M 64k', '-c', 'write -P 2 5M 4k', at('sparse.raw')]), 'io sparse.raw');
   await writeFile(at('full.raw'), patternBytes(7, 1, 3 * 1024 * 1024 + 512));
+  await writeFile(at('odd.raw'), patternBytes(7, 2, 1000));
   await qcow2(dir, 'v3.qcow2', '8M', '');
   await qcow2(dir, 'v2.qcow2', '8M', 'compat=0.10');
   await qcow2(dir, 'c512.qcow2', '4M', 'cluster_size=512');
@@ -90,6 +91,7 @@ export async function buildImageMatrix(dir: string): Promise<MatrixImage[]> {
   return [
     { name: 'sparse.raw' },
     { name: 'full.raw' },
+    { name: 'odd.raw' },
     { name: 'v3.qcow2' },
     { name: 'v2.qcow2' },
     { name: 'c512.qcow2' },

@@ -10,7 +10,8 @@
  * (layers above the defining one), present (some layer defines it), zero, data, and
  * offset/file when the run is stored contiguously in a file.
  *
- * Adjacent runs merge when every field agrees and their file offsets continue.
+ * Sizes count in whole 512-byte sectors as in QEMU (the tail past an image's end
+ * reads as zeroes). Adjacent runs merge when every field agrees and their file offsets continue.
  * The human output lists only data runs ("Offset Length Mapped to File"; a data
  * run with no file offset, e.g. compressed, is an error there); once a run is
  * printed, a following non-data or zero run is treated as plain zero, which lets
@@ -46,6 +47,8 @@ export interface MapArgs {
 
 /** The status of one run at `offset` (at most `length` bytes) of the chain under `top`. */
 export async function mapRun(top: BlockNode, layers: readonly BlockNode[], offset: number, length: number): Promise<MapEntry> {
+  const size = top.size();
+  if (offset >= size) return sectorTail(top, offset, length);
   const st = await chainBlockStatus(top, offset, length);
   let depth = st.depth;
   if (!st.allocated) {
@@ -67,6 +70,21 @@ export async function mapRun(top: BlockNode, layers: readonly BlockNode[], offse
   if (own.hostOffset !== null) {
     entry.offset = own.hostOffset;
     entry.filename = (layer.file ?? layer).filename;
+  }
+  return entry;
+}
+
+/**
+ * QEMU counts an image in whole 512-byte sectors: the rest of the last sector, past
+ * the end, is stored zeroes continuing the last byte's mapping.
+ */
+async function sectorTail(top: BlockNode, offset: number, length: number): Promise<MapEntry> {
+  const size = top.size();
+  const last = await top.blockStatus(size - 1, 1);
+  const entry: MapEntry = { start: offset, length, depth: 0, present: true, zero: true, data: false };
+  if (last.hostOffset !== null) {
+    entry.offset = last.hostOffset + 1 + (offset - size);
+    entry.filename = (top.file ?? top).filename;
   }
   return entry;
 }
@@ -110,7 +128,7 @@ export async function mapImage(a: MapArgs, write: (text: string) => void): Promi
   });
   try {
     const layers = chainLayers(image);
-    let end = image.size();
+    let end = Math.ceil(image.size() / 512) * 512;
     if (maxLength !== undefined) end = Math.min(start + maxLength, end);
     const printer = a.output === 'json' ? new JsonMapPrinter(write) : new HumanMapPrinter(write);
     let curr: MapEntry = { start, length: 0, depth: 0, present: false, zero: false, data: false };
