@@ -143,3 +143,22 @@ test('convert rejects bad options with qemu-img messages and exit code 1', async
     await cleanup();
   }
 });
+
+test('converting an image onto itself (or onto a layer of its chain) is refused and the image survives', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const src = path.join(dir, 'src.raw');
+    await sparseRaw(src, 1);
+    const before = await readFile(src);
+    for (const args of [['-f', 'raw', src, src], ['-n', '-f', 'raw', src, src]]) {
+      const r = await tsemu(['img', 'convert', ...args]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /Failed to get "write" lock/);
+    }
+    const dd = await tsemu(['img', 'dd', '-f', 'raw', `if=${src}`, `of=${src}`]);
+    assert.equal(dd.code, 1);
+    assert.deepEqual(await readFile(src), before);
+  } finally {
+    await cleanup();
+  }
+});

@@ -14,7 +14,7 @@
  * chosen layer (the commit target) can be opened writable while the others stay
  * read-only; open.ts opens every backing layer read-only.
  */
-import { realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { BlockNode } from '../node.js';
 import type { ImageNode } from '../formats/format.js';
@@ -146,6 +146,25 @@ export async function openChain(
     throw e;
   }
   return { top, writable };
+}
+
+/**
+ * Throws qemu-img's lock-conflict message when `target` is the same host file as
+ * any layer of the given images' chains (writing it would destroy the source).
+ */
+export async function assertNotInChains(target: string, images: readonly BlockNode[], format: string): Promise<void> {
+  const t = await stat(target).catch(() => null);
+  if (!t) return;
+  for (const img of images) {
+    for (const layer of chainLayers(img)) {
+      const s = await stat(layer.filename).catch(() => null);
+      if (s && s.dev === t.dev && s.ino === t.ino) {
+        throw new Error(
+          `${target}: error while converting ${format}: Failed to get "write" lock\nIs another process using the image [${target}]?`,
+        );
+      }
+    }
+  }
 }
 
 async function canonical(p: string): Promise<string> {

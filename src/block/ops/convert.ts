@@ -27,7 +27,7 @@ import { closeImage, openImage } from '../open.js';
 import { createImage } from './create.js';
 import { copySegments, type CopySegment } from './copy-engine.js';
 import type { CacheMode } from './copy-args.js';
-import { loadSnapshot } from './chain.js';
+import { assertNotInChains, loadSnapshot } from './chain.js';
 
 export interface ConvertArgs {
   sources: readonly string[];
@@ -103,6 +103,7 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
       closers.push(() => snap.close());
       views.push(snap);
     }
+    await assertNotInChains(a.target, sources, outFormat);
     const total = views.reduce((n, s) => n + s.size(), 0);
     await writeTarget(a, outFormat, views, total);
   } finally {

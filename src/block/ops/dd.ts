@@ -13,6 +13,7 @@ import { closeImage, openImage } from '../open.js';
 import { parseSize } from '../options.js';
 import { createImage } from './create.js';
 import { copySegments } from './copy-engine.js';
+import { assertNotInChains } from './chain.js';
 
 export interface DdArgs {
   /** The operands as given ("bs=1M", "if=in.img", …). */
@@ -85,6 +86,7 @@ export async function ddImage(a: DdArgs): Promise<void> {
     const start = op.skip * op.bs;
     if (start > end) throw new Error(`${op.input}: cannot skip to specified offset`);
     const length = end - start;
+    await assertNotInChains(op.output, [src], outFormat);
     await createImage({ filename: op.output, format: outFormat, size: String(length), options: [] });
     try {
       const out = await openImage(op.output, { format: outFormat });
