@@ -203,6 +203,18 @@ function dumpBuffer(s: IoSession, buf: Uint8Array, offset: number): void {
   }
 }
 
+/**
+ * A request past the end fails as the block layer would fail it (EIO), checked before
+ * a buffer of up to 2 GiB is allocated for it.
+ */
+function checkInside(s: IoSession, what: string, offset: number, count: number): void {
+  try {
+    checkRange(s.image, s.image.size(), offset, count);
+  } catch (e) {
+    throw new CommandError(`${what} failed: ${describeFailure(e)}`);
+  }
+}
+
 async function request(what: string, fn: () => Promise<void>): Promise<number> {
   try {
     return await timed(fn);
@@ -225,6 +237,7 @@ async function readCommand(s: IoSession, args: string[]): Promise<boolean> {
     throw new CommandError('pattern verification range exceeds end of read data');
   }
   if (has(p, 'b')) throw new CommandError('read failed: Operation not supported');
+  checkInside(s, 'read', offset, count);
   const buf = new Uint8Array(count);
   const seconds = await request('read', () => s.image.read(offset, buf));
   let ok = true;
@@ -262,6 +275,7 @@ async function writeCommand(s: IoSession, args: string[]): Promise<boolean> {
       if (fua) await s.image.flush();
     });
   } else {
+    checkInside(s, 'write', offset, count);
     const buf = source === undefined ? new Uint8Array(count).fill(pattern) : await fillFromFile(s, source, count);
     if (!buf) return false;
     const node: BlockNode = s.image;
@@ -318,6 +332,9 @@ function offsetAndLengths(s: IoSession, cmd: string, operands: string[]): [numbe
     const len = cvtnum(text);
     if (len > REQUEST_MAX_BYTES) throw new CommandError(`Argument '${text}' exceeds maximum size ${REQUEST_MAX_BYTES}`);
     total += len;
+    if (total > REQUEST_MAX_BYTES) {
+      throw new CommandError(`The total number of bytes exceed the maximum size ${REQUEST_MAX_BYTES}`);
+    }
   }
   return [offset, total];
 }
@@ -327,6 +344,7 @@ async function readvCommand(s: IoSession, args: string[]): Promise<boolean> {
   const patternText = value(p, 'P');
   const pattern = patternText === undefined ? undefined : parsePattern(patternText);
   const [offset, count] = offsetAndLengths(s, 'readv', p.operands);
+  checkInside(s, 'readv', offset, count);
   const buf = new Uint8Array(count);
   const seconds = await request('readv', () => s.image.read(offset, buf));
   let ok = true;
@@ -346,6 +364,7 @@ async function writevCommand(s: IoSession, args: string[]): Promise<boolean> {
   const pattern = patternText === undefined ? DEFAULT_WRITE_PATTERN : parsePattern(patternText);
   const [offset, count] = offsetAndLengths(s, 'writev', p.operands);
   const fua = has(p, 'f') || s.options.writeThrough === true;
+  checkInside(s, 'writev', offset, count);
   const buf = new Uint8Array(count).fill(pattern);
   const seconds = await request('writev', () => s.image.write(offset, buf, { fua }));
   if (!has(p, 'q')) report(s, 'wrote', seconds, offset, count, has(p, 'C'));

@@ -46,7 +46,8 @@ const RAW_SCRIPT = [
   'write -z 1M 8P', 'discard 0 4G', 'write 0 3G', 'write -z 0 3G', 'write -z -n 0 3G', 'write -z -n 0 1M',
   'write -z -n 1M 8P', 'readv 0 3G', 'writev 0 1 3G', 'sleep abc', 'sleep 1 2', 'help foo',
   'truncate -m falloc 2M', 'length', 'map', 'truncate -m bogus 3M', 'truncate -m full 3M', 'alloc 2M 1M', 'truncate 1M',
-  'length', 'truncate abc', 'alloc 0', 'alloc 512k 1M', 'alloc 4M',
+  'length', 'truncate abc', 'alloc 0', 'alloc 512k 1M', 'alloc 4M', 'read 1M 2G', 'write 1M 2147483136',
+  'readv 0 1G 1G', 'writev 1 2147483136', 'write -c 0 2G', 'writev 0 1G 1G 1G',
 ];
 
 test('tsemu io on a raw image prints what qemu-io prints and leaves the same image', async () => {
