@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePeer, scratchDir } from '../helpers/peers.js';
 import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage } from './ops-images.js';
-import { measureQcow2, refcountMetadataBytes } from '../../src/block/formats/qcow2/measure.js';
+import { measureQcow2, qcow2BitmapsSize, refcountMetadataBytes } from '../../src/block/formats/qcow2/measure.js';
 import { measureSource } from '../../src/block/ops/measure.js';
 import { closeImage, openImage } from '../../src/block/open.js';
 import { parseOptionString, parseSize } from '../../src/block/options.js';
@@ -122,4 +122,19 @@ test('refcount metadata is the fixed point that also counts itself', () => {
   const bytes = refcountMetadataBytes(4096, 512, 1);
   const blocks = Math.ceil((4096 + bytes / 512) / 4096);
   assert.ok(blocks * 512 + Math.ceil(blocks / 64) * 512 === bytes);
+});
+
+test('bitmap space: bitmap clusters, bitmap tables and the directory, as qemu-img counts them', async () => {
+  // qemu-img bitmap --add (64 KiB granularity) and --add -g 1M on a 1 GiB image: qemu-img measure says 327680.
+  const bitmaps = [{ name: 'mybitmap', granularity: 65536 }, { name: 'second', granularity: 1048576 }];
+  assert.equal(qcow2BitmapsSize(bitmaps, 2 ** 30, 65536), 327680);
+  assert.equal(qcow2BitmapsSize([], 2 ** 30, 65536), 0);
+  const r = await measureQcow2({
+    options: new Map(),
+    size: 2 ** 30,
+    source: { extents: async function* () {}, bitmaps },
+  });
+  assert.equal(r.bitmaps, 327680);
+  const v2 = await measureQcow2({ options: new Map([['compat', '0.10']]), size: 2 ** 30, source: { extents: async function* () {}, bitmaps } });
+  assert.equal(v2.bitmaps, undefined);
 });
