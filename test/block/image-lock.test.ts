@@ -6,6 +6,7 @@ import { openSync, closeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FileNode } from '../../src/block/protocols/file.js';
 import { F_WRLCK, ofdTestLock } from '../../src/block/protocols/linux-sys.js';
+import { ImageLockError, PERM_ALL, PERM_WRITE } from '../../src/block/protocols/image-lock.js';
 import { mustRun, qemuImg, requirePeer, scratchDir, type RunResult } from '../helpers/peers.js';
 
 /**
@@ -181,5 +182,24 @@ test('two tsemu opens in one process exclude each other like two processes', asy
     } finally {
       await creating.close();
     }
+  });
+});
+
+test('a refused permission change keeps the old permissions and leaves no stray lock bytes', async () => {
+  await withImages(async (_raw, qcow2) => {
+    const writer = await FileNode.open(qcow2);
+    writer.lockForFormat(true);
+    const reader = await FileNode.open(qcow2, { readOnly: true });
+    const before = reader.permissions;
+    assert.throws(
+      () => reader.setPermissions({ perm: before.perm | PERM_WRITE, shared: PERM_ALL }),
+      (e: Error) => e instanceof ImageLockError && /Failed to get "write" lock/.test(e.message),
+    );
+    assert.deepEqual(reader.permissions, before);
+    await writer.close();
+    assert.ok(!byteLocked(qcow2, 101), 'the refused write permission left no lock on byte 101');
+    assert.ok(byteLocked(qcow2, 100), 'the reader still holds consistent read');
+    await reader.close();
+    assert.ok(!byteLocked(qcow2, 100), 'closing drops every lock');
   });
 });
