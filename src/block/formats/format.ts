@@ -107,8 +107,8 @@ export interface FormatDriver {
   create(req: CreateRequest): Promise<void>;
   readonly createOptions: readonly CreateOptionSpec[];
   /**
-   * Sizes a new image for `img measure`. Absent: the format stores the disk byte for
-   * byte without metadata (raw), so both sizes are the virtual size.
+   * Sizes a new image for `img measure`. Absent: img measure refuses the format,
+   * except raw, whose image is the disk byte for byte (both sizes = virtual size).
    */
   measure?(req: MeasureRequest): Promise<MeasureResult>;
 }

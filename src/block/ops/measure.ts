@@ -3,9 +3,10 @@
  * an empty image of --size bytes or for a copy of an existing image (its whole
  * backing chain, as `img convert` would copy it).
  *
- * The output format's measure hook does the counting (FormatDriver.measure);
- * formats without one store the disk byte for byte, so both numbers are the
- * virtual size rounded up to 512-byte sectors. The source is described to the hook
+ * The output format's measure hook does the counting (FormatDriver.measure). raw
+ * needs none: its image is the disk byte for byte, so both numbers are the virtual
+ * size rounded up to 512-byte sectors. Other formats without a hook are refused
+ * with qemu-img's "does not support size measurement". The source is described to the hook
  * as runs of data / no data through its chain, and by the persistent bitmaps its
  * format reports (qcow2 v3 images can carry them; other formats cannot). `-o`
  * options are checked like img create's, with qemu-img's "Invalid options for
@@ -71,11 +72,17 @@ export async function measureImage(a: MeasureArgs): Promise<MeasureResult> {
       size: virtualSize,
       source: source ? measureSource(source) : null,
     };
-    if (driver.measure) return await driver.measure(req);
-    return { required: virtualSize, fullyAllocated: virtualSize };
+    const measure = driver.measure ?? (driver.name === 'raw' ? measureByteForByte : undefined);
+    if (!measure) throw new Error(`Block driver '${driver.name}' does not support size measurement`);
+    return await measure(req);
   } finally {
     if (source) await closeImage(source);
   }
+}
+
+/** raw: the image is the disk byte for byte, so both sizes are the virtual size. */
+async function measureByteForByte(req: MeasureRequest): Promise<MeasureResult> {
+  return { required: req.size, fullyAllocated: req.size };
 }
 
 /** An opened image (with its chain) as the source a measure hook sizes a copy of. */
