@@ -154,28 +154,30 @@ export async function copySegments(o: CopyOptions): Promise<void> {
   };
 
   /**
-   * Reads the chunk's data ranges in parallel and zeroes the bytes of its known-zero
-   * ranges that can end up written as data: all of them without zero detection,
-   * else only those in scan units that also hold data (whole units inside a
-   * known-zero range become zero runs without being looked at).
+   * Reads a data chunk with one request from its first to its last data byte (the
+   * known-zero ranges in between read as zeroes anyway, and one large request is
+   * much cheaper than many small ones). Known-zero bytes outside that span are
+   * zeroed when they can end up written as data: all of them without zero
+   * detection, else only those in scan units that also hold data (whole units in
+   * a known-zero range become zero runs without being looked at).
    */
   const readDataParts = async (c: Chunk, data: Buffer): Promise<void> => {
-    const reads: Promise<void>[] = [];
-    for (const d of dataParts(c)) {
-      reads.push(readSource(c.seg.source, c.seg.sourceOffset + c.pos + d.start, data.subarray(d.start, d.end)));
-    }
+    const parts = dataParts(c);
+    const from = parts[0]!.start;
+    const to = parts[parts.length - 1]!.end;
     const t = c.seg.targetOffset + c.pos;
-    for (const z of c.zeroParts) {
+    for (const [start, end] of [[0, from], [to, c.length]] as const) {
+      if (start >= end) continue;
       if (o.sparseSize === 0) {
-        data.fill(0, z.start, z.end);
+        data.fill(0, start, end);
         continue;
       }
-      const headEnd = Math.min(z.end, alignUp(t + z.start, unit) - t);
-      const tailStart = Math.max(headEnd, alignDown(t + z.end, unit) - t);
-      data.fill(0, z.start, headEnd);
-      data.fill(0, tailStart, z.end);
+      const headEnd = Math.min(end, alignUp(t + start, unit) - t);
+      const tailStart = Math.max(headEnd, alignDown(t + end, unit) - t);
+      data.fill(0, start, headEnd);
+      data.fill(0, tailStart, end);
     }
-    await settleAll(reads);
+    await readSource(c.seg.source, c.seg.sourceOffset + c.pos + from, data.subarray(from, to));
   };
 
   const readSource = async (src: BlockNode, off: number, data: Buffer): Promise<void> => {
