@@ -1,0 +1,185 @@
+/**
+ * `img convert` benchmark: tsemu against qemu-img in the same run, on the same
+ * input, on the same machine (absolute times drift on shared machines; ratios
+ * measured side by side hold).
+ *
+ * Input: a raw image of --size bytes (default 1G, QEMU size suffixes) made of
+ * 64 KiB clusters in alternating runs of 1-16 data clusters (seeded pseudo-random
+ * bytes) and 1-16 zero clusters (every other zero run written as zero bytes, the
+ * rest left as holes), about half data, half zeroes; the layout and bytes depend
+ * only on --seed. Cases: raw->qcow2, qcow2->raw (from a qcow2 that qemu-img made),
+ * raw->qcow2 -c (zlib) and raw->qcow2 -c -o compression_type=zstd. Every output
+ * is checked with `qemu-img compare` against the input. The table shows both
+ * times (best of --repeat runs) and tsemu/qemu-img with its target (uncompressed
+ * <= 1.25, compressed <= 1.0), then `img info` start-up latency (median of
+ * --info-runs runs). Scratch files live in os.tmpdir() and are removed at the end.
+ *
+ * Usage: npx tsx bench/img-convert.ts [--size 1G] [--seed 1] [--repeat 1] [--info-runs 10]
+ * Needs the built CLI (npm run build) and qemu-img on PATH. Not a test.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parseSize } from '../src/block/options.js';
+import { makeRng, patternBytes } from '../test/helpers/pattern.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const TSEMU = path.join(ROOT, 'bin/tsemu.js');
+const CLUSTER = 65536;
+const MAX_RUN = 16;
+
+interface Timed {
+  seconds: number;
+  code: number;
+  stderr: string;
+}
+
+function run(program: string, args: readonly string[]): Promise<Timed> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      resolve({ seconds: Number(process.hrtime.bigint() - start) / 1e9, code: code ?? -1, stderr }),
+    );
+  });
+}
+
+async function mustRun(program: string, args: readonly string[]): Promise<Timed> {
+  const r = await run(program, args);
+  if (r.code !== 0) throw new Error(`${program} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+  return r;
+}
+
+/** Writes the input image; returns how many bytes are data. */
+async function makeInput(file: string, size: number, seed: number): Promise<number> {
+  const rng = makeRng(seed);
+  const fh = await open(file, 'w');
+  let dataBytes = 0;
+  try {
+    await fh.truncate(size);
+    const zeroes = new Uint8Array(CLUSTER * MAX_RUN);
+    let writeZeroRun = false;
+    for (let pos = 0, data = true, n = 0; pos < size; data = !data, n++) {
+      const len = Math.min(rng.int(1, MAX_RUN) * CLUSTER, size - pos);
+      if (data) {
+        await fh.write(patternBytes(seed, n, len), 0, len, pos);
+        dataBytes += len;
+      } else {
+        if (writeZeroRun) await fh.write(zeroes, 0, len, pos);
+        writeZeroRun = !writeZeroRun;
+      }
+      pos += len;
+    }
+  } finally {
+    await fh.close();
+  }
+  return dataBytes;
+}
+
+interface Case {
+  name: string;
+  input: 'raw' | 'qcow2';
+  outFormat: 'raw' | 'qcow2';
+  args: string[];
+  target: number;
+}
+
+const CASES: Case[] = [
+  { name: 'raw -> qcow2', input: 'raw', outFormat: 'qcow2', args: [], target: 1.25 },
+  { name: 'qcow2 -> raw', input: 'qcow2', outFormat: 'raw', args: [], target: 1.25 },
+  { name: 'raw -> qcow2 -c (zlib)', input: 'raw', outFormat: 'qcow2', args: ['-c'], target: 1.0 },
+  { name: 'raw -> qcow2 -c zstd', input: 'raw', outFormat: 'qcow2', args: ['-c', '-o', 'compression_type=zstd'], target: 1.0 },
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function pad(text: string, width: number): string {
+  return text.length >= width ? text : text + ' '.repeat(width - text.length);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string', default: '1G' },
+      seed: { type: 'string', default: '1' },
+      repeat: { type: 'string', default: '1' },
+      'info-runs': { type: 'string', default: '10' },
+    },
+  });
+  const size = parseSize(values.size!, 'benchmark size');
+  if (size < CLUSTER || size % CLUSTER !== 0) throw new Error(`--size must be a positive multiple of ${CLUSTER} bytes`);
+  const seed = Number(values.seed);
+  const repeat = Number(values.repeat);
+  const infoRuns = Number(values['info-runs']);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
+  if (!Number.isInteger(infoRuns) || infoRuns < 1) throw new Error('--info-runs must be a positive integer');
+  if (!existsSync(path.join(ROOT, 'dist/cli.js'))) throw new Error('the CLI is not built: run `npm run build` first');
+
+  const dir = await mkdtemp(path.join(tmpdir(), 'tsemu-bench-'));
+  const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    const raw = path.join(dir, 'input.raw');
+    const qcow2 = path.join(dir, 'input.qcow2');
+    process.stdout.write(`building a ${size}-byte input (seed ${seed}) in ${dir} ... `);
+    const dataBytes = await makeInput(raw, size, seed);
+    await mustRun('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+    process.stdout.write(`${((100 * dataBytes) / size).toFixed(1)}% data\n\n`);
+
+    const rows: string[][] = [['case', 'qemu-img s', 'tsemu s', 'tsemu/qemu', 'target', '']];
+    let allOk = true;
+    for (const c of CASES) {
+      const input = c.input === 'raw' ? raw : qcow2;
+      const best = { qemu: Infinity, tsemu: Infinity };
+      for (let i = 0; i < repeat; i++) {
+        for (const who of ['qemu', 'tsemu'] as const) {
+          const out = path.join(dir, `out-${who}.${c.outFormat}`);
+          await rm(out, { force: true });
+          const args = ['convert', ...c.args, '-O', c.outFormat, input, out];
+          const r = who === 'qemu' ? await mustRun('qemu-img', args) : await mustRun(process.execPath, [TSEMU, 'img', ...args]);
+          best[who] = Math.min(best[who], r.seconds);
+          const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', c.outFormat, raw, out]);
+          if (cmp.code !== 0) throw new Error(`${c.name}: ${who}'s output differs from the input: ${cmp.stderr.trim()}`);
+          await rm(out, { force: true });
+        }
+      }
+      const ratio = best.tsemu / best.qemu;
+      const ok = ratio <= c.target;
+      allOk &&= ok;
+      rows.push([c.name, best.qemu.toFixed(2), best.tsemu.toFixed(2), ratio.toFixed(2), `<= ${c.target.toFixed(2)}`, ok ? 'ok' : 'MISSED']);
+    }
+
+    const small = path.join(dir, 'small.qcow2');
+    await mustRun('qemu-img', ['create', '-q', '-f', 'qcow2', small, '1G']);
+    const latency = { qemu: [] as number[], tsemu: [] as number[] };
+    for (let i = 0; i < infoRuns; i++) {
+      latency.qemu.push((await mustRun('qemu-img', ['info', small])).seconds);
+      latency.tsemu.push((await mustRun(process.execPath, [TSEMU, 'img', 'info', small])).seconds);
+    }
+    const q = median(latency.qemu);
+    const t = median(latency.tsemu);
+    rows.push([`img info start-up (median of ${infoRuns})`, q.toFixed(3), t.toFixed(3), (t / q).toFixed(2), '', '']);
+
+    const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
+    for (const r of rows) console.log(r.map((cell, col) => pad(cell, widths[col]!)).join('  ').trimEnd());
+    console.log(allOk ? '\nall convert targets met' : '\nsome convert targets missed');
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((e: Error) => {
+  console.error(`img-convert bench: ${e.message}`);
+  process.exitCode = 1;
+});
