@@ -37,6 +37,8 @@ export function runProgram(program: string, args: readonly string[], opts: { inp
     child.on('close', (code) =>
       resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
     );
+    // A child that exits without reading its input makes this write fail with EPIPE: not an error here.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
