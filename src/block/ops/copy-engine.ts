@@ -11,12 +11,12 @@
  *     target already provides such ranges (its backing file / the commit base);
  *   - zero: known to read as zeroes;
  *   - data: read and copy; known-zero ranges that follow data in the same chunk
- *     are folded into it (one large request beats many small ones; the zero scan
- *     finds them again).
+ *     are folded into it and remembered (one large request beats many small
+ *     ones; the zero scan treats them as zero without looking).
  * Boundaries inside a target granule (cluster) are moved to the granule edge so
  * writes never straddle half a cluster (a data chunk grows, a zero/skip chunk
  * shrinks). `inFlight` workers take chunks from the planner; each owns one
- * buffer, reads its chunk, and when `sparseSize` > 0 scans it for zero runs with
+ * buffer, reads its chunk (one request, first to last data byte), and when `sparseSize` > 0 scans it for zero runs with
  * native compares at `unit` granularity (max(target granule, sparseSize)): zero
  * runs become writeZeroes, or nothing when the target already reads as zeroes.
  * Writes are issued in chunk order unless `outOfOrder` (requests still overlap:
