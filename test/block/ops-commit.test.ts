@@ -67,3 +67,21 @@ test('commit errors: no backing file, base not in the chain', async () => {
     await cleanup();
   }
 });
+
+test('commit into the immediate backing file: the backing file gets the data, the overlay keeps its content', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const q = await chain(dir, 'q');
+    const t = await chain(dir, 't');
+    await mustRun(qemuImg(['commit', q.top]), 'qemu-img commit');
+    const r = await tsemu(['img', 'commit', '-p', t.top]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\(100\.00\/100%\)\r\nImage committed\.\n$/);
+    await mustRun(qemuImg(['compare', '-f', 'qcow2', '-F', 'qcow2', q.mid, t.mid]), 'mids equal');
+    await mustRun(qemuImg(['compare', q.top, t.top]), 'tops equal');
+    await mustRun(qemuImg(['check', t.mid]), 'qemu-img check mid');
+    await mustRun(qemuImg(['check', t.top]), 'qemu-img check top');
+  } finally {
+    await cleanup();
+  }
+});

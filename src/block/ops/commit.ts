@@ -8,7 +8,10 @@
  * above the base (zero ranges become zero writes), the base is flushed, and the
  * top is emptied (every cluster deallocated, so it shows the base again) unless
  * -d was given or the base was chosen with -b: the layers between base and top
- * then hold stale data and the top must keep its own, so -b implies -d.
+ * then hold stale data and the top must keep its own, so -b implies -d. Emptying
+ * needs the format's makeEmpty hook (chain.ts); without it the top keeps its
+ * data, which now equals what it shows through the base (qemu-img likewise
+ * ignores formats that cannot be emptied).
  */
 import { closeImage } from '../open.js';
 import { copySegments } from './copy-engine.js';
@@ -50,8 +53,8 @@ export async function commitImage(a: CommitArgs): Promise<string> {
       onProgress: a.onProgress,
     });
     await base.flush();
-    if (empty) {
-      if (!top.makeEmpty) throw new Error(`Could not empty ${a.filename}: Operation not supported`);
+    // Like qemu-img, a format that cannot empty an image keeps its (now committed) data.
+    if (empty && top.makeEmpty) {
       await top.makeEmpty();
       await top.flush();
     }
