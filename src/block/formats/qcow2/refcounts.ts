@@ -133,7 +133,10 @@ export class Refcounts {
     let t = await this.block(cluster);
     if (!t) {
       if (value === 0) return;
-      await this.ensureBlock(Math.floor(cluster / this.entriesPerBlock));
+      // Rare (allocation creates blocks itself): a block whose range has none
+      // describes only free clusters, so its first cluster can hold it.
+      const index = Math.floor(cluster / this.entriesPerBlock);
+      await this.createBlock(index, index * this.entriesPerBlock);
       t = (await this.block(cluster))!;
     }
     this.writeEntry(t, cluster % this.entriesPerBlock, value);
@@ -150,19 +153,24 @@ export class Refcounts {
     return value;
   }
 
-  /** Makes sure refcount block `index` exists; may grow the table. */
-  private async ensureBlock(index: number): Promise<void> {
+  /**
+   * Creates refcount block `index` at the free cluster `at` (growing the table
+   * first if needed). The cluster that holds the block is counted by the block
+   * covering `at`: the new one itself, or one that exists.
+   */
+  private async createBlock(index: number, at: number): Promise<void> {
     if (index >= this.table.length) await this.growTable(index);
     if (this.table[index] !== 0) return;
-    // A block whose range has no block describes only free clusters: put it at
-    // the first of them, so it counts itself.
-    const cluster = index * this.entriesPerBlock;
-    const offset = cluster * this.clusterSize;
+    const offset = at * this.clusterSize;
     const t = await this.cache.create(offset, new Uint8Array(this.clusterSize));
-    this.writeEntry(t, 0, 1);
+    this.table[index] = offset;
+    const holder = await this.block(at);
+    if (!holder) throw new ImageFormatError(`qcow2: no refcount block covers cluster ${at}`);
+    this.writeEntry(holder, at % this.entriesPerBlock, 1);
     await this.cache.writeTable(t);
+    await this.cache.writeTable(holder);
     await this.writeTableEntry(index, offset);
-    this.highWater = Math.max(this.highWater, cluster + 1);
+    this.highWater = Math.max(this.highWater, at + 1);
   }
 
   private async writeTableEntry(index: number, offset: number): Promise<void> {
@@ -199,17 +207,17 @@ export class Refcounts {
         start = used + 1;
         continue;
       }
-      // The run is free: make sure every refcount block it needs exists. Creating
-      // one may take a cluster of the run, so look again after that.
-      let changed = false;
+      // The run is free: the lowest refcount block it lacks goes in the run's
+      // first cluster (so runs stay contiguous), then the search starts over.
       const lastIndex = Math.floor((start + count - 1) / this.entriesPerBlock);
-      for (let i = Math.floor(start / this.entriesPerBlock); i <= lastIndex; i++) {
-        if (i >= this.table.length || this.table[i] === 0) {
-          await this.ensureBlock(i);
-          changed = true;
-        }
+      let missing = -1;
+      for (let i = Math.floor(start / this.entriesPerBlock); i <= lastIndex && missing < 0; i++) {
+        if (i >= this.table.length || this.table[i] === 0) missing = i;
       }
-      if (changed) continue;
+      if (missing >= 0) {
+        await this.createBlock(missing, start);
+        continue;
+      }
       for (let c = start; c < start + count; c++) await this.set(c * this.clusterSize, 1);
       if (start === this.freeHint) this.freeHint = start + count;
       this.highWater = Math.max(this.highWater, start + count);
