@@ -87,6 +87,7 @@ test('rebase errors: no -b, missing backing format, missing new backing, raw ima
       [[t.top], /Must specify backing file \(-b\) or use unsafe mode \(-u\)/],
       [['-b', path.basename(t.newB), t.top], /backing format must be specified/],
       [['-b', 'nope.qcow2', '-F', 'qcow2', t.top], /Could not open new backing file 'nope.qcow2'/],
+      [['-b', path.basename(t.top), '-F', 'qcow2', t.top], /Failed to get shared "write" lock/],
       [['-u', '-b', 'y', '-F', 'raw', '-f', 'raw', raw], /Could not change the backing file to 'y': Operation not supported/],
     ];
     for (const [args, message] of cases) {

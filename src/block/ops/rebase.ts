@@ -13,6 +13,7 @@
  * it reads as zeroes. The header change itself is backing-header.ts.
  */
 import { Buffer } from 'node:buffer';
+import { stat } from 'node:fs/promises';
 import type { BlockNode } from '../node.js';
 import { closeImage, openImage, resolveBackingPath } from '../open.js';
 import { CHUNK, alignUp } from './copy-engine.js';
@@ -58,7 +59,13 @@ export async function rebaseImage(a: RebaseArgs): Promise<void> {
     if (top.backingFilename !== null && !top.backing) throw new Error('Could not open old backing file');
     if (a.compress && !top.writeCompressed) throw new Error('Compression not supported for this file format');
     if (newName !== null) {
-      newBacking = await openImage(resolveBackingPath(a.filename, newName), {
+      const newPath = resolveBackingPath(a.filename, newName);
+      if (await sameFile(newPath, a.filename)) {
+        throw new Error(
+          `Could not open new backing file '${newName}': Failed to get shared "write" lock\nIs another process using the image [${newName}]?`,
+        );
+      }
+      newBacking = await openImage(newPath, {
         format: a.backingFormat,
         readOnly: true,
         forceShare: a.forceShare,
@@ -142,6 +149,11 @@ async function mergeRange(
 function writeRun(top: ChainImage, offset: number, data: Buffer, gran: number, compress: boolean): Promise<void> {
   const whole = offset % gran === 0 && (data.length % gran === 0 || offset + data.length === top.size());
   return compress && whole ? top.writeCompressed!(offset, data) : top.write(offset, data);
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([stat(a).catch(() => null), stat(b).catch(() => null)]);
+  return x !== null && y !== null && x.dev === y.dev && x.ino === y.ino;
 }
 
 /** Reads `buf.length` bytes at `offset` from `node`; past its end (or with no node) the bytes are zeroes. */
