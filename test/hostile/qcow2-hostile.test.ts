@@ -8,10 +8,10 @@
  *   - when tsemu fails, its output names the problem; info and convert fail
  *     with one "tsemu: …" line on stderr (check and io report problems in
  *     their own output formats, like qemu-img check and qemu-io);
- *   - `info` and `check` end with qemu-img's exit code (QEMU tolerates some
- *     damage in info, and check's code says what it found: 2 = corruption);
- *   - where qemu-img/qemu-io fail or crash, convert and io fail too; where QEMU
- *     reads on, tsemu may read on as well or refuse with a clear error;
+ *   - `check` ends with qemu-img's exit code (its code is its interface:
+ *     2 = corruption found, 1 = could not check);
+ *   - where qemu-img/qemu-io fail, tsemu fails too; where QEMU tolerates the
+ *     damage, tsemu may behave as QEMU does or refuse with a clear error;
  *   - where qemu-img 7.2 never finishes (check/convert of a backing loop), it
  *     is not run, and tsemu's commands that read guest data must fail;
  *   - an error that does not name the problem passes only when it is exactly
@@ -48,7 +48,7 @@ interface CommandPair {
 }
 
 const COMMANDS: CommandPair[] = [
-  { name: 'info', tsemu: (i) => ['img', 'info', i], peer: (i) => ['qemu-img', ['info', i]], sameExitCode: true, errorPrefix: true, readsData: false, writesImage: false },
+  { name: 'info', tsemu: (i) => ['img', 'info', i], peer: (i) => ['qemu-img', ['info', i]], sameExitCode: false, errorPrefix: true, readsData: false, writesImage: false },
   { name: 'check', tsemu: (i) => ['img', 'check', i], peer: (i) => ['qemu-img', ['check', i]], sameExitCode: true, errorPrefix: false, readsData: false, writesImage: false },
   {
     name: 'convert',
