@@ -12,6 +12,8 @@
  */
 import { FileNode } from '../protocols/file.js';
 import { probeFormat } from '../formats/index.js';
+import { readQcow2Header } from '../formats/qcow2/header.js';
+import { closeImage, openImage, resolveBackingPath } from '../open.js';
 import { checkQcow2, type CheckCounts, type RepairMode } from '../formats/qcow2/check.js';
 import { toQemuJson } from '../../cli/format-output.js';
 
@@ -107,11 +109,30 @@ export async function openImageFile(
         throw new Error(`Could not open '${filename}': ${(e as Error).message}`);
       }
     }
+    if (format === 'qcow2') await assertBackingChainOpens(file, filename);
     return { file, format };
   } catch (e) {
     await file.close();
     throw e;
   }
+}
+
+/**
+ * qemu-img opens the backing chain for check, snapshot and amend too, and fails
+ * when it cannot (missing file, a chain that loops). A header too damaged to
+ * name a backing file is left to the operation to report.
+ */
+async function assertBackingChainOpens(file: FileNode, filename: string): Promise<void> {
+  const header = await readQcow2Header(file).catch(() => null);
+  if (!header?.backingFilename) return;
+  const backing = await openImage(resolveBackingPath(filename, header.backingFilename), {
+    format: header.backingFormat ?? undefined,
+    readOnly: true,
+    forceShare: true,
+  }).catch((e: Error) => {
+    throw new Error(`Could not open '${filename}': Could not open backing file: ${e.message}`);
+  });
+  await closeImage(backing);
 }
 
 export async function checkImage(a: CheckImageArgs): Promise<CheckOutcome> {

@@ -33,7 +33,12 @@ import {
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
   AUTOCLEAR_BITMAPS,
+  MAX_CLUSTER_BITS,
   MAX_L1_BYTES,
+  MIN_CLUSTER_BITS,
+  QCOW2_V2_HEADER_LENGTH,
+  QCOW2_V3_MIN_HEADER_LENGTH,
+  parseQcow2Header,
   type Qcow2Header,
   clusterSizeOf,
   hasExtendedL2,
@@ -115,8 +120,8 @@ export interface L1Entry {
   l2Offset: number;
 }
 
-export async function readL1Table(file: FileNode, offset: number, entries: number): Promise<L1Entry[]> {
-  const buf = await readBytes(file, offset, entries * 8);
+export async function readL1Table(file: FileNode, offset: number, entries: number, pastEnd: PastEnd = 'strict'): Promise<L1Entry[]> {
+  const buf = await readBytes(file, offset, entries * 8, pastEnd);
   const view = new DataView(buf.buffer);
   const out: L1Entry[] = [];
   for (let i = 0; i < entries; i++) {
@@ -137,13 +142,25 @@ export function encodeL1Table(entries: readonly L1Entry[]): Uint8Array {
   return out;
 }
 
-/** Reads bytes; a range past the end of the file is an error naming it. */
-export async function readBytes(file: FileNode, offset: number, length: number): Promise<Uint8Array> {
+/**
+ * How metadata reads treat the end of the file: changes refuse to work from
+ * tables past it ('strict', an error naming the range); the check reads them
+ * as zeroes, as QEMU's block layer does, and reports the references instead.
+ */
+export type PastEnd = 'strict' | 'zeroes';
+
+/** Largest single metadata read (QEMU's largest tables: 32 MiB L1, 64 MiB snapshot table). */
+const MAX_METADATA_READ = 64 * 2 ** 20;
+
+/** Reads `length` bytes of metadata at `offset`. */
+export async function readBytes(file: FileNode, offset: number, length: number, pastEnd: PastEnd = 'strict'): Promise<Uint8Array> {
+  if (length > MAX_METADATA_READ) throw new ImageFormatError(`metadata table of ${length} bytes at offset ${offset} is too large`);
   const buf = new Uint8Array(length);
-  if (offset + length > file.size()) {
+  const inFile = Math.max(0, Math.min(length, file.size() - offset));
+  if (inFile < length && pastEnd === 'strict') {
     throw new ImageFormatError(`read of ${length} bytes at offset ${offset} is past the end of the file (${file.size()} bytes)`);
   }
-  await file.read(offset, buf);
+  if (inFile > 0) await file.read(offset, buf.subarray(0, inFile));
   return buf;
 }
 
@@ -199,16 +216,17 @@ export class StoredRefcounts {
     private readonly h: Qcow2Header,
     /** Raw refcount table entries as [hi, lo] pairs. */
     readonly table: Array<[number, number]>,
+    private readonly pastEnd: PastEnd,
   ) {
     this.entriesPerBlock = (clusterSizeOf(h) * 8) / 2 ** h.refcountOrder;
   }
 
-  static async load(file: FileNode, h: Qcow2Header): Promise<StoredRefcounts> {
-    const buf = await readBytes(file, h.refcountTableOffset, h.refcountTableClusters * clusterSizeOf(h));
+  static async load(file: FileNode, h: Qcow2Header, pastEnd: PastEnd = 'strict'): Promise<StoredRefcounts> {
+    const buf = await readBytes(file, h.refcountTableOffset, h.refcountTableClusters * clusterSizeOf(h), pastEnd);
     const view = new DataView(buf.buffer);
     const table: Array<[number, number]> = [];
     for (let i = 0; i < buf.length / 8; i++) table.push([view.getUint32(i * 8), view.getUint32(i * 8 + 4)]);
-    return new StoredRefcounts(file, h, table);
+    return new StoredRefcounts(file, h, table, pastEnd);
   }
 
   /** Offset of refcount block `i` (0: none); reserved/unaligned entries count as none. */
@@ -223,7 +241,7 @@ export class StoredRefcounts {
     if (offset === 0) return null;
     let b = this.blocks.get(i);
     if (!b) {
-      b = await readBytes(this.file, offset, clusterSizeOf(this.h));
+      b = await readBytes(this.file, offset, clusterSizeOf(this.h), this.pastEnd);
       this.blocks.set(i, b);
     }
     return b;
@@ -365,7 +383,7 @@ async function checkL2(p: Pass, l2Offset: number, fragInfo: boolean): Promise<vo
   const clusterSize = clusterSizeOf(h);
   let buf: Uint8Array;
   try {
-    buf = await readBytes(p.file, l2Offset, clusterSize);
+    buf = await readBytes(p.file, l2Offset, clusterSize, 'zeroes');
   } catch {
     p.log('ERROR: I/O error in check_refcounts_l2');
     p.res.checkErrors++;
@@ -451,7 +469,7 @@ async function checkL1(p: Pass, l1Offset: number, l1Size: number, fragInfo: bool
   addRefs(p, l1Offset, l1Size * 8);
   let l1: L1Entry[];
   try {
-    l1 = await readL1Table(p.file, l1Offset, l1Size);
+    l1 = await readL1Table(p.file, l1Offset, l1Size, 'zeroes');
   } catch {
     p.log('ERROR: I/O error in check_refcounts_l1');
     p.res.checkErrors++;
@@ -479,7 +497,7 @@ async function checkBitmaps(p: Pass): Promise<void> {
   addRefs(p, b.directoryOffset, b.directorySize);
   let dir: Uint8Array;
   try {
-    dir = await readBytes(p.file, b.directoryOffset, b.directorySize);
+    dir = await readBytes(p.file, b.directoryOffset, b.directorySize, 'zeroes');
   } catch {
     p.log('ERROR: could not read the bitmap directory');
     p.res.checkErrors++;
@@ -492,7 +510,7 @@ async function checkBitmaps(p: Pass): Promise<void> {
     const tableSize = view.getUint32(at + 8);
     addRefs(p, tableOffset, tableSize * 8);
     try {
-      const table = new DataView((await readBytes(p.file, tableOffset, tableSize * 8)).buffer);
+      const table = new DataView((await readBytes(p.file, tableOffset, tableSize * 8, 'zeroes')).buffer);
       for (let i = 0; i < tableSize; i++) {
         const off = entryOffset(table.getUint32(i * 8), table.getUint32(i * 8 + 4));
         if (off) addRefs(p, off, clusterSizeOf(p.h));
@@ -611,7 +629,7 @@ async function checkOflagCopied(p: Pass, stored: StoredRefcounts): Promise<void>
   const repair = p.fix.errors || (p.fix.leaks && !p.res.checkErrors && !p.res.corruptions && !p.res.leaks);
   let l1: L1Entry[];
   try {
-    l1 = await readL1Table(p.file, h.l1TableOffset, h.l1Size);
+    l1 = await readL1Table(p.file, h.l1TableOffset, h.l1Size, 'zeroes');
   } catch {
     return; // Already reported by the reference scan.
   }
@@ -637,7 +655,7 @@ async function checkOflagCopied(p: Pass, stored: StoredRefcounts): Promise<void>
     }
     let buf: Uint8Array;
     try {
-      buf = await readBytes(p.file, e.l2Offset, clusterSize);
+      buf = await readBytes(p.file, e.l2Offset, clusterSize, 'zeroes');
     } catch (err) {
       p.log(`ERROR: Could not read L2 table: ${(err as Error).message}`);
       p.res.checkErrors++;
@@ -680,7 +698,7 @@ async function loadSnapshots(p: Pass): Promise<number> {
   if (p.h.nbSnapshots === 0) return 0;
   try {
     const t = await readSnapshotTable(
-      (o, n) => readBytes(p.file, o, n), p.h.snapshotsOffset, p.h.nbSnapshots,
+      (o, n) => readBytes(p.file, o, n, 'zeroes'), p.h.snapshotsOffset, p.h.nbSnapshots,
       { version: p.h.version, virtualSize: p.h.size },
     );
     p.snapshots = t.entries;
@@ -871,7 +889,7 @@ async function checkRefcounts(p: Pass): Promise<void> {
   p.res.totalClusters = Math.ceil(p.h.size / clusterSize);
   let stored: StoredRefcounts;
   try {
-    stored = await StoredRefcounts.load(p.file, p.h);
+    stored = await StoredRefcounts.load(p.file, p.h, 'zeroes');
   } catch (e) {
     p.log(`ERROR could not read the refcount table: ${(e as Error).message}`);
     p.res.checkErrors++;
@@ -890,7 +908,7 @@ async function checkRefcounts(p: Pass): Promise<void> {
     p.res.leaks = 0;
     p.rebuild = false;
     p.refs = new ReferenceCounts(Math.ceil(p.file.size() / clusterSize), refcountMax(p.h.refcountOrder));
-    stored = await StoredRefcounts.load(p.file, p.h);
+    stored = await StoredRefcounts.load(p.file, p.h, 'zeroes');
     await calculateRefcounts(p, stored);
     const saved = { ...p.res };
     let freshLeaks = 0;
@@ -920,13 +938,29 @@ async function checkRefcounts(p: Pass): Promise<void> {
 }
 
 /**
+ * The header as QEMU's open for a check accepts it: tables may lie past the end
+ * of the file (they read as zeroes and the check reports the references); the
+ * rest of header.ts's validation applies.
+ */
+async function readHeaderForCheck(file: FileNode): Promise<Qcow2Header> {
+  const fixed = await readBytes(file, 0, QCOW2_V3_MIN_HEADER_LENGTH, 'zeroes');
+  const bits = new DataView(fixed.buffer).getUint32(20);
+  if (file.size() < QCOW2_V2_HEADER_LENGTH || bits < MIN_CLUSTER_BITS || bits > MAX_CLUSTER_BITS) {
+    return readQcow2Header(file);
+  }
+  return parseQcow2Header(await readBytes(file, 0, 2 ** bits, 'zeroes'), Number.MAX_SAFE_INTEGER);
+}
+
+/**
  * Checks (and with `fix`, repairs) the qcow2 image in `file` — opened
  * read-write when repairing. Returns qemu-img's counts.
  */
 export async function checkQcow2(file: FileNode, opts: Qcow2CheckOptions = {}): Promise<CheckCounts> {
   const fix = opts.fix ?? NO_REPAIR;
   const log = opts.log ?? (() => {});
-  const h = await readQcow2Header(file);
+  const h = await readHeaderForCheck(file).catch((e: Error) => {
+    throw new ImageFormatError(`Could not open '${file.filename}': ${e.message}`);
+  });
   const clusterSize = clusterSizeOf(h);
   const p: Pass = {
     file, h, snapshots: [], snapshotTableBytes: 0,

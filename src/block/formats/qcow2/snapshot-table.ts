@@ -125,7 +125,7 @@ export async function readSnapshotTable(
       unknownExtra: rest.slice(Math.min(extraLen, KNOWN_EXTRA_BYTES), extraLen),
     };
     if (ctx.version >= 3 && extraLen < V3_MIN_EXTRA_BYTES) {
-      warnings.push({ index: i, message: `Snapshot table entry ${i} is incomplete` });
+      warnings.push({ index: i, message: `snapshot table entry ${i} is incomplete` });
     }
     entries.push(entry);
     pos += entryLen;
