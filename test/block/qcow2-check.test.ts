@@ -199,3 +199,33 @@ test('a dirty lazy-refcounts image with stale refcounts: reported, then rebuilt 
     await cleanup();
   }
 });
+
+test('a version 3 snapshot entry without extra data is reported and completed by -r all, like qemu-img', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const img = await makeImage(dir, 'inc.qcow2', 'cluster_size=64k', ['write 0 64k']);
+    await mustRun(qemuImg(['snapshot', '-c', 's1', img]), 'snapshot');
+    // Rewrite the only entry without its extra data (ID and name follow the fixed 40 bytes).
+    const table = await readU64(img, 64);
+    const fh = await open(img, 'r+');
+    try {
+      const entry = Buffer.alloc(40 + 24 + 64);
+      await fh.read(entry, 0, entry.length, table);
+      const strings = entry.readUInt16BE(12) + entry.readUInt16BE(14);
+      const extra = entry.readUInt32BE(36);
+      const shorter = Buffer.concat([entry.subarray(0, 40), entry.subarray(40 + extra, 40 + extra + strings), Buffer.alloc(64)]);
+      shorter.writeUInt32BE(0, 36);
+      await fh.write(shorter, 0, shorter.length, table);
+    } finally {
+      await fh.close();
+    }
+    const plain = await compareCheck(img, []);
+    assert.equal(plain.t.code, 2);
+    assert.equal(plain.t.stderr, 'ERROR snapshot table entry 0 is incomplete\n');
+    const fixed = await compareCheck(img, ['-r', 'all']);
+    assert.equal(fixed.t.code, 0);
+    assert.equal((await qemuImg(['check', fixed.mine])).code, 0);
+  } finally {
+    await cleanup();
+  }
+});
