@@ -247,6 +247,11 @@ export class StoredRefcounts {
     return b;
   }
 
+  /** Refcount block `i` as stored (null: none), read once and cached. */
+  async blockBytes(i: number): Promise<Uint8Array | null> {
+    return this.block(i);
+  }
+
   async get(cluster: number): Promise<number> {
     const b = await this.block(Math.floor(cluster / this.entriesPerBlock));
     return b ? getRefcountEntry(b, cluster % this.entriesPerBlock, this.h.refcountOrder) : 0;
@@ -746,7 +751,12 @@ async function relocateSnapshotTable(p: Pass, table: Uint8Array): Promise<Qcow2H
 export async function loadStoredRefcounts(file: FileNode, h: Qcow2Header, stored: StoredRefcounts): Promise<ReferenceCounts> {
   const clusters = Math.ceil(file.size() / clusterSizeOf(h));
   const refs = new ReferenceCounts(clusters, refcountMax(6));
-  for (let c = 0; c < clusters; c++) refs.set(c, await stored.get(c));
+  const per = stored.entriesPerBlock;
+  for (let bi = 0; bi * per < clusters; bi++) {
+    const block = await stored.blockBytes(bi);
+    if (!block) continue;
+    for (let k = 0; k < per && bi * per + k < clusters; k++) refs.set(bi * per + k, getRefcountEntry(block, k, h.refcountOrder));
+  }
   return refs;
 }
 
