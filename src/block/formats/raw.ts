@@ -41,8 +41,8 @@ export class RawNode implements ImageNode {
 }
 
 const RAW_OPTIONS: readonly CreateOptionSpec[] = [
-  { name: 'preallocation', type: 'str', help: 'Preallocation mode (allowed values: off, falloc, full)' },
   { name: 'size', type: 'size', help: 'Virtual disk size' },
+  { name: 'preallocation', type: 'str', help: 'Preallocation mode (allowed values: off, falloc, full)' },
 ];
 
 export const rawFormat: FormatDriver = {
