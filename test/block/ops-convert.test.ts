@@ -162,3 +162,12 @@ test('converting an image onto itself (or onto a layer of its chain) is refused 
     await cleanup();
   }
 });
+
+test('convert -o help lists the output format\'s options like qemu-img', async () => {
+  for (const extra of [[], ['a.img', 'b.img']]) {
+    const ours = await tsemu(['img', 'convert', '-O', 'qcow2', '-o', 'help', ...extra]);
+    const theirs = await mustRun(qemuImg(['convert', '-O', 'qcow2', '-o', 'help', ...extra]), 'qemu-img convert -o help');
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.equal(ours.stdout, theirs.stdout);
+  }
+});

@@ -3,6 +3,7 @@ import { TsemuCommand } from '../base.js';
 import { convertImage } from '../../block/ops/convert.js';
 import { parseCacheMode, parseCoroutines, parseRateLimit, parseSparseSize } from '../../block/ops/copy-args.js';
 import { ProgressBar } from '../../cli/progress.js';
+import { createOptionsHelp, isOptionsHelp } from '../../block/ops/create.js';
 
 export default class ImgConvert extends TsemuCommand {
   static override summary = 'Convert, copy or concatenate disk images';
@@ -46,6 +47,10 @@ export default class ImgConvert extends TsemuCommand {
   async run(): Promise<void> {
     const { argv, flags } = await this.parse(ImgConvert);
     const names = argv as string[];
+    if (flags.options && isOptionsHelp(flags.options)) {
+      process.stdout.write(createOptionsHelp(flags['output-format'] ?? 'raw', names.length >= 2 ? names[names.length - 1] : undefined));
+      return;
+    }
     if (names.length < 2) throw new Error('Must specify image file name');
     if (flags['copy-offload'] && flags.compress) throw new Error('Compression not supported with copy offloading enabled');
     if (flags.object?.length) throw new Error(`Invalid object definition: ${flags.object[0]}: no object types are supported`);
