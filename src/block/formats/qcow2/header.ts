@@ -205,7 +205,16 @@ const utf8enc = new TextEncoder();
  * Parses and validates the header. `bytes` holds the start of the file: at least
  * the whole first cluster, or the whole file when it is shorter than a cluster.
  */
-export function parseQcow2Header(bytes: Uint8Array, fileSize: number): Qcow2Header {
+export interface ParseOptions {
+  /**
+   * For `check`: accept tables that overlap the header or lie past the end of
+   * the file, as QEMU's open does (the check then reports the damage). Alignment
+   * and size limits still apply.
+   */
+  forCheck?: boolean;
+}
+
+export function parseQcow2Header(bytes: Uint8Array, fileSize: number, opts: ParseOptions = {}): Qcow2Header {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.length < 8 || dv.getUint32(0) !== QCOW2_MAGIC) fail('Image is not in qcow2 format');
   const version = dv.getUint32(4);
@@ -312,7 +321,7 @@ export function parseQcow2Header(bytes: Uint8Array, fileSize: number): Qcow2Head
   }
 
   validateFeatures(header);
-  validateTables(header, fileSize);
+  validateTables(header, fileSize, opts.forCheck ?? false);
   return header;
 }
 
@@ -414,24 +423,24 @@ function validateFeatures(h: Qcow2Header): void {
   }
 }
 
-function validateTable(h: Qcow2Header, fileSize: number, what: string, offset: number, bytes: number): void {
+function validateTable(h: Qcow2Header, fileSize: number, what: string, offset: number, bytes: number, forCheck: boolean): void {
   const clusterSize = clusterSizeOf(h);
   if (offset % clusterSize !== 0) fail(`Invalid ${what} offset ${offset}: not aligned to the cluster size ${clusterSize}`);
-  if (bytes === 0) return;
+  if (bytes === 0 || forCheck) return;
   if (offset < clusterSize) fail(`Invalid ${what} offset ${offset}: overlaps the qcow2 header`);
   if (offset + bytes > fileSize) {
     fail(`Invalid ${what} offset ${offset}: the ${bytes}-byte table ends past the end of the file (${fileSize} bytes)`);
   }
 }
 
-function validateTables(h: Qcow2Header, fileSize: number): void {
+function validateTables(h: Qcow2Header, fileSize: number, forCheck: boolean): void {
   const clusterSize = clusterSizeOf(h);
   if (h.refcountTableClusters === 0) fail('Image does not contain a reference count table');
   const refcountTableBytes = h.refcountTableClusters * clusterSize;
   if (refcountTableBytes > MAX_REFCOUNT_TABLE_BYTES) {
     fail(`Reference count table too large: ${h.refcountTableClusters} clusters (at most ${MAX_REFCOUNT_TABLE_BYTES} bytes)`);
   }
-  validateTable(h, fileSize, 'reference count table', h.refcountTableOffset, refcountTableBytes);
+  validateTable(h, fileSize, 'reference count table', h.refcountTableOffset, refcountTableBytes, forCheck);
 
   if (h.l1Size * 8 > MAX_L1_BYTES) fail(`Active L1 table too large: ${h.l1Size} entries`);
   const needed = l1EntriesFor(h.size, h.clusterBits, hasExtendedL2(h));
@@ -439,11 +448,11 @@ function validateTables(h: Qcow2Header, fileSize: number): void {
   if (h.l1Size < needed) {
     fail(`L1 table is too small: ${h.l1Size} entries map less than the virtual size ${h.size} (needs ${needed})`);
   }
-  validateTable(h, fileSize, 'L1 table', h.l1TableOffset, h.l1Size * 8);
+  validateTable(h, fileSize, 'L1 table', h.l1TableOffset, h.l1Size * 8, forCheck);
 
   if (h.nbSnapshots > MAX_SNAPSHOTS) fail(`Too many snapshots: ${h.nbSnapshots} (at most ${MAX_SNAPSHOTS})`);
   // Each snapshot table entry is at least 40 bytes.
-  validateTable(h, fileSize, 'snapshot table', h.snapshotsOffset, h.nbSnapshots * 40);
+  validateTable(h, fileSize, 'snapshot table', h.snapshotsOffset, h.nbSnapshots * 40, forCheck);
 }
 
 /**
@@ -591,14 +600,17 @@ export function newQcow2Header(fields: {
 }
 
 /** Reads and parses the header of the image in `file` (two reads: fixed fields, then the first cluster). */
-export async function readQcow2Header(file: { size(): number; read(offset: number, buf: Uint8Array): Promise<void> }): Promise<Qcow2Header> {
+export async function readQcow2Header(
+  file: { size(): number; read(offset: number, buf: Uint8Array): Promise<void> },
+  opts: ParseOptions = {},
+): Promise<Qcow2Header> {
   const fileSize = file.size();
   const first = new Uint8Array(Math.min(fileSize, QCOW2_V3_MIN_HEADER_LENGTH));
   await file.read(0, first);
-  if (first.length < 24) return parseQcow2Header(first, fileSize);
+  if (first.length < 24) return parseQcow2Header(first, fileSize, opts);
   const clusterBits = new DataView(first.buffer).getUint32(20);
-  if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) return parseQcow2Header(first, fileSize);
+  if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) return parseQcow2Header(first, fileSize, opts);
   const cluster = new Uint8Array(Math.min(fileSize, 2 ** clusterBits));
   await file.read(0, cluster);
-  return parseQcow2Header(cluster, fileSize);
+  return parseQcow2Header(cluster, fileSize, opts);
 }

@@ -23,7 +23,7 @@
  * Lazy refcounts (version 3): the first change sets the header's dirty bit and
  * refcount blocks are written only in flush(); close() clears the bit once
  * everything is on disk. An image marked corrupt opens read-only only; a dirty
- * one opens read-write only for repair.
+ * one is repaired (check.ts rebuilds its refcounts) when opened read-write.
  *
  * Concurrency: reads share an RwLock; changes hold it alone.
  *
@@ -69,6 +69,7 @@ import {
   subclusterMask,
   writeL2Entry,
 } from './entries.js';
+import { repairDirtyQcow2 } from './check.js';
 import { Refcounts } from './refcounts.js';
 import { RwLock } from './rw-lock.js';
 import { type CachedTable, TableCache } from './table-cache.js';
@@ -120,7 +121,7 @@ export class Qcow2Node implements ImageNode {
   }
 
   static async open(file: FileNode, ctx: OpenContext): Promise<Qcow2Node> {
-    const header = await readQcow2Header(file);
+    let header = await readQcow2Header(file);
     if (header.incompatibleFeatures & INCOMPAT_DATA_FILE) {
       throw new ImageFormatError(`${file.filename}: qcow2 images with an external data file are not supported`);
     }
@@ -129,10 +130,9 @@ export class Qcow2Node implements ImageNode {
       throw new ImageFormatError(`${file.filename}: qcow2: Image is corrupt; cannot be opened read/write`);
     }
     if (writable && !ctx.forRepair && header.incompatibleFeatures & INCOMPAT_DIRTY) {
-      throw new ImageFormatError(
-        `${file.filename}: qcow2 image is dirty (its refcounts may be stale after a crash with lazy refcounts); ` +
-          `repair it with 'img check -r all' before writing`,
-      );
+      // Lazy refcounts left stale refcounts behind: rebuild them first, as QEMU does.
+      await repairDirtyQcow2(file);
+      header = await readQcow2Header(file);
     }
     file.lockForFormat(true);
     const node = new Qcow2Node(file, header);
