@@ -782,7 +782,8 @@ export class Qcow2Node implements ImageNode {
    * version 2 images simply deallocate (QEMU does the same).
    */
   private async discardInTable(l1Index: number, from: number, to: number, full: boolean): Promise<void> {
-    if (this.l1Entry(l1Index).offset === 0) return;
+    const zeroesHideBacking = !full && this.header.version >= 3 && this.backing !== null;
+    if (this.l1Entry(l1Index).offset === 0 && !zeroesHideBacking) return;
     const t = await this.l2ForWrite(l1Index);
     const where = this.where(l1Index);
     for (let g = from; g < to; g += this.clusterSize) {
