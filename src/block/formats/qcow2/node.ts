@@ -106,7 +106,8 @@ export class Qcow2Node implements ImageNode {
   private readonly lock = new RwLock();
   private readonly lazyRefcounts: boolean;
   private markedDirty = false;
-  private headerBytesWritten = 0;
+  /** Bytes of the header cluster the header on disk spans (whole sectors). */
+  private headerBytesWritten: number;
   private lastCompressed: { hostOffset: number; data: Uint8Array } | null = null;
 
   private constructor(readonly file: FileNode, readonly header: Qcow2Header) {
@@ -118,6 +119,11 @@ export class Qcow2Node implements ImageNode {
     this.subclusterSize = extendedL2 ? this.clusterSize / SUBCLUSTERS : this.clusterSize;
     this.l2Cache = new TableCache(file, this.clusterSize, Math.max(MIN_L2_CACHE_TABLES, L2_CACHE_BYTES / this.clusterSize), 'L2 table');
     this.lazyRefcounts = (header.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n;
+    try {
+      this.headerBytesWritten = usedSectors(serializeQcow2Header(header));
+    } catch {
+      this.headerBytesWritten = this.clusterSize; // Unrepresentable as parsed: a rewrite covers the whole cluster.
+    }
   }
 
   static async open(file: FileNode, ctx: OpenContext): Promise<Qcow2Node> {
@@ -199,11 +205,10 @@ export class Qcow2Node implements ImageNode {
   /** Writes the header (first cluster) and syncs it. */
   async writeHeader(): Promise<void> {
     const bytes = serializeQcow2Header(this.header);
-    let used = bytes.length;
-    while (used > 0 && bytes[used - 1] === 0) used--;
-    const length = Math.min(bytes.length, Math.max(this.headerBytesWritten, Math.ceil(Math.max(used, 1) / 512) * 512));
-    await this.file.writeGrow(0, bytes.subarray(0, length));
-    this.headerBytesWritten = Math.ceil(Math.max(used, 1) / 512) * 512;
+    const used = usedSectors(bytes);
+    // Also cover what the previous header used, so no stale tail survives.
+    await this.file.writeGrow(0, bytes.subarray(0, Math.max(this.headerBytesWritten, used)));
+    this.headerBytesWritten = used;
     await this.file.flush();
   }
 
@@ -986,6 +991,13 @@ export class Qcow2Node implements ImageNode {
       await this.file.close();
     }
   }
+}
+
+/** Length of `bytes` up to its last non-zero byte, in whole 512-byte sectors (at least one). */
+function usedSectors(bytes: Uint8Array): number {
+  let used = bytes.length;
+  while (used > 0 && bytes[used - 1] === 0) used--;
+  return Math.min(bytes.length, Math.max(512, Math.ceil(used / 512) * 512));
 }
 
 /** Guest data must never land on the header cluster (a hostile L2 entry could point there). */
