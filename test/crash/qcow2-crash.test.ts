@@ -20,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeRng } from '../helpers/pattern.js';
 import { describeMismatch, readImageWithQemu, readImageWithTsemu } from '../helpers/images.js';
-import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
+import { ROOT, mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 import { HEADER, getU64 } from '../helpers/qcow2-layout.js';
 import { type CrashConfig, type RunOutcome, planOps, unexplainedByte } from './plan.js';
 
@@ -45,7 +45,8 @@ const CONFIGS: CrashConfig[] = [
 /** Runs the writer; kills it when its `killAtLine`-th progress line arrives (null: let it finish). */
 function runWriter(image: string, cfg: CrashConfig, runSeed: number, firstSeq: number, killAtLine: number | null): Promise<RunOutcome> {
   const args = JSON.stringify({ image, cfg, runSeed, firstSeq, count: OPS_PER_RUN });
-  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // From the repository root, where `--import tsx` resolves; one process, so SIGKILL hits the writer itself.
+  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   let stderr = '';
   let progressLines = 0;
