@@ -11,8 +11,8 @@
  * offset/file when the run is stored contiguously in a file.
  *
  * Sizes count in whole 512-byte sectors as in QEMU (the tail past an image's end
- * reads as zeroes). Adjacent runs merge when every field agrees and their file offsets continue.
- * The human output lists only data runs ("Offset Length Mapped to File"; a data
+ * reads as zeroes). Adjacent runs merge when every field agrees and their file
+ * offsets continue. The human output lists only data runs ("Offset Length Mapped to File"; a data
  * run with no file offset, e.g. compressed, is an error there); once a run is
  * printed, a following non-data or zero run is treated as plain zero, which lets
  * the hidden runs coalesce the way qemu-img's do.
