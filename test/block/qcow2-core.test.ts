@@ -291,3 +291,34 @@ test('create rejects invalid option combinations with qemu-img messages', async 
     await cleanup();
   }
 });
+
+test('corruption found while open read-write marks the image corrupt; unknown versions are still qcow2', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'c.qcow2');
+    await createQcow2({ filename: file, size: 2 ** 20, options: new Map() });
+    const img = await openImage(file);
+    await img.write(0, new Uint8Array(65536).fill(1));
+    await closeImage(img);
+    const bytes = new Uint8Array(await readFile(file));
+    const dv = new DataView(bytes.buffer);
+    const l1 = Number(dv.getBigUint64(40));
+    const l2 = Number(dv.getBigUint64(l1) & 0x00fffffffffffe00n);
+    dv.setBigUint64(l2, dv.getBigUint64(l2) + 512n); // data cluster offset no longer aligned
+    await writeFile(file, bytes);
+
+    const ro = await openImage(file, { readOnly: true });
+    await assert.rejects(ro.read(0, new Uint8Array(512)), /unaligned offset/);
+    await closeImage(ro);
+    const rw = await openImage(file);
+    await assert.rejects(rw.read(0, new Uint8Array(512)), /Marking image as corrupt: .*unaligned offset/);
+    await closeImage(rw);
+    await assert.rejects(openImage(file), /Image is corrupt; cannot be opened read\/write/);
+
+    dv.setUint32(4, 4);
+    await writeFile(file, bytes);
+    await assert.rejects(openImage(file, { readOnly: true }), /Unsupported qcow2 version 4/);
+  } finally {
+    await cleanup();
+  }
+});

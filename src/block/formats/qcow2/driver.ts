@@ -1,5 +1,5 @@
 /**
- * The qcow2 format driver: probing (magic "QFI\xfb" and version 2 or 3),
+ * The qcow2 format driver: probing (the magic "QFI\xfb"; the version is checked by open),
  * opening (Qcow2Node), creating (create.ts) and the `-o` option list.
  */
 import type { FileNode } from '../../protocols/file.js';

@@ -180,12 +180,14 @@ export function l1EntriesFor(size: number, clusterBits: number, extendedL2: bool
   return Math.ceil(size / bytesPerL2);
 }
 
-/** True when the first bytes of a file carry the qcow2 magic and a known version. */
+/**
+ * True when the first bytes of a file carry the qcow2 magic. The version is not
+ * looked at: like QEMU, an unknown version is qcow2 that fails to open with an
+ * error naming the version, not a raw image.
+ */
 export function looksLikeQcow2(bytes: Uint8Array): boolean {
-  if (bytes.length < 8) return false;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = dv.getUint32(4);
-  return dv.getUint32(0) === QCOW2_MAGIC && (version === 2 || version === 3);
+  if (bytes.length < 4) return false;
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0) === QCOW2_MAGIC;
 }
 
 function fail(message: string): never {

@@ -363,8 +363,8 @@ export class Qcow2Node implements ImageNode {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    if (this.readOnly) return this.readAt(offset, buf);
-    return this.lock.shared(() => this.readAt(offset, buf));
+    if (this.readOnly) return this.guard(this.readAt(offset, buf));
+    return this.guard(this.lock.shared(() => this.readAt(offset, buf)));
   }
 
   /** Reads guest bytes (no lock, no range check: the caller's job). */
@@ -439,13 +439,29 @@ export class Qcow2Node implements ImageNode {
     if (length === 0) {
       return { offset, length: 0, allocated: false, data: false, zero: false, compressed: false, hostOffset: null };
     }
-    return this.readOnly ? run() : this.lock.shared(run);
+    return this.guard(this.readOnly ? run() : this.lock.shared(run));
   }
 
   // ---------------------------------------------------------------- writing
 
   private checkWritable(): void {
     if (this.readOnly) throw new BlockRequestError(`${this.filename}: the image is opened read-only`);
+    if (this.corrupt) throw new ImageFormatError(`${this.filename}: qcow2: Image is corrupt; cannot be written`);
+  }
+
+  /**
+   * Corruption found while the image is open read-write marks it corrupt, as
+   * QEMU does, so nothing writes over damaged metadata until it is repaired.
+   */
+  private async guard<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      if (!(e instanceof ImageFormatError) || this.readOnly || this.corrupt) throw e;
+      this.header.incompatibleFeatures |= INCOMPAT_CORRUPT;
+      await this.writeHeader();
+      throw new ImageFormatError(`qcow2: Marking image as corrupt: ${e.message}; further corruption events will be suppressed`);
+    }
   }
 
   /** Lazy refcounts: the dirty bit goes on disk before the first change. */
@@ -459,11 +475,11 @@ export class Qcow2Node implements ImageNode {
   async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
-    await this.lock.exclusive(async () => {
+    await this.guard(this.lock.exclusive(async () => {
       await this.beforeChange();
       await this.writeAt(offset, buf);
       if (opts?.fua) await this.flushMetadata();
-    });
+    }));
   }
 
   /** Runs `fn` once per L2 table's reach of [offset, offset+length). */
@@ -681,10 +697,10 @@ export class Qcow2Node implements ImageNode {
     this.checkWritable();
     checkRange(this, this.size(), offset, length);
     if (length === 0) return;
-    await this.lock.exclusive(async () => {
+    await this.guard(this.lock.exclusive(async () => {
       await this.beforeChange();
       await this.zeroAt(offset, length, opts?.mayUnmap ?? false);
-    });
+    }));
   }
 
   private async zeroAt(offset: number, length: number, mayUnmap: boolean): Promise<void> {
@@ -775,10 +791,10 @@ export class Qcow2Node implements ImageNode {
     const from = Math.ceil(offset / cs) * cs;
     const to = end === this.size() ? Math.ceil(end / cs) * cs : Math.floor(end / cs) * cs;
     if (from >= to) return;
-    await this.lock.exclusive(async () => {
+    await this.guard(this.lock.exclusive(async () => {
       await this.beforeChange();
       await this.perL2Table(from, Math.min(to, this.size()) - from, (l1, a, b) => this.discardInTable(l1, a, b, false));
-    });
+    }));
   }
 
   /**
@@ -829,7 +845,7 @@ export class Qcow2Node implements ImageNode {
       }
     }
     const compressed = await Promise.all(clusters.map((c) => compressCluster(this.header.compressionType, c)));
-    await this.lock.exclusive(async () => {
+    await this.guard(this.lock.exclusive(async () => {
       await this.beforeChange();
       for (let i = 0; i < clusters.length; i++) {
         const g = offset + i * cs;
@@ -850,7 +866,7 @@ export class Qcow2Node implements ImageNode {
         this.markL2Dirty(t, index);
         this.release(old);
       }
-    });
+    }));
   }
 
   // ---------------------------------------------------------------- resize
@@ -858,7 +874,7 @@ export class Qcow2Node implements ImageNode {
   async truncate(size: number, opts?: TruncateOptions): Promise<void> {
     this.checkWritable();
     if (!Number.isSafeInteger(size) || size < 0) throw new BlockRequestError(`${this.filename}: invalid size ${size}`);
-    await this.lock.exclusive(async () => {
+    await this.guard(this.lock.exclusive(async () => {
       const old = this.size();
       if (size === old) return;
       await this.beforeChange();
@@ -872,7 +888,7 @@ export class Qcow2Node implements ImageNode {
         }
         await this.shrink(size);
       }
-    });
+    }));
   }
 
   private async grow(size: number, prealloc: Preallocation): Promise<void> {

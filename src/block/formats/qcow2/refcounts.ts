@@ -125,7 +125,8 @@ export class Refcounts {
   /** Sets the refcount of the cluster containing `offset`, creating its refcount block if needed. */
   async set(offset: number, value: number): Promise<void> {
     if (!Number.isSafeInteger(value) || value < 0 || value > this.maxRefcount) {
-      throw new ImageFormatError(
+      // Not corruption: the image is fine, the operation needs wider refcounts.
+      throw new RangeError(
         `qcow2 refcount ${value} for cluster at 0x${offset.toString(16)} does not fit in ${this.refcountBits} bits`,
       );
     }
@@ -234,7 +235,10 @@ export class Refcounts {
   async allocateBytes(size: number): Promise<number> {
     const used = this.compressedNext % this.clusterSize;
     let offset: number;
-    if (this.compressedNext !== 0 && used !== 0 && size <= this.clusterSize - used) {
+    if (
+      this.compressedNext !== 0 && used !== 0 && size <= this.clusterSize - used &&
+      (await this.get(this.compressedNext)) < this.maxRefcount
+    ) {
       offset = this.compressedNext;
       await this.adjust(offset, 1);
       await this.commit();
