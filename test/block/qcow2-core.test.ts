@@ -315,6 +315,14 @@ test('corruption found while open read-write marks the image corrupt; unknown ve
     await closeImage(rw);
     await assert.rejects(openImage(file), /Image is corrupt; cannot be opened read\/write/);
 
+    // A data cluster that points at the refcount table: writing there is refused.
+    dv.setBigUint64(l2, (1n << 63n) | dv.getBigUint64(48));
+    dv.setBigUint64(72, 0n); // not marked corrupt yet
+    await writeFile(file, bytes);
+    const victim = await openImage(file);
+    await assert.rejects(victim.write(0, new Uint8Array(512).fill(7)), /overlaps the refcount table/);
+    await closeImage(victim);
+
     dv.setUint32(4, 4);
     await writeFile(file, bytes);
     await assert.rejects(openImage(file, { readOnly: true }), /Unsupported qcow2 version 4/);

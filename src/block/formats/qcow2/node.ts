@@ -102,6 +102,8 @@ export class Qcow2Node implements ImageNode {
   snapshots: SnapshotEntry[] = [];
   private l1: Uint8Array = new Uint8Array(0);
   private l1View = new DataView(this.l1.buffer);
+  /** Offsets of the L2 tables the active L1 table points to. */
+  private readonly activeL2 = new Set<number>();
   private readonly l2Cache: TableCache;
   private readonly lock = new RwLock();
   private readonly lazyRefcounts: boolean;
@@ -216,6 +218,32 @@ export class Qcow2Node implements ImageNode {
     const h = this.header;
     this.l1 = await this.readFileBytes(h.l1TableOffset, h.l1Size * 8);
     this.l1View = new DataView(this.l1.buffer, this.l1.byteOffset, this.l1.byteLength);
+    this.activeL2.clear();
+    for (let i = 0; i < h.l1Size; i++) {
+      const offset = entryOffset(this.l1View.getUint32(i * 8), this.l1View.getUint32(i * 8 + 4));
+      if (offset !== 0) this.activeL2.add(offset);
+    }
+  }
+
+  /**
+   * Guest data written into an existing host cluster must not land on metadata
+   * (a hostile or damaged L2 entry can point anywhere): QEMU's overlap check.
+   */
+  private checkOverlap(host: number, length: number): void {
+    const h = this.header;
+    const cs = this.clusterSize;
+    const inside = (start: number, bytes: number, c: number): boolean => c >= start && c < start + bytes;
+    for (let c = Math.floor(host / cs) * cs; c < host + length; c += cs) {
+      let what: string | null = null;
+      if (c < cs) what = 'the header';
+      else if (inside(h.l1TableOffset, h.l1Size * 8, c)) what = 'the active L1 table';
+      else if (inside(h.refcountTableOffset, h.refcountTableClusters * cs, c)) what = 'the refcount table';
+      else if (this.refcounts.isRefcountBlock(c)) what = 'a refcount block';
+      else if (this.activeL2.has(c)) what = 'an active L2 table';
+      if (what) {
+        throw new ImageFormatError(`${this.filename}: preventing a data write at host offset 0x${c.toString(16)}: it overlaps ${what}`);
+      }
+    }
   }
 
   /** Active L1 entry `index`: the L2 table offset (0: none) and its COPIED flag. */
@@ -232,6 +260,8 @@ export class Qcow2Node implements ImageNode {
 
   /** Sets active L1 entry `index` and writes it to disk at once. */
   async setL1Entry(index: number, offset: number, copied: boolean): Promise<void> {
+    this.activeL2.delete(this.l1Entry(index).offset);
+    if (offset !== 0) this.activeL2.add(offset);
     setEntry(this.l1View, index * 8, offset, copied);
     await this.file.writeGrow(this.header.l1TableOffset + index * 8, this.l1.subarray(index * 8, index * 8 + 8));
   }
@@ -537,7 +567,7 @@ export class Qcow2Node implements ImageNode {
           len += nn;
           next++;
         }
-        checkNotHeader(e.hostOffset, this.filename);
+        this.checkOverlap(e.hostOffset, len + intra);
         await this.file.writeGrow(e.hostOffset + intra, data.subarray(pos, pos + len));
         if (this.geometry.extendedL2) {
           for (let i = index, p = g; i < next; i++) {
@@ -616,7 +646,7 @@ export class Qcow2Node implements ImageNode {
       if (!reuse) await this.readAt(clusterStart, content.subarray(0, this.clusterBytes(clusterStart)));
       content.set(part, intra);
       const host = reuse ? e.hostOffset : await this.refcounts.allocateClusters(1);
-      if (reuse) checkNotHeader(host, this.filename);
+      if (reuse) this.checkOverlap(host, cs);
       await this.file.writeGrow(host, content);
       writeL2Entry(t.view, index, this.geometry, host, true);
       this.markL2Dirty(t, index);
@@ -641,7 +671,7 @@ export class Qcow2Node implements ImageNode {
     let host: number;
     if (this.inPlace(e)) {
       host = e.hostOffset;
-      checkNotHeader(host, this.filename);
+      this.checkOverlap(host, cs);
       await this.file.writeGrow(host + spanStart, span);
     } else if (e.kind === KIND_COMPRESSED || e.hostOffset !== 0) {
       // Copy on write of a compressed or shared cluster: the whole cluster moves.
@@ -1016,9 +1046,3 @@ function usedSectors(bytes: Uint8Array): number {
   return Math.min(bytes.length, Math.max(512, Math.ceil(used / 512) * 512));
 }
 
-/** Guest data must never land on the header cluster (a hostile L2 entry could point there). */
-function checkNotHeader(hostOffset: number, filename: string): void {
-  if (hostOffset === 0) {
-    throw new ImageFormatError(`${filename}: qcow2 image is corrupt: a data cluster overlaps the header`);
-  }
-}

@@ -46,6 +46,8 @@ export class Refcounts {
   private readonly cache: TableCache;
   /** Offsets of refcount blocks (0: none). */
   private table: number[];
+  /** The refcount blocks' offsets, for overlap checks. */
+  private readonly blocks = new Set<number>();
   private freeHint = 0;
   /** First cluster index past everything allocated in this session and the file's end. */
   private highWater: number;
@@ -60,6 +62,7 @@ export class Refcounts {
     this.maxRefcount = this.refcountBits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.refcountBits - 1;
     this.cache = new TableCache(owner.file, this.clusterSize, Math.max(8, (4 << 20) / this.clusterSize), 'refcount block');
     this.table = table;
+    for (const o of table) if (o !== 0) this.blocks.add(o);
     this.highWater = Math.ceil(owner.file.size() / this.clusterSize);
   }
 
@@ -94,6 +97,11 @@ export class Refcounts {
 
   get tableEntries(): number {
     return this.table.length;
+  }
+
+  /** Is there a refcount block at host `offset`? */
+  isRefcountBlock(offset: number): boolean {
+    return this.blocks.has(offset);
   }
 
   /** Offset of refcount block `index` of the table (0: none). */
@@ -165,6 +173,7 @@ export class Refcounts {
     const offset = at * this.clusterSize;
     const t = await this.cache.create(offset, new Uint8Array(this.clusterSize));
     this.table[index] = offset;
+    this.blocks.add(offset);
     const holder = await this.block(at);
     if (!holder) throw new ImageFormatError(`qcow2: no refcount block covers cluster ${at}`);
     this.writeEntry(holder, at % this.entriesPerBlock, 1);
@@ -342,6 +351,7 @@ export class Refcounts {
     for (let k = 0; k < missing.length; k++) {
       const offset = (region + k) * this.clusterSize;
       newTable[missing[k]!] = offset;
+      this.blocks.add(offset);
       newBlocks.push(await this.cache.create(offset, new Uint8Array(this.clusterSize)));
     }
     const tableStart = region + missing.length;
