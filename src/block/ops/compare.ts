@@ -11,11 +11,13 @@
  * at the first differing sector ("Content mismatch at offset N!"). Past the common
  * size, the larger image must read as zeroes wherever it allocates ("Warning:
  * Image size mismatch!" first). Strict mode (-s) instead fails on any size
- * difference and on any difference in allocation status.
+ * difference and on any difference in block status (map's view of a run: present,
+ * zero, data, stored at a host offset or not).
  */
 import type { ImageNode } from '../formats/format.js';
 import { closeImage, openImage } from '../open.js';
-import { chainBlockStatus, type ChainExtent } from './chain.js';
+import { chainBlockStatus, chainLayers, type ChainExtent } from './chain.js';
+import { mapRun } from './map.js';
 
 export interface CompareArgs {
   filename1: string;
@@ -98,7 +100,7 @@ async function walk(img1: ImageNode, img2: ImageNode, a: CompareArgs, messages: 
     const st1 = await status(img1, a.filename1, offset, size1);
     const st2 = await status(img2, a.filename2, offset, size2);
     let chunk = Math.min(st1.length, st2.length, total - offset);
-    if (a.strict && (st1.allocated !== st2.allocated || st1.zero !== st2.zero)) {
+    if (a.strict && !(await sameStatus(img1, img2, offset, chunk))) {
       throw new CompareStop(1, `Strict mode: Offset ${offset} block status mismatch!`, true);
     }
     if (!(st1.zero && st2.zero)) {
@@ -151,6 +153,21 @@ async function status(img: ImageNode, filename: string, offset: number, sectorEn
   } catch (e) {
     throw new CompareStop(3, `Sector allocation test failed for ${filename}: ${(e as Error).message}`, false);
   }
+}
+
+/**
+ * Strict mode's test: both chains give the range the same status flags, as map
+ * reports them (present, zero, data, and whether it has a host offset).
+ */
+async function sameStatus(img1: ImageNode, img2: ImageNode, offset: number, length: number): Promise<boolean> {
+  const [e1, e2] = await Promise.all([
+    mapRun(img1, chainLayers(img1), offset, length),
+    mapRun(img2, chainLayers(img2), offset, length),
+  ]);
+  return (
+    e1.present === e2.present && e1.zero === e2.zero && e1.data === e2.data &&
+    (e1.offset === undefined) === (e2.offset === undefined)
+  );
 }
 
 /** Reads `buf.length` bytes at `offset`; bytes past the image's end (inside its last sector) read as zero. */
