@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
 import { compressCluster, decompressCluster, type CompressionType } from '../../src/block/compress/index.js';
+import { decodeCluster, encodeCluster } from '../../src/block/compress/codec.js';
 import { CodecPool } from '../../src/block/compress/pool.js';
 import { scanZstdFrame } from '../../src/block/compress/zstd-frame.js';
 import { ImageFormatError } from '../../src/block/node.js';
@@ -81,6 +82,31 @@ test('corrupt, truncated and oversized streams are clear ImageFormatErrors', asy
   await assert.rejects(compressCluster('lz4' as CompressionType, data), /Unknown compression type 'lz4'/);
   assert.throws(() => scanZstdFrame(new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x08, 0, 0, 0])), /reserved bit/);
   assert.throws(() => scanZstdFrame(new Uint8Array([1, 2, 3, 4, 5, 6])), /magic number/);
+});
+
+test('the thread\'s reused zstd contexts give the same frame every time and survive a corrupt stream', async () => {
+  const data = clusterData(11, 65536);
+  const first = (await encodeCluster('zstd', data))!;
+  const other = (await encodeCluster('zstd', clusterData(12, 65536)))!;
+  assert.deepEqual(await encodeCluster('zstd', data), first, 'a context reused after other data gives the same bytes');
+  assert.equal(scanZstdFrame(first).contentSize, 65536, 'the frame declares its content size');
+  await assert.rejects(decodeCluster('zstd', first.subarray(0, 100), 65536), ImageFormatError);
+  assert.deepEqual(await decodeCluster('zstd', other, 65536), clusterData(12, 65536), 'decodes after a failed decode');
+  assert.deepEqual(await decodeCluster('zstd', first, 65536), data);
+});
+
+test('a cluster that is a view into a larger buffer travels alone, and the caller\'s buffer stays usable', async () => {
+  const big = Buffer.alloc(4 * 65536);
+  for (let i = 0; i < 4; i++) big.set(clusterData(20 + i, 65536), i * 65536);
+  for (const type of TYPES) {
+    const packed = await Promise.all([0, 1, 2, 3].map((i) => compressCluster(type, big.subarray(i * 65536, (i + 1) * 65536))));
+    assert.equal(big.byteLength, 4 * 65536, `${type}: the caller's buffer is not detached`);
+    for (let i = 0; i < 4; i++) {
+      const out = new Uint8Array(65536);
+      await decompressCluster(type, packed[i]!, out);
+      assert.deepEqual(out, clusterData(20 + i, 65536), `${type}: cluster ${i}`);
+    }
+  }
 });
 
 test('a worker pool that is idle does not keep the process alive and can be closed', async () => {

@@ -10,8 +10,13 @@
  *   inflated without bound.
  * - zstd (compression type 1): one Zstandard frame (RFC 8878). Its exact end is found
  *   by walking the frame (zstd-frame.ts), since the stored length is rounded to
- *   sectors; the decoder is the zstd library compiled to WebAssembly, loaded on first
- *   use.
+ *   sectors. Compressed at zstd's default level (3), as QEMU does. The codec is the
+ *   zstd library compiled to WebAssembly, loaded on first use; each thread keeps one
+ *   compression and one decompression context for its lifetime, because creating a
+ *   context per cluster (what the library's one-shot calls do) allocates and clears
+ *   its match tables every time and costs more than compressing a 64 KiB cluster.
+ *   (The context calls take a dictionary; an empty one means none, and the frames
+ *   are byte for byte those of the one-shot calls.)
  *
  * compress returns null when the result would not be smaller than the input (qcow2
  * then stores the cluster uncompressed). decompress must produce exactly dst.length
@@ -27,19 +32,35 @@ export type CompressionType = 'zlib' | 'zstd';
 const ZLIB_WINDOW_BITS = 12;
 const ZSTD_LEVEL = 3;
 
+/** Contexts are pointers into the module's WebAssembly heap. */
 interface ZstdWasm {
   init(): Promise<void>;
-  compress(buf: Uint8Array, level?: number): Uint8Array;
-  decompress(buf: Uint8Array, opts?: { defaultHeapSize: number }): Uint8Array;
+  createCCtx(): number;
+  createDCtx(): number;
+  compressUsingDict(cctx: number, buf: Uint8Array, dict: Uint8Array, level?: number): Uint8Array;
+  decompressUsingDict(dctx: number, buf: Uint8Array, dict: Uint8Array, opts?: { defaultHeapSize: number }): Uint8Array;
 }
 
-let zstdReady: Promise<ZstdWasm> | null = null;
+interface ZstdCodec {
+  compress(data: Uint8Array): Uint8Array;
+  decompress(frame: Uint8Array, outLength: number): Uint8Array;
+}
 
-function loadZstd(): Promise<ZstdWasm> {
+const NO_DICTIONARY = new Uint8Array(0);
+
+let zstdReady: Promise<ZstdCodec> | null = null;
+
+function loadZstd(): Promise<ZstdCodec> {
   zstdReady ??= (async () => {
     const zstd = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as ZstdWasm;
     await zstd.init();
-    return zstd;
+    const cctx = zstd.createCCtx();
+    const dctx = zstd.createDCtx();
+    if (!cctx || !dctx) throw new Error('zstd: cannot allocate a compression context');
+    return {
+      compress: (data) => zstd.compressUsingDict(cctx, data, NO_DICTIONARY, ZSTD_LEVEL),
+      decompress: (frame, outLength) => zstd.decompressUsingDict(dctx, frame, NO_DICTIONARY, { defaultHeapSize: outLength }),
+    };
   })();
   return zstdReady;
 }
@@ -56,7 +77,7 @@ export async function encodeCluster(type: CompressionType, data: Uint8Array): Pr
   if (type === 'zlib') {
     out = zlib.deflateRawSync(data, { windowBits: ZLIB_WINDOW_BITS, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION });
   } else {
-    out = (await loadZstd()).compress(data, ZSTD_LEVEL);
+    out = (await loadZstd()).compress(data);
   }
   return out.length < data.length ? out : null;
 }
@@ -82,7 +103,7 @@ export async function decodeCluster(type: CompressionType, src: Uint8Array, outL
     }
     const zstd = await loadZstd();
     try {
-      out = zstd.decompress(src.subarray(0, frame.length), { defaultHeapSize: outLength });
+      out = zstd.decompress(src.subarray(0, frame.length), outLength);
     } catch (e) {
       throw new ImageFormatError(`corrupt zstd-compressed cluster: ${(e as Error).message}`);
     }

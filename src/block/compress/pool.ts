@@ -6,6 +6,11 @@
  * never keeps the process alive, and ref'ed while it works, so pending work does.
  * A worker that dies fails its request with the error and is replaced on demand.
  *
+ * Request bytes travel as their own ArrayBuffer, transferred (not cloned): cloning
+ * a view clones the whole buffer behind it, and callers pass clusters that are
+ * views into multi-megabyte request buffers. The one copy made here is the size of
+ * the cluster, and the caller's buffer is never detached.
+ *
  * The worker file sits next to this module with this module's extension: .js in the
  * built dist/, .ts when running from sources under tsx. Node 20 does not carry tsx's
  * loader into workers, so a .ts worker is started through a small bootstrap that
@@ -63,7 +68,8 @@ export class CodecPool {
   run(op: WorkerRequest['op'], type: CompressionType, data: Uint8Array, outLength = 0): Promise<Uint8Array | null> {
     if (this.closed) return Promise.reject(new Error('the compression worker pool is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ req: { id: this.nextId++, op, type, data, outLength }, resolve, reject });
+      const own = new Uint8Array(data); // a copy (Buffer#slice would share the memory)
+      this.queue.push({ req: { id: this.nextId++, op, type, data: own, outLength }, resolve, reject });
       this.dispatch();
     });
   }
@@ -84,7 +90,7 @@ export class CodecPool {
       const job = this.queue.shift()!;
       slot.busy = job;
       slot.worker.ref();
-      slot.worker.postMessage(job.req);
+      slot.worker.postMessage(job.req, [job.req.data.buffer as ArrayBuffer]);
     }
   }
 
