@@ -1,7 +1,8 @@
 /**
  * Shared behaviour of tsemu commands: errors are printed the way qemu-img prints
  * them ("tsemu: <message>" on stderr, no stack trace) and end the process with the
- * exit code the error carries (1 unless it says otherwise). Commands stay thin:
+ * exit code the error carries (1 unless it says otherwise; wrong arguments exit 1
+ * too, as qemu-img's do). Commands stay thin:
  * they parse flags, call a library function and print.
  */
 import { Command } from '@oclif/core';
@@ -15,9 +16,12 @@ export class UserError extends Error {
 }
 
 export abstract class TsemuCommand extends Command {
-  protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
-    // oclif's own parse errors and this.exit() carry an oclif.exit code: let oclif handle them.
-    if (err.oclif !== undefined) return super.catch(err);
+  protected override async catch(
+    err: Error & { exitCode?: number; code?: string; oclif?: { exit?: number } },
+  ): Promise<unknown> {
+    // this.exit(n) throws oclif's EEXIT error: let oclif end the process with n.
+    if (err.code === 'EEXIT') return super.catch(err);
+    // Everything else, oclif's argument errors included, ends with exit 1 as in qemu-img.
     process.stderr.write(`tsemu: ${err.message}\n`);
     if (process.env.TSEMU_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
     process.exitCode = err.exitCode ?? 1;

@@ -116,19 +116,23 @@ test(
   },
 );
 
-test(
-  'raw: preallocation is printed after size',
-  { todo: 'needs raw.ts RAW_OPTIONS in QEMU order [size, preallocation]' },
-  async () => {
-    await sameAsQemu(['-f', 'raw', '-o', 'preallocation=falloc', 'new.raw', '1M']);
-  },
-);
+test('raw: preallocation is the protocol\'s option, printed where qemu-img prints it', async () => {
+  for (const args of [
+    ['-f', 'raw', '-o', 'preallocation=falloc', 'new.raw', '1M'],
+    ['-f', 'raw', '-o', 'nocow=on,extent_size_hint=64k,preallocation=full', 'new.raw', '1M'],
+    ['-f', 'raw', '-o', 'preallocation=metadata', 'new.raw', '1M'],
+    ['-f', 'raw', '-o', 'preallocation=bogus', 'new.raw', '1M'],
+    ['-f', 'raw', '-o', 'help'],
+  ]) {
+    await sameAsQemu(args);
+  }
+});
 
 test('the Formatting line prints given and default values in list order', () => {
   const raw = getFormat('raw');
   const line = formattingLine('a b', raw, new Map([['nocow', 'on'], ['extent_size_hint', '64k']]), 1024);
-  assert.match(line, /^Formatting 'a b', fmt=raw .*size=1024.*nocow=on extent_size_hint=65536$/);
+  assert.match(line, /^Formatting 'a b', fmt=raw size=1024 nocow=on extent_size_hint=65536$/);
   const names = creationOptions(raw).map((o) => o.name);
-  assert.deepEqual(names.slice(-2), ['nocow', 'extent_size_hint']);
+  assert.deepEqual(names, ['size', 'nocow', 'preallocation', 'extent_size_hint']);
   assert.throws(() => validateCreateOptions(new Map([['bogus', '1']]), creationOptions(raw)), /Invalid parameter 'bogus'/);
 });

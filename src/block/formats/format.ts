@@ -54,7 +54,13 @@ export interface CreateRequest {
   size: number;
   /** The `-o` options, backing_file/backing_fmt included (-b/-F map there). */
   options: Map<string, string>;
+  /** A preallocation mode chosen by the caller rather than by `-o` (amend, resize paths). */
   preallocation?: Preallocation;
+  /**
+   * The `file` protocol's preallocation option, for formats that do not declare one
+   * themselves (raw): as written by the user, checked by the format.
+   */
+  protocolPreallocation?: string;
 }
 
 export interface OpenContext {

@@ -40,10 +40,9 @@ export class RawNode implements ImageNode {
   close(): Promise<void> { return this.file.close(); }
 }
 
-const RAW_OPTIONS: readonly CreateOptionSpec[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
-  { name: 'preallocation', type: 'str', help: 'Preallocation mode (allowed values: off, falloc, full)' },
-];
+const RAW_OPTIONS: readonly CreateOptionSpec[] = [{ name: 'size', type: 'size', help: 'Virtual disk size' }];
+
+const RAW_PREALLOCATION: readonly Preallocation[] = ['off', 'falloc', 'full'];
 
 export const rawFormat: FormatDriver = {
   name: 'raw',
@@ -53,17 +52,17 @@ export const rawFormat: FormatDriver = {
   },
   async create(req: CreateRequest): Promise<void> {
     for (const key of req.options.keys()) {
-      if (!RAW_OPTIONS.some((o) => o.name === key)) {
-        throw new Error(`Invalid parameter '${key}'\nraw does not support option '${key}'`);
-      }
+      if (!RAW_OPTIONS.some((o) => o.name === key)) throw new Error(`Invalid parameter '${key}'`);
     }
-    const prealloc = (req.options.get('preallocation') ?? req.preallocation ?? 'off') as Preallocation;
-    if (!['off', 'falloc', 'full'].includes(prealloc)) {
-      throw new Error(`Invalid parameter 'preallocation': raw supports off, falloc and full, not '${prealloc}'`);
+    // raw has no metadata: preallocation is the file protocol's, with its messages.
+    const prealloc = req.protocolPreallocation ?? req.preallocation ?? 'off';
+    if (prealloc === 'metadata') throw new Error('Unsupported preallocation mode: metadata');
+    if (!RAW_PREALLOCATION.includes(prealloc as Preallocation)) {
+      throw new Error(`invalid parameter value: ${prealloc}`);
     }
     const file = await FileNode.open(req.filename, { create: true });
     try {
-      await file.truncate(req.size, { preallocation: prealloc });
+      await file.truncate(req.size, { preallocation: prealloc as Preallocation });
     } finally {
       await file.close();
     }

@@ -196,6 +196,10 @@ export async function prepareCreate(a: CreateImageArgs): Promise<PreparedCreate>
   if (virtualSize === undefined) throw fail('Image creation needs a size parameter');
 
   const formatting = formattingLine(a.filename, driver, options, virtualSize);
+  // Protocol options the format does not declare go to the file below it (raw's preallocation).
+  const protocolPreallocation = driver.createOptions.some((f) => f.name === 'preallocation')
+    ? undefined
+    : options.get('preallocation');
   for (const o of FILE_PROTOCOL_CREATE_OPTIONS) {
     if (!driver.createOptions.some((f) => f.name === o.name)) options.delete(o.name);
   }
@@ -207,7 +211,8 @@ export async function prepareCreate(a: CreateImageArgs): Promise<PreparedCreate>
       if (options.has('backing_fmt') && !options.has('backing_file')) {
         throw fail('Backing format cannot be used without backing file');
       }
-      await driver.create({ filename: a.filename, size: finalSize, options }).catch((e: Error) => {
+      await driver
+        .create({ filename: a.filename, size: finalSize, options, protocolPreallocation }).catch((e: Error) => {
         throw fail(e.message);
       });
     },
