@@ -12,19 +12,21 @@ import { qemuImg, scratchDir, tsemu } from '../helpers/peers.js';
 import { type BuiltImage, buildWithQemu, buildWithTsemu } from './build.js';
 import { CONFIGS, type MatrixConfig, VIRTUAL_SIZE } from './matrix.js';
 
-/** The qemu-img argument lists to compare for one built configuration. */
-function commandsFor(cfg: MatrixConfig, built: BuiltImage): string[][] {
-  const cmds: string[][] = [];
+type Subcommand = 'info' | 'map' | 'check' | 'measure';
+
+/** The qemu-img argument lists to compare for one built configuration, by subcommand. */
+function commandsFor(cfg: MatrixConfig, built: BuiltImage): Record<Subcommand, string[][]> {
+  const cmds: Record<Subcommand, string[][]> = { info: [], map: [], check: [], measure: [] };
   for (const layer of built.layers) {
-    cmds.push(['info', '--output=json', layer]);
-    cmds.push(['map', '--output=json', layer]);
-    cmds.push(['check', '--output=json', layer]);
-    cmds.push(['measure', '--output=json', '-O', 'qcow2', layer]);
+    cmds.info.push(['info', '--output=json', layer]);
+    cmds.map.push(['map', '--output=json', layer]);
+    cmds.check.push(['check', '--output=json', layer]);
+    cmds.measure.push(['measure', '--output=json', '-O', 'qcow2', layer]);
   }
-  if (built.layers.length > 1) cmds.push(['info', '--output=json', '--backing-chain', built.image]);
-  cmds.push(['measure', '--output=json', '-O', 'raw', built.image]);
+  if (built.layers.length > 1) cmds.info.push(['info', '--output=json', '--backing-chain', built.image]);
+  cmds.measure.push(['measure', '--output=json', '-O', 'raw', built.image]);
   const opts = cfg.options ? ['-o', cfg.options] : [];
-  cmds.push(['measure', '--output=json', '--size', String(VIRTUAL_SIZE * 128), '-O', 'qcow2', ...opts]);
+  cmds.measure.push(['measure', '--output=json', '--size', String(VIRTUAL_SIZE * 128), '-O', 'qcow2', ...opts]);
   return cmds;
 }
 
@@ -52,16 +54,20 @@ for (const [who, build] of [
   ['tsemu-made', buildWithTsemu],
 ] as const) {
   for (const cfg of CONFIGS) {
-    test(`JSON output equals qemu-img's: ${who} ${cfg.name}`, async () => {
+    test(`JSON output equals qemu-img's: ${who} ${cfg.name}`, async (t) => {
       const { dir, cleanup } = await scratchDir();
       try {
         const built = await build(cfg, dir);
-        const problems: string[] = [];
-        for (const args of commandsFor(cfg, built)) {
-          const p = await compareJson(args);
-          if (p) problems.push(p);
+        for (const [sub, list] of Object.entries(commandsFor(cfg, built))) {
+          await t.test(`img ${sub}`, async () => {
+            const problems: string[] = [];
+            for (const args of list) {
+              const p = await compareJson(args);
+              if (p) problems.push(p);
+            }
+            assert.equal(problems.length, 0, problems.join('\n\n'));
+          });
         }
-        assert.equal(problems.length, 0, problems.join('\n\n'));
       } finally {
         await cleanup();
       }
