@@ -1,11 +1,13 @@
 /**
  * The qcow2 format driver: probing (the magic "QFI\xfb"; the version is checked by open),
- * opening (Qcow2Node), creating (create.ts) and the `-o` option list.
+ * opening (Qcow2Node), creating (create.ts), the `-o` option list and sizing
+ * a new image for `img measure` (measure.ts).
  */
 import type { FileNode } from '../../protocols/file.js';
 import type { CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
 import { QCOW2_CREATE_OPTIONS, createQcow2 } from './create.js';
 import { looksLikeQcow2 } from './header.js';
+import { measureQcow2 } from './measure.js';
 import { Qcow2Node } from './node.js';
 
 export const qcow2Format: FormatDriver = {
@@ -14,4 +16,5 @@ export const qcow2Format: FormatDriver = {
   open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => Qcow2Node.open(file, ctx),
   create: (req: CreateRequest) => createQcow2(req),
   createOptions: QCOW2_CREATE_OPTIONS,
+  measure: measureQcow2,
 };
