@@ -100,7 +100,6 @@ test('qcow2: backing file checks and errors as qemu-img create', async () => {
 
 test(
   'qcow2: Formatting lines list options in qemu-img\'s order',
-  { todo: 'needs QCOW2_CREATE_OPTIONS in QEMU declaration order (H1, src/block/formats/qcow2/create.ts)' },
   async () => {
     for (const args of [
       ['-f', 'qcow2', 'new.qcow2', '1M'],
