@@ -109,6 +109,26 @@ test('a cluster that is a view into a larger buffer travels alone, and the calle
   }
 });
 
+test('requests submitted together are batched, yet a corrupt one fails alone; shared memory is read in place', async () => {
+  for (const type of TYPES) {
+    const data = Array.from({ length: 12 }, (_, i) => clusterData(40 + i, 65536));
+    const shared = Buffer.from(new SharedArrayBuffer(12 * 65536));
+    data.forEach((d, i) => shared.set(d, i * 65536));
+    const packed = await Promise.all(data.map((_, i) => compressCluster(type, shared.subarray(i * 65536, (i + 1) * 65536))));
+    const outs = data.map(() => new Uint8Array(65536));
+    const settled = await Promise.allSettled(
+      packed.map((p, i) => decompressCluster(type, i === 5 ? p!.subarray(0, 40) : p!, outs[i]!)),
+    );
+    settled.forEach((r, i) => {
+      if (i === 5) assert.ok(r.status === 'rejected' && r.reason instanceof ImageFormatError, `${type}: the cut stream fails`);
+      else {
+        assert.equal(r.status, 'fulfilled', `${type}: request ${i} succeeds`);
+        assert.deepEqual(outs[i], data[i], `${type}: request ${i} round trips`);
+      }
+    });
+  }
+});
+
 test('a worker pool that is idle does not keep the process alive and can be closed', async () => {
   const pool = new CodecPool(2);
   const r = await pool.run('compress', 'zlib', clusterData(1, 4096));

@@ -72,6 +72,11 @@ export function checkCompressionType(type: string): CompressionType {
   return type;
 }
 
+/** Loads `type`'s codec now (the zstd module and contexts), so the first cluster does not wait for it. */
+export async function loadCodec(type: CompressionType): Promise<void> {
+  if (type === 'zstd') await loadZstd();
+}
+
 export async function encodeCluster(type: CompressionType, data: Uint8Array): Promise<Uint8Array | null> {
   let out: Uint8Array;
   if (type === 'zlib') {

@@ -19,6 +19,14 @@ function sharedPool(): CodecPool {
   return pool;
 }
 
+/**
+ * Starts the compression workers and loads `type`'s codec in each, ahead of the
+ * first compressCluster (a converter calls this before opening its images).
+ */
+export function warmCompression(type: CompressionType): void {
+  sharedPool().warm(checkCompressionType(type));
+}
+
 export async function compressCluster(type: CompressionType, data: Uint8Array): Promise<Uint8Array | null> {
   return sharedPool().run('compress', checkCompressionType(type), data);
 }

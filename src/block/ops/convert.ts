@@ -6,7 +6,8 @@
  * with the sum of their sizes (unless -n: then open the existing one, which must
  * be large enough), open it, copy with the copy engine, flush, close. Without -B
  * the target is standalone: data the sources' backing chains provide is copied,
- * and what no layer allocates reads as zeroes. With -B the target is an overlay
+ * and what no layer allocates reads as zeroes. With -c the compression workers are
+ * started first, so their start-up overlaps opening the images. With -B the target is an overlay
  * of the given backing file and only what each source's top layer allocates is
  * copied (the backing is assumed to hold the rest, as in qemu-img).
  *
@@ -28,6 +29,8 @@ import { createImage } from './create.js';
 import { copySegments, type CopySegment } from './copy-engine.js';
 import type { CacheMode } from './copy-args.js';
 import { assertNotInChains, loadSnapshot } from './chain.js';
+import { type CompressionType, warmCompression } from '../compress/index.js';
+import { mergeOptionStrings } from '../options.js';
 
 export interface ConvertArgs {
   sources: readonly string[];
@@ -83,6 +86,8 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
   if (a.snapshot !== undefined && a.sources.length > 1) {
     throw new Error('No support for concatenating multiple snapshot');
   }
+
+  if (a.compress) warmCompression(expectedCompressionType(a));
 
   const sources: ImageNode[] = [];
   const closers: (() => Promise<void>)[] = [];
@@ -167,6 +172,21 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
     if (target) await closeImage(target).catch(() => {});
     if (created) await rm(work, { force: true });
     throw e;
+  }
+}
+
+/**
+ * The codec a compressed convert will most likely use, to warm the workers with:
+ * what -o compression_type names for a new target, else zlib (qcow2's default). A
+ * wrong guess only costs loading a codec that goes unused; bad options are left to
+ * image creation to report.
+ */
+function expectedCompressionType(a: ConvertArgs): CompressionType {
+  if (a.noCreate) return 'zlib';
+  try {
+    return mergeOptionStrings(a.options ?? []).get('compression_type') === 'zstd' ? 'zstd' : 'zlib';
+  } catch {
+    return 'zlib';
   }
 }
 
