@@ -6,7 +6,6 @@ import { measureQcow2, qcow2BitmapsSize, refcountMetadataBytes } from '../../src
 import { measureSource } from '../../src/block/ops/measure.js';
 import { closeImage, openImage } from '../../src/block/open.js';
 import { parseOptionString, parseSize } from '../../src/block/options.js';
-import { getFormat } from '../../src/block/formats/index.js';
 
 let dir = '';
 let cleanup = async () => {};
