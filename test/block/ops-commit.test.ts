@@ -85,3 +85,43 @@ test('commit into the immediate backing file: the backing file gets the data, th
     await cleanup();
   }
 });
+
+/** The ranges an image defines itself (depth 0 in qemu-img map's JSON). */
+async function ownRanges(image: string): Promise<unknown[]> {
+  const out = (await mustRun(qemuImg(['map', '--output=json', image]), 'qemu-img map')).stdout;
+  return (JSON.parse(out) as { start: number; length: number; depth: number; zero: boolean; data: boolean }[])
+    .filter((e) => e.depth === 0)
+    .map((e) => ({ start: e.start, length: e.length, zero: e.zero, data: e.data }));
+}
+
+test('commit without -d empties a qcow2 overlay as qemu-img does (also when a snapshot shares its tables)', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    for (const withSnapshot of [false, true]) {
+      const q = await chain(dir, `q${withSnapshot}`);
+      const t = await chain(dir, `t${withSnapshot}`);
+      if (withSnapshot) {
+        for (const top of [q.top, t.top]) {
+          await mustRun(qemuImg(['snapshot', '-c', 'before', top]), 'snapshot');
+          await mustRun(qemuIo(['-c', 'write -P 5 2M 64k', '-c', 'write -c -P 6 3M 64k', top]), 'write after snapshot');
+        }
+      }
+      await mustRun(qemuImg(['commit', q.top]), 'qemu-img commit');
+      const r = await tsemu(['img', 'commit', '-q', t.top]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await ownRanges(t.top), await ownRanges(q.top));
+      assert.deepEqual(await ownRanges(t.top), []);
+      await mustRun(qemuImg(['compare', q.top, t.top]), 'tops equal');
+      await mustRun(qemuImg(['check', t.top]), 'qemu-img check top');
+      if (withSnapshot) {
+        const q0 = path.join(dir, 'q0.raw');
+        const t0 = path.join(dir, 't0.raw');
+        await mustRun(qemuImg(['convert', '-l', 'before', '-O', 'raw', q.top, q0]), 'convert q snapshot');
+        await mustRun(qemuImg(['convert', '-l', 'before', '-O', 'raw', t.top, t0]), 'convert t snapshot');
+        await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', q0, t0]), 'snapshots keep their content');
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -73,7 +73,11 @@ export async function loadSnapshot(img: ChainImage, param: string): Promise<Bloc
       `Failed to load snapshot: Block format '${img.driver}' used by device '' does not support temporarily loading internal snapshots`,
     );
   }
-  if (!param.includes('=')) return img.openSnapshot({ id: param, name: param });
+  if (!param.includes('=')) {
+    // A bare parameter is an ID, or else a name (qemu-img tries them in that order).
+    const byId = await img.openSnapshot({ id: param }).catch(() => null);
+    return byId ?? img.openSnapshot({ name: param });
+  }
   const opts = parseOptionString(param);
   for (const key of opts.keys()) {
     if (key !== 'snapshot.id' && key !== 'snapshot.name') throw new Error(`Invalid snapshot parameter '${key}'`);

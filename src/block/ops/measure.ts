@@ -10,13 +10,15 @@
  * as runs of data / no data through its chain, and by the persistent bitmaps its
  * format reports (qcow2 v3 images can carry them; other formats cannot). `-o`
  * options are checked like img create's, with qemu-img's "Invalid options for
- * file format" message.
+ * file format" message. -l measures a copy of an internal snapshot (the format's
+ * openSnapshot hook, chain.ts).
  */
+import type { BlockNode } from '../node.js';
 import { getFormat } from '../formats/index.js';
 import type { ImageNode, MeasureBitmap, MeasureExtent, MeasureRequest, MeasureResult } from '../formats/format.js';
 import { closeImage, openImage } from '../open.js';
 import { mergeOptionStrings } from '../options.js';
-import { chainBlockStatus } from './chain.js';
+import { chainBlockStatus, loadSnapshot } from './chain.js';
 import { creationOptions, parseImageSize, validateCreateOptions } from './create.js';
 import { type OutputFormat, toQemuJson } from '../../cli/format-output.js';
 
@@ -47,7 +49,6 @@ export async function measureImage(a: MeasureArgs): Promise<MeasureResult> {
     throw new Error('Either --size N or one filename must be specified.');
   }
   if (a.snapshot !== undefined && a.size !== undefined) throw new Error('--size N cannot be used together with -l.');
-  if (a.snapshot !== undefined) throw new Error('Measuring an internal snapshot (-l) is not supported');
   const size = a.size !== undefined ? parseImageSize(a.size) : undefined;
   const driver = getFormat(a.outputFormat ?? 'raw');
   const options = mergeOptionStrings(a.options);
@@ -66,11 +67,13 @@ export async function measureImage(a: MeasureArgs): Promise<MeasureResult> {
     });
   }
   try {
-    const virtualSize = Math.ceil((source ? source.size() : size!) / SECTOR) * SECTOR;
+    // -l measures the snapshot's content; the bitmaps are still the image's.
+    const content = source && a.snapshot !== undefined ? await loadSnapshot(source, a.snapshot) : source;
+    const virtualSize = Math.ceil((content ? content.size() : size!) / SECTOR) * SECTOR;
     const req: MeasureRequest = {
       options,
       size: virtualSize,
-      source: source ? measureSource(source) : null,
+      source: source ? measureSource(source, content!) : null,
     };
     const measure = driver.measure ?? (driver.name === 'raw' ? measureByteForByte : undefined);
     if (!measure) throw new Error(`Block driver '${driver.name}' does not support size measurement`);
@@ -85,13 +88,16 @@ async function measureByteForByte(req: MeasureRequest): Promise<MeasureResult> {
   return { required: req.size, fullyAllocated: req.size };
 }
 
-/** An opened image (with its chain) as the source a measure hook sizes a copy of. */
-export function measureSource(image: ImageNode): NonNullable<MeasureRequest['source']> {
-  return { extents: () => sourceExtents(image), bitmaps: persistentBitmaps(image) };
+/**
+ * An opened image (with its chain) as the source a measure hook sizes a copy of;
+ * `content` is what is copied (the image itself, or a view of one of its snapshots).
+ */
+export function measureSource(image: ImageNode, content: BlockNode = image): NonNullable<MeasureRequest['source']> {
+  return { extents: () => sourceExtents(content), bitmaps: persistentBitmaps(image) };
 }
 
 /** The source's data runs through its whole chain; the last run ends at the sector-rounded size. */
-async function* sourceExtents(image: ImageNode): AsyncGenerator<MeasureExtent> {
+async function* sourceExtents(image: BlockNode): AsyncGenerator<MeasureExtent> {
   const size = image.size();
   for (let offset = 0; offset < size; ) {
     const st = await chainBlockStatus(image, offset, Math.min(size - offset, STATUS_STEP));

@@ -10,7 +10,8 @@
  * (compressed with -c). Only then is the header changed, so an interrupted rebase
  * leaves the image valid on its old backing file. An empty name (-b "") rebases
  * onto nothing: every range the image leaves to its backing is then copied unless
- * it reads as zeroes. The header change itself is backing-header.ts.
+ * it reads as zeroes. The header change itself is the format's setBackingFile hook
+ * (formats without one cannot record a backing file: "Operation not supported").
  */
 import { Buffer } from 'node:buffer';
 import { stat } from 'node:fs/promises';
@@ -18,7 +19,6 @@ import type { BlockNode } from '../node.js';
 import { closeImage, openImage, resolveBackingPath } from '../open.js';
 import { CHUNK, alignUp } from './copy-engine.js';
 import { openChain, type ChainImage } from './chain.js';
-import { changeBackingFile } from './backing-header.js';
 
 export interface RebaseArgs {
   filename: string;
@@ -161,4 +161,12 @@ async function readOrZero(node: BlockNode | null, offset: number, buf: Buffer): 
   const avail = node ? Math.max(0, Math.min(buf.length, node.size() - offset)) : 0;
   if (avail > 0) await node!.read(offset, buf.subarray(0, avail));
   buf.fill(0, avail);
+}
+
+/** Records the new backing file through the format's hook, with qemu-img's message on failure. */
+async function changeBackingFile(img: ChainImage, name: string | null, format: string | null): Promise<void> {
+  const why = !img.setBackingFile
+    ? 'Operation not supported'
+    : await img.setBackingFile(name, format).then(() => null, (e: Error) => e.message);
+  if (why !== null) throw new Error(`Could not change the backing file to '${name ?? ''}': ${why}`);
 }

@@ -1,10 +1,11 @@
 /**
  * The qcow2 format driver: probing (the magic "QFI\xfb"; the version is checked by open),
- * opening (Qcow2Node), creating (create.ts), the `-o` option list and sizing
- * a new image for `img measure` (measure.ts).
+ * opening (Qcow2Node, with the chain hooks of chain-hooks.ts), creating (create.ts), the
+ * `-o` option list and sizing a new image for `img measure` (measure.ts).
  */
 import type { FileNode } from '../../protocols/file.js';
 import type { CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
+import { withChainHooks } from './chain-hooks.js';
 import { QCOW2_CREATE_OPTIONS, createQcow2 } from './create.js';
 import { looksLikeQcow2 } from './header.js';
 import { measureQcow2 } from './measure.js';
@@ -13,7 +14,7 @@ import { Qcow2Node } from './node.js';
 export const qcow2Format: FormatDriver = {
   name: 'qcow2',
   probe: (header: Uint8Array) => (looksLikeQcow2(header) ? 100 : 0),
-  open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => Qcow2Node.open(file, ctx),
+  open: async (file: FileNode, ctx: OpenContext): Promise<ImageNode> => withChainHooks(await Qcow2Node.open(file, ctx)),
   create: (req: CreateRequest) => createQcow2(req),
   createOptions: QCOW2_CREATE_OPTIONS,
   measure: measureQcow2,
