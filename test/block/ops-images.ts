@@ -100,24 +100,14 @@ export async function buildImageMatrix(dir: string): Promise<MatrixImage[]> {
     { name: 'rc64.qcow2' },
     { name: 'empty.qcow2' },
     { name: 'pfull.qcow2' },
-    {
-      name: 'snap.qcow2',
-      knownDifference:
-        'qcow2 blockStatus does not apply QEMU\'s metadata-preallocation rule (host holes inside data clusters read as zero) (H1)',
-    },
+    { name: 'snap.qcow2' },
     { name: 'zlib.qcow2' },
     { name: 'zstd.qcow2' },
     { name: 'sub/base.qcow2' },
     { name: 'sub/mid.qcow2' },
     { name: 'top.qcow2' },
     { name: 'over-raw.qcow2' },
-    {
-      name: 'xl2.qcow2',
-      knownDifference: 'qcow2 blockStatus gives no host offset for unallocated/zero subclusters of allocated clusters (H1)',
-    },
-    {
-      name: 'pmeta.qcow2',
-      knownDifference: 'qcow2 blockStatus does not report holes of metadata-preallocated data clusters as zero (H1)',
-    },
+    { name: 'xl2.qcow2' },
+    { name: 'pmeta.qcow2' },
   ];
 }

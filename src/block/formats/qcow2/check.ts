@@ -48,6 +48,7 @@ import {
   serializeQcow2Header,
 } from './header.js';
 import { ALL_SUBCLUSTERS, COMPRESSED_HI, COPIED_HI, ZERO_LO, decodeCompressed, entryOffset } from './entries.js';
+import { getRefcountEntry, setRefcountEntry } from './refcounts.js';
 import { readSnapshotTable, serializeSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
 
 // ---------------------------------------------------------------------------
@@ -164,46 +165,14 @@ export async function readBytes(file: FileNode, offset: number, length: number, 
   return buf;
 }
 
-// ---------------------------------------------------------------------------
-// Refcount entries of any width (1..64 bits; sub-byte widths LSB first).
-
-export function getRefcountEntry(block: Uint8Array, index: number, order: number): number {
-  const bits = 2 ** order;
-  if (bits < 8) {
-    const perByte = 8 / bits;
-    return (block[Math.floor(index / perByte)]! >> ((index % perByte) * bits)) & ((1 << bits) - 1);
-  }
-  const bytes = bits / 8;
-  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  if (bytes === 1) return view.getUint8(index);
-  if (bytes === 2) return view.getUint16(index * 2);
-  if (bytes === 4) return view.getUint32(index * 4);
-  return view.getUint32(index * 8) * TWO32 + view.getUint32(index * 8 + 4);
-}
-
-export function setRefcountEntry(block: Uint8Array, index: number, order: number, value: number): void {
-  const bits = 2 ** order;
-  if (bits < 8) {
-    const perByte = 8 / bits;
-    const shift = (index % perByte) * bits;
-    const mask = ((1 << bits) - 1) << shift;
-    const at = Math.floor(index / perByte);
-    block[at] = (block[at]! & ~mask) | ((value << shift) & mask);
-    return;
-  }
-  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  if (bits === 8) view.setUint8(index, value);
-  else if (bits === 16) view.setUint16(index * 2, value);
-  else if (bits === 32) view.setUint32(index * 4, value);
-  else {
-    view.setUint32(index * 8, Math.floor(value / TWO32));
-    view.setUint32(index * 8 + 4, value % TWO32);
-  }
-}
-
 /** Largest refcount `order` can hold (2^53 - 1 stands in for 64-bit widths). */
 export function refcountMax(order: number): number {
   return order >= 6 ? Number.MAX_SAFE_INTEGER : 2 ** (2 ** order) - 1;
+}
+
+/** A DataView over exactly `bytes` (refcount blocks are read as Uint8Arrays here). */
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Refcounts stored in the image: refcount table + blocks, read on demand, writable in place. */
@@ -254,7 +223,7 @@ export class StoredRefcounts {
 
   async get(cluster: number): Promise<number> {
     const b = await this.block(Math.floor(cluster / this.entriesPerBlock));
-    return b ? getRefcountEntry(b, cluster % this.entriesPerBlock, this.h.refcountOrder) : 0;
+    return b ? getRefcountEntry(viewOf(b), cluster % this.entriesPerBlock, 2 ** this.h.refcountOrder) : 0;
   }
 
   /** Sets a refcount in its (existing) block and writes the block's changed sector. */
@@ -263,7 +232,7 @@ export class StoredRefcounts {
     const b = await this.block(bi);
     if (!b) throw new ImageFormatError(`cluster ${cluster} has no refcount block`);
     const index = cluster % this.entriesPerBlock;
-    setRefcountEntry(b, index, this.h.refcountOrder, value);
+    setRefcountEntry(viewOf(b), index, 2 ** this.h.refcountOrder, value);
     const byte = Math.floor((index * 2 ** this.h.refcountOrder) / 8);
     const sector = byte - (byte % 512);
     await this.file.write(this.blockOffset(bi) + sector, b.subarray(sector, Math.min(b.length, sector + 512)));
@@ -755,7 +724,8 @@ export async function loadStoredRefcounts(file: FileNode, h: Qcow2Header, stored
   for (let bi = 0; bi * per < clusters; bi++) {
     const block = await stored.blockBytes(bi);
     if (!block) continue;
-    for (let k = 0; k < per && bi * per + k < clusters; k++) refs.set(bi * per + k, getRefcountEntry(block, k, h.refcountOrder));
+    const view = viewOf(block);
+    for (let k = 0; k < per && bi * per + k < clusters; k++) refs.set(bi * per + k, getRefcountEntry(view, k, 2 ** h.refcountOrder));
   }
   return refs;
 }
@@ -845,11 +815,12 @@ export async function writeRefcountStructure(
   const tview = new DataView(table.buffer);
   for (const [bi, cluster] of [...blockOf].sort((a, b) => a[0] - b[0])) {
     const block = new Uint8Array(clusterSize);
+    const view = viewOf(block);
     for (let k = 0; k < perBlock; k++) {
       const c = bi * perBlock + k;
       const v = refs.get(c) + (taken.has(c) ? 1 : 0);
       if (v > max) throw new ImageFormatError(`refcount of cluster ${c} (${v}) does not fit in ${2 ** h.refcountOrder} bits`);
-      if (v) setRefcountEntry(block, k, h.refcountOrder, v);
+      if (v) setRefcountEntry(view, k, 2 ** h.refcountOrder, v);
     }
     await file.writeGrow(cluster * clusterSize, block);
     const off = cluster * clusterSize;

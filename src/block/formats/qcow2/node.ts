@@ -25,7 +25,15 @@
  * everything is on disk. An image marked corrupt opens read-only only; a dirty
  * one is repaired (check.ts rebuilds its refcounts) when opened read-write.
  *
- * Concurrency: reads share an RwLock; changes hold it alone.
+ * Concurrency: reads share an RwLock; metadata changes hold it alone. A
+ * guest write runs in three steps: under the lock it maps its clusters
+ * (allocating fresh ones, refcount raised in the cache); outside the lock its
+ * data goes to the host clusters; under the lock again the L2 entries are set.
+ * Writes whose guest clusters overlap an unfinished write wait for it; every
+ * other change (zeroing, discard, compressed writes, resize, snapshots, close)
+ * first waits until no write is in flight. Refcount blocks changed by data
+ * allocations are written before any L2 table (the L2 cache's write hook), not
+ * once per allocation.
  *
  * Internal state API (for snapshots, check and amend, which live in their own
  * modules): header + writeHeader(), l1Entry()/setL1Entry()/replaceActiveL1(),
@@ -79,9 +87,23 @@ import { type SnapshotEntry, readSnapshotTable, snapshotInfo } from './snapshot-
 interface Extent {
   kind: ClusterKind;
   length: number;
-  /** Host offset of the run's first byte (data, or zero clusters that keep an allocation). */
+  /** Host offset of the run's first byte (data, or zero/unallocated units of a cluster that keeps an allocation). */
   hostOffset: number | null;
   compressed: CompressedDescriptor | null;
+}
+
+/** A data write mapped under the lock: host writes to do, then L2 updates to apply. */
+interface WritePlan {
+  writes: Array<{ host: number; data: Uint8Array }>;
+  /** Run under the lock once every write is on disk. */
+  updates: Array<() => Promise<void>>;
+}
+
+/** A guest write between mapping and its L2 update: [from, to) in guest clusters. */
+interface InFlight {
+  from: number;
+  to: number;
+  done: Promise<void>;
 }
 
 /** Bytes of L2 tables the cache may hold (QEMU's default L2 cache is 32 MiB at most). */
@@ -111,6 +133,12 @@ export class Qcow2Node implements ImageNode {
   /** Bytes of the header cluster the header on disk spans (whole sectors). */
   private headerBytesWritten: number;
   private lastCompressed: { hostOffset: number; data: Uint8Array } | null = null;
+  private readonly inFlight = new Set<InFlight>();
+  /** Whether block status consults the file inside data clusters (metadataPreallocated()). */
+  private metadataPreallocation: boolean | null = null;
+  /** Host data writes running outside the lock, and the highest host byte they reach. */
+  private hostWrites = 0;
+  private hostWritesEnd = 0;
 
   private constructor(readonly file: FileNode, readonly header: Qcow2Header) {
     this.clusterBits = header.clusterBits;
@@ -119,7 +147,9 @@ export class Qcow2Node implements ImageNode {
     this.geometry = { clusterBits: header.clusterBits, extendedL2, zeroFlag: header.version >= 3 };
     this.l2Entries = this.clusterSize / (extendedL2 ? 16 : 8);
     this.subclusterSize = extendedL2 ? this.clusterSize / SUBCLUSTERS : this.clusterSize;
-    this.l2Cache = new TableCache(file, this.clusterSize, Math.max(MIN_L2_CACHE_TABLES, L2_CACHE_BYTES / this.clusterSize), 'L2 table');
+    // Refcount blocks go to disk before any L2 table that may reference what they count.
+    this.l2Cache = new TableCache(file, this.clusterSize, Math.max(MIN_L2_CACHE_TABLES, L2_CACHE_BYTES / this.clusterSize), 'L2 table',
+      () => this.refcounts.commit());
     this.lazyRefcounts = (header.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n;
     try {
       this.headerBytesWritten = usedSectors(serializeQcow2Header(header));
@@ -316,9 +346,18 @@ export class Qcow2Node implements ImageNode {
     await this.file.flush();
   }
 
-  /** Runs `fn` holding the node's lock alone (for snapshot/amend operations). */
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    return this.lock.exclusive(fn);
+  /** Runs `fn` holding the node's lock alone, with no write in flight (for snapshot/amend operations). */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    for (;;) {
+      const r = await this.lock.exclusive(async (): Promise<{ wait: Promise<unknown> } | { value: T }> =>
+        this.inFlight.size > 0 ? { wait: this.inFlightDone([...this.inFlight]) } : { value: await fn() });
+      if ('wait' in r) await r.wait;
+      else return r.value;
+    }
+  }
+
+  private inFlightDone(list: InFlight[]): Promise<unknown> {
+    return Promise.allSettled(list.map((f) => f.done));
   }
 
   // ---------------------------------------------------------------- mapping
@@ -369,7 +408,8 @@ export class Qcow2Node implements ImageNode {
       } else {
         const sc = Math.floor(intra / unit);
         kind = subclusterKind(e, sc);
-        host = kind === KIND_DATA ? e.hostOffset + intra : null;
+        // Zero and unallocated subclusters of an allocated cluster keep their place.
+        host = e.hostOffset !== 0 ? e.hostOffset + intra : null;
         unitEnd = pos - intra + (sc + 1) * unit;
       }
       if (first === null) {
@@ -455,6 +495,15 @@ export class Qcow2Node implements ImageNode {
         const backingSize = this.backing ? this.backing.size() : 0;
         if (offset >= backingSize) zero = true;
         else len = Math.min(len, backingSize - offset);
+      } else if (ext.kind === KIND_DATA && (await this.metadataPreallocated())) {
+        // QEMU asks the file about data clusters of such images: its holes read as zeroes.
+        const host = ext.hostOffset!;
+        if (host >= this.file.size()) zero = true;
+        else {
+          const st = await this.file.blockStatus(host, Math.min(len, this.file.size() - host));
+          zero = st.zero;
+          len = st.length;
+        }
       }
       return {
         offset,
@@ -470,6 +519,22 @@ export class Qcow2Node implements ImageNode {
       return { offset, length: 0, allocated: false, data: false, zero: false, compressed: false, hostOffset: null };
     }
     return this.guard(this.readOnly ? run() : this.lock.shared(run));
+  }
+
+  /**
+   * QEMU's test for a metadata-preallocated image, made once per open: more
+   * clusters have a refcount than the file has allocated space for (at least
+   * max(allocated clusters * 10/9, allocated clusters + 2) of them).
+   */
+  private async metadataPreallocated(): Promise<boolean> {
+    if (this.metadataPreallocation === null) {
+      const cs = this.clusterSize;
+      const realClusters = Math.floor((await this.file.allocatedSize()) / cs);
+      const threshold = Math.max(Math.floor((realClusters * 10) / 9), realClusters + 2);
+      const counted = await this.refcounts.countInUse(Math.ceil(this.file.size() / cs), threshold);
+      this.metadataPreallocation = counted >= threshold;
+    }
+    return this.metadataPreallocation;
   }
 
   // ---------------------------------------------------------------- writing
@@ -505,11 +570,55 @@ export class Qcow2Node implements ImageNode {
   async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
-    await this.guard(this.lock.exclusive(async () => {
-      await this.beforeChange();
-      await this.writeAt(offset, buf);
-      if (opts?.fua) await this.flushMetadata();
-    }));
+    if (buf.length === 0) return;
+    const cs = this.clusterSize;
+    let resolveDone!: () => void;
+    const me: InFlight = {
+      from: Math.floor(offset / cs),
+      to: Math.ceil((offset + buf.length) / cs),
+      done: new Promise<void>((resolve) => (resolveDone = resolve)),
+    };
+    try {
+      const plan = await this.guard(this.mapWrite(me, offset, buf));
+      // If a data write fails, its clusters stay allocated: a leak, never a wrong mapping.
+      await this.runHostWrites(plan.writes);
+      await this.guard(this.lock.exclusive(async () => {
+        for (const update of plan.updates) await update();
+        if (opts?.fua) await this.flushMetadata();
+      }));
+    } finally {
+      this.inFlight.delete(me);
+      resolveDone();
+    }
+  }
+
+  /** Step 1 of a write, under the lock once no overlapping write is in flight; registers `me`. */
+  private async mapWrite(me: InFlight, offset: number, buf: Uint8Array): Promise<WritePlan> {
+    for (;;) {
+      const r = await this.lock.exclusive(async (): Promise<{ wait: Promise<unknown> } | { plan: WritePlan }> => {
+        const overlapping = [...this.inFlight].filter((f) => f.from < me.to && me.from < f.to);
+        if (overlapping.length > 0) return { wait: this.inFlightDone(overlapping) };
+        await this.beforeChange();
+        const plan: WritePlan = { writes: [], updates: [] };
+        await this.planWrite(offset, buf, plan);
+        this.inFlight.add(me);
+        return { plan };
+      });
+      if ('wait' in r) await r.wait;
+      else return r.plan;
+    }
+  }
+
+  /** Step 2: the data writes, outside the lock (coverFile() knows how far they reach). */
+  private async runHostWrites(writes: WritePlan['writes']): Promise<void> {
+    if (writes.length === 0) return;
+    this.hostWrites++;
+    for (const w of writes) this.hostWritesEnd = Math.max(this.hostWritesEnd, w.host + w.data.length);
+    try {
+      await Promise.all(writes.map((w) => this.file.writeGrow(w.host, w.data)));
+    } finally {
+      if (--this.hostWrites === 0) this.hostWritesEnd = 0;
+    }
   }
 
   /** Runs `fn` once per L2 table's reach of [offset, offset+length). */
@@ -525,9 +634,17 @@ export class Qcow2Node implements ImageNode {
     }
   }
 
+  /** A whole write under the lock the caller holds (zeroing, compressed fallbacks, copy on write). */
   private async writeAt(offset: number, buf: Uint8Array): Promise<void> {
+    const plan: WritePlan = { writes: [], updates: [] };
+    await this.planWrite(offset, buf, plan);
+    await this.runHostWrites(plan.writes);
+    for (const update of plan.updates) await update();
+  }
+
+  private async planWrite(offset: number, buf: Uint8Array, plan: WritePlan): Promise<void> {
     await this.perL2Table(offset, buf.length, (l1Index, from, to) =>
-      this.writeInTable(l1Index, from, buf.subarray(from - offset, to - offset)),
+      this.planInTable(l1Index, from, buf.subarray(from - offset, to - offset), plan),
     );
   }
 
@@ -542,8 +659,12 @@ export class Qcow2Node implements ImageNode {
     return e.kind === KIND_DATA && e.copied;
   }
 
-  /** Writes `data` at guest `offset`, all within the reach of L1 entry `l1Index`. */
-  private async writeInTable(l1Index: number, offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * Maps a write of `data` at guest `offset`, all within the reach of L1 entry
+   * `l1Index`, into `plan`: in-place runs and fresh allocations become host
+   * writes plus L2 updates; partial writes that need copy on write are done here.
+   */
+  private async planInTable(l1Index: number, offset: number, data: Uint8Array, plan: WritePlan): Promise<void> {
     const t = await this.l2ForWrite(l1Index);
     const cs = this.clusterSize;
     const where = this.where(l1Index);
@@ -568,14 +689,18 @@ export class Qcow2Node implements ImageNode {
           next++;
         }
         this.checkOverlap(e.hostOffset, len + intra);
-        await this.file.writeGrow(e.hostOffset + intra, data.subarray(pos, pos + len));
+        plan.writes.push({ host: e.hostOffset + intra, data: data.subarray(pos, pos + len) });
         if (this.geometry.extendedL2) {
-          for (let i = index, p = g; i < next; i++) {
-            const from = p % cs;
-            const to = Math.min(cs, from + (offset + pos + len - p));
-            this.setSubclustersAllocated(t, i, where, from, to);
-            p += to - from;
-          }
+          const runEnd = offset + pos + len;
+          plan.updates.push(async () => {
+            const t = await this.l2ForWrite(l1Index);
+            for (let i = index, p = g; i < next; i++) {
+              const from = p % cs;
+              const to = Math.min(cs, from + (runEnd - p));
+              this.setSubclustersAllocated(t, i, where, from, to);
+              p += to - from;
+            }
+          });
         }
         pos += len;
       } else if (whole) {
@@ -589,15 +714,18 @@ export class Qcow2Node implements ImageNode {
           len += nn;
           count++;
         }
-        const host = await this.refcounts.allocateClusters(count);
-        await this.file.writeGrow(host, data.subarray(pos, pos + len));
-        await this.coverFile(host + count * cs);
-        for (let i = 0; i < count; i++) {
-          const old = readL2Entry(t.view, index + i, this.geometry, where);
-          writeL2Entry(t.view, index + i, this.geometry, host + i * cs, true, { allocMask: ALL_SUBCLUSTERS });
-          this.markL2Dirty(t, index + i);
-          this.release(old);
-        }
+        const host = await this.refcounts.allocateClusters(count, { commit: false });
+        if (len < count * cs) await this.coverFile(host + count * cs);
+        plan.writes.push({ host, data: data.subarray(pos, pos + len) });
+        plan.updates.push(async () => {
+          const t = await this.l2ForWrite(l1Index);
+          for (let i = 0; i < count; i++) {
+            const old = readL2Entry(t.view, index + i, this.geometry, where);
+            writeL2Entry(t.view, index + i, this.geometry, host + i * cs, true, { allocMask: ALL_SUBCLUSTERS });
+            this.markL2Dirty(t, index + i);
+            this.release(old);
+          }
+        });
         pos += len;
       } else {
         await this.writePartialCluster(t, index, e, g, data.subarray(pos, pos + n));
@@ -629,9 +757,12 @@ export class Qcow2Node implements ImageNode {
     this.markL2Dirty(t, index);
   }
 
-  /** Makes the file long enough to hold host bytes up to `end`. */
+  /**
+   * Makes the file long enough to hold host bytes up to `end`. A data write in
+   * flight past `end` will make it so; one below it is not cut off by extending.
+   */
   private async coverFile(end: number): Promise<void> {
-    if (this.file.size() < end) await this.file.truncate(end);
+    if (this.file.size() < end && this.hostWritesEnd < end) await this.file.truncate(end);
   }
 
   /** A write of part of one cluster that cannot go in place as it is. */
@@ -727,7 +858,7 @@ export class Qcow2Node implements ImageNode {
     this.checkWritable();
     checkRange(this, this.size(), offset, length);
     if (length === 0) return;
-    await this.guard(this.lock.exclusive(async () => {
+    await this.guard(this.exclusive(async () => {
       await this.beforeChange();
       await this.zeroAt(offset, length, opts?.mayUnmap ?? false);
     }));
@@ -821,7 +952,7 @@ export class Qcow2Node implements ImageNode {
     const from = Math.ceil(offset / cs) * cs;
     const to = end === this.size() ? Math.ceil(end / cs) * cs : Math.floor(end / cs) * cs;
     if (from >= to) return;
-    await this.guard(this.lock.exclusive(async () => {
+    await this.guard(this.exclusive(async () => {
       await this.beforeChange();
       await this.perL2Table(from, Math.min(to, this.size()) - from, (l1, a, b) => this.discardInTable(l1, a, b, false));
     }));
@@ -875,7 +1006,7 @@ export class Qcow2Node implements ImageNode {
       }
     }
     const compressed = await Promise.all(clusters.map((c) => compressCluster(this.header.compressionType, c)));
-    await this.guard(this.lock.exclusive(async () => {
+    await this.guard(this.exclusive(async () => {
       await this.beforeChange();
       for (let i = 0; i < clusters.length; i++) {
         const g = offset + i * cs;
@@ -904,7 +1035,7 @@ export class Qcow2Node implements ImageNode {
   async truncate(size: number, opts?: TruncateOptions): Promise<void> {
     this.checkWritable();
     if (!Number.isSafeInteger(size) || size < 0) throw new BlockRequestError(`${this.filename}: invalid size ${size}`);
-    await this.guard(this.lock.exclusive(async () => {
+    await this.guard(this.exclusive(async () => {
       const old = this.size();
       if (size === old) return;
       await this.beforeChange();
@@ -1024,7 +1155,7 @@ export class Qcow2Node implements ImageNode {
   async close(): Promise<void> {
     try {
       if (!this.readOnly) {
-        await this.lock.exclusive(async () => {
+        await this.exclusive(async () => {
           await this.flushMetadata();
           if (this.markedDirty) {
             this.header.incompatibleFeatures &= ~INCOMPAT_DIRTY;

@@ -115,7 +115,9 @@ export class Refcounts {
   }
 
   private readEntry(t: CachedTable, index: number): number {
-    return getRefcountEntry(t.view, index, this.refcountBits);
+    const value = getRefcountEntry(t.view, index, this.refcountBits);
+    if (value > this.maxRefcount) throw new ImageFormatError('qcow2 refcount is too large');
+    return value;
   }
 
   private writeEntry(t: CachedTable, index: number, value: number): void {
@@ -207,8 +209,13 @@ export class Refcounts {
     return -1;
   }
 
-  /** Allocates `count` contiguous clusters with refcount 1; returns the first one's offset. */
-  async allocateClusters(count: number): Promise<number> {
+  /**
+   * Allocates `count` contiguous clusters with refcount 1; returns the first
+   * one's offset. Unless `commit` is false the changed refcount blocks are
+   * written now; with false the caller guarantees they are written (commit())
+   * before anything on disk references the clusters.
+   */
+  async allocateClusters(count: number, opts: { commit: boolean } = { commit: true }): Promise<number> {
     let start = this.freeHint;
     for (;;) {
       const used = await this.firstUsed(start, count);
@@ -231,7 +238,7 @@ export class Refcounts {
       for (let c = start; c < start + count; c++) await this.set(c * this.clusterSize, 1);
       if (start === this.freeHint) this.freeHint = start + count;
       this.highWater = Math.max(this.highWater, start + count);
-      await this.commit();
+      if (opts.commit) await this.commit();
       return start * this.clusterSize;
     }
   }
@@ -293,6 +300,19 @@ export class Refcounts {
         if ((await this.adjust(offset, -1)) === 0) onFreed(offset);
       }
     }
+  }
+
+  /** How many of clusters [0, clusters) have a non-zero refcount, counting no further than `stopAt`. */
+  async countInUse(clusters: number, stopAt: number): Promise<number> {
+    let counted = 0;
+    for (let i = 0; i * this.entriesPerBlock < clusters && counted < stopAt; i++) {
+      const offset = this.table[i] ?? 0;
+      if (offset === 0) continue;
+      const t = await this.cache.get(offset);
+      const n = Math.min(this.entriesPerBlock, clusters - i * this.entriesPerBlock);
+      for (let j = 0; j < n && counted < stopAt; j++) if (this.readEntry(t, j) !== 0) counted++;
+    }
+    return counted;
   }
 
   /** One past the highest cluster with a non-zero refcount (for shrinking the file). */
@@ -384,16 +404,15 @@ export class Refcounts {
   }
 }
 
-/** Entry `index` of a refcount block of `bits`-wide entries. */
+/**
+ * Entry `index` of a refcount block of `bits`-wide entries (64-bit entries past
+ * 2^53 come back rounded: callers that need exact counts reject them).
+ */
 export function getRefcountEntry(view: DataView, index: number, bits: number): number {
   if (bits === 16) return view.getUint16(index * 2);
   if (bits === 8) return view.getUint8(index);
   if (bits === 32) return view.getUint32(index * 4);
-  if (bits === 64) {
-    const hi = view.getUint32(index * 8);
-    if (hi >= 2 ** 21) throw new ImageFormatError('qcow2 refcount is too large');
-    return hi * TWO_32 + view.getUint32(index * 8 + 4);
-  }
+  if (bits === 64) return view.getUint32(index * 8) * TWO_32 + view.getUint32(index * 8 + 4);
   const bit = index * bits;
   return (view.getUint8(bit >> 3) >> (bit & 7)) & ((1 << bits) - 1);
 }

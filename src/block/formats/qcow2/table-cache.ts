@@ -8,7 +8,8 @@
  * most `capacity` tables and evicts the least recently used one, writing it
  * back first when it is dirty. Ordering between caches (refcount blocks before
  * L2 tables) is the owner's business: it calls writeBack()/flushAll() in the
- * order it needs; eviction only ever writes the table being evicted.
+ * order it needs; eviction only ever writes the table being evicted, after the
+ * owner's beforeWrite hook (which writes what the table depends on).
  */
 import type { FileNode } from '../../protocols/file.js';
 
@@ -32,6 +33,8 @@ export class TableCache {
     private readonly capacity: number,
     /** Names the tables in error messages ("L2 table", "refcount block"). */
     private readonly what: string,
+    /** Runs before any table is written (what the tables depend on goes first). */
+    private readonly beforeWrite: (() => Promise<void>) | null = null,
   ) {}
 
   /** The table at `offset`, read from the file on a miss. */
@@ -89,6 +92,7 @@ export class TableCache {
   /** Writes one table's changed sectors. */
   async writeTable(t: CachedTable): Promise<void> {
     if (t.dirtyFrom >= t.dirtyTo) return;
+    if (this.beforeWrite) await this.beforeWrite();
     const from = Math.floor(t.dirtyFrom / SECTOR) * SECTOR;
     const to = Math.min(this.tableSize, Math.ceil(t.dirtyTo / SECTOR) * SECTOR);
     t.dirtyFrom = this.tableSize;
