@@ -6,6 +6,8 @@
  * would not be smaller than `data`. decompressCluster(type, src, dst) fills `dst`
  * exactly; `src` may run past the end of the compressed stream (qcow2 stores lengths
  * in 512-byte sectors). A corrupt or short stream rejects with an ImageFormatError.
+ * Input bytes must not change until their request settles (a SharedArrayBuffer is
+ * read in place by the worker). warmCompression(type) starts the workers early.
  */
 import { type CompressionType, checkCompressionType } from './codec.js';
 import { CodecPool } from './pool.js';

@@ -10,10 +10,10 @@
  * every worker gets a share. One message per batch each way: per-message costs
  * (serialisation, wake-ups) otherwise rival compressing a 64 KiB cluster.
  *
- * Bytes: a request whose data lives in a SharedArrayBuffer is passed as it is (the
- * worker reads the caller's memory; the caller must leave it alone until the
- * request settles). Other requests of a batch are copied into one ArrayBuffer that
- * is transferred, never cloned (cloning a view clones the whole buffer behind it,
+ * Bytes: a request's data is read when its batch is sent, so the caller leaves it
+ * alone until the request settles. Data in a SharedArrayBuffer is passed as it is
+ * (the worker reads the caller's memory); the rest of a batch is copied into one
+ * ArrayBuffer that is transferred, never cloned (cloning a view clones the whole buffer behind it,
  * and clusters are often views into multi-megabyte buffers); the caller's buffer is
  * never detached. Replies carry all of a batch's results in one transferred buffer.
  *
