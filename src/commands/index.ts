@@ -1,37 +1,54 @@
 /**
  * The explicit command table oclif loads (package.json oclif.commands). Keys are
  * command ids; with the space topic separator "img:create" is `tsemu img create`.
+ *
+ * Entries are lazy: each names the module that holds the command class and is
+ * imported only when that command runs, so start-up loads one command's code
+ * instead of every command's. oclif takes the commands' flags, help texts and
+ * topics from oclif.manifest.json, which scripts/oclif-manifest.js writes at
+ * build time from the real classes (LazyCommand.load); without that manifest
+ * oclif would list these stand-ins with no flags. Adding a command is one line.
  */
-import ImgCreate from './img/create.js';
-import ImgConvert from './img/convert.js';
-import ImgCommit from './img/commit.js';
-import ImgRebase from './img/rebase.js';
-import ImgDd from './img/dd.js';
-import ImgBench from './img/bench.js';
-import ImgInfo from './img/info.js';
-import ImgMeasure from './img/measure.js';
-import ImgCompare from './img/compare.js';
-import ImgResize from './img/resize.js';
-import ImgCheck from './img/check.js';
-import ImgSnapshot from './img/snapshot.js';
-import ImgAmend from './img/amend.js';
-import ImgMap from './img/map.js';
-import Io from './io.js';
+import type { Command, Config } from '@oclif/core';
 
-export const COMMANDS = {
-  'img:create': ImgCreate,
-  'img:convert': ImgConvert,
-  'img:commit': ImgCommit,
-  'img:rebase': ImgRebase,
-  'img:dd': ImgDd,
-  'img:bench': ImgBench,
-  'img:info': ImgInfo,
-  'img:measure': ImgMeasure,
-  'img:compare': ImgCompare,
-  'img:resize': ImgResize,
-  'img:check': ImgCheck,
-  'img:snapshot': ImgSnapshot,
-  'img:amend': ImgAmend,
-  'img:map': ImgMap,
-  io: Io,
+/** A stand-in oclif accepts as a command class: its static run() loads the real one. */
+export interface LazyCommand {
+  /** Set by oclif when it finds the command (the id and the plugin that owns it). */
+  id?: string;
+  plugin?: Command.Class['plugin'];
+  /** The real command class. */
+  load(): Promise<Command.Class>;
+  run(argv: string[], config: Config): Promise<unknown>;
+}
+
+function lazy(importModule: () => Promise<{ default: Command.Class }>): LazyCommand {
+  return {
+    async load() {
+      return (await importModule()).default;
+    },
+    async run(argv, config) {
+      const real = await this.load();
+      real.id = this.id!;
+      real.plugin = this.plugin;
+      return real.run(argv, config);
+    },
+  };
+}
+
+export const COMMANDS: Record<string, LazyCommand> = {
+  'img:create': lazy(() => import('./img/create.js')),
+  'img:convert': lazy(() => import('./img/convert.js')),
+  'img:commit': lazy(() => import('./img/commit.js')),
+  'img:rebase': lazy(() => import('./img/rebase.js')),
+  'img:dd': lazy(() => import('./img/dd.js')),
+  'img:bench': lazy(() => import('./img/bench.js')),
+  'img:info': lazy(() => import('./img/info.js')),
+  'img:measure': lazy(() => import('./img/measure.js')),
+  'img:compare': lazy(() => import('./img/compare.js')),
+  'img:resize': lazy(() => import('./img/resize.js')),
+  'img:map': lazy(() => import('./img/map.js')),
+  'img:check': lazy(() => import('./img/check.js')),
+  'img:snapshot': lazy(() => import('./img/snapshot.js')),
+  'img:amend': lazy(() => import('./img/amend.js')),
+  io: lazy(() => import('./io.js')),
 };

@@ -1,0 +1,75 @@
+/**
+ * Build step: bundles the compiled CLI (dist/, from tsc) with esbuild into
+ * dist/bundle/, so start-up reads a few files instead of resolving and compiling
+ * hundreds of small modules (@oclif/core and its dependencies are most of them).
+ *
+ * Entries, written flat into dist/bundle/: cli.js (what bin/tsemu.js runs),
+ * index.js (the command table oclif loads; package.json oclif.commands.target)
+ * and worker.js (the compression worker, which the pool starts from
+ * `./worker.js` next to its own code). Code shared between entries, and each
+ * command the table imports lazily, becomes a chunk, so one copy of @oclif/core
+ * serves them all and a command's code loads only when it runs. Packages that
+ * must stay files of their own are left external: koffi (native addon),
+ * @bokuweb/zstd-wasm (loads its .wasm next to itself) and typescript (which
+ * oclif requires only for TypeScript development setups).
+ *
+ * It also writes dist/bundle/inputs.json, the package-relative paths of the
+ * compiled files the bundle was made from, so bin/tsemu.js can tell when tsc has
+ * rewritten any of them since. Files are written through a temporary name and
+ * renamed, so a CLI started while another process rebuilds never reads half a file.
+ */
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { build } from 'esbuild';
+
+/** The list of compiled files the bundle was made from (bin/tsemu.js reads it). */
+export const INPUTS = 'inputs.json';
+
+const EXTERNAL = ['koffi', '@bokuweb/zstd-wasm', 'typescript'];
+
+/** The ESM output has no `require`; bundled CommonJS modules (oclif's) need one. */
+const REQUIRE_SHIM = "import { createRequire as __tsemuCreateRequire } from 'node:module';\n" +
+  'const require = __tsemuCreateRequire(import.meta.url);';
+
+async function writeAtomically(file, contents) {
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, contents);
+  await rename(temp, file);
+}
+
+/**
+ * Bundles `<root>/dist` into `<root>/dist/bundle`. With `clean`, files of earlier
+ * bundles (chunks with other hashes) are removed afterwards. `logLevel` is
+ * esbuild's ('warning' prints warnings; 'error' only errors).
+ */
+export async function bundleCli(root, { clean = false, logLevel = 'warning' } = {}) {
+  const dist = path.join(root, 'dist');
+  const outdir = path.join(dist, 'bundle');
+  const result = await build({
+    entryPoints: ['cli.js', 'commands/index.js', 'block/compress/worker.js'].map((f) => path.join(dist, f)),
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    outdir,
+    entryNames: '[name]',
+    external: EXTERNAL,
+    banner: { js: REQUIRE_SHIM },
+    write: false,
+    metafile: true,
+    absWorkingDir: root,
+    logLevel,
+  });
+  await mkdir(outdir, { recursive: true });
+  for (const file of result.outputFiles) await writeAtomically(file.path, file.contents);
+  const inputs = Object.keys(result.metafile.inputs).filter((f) => f.startsWith('dist/'));
+  await writeAtomically(path.join(outdir, INPUTS), `${JSON.stringify(inputs)}\n`);
+  if (clean) {
+    const written = new Set([INPUTS, ...result.outputFiles.map((f) => path.basename(f.path))]);
+    for (const name of await readdir(outdir)) {
+      if (!written.has(name)) await rm(path.join(outdir, name), { force: true });
+    }
+  }
+  return result.outputFiles.length;
+}
