@@ -1,0 +1,91 @@
+/**
+ * The start-up machinery keeps every command working: the lazy command table
+ * names every command module, each entry loads its real class, the manifest the
+ * build writes lists exactly the table's commands, and the built CLI prints
+ * each command's help (with all of its flags) and runs commands from the bundle.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { COMMANDS } from '../../src/commands/index.js';
+import { ROOT, scratchDir, tsemu } from '../helpers/peers.js';
+
+/** Command ids the source tree defines: one per module under src/commands/ but base.ts and index.ts. */
+async function commandModuleIds(): Promise<string[]> {
+  const dir = path.join(ROOT, 'src/commands');
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)).replace(/\.ts$/, ''))
+    .filter((rel) => rel !== 'base' && rel !== 'index')
+    .map((rel) => rel.split(path.sep).join(':'))
+    .sort();
+}
+
+test('every command module under src/commands/ is registered in the command table', async () => {
+  assert.deepEqual(Object.keys(COMMANDS).sort(), await commandModuleIds());
+});
+
+test('every table entry loads a command class', async () => {
+  for (const [id, entry] of Object.entries(COMMANDS)) {
+    const real = await entry.load();
+    assert.equal(typeof real.run, 'function', `${id}: no run()`);
+    assert.equal(typeof real.flags, 'object', `${id}: no flags`);
+  }
+});
+
+test('the built manifest lists exactly the table\'s commands', async () => {
+  const manifest = JSON.parse(await readFile(path.join(ROOT, 'oclif.manifest.json'), 'utf8')) as {
+    commands: Record<string, { flags: Record<string, unknown> }>;
+  };
+  assert.deepEqual(Object.keys(manifest.commands).sort(), Object.keys(COMMANDS).sort());
+  for (const [id, entry] of Object.entries(COMMANDS)) {
+    const real = await entry.load();
+    assert.deepEqual(Object.keys(manifest.commands[id]!.flags).sort(), Object.keys(real.flags ?? {}).sort(), id);
+  }
+});
+
+test('the built CLI prints every command\'s help with all of its flags', async () => {
+  for (const [id, entry] of Object.entries(COMMANDS)) {
+    const words = id.split(':');
+    const r = await tsemu([...words, '--help']);
+    assert.equal(r.code, 0, `${id}: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`\\$ tsemu ${words.join(' ')}\\b`), id);
+    const real = await entry.load();
+    for (const name of Object.keys(real.flags ?? {})) {
+      assert.ok(r.stdout.includes(`--${name}`), `${id} --help does not list --${name}`);
+    }
+  }
+});
+
+test('the built CLI lists the img topic and its commands', async () => {
+  const top = await tsemu(['--help']);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /^ {2}img\b/m);
+  assert.match(top.stdout, /^ {2}io\b/m);
+  const img = await tsemu(['img']);
+  assert.equal(img.code, 0);
+  for (const id of Object.keys(COMMANDS).filter((i) => i.startsWith('img:'))) {
+    assert.match(img.stdout, new RegExp(`^ {2}img ${id.slice(4)}\\b`, 'm'), id);
+  }
+});
+
+test('commands run from the bundle, compression workers included', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const raw = path.join(dir, 'a.raw');
+    const qcow2 = path.join(dir, 'a.qcow2');
+    assert.equal((await tsemu(['img', 'create', '-f', 'raw', raw, '4M'])).code, 0);
+    const io = await tsemu(['io', '-f', 'raw', '-c', 'write -P 0x5a 0 1M', raw]);
+    assert.equal(io.code, 0, io.stderr);
+    for (const type of ['zlib', 'zstd']) {
+      const c = await tsemu(['img', 'convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', `compression_type=${type}`, raw, qcow2]);
+      assert.equal(c.code, 0, c.stderr);
+      const cmp = await tsemu(['img', 'compare', '-f', 'raw', '-F', 'qcow2', raw, qcow2]);
+      assert.equal(cmp.code, 0, cmp.stdout + cmp.stderr);
+    }
+  } finally {
+    await cleanup();
+  }
+});
