@@ -229,3 +229,26 @@ test('a version 3 snapshot entry without extra data is reported and completed by
     await cleanup();
   }
 });
+
+test('tables overlapping the header are corruption to report (exit 2), a bad cluster_bits cannot be checked (exit 1)', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    for (const [field, name] of [[40, 'l1'], [48, 'refcount-table']] as const) {
+      const img = await makeImage(dir, `${name}-over-header.qcow2`, 'compat=1.1', ['write -P 1 0 128k']);
+      await poke(img, field, Buffer.alloc(8));
+      const { t } = await compareCheck(img, []);
+      assert.equal(t.code, 2, `${name} at offset 0`);
+    }
+    const img = await makeImage(dir, 'cluster-bits-8.qcow2', 'compat=1.1', []);
+    const bits = Buffer.alloc(4);
+    bits.writeUInt32BE(8);
+    await poke(img, 20, bits);
+    const t = await tsemu(['img', 'check', img]);
+    const q = await qemuImg(['check', img]);
+    assert.equal(t.code, q.code);
+    assert.equal(t.code, 1);
+    assert.match(t.stderr, /Could not open '.*': Unsupported cluster size: 2\^8/);
+  } finally {
+    await cleanup();
+  }
+});

@@ -33,12 +33,7 @@ import {
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
   AUTOCLEAR_BITMAPS,
-  MAX_CLUSTER_BITS,
   MAX_L1_BYTES,
-  MIN_CLUSTER_BITS,
-  QCOW2_V2_HEADER_LENGTH,
-  QCOW2_V3_MIN_HEADER_LENGTH,
-  parseQcow2Header,
   type Qcow2Header,
   clusterSizeOf,
   hasExtendedL2,
@@ -919,27 +914,13 @@ async function checkRefcounts(p: Pass): Promise<void> {
 }
 
 /**
- * The header as QEMU's open for a check accepts it: tables may lie past the end
- * of the file (they read as zeroes and the check reports the references); the
- * rest of header.ts's validation applies.
- */
-async function readHeaderForCheck(file: FileNode): Promise<Qcow2Header> {
-  const fixed = await readBytes(file, 0, QCOW2_V3_MIN_HEADER_LENGTH, 'zeroes');
-  const bits = new DataView(fixed.buffer).getUint32(20);
-  if (file.size() < QCOW2_V2_HEADER_LENGTH || bits < MIN_CLUSTER_BITS || bits > MAX_CLUSTER_BITS) {
-    return readQcow2Header(file);
-  }
-  return parseQcow2Header(await readBytes(file, 0, 2 ** bits, 'zeroes'), Number.MAX_SAFE_INTEGER);
-}
-
-/**
  * Checks (and with `fix`, repairs) the qcow2 image in `file` — opened
  * read-write when repairing. Returns qemu-img's counts.
  */
 export async function checkQcow2(file: FileNode, opts: Qcow2CheckOptions = {}): Promise<CheckCounts> {
   const fix = opts.fix ?? NO_REPAIR;
   const log = opts.log ?? (() => {});
-  const h = await readHeaderForCheck(file).catch((e: Error) => {
+  const h = await readQcow2Header(file, { forCheck: true }).catch((e: Error) => {
     throw new ImageFormatError(`Could not open '${file.filename}': ${e.message}`);
   });
   const clusterSize = clusterSizeOf(h);
