@@ -17,7 +17,9 @@
  * most errors go to stdout exactly as qemu-io words them ("read failed: Input/output
  * error", "Pattern verification failed at offset 0, 512 bytes"); argument-count,
  * unknown-command and invalid-option errors go to stderr. Any failed command marks
- * the session failed, which makes `tsemu io` exit with 1, as qemu-io does.
+ * the session failed, which makes `tsemu io` exit with 1, as qemu-io does. A request
+ * that fails on a damaged image also prints the driver's message to stderr, where
+ * QEMU prints its corruption reports ("qcow2: Marking image as corrupt: ...").
  * The VM-state area (-b) is not implemented: such requests fail with "Operation not
  * supported".
  */
@@ -215,10 +217,16 @@ function checkInside(s: IoSession, what: string, offset: number, count: number):
   }
 }
 
-async function request(what: string, fn: () => Promise<void>): Promise<number> {
+/**
+ * Runs one request. A failure prints as qemu-io prints it ("read failed: " and the
+ * errno text); when the driver found the image damaged, its message goes to stderr
+ * first, where QEMU reports corruption ("qcow2: Marking image as corrupt: ...").
+ */
+async function request(s: IoSession, what: string, fn: () => Promise<void>): Promise<number> {
   try {
     return await timed(fn);
   } catch (e) {
+    if (e instanceof ImageFormatError) s.output.err(e.message);
     throw new CommandError(`${what} failed: ${describeFailure(e)}`);
   }
 }
@@ -239,7 +247,7 @@ async function readCommand(s: IoSession, args: string[]): Promise<boolean> {
   if (has(p, 'b')) throw new CommandError('read failed: Operation not supported');
   checkInside(s, 'read', offset, count);
   const buf = new Uint8Array(count);
-  const seconds = await request('read', () => s.image.read(offset, buf));
+  const seconds = await request(s, 'read', () => s.image.read(offset, buf));
   let ok = true;
   if (pattern !== undefined && buf.subarray(patternOffset, patternOffset + patternCount).some((b) => b !== pattern)) {
     s.print(`Pattern verification failed at offset ${offset + patternOffset}, ${patternCount} bytes`);
@@ -270,7 +278,7 @@ async function writeCommand(s: IoSession, args: string[]): Promise<boolean> {
   const fua = has(p, 'f') || s.options.writeThrough === true;
   let seconds: number;
   if (zero) {
-    seconds = await request('write', async () => {
+    seconds = await request(s, 'write', async () => {
       await s.image.writeZeroes(offset, count, { mayUnmap: has(p, 'u') });
       if (fua) await s.image.flush();
     });
@@ -280,13 +288,13 @@ async function writeCommand(s: IoSession, args: string[]): Promise<boolean> {
     if (!buf) return false;
     const node: BlockNode = s.image;
     if (has(p, 'c')) {
-      seconds = await request('write', async () => {
+      seconds = await request(s, 'write', async () => {
         if (!node.writeCompressed) throw new CommandError('Operation not supported');
         checkCompressedAlignment(s.image, offset, count);
         await node.writeCompressed(offset, buf);
       });
     } else {
-      seconds = await request('write', () => node.write(offset, buf, { fua }));
+      seconds = await request(s, 'write', () => node.write(offset, buf, { fua }));
     }
   }
   if (!has(p, 'q')) report(s, 'wrote', seconds, offset, count, has(p, 'C'));
@@ -346,7 +354,7 @@ async function readvCommand(s: IoSession, args: string[]): Promise<boolean> {
   const [offset, count] = offsetAndLengths(s, 'readv', p.operands);
   checkInside(s, 'readv', offset, count);
   const buf = new Uint8Array(count);
-  const seconds = await request('readv', () => s.image.read(offset, buf));
+  const seconds = await request(s, 'readv', () => s.image.read(offset, buf));
   let ok = true;
   if (pattern !== undefined && buf.some((b) => b !== pattern)) {
     s.print(`Pattern verification failed at offset ${offset}, ${count} bytes`);
@@ -366,7 +374,7 @@ async function writevCommand(s: IoSession, args: string[]): Promise<boolean> {
   const fua = has(p, 'f') || s.options.writeThrough === true;
   checkInside(s, 'writev', offset, count);
   const buf = new Uint8Array(count).fill(pattern);
-  const seconds = await request('writev', () => s.image.write(offset, buf, { fua }));
+  const seconds = await request(s, 'writev', () => s.image.write(offset, buf, { fua }));
   if (!has(p, 'q')) report(s, 'wrote', seconds, offset, count, has(p, 'C'));
   return true;
 }
@@ -374,7 +382,7 @@ async function writevCommand(s: IoSession, args: string[]): Promise<boolean> {
 async function discardCommand(s: IoSession, args: string[]): Promise<boolean> {
   const p = getopt('discard', args, 'Cq');
   const [offset, count] = offsetAndCount(s, 'discard', p.operands, '');
-  const seconds = await request('discard', () => s.image.discard(offset, count));
+  const seconds = await request(s, 'discard', () => s.image.discard(offset, count));
   if (!has(p, 'q')) report(s, 'discard', seconds, offset, count, has(p, 'C'));
   return true;
 }
@@ -517,12 +525,8 @@ const COMMANDS: readonly CommandDef[] = [
   {
     name: 'flush', alias: 'f', usage: 'flush', argmin: 0, argmax: 0,
     oneline: 'flush all in-core file state to disk', run: async (s) => {
-      try {
-        await s.image.flush();
-        return true;
-      } catch (e) {
-        throw new CommandError(`flush failed: ${describeFailure(e)}`);
-      }
+      await request(s, 'flush', () => s.image.flush());
+      return true;
     },
   },
   { name: 'help', usage: 'help [command]', argmin: 0, argmax: 1, oneline: 'help for one or all commands', run: helpCommand },

@@ -223,3 +223,35 @@ test('opening errors and read-only mode are reported like qemu-io', async () => 
     await cleanup();
   }
 });
+
+test('a read of damaged qcow2 metadata fails as in qemu-io, with the corruption report on stderr', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const image = path.join(dir, 'damaged.qcow2');
+    await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', image, '4M']), 'create');
+    await mustRun(qemuIo(['-c', 'write -P 0x11 0 128k', image]), 'write');
+    // Move L1 entry 0 off its cluster boundary.
+    const bytes = await readFile(image);
+    const l1 = Number(bytes.readBigUInt64BE(40));
+    bytes.writeBigUInt64BE(bytes.readBigUInt64BE(l1) + 512n, l1);
+    const cases: [string[], RegExp][] = [
+      [[], /^qcow2: Marking image as corrupt: .*L1 entry 0 points to unaligned offset 0x[0-9a-f]+200/],
+      [['-r'], /L1 entry 0 points to unaligned offset/],
+    ];
+    for (const [mode, report] of cases) {
+      const copy = `${image}${mode.join('')}.copy`;
+      const theirs = `${copy}.qemu`;
+      await writeFile(copy, bytes);
+      await writeFile(theirs, bytes);
+      const q = await qemuIo([...mode, '-c', 'read 0 64k', theirs]);
+      const t = await tsemu(['io', ...mode, '-c', 'read 0 64k', copy]);
+      assert.equal(t.stdout, q.stdout);
+      assert.equal(t.stdout, 'read failed: Input/output error\n');
+      assert.equal(t.code, q.code);
+      assert.match(q.stderr, /^qcow2: (Marking image as corrupt|Image is corrupt): L2 table offset 0x[0-9a-f]+ unaligned/);
+      assert.match(t.stderr, report);
+    }
+  } finally {
+    await cleanup();
+  }
+});
