@@ -11,7 +11,11 @@
  * serves them all and a command's code loads only when it runs. Packages that
  * must stay files of their own are left external: koffi (native addon),
  * @bokuweb/zstd-wasm (loads its .wasm next to itself) and typescript (which
- * oclif requires only for TypeScript development setups).
+ * oclif requires only for TypeScript development setups). oclif's check of
+ * Node's version against its own package.json cannot work in a bundle (it finds
+ * that file through __dirname, which ES modules lack) and only costs loading
+ * semver, so it is turned off at build time; package.json's engines field
+ * (node >= 20) is stricter than oclif's anyway.
  *
  * It also writes dist/bundle/inputs.json, the package-relative paths of the
  * compiled files the bundle was made from, so bin/tsemu.js can tell when tsc has
@@ -56,6 +60,7 @@ export async function bundleCli(root, { clean = false, logLevel = 'warning' } = 
     entryNames: '[name]',
     external: EXTERNAL,
     banner: { js: REQUIRE_SHIM },
+    define: { 'process.env.OCLIF_DISABLE_ENGINE_WARNING': '"1"' },
     write: false,
     metafile: true,
     absWorkingDir: root,
