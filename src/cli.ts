@@ -1,7 +1,9 @@
 /**
- * Entry point of the `tsemu` command line: hands argv to oclif, which finds the
- * commands through the explicit table in commands/index.ts (no directory scan,
- * so start-up stays short).
+ * Entry point of the `tsemu` command line: hands argv to oclif. oclif reads the
+ * commands' ids, flags and help texts from oclif.manifest.json and imports only
+ * the command that runs, through the lazy table in commands/index.ts; `npm run
+ * build` bundles this module with everything it loads into dist/bundle/ and
+ * writes that manifest (scripts/build-cli.js), which keeps start-up short.
  */
 import { execute } from '@oclif/core';
 
