@@ -21,6 +21,8 @@ export interface OpenImageOptions {
   forceShare?: boolean;
   /** Open an image marked corrupt, for repair. */
   forRepair?: boolean;
+  /** cache=unsafe: the image's flushes do not reach stable storage (not passed to backing files). */
+  noFlush?: boolean;
 }
 
 const PROBE_BYTES = 4096;
@@ -37,7 +39,7 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
   }
   seen.add(real);
 
-  const file = await FileNode.open(filename, { readOnly, forceShare: opts.forceShare });
+  const file = await FileNode.open(filename, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
   let image: ImageNode;
   try {
     const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));

@@ -137,7 +137,7 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
 
   let target: ImageNode | null = null;
   try {
-    target = await openImage(work, { format: outFormat });
+    target = await openImage(work, { format: outFormat, noFlush: a.cache === 'unsafe' });
     if (target.size() < total) throw new Error('output file is smaller than input file');
     if (a.compress && !target.writeCompressed) throw new Error('Compression not supported for this file format');
     // -B (or -o backing_file): the target is an overlay, its backing shows what is not copied.
@@ -163,7 +163,7 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
         : undefined,
       onProgress: a.onProgress,
     });
-    if (a.cache !== 'unsafe') await target.flush();
+    await target.flush();
     const t = target;
     target = null;
     await closeImage(t);

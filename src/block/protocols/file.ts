@@ -60,6 +60,11 @@ export interface FileOpenOptions {
    * only). Without it the node takes QEMU's byte-range locks for its permissions.
    */
   forceShare?: boolean;
+  /**
+   * cache=unsafe (QEMU's cache.no-flush): flush() returns at once, so nothing is
+   * forced to stable storage. convert's default, as in qemu-img.
+   */
+  noFlush?: boolean;
 }
 
 /** errno codes that mean "this filesystem cannot do that fallocate mode". */
@@ -90,6 +95,7 @@ export class FileNode implements BlockNode {
     readonly forceShare: boolean,
     private readonly lock: ImageLock,
     length: number,
+    private readonly noFlush: boolean,
   ) {
     this.length = length;
   }
@@ -112,7 +118,7 @@ export class FileNode implements BlockNode {
       const perms = opts.create ? CREATE_PERMISSIONS : imagePermissions({ readOnly, forceShare, hasMetadata: false });
       const lock = ImageLock.acquire(handle.fd, filename, perms);
       if (opts.create) await handle.truncate(0);
-      return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size);
+      return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size, opts.noFlush ?? false);
     } catch (e) {
       await handle.close();
       throw e;
@@ -220,7 +226,7 @@ export class FileNode implements BlockNode {
   }
 
   async flush(): Promise<void> {
-    if (!this.readOnly) await this.handle.datasync();
+    if (!this.readOnly && !this.noFlush) await this.handle.datasync();
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent> {
