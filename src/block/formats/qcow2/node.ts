@@ -35,6 +35,11 @@
  * allocations are written before any L2 table (the L2 cache's write hook), not
  * once per allocation.
  *
+ * Chain operations (ChainHooks of ops/chain.ts) are methods that delegate to
+ * their modules: setBackingFile (backing.ts), makeEmpty (make-empty.ts) and
+ * openSnapshot (snapshot-view.ts). Persistent bitmaps are read once at open
+ * (bitmaps.ts) and listed by formatSpecific().
+ *
  * Internal state API (for snapshots, check and amend, which live in their own
  * modules): header + writeHeader(), l1Entry()/setL1Entry()/replaceActiveL1(),
  * l2Table()/markL2Dirty(), refcounts (get/set/adjust/allocateClusters/
@@ -77,11 +82,16 @@ import {
   subclusterMask,
   writeL2Entry,
 } from './entries.js';
+import type { ChainHooks } from '../../ops/chain.js';
+import { setQcow2BackingFile } from './backing.js';
+import { type Qcow2BitmapInfo, readQcow2Bitmaps, withBitmapsInfo } from './bitmaps.js';
 import { repairDirtyQcow2 } from './check.js';
+import { makeQcow2Empty } from './make-empty.js';
 import { Refcounts } from './refcounts.js';
 import { RwLock } from './rw-lock.js';
 import { type CachedTable, TableCache } from './table-cache.js';
 import { type SnapshotEntry, readSnapshotTable, snapshotInfo } from './snapshot-table.js';
+import { Qcow2SnapshotView } from './snapshot-view.js';
 
 /** One run of guest bytes with the same mapping. */
 interface Extent {
@@ -110,7 +120,7 @@ interface InFlight {
 const L2_CACHE_BYTES = 32 * 2 ** 20;
 const MIN_L2_CACHE_TABLES = 16;
 
-export class Qcow2Node implements ImageNode {
+export class Qcow2Node implements ImageNode, ChainHooks {
   readonly driver = 'qcow2';
   backing: BlockNode | null = null;
   readonly clusterBits: number;
@@ -122,6 +132,8 @@ export class Qcow2Node implements ImageNode {
   refcounts!: Refcounts;
   /** Internal snapshots, as read from the snapshot table (snapshots.ts keeps it current). */
   snapshots: SnapshotEntry[] = [];
+  /** Persistent bitmaps, read at open (after any autoclear reset, as before). */
+  private bitmaps: Qcow2BitmapInfo[] = [];
   private l1: Uint8Array = new Uint8Array(0);
   private l1View = new DataView(this.l1.buffer);
   /** Offsets of the L2 tables the active L1 table points to. */
@@ -191,6 +203,7 @@ export class Qcow2Node implements ImageNode {
       header.autoclearFeatures = 0n;
       await node.writeHeader();
     }
+    node.bitmaps = await readQcow2Bitmaps(node);
     return node;
   }
 
@@ -215,7 +228,7 @@ export class Qcow2Node implements ImageNode {
     if (h.version === 2) {
       return { type: 'qcow2', data: { compat: '0.10', 'compression-type': h.compressionType, 'refcount-bits': 16 } };
     }
-    return {
+    return withBitmapsInfo({
       type: 'qcow2',
       data: {
         compat: '1.1',
@@ -225,11 +238,25 @@ export class Qcow2Node implements ImageNode {
         corrupt: this.corrupt,
         'extended-l2': this.geometry.extendedL2,
       },
-    };
+    }, this.bitmaps);
   }
 
   listSnapshots(): SnapshotInfo[] {
     return this.snapshots.map(snapshotInfo);
+  }
+
+  // ---------------------------------------------------------------- chain operations
+
+  setBackingFile(name: string | null, format: string | null): Promise<void> {
+    return setQcow2BackingFile(this, name, format);
+  }
+
+  makeEmpty(): Promise<void> {
+    return makeQcow2Empty(this);
+  }
+
+  openSnapshot(which: { id?: string; name?: string }): Promise<BlockNode> {
+    return Qcow2SnapshotView.open(this, which);
   }
 
   // ---------------------------------------------------------------- state API
