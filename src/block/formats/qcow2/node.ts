@@ -1,8 +1,8 @@
 /**
  * Qcow2Node: an opened qcow2 image (docs/interop/qcow2.txt) as a block node.
  *
- * Reading maps guest offsets through the active L1 table and cached L2 tables
- * into runs of one kind: data (read from the host cluster), zero, compressed
+ * Reading maps guest offsets through an L1 table (the active one, or a
+ * snapshot's for Qcow2SnapshotView) and cached L2 tables into runs of one kind: data (read from the host cluster), zero, compressed
  * (decompressed a cluster at a time) or unallocated (read from the backing
  * node, zeroes past its end or without one). Extended L2 images map at
  * subcluster granularity (32 per cluster).
@@ -93,8 +93,16 @@ import { type CachedTable, TableCache } from './table-cache.js';
 import { type SnapshotEntry, readSnapshotTable, snapshotInfo } from './snapshot-table.js';
 import { Qcow2SnapshotView } from './snapshot-view.js';
 
+/** An L1 table to map guest offsets through: the active one or an internal snapshot's. */
+export interface L1Table {
+  /** Offset of the L2 table entry `index` names (0: none, or past the table's end); checked. */
+  l2Offset(index: number): number;
+  /** How error messages name the L2 table of entry `index`. */
+  where(index: number): string;
+}
+
 /** One run of guest bytes with the same mapping. */
-interface Extent {
+export interface Extent {
   kind: ClusterKind;
   length: number;
   /** Host offset of the run's first byte (data, or zero/unallocated units of a cluster that keeps an allocation). */
@@ -146,6 +154,10 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   private headerBytesWritten: number;
   private lastCompressed: { hostOffset: number; data: Uint8Array } | null = null;
   private readonly inFlight = new Set<InFlight>();
+  private readonly activeTable: L1Table = {
+    l2Offset: (index) => this.l1Entry(index).offset,
+    where: (index) => this.where(index),
+  };
   /** Whether block status consults the file inside data clusters (metadataPreallocated()). */
   private metadataPreallocation: boolean | null = null;
   /** Host data writes running outside the lock, and the highest host byte they reach. */
@@ -406,17 +418,20 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     return `${this.filename}: L2 table of L1 entry ${l1Index},`;
   }
 
-  /** The run at guest `offset` (at most `maxLength` bytes, within one L2 table's reach). */
-  private async mapExtent(offset: number, maxLength: number): Promise<Extent> {
+  /**
+   * The run at guest `offset` (at most `maxLength` bytes, within one L2 table's
+   * reach), mapped through `table` (the active L1 table unless given). Read-only.
+   */
+  async mapExtent(offset: number, maxLength: number, table: L1Table = this.activeTable): Promise<Extent> {
     const cs = this.clusterSize;
     const reach = cs * this.l2Entries;
     const l1Index = Math.floor(offset / reach);
     const tableEnd = (l1Index + 1) * reach;
     const end = Math.min(offset + maxLength, tableEnd);
-    const { offset: l2Offset } = this.l1Entry(l1Index);
+    const l2Offset = table.l2Offset(l1Index);
     if (l2Offset === 0) return { kind: KIND_UNALLOCATED, length: end - offset, hostOffset: null, compressed: null };
     const t = await this.l2Cache.get(l2Offset);
-    const where = this.where(l1Index);
+    const where = table.where(l1Index);
     const unit = this.subclusterSize;
     let pos = offset;
     let first: Extent | null = null;
@@ -464,12 +479,15 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     return this.guard(this.lock.shared(() => this.readAt(offset, buf)));
   }
 
-  /** Reads guest bytes (no lock, no range check: the caller's job). */
-  private async readAt(offset: number, buf: Uint8Array): Promise<void> {
+  /**
+   * Reads guest bytes mapped through `table` (the active L1 table unless given);
+   * no lock, no range check: the caller's job.
+   */
+  async readAt(offset: number, buf: Uint8Array, table: L1Table = this.activeTable): Promise<void> {
     const pending: Promise<void>[] = [];
     let pos = 0;
     while (pos < buf.length) {
-      const ext = await this.mapExtent(offset + pos, buf.length - pos);
+      const ext = await this.mapExtent(offset + pos, buf.length - pos, table);
       const part = buf.subarray(pos, pos + ext.length);
       switch (ext.kind) {
         case KIND_DATA:

@@ -2,43 +2,22 @@
  * A read-only view of an internal snapshot's disk content (`img convert -l`,
  * `img measure -l`; QEMU's bdrv_snapshot_load_tmp).
  *
- * The view maps guest offsets through the snapshot's own L1 table (read once
- * from the file when the view opens) and the L2 tables it names, read through
- * the image's L2 cache: an L2 entry is data (read from its host cluster), zero,
- * compressed (decompressed a cluster at a time) or unallocated (read from the
- * image's backing node as the snapshot sees it, zeroes without one or past its
- * end); extended L2 images map by subcluster. The view's size is the disk size
- * recorded in the snapshot. It changes nothing: writes are refused, and closing
- * it leaves the image open (its owner closes that).
+ * The view's L1 table is the snapshot's own (read once from the file when the
+ * view opens); mapping and reading go through the image node's routines
+ * (Qcow2Node.mapExtent/readAt with that table), so L2 entries mean exactly what
+ * they mean in the active image and unallocated ranges read from the image's
+ * backing node (zeroes without one or past its end). The view's size is the disk
+ * size recorded in the snapshot. It changes nothing: writes are refused, and
+ * closing it leaves the image open (its owner closes that).
  *
  * Snapshots are found as qemu-img finds them: by id and/or name (both must match
  * when both are given).
  */
 import type { BlockExtent, BlockNode } from '../../node.js';
 import { BlockRequestError, ImageFormatError, checkRange } from '../../node.js';
-import { decompressCluster } from '../../compress/index.js';
-import {
-  type ClusterKind,
-  type CompressedDescriptor,
-  KIND_COMPRESSED,
-  KIND_DATA,
-  KIND_UNALLOCATED,
-  KIND_ZERO,
-  checkAligned,
-  entryOffset,
-  readL2Entry,
-  subclusterKind,
-} from './entries.js';
-import type { Qcow2Node } from './node.js';
+import { KIND_COMPRESSED, KIND_DATA, KIND_UNALLOCATED, KIND_ZERO, checkAligned, entryOffset } from './entries.js';
+import type { L1Table, Qcow2Node } from './node.js';
 import type { SnapshotEntry } from './snapshot-table.js';
-
-/** One run of guest bytes that map the same way. */
-interface Run {
-  kind: ClusterKind;
-  length: number;
-  hostOffset: number | null;
-  compressed: CompressedDescriptor | null;
-}
 
 export class Qcow2SnapshotView implements BlockNode {
   readonly driver = 'qcow2';
@@ -46,12 +25,21 @@ export class Qcow2SnapshotView implements BlockNode {
   readonly file: BlockNode;
   readonly backing: BlockNode | null;
   readonly granularity: number;
-  private decompressed: { hostOffset: number; data: Uint8Array } | null = null;
+  private readonly table: L1Table;
 
-  private constructor(private readonly node: Qcow2Node, private readonly snapshot: SnapshotEntry, private readonly l1: DataView) {
+  private constructor(private readonly node: Qcow2Node, private readonly snapshot: SnapshotEntry, l1: DataView) {
     this.file = node.file;
     this.backing = node.backing;
     this.granularity = node.granularity;
+    this.table = {
+      l2Offset: (index) => {
+        if (index >= snapshot.l1Size) return 0;
+        const offset = entryOffset(l1.getUint32(index * 8), l1.getUint32(index * 8 + 4));
+        checkAligned(offset, node.clusterSize, `snapshot '${snapshot.name}' L1 entry ${index}`);
+        return offset;
+      },
+      where: (index) => `${node.filename}: snapshot '${snapshot.name}' L2 table of L1 entry ${index},`,
+    };
   }
 
   /** Opens the snapshot that `which` names; qemu-img's "Can't find snapshot" when none does. */
@@ -77,84 +65,14 @@ export class Qcow2SnapshotView implements BlockNode {
     return this.snapshot.diskSize;
   }
 
-  private l2Offset(l1Index: number): number {
-    if (l1Index >= this.snapshot.l1Size) return 0;
-    const offset = entryOffset(this.l1.getUint32(l1Index * 8), this.l1.getUint32(l1Index * 8 + 4));
-    checkAligned(offset, this.node.clusterSize, `snapshot '${this.snapshot.name}' L1 entry ${l1Index}`);
-    return offset;
-  }
-
-  /** The run at guest `offset`: at most `maxLength` bytes, within one L2 table's reach. */
-  private async mapRun(offset: number, maxLength: number): Promise<Run> {
-    const cs = this.node.clusterSize;
-    const perTable = this.node.l2Entries;
-    const l1Index = Math.floor(offset / (cs * perTable));
-    const end = Math.min(offset + maxLength, (l1Index + 1) * cs * perTable);
-    const l2 = this.l2Offset(l1Index);
-    if (l2 === 0) return { kind: KIND_UNALLOCATED, length: end - offset, hostOffset: null, compressed: null };
-    const table = await this.node.l2Table(l2);
-    const where = `${this.filename}: snapshot '${this.snapshot.name}' L2 table of L1 entry ${l1Index},`;
-    const g = this.node.geometry;
-    let run: Run | null = null;
-    let nextHost: number | null = null;
-    for (let pos = offset; pos < end; ) {
-      const e = readL2Entry(table.view, Math.floor(pos / cs) % perTable, g, where);
-      const intra = pos % cs;
-      const unit = e.kind === KIND_COMPRESSED || !g.extendedL2 ? cs : this.node.subclusterSize;
-      const kind = unit === cs ? e.kind : subclusterKind(e, Math.floor(intra / unit));
-      const host = kind === KIND_DATA ? e.hostOffset + intra : null;
-      const stop = Math.min(pos - (intra % unit) + unit, end);
-      if (run === null) {
-        run = { kind, length: 0, hostOffset: host, compressed: e.compressed };
-        if (kind === KIND_COMPRESSED) return { ...run, length: stop - offset };
-      } else if (kind !== run.kind || host !== nextHost) {
-        break;
-      }
-      run.length = stop - offset;
-      nextHost = host === null ? null : host + (stop - pos);
-      pos = stop;
-    }
-    return run!;
-  }
-
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    for (let pos = 0; pos < buf.length; ) {
-      const run = await this.mapRun(offset + pos, buf.length - pos);
-      const part = buf.subarray(pos, pos + run.length);
-      if (run.kind === KIND_DATA) await this.node.file.read(run.hostOffset!, part);
-      else if (run.kind === KIND_ZERO) part.fill(0);
-      else if (run.kind === KIND_UNALLOCATED) await this.readBacking(offset + pos, part);
-      else await this.readCompressed(run.compressed!, (offset + pos) % this.node.clusterSize, part);
-      pos += run.length;
-    }
-  }
-
-  private async readBacking(offset: number, part: Uint8Array): Promise<void> {
-    const n = this.backing ? Math.max(0, Math.min(part.length, this.backing.size() - offset)) : 0;
-    if (n > 0) await this.backing!.read(offset, part.subarray(0, n));
-    part.fill(0, n);
-  }
-
-  private async readCompressed(desc: CompressedDescriptor, intra: number, part: Uint8Array): Promise<void> {
-    if (this.decompressed?.hostOffset !== desc.hostOffset) {
-      const src = new Uint8Array(desc.length);
-      const avail = Math.max(0, Math.min(src.length, this.node.file.size() - desc.hostOffset));
-      await this.node.file.read(desc.hostOffset, src.subarray(0, avail));
-      const data = new Uint8Array(this.node.clusterSize);
-      await decompressCluster(this.node.header.compressionType, src, data).catch((e: Error) => {
-        throw new ImageFormatError(
-          `${this.filename}: compressed cluster at host offset 0x${desc.hostOffset.toString(16)} is corrupt: ${e.message}`,
-        );
-      });
-      this.decompressed = { hostOffset: desc.hostOffset, data };
-    }
-    part.set(this.decompressed.data.subarray(intra, intra + part.length));
+    await this.node.readAt(offset, buf, this.table);
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent> {
     checkRange(this, this.size(), offset, length);
-    const run = await this.mapRun(offset, length);
+    const run = await this.node.mapExtent(offset, length, this.table);
     return {
       offset,
       length: run.length,
