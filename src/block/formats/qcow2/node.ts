@@ -127,6 +127,8 @@ interface InFlight {
 /** Bytes of L2 tables the cache may hold (QEMU's default L2 cache is 32 MiB at most). */
 const L2_CACHE_BYTES = 32 * 2 ** 20;
 const MIN_L2_CACHE_TABLES = 16;
+/** How corruption errors from the metadata readers begin; QEMU's "Marking image as corrupt" report leaves it out. */
+const CORRUPT_PREFIX = 'qcow2 image is corrupt: ';
 
 export class Qcow2Node implements ImageNode, ChainHooks {
   readonly driver = 'qcow2';
@@ -600,7 +602,8 @@ export class Qcow2Node implements ImageNode, ChainHooks {
       if (!(e instanceof ImageFormatError) || this.readOnly || this.corrupt) throw e;
       this.header.incompatibleFeatures |= INCOMPAT_CORRUPT;
       await this.writeHeader();
-      throw new ImageFormatError(`qcow2: Marking image as corrupt: ${e.message}; further corruption events will be suppressed`);
+      const what = e.message.replace(CORRUPT_PREFIX, '');
+      throw new ImageFormatError(`qcow2: Marking image as corrupt: ${what}; further corruption events will be suppressed`);
     }
   }
 
