@@ -4,7 +4,7 @@ import { copyFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { mustRun, requirePeer, scratchDir } from '../helpers/peers.js';
 import { patternBytes } from '../helpers/pattern.js';
-import { buildImageMatrix, qemuImgIn, tsemuIn } from './ops-images.js';
+import { buildImageMatrix, qemuImgIn, tsemuIn, errorText } from './ops-images.js';
 import { compareImages, firstDifferentSector, firstNonZeroSector } from '../../src/block/ops/compare.js';
 
 let dir = '';
@@ -39,7 +39,6 @@ before(async () => {
 });
 after(() => cleanup());
 
-const errorText = (stderr: string) => stderr.replace(/^(tsemu|qemu-img): /gm, '');
 
 test('compare output and exit codes equal qemu-img compare', async () => {
   const cases = [

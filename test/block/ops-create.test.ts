@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { mustRun, requirePeer, scratchDir } from '../helpers/peers.js';
-import { qemuImgIn, tsemuIn } from './ops-images.js';
+import { qemuImgIn, tsemuIn, errorText } from './ops-images.js';
 import { createOptionsHelp, formattingLine, isOptionsHelp, validateCreateOptions, creationOptions } from '../../src/block/ops/create.js';
 import { getFormat } from '../../src/block/formats/index.js';
 
@@ -18,7 +18,7 @@ before(async () => {
 });
 after(() => cleanup());
 
-const errorText = (stderr: string) => stderr.replace(/^(tsemu|qemu-img): /gm, '').trimEnd();
+const trimmedErrorText = (stderr: string) => errorText(stderr).trimEnd();
 
 /** Runs `img create ARGS` with both tools (each on its own target name) and compares everything. */
 async function sameAsQemu(args: string[]): Promise<void> {
@@ -27,7 +27,7 @@ async function sameAsQemu(args: string[]): Promise<void> {
   const [q, t] = await Promise.all([qemuImgIn(dir, ['create', ...swap('q')]), tsemuIn(dir, ['img', 'create', ...swap('t')])]);
   const what = args.join(' ');
   assert.equal(t.stdout.replaceAll("'t-new", "'new"), q.stdout.replaceAll("'q-new", "'new"), what);
-  assert.equal(errorText(t.stderr).replaceAll('t-new', 'new'), errorText(q.stderr).replaceAll('q-new', 'new'), what);
+  assert.equal(trimmedErrorText(t.stderr).replaceAll('t-new', 'new'), trimmedErrorText(q.stderr).replaceAll('q-new', 'new'), what);
   assert.equal(t.code, q.code, what);
   if (target && q.code === 0) {
     const [qs, ts] = await Promise.all([stat(path.join(dir, `q-${target}`)), stat(path.join(dir, `t-${target}`))]);

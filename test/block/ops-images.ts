@@ -10,6 +10,9 @@ import path from 'node:path';
 import { ROOT, type RunResult, mustRun, qemuImg, qemuIo, requirePeer } from '../helpers/peers.js';
 import { patternBytes } from '../helpers/pattern.js';
 
+/** Error text without the program prefix (qemu-img prefixes some continuation lines too). */
+export const errorText = (stderr: string): string => stderr.replace(/^(tsemu|qemu-img): /gm, '');
+
 /** Runs a program in `cwd` with no stdin (a child that exits at once cannot fail a stdin write). */
 export function runIn(cwd: string, program: string, args: readonly string[]): Promise<RunResult> {
   return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePeer, scratchDir } from '../helpers/peers.js';
-import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage } from './ops-images.js';
+import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage, errorText } from './ops-images.js';
 import { mergeable, type MapEntry } from '../../src/block/ops/map.js';
 
 let dir = '';
@@ -18,8 +18,6 @@ after(() => cleanup());
 const qemu = (args: string[]) => qemuImgIn(dir, args);
 const ours = (args: string[]) => tsemuIn(dir, ['img', ...args]);
 
-/** Error lines without the program prefix (qemu-img prefixes some continuation lines too). */
-const errorText = (stderr: string) => stderr.replace(/^(tsemu|qemu-img): /gm, '');
 
 async function sameAsQemu(args: string[]): Promise<void> {
   const [q, t] = await Promise.all([qemu(args), ours(args)]);

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePeer, scratchDir } from '../helpers/peers.js';
-import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage } from './ops-images.js';
+import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage, errorText } from './ops-images.js';
 import { measureQcow2, qcow2BitmapsSize, refcountMetadataBytes } from '../../src/block/formats/qcow2/measure.js';
 import { measureSource } from '../../src/block/ops/measure.js';
 import { closeImage, openImage } from '../../src/block/open.js';
@@ -20,7 +20,6 @@ after(() => cleanup());
 
 const qemu = (args: string[]) => qemuImgIn(dir, args);
 const ours = (args: string[]) => tsemuIn(dir, ['img', ...args]);
-const errorText = (stderr: string) => stderr.replace(/^(tsemu|qemu-img): /gm, '');
 
 /** qemu-img measure's JSON, or its error text. */
 async function qemuMeasure(args: string[]): Promise<unknown> {

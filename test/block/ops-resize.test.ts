@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { copyFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { mustRun, qemuIo, requirePeer, scratchDir } from '../helpers/peers.js';
-import { qemuImgIn, tsemuIn } from './ops-images.js';
+import { qemuImgIn, tsemuIn, errorText } from './ops-images.js';
 import { resizeTarget } from '../../src/block/ops/resize.js';
 
 let dir = '';
@@ -21,7 +21,6 @@ before(async () => {
 });
 after(() => cleanup());
 
-const errorText = (stderr: string) => stderr.replace(/^(tsemu|qemu-img): /gm, '');
 
 /** `qemu-img info` JSON without the fields that name or measure the file itself. */
 async function infoOf(file: string): Promise<Record<string, unknown>> {

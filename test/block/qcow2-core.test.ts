@@ -7,6 +7,7 @@ import type { Qcow2Node } from '../../src/block/formats/qcow2/node.js';
 import { parseQcow2Header, INCOMPAT_DIRTY } from '../../src/block/formats/qcow2/header.js';
 import { closeImage, openImage } from '../../src/block/open.js';
 import type { ImageNode } from '../../src/block/formats/format.js';
+import { qemuCheckAndCompare } from '../helpers/images.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 
 const SIZE = 3 * 2 ** 20 + 4096;
@@ -56,14 +57,6 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   return -1;
 }
 
-async function checkAndCompare(file: string, ref: Uint8Array, dir: string): Promise<void> {
-  const check = await qemuImg(['check', file]);
-  assert.equal(check.code, 0, `qemu-img check ${file}:\n${check.stdout}${check.stderr}`);
-  const raw = path.join(dir, 'expected.raw');
-  await writeFile(raw, ref);
-  await mustRun(qemuImg(['compare', '-f', 'qcow2', '-F', 'raw', file, raw]), `qemu-img compare ${file}`);
-}
-
 const MATRIX: Array<[string, Record<string, string>]> = [
   ['v2 64k', { compat: '0.10' }],
   ['v3 512 refcount_bits=1', { cluster_size: '512', refcount_bits: '1' }],
@@ -87,7 +80,7 @@ test('images tsemu writes pass qemu-img check and compare (v2/v3, cluster sizes,
       await exercise(img, ref, name.length * 7919);
       assert.equal(firstDifference(await readAll(img), ref), -1, `${name}: read back`);
       await closeImage(img);
-      await checkAndCompare(file, ref, dir);
+      await qemuCheckAndCompare(file, ref, dir);
       const info = JSON.parse((await mustRun(qemuImg(['info', '--output=json', file]), 'info')).stdout);
       const again = (await openImage(file, { readOnly: true })) as Qcow2Node;
       assert.deepEqual(again.formatSpecific(), info['format-specific'], `${name}: format-specific`);
@@ -149,7 +142,7 @@ test('compressed clusters: qemu-img convert -c images read back, writeCompressed
       ref.set(patch, 70000);
       assert.equal(firstDifference(await readAll(out), ref), -1, `${type}: own compressed read`);
       await closeImage(out);
-      await checkAndCompare(mine, ref, dir);
+      await qemuCheckAndCompare(mine, ref, dir);
       const check = await qemuImg(['check', mine]);
       assert.match(check.stdout, /compressed clusters/);
     }
@@ -185,7 +178,7 @@ test('backing chains: relative names, partial writes copy from the backing file,
       await exercise(img, ref, 99, 20, !('compat' in opts));
       assert.equal(firstDifference(await readAll(img), ref), -1, JSON.stringify(opts));
       await closeImage(img);
-      await checkAndCompare(top, ref, dir);
+      await qemuCheckAndCompare(top, ref, dir);
     }
   } finally {
     await cleanup();
@@ -204,7 +197,7 @@ test('clusters shared with an internal snapshot are copied on write', async () =
     ref.fill(0x61, 0, 2 ** 21);
     await exercise(img, ref, 3, 30);
     await closeImage(img);
-    await checkAndCompare(file, ref, dir);
+    await qemuCheckAndCompare(file, ref, dir);
     const snap = path.join(dir, 'snap.raw');
     await mustRun(qemuImg(['convert', '-l', 'snap1', '-O', 'raw', file, snap]), 'convert snapshot');
     const expected = new Uint8Array(SIZE);
@@ -254,13 +247,13 @@ test('resize grows with preallocation and shrinks, and qemu-img agrees', async (
     await img.write(SIZE - 100, new Uint8Array(100).fill(4));
     ref.fill(4, SIZE - 100);
     await closeImage(img);
-    await checkAndCompare(file, ref, dir);
+    await qemuCheckAndCompare(file, ref, dir);
 
     const again = await openImage(file);
     await assert.rejects(again.truncate(100000), /shrink/);
     await again.truncate(512 * 1024, { shrink: true });
     await closeImage(again);
-    await checkAndCompare(file, ref.subarray(0, 512 * 1024), dir);
+    await qemuCheckAndCompare(file, ref.subarray(0, 512 * 1024), dir);
     const info = JSON.parse((await mustRun(qemuImg(['info', '--output=json', file]), 'info')).stdout);
     assert.equal(info['virtual-size'], 512 * 1024);
   } finally {

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createQcow2 } from '../../src/block/formats/qcow2/create.js';
 import type { Qcow2Node } from '../../src/block/formats/qcow2/node.js';
 import { closeImage, openImage } from '../../src/block/open.js';
-import { mustRun, qemuImg, scratchDir } from '../helpers/peers.js';
+import { qemuCheckAndCompare } from '../helpers/images.js';
+import { scratchDir } from '../helpers/peers.js';
 
 const SIZE = 4 * 2 ** 20;
 
@@ -22,14 +22,6 @@ function pattern(length: number, seed: number): Uint8Array {
   const b = new Uint8Array(length);
   for (let i = 0; i < length; i += 97) b[i] = (r() & 255) | 1;
   return b;
-}
-
-async function checkAndCompare(file: string, ref: Uint8Array, dir: string): Promise<void> {
-  const check = await qemuImg(['check', file]);
-  assert.equal(check.code, 0, `qemu-img check ${file}:\n${check.stdout}${check.stderr}`);
-  const raw = path.join(dir, 'expected.raw');
-  await writeFile(raw, ref);
-  await mustRun(qemuImg(['compare', '-f', 'qcow2', '-F', 'raw', file, raw]), `qemu-img compare ${file}`);
 }
 
 const CONFIGS: Array<[string, Record<string, string>]> = [
@@ -75,7 +67,7 @@ test('concurrent writes, zeroing, discards and flushes all land (fresh, in-place
       await img.read(0, back);
       assert.ok(Buffer.from(back).equals(Buffer.from(ref)), `${name}: read back`);
       await closeImage(img);
-      await checkAndCompare(file, ref, dir);
+      await qemuCheckAndCompare(file, ref, dir);
     }
   } finally {
     await cleanup();
@@ -101,7 +93,7 @@ test('overlapping concurrent writes apply in the order they were issued', async 
     await img.read(0, back);
     assert.ok(Buffer.from(back).equals(Buffer.from(ref)));
     await closeImage(img);
-    await checkAndCompare(file, ref, dir);
+    await qemuCheckAndCompare(file, ref, dir);
   } finally {
     await cleanup();
   }
@@ -130,7 +122,7 @@ test('fresh clusters cost one data write each: refcount blocks are written with 
     // One L2 table (allocated and written once, after its refcount) on top of the data.
     assert.ok(writes <= clusters + 3, `${writes} writes for ${clusters} fresh clusters`);
     await closeImage(img);
-    await checkAndCompare(file, ref, dir);
+    await qemuCheckAndCompare(file, ref, dir);
   } finally {
     await cleanup();
   }

@@ -5,7 +5,8 @@
  * file to compare against. Images in these tests are small (a few MiB), so whole
  * content fits in memory.
  */
-import { readFile } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { closeImage, openImage, type OpenImageOptions } from '../../src/block/open.js';
 import { mustRun, qemuImg } from './peers.js';
@@ -43,4 +44,17 @@ export function describeMismatch(what: string, actual: Uint8Array, expected: Uin
     }
   }
   return null;
+}
+
+/**
+ * The real qemu-img's verdict on a qcow2 image tsemu wrote: `check` must find
+ * nothing wrong (exit 0) and `compare` must find it equal to `expected`
+ * (written to `dir`/expected.raw for the comparison).
+ */
+export async function qemuCheckAndCompare(file: string, expected: Uint8Array, dir: string): Promise<void> {
+  const check = await qemuImg(['check', file]);
+  assert.equal(check.code, 0, `qemu-img check ${file}:\n${check.stdout}${check.stderr}`);
+  const raw = path.join(dir, 'expected.raw');
+  await writeFile(raw, expected);
+  await mustRun(qemuImg(['compare', '-f', 'qcow2', '-F', 'raw', file, raw]), `qemu-img compare ${file}`);
 }
