@@ -17,17 +17,12 @@
  * semver, so it is turned off at build time; package.json's engines field
  * (node >= 20) is stricter than oclif's anyway.
  *
- * It also writes dist/bundle/inputs.json, the package-relative paths of the
- * compiled files the bundle was made from, so bin/tsemu.js can tell when tsc has
- * rewritten any of them since. Files are written through a temporary name and
- * renamed, so a CLI started while another process rebuilds never reads half a file.
+ * Files are written through a temporary name and renamed, so a CLI started while
+ * the build runs never reads half a file; chunks of earlier bundles are removed.
  */
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
-
-/** The list of compiled files the bundle was made from (bin/tsemu.js reads it). */
-export const INPUTS = 'inputs.json';
 
 const EXTERNAL = ['koffi', '@bokuweb/zstd-wasm', 'typescript'];
 
@@ -41,12 +36,8 @@ async function writeAtomically(file, contents) {
   await rename(temp, file);
 }
 
-/**
- * Bundles `<root>/dist` into `<root>/dist/bundle`. With `clean`, files of earlier
- * bundles (chunks with other hashes) are removed afterwards. `logLevel` is
- * esbuild's ('warning' prints warnings; 'error' only errors).
- */
-export async function bundleCli(root, { clean = false, logLevel = 'warning' } = {}) {
+/** Bundles `<root>/dist` into `<root>/dist/bundle`; returns the number of files written. */
+export async function bundleCli(root) {
   const dist = path.join(root, 'dist');
   const outdir = path.join(dist, 'bundle');
   const result = await build({
@@ -62,19 +53,14 @@ export async function bundleCli(root, { clean = false, logLevel = 'warning' } = 
     banner: { js: REQUIRE_SHIM },
     define: { 'process.env.OCLIF_DISABLE_ENGINE_WARNING': '"1"' },
     write: false,
-    metafile: true,
     absWorkingDir: root,
-    logLevel,
+    logLevel: 'warning',
   });
   await mkdir(outdir, { recursive: true });
   for (const file of result.outputFiles) await writeAtomically(file.path, file.contents);
-  const inputs = Object.keys(result.metafile.inputs).filter((f) => f.startsWith('dist/'));
-  await writeAtomically(path.join(outdir, INPUTS), `${JSON.stringify(inputs)}\n`);
-  if (clean) {
-    const written = new Set([INPUTS, ...result.outputFiles.map((f) => path.basename(f.path))]);
-    for (const name of await readdir(outdir)) {
-      if (!written.has(name)) await rm(path.join(outdir, name), { force: true });
-    }
+  const written = new Set(result.outputFiles.map((f) => path.basename(f.path)));
+  for (const name of await readdir(outdir)) {
+    if (!written.has(name)) await rm(path.join(outdir, name), { force: true });
   }
   return result.outputFiles.length;
 }

@@ -36,8 +36,6 @@ test('every table entry loads a command class', async () => {
 });
 
 test('the built manifest lists exactly the table\'s commands', async () => {
-  // Running the CLI first rebuilds the bundle and manifest if tsc has run since the last build.
-  assert.equal((await tsemu(['--version'])).code, 0);
   const manifest = JSON.parse(await readFile(path.join(ROOT, 'oclif.manifest.json'), 'utf8')) as {
     commands: Record<string, { flags: Record<string, unknown> }>;
   };
