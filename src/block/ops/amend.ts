@@ -11,6 +11,7 @@ import { resizeImage } from './resize.js';
 import { mergeOptionStrings } from '../options.js';
 import { QCOW2_AMEND_OPTIONS, amendQcow2 } from '../formats/qcow2/amend.js';
 import { ProgressBar } from '../../cli/progress.js';
+import { optionHelpLine } from './create.js';
 
 export interface AmendImageArgs {
   filename: string;
@@ -23,7 +24,7 @@ export interface AmendImageArgs {
 /** qemu-img's "Amend options for 'qcow2':" help text. */
 export function amendHelp(format: string): string {
   if (format !== 'qcow2') return `Format driver '${format}' does not support option amendment\n`;
-  const lines = QCOW2_AMEND_OPTIONS.map((o) => `  ${`${o.name}=<${o.type}>`.padEnd(22)} - ${o.help}`);
+  const lines = QCOW2_AMEND_OPTIONS.map(optionHelpLine);
   return `Amend options for '${format}':\n${lines.join('\n')}\n`;
 }
 

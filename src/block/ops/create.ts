@@ -45,14 +45,16 @@ const TYPE_TEXT: Record<CreateOptionSpec['type'], string> = {
   str: '<str>', size: '<size>', bool: '<bool (on/off)>', num: '<num>',
 };
 
+/** One option as qemu-img's `-o help` lists it ("  name=<type>" padded, " - ", help). */
+export function optionHelpLine(o: CreateOptionSpec): string {
+  return `${`  ${o.name}=${TYPE_TEXT[o.type]}`.padEnd(24)} - ${o.help}`;
+}
+
 /** `-o help`: with a target file name the merged list, without it the format's own. */
 export function createOptionsHelp(format: string, filename?: string): string {
   const driver = getFormat(format);
   const lines = creationOptions(driver, filename !== undefined)
-    .map((o) => {
-      const head = `  ${o.name}=${TYPE_TEXT[o.type]}`;
-      return `${head.padEnd(24)} - ${o.help}`;
-    })
+    .map(optionHelpLine)
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   if (filename !== undefined) return `Supported options:\n${lines.join('\n')}\n`;
   return (

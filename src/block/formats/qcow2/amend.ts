@@ -21,6 +21,8 @@
  * through the format driver (img resize's path).
  */
 import { ImageFormatError } from '../../node.js';
+import type { CreateOptionSpec } from '../format.js';
+import { QCOW2_CREATE_OPTIONS } from './create.js';
 import type { FileNode } from '../../protocols/file.js';
 import { parseBool, parseSize } from '../../options.js';
 import {
@@ -57,15 +59,10 @@ const AMENDABLE = new Set([
   'encrypt.old-secret', 'encrypt.state', 'lazy_refcounts', 'refcount_bits', 'size',
 ]);
 
-/** The `-o` options `img amend -o help` lists for qcow2. */
-export const QCOW2_AMEND_OPTIONS: ReadonlyArray<{ name: string; type: string; help: string }> = [
-  { name: 'backing_file', type: 'str', help: 'File name of a base image' },
-  { name: 'backing_fmt', type: 'str', help: 'Image format of the base image' },
-  { name: 'compat', type: 'str', help: 'Compatibility level (v2 [0.10] or v3 [1.1])' },
-  { name: 'lazy_refcounts', type: 'bool (on/off)', help: 'Postpone refcount updates' },
-  { name: 'refcount_bits', type: 'num', help: 'Width of a reference count entry in bits' },
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
-];
+/** The `-o` options `img amend -o help` lists for qcow2: create's, as qemu-img describes them. */
+export const QCOW2_AMEND_OPTIONS: readonly CreateOptionSpec[] = [
+  'backing_file', 'backing_fmt', 'compat', 'lazy_refcounts', 'refcount_bits', 'size',
+].map((name) => QCOW2_CREATE_OPTIONS.find((o) => o.name === name)!);
 
 export interface Qcow2AmendRequest {
   version?: 2 | 3;
