@@ -1,61 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { ChildProcess } from 'node:child_process';
 import { FileNode } from '../../src/block/protocols/file.js';
-import { F_WRLCK, ofdTestLock } from '../../src/block/protocols/linux-sys.js';
 import { ImageLockError, PERM_ALL, PERM_WRITE } from '../../src/block/protocols/image-lock.js';
 import { mustRun, qemuImg, requirePeer, scratchDir, type RunResult } from '../helpers/peers.js';
-
-/**
- * qemu-io with no standard input. A qemu-io refused by a lock exits at once, and
- * peers.ts's runProgram can then hit EPIPE writing its (empty) stdin.
- */
-function qemuIoNoStdin(args: string[]): RunResult {
-  requirePeer('qemu-io');
-  const r = spawnSync('qemu-io', args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+import { byteLocked, qemuIoNoStdin, startLockHolder, stopChild } from '../helpers/locks.js';
 
 function mustSucceed(r: RunResult, what: string): void {
   assert.equal(r.code, 0, `${what} failed: ${r.stdout}${r.stderr}`);
 }
 
-/** Is byte `offset` of the file locked by anyone (seen through a fresh open file description)? */
-function byteLocked(file: string, offset: number): boolean {
-  const fd = openSync(file, 'r');
-  try {
-    return ofdTestLock(fd, F_WRLCK, offset, 1) !== null;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Starts `qemu-io ... -c 'sleep N' file` and resolves once the last of its locks,
- * byte `lastByte`, is visible (201 for qcow2, whose users never share write; 101 for
- * a raw writer; 100 for a raw reader).
- */
-async function holdWithQemuIo(args: string[], lastByte: number): Promise<ChildProcess> {
+/** Starts `qemu-io ARGS -c 'sleep 60000' FILE` and resolves once it holds lock byte `lastByte`. */
+function holdWithQemuIo(args: string[], lastByte: number): Promise<ChildProcess> {
   requirePeer('qemu-io');
   const file = args[args.length - 1]!;
-  const child = spawn('qemu-io', [...args.slice(0, -1), '-c', 'sleep 60000', file], { stdio: 'ignore' });
-  let exited = false;
-  child.on('exit', () => (exited = true));
-  while (!byteLocked(file, lastByte)) {
-    if (exited) throw new Error(`qemu-io ${args.join(' ')} exited before it locked the image`);
-    await sleep(20);
-  }
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const done = new Promise((resolve) => child.on('exit', resolve));
-  child.kill();
-  await done;
+  return startLockHolder('qemu-io', [...args.slice(0, -1), '-c', 'sleep 60000', file], file, lastByte);
 }
 
 async function withImages(fn: (raw: string, qcow2: string) => Promise<void>): Promise<void> {
@@ -86,7 +46,7 @@ test('a qcow2 image qemu-io has open for writing cannot be opened by tsemu, exce
       shared.lockForFormat(true);
       await shared.close();
     } finally {
-      await stop(holder);
+      await stopChild(holder);
     }
     const free = await FileNode.open(qcow2);
     free.lockForFormat(true);
@@ -103,7 +63,7 @@ test('a read-only qemu-io of a qcow2 image keeps tsemu from writing it', async (
       ro.lockForFormat(true);
       await ro.close();
     } finally {
-      await stop(holder);
+      await stopChild(holder);
     }
   });
 });
@@ -152,7 +112,7 @@ test('raw images are shared for writing, as QEMU shares them', async () => {
       await node.write(0, new Uint8Array(512).fill(7));
       await node.close();
     } finally {
-      await stop(holder);
+      await stopChild(holder);
     }
     const node = await FileNode.open(raw);
     try {

@@ -1,12 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { F_WRLCK, ofdTestLock } from '../../src/block/protocols/linux-sys.js';
 import { ROOT, mustRun, qemuImg, qemuIo, requirePeer, scratchDir, tsemu, type RunResult } from '../helpers/peers.js';
+import { qemuIoNoStdin, startLockHolder, stopChild } from '../helpers/locks.js';
 
 /** Output with the timing part of each statistics line taken out (it differs run to run). */
 function untimed(text: string): string {
@@ -111,46 +109,9 @@ test('without -c, commands come from standard input after a prompt, until quit',
   }
 });
 
-/**
- * qemu-io with no standard input. A qemu-io refused by a lock exits at once, and
- * peers.ts's runProgram can then hit EPIPE writing its (empty) stdin.
- */
-function qemuIoNoStdin(args: string[]): RunResult {
-  requirePeer('qemu-io');
-  const r = spawnSync('qemu-io', args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Is byte `offset` of the file locked by anyone? */
-function byteLocked(file: string, offset: number): boolean {
-  const fd = openSync(file, 'r');
-  try {
-    return ofdTestLock(fd, F_WRLCK, offset, 1) !== null;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Starts a program that writes the qcow2 image `file`, and resolves once its locks are
- * complete: the last one a qcow2 writer takes is byte 201 (others may not write).
- */
-async function holder(program: string, args: string[], file: string): Promise<ChildProcess> {
-  const child = spawn(program, args, { stdio: 'ignore', cwd: ROOT });
-  let exited = false;
-  child.on('exit', () => (exited = true));
-  while (!byteLocked(file, 201)) {
-    if (exited) throw new Error(`${program} ${args.join(' ')} exited before it locked ${file}`);
-    await sleep(20);
-  }
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const done = new Promise((resolve) => child.on('exit', resolve));
-  child.kill();
-  await done;
+/** Starts a program that writes the qcow2 image `file`; resolves once it holds lock byte 201. */
+function holder(program: string, args: string[], file: string): Promise<ChildProcess> {
+  return startLockHolder(program, args, file, 201, ROOT);
 }
 
 test('tsemu io and qemu-io lock each other out of a qcow2 image they write', async () => {
@@ -168,7 +129,7 @@ test('tsemu io and qemu-io lock each other out of a qcow2 image they write', asy
       const shared = await tsemu(['io', '-r', '-U', '-f', 'qcow2', '-c', 'read -q 0 512', image]);
       assert.equal(shared.code, 0, shared.stderr);
     } finally {
-      await stop(q);
+      await stopChild(q);
     }
 
     const t = await holder(process.execPath, [path.join(ROOT, 'bin/tsemu.js'), 'io', '-f', 'qcow2', '-c', 'sleep 60000', image], image);
@@ -179,7 +140,7 @@ test('tsemu io and qemu-io lock each other out of a qcow2 image they write', asy
       const ro = qemuIoNoStdin(['-r', '-f', 'qcow2', '-c', 'read 0 512', image]);
       assert.match(ro.stderr, /Failed to get shared "write" lock/);
     } finally {
-      await stop(t);
+      await stopChild(t);
     }
     await mustRun(qemuIo(['-f', 'qcow2', '-c', 'read 0 512', image]), 'qemu-io once tsemu io is gone');
   } finally {
