@@ -1,0 +1,117 @@
+/**
+ * The shared-memory layout of a RISC-V machine: the one contract between the
+ * interpreter, the JIT, the MMU, the SBI and the vCPU threads.
+ *
+ * Theory of operation. A machine owns one shared, 32-bit-indexed
+ * WebAssembly.Memory. Everything a vCPU thread touches on its hot path lives in
+ * it, so translated WebAssembly code and the JS interpreter see the same bytes
+ * and a hart's state can be handed from one engine to the other at any
+ * instruction boundary:
+ *
+ *   0x0000_0000  scratch (never a guest address; keep the first 64 KiB unused)
+ *   0x0001_0000  hart state blocks, HART_STATE_SIZE each (HART_STATE_BASE)
+ *   0x0010_0000  software TLBs, TLB_STRIDE each (TLB_BASE)
+ *   0x0020_0000  code-page map: one byte per 4 KiB page of guest RAM (CODE_PAGE_MAP_BASE)
+ *   0x0030_0000  machine-shared words: the MMIO mailboxes, the timebase origin (MACHINE_SHARED_BASE)
+ *   0x0100_0000  guest RAM: guest-physical RAM_GPA_BASE maps to host offset RAM_HOST_BASE
+ *
+ * Values are little-endian. 64-bit values cross the JS/WebAssembly boundary as
+ * two 32-bit halves or through memory, never as BigInt: a JS helper called by
+ * translated code takes i32/f64 parameters, returns an i32 status, and passes
+ * a 64-bit result through the hart's SCRATCH slots.
+ *
+ * Hart state block (byte offsets inside one block):
+ *   X      x0..x31, 8 bytes each (x0 always reads 0; writes to it are dropped)
+ *   F      f0..f31, 8 bytes each, NaN-boxed singles
+ *   PC     the pc of the next instruction to run (8 bytes)
+ *   PRIV   current privilege mode: 0 U, 1 S, 3 M (i32)
+ *   FFLAGS accrued FP exception flags, 5 bits (i32); FRM rounding mode (i32)
+ *   EXIT_REQUEST  non-zero asks the running engine to return at the next block
+ *          boundary (other threads set it with Atomics; the engine clears it)
+ *   MIP    the mip CSR's pending bits (i32; devices and other harts set bits with Atomics.or)
+ *   RESERVATION_ADDR / RESERVATION_VALUE  LR/SC reservation (address -1 = none)
+ *   INSTRET retired-instruction count (8 bytes)
+ *   SCRATCH0..3  8-byte slots for values passed between translated code and JS helpers
+ *   CSR_AREA..HART_STATE_SIZE  owned by csr.ts (the other CSRs, at offsets it defines)
+ *
+ * Software TLB (per hart, at tlbBase(hart)): three tables of TLB_ENTRIES
+ * entries, for loads, stores and instruction fetches. Entry i of a table is
+ * TLB_ENTRY_SIZE bytes: a tag (i64: the virtual page number va >>> 12, or -1
+ * for an empty entry) then an addend (i32): the host address of a byte is
+ * wrap32(va) + addend. The index is (va >>> 12) & (TLB_ENTRIES - 1). Only
+ * guest-RAM pages that the access may touch without a trap get an entry (never
+ * MMIO, never a page whose A or D bit would have to be set, never a store entry
+ * for a page in the code-page map); everything else takes the slow path. The
+ * MMU fills entries and flushes all three tables whenever the translation
+ * context changes (privilege mode, satp, mstatus MPRV/MPP/SUM/MXR, sfence.vma).
+ *
+ * Code-page map: byte p is non-zero while some hart holds translated code for
+ * guest-RAM page p ((gpa - RAM_GPA_BASE) >>> 12). A store to such a page goes
+ * through the slow path, which invalidates the translations of that page.
+ */
+
+export const WASM_PAGE = 65536;
+
+export const HART_STATE_BASE = 0x0001_0000;
+export const HART_STATE_SIZE = 0x1000;
+export const MAX_HARTS = 64;
+
+export const TLB_BASE = 0x0010_0000;
+export const TLB_ENTRIES = 256;
+export const TLB_ENTRY_SIZE = 16;
+export const TLB_TABLE_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
+export const TLB_LOAD = 0;
+export const TLB_STORE = TLB_TABLE_SIZE;
+export const TLB_FETCH = 2 * TLB_TABLE_SIZE;
+export const TLB_STRIDE = 0x4000;
+
+export const CODE_PAGE_MAP_BASE = 0x0020_0000;
+export const MACHINE_SHARED_BASE = 0x0030_0000;
+
+export const RAM_HOST_BASE = 0x0100_0000;
+export const RAM_GPA_BASE = 0x8000_0000;
+/** The largest -m that fits in a 32-bit memory after the areas above. */
+export const MAX_RAM_BYTES = 0x1_0000_0000 - RAM_HOST_BASE - WASM_PAGE;
+
+/** Offsets inside a hart state block. */
+export const HS = {
+  X: 0,
+  F: 256,
+  PC: 512,
+  PRIV: 520,
+  FFLAGS: 524,
+  FRM: 528,
+  EXIT_REQUEST: 532,
+  RESERVATION_ADDR: 536,
+  RESERVATION_VALUE: 544,
+  INSTRET: 552,
+  MIP: 560,
+  SCRATCH0: 576,
+  SCRATCH1: 584,
+  SCRATCH2: 592,
+  SCRATCH3: 600,
+  CSR_AREA: 1024,
+} as const;
+
+export const PRIV_U = 0;
+export const PRIV_S = 1;
+export const PRIV_M = 3;
+
+/** QEMU's virt machine counts mtime at 10 MHz; the device tree says so in timebase-frequency. */
+export const TIMEBASE_HZ = 10_000_000;
+
+export function hartStateBase(hart: number): number {
+  return HART_STATE_BASE + hart * HART_STATE_SIZE;
+}
+
+export function tlbBase(hart: number): number {
+  return TLB_BASE + hart * TLB_STRIDE;
+}
+
+/** Host offset of guest RAM for `ramBytes` of RAM, in WebAssembly pages (for WebAssembly.Memory's `initial`). */
+export function memoryPagesFor(ramBytes: number): number {
+  if (ramBytes <= 0 || ramBytes > MAX_RAM_BYTES) {
+    throw new RangeError(`guest RAM of ${ramBytes} bytes does not fit: at most ${MAX_RAM_BYTES} bytes`);
+  }
+  return Math.ceil((RAM_HOST_BASE + ramBytes) / WASM_PAGE);
+}
