@@ -1,0 +1,5 @@
+/** The RISC-V ISA module's public surface: the instruction table, the decoded form, the decoders and the disassembler. */
+export * from './table.js';
+export { Insn, decode, lookupOpcode } from './decode.js';
+export { expandCompressed } from './compressed.js';
+export { decodeBlock, MAX_BLOCK_INSNS, type DecodedBlock } from './block.js';
