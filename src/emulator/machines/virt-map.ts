@@ -7,6 +7,7 @@
  * M then S), so its size is a function of the hart count; QEMU sizes it for
  * its 512-hart maximum, tsemu for the harts it has.
  */
+import { PLIC_CONTEXT_BASE, PLIC_CONTEXT_STRIDE } from '../devices/plic.js';
 
 export interface MmioRegion {
   readonly base: number;
@@ -23,9 +24,6 @@ export const VIRT_VIRTIO_COUNT = 8;
 export const VIRT_DRAM_BASE = 0x8000_0000;
 
 export const VIRT_PLIC_BASE = 0x0c00_0000;
-/** Offset of the first context's threshold/claim block, and the stride between contexts. */
-export const PLIC_CONTEXT_BASE = 0x20_0000;
-export const PLIC_CONTEXT_STRIDE = 0x1000;
 
 export function virtPlicRegion(harts: number): MmioRegion {
   return { base: VIRT_PLIC_BASE, size: PLIC_CONTEXT_BASE + 2 * harts * PLIC_CONTEXT_STRIDE };

@@ -1,0 +1,197 @@
+/**
+ * The platform-level interrupt controller (PLIC), as the RISC-V PLIC
+ * specification and SiFive's plic-1.0.0 lay it out.
+ *
+ * Sources 1..ndev each have a priority (0 = never interrupts, up to
+ * maxPriority) and a pending bit; source 0 means "no interrupt". Targets are
+ * contexts, two per hart: 2h is hart h's M mode, 2h+1 its S mode. Each context
+ * has an enable bit per source, a priority threshold and a claim/complete
+ * register. A context's output is high while some source is pending, enabled
+ * for it and above its threshold; the machine turns that into the hart's
+ * MEIP/SEIP through the output callback, called only on changes.
+ *
+ * Gateways are level-triggered: while a source is not claimed its pending bit
+ * follows its wire. A claim (reading claim/complete) returns the pending
+ * enabled source with the highest priority above the threshold, ties going to
+ * the lowest id, clears its pending bit and holds the source until the
+ * context writes that id back (completion; ignored unless the source is
+ * enabled for that context). Then the wire's level sets pending again.
+ *
+ * Register map (offsets): 4*s priority of source s; 0x1000 pending bits
+ * (read-only); 0x2000 + 0x80*c enable bits of context c; 0x200000 + 0x1000*c
+ * threshold of context c and, at +4, its claim/complete. Registers are 32-bit:
+ * other access widths read 0 and write nothing, as do unused offsets.
+ */
+import type { AccessSize, IrqLine, MmioDevice } from '../bus/interfaces.js';
+
+export const PLIC_PENDING_BASE = 0x1000;
+export const PLIC_ENABLE_BASE = 0x2000;
+export const PLIC_ENABLE_STRIDE = 0x80;
+export const PLIC_CONTEXT_BASE = 0x20_0000;
+export const PLIC_CONTEXT_STRIDE = 0x1000;
+
+export type PlicOutput = (hart: number, mode: 'M' | 'S', level: boolean) => void;
+
+export interface PlicOptions {
+  harts: number;
+  /** Number of sources (riscv,ndev): valid ids are 1..ndev. */
+  ndev: number;
+  maxPriority: number;
+  output: PlicOutput;
+}
+
+export class Plic implements MmioDevice {
+  private readonly ndev: number;
+  private readonly maxPriority: number;
+  private readonly output: PlicOutput;
+  private readonly contexts: number;
+  private readonly words: number;
+  private readonly priority: Uint32Array;
+  private readonly level: Uint8Array;
+  private readonly claimed: Uint8Array;
+  private readonly pending: Uint32Array;
+  private readonly enable: Uint32Array;
+  private readonly threshold: Uint32Array;
+  private readonly outLevel: Uint8Array;
+
+  constructor(opts: PlicOptions) {
+    if (!Number.isInteger(opts.ndev) || opts.ndev < 1 || opts.ndev > 1023) throw new RangeError(`PLIC ndev ${opts.ndev} is not 1..1023`);
+    this.ndev = opts.ndev;
+    this.maxPriority = opts.maxPriority;
+    this.output = opts.output;
+    this.contexts = 2 * opts.harts;
+    this.words = Math.ceil((opts.ndev + 1) / 32);
+    this.priority = new Uint32Array(opts.ndev + 1);
+    this.level = new Uint8Array(opts.ndev + 1);
+    this.claimed = new Uint8Array(opts.ndev + 1);
+    this.pending = new Uint32Array(this.words);
+    this.enable = new Uint32Array(this.contexts * this.words);
+    this.threshold = new Uint32Array(this.contexts);
+    this.outLevel = new Uint8Array(this.contexts);
+  }
+
+  /** The wire of source `source` (1..ndev), for a device to drive. */
+  irqLine(source: number): IrqLine {
+    if (!Number.isInteger(source) || source < 1 || source > this.ndev) throw new RangeError(`PLIC source ${source} is not 1..${this.ndev}`);
+    return { set: (level) => this.setLevel(source, level) };
+  }
+
+  read(offset: number, size: AccessSize): number {
+    if (size !== 4 || offset % 4 !== 0) return 0;
+    if (offset < PLIC_PENDING_BASE) {
+      const source = offset >> 2;
+      return source <= this.ndev ? this.priority[source] : 0;
+    }
+    if (offset < PLIC_PENDING_BASE + 4 * this.words) return this.pending[(offset - PLIC_PENDING_BASE) >> 2];
+    const enableWord = this.enableWord(offset);
+    if (enableWord >= 0) return this.enable[enableWord];
+    const ctx = this.contextOf(offset);
+    if (ctx < 0) return 0;
+    return (offset & (PLIC_CONTEXT_STRIDE - 1)) === 0 ? this.threshold[ctx] : this.claim(ctx);
+  }
+
+  write(offset: number, size: AccessSize, value: number): void {
+    if (size !== 4 || offset % 4 !== 0) return;
+    this.writeRegister(offset, value >>> 0);
+    this.update();
+  }
+
+  private writeRegister(offset: number, value: number): void {
+    if (offset < PLIC_PENDING_BASE) {
+      const source = offset >> 2;
+      if (source >= 1 && source <= this.ndev) this.priority[source] = Math.min(value, this.maxPriority);
+      return;
+    }
+    const enableWord = this.enableWord(offset);
+    if (enableWord >= 0) {
+      this.enable[enableWord] = value & this.validMask(enableWord % this.words);
+      return;
+    }
+    const ctx = this.contextOf(offset);
+    if (ctx < 0) return;
+    if ((offset & (PLIC_CONTEXT_STRIDE - 1)) === 0) this.threshold[ctx] = Math.min(value, this.maxPriority);
+    else this.complete(ctx, value);
+  }
+
+  /** Bits of enable/pending word `word` that name real sources (never source 0). */
+  private validMask(word: number): number {
+    let mask = 0xffff_ffff;
+    if (word === 0) mask &= ~1;
+    const lastBit = this.ndev - word * 32; // highest valid bit index in this word
+    if (lastBit < 31) mask &= (2 ** (lastBit + 1) - 1) >>> 0;
+    return mask >>> 0;
+  }
+
+  /** Index into `enable` for an offset in the enable area, or -1. */
+  private enableWord(offset: number): number {
+    if (offset < PLIC_ENABLE_BASE || offset >= PLIC_CONTEXT_BASE) return -1;
+    const ctx = Math.floor((offset - PLIC_ENABLE_BASE) / PLIC_ENABLE_STRIDE);
+    const word = ((offset - PLIC_ENABLE_BASE) % PLIC_ENABLE_STRIDE) >> 2;
+    return ctx < this.contexts && word < this.words ? ctx * this.words + word : -1;
+  }
+
+  /** The context whose threshold (+0) or claim (+4) register `offset` is, or -1. */
+  private contextOf(offset: number): number {
+    if (offset < PLIC_CONTEXT_BASE) return -1;
+    const ctx = Math.floor((offset - PLIC_CONTEXT_BASE) / PLIC_CONTEXT_STRIDE);
+    return ctx < this.contexts && (offset & (PLIC_CONTEXT_STRIDE - 1)) <= 4 ? ctx : -1;
+  }
+
+  private setLevel(source: number, level: boolean): void {
+    this.level[source] = level ? 1 : 0;
+    if (!this.claimed[source]) this.setPending(source, level);
+    this.update();
+  }
+
+  private setPending(source: number, on: boolean): void {
+    const bit = 1 << (source & 31);
+    if (on) this.pending[source >> 5] |= bit;
+    else this.pending[source >> 5] &= ~bit;
+  }
+
+  /** The source a claim by `ctx` would return now (0: none). */
+  private best(ctx: number): number {
+    let best = 0;
+    let bestPriority = this.threshold[ctx];
+    for (let w = 0; w < this.words; w++) {
+      let bits = this.pending[w] & this.enable[ctx * this.words + w];
+      while (bits !== 0) {
+        const bit = 31 - Math.clz32(bits & -bits);
+        bits &= bits - 1;
+        const source = w * 32 + bit;
+        if (this.priority[source] > bestPriority) {
+          best = source;
+          bestPriority = this.priority[source];
+        }
+      }
+    }
+    return best;
+  }
+
+  private claim(ctx: number): number {
+    const source = this.best(ctx);
+    if (source !== 0) {
+      this.setPending(source, false);
+      this.claimed[source] = 1;
+      this.update();
+    }
+    return source;
+  }
+
+  private complete(ctx: number, source: number): void {
+    if (source < 1 || source > this.ndev) return;
+    if (!(this.enable[ctx * this.words + (source >> 5)] & (1 << (source & 31)))) return;
+    this.claimed[source] = 0;
+    this.setPending(source, this.level[source] !== 0);
+  }
+
+  private update(): void {
+    for (let ctx = 0; ctx < this.contexts; ctx++) {
+      const level = this.best(ctx) !== 0 ? 1 : 0;
+      if (level !== this.outLevel[ctx]) {
+        this.outLevel[ctx] = level;
+        this.output(ctx >> 1, ctx & 1 ? 'S' : 'M', level === 1);
+      }
+    }
+  }
+}
