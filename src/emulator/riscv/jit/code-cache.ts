@@ -1,0 +1,218 @@
+/**
+ * The JIT's code cache for one hart: which guest blocks are hot, which are
+ * translated, their chaining slots, batch compilation and invalidation.
+ *
+ * Theory of operation. Blocks are keyed by the host offset of their first
+ * instruction (a guest-physical address moved into the shared memory). Each
+ * key ever seen gets an entry with a permanent slot in the hart's function
+ * table; a slot holds either the block's translated function or a stub that
+ * returns to the JS dispatcher, so translated code can tail-call any slot
+ * without knowing whether its target is translated yet.
+ *
+ * States of an entry: cold (counted each time the dispatcher runs it on the
+ * interpreter) → queued (reached the hotness threshold) → translated, or
+ * interpret-only (its first instruction is one the translator leaves to the
+ * interpreter). Queued entries are compiled together into one module when the
+ * queue holds `batchSize` blocks or when `flushAfter` interpreted blocks have
+ * run since the first one was queued, so the fixed cost of a module (~0.2 ms)
+ * is shared. Translation decodes the guest code at compile time, marks its
+ * page in the code-page map and drops this hart's store-TLB entries for that
+ * page, so later guest stores to it take the slow path and invalidate.
+ *
+ * Invalidation (CodeCacheHooks): invalidatePage resets the entries on one page
+ * to cold and their slots to the stub; invalidateAll does so for every entry.
+ * Slots are never reused, so old modules that still tail-call a slot number
+ * reach whatever the slot holds now. The code-page byte is cleared on
+ * invalidation (harts do not share translations; another hart that modifies
+ * this hart's code must be followed by a fence.i here, which drops everything).
+ */
+import { ModuleBuilder, Type } from '../../wasm/encoder.js';
+import { decodeBlock } from '../isa/index.js';
+import {
+  CODE_PAGE_MAP_BASE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE, tlbBase,
+} from '../layout.js';
+import type { CodeCacheHooks, HartServices } from '../hart-api.js';
+import { newBatchModule } from './batch-module.js';
+import { translatableLength, translateBlock } from './translate.js';
+
+export interface JitTuning {
+  /** Interpreted runs before a block is queued for translation. */
+  readonly hotThreshold: number;
+  /** Blocks per compiled module at most. */
+  readonly batchSize: number;
+  /** Interpreted blocks after the first queued one before the queue is compiled anyway. */
+  readonly flushAfter: number;
+  /** Tail-call directly into same-page successors (false: every block returns to the dispatcher). */
+  readonly chaining: boolean;
+}
+
+export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 200, flushAfter: 2000, chaining: true };
+
+const COLD = 0;
+const QUEUED = 1;
+const TRANSLATED = 2;
+const INTERPRET_ONLY = 3;
+
+export interface CacheEntry {
+  readonly host: number;
+  readonly slot: number;
+  state: number;
+  count: number;
+  fn: (() => number) | undefined;
+}
+
+export interface CompileStats {
+  modules: number;
+  blocks: number;
+  bytes: number;
+  millis: number;
+}
+
+export class CodeCache implements CodeCacheHooks {
+  readonly table: WebAssembly.Table;
+  readonly budget = new WebAssembly.Global({ value: 'i32', mutable: true }, 0);
+  readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0 };
+  private readonly entries = new Map<number, CacheEntry>();
+  private readonly byPage = new Map<number, CacheEntry[]>();
+  private readonly queue: CacheEntry[] = [];
+  private interpretedSinceQueued = 0;
+  private readonly stub: () => number;
+  private readonly imports: WebAssembly.Imports;
+  private readonly mem8: Uint8Array;
+  private readonly mem32: Int32Array;
+
+  constructor(private readonly hart: HartServices, readonly tuning: JitTuning = DEFAULT_TUNING) {
+    this.mem8 = new Uint8Array(hart.memory.buffer);
+    this.mem32 = new Int32Array(hart.memory.buffer);
+    this.stub = stubFunction();
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 }, this.stub);
+    this.imports = {
+      env: {
+        memory: hart.memory,
+        table: this.table,
+        budget: this.budget,
+        load: (lo: number, hi: number, size: number) => (hart.load(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
+        store: (lo: number, hi: number, size: number) => (hart.store(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
+        fpEnabled: () => (hart.fpEnabled() ? 1 : 0),
+        fpDirty: () => hart.fpDirty(),
+      },
+    };
+  }
+
+  /** The entry for the block at host offset `host`, created cold if new. */
+  entry(host: number): CacheEntry {
+    let e = this.entries.get(host);
+    if (e === undefined) {
+      const slot = this.entries.size;
+      if (slot >= this.table.length) this.table.grow(this.table.length, this.stub);
+      e = { host, slot, state: COLD, count: 0, fn: undefined };
+      this.entries.set(host, e);
+    }
+    return e;
+  }
+
+  /** Notes that the dispatcher is about to interpret `e`; queues and compiles hot blocks. */
+  noteInterpreted(e: CacheEntry): void {
+    if (e.state === COLD && ++e.count >= this.tuning.hotThreshold) {
+      e.state = QUEUED;
+      this.queue.push(e);
+    }
+    if (this.queue.length === 0) return;
+    if (this.queue.length >= this.tuning.batchSize || ++this.interpretedSinceQueued >= this.tuning.flushAfter) this.flush();
+  }
+
+  /** Compiles every queued block into one module. */
+  flush(): void {
+    const batch = this.queue.splice(0);
+    this.interpretedSinceQueued = 0;
+    const t0 = performance.now();
+    const { builder, fns } = newBatchModule();
+    const compiled: CacheEntry[] = [];
+    for (const e of batch) {
+      if (e.state !== QUEUED) continue;
+      const block = decodeBlock(e.host, 0, (off) => this.mem8[e.host + off]! | (this.mem8[e.host + off + 1]! << 8));
+      const n = translatableLength(block.insns);
+      if (n === 0) {
+        e.state = INTERPRET_ONLY;
+        continue;
+      }
+      const f = builder.func([], [Type.i32]);
+      const bytes = n === block.insns.length ? block.bytes : block.offsets[n]!;
+      translateBlock(f.code, fns, {
+        stateBase: this.hart.stateBase,
+        tlbBase: tlbBase(this.hart.id),
+        host: e.host,
+        slotFor: (target) => (this.tuning.chaining ? this.entry(target).slot : undefined),
+      }, block.insns.slice(0, n), block.offsets.slice(0, n), bytes);
+      builder.exportFunction(`b${compiled.length}`, f.index);
+      compiled.push(e);
+    }
+    if (compiled.length > 0) this.install(builder, compiled);
+    this.stats.millis += performance.now() - t0;
+  }
+
+  private install(builder: ModuleBuilder, compiled: CacheEntry[]): void {
+    const bytes = builder.bytes();
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+    this.stats.modules++;
+    this.stats.blocks += compiled.length;
+    this.stats.bytes += bytes.length;
+    compiled.forEach((e, k) => {
+      const fn = instance.exports[`b${k}`] as () => number;
+      e.fn = fn;
+      e.state = TRANSLATED;
+      this.table.set(e.slot, fn);
+      this.markCodePage(e);
+    });
+  }
+
+  private markCodePage(e: CacheEntry): void {
+    const page = (e.host - RAM_HOST_BASE) >>> 12;
+    let list = this.byPage.get(page);
+    if (list === undefined) this.byPage.set(page, (list = []));
+    list.push(e);
+    if (this.mem8[CODE_PAGE_MAP_BASE + page] !== 0) return;
+    this.mem8[CODE_PAGE_MAP_BASE + page] = 1;
+    // No store-TLB entry may point into a code page (layout.ts).
+    const base = (tlbBase(this.hart.id) + TLB_STORE) >> 2;
+    for (let i = 0; i < TLB_ENTRIES; i++) {
+      const w = base + i * (TLB_ENTRY_SIZE >> 2);
+      const tagLo = this.mem32[w]!;
+      if (tagLo === -1 && this.mem32[w + 1] === -1) continue;
+      const hostPage = ((((tagLo << 12) + this.mem32[w + 2]!) >>> 0) - RAM_HOST_BASE) >>> 12;
+      if (hostPage === page) this.mem32[w] = this.mem32[w + 1] = -1;
+    }
+  }
+
+  invalidatePage(gpaPage: number): void {
+    const page = gpaPage - RAM_GPA_BASE / 0x1000;
+    const list = this.byPage.get(page);
+    if (list === undefined) return;
+    this.byPage.delete(page);
+    for (const e of list) this.reset(e);
+    this.mem8[CODE_PAGE_MAP_BASE + page] = 0;
+  }
+
+  invalidateAll(): void {
+    for (const page of this.byPage.keys()) this.mem8[CODE_PAGE_MAP_BASE + page] = 0;
+    this.byPage.clear();
+    for (const e of this.entries.values()) this.reset(e);
+    this.queue.length = 0;
+  }
+
+  private reset(e: CacheEntry): void {
+    if (e.state === TRANSLATED) this.table.set(e.slot, this.stub);
+    e.state = COLD;
+    e.count = 0;
+    e.fn = undefined;
+  }
+}
+
+/** A wasm function () → 0 that fills empty table slots (the table holds only wasm functions). */
+function stubFunction(): () => number {
+  const m = new ModuleBuilder();
+  const f = m.func([], [Type.i32]);
+  f.code.i32(0);
+  m.exportFunction('stub', f.index);
+  return new WebAssembly.Instance(new WebAssembly.Module(m.bytes())).exports.stub as () => number;
+}

@@ -1,0 +1,83 @@
+/**
+ * The 'jit' engine: a dispatcher loop in JS over the code cache, with the
+ * interpreter for cold code and for the instructions the translator leaves out.
+ *
+ * Theory of operation. run(budget) sets the code cache's budget global and
+ * loops at block boundaries: if EXIT_REQUEST is set it clears it, lets the hart
+ * take a pending interrupt and returns; otherwise it translates PC to a host
+ * offset through the fetch TLB (inline tag compare on the shared memory, the
+ * hart's fetchHost on a miss — a fetch fault has already moved PC to the
+ * handler), finds the block's cache entry and either calls its translated
+ * function (which chains on through same-page successors inside WebAssembly
+ * and returns when it leaves the page, jumps indirectly, traps, runs out of
+ * budget or sees EXIT_REQUEST) or runs one block on the interpreter. A
+ * translated block returns 1 when it stopped in front of an instruction it
+ * wants the interpreter to run (FP disabled: the interpreter raises the trap).
+ *
+ * The return value is the number of instructions retired (the budget spent by
+ * blocks and interpreter steps). A fetch fault retires nothing but still costs
+ * one unit of the loop's own allowance, so a guest looping on faults cannot
+ * keep run() from returning.
+ */
+import { HS, TLB_ENTRY_SIZE, TLB_FETCH, TLB_ENTRIES, tlbBase } from '../layout.js';
+import type { HartServices } from '../hart-api.js';
+import { CodeCache, DEFAULT_TUNING, type JitTuning } from './code-cache.js';
+
+/** Runs exactly one block (or one page-straddling instruction) on the interpreter; returns instructions retired. */
+export interface BlockStepper {
+  step(): number;
+}
+
+export class JitEngine {
+  readonly cache: CodeCache;
+  /** Dispatcher iterations so far (block entries from JS; chained entries inside wasm are not counted). */
+  dispatches = 0;
+  private readonly i32: Int32Array;
+  private readonly pcWord: number;
+  private readonly exitWord: number;
+  private readonly fetchTlbWord: number;
+
+  constructor(private readonly hart: HartServices, private readonly interp: BlockStepper, tuning: JitTuning = DEFAULT_TUNING) {
+    this.cache = new CodeCache(hart, tuning);
+    this.i32 = new Int32Array(hart.memory.buffer);
+    this.pcWord = (hart.stateBase + HS.PC) >> 2;
+    this.exitWord = (hart.stateBase + HS.EXIT_REQUEST) >> 2;
+    this.fetchTlbWord = (tlbBase(hart.id) + TLB_FETCH) >> 2;
+  }
+
+  run(budget: number): number {
+    const cache = this.cache;
+    const g = cache.budget;
+    const mem = this.i32;
+    g.value = budget;
+    let allowance = budget;
+    while ((g.value as number) > 0 && allowance-- > 0) {
+      if (Atomics.load(mem, this.exitWord) !== 0) {
+        Atomics.store(mem, this.exitWord, 0);
+        this.hart.checkInterrupts();
+        break;
+      }
+      this.dispatches++;
+      const host = this.fetchHost();
+      if (host < 0) continue;
+      const e = cache.entry(host);
+      if (e.fn !== undefined && e.fn() === 0) continue;
+      if (e.fn === undefined) cache.noteInterpreted(e);
+      const retired = this.interp.step();
+      g.value = (g.value as number) - retired;
+    }
+    return budget - (g.value as number);
+  }
+
+  /** Host offset of the instruction at PC, or -1 when the fetch trapped. */
+  private fetchHost(): number {
+    const mem = this.i32;
+    const lo = mem[this.pcWord]!;
+    const hi = mem[this.pcWord + 1]!;
+    const vpnLo = (lo >>> 12) | (hi << 20);
+    const vpnHi = hi >>> 12;
+    const w = this.fetchTlbWord + (vpnLo & (TLB_ENTRIES - 1)) * (TLB_ENTRY_SIZE >> 2);
+    if (mem[w] === vpnLo && mem[w + 1] === vpnHi) return (lo + mem[w + 2]!) >>> 0;
+    return this.hart.fetchHost(lo, hi);
+  }
+}

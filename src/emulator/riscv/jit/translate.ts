@@ -1,0 +1,490 @@
+/**
+ * The block translator: one decoded RISC-V basic block → one WebAssembly
+ * function () → i32 in a batch module (batch-module.ts).
+ *
+ * Theory of operation. A block is keyed by the host offset of its first
+ * instruction (guest-physical, see layout.ts), but its code must not depend
+ * on the virtual address it runs at: the function reads the pc from the hart
+ * state (PC) at entry and computes every pc (links, auipc, branch targets) as
+ * entry pc + a constant offset. Guest registers the block touches are loaded
+ * into i64 locals at entry and the written ones stored back at every exit.
+ *
+ * Loads and stores do the software-TLB lookup inline (layout.ts): index the
+ * load or store table by the virtual page number, compare the tag, require
+ * natural alignment, and on a hit access host address wrap(va) + addend. A
+ * miss stores the instruction's pc into PC and calls HartServices.load/store
+ * (value through SCRATCH0); a false return is a trap: the block writes back
+ * its registers, accounts the instructions retired before the faulting one,
+ * and returns (the hart has set PC to the handler).
+ *
+ * Exits: every exit writes back registers, adds the retired count to INSTRET
+ * and subtracts it from the budget global, and stores the next pc into PC.
+ * An exit to a constant target on the same 4 KiB page (same virtual page, so
+ * the same physical page) is chained: if budget remains and EXIT_REQUEST is
+ * clear, it tail-calls the target's slot in the hart's function table (the
+ * code cache keeps a stub that returns there until the target is translated).
+ * Other exits (jalr, page crossings) return to the JS dispatcher.
+ *
+ * Limits: CSR, system, fence.i, atomic and FP-arithmetic instructions are not
+ * translated; a block ends before the first one (translatableLength), and the
+ * engine runs such instructions on the interpreter.
+ */
+import { MemOp, Op, Type, type Code } from '../../wasm/encoder.js';
+import { type Insn, KIND_OF, OP } from '../isa/index.js';
+import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
+import type { BatchFunctions } from './batch-module.js';
+
+const { i32, i64 } = Type;
+
+/** What the translator needs to know about the hart and the block's place. */
+export interface BlockContext {
+  /** Hart state block and software TLB offsets in the shared memory. */
+  readonly stateBase: number;
+  readonly tlbBase: number;
+  /** Host offset of the block's first instruction (its key). */
+  readonly host: number;
+  /** Table slot of the block starting at a host offset on the same page; undefined: do not chain there. */
+  slotFor(host: number): number | undefined;
+}
+
+/** Number of leading instructions of `insns` the translator handles (0: none, run it on the interpreter). */
+export function translatableLength(insns: readonly Insn[]): number {
+  let n = 0;
+  while (n < insns.length && isTranslatable(insns[n]!)) n++;
+  return n;
+}
+
+function isTranslatable(insn: Insn): boolean {
+  const kind = KIND_OF[insn.op];
+  return kind === 'alu' || kind === 'branch' || kind === 'jump' || kind === 'load' || kind === 'store'
+    || kind === 'fload' || kind === 'fstore' || kind === 'fence';
+}
+
+const LOADS: Record<number, { op: number; size: number; ext: number }> = {
+  [OP.lb]: { op: MemOp.i64_load8_s, size: 1, ext: Op.i64_extend8_s },
+  [OP.lh]: { op: MemOp.i64_load16_s, size: 2, ext: Op.i64_extend16_s },
+  [OP.lw]: { op: MemOp.i64_load32_s, size: 4, ext: Op.i64_extend32_s },
+  [OP.ld]: { op: MemOp.i64_load, size: 8, ext: Op.nop },
+  [OP.lbu]: { op: MemOp.i64_load8_u, size: 1, ext: Op.nop },
+  [OP.lhu]: { op: MemOp.i64_load16_u, size: 2, ext: Op.nop },
+  [OP.lwu]: { op: MemOp.i64_load32_u, size: 4, ext: Op.nop },
+  [OP.flw]: { op: MemOp.i64_load32_u, size: 4, ext: Op.nop },
+  [OP.fld]: { op: MemOp.i64_load, size: 8, ext: Op.nop },
+};
+
+const STORES: Record<number, { op: number; size: number }> = {
+  [OP.sb]: { op: MemOp.i64_store8, size: 1 },
+  [OP.sh]: { op: MemOp.i64_store16, size: 2 },
+  [OP.sw]: { op: MemOp.i64_store32, size: 4 },
+  [OP.sd]: { op: MemOp.i64_store, size: 8 },
+  [OP.fsw]: { op: MemOp.i64_store32, size: 4 },
+  [OP.fsd]: { op: MemOp.i64_store, size: 8 },
+};
+
+/** Two-operand register ops that are one wasm i64 instruction. */
+const SIMPLE_R: Record<number, number> = {
+  [OP.add]: Op.i64_add, [OP.sub]: Op.i64_sub, [OP.xor]: Op.i64_xor, [OP.or]: Op.i64_or, [OP.and]: Op.i64_and,
+  [OP.sll]: Op.i64_shl, [OP.srl]: Op.i64_shr_u, [OP.sra]: Op.i64_shr_s, [OP.mul]: Op.i64_mul,
+  [OP.rol]: Op.i64_rotl, [OP.ror]: Op.i64_rotr,
+};
+/** Immediate forms of the same. */
+const SIMPLE_I: Record<number, number> = {
+  [OP.addi]: Op.i64_add, [OP.xori]: Op.i64_xor, [OP.ori]: Op.i64_or, [OP.andi]: Op.i64_and,
+  [OP.slli]: Op.i64_shl, [OP.srli]: Op.i64_shr_u, [OP.srai]: Op.i64_shr_s, [OP.rori]: Op.i64_rotr,
+};
+/** Comparisons producing 0/1. */
+const COMPARE: Record<number, number> = {
+  [OP.slt]: Op.i64_lt_s, [OP.sltu]: Op.i64_lt_u, [OP.slti]: Op.i64_lt_s, [OP.sltiu]: Op.i64_lt_u,
+};
+/** 32-bit ops whose result is sign-extended: i32 op over the low halves. */
+const WORD_R: Record<number, number> = {
+  [OP.addw]: Op.i32_add, [OP.subw]: Op.i32_sub, [OP.sllw]: Op.i32_shl, [OP.srlw]: Op.i32_shr_u,
+  [OP.sraw]: Op.i32_shr_s, [OP.mulw]: Op.i32_mul, [OP.rolw]: Op.i32_rotl, [OP.rorw]: Op.i32_rotr,
+};
+const WORD_I: Record<number, number> = {
+  [OP.addiw]: Op.i32_add, [OP.slliw]: Op.i32_shl, [OP.srliw]: Op.i32_shr_u, [OP.sraiw]: Op.i32_shr_s,
+  [OP.roriw]: Op.i32_rotr,
+};
+const BRANCH: Record<number, number> = {
+  [OP.beq]: Op.i64_eq, [OP.bne]: Op.i64_ne, [OP.blt]: Op.i64_lt_s, [OP.bge]: Op.i64_ge_s,
+  [OP.bltu]: Op.i64_lt_u, [OP.bgeu]: Op.i64_ge_u,
+};
+
+/**
+ * Emits the block's function body into `code` (a fresh () → i32 function).
+ * `insns`/`offsets` are the translatable prefix of a decoded block; `bytes` is
+ * the offset just past its last instruction.
+ */
+export function translateBlock(
+  code: Code, fns: BatchFunctions, ctx: BlockContext,
+  insns: readonly Insn[], offsets: readonly number[], bytes: number,
+): void {
+  new BlockTranslator(code, fns, ctx, insns, offsets).emit(bytes);
+}
+
+class BlockTranslator {
+  private readonly reg = new Array<number>(32).fill(-1);
+  private readonly written = new Set<number>();
+  private readonly pc0: number;
+  private readonly va: number;
+  private readonly vpn: number;
+  private readonly entry: number;
+  private readonly tmp: number;
+  private readonly retired: number;
+  private fpChecked = false;
+  /** Nesting depth of wasm blocks/ifs below the function's trap-exit block. */
+  private depth = 0;
+
+  constructor(
+    private readonly c: Code,
+    private readonly fns: BatchFunctions,
+    private readonly ctx: BlockContext,
+    private readonly insns: readonly Insn[],
+    private readonly offsets: readonly number[],
+  ) {
+    this.pc0 = c.local(i64);
+    this.va = c.local(i64);
+    this.vpn = c.local(i64);
+    this.tmp = c.local(i64);
+    this.entry = c.local(i32);
+    this.retired = c.local(i32);
+    for (const insn of insns) this.noteRegisters(insn);
+  }
+
+  emit(bytes: number): void {
+    const c = this.c;
+    c.i32(0).mem(MemOp.i64_load, this.ctx.stateBase + HS.PC, 3).set(this.pc0);
+    for (let r = 1; r < 32; r++) {
+      if (this.reg[r]! >= 0) c.i32(0).mem(MemOp.i64_load, this.x(r), 3).set(this.reg[r]!);
+    }
+    c.block();
+    let ended = false;
+    for (let i = 0; i < this.insns.length && !ended; i++) ended = this.insn(i);
+    if (!ended) this.exitTo(this.insns.length, bytes);
+    c.end();
+    // Trap exit: the faulting instruction's index is in `retired`; PC already points at the handler.
+    this.writeBack();
+    this.account(() => c.get(this.retired));
+    c.i32(0);
+  }
+
+  // ---- registers ----
+
+  private noteRegisters(insn: Insn): void {
+    const kind = KIND_OF[insn.op];
+    const fpDest = kind === 'fload';
+    const fpSrc2 = kind === 'fstore';
+    for (const r of [fpDest ? 0 : insn.rd, insn.rs1, fpSrc2 ? 0 : insn.rs2]) {
+      if (r !== 0 && this.reg[r]! < 0) this.reg[r] = this.c.local(i64);
+    }
+    if (!fpDest && insn.rd !== 0 && kind !== 'branch' && kind !== 'store' && kind !== 'fstore') this.written.add(insn.rd);
+  }
+
+  private x(r: number): number {
+    return this.ctx.stateBase + HS.X + 8 * r;
+  }
+
+  private f(r: number): number {
+    return this.ctx.stateBase + HS.F + 8 * r;
+  }
+
+  private get(r: number): Code {
+    return r === 0 ? this.c.i64(0) : this.c.get(this.reg[r]!);
+  }
+
+  /** Pops the value on the stack into rd (dropped for x0). */
+  private put(rd: number): void {
+    if (rd === 0) this.c.op(Op.drop);
+    else this.c.set(this.reg[rd]!);
+  }
+
+  private writeBack(): void {
+    for (const r of this.written) this.c.i32(0).get(this.reg[r]!).mem(MemOp.i64_store, this.x(r), 3);
+  }
+
+  // ---- exits ----
+
+  private pcPlus(offset: number): Code {
+    this.c.get(this.pc0);
+    if (offset !== 0) this.c.i64(offset).op(Op.i64_add);
+    return this.c;
+  }
+
+  /** INSTRET += n; budget -= n, with n pushed by `count`. */
+  private account(count: () => void): void {
+    const c = this.c;
+    const instret = this.ctx.stateBase + HS.INSTRET;
+    c.i32(0).i32(0).mem(MemOp.i64_load, instret, 3);
+    count();
+    c.op(Op.i64_extend_i32_u).op(Op.i64_add).mem(MemOp.i64_store, instret, 3);
+    c.globalGet(this.fns.budget);
+    count();
+    c.op(Op.i32_sub).globalSet(this.fns.budget);
+  }
+
+  /** Leaves the block after `retired` instructions, continuing at entry pc + `offset`; chains when possible. */
+  private exitTo(retired: number, offset: number): void {
+    const c = this.c;
+    this.writeBack();
+    this.account(() => c.i32(retired));
+    c.i32(0);
+    this.pcPlus(offset).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
+    const target = this.ctx.host + offset;
+    const slot = ((target ^ this.ctx.host) & ~0xfff) === 0 ? this.ctx.slotFor(target) : undefined;
+    if (slot !== undefined) {
+      c.globalGet(this.fns.budget).i32(0).op(Op.i32_gt_s);
+      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
+      c.if().i32(slot).returnCallIndirect(this.fns.blockType).end();
+    }
+    c.i32(0).op(Op.return);
+  }
+
+  /** Leaves the block through the trap exit after instruction i faulted. */
+  private trapExit(i: number): void {
+    this.c.i32(i).set(this.retired).br(this.depth);
+  }
+
+  private storePc(i: number): void {
+    this.c.i32(0);
+    this.pcPlus(this.offsets[i]!).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
+  }
+
+  private openIf(type?: number): void {
+    this.c.if(type);
+    this.depth++;
+  }
+
+  private close(): void {
+    this.c.end();
+    this.depth--;
+  }
+
+  // ---- instructions ----
+
+  /** Emits instruction i; true when it ended the block. */
+  private insn(i: number): boolean {
+    const insn = this.insns[i]!;
+    const { op, rd, rs1, rs2, imm } = insn;
+    const c = this.c;
+    const next = this.offsets[i]! + insn.len;
+    const kind = KIND_OF[op];
+    if (kind === 'load' || kind === 'fload') return this.load(i), false;
+    if (kind === 'store' || kind === 'fstore') return this.store(i), false;
+    if (kind === 'fence') return false;
+    if (kind === 'branch') {
+      this.get(rs1); this.get(rs2); c.op(BRANCH[op]!);
+      this.openIf();
+      this.exitTo(i + 1, this.offsets[i]! + imm);
+      this.close();
+      this.exitTo(i + 1, next);
+      return true;
+    }
+    if (op === OP.jal) {
+      if (rd !== 0) { this.pcPlus(next); this.put(rd); }
+      this.exitTo(i + 1, this.offsets[i]! + imm);
+      return true;
+    }
+    if (op === OP.jalr) {
+      this.get(rs1); c.i64(imm).op(Op.i64_add).i64(-2).op(Op.i64_and).set(this.tmp);
+      if (rd !== 0) { this.pcPlus(next); this.put(rd); }
+      this.writeBack();
+      this.account(() => c.i32(i + 1));
+      c.i32(0).get(this.tmp).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
+      c.i32(0).op(Op.return);
+      return true;
+    }
+    if (rd === 0) return false; // every remaining translatable instruction is pure register arithmetic
+    this.alu(insn, this.offsets[i]!);
+    return false;
+  }
+
+  private alu(insn: Insn, offset: number): void {
+    const { op, rd, rs1, rs2, imm } = insn;
+    const c = this.c;
+    let o: number | undefined;
+    if ((o = SIMPLE_R[op]) !== undefined) { this.get(rs1); this.get(rs2); c.op(o); }
+    else if ((o = SIMPLE_I[op]) !== undefined) { this.get(rs1); c.i64(imm); c.op(o); }
+    else if ((o = COMPARE[op]) !== undefined) {
+      this.get(rs1);
+      if (op === OP.slt || op === OP.sltu) this.get(rs2); else c.i64(imm);
+      c.op(o).op(Op.i64_extend_i32_u);
+    } else if ((o = WORD_R[op]) !== undefined) {
+      this.get(rs1); c.op(Op.i32_wrap_i64); this.get(rs2); c.op(Op.i32_wrap_i64); c.op(o).op(Op.i64_extend_i32_s);
+    } else if ((o = WORD_I[op]) !== undefined) {
+      this.get(rs1); c.op(Op.i32_wrap_i64).i32(imm).op(o).op(Op.i64_extend_i32_s);
+    } else this.aluOther(insn, offset);
+    this.put(rd);
+  }
+
+  /** The ALU instructions that need more than one wasm operator; pushes the result. */
+  private aluOther(insn: Insn, offset: number): void {
+    const { op, rs1, rs2, imm } = insn;
+    const c = this.c;
+    const a = () => this.get(rs1);
+    const b = () => this.get(rs2);
+    const both = (f: number) => { a(); b(); c.call(f); };
+    const zext32 = (push: () => void) => { push(); c.i64(0xffffffff, 0).op(Op.i64_and); };
+    const sext32 = (push: () => void) => { push(); c.op(Op.i32_wrap_i64).op(Op.i64_extend_i32_s); };
+    const bit = () => { c.i64(1); b(); c.op(Op.i64_shl); };
+    const bitImm = () => { c.i64(1).i64(imm).op(Op.i64_shl); };
+    switch (op) {
+      case OP.lui: c.i64(imm); return;
+      case OP.auipc: this.pcPlus(offset).i64(imm).op(Op.i64_add); return;
+      case OP.mulh: return both(this.fns.mulh);
+      case OP.mulhsu: return both(this.fns.mulhsu);
+      case OP.mulhu: return both(this.fns.mulhu);
+      case OP.div: return both(this.fns.div);
+      case OP.divu: return both(this.fns.divu);
+      case OP.rem: return both(this.fns.rem);
+      case OP.remu: return both(this.fns.remu);
+      case OP.divw: case OP.remw:
+        sext32(a); sext32(b); c.call(op === OP.divw ? this.fns.div : this.fns.rem);
+        c.op(Op.i32_wrap_i64).op(Op.i64_extend_i32_s); return;
+      case OP.divuw: case OP.remuw:
+        zext32(a); zext32(b); c.call(op === OP.divuw ? this.fns.divu : this.fns.remu);
+        c.op(Op.i32_wrap_i64).op(Op.i64_extend_i32_s); return;
+      case OP['add.uw']: zext32(a); b(); c.op(Op.i64_add); return;
+      case OP.sh1add: case OP.sh2add: case OP.sh3add:
+        a(); c.i64(op === OP.sh1add ? 1 : op === OP.sh2add ? 2 : 3).op(Op.i64_shl); b(); c.op(Op.i64_add); return;
+      case OP['sh1add.uw']: case OP['sh2add.uw']: case OP['sh3add.uw']:
+        zext32(a); c.i64(op === OP['sh1add.uw'] ? 1 : op === OP['sh2add.uw'] ? 2 : 3).op(Op.i64_shl);
+        b(); c.op(Op.i64_add); return;
+      case OP['slli.uw']: zext32(a); c.i64(imm).op(Op.i64_shl); return;
+      case OP.andn: a(); b(); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
+      case OP.orn: a(); b(); c.i64(-1).op(Op.i64_xor).op(Op.i64_or); return;
+      case OP.xnor: a(); b(); c.op(Op.i64_xor).i64(-1).op(Op.i64_xor); return;
+      case OP.clz: a(); c.op(Op.i64_clz); return;
+      case OP.ctz: a(); c.op(Op.i64_ctz); return;
+      case OP.cpop: a(); c.op(Op.i64_popcnt); return;
+      case OP.clzw: a(); c.op(Op.i32_wrap_i64).op(Op.i32_clz).op(Op.i64_extend_i32_u); return;
+      case OP.ctzw: a(); c.op(Op.i32_wrap_i64).op(Op.i32_ctz).op(Op.i64_extend_i32_u); return;
+      case OP.cpopw: a(); c.op(Op.i32_wrap_i64).op(Op.i32_popcnt).op(Op.i64_extend_i32_u); return;
+      case OP.max: case OP.min: case OP.maxu: case OP.minu: {
+        const cmp = op === OP.max ? Op.i64_gt_s : op === OP.min ? Op.i64_lt_s : op === OP.maxu ? Op.i64_gt_u : Op.i64_lt_u;
+        a(); b(); a(); b(); c.op(cmp).op(Op.select); return;
+      }
+      case OP['sext.b']: a(); c.op(Op.i64_extend8_s); return;
+      case OP['sext.h']: a(); c.op(Op.i64_extend16_s); return;
+      case OP['zext.h']: a(); c.i64(0xffff).op(Op.i64_and); return;
+      case OP.bclr: a(); bit(); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
+      case OP.bclri: a(); bitImm(); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
+      case OP.bset: a(); bit(); c.op(Op.i64_or); return;
+      case OP.bseti: a(); bitImm(); c.op(Op.i64_or); return;
+      case OP.binv: a(); bit(); c.op(Op.i64_xor); return;
+      case OP.binvi: a(); bitImm(); c.op(Op.i64_xor); return;
+      case OP.bext: a(); b(); c.op(Op.i64_shr_u).i64(1).op(Op.i64_and); return;
+      case OP.bexti: a(); c.i64(imm).op(Op.i64_shr_u).i64(1).op(Op.i64_and); return;
+      case OP['orc.b']: this.orcb(a); return;
+      case OP.rev8: this.rev8(a); return;
+      default: throw new Error(`jit: no lowering for opcode ${op}`);
+    }
+  }
+
+  /** orc.b: each byte becomes 0xff if non-zero, else 0. */
+  private orcb(a: () => void): void {
+    const c = this.c;
+    // t = a | (a >> 1) | (a >> 2) ... within bytes, via: nz = ((a & 0x7f..) + 0x7f..) | a; high bits mark non-zero bytes
+    a(); c.i64(0x7f7f7f7f, 0x7f7f7f7f).op(Op.i64_and).i64(0x7f7f7f7f, 0x7f7f7f7f).op(Op.i64_add);
+    a(); c.op(Op.i64_or).i64(0x80808080, 0x80808080 | 0).op(Op.i64_and).set(this.tmp);
+    // spread each byte's top bit over the byte: (h >> 7) * 0xff
+    c.get(this.tmp).i64(7).op(Op.i64_shr_u).i64(0xff).op(Op.i64_mul);
+  }
+
+  /** rev8: byte swap of the 64-bit value. */
+  private rev8(a: () => void): void {
+    const c = this.c;
+    a(); c.set(this.tmp);
+    c.i64(0);
+    for (let k = 0; k < 8; k++) {
+      c.get(this.tmp).i64(8 * k).op(Op.i64_shr_u).i64(0xff).op(Op.i64_and).i64(8 * (7 - k)).op(Op.i64_shl).op(Op.i64_or);
+    }
+  }
+
+  // ---- memory ----
+
+  /** Computes va = rs1 + imm and pushes the inline TLB hit test for `table`; leaves the entry offset in `entry`. */
+  private tlbHit(insn: Insn, table: number, size: number): void {
+    const c = this.c;
+    this.get(insn.rs1);
+    if (insn.imm !== 0) c.i64(insn.imm).op(Op.i64_add);
+    c.tee(this.va).i64(12).op(Op.i64_shr_u).tee(this.vpn);
+    c.op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl).tee(this.entry);
+    c.mem(MemOp.i64_load, this.ctx.tlbBase + table, 3).get(this.vpn).op(Op.i64_eq);
+    if (size > 1) c.get(this.va).op(Op.i32_wrap_i64).i32(size - 1).op(Op.i32_and).op(Op.i32_eqz).op(Op.i32_and);
+  }
+
+  /** Pushes the host address of a TLB hit. */
+  private hostAddress(table: number): void {
+    this.c.get(this.va).op(Op.i32_wrap_i64).get(this.entry).mem(MemOp.i32_load, this.ctx.tlbBase + table + 8, 2).op(Op.i32_add);
+  }
+
+  /** Calls a slow-path helper with (va halves, size) and takes the trap exit on failure. */
+  private slowCall(i: number, fn: number, size: number): void {
+    const c = this.c;
+    this.storePc(i);
+    c.get(this.va).op(Op.i32_wrap_i64).get(this.va).i64(32).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(size).call(fn);
+    c.op(Op.i32_eqz);
+    this.openIf();
+    this.trapExit(i);
+    this.close();
+  }
+
+  private fpCheck(i: number): void {
+    if (this.fpChecked) return;
+    this.fpChecked = true;
+    const c = this.c;
+    c.call(this.fns.fpEnabled).op(Op.i32_eqz);
+    this.openIf();
+    // FP disabled: let the interpreter raise the illegal-instruction trap at this pc.
+    this.writeBack();
+    this.account(() => c.i32(i));
+    this.storePc(i);
+    c.i32(0).op(Op.return);
+    this.close();
+  }
+
+  private load(i: number): void {
+    const insn = this.insns[i]!;
+    const spec = LOADS[insn.op]!;
+    const fp = KIND_OF[insn.op] === 'fload';
+    const c = this.c;
+    if (fp) { this.fpCheck(i); c.i32(0); }
+    this.tlbHit(insn, TLB_LOAD, spec.size);
+    this.openIf(i64);
+    this.hostAddress(TLB_LOAD);
+    c.mem(spec.op, 0, 0);
+    c.else();
+    this.slowCall(i, this.fns.load, spec.size);
+    c.i32(0).mem(MemOp.i64_load, this.ctx.stateBase + HS.SCRATCH0, 3);
+    if (spec.ext !== Op.nop) c.op(spec.ext);
+    this.close();
+    if (fp) {
+      if (insn.op === OP.flw) c.i64(0, -1).op(Op.i64_or);
+      c.mem(MemOp.i64_store, this.f(insn.rd), 3);
+      c.call(this.fns.fpDirty);
+    } else this.put(insn.rd);
+  }
+
+  private store(i: number): void {
+    const insn = this.insns[i]!;
+    const spec = STORES[insn.op]!;
+    const fp = KIND_OF[insn.op] === 'fstore';
+    const c = this.c;
+    const value = () => {
+      if (fp) c.i32(0).mem(MemOp.i64_load, this.f(insn.rs2), 3);
+      else this.get(insn.rs2);
+    };
+    if (fp) this.fpCheck(i);
+    this.tlbHit(insn, TLB_STORE, spec.size);
+    this.openIf();
+    this.hostAddress(TLB_STORE);
+    value();
+    c.mem(spec.op, 0, 0);
+    c.else();
+    c.i32(0);
+    value();
+    c.mem(MemOp.i64_store, this.ctx.stateBase + HS.SCRATCH0, 3);
+    this.slowCall(i, this.fns.store, spec.size);
+    this.close();
+  }
+}
