@@ -114,12 +114,14 @@ debian_apt_prepare() {
   for uri in $candidates; do
     echo "deb [arch=$arch signed-by=$keyring] $uri $suite main" >"$state/sources.list"
     echo "${0##*/}: apt-get update: $suite/$arch from $uri" >&2
-    if debian_apt "$state" apt-get update >>"$log" 2>&1 && ! grep -q '^[WE]:' "$log"; then
+    if debian_apt "$state" apt-get update >"$log.try" 2>&1 && ! grep -q '^[WE]:' "$log.try"; then
+      mv "$log.try" "$log"
       echo "$uri" >"$state/mirror"
       return 0
     fi
-    echo "--- $uri failed" >>"$log"
+    { echo "--- $uri failed:"; cat "$log.try"; } >>"$log"
   done
+  rm -f "$log.try"
   debian_die "no mirror served $suite for $arch (tried: $(echo "$candidates" | tr '\n' ' ')); apt said:
 $(grep -E '^(W|E|Err):' "$log" | head -10)"
 }
