@@ -237,7 +237,7 @@ function shape(mnemonic: string): { f: Format; sources: string } {
   if (stem === 'fcvt' && (parts[2] === 'w' || parts[2] === 'wu' || parts[2] === 'l' || parts[2] === 'lu')) return { f: S, sources: 'x' };
   const f = parts[parts.length - 1] === 'd' ? D : S;
   if (/^fn?m(add|sub)$/.test(stem)) return { f, sources: 'fff' };
-  if (stem === 'fsqrt' || stem === 'fclass' || stem === 'fcvt') return { f, sources: 'f' };
+  if (stem === 'fsqrt' || stem === 'fclass' || stem === 'fcvt') return { f, sources: stem === 'fsqrt' ? 'root' : 'f' };
   return { f, sources: 'ff' };
 }
 
@@ -251,7 +251,9 @@ export function makeCases(mnemonic: string, count: number, r: Random): FpCase[] 
       ops[0] = v[0];
       ops[1] = v[1];
     } else {
-      const a = operand(r, f);
+      let a = operand(r, f);
+      // Square roots: mostly of non-negative operands, or NV would dominate.
+      if (sources === 'root' && r.chance(80)) a = f === S ? [a[0] & 0x7fffffff, a[1]] : [a[0], a[1] & 0x7fffffff];
       const b = r.chance(50) ? related(r, f, a) : operand(r, f);
       let c = operand(r, f);
       if (sources === 'fff' && r.chance(50)) {
@@ -268,4 +270,48 @@ export function makeCases(mnemonic: string, count: number, r: Random): FpCase[] 
     cases.push({ mnemonic, rm: r.below(5), ops });
   }
   return cases;
+}
+
+/**
+ * Hand-picked cases, run in every rounding mode: products just below the
+ * smallest normal number that do or do not round up to it (tininess after
+ * rounding decides UF), halfway cases, and integer-conversion limits.
+ */
+const EDGE_CASES: readonly [string, string, string, string][] = [
+  // 2^-1022 × (1 - 2^-104): tiny before rounding, not after (RNE/RUP/RMM round up to 2^-1022).
+  ['fmul.d', '3feffffffffffffe', '0010000000000001', '0'],
+  // 2^-1022 - 2^-1075: tiny after rounding too (exact in 53 bits), halfway in the subnormal grid.
+  ['fmul.d', '3fefffffffffffff', '0010000000000000', '0'],
+  ['fmadd.d', '3feffffffffffffe', '0010000000000001', '8000000000000000'],
+  ['fmul.s', 'ffffffff3f7ffffe', 'ffffffff00800001', '0'],
+  ['fmul.s', 'ffffffff3f7fffff', 'ffffffff00800000', '0'],
+  ['fmadd.s', 'ffffffff3f7ffffe', 'ffffffff00800001', 'ffffffff80000000'],
+  ['fdiv.d', '0010000000000000', '3ff0000000000001', '0'],
+  ['fdiv.s', 'ffffffff00800000', 'ffffffff3f800001', '0'],
+  ['fcvt.s.d', '380fffffffffffff', '0', '0'],
+  ['fcvt.s.d', '380ffffff0000000', '0', '0'],
+  ['fcvt.s.d', '47efffffefffffff', '0', '0'],
+  ['fcvt.s.d', '47effffff0000000', '0', '0'],
+  ['fadd.d', '7fefffffffffffff', '7c9fffffffffffff', '0'],
+  ['fadd.d', '7fefffffffffffff', '7ca0000000000000', '0'],
+  ['fcvt.w.d', '41dfffffffe00000', '0', '0'],
+  ['fcvt.w.d', 'c1e0000000100000', '0', '0'],
+  ['fcvt.wu.d', 'bfe0000000000000', '0', '0'],
+  ['fcvt.wu.d', 'bff0000000000000', '0', '0'],
+  ['fcvt.l.d', '43e0000000000000', '0', '0'],
+  ['fcvt.lu.d', '43efffffffffffff', '0', '0'],
+  ['fcvt.l.s', 'ffffffffdf000000', '0', '0'],
+  ['fsqrt.d', '0000000000000001', '0', '0'],
+  ['fsqrt.s', 'ffffffff00000001', '0', '0'],
+];
+
+function halves(hex: string): [number, number] {
+  const padded = hex.padStart(16, '0');
+  return [parseInt(padded.slice(8), 16) | 0, parseInt(padded.slice(0, 8), 16) | 0];
+}
+
+export function edgeCases(): FpCase[] {
+  return EDGE_CASES.flatMap(([mnemonic, a, b, c]) =>
+    [0, 1, 2, 3, 4].map((rm) => ({ mnemonic, rm, ops: Int32Array.from([...halves(a), ...halves(b), ...halves(c)]) })),
+  );
 }

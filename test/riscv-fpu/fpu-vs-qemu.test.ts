@@ -13,7 +13,7 @@ import { executeFp, FP_DIRTY, FP_ILLEGAL } from '../../src/emulator/riscv/fpu/ex
 import { OP, OPCODE_NAMES, SPECS } from '../../src/emulator/riscv/isa/table.js';
 import { HS, hartStateBase } from '../../src/emulator/riscv/layout.js';
 import { mustRun, requirePeer, ROOT, runProgram, scratchDir } from '../helpers/peers.js';
-import { type FpCase, makeCases, Random } from './cases.js';
+import { edgeCases, type FpCase, makeCases, Random } from './cases.js';
 
 const FP_MNEMONICS = OPCODE_NAMES.filter((_, op) => SPECS[op]?.kind === 'fp');
 const CASES_PER_OP = 2500;
@@ -73,7 +73,7 @@ test('every F/D instruction matches qemu-riscv64 bit for bit (results and fflags
   try {
     const oracle = await buildOracle(dir);
     const random = new Random(0x5eed1234);
-    const cases = FP_MNEMONICS.flatMap((m) => makeCases(m, CASES_PER_OP, random));
+    const cases = [...edgeCases(), ...FP_MNEMONICS.flatMap((m) => makeCases(m, CASES_PER_OP, random))];
     const input = cases.map((c) => `${c.mnemonic} ${c.rm} ${hex64(c.ops[0]!, c.ops[1]!)} ${hex64(c.ops[2]!, c.ops[3]!)} ${hex64(c.ops[4]!, c.ops[5]!)}`);
     const result = await mustRun(runProgram('qemu-riscv64-static', [oracle], { input: input.join('\n') + '\n' }), 'fp-oracle');
     const expected = result.stdout.trimEnd().split('\n');
