@@ -1,15 +1,19 @@
 /**
  * Test helper: assembles RISC-V sources with Debian's cross toolchain
  * (riscv64-linux-gnu-gcc; a missing toolchain fails the test) into an ELF
- * linked at 0x8000_0000, and extracts the raw .text bytes.
+ * linked at 0x8000_0000 (.text first), extracts the raw .text bytes, and
+ * reads the symbol table with nm. Sources may #include files from
+ * fixtures/riscv-isa (harness.h: the ISA tests' conventions).
  */
 import { writeFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { mustRun, requirePeer, runProgram } from '../helpers/peers.js';
+import { mustRun, requirePeer, runProgram, ROOT } from '../helpers/peers.js';
 
 export const GCC = 'riscv64-linux-gnu-gcc';
-export const OBJCOPY = 'riscv64-linux-gnu-objcopy';
+const OBJCOPY = 'riscv64-linux-gnu-objcopy';
+const NM = 'riscv64-linux-gnu-nm';
 export const MARCH = 'rv64gc_zba_zbb_zbs';
+export const ISA_FIXTURES = path.join(ROOT, 'fixtures/riscv-isa');
 
 const LINKER_SCRIPT = `
 OUTPUT_ARCH(riscv)
@@ -18,7 +22,7 @@ SECTIONS {
   . = 0x80000000;
   .text : { *(.text.init) *(.text .text.*) }
   . = ALIGN(0x1000);
-  .data : { *(.data .data.* .sdata .sdata.* .rodata .rodata.*) }
+  .data : { *(.data .data.* .sdata .sdata.* .rodata .rodata.* .srodata .srodata.*) }
   .bss : { *(.bss .bss.* .sbss .sbss.*) }
   . = ALIGN(0x1000);
   _end = .;
@@ -27,23 +31,39 @@ SECTIONS {
 
 export interface Assembled {
   elf: string;
+  /** The raw bytes of .text. */
   text: Uint8Array;
+  /** Symbol addresses from nm. */
+  symbols: Map<string, bigint>;
 }
 
-/** Assembles and links `source` (a .S file's text) in `dir` under `name`. */
-export async function assemble(dir: string, name: string, source: string, march: string = MARCH): Promise<Assembled> {
+/** Assembles and links the source file `src` into `dir`. */
+export async function assembleFile(dir: string, src: string, march: string = MARCH): Promise<Assembled> {
   requirePeer(GCC);
   requirePeer(OBJCOPY);
-  const src = path.join(dir, `${name}.S`);
+  requirePeer(NM);
+  const name = path.basename(src).replace(/\.S$/, '');
   const lds = path.join(dir, 'link.ld');
   const elf = path.join(dir, `${name}.elf`);
   const bin = path.join(dir, `${name}.text.bin`);
-  await writeFile(src, source);
   await writeFile(lds, LINKER_SCRIPT);
   await mustRun(
-    runProgram(GCC, ['-nostdlib', '-static', `-march=${march}`, '-mabi=lp64d', '-T', lds, '-o', elf, src]),
+    runProgram(GCC, ['-nostdlib', '-static', `-march=${march}`, '-mabi=lp64d', '-I', ISA_FIXTURES, '-T', lds, '-o', elf, src]),
     `${GCC} ${name}.S`,
   );
   await mustRun(runProgram(OBJCOPY, ['-O', 'binary', '-j', '.text', elf, bin]), `${OBJCOPY} ${name}`);
-  return { elf, text: new Uint8Array(await readFile(bin)) };
+  const nm = await mustRun(runProgram(NM, [elf]), `${NM} ${name}`);
+  const symbols = new Map<string, bigint>();
+  for (const line of nm.stdout.split('\n')) {
+    const [addr, , sym] = line.trim().split(/\s+/);
+    if (addr && sym) symbols.set(sym, BigInt(`0x${addr}`));
+  }
+  return { elf, text: new Uint8Array(await readFile(bin)), symbols };
+}
+
+/** Assembles `source` (a .S file's text) written to `dir` as `name`.S. */
+export async function assemble(dir: string, name: string, source: string, march: string = MARCH): Promise<Assembled> {
+  const src = path.join(dir, `${name}.S`);
+  await writeFile(src, source);
+  return assembleFile(dir, src, march);
 }
