@@ -125,3 +125,6 @@ export const mtval = (m: TestMachine) => slot(m, CSR_OFF.MTVAL);
 export const mepc = (m: TestMachine) => slot(m, CSR_OFF.MEPC);
 export const scause = (m: TestMachine) => slot(m, CSR_OFF.SCAUSE);
 export const stval = (m: TestMachine) => slot(m, CSR_OFF.STVAL);
+export const mstatus = (m: TestMachine) => slot(m, CSR_OFF.MSTATUS);
+/** Sets mstatus's low word directly (whatever the current privilege), keeping UXL/SXL. */
+export const setMstatus = (m: TestMachine, low: number) => setSlot(m, CSR_OFF.MSTATUS, BigInt(low >>> 0) | (0xan << 32n));
