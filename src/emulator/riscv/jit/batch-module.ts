@@ -12,6 +12,8 @@
  *   env.load / env.store   HartServices.load/store (the slow path of the
  *                inline TLB): (vaLo, vaHi, size) → 1 ok / 0 trapped
  *   env.fpEnabled / env.fpDirty  HartServices.fpEnabled/fpDirty
+ *   env.fp       the FPU's executor (fpu/execute.ts makeFpHelper):
+ *                (op, rd, rs1, rs2, rs3, rm) → FP_CLEAN / FP_DIRTY / FP_ILLEGAL
  *
  * and a few internal functions for the M extension's awkward cases (high
  * multiplies, division with RISC-V's divide-by-zero and overflow results),
@@ -28,6 +30,7 @@ export interface BatchFunctions {
   readonly store: number;
   readonly fpEnabled: number;
   readonly fpDirty: number;
+  readonly fp: number;
   readonly mulhu: number;
   readonly mulh: number;
   readonly mulhsu: number;
@@ -55,6 +58,7 @@ export function newBatchModule(): BatchModule {
   const store = m.importFunction('env', 'store', [i32, i32, i32], [i32]);
   const fpEnabled = m.importFunction('env', 'fpEnabled', [], [i32]);
   const fpDirty = m.importFunction('env', 'fpDirty', [], []);
+  const fp = m.importFunction('env', 'fp', [i32, i32, i32, i32, i32, i32], [i32]);
   m.importMemory('env', 'memory', 1, MAX_PAGES, true);
   m.importTable('env', 'table', 1);
   const budget = m.importGlobal('env', 'budget', i32, true);
@@ -69,7 +73,7 @@ export function newBatchModule(): BatchModule {
   const remu = binary(m, (c) => emitRemainder(c, Op.i64_rem_u, false));
   return {
     builder: m,
-    fns: { load, store, fpEnabled, fpDirty, mulhu, mulh, mulhsu, div, divu, rem, remu, blockType, budget },
+    fns: { load, store, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, blockType, budget },
   };
 }
 

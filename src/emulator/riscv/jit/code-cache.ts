@@ -32,6 +32,7 @@ import {
   CODE_PAGE_MAP_BASE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE, tlbBase,
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
+import { makeFpHelper } from '../fpu/execute.js';
 import { newBatchModule } from './batch-module.js';
 import { translatableLength, translateBlock } from './translate.js';
 
@@ -95,6 +96,7 @@ export class CodeCache implements CodeCacheHooks {
         store: (lo: number, hi: number, size: number) => (hart.store(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         fpEnabled: () => (hart.fpEnabled() ? 1 : 0),
         fpDirty: () => hart.fpDirty(),
+        fp: makeFpHelper(hart.memory, hart.stateBase),
       },
     };
   }

@@ -12,7 +12,9 @@
  * and returns when it leaves the page, jumps indirectly, traps, runs out of
  * budget or sees EXIT_REQUEST) or runs one block on the interpreter. A
  * translated block returns 1 when it stopped in front of an instruction it
- * wants the interpreter to run (FP disabled: the interpreter raises the trap).
+ * wants the interpreter to run (FP disabled or an illegal FP encoding: the
+ * interpreter raises the trap). After the interpreter retires a wfi, run()
+ * returns so the vCPU loop can sleep.
  *
  * The return value is the number of instructions retired (the budget spent by
  * blocks and interpreter steps). A fetch fault retires nothing but still costs
@@ -20,15 +22,18 @@
  * keep run() from returning.
  */
 import { HS, TLB_ENTRY_SIZE, TLB_FETCH, TLB_ENTRIES, tlbBase } from '../layout.js';
+import type { Engine } from '../engine.js';
 import type { HartServices } from '../hart-api.js';
 import { CodeCache, DEFAULT_TUNING, type JitTuning } from './code-cache.js';
 
 /** Runs exactly one block (or one page-straddling instruction) on the interpreter; returns instructions retired. */
 export interface BlockStepper {
   step(): number;
+  /** True once after a step that retired a wfi (the engine then returns to the vCPU loop). */
+  consumeStop?(): boolean;
 }
 
-export class JitEngine {
+export class JitEngine implements Engine {
   readonly cache: CodeCache;
   /** Dispatcher iterations so far (block entries from JS; chained entries inside wasm are not counted). */
   dispatches = 0;
@@ -65,6 +70,7 @@ export class JitEngine {
       if (e.fn === undefined) cache.noteInterpreted(e);
       const retired = this.interp.step();
       g.value = (g.value as number) - retired;
+      if (this.interp.consumeStop?.() === true) break;
     }
     return budget - (g.value as number);
   }

@@ -25,12 +25,19 @@
  * code cache keeps a stub that returns there until the target is translated).
  * Other exits (jalr, page crossings) return to the JS dispatcher.
  *
- * Limits: CSR, system, fence.i, atomic and FP-arithmetic instructions are not
- * translated; a block ends before the first one (translatableLength), and the
- * engine runs such instructions on the interpreter.
+ * FP arithmetic calls the FPU's executor on the state block (after one
+ * fpEnabled check per block); the x register it reads is written back before
+ * the call and the one it writes is reloaded after it. FP_DIRTY marks the FP
+ * state dirty; FP_ILLEGAL (and FP disabled) leave the block with status 1 in
+ * front of the instruction, so the engine lets the interpreter raise the trap.
+ *
+ * Limits: CSR, system, fence.i and atomic instructions are not translated; a
+ * block ends before the first one (translatableLength), and the engine runs
+ * such instructions on the interpreter.
  */
 import { MemOp, Op, Type, type Code } from '../../wasm/encoder.js';
-import { type Insn, KIND_OF, OP } from '../isa/index.js';
+import { type Insn, KIND_OF, OP, SPECS } from '../isa/index.js';
+import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
 import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
 import type { BatchFunctions } from './batch-module.js';
 
@@ -57,7 +64,7 @@ export function translatableLength(insns: readonly Insn[]): number {
 function isTranslatable(insn: Insn): boolean {
   const kind = KIND_OF[insn.op];
   return kind === 'alu' || kind === 'branch' || kind === 'jump' || kind === 'load' || kind === 'store'
-    || kind === 'fload' || kind === 'fstore' || kind === 'fence';
+    || kind === 'fload' || kind === 'fstore' || kind === 'fence' || kind === 'fp';
 }
 
 const LOADS: Record<number, { op: number; size: number; ext: number }> = {
@@ -122,6 +129,12 @@ export function translateBlock(
   new BlockTranslator(code, fns, ctx, insns, offsets).emit(bytes);
 }
 
+/** Whether an FP instruction reads x[rs1] / writes x[rd] (by its operand syntax in the table). */
+function fpIntegerOperands(op: number): { readsX: boolean; writesX: boolean } {
+  const operands = SPECS[op]!.operands;
+  return { readsX: /\bxs1\b/.test(operands), writesX: /^xd\b/.test(operands) };
+}
+
 class BlockTranslator {
   private readonly reg = new Array<number>(32).fill(-1);
   private readonly written = new Set<number>();
@@ -172,6 +185,15 @@ class BlockTranslator {
 
   private noteRegisters(insn: Insn): void {
     const kind = KIND_OF[insn.op];
+    if (kind === 'fp') {
+      const { readsX, writesX } = fpIntegerOperands(insn.op);
+      if (readsX && insn.rs1 !== 0 && this.reg[insn.rs1]! < 0) this.reg[insn.rs1] = this.c.local(i64);
+      if (writesX && insn.rd !== 0) {
+        if (this.reg[insn.rd]! < 0) this.reg[insn.rd] = this.c.local(i64);
+        this.written.add(insn.rd);
+      }
+      return;
+    }
     const fpDest = kind === 'fload';
     const fpSrc2 = kind === 'fstore';
     for (const r of [fpDest ? 0 : insn.rd, insn.rs1, fpSrc2 ? 0 : insn.rs2]) {
@@ -271,6 +293,7 @@ class BlockTranslator {
     if (kind === 'load' || kind === 'fload') return this.load(i), false;
     if (kind === 'store' || kind === 'fstore') return this.store(i), false;
     if (kind === 'fence') return false;
+    if (kind === 'fp') return this.fpOp(i), false;
     if (kind === 'branch') {
       this.get(rs1); this.get(rs2); c.op(BRANCH[op]!);
       this.openIf();
@@ -435,12 +458,34 @@ class BlockTranslator {
     const c = this.c;
     c.call(this.fns.fpEnabled).op(Op.i32_eqz);
     this.openIf();
-    // FP disabled: let the interpreter raise the illegal-instruction trap at this pc.
-    this.writeBack();
-    this.account(() => c.i32(i));
-    this.storePc(i);
-    c.i32(0).op(Op.return);
+    this.toInterpreter(i);
     this.close();
+  }
+
+  /** Leaves the block in front of instruction i with status 1: the engine runs it on the interpreter. */
+  private toInterpreter(i: number): void {
+    this.writeBack();
+    this.account(() => this.c.i32(i));
+    this.storePc(i);
+    this.c.i32(1).op(Op.return);
+  }
+
+  private fpOp(i: number): void {
+    const insn = this.insns[i]!;
+    const c = this.c;
+    const { readsX, writesX } = fpIntegerOperands(insn.op);
+    this.fpCheck(i);
+    if (readsX && insn.rs1 !== 0) c.i32(0).get(this.reg[insn.rs1]!).mem(MemOp.i64_store, this.x(insn.rs1), 3);
+    c.i32(insn.op).i32(insn.rd).i32(insn.rs1).i32(insn.rs2).i32(insn.rs3).i32(insn.rm).call(this.fns.fp).tee(this.entry);
+    c.i32(FP_ILLEGAL).op(Op.i32_eq);
+    this.openIf();
+    this.toInterpreter(i);
+    this.close();
+    c.get(this.entry).i32(FP_DIRTY).op(Op.i32_eq);
+    this.openIf();
+    c.call(this.fns.fpDirty);
+    this.close();
+    if (writesX && insn.rd !== 0) c.i32(0).mem(MemOp.i64_load, this.x(insn.rd), 3).set(this.reg[insn.rd]!);
   }
 
   private load(i: number): void {
