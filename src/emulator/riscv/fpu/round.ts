@@ -136,7 +136,16 @@ function splitAtQuantum(a: number, b: number, qs: number, e: number, qe: number)
 
 /** The exact value 2^scale × (h + l) rounded to `fmt` under `rm`, with flags raised. */
 export function roundToFormat(h: number, l: number, scale: number, fmt: FloatFormat, rm: number): number {
-  if (exponentField(h) === 0) {
+  const field = exponentField(h);
+  if (rm === RM_RNE && fmt === BINARY64 && field !== 0) {
+    // The common case: h already is the RNE result when it lands in the normal range (not at its bottom edge).
+    const e = field - 1023 + scale;
+    if (e > fmt.emin && e <= fmt.emax) {
+      if (l !== 0) fpFlags.value |= FLAG_NX;
+      return scale === 0 ? h : scaleByPow2(h, scale);
+    }
+  }
+  if (field === 0) {
     // A subnormal h (a sum of subnormals, exact): renormalise first.
     h *= pow2(128);
     l *= pow2(128);
