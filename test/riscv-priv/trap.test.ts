@@ -101,11 +101,11 @@ test('mret returns to MPP at mepc, restores MIE, clears MPRV when leaving M; sre
   assert.equal(mcause(m), 2n);
 });
 
-test('wfi: illegal in U and under TW in S; otherwise PC moves past it', () => {
+test('wfi: illegal in U and under TW in S; otherwise it leaves PC to the engine', () => {
   const m = withVectors();
   setPc(m, 0x8000_0100n);
   assert.equal(m.hart.wfi(0x10500073), true);
-  assert.equal(pc(m), 0x8000_0104n);
+  assert.equal(pc(m), 0x8000_0100n);
   setPriv(m, PRIV_S);
   assert.equal(m.hart.wfi(0x10500073), true);
   setPriv(m, PRIV_U);

@@ -33,11 +33,16 @@
  * be naturally aligned (else load/store address misaligned) and target RAM
  * (else access fault).
  *
+ * Interrupts are taken in checkInterrupts(), which engines call at block
+ * boundaries when EXIT_REQUEST is set: devices set it with the MIP bits, and
+ * this hart sets it itself after a CSR write, mret or sret that leaves an
+ * interrupt pending and enabled.
+ *
  * Control transfers: ecall, ebreak and illegal instructions trap; ecall from
- * S-mode first offers the call to the `sbi` option (true: PC = pc + 4). mret,
- * sret and a successful wfi set PC themselves (the return address, or
- * pc + 4 for wfi; the vCPU loop may then sleep until wakeable()); csrAccess,
- * sfenceVma, fenceI leave PC to the engine. checkInterrupts() also serves the
+ * S-mode first offers the call to the `sbi` option (true: PC = pc + 4). mret
+ * and sret set PC to the return address; after a successful wfi, csrAccess,
+ * sfenceVma or fenceI the engine moves PC past the instruction itself (after
+ * wfi the vCPU loop may sleep until wakeable()). checkInterrupts() also serves the
  * FLUSH_REQUEST word other threads set (remote fences): it flushes the TLB
  * and drops all translated code.
  */
@@ -277,6 +282,7 @@ export class Hart implements HartServices {
       if (kind === 0) csrs.write(csr, opLo, opHi);
       else if (kind === 1) csrs.write(csr, oldLo | opLo, oldHi | opHi);
       else csrs.write(csr, oldLo & ~opLo, oldHi & ~opHi);
+      this.exitIfInterruptible();
     }
     this.setScratch0(oldLo, oldHi);
     return true;
@@ -298,6 +304,7 @@ export class Hart implements HartServices {
   mret(insn: number): boolean {
     if (this.st.priv !== PRIV_M) return this.illegal(insn);
     this.traps.mret();
+    this.exitIfInterruptible();
     return true;
   }
 
@@ -305,14 +312,13 @@ export class Hart implements HartServices {
     const priv = this.st.priv;
     if (priv === PRIV_U || (priv === PRIV_S && (this.st.mstatus & MSTATUS.TSR) !== 0)) return this.illegal(insn);
     this.traps.sret();
+    this.exitIfInterruptible();
     return true;
   }
 
   wfi(insn: number): boolean {
     const priv = this.st.priv;
-    if (priv === PRIV_U || (priv === PRIV_S && (this.st.mstatus & MSTATUS.TW) !== 0)) return this.illegal(insn);
-    this.st.advancePc(4);
-    return true;
+    return priv === PRIV_U || (priv === PRIV_S && (this.st.mstatus & MSTATUS.TW) !== 0) ? this.illegal(insn) : true;
   }
 
   sfenceVma(vaLo: number, vaHi: number, hasAddr: boolean, _asid: number, _hasAsid: boolean, insn: number): boolean {
@@ -348,6 +354,14 @@ export class Hart implements HartServices {
   }
 
   // ---- helpers ----
+
+  /**
+   * A CSR write or xRET may make a pending interrupt takeable: set EXIT_REQUEST so the engine
+   * calls checkInterrupts() at the next block boundary.
+   */
+  private exitIfInterruptible(): void {
+    if (this.traps.pendingInterrupt() >= 0) Atomics.store(this.i32, (this.stateBase + HS.EXIT_REQUEST) >> 2, 1);
+  }
 
   private illegal(insn: number): false {
     return this.traps.exception(CAUSE.ILLEGAL_INSTRUCTION, insn, 0);
