@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { IrqLine } from '../../src/emulator/bus/interfaces.js';
-import { MemoryCharBackend } from '../../src/emulator/devices/char-backend.js';
+import { QueuedCharBackend } from '../../src/emulator/devices/char-backend.js';
 import { Uart16550 } from '../../src/emulator/devices/uart16550.js';
 
 const RBR = 0, THR = 0, IER = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7;
@@ -19,7 +19,10 @@ class Wire implements IrqLine {
 
 function setup() {
   const irq = new Wire();
-  const backend = new MemoryCharBackend();
+  const sent: number[] = [];
+  const backend = Object.assign(new QueuedCharBackend((bytes) => sent.push(...bytes)), {
+    outputText: () => String.fromCharCode(...sent),
+  });
   const uart = new Uart16550(irq, backend);
   const rd = (off: number) => uart.read(off, 1);
   const wr = (off: number, v: number) => uart.write(off, 1, v);

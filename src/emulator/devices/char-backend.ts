@@ -1,18 +1,18 @@
 /**
- * The contract between a character device model (the 16550 UART) and a
- * serial backend (stdio, a file, a TCP socket: H6's chardev layer), in the
- * spirit of QEMU's chardev front/back split.
+ * The contract between a character device model (the 16550 UART) and the
+ * host side of a serial line, in the spirit of QEMU's chardev front/back split.
  *
  * Output: the device calls `write` with the bytes the guest transmitted; a
  * backend must not block and may buffer. Input is flow-controlled by the
  * device: the backend offers bytes through `CharSink.receive` only while
  * `canReceive()` is above zero and never more than that many; bytes it cannot
- * deliver yet it keeps, and it retries when the device calls `resume()`
- * (the guest made room by reading). So nothing is dropped while the guest is
- * slow to read, and a backend can pause its source (stop reading a socket).
+ * deliver yet it keeps, and it retries when the device calls `resume()` (the
+ * guest made room by reading). So nothing is dropped while the guest is slow
+ * to read.
  *
- * MemoryCharBackend is the in-process backend: output collected in memory,
- * input queued by `push`. Tests and scripted consoles use it.
+ * QueuedCharBackend adapts a push-style source (chardev/backend.ts's
+ * SerialBackend: write + onInput) to this contract: output goes to a
+ * callback, input is queued by `push` until the device takes it.
  */
 
 export interface CharSink {
@@ -31,17 +31,17 @@ export interface CharBackend {
   resume(): void;
 }
 
-export class MemoryCharBackend implements CharBackend {
-  private readonly chunks: Uint8Array[] = [];
-  private pending: number[] = [];
+export class QueuedCharBackend implements CharBackend {
+  private readonly queue: Uint8Array[] = [];
+  /** Bytes of queue[0] already delivered. */
+  private consumed = 0;
+  private queued = 0;
   private sink: CharSink | undefined;
-  /** Called after each write with the new bytes (optional, e.g. to watch for a marker). */
-  onOutput: ((bytes: Uint8Array) => void) | undefined;
+
+  constructor(private readonly output: (bytes: Uint8Array) => void) {}
 
   write(bytes: Uint8Array): void {
-    const copy = Uint8Array.from(bytes);
-    this.chunks.push(copy);
-    this.onOutput?.(copy);
+    this.output(bytes);
   }
 
   connect(sink: CharSink): void {
@@ -50,32 +50,35 @@ export class MemoryCharBackend implements CharBackend {
   }
 
   resume(): void {
-    if (!this.sink || this.pending.length === 0) return;
-    const n = Math.min(this.sink.canReceive(), this.pending.length);
-    if (n <= 0) return;
-    const batch = Uint8Array.from(this.pending.slice(0, n));
-    this.pending = this.pending.slice(n);
-    this.sink.receive(batch);
+    const sink = this.sink;
+    if (!sink) return;
+    let room = sink.canReceive();
+    while (room > 0 && this.queue.length > 0) {
+      const head = this.queue[0];
+      const n = Math.min(room, head.length - this.consumed);
+      const chunk = head.subarray(this.consumed, this.consumed + n);
+      this.consumed += n;
+      this.queued -= n;
+      if (this.consumed === head.length) {
+        this.queue.shift();
+        this.consumed = 0;
+      }
+      sink.receive(chunk);
+      room = sink.canReceive();
+    }
   }
 
   /** Queues input for the device (host → guest). */
   push(input: Uint8Array | string): void {
-    const bytes = typeof input === 'string' ? new TextEncoder().encode(input) : input;
-    this.pending.push(...bytes);
+    const bytes = typeof input === 'string' ? new TextEncoder().encode(input) : Uint8Array.from(input);
+    if (bytes.length === 0) return;
+    this.queue.push(bytes);
+    this.queued += bytes.length;
     this.resume();
   }
 
   /** Input still waiting for room in the device. */
   get pendingInput(): number {
-    return this.pending.length;
-  }
-
-  /** Everything written so far. */
-  output(): Uint8Array {
-    return Uint8Array.from(this.chunks.flatMap((c) => [...c]));
-  }
-
-  outputText(): string {
-    return new TextDecoder().decode(this.output());
+    return this.queued;
   }
 }
