@@ -117,6 +117,27 @@ export class TestCpu {
     this.set64(HS.F + 8 * r, bits);
   }
 
+  /** Reads a CSR as M-mode software would (csrrs with x0); throws if the CSR does not exist. */
+  readCsr(csr: number): bigint {
+    this.set64(HS.SCRATCH0, 0n);
+    if (!this.csrAccess(csr, 1, false)) throw new Error(`CSR 0x${csr.toString(16)} cannot be read`);
+    return this.get64(HS.SCRATCH0);
+  }
+
+  /** Writes a CSR as M-mode software would (csrrw); throws if the write traps. */
+  writeCsr(csr: number, value: bigint): void {
+    this.set64(HS.SCRATCH0, value);
+    if (!this.csrAccess(csr, 0, true)) throw new Error(`CSR 0x${csr.toString(16)} cannot be written`);
+  }
+
+  /** csrAccess without disturbing PC: a trap would move it to the handler. */
+  private csrAccess(csr: number, kind: 0 | 1, writes: boolean): boolean {
+    const pc = this.pc;
+    const ok = this.hart.csrAccess(csr, kind, writes, 0);
+    this.pc = pc;
+    return ok;
+  }
+
   instret(): number {
     const w = (this.base + HS.INSTRET) >> 2;
     return (this.i32[w]! >>> 0) + (this.i32[w + 1]! >>> 0) * TWO32;

@@ -19,7 +19,7 @@
  * aq/rl (bits 26:25) for atomics), len (2 or 4), raw (the original 16- or
  * 32-bit encoding, unsigned).
  */
-import { IMM, OP_ILLEGAL, SPECS } from './table.js';
+import { FIELD, FIELDS_OF, IMM, OP_ILLEGAL, SPECS } from './table.js';
 import { expandCompressed } from './compressed.js';
 
 export class Insn {
@@ -34,15 +34,6 @@ export class Insn {
   raw = 0;
 }
 
-/** Which operand fields each opcode names (bit 0 rd, 1 rs1, 2 rs2, 3 rs3, 4 static rm), by opcode number. */
-const FIELDS: Uint8Array = new Uint8Array(SPECS.length);
-const F_RD = 1;
-const F_RS1 = 2;
-const F_RS2 = 4;
-const F_RS3 = 8;
-const F_RM = 16;
-const F_AQRL = 32;
-
 const BUCKETS: number[][] = Array.from({ length: 256 }, () => []);
 
 function popcount(v: number): number {
@@ -55,14 +46,6 @@ function buildIndex(): void {
   const keyBits = 0x707c;
   SPECS.forEach((spec, op) => {
     if (!spec) return;
-    const ops = spec.operands;
-    FIELDS[op] =
-      (/[xf]d\b/.test(ops) ? F_RD : 0) |
-      (/[xf]s1\b|uimm/.test(ops) ? F_RS1 : 0) |
-      (/[xf]s2\b/.test(ops) ? F_RS2 : 0) |
-      (/fs3\b/.test(ops) ? F_RS3 : 0) |
-      (/\brm\b/.test(ops) ? F_RM : 0) |
-      (spec.kind === 'atomic' ? F_AQRL : 0);
     for (let key = 0; key < 256; key++) {
       const bits = ((key >>> 3) << 2) | ((key & 7) << 12);
       if (((bits ^ spec.match) & spec.mask & keyBits) === 0) BUCKETS[key]!.push(op);
@@ -127,19 +110,19 @@ export function decode(word: number, out: Insn = new Insn()): Insn {
     out.raw = w;
   }
   let op = lookupOpcode(w);
-  const fields = FIELDS[op]!;
+  const fields = FIELDS_OF[op]!;
   const rm = (w >>> 12) & 7;
-  if ((fields & F_RM) !== 0 && (rm === 5 || rm === 6)) op = OP_ILLEGAL;
+  if ((fields & FIELD.RM) !== 0 && (rm === 5 || rm === 6)) op = OP_ILLEGAL;
   out.op = op;
   if (op === OP_ILLEGAL) {
     out.rd = out.rs1 = out.rs2 = out.rs3 = out.imm = out.rm = 0;
     return out;
   }
-  out.rd = (fields & F_RD) !== 0 ? (w >>> 7) & 0x1f : 0;
-  out.rs1 = (fields & F_RS1) !== 0 ? (w >>> 15) & 0x1f : 0;
-  out.rs2 = (fields & F_RS2) !== 0 ? (w >>> 20) & 0x1f : 0;
-  out.rs3 = (fields & F_RS3) !== 0 ? w >>> 27 : 0;
-  out.rm = (fields & F_AQRL) !== 0 ? (w >>> 25) & 3 : rm;
+  out.rd = (fields & FIELD.RD) !== 0 ? (w >>> 7) & 0x1f : 0;
+  out.rs1 = (fields & FIELD.RS1) !== 0 ? (w >>> 15) & 0x1f : 0;
+  out.rs2 = (fields & FIELD.RS2) !== 0 ? (w >>> 20) & 0x1f : 0;
+  out.rs3 = (fields & FIELD.RS3) !== 0 ? w >>> 27 : 0;
+  out.rm = (fields & FIELD.AQRL) !== 0 ? (w >>> 25) & 3 : rm;
   out.imm = immediate(IMM_FORMATS[op]!, w);
   return out;
 }

@@ -4,3 +4,4 @@ export { Insn, decode, lookupOpcode } from './decode.js';
 export { expandCompressed } from './compressed.js';
 export { decodeBlock, MAX_BLOCK_INSNS, type DecodedBlock } from './block.js';
 export { disassemble, X_NAMES, F_NAMES } from './disasm.js';
+export { encode, type InsnFields } from './encode.js';

@@ -345,3 +345,17 @@ export function endsBlock(op: number): boolean {
   const k = KIND_OF[op];
   return k === 'branch' || k === 'jump' || k === 'csr' || k === 'system' || k === 'fencei';
 }
+
+/** Which fields an instruction has, as bits of FIELDS_OF[op]: the operand syntax's registers, a static rounding mode, aq/rl. */
+export const FIELD = { RD: 1, RS1: 2, RS2: 4, RS3: 8, RM: 16, AQRL: 32 } as const;
+
+export const FIELDS_OF: Uint8Array = Uint8Array.from(SPECS, (spec) =>
+  spec
+    ? (/[xf]d\b/.test(spec.operands) ? FIELD.RD : 0) |
+      (/[xf]s1\b|uimm/.test(spec.operands) ? FIELD.RS1 : 0) |
+      (/[xf]s2\b/.test(spec.operands) ? FIELD.RS2 : 0) |
+      (/fs3\b/.test(spec.operands) ? FIELD.RS3 : 0) |
+      (/\brm\b/.test(spec.operands) ? FIELD.RM : 0) |
+      (spec.kind === 'atomic' ? FIELD.AQRL : 0)
+    : 0,
+);

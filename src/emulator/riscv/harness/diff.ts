@@ -1,0 +1,194 @@
+/**
+ * The differential-test driver: random straight-line programs, drawn from the
+ * instruction table, run from the same state on two engines; every x and f
+ * register, pc, fcsr, instret and a RAM window must agree afterwards.
+ *
+ * Theory of operation. A program is `length` random valid encodings of
+ * non-control, non-system instructions (ALU, M, Zb*, loads, stores, atomics,
+ * FP loads/stores, and with `fp` the FP operations), followed by a jump to
+ * itself where the run stops. x28..x31 hold addresses inside a 16 KiB RAM
+ * window and are never written, so every load, store and atomic (rs1 is one
+ * of them; atomics use them unoffset, so they are aligned) stays in RAM;
+ * loads and stores may be misaligned. The other registers and the window
+ * start random, with a bias towards edge values (0, ±1, extremes, NaNs).
+ * mtvec points at the final self-jump, so a trap (none is expected) ends the
+ * program on both engines alike.
+ *
+ * On a difference, the driver finds the shortest failing prefix of the
+ * program and reports it disassembled with the first differing state, so the
+ * culprit is the prefix's last instruction.
+ */
+import type { EngineName } from '../engine.js';
+import { RAM_GPA_BASE } from '../layout.js';
+import { decode } from '../isa/decode.js';
+import { disassemble } from '../isa/disasm.js';
+import { encode } from '../isa/encode.js';
+import { IMM, SPECS, type Kind } from '../isa/table.js';
+import { TestCpu } from './cpu.js';
+import { Random } from './random.js';
+
+export interface DiffOptions {
+  seed: number;
+  /** Instructions per program. */
+  length: number;
+  engines: readonly [EngineName, EngineName];
+  /** Include FP arithmetic, compares and conversions (H3's executor). */
+  fp: boolean;
+}
+
+export interface DiffReport {
+  seed: number;
+  /** The shortest failing program, disassembled, one instruction a line. */
+  program: string[];
+  /** "x5: interp 0x… jit 0x…" lines. */
+  differences: string[];
+}
+
+const CODE_BASE = RAM_GPA_BASE;
+const WINDOW = RAM_GPA_BASE + 0x10_0000;
+const WINDOW_BYTES = 0x4000;
+const BASE_REGS = [28, 29, 30, 31];
+const BASE_OFFSETS = [0x800, 0x1800, 0x2800, 0x3800 - 8];
+const CSR_MSTATUS = 0x300;
+const CSR_MTVEC = 0x305;
+const CSR_FCSR = 0x003;
+const MSTATUS_FS_INITIAL = 1n << 13n;
+const JUMP_TO_SELF = 0x0000006f;
+
+const EDGE_VALUES = [
+  0n, 1n, 2n, 0xffff_ffff_ffff_ffffn, 0x8000_0000_0000_0000n, 0x7fff_ffff_ffff_ffffn, 0x8000_0000n, 0x7fff_ffffn,
+  0xffff_ffffn, 0xffff_ffff_8000_0000n, 0x3ff0_0000_0000_0000n, 0x7ff8_0000_0000_0000n, 0xffff_ffff_7fc0_0000n,
+  0xffff_ffff_3f80_0000n, 0x7ff0_0000_0000_0000n,
+];
+
+const MEMORY_KINDS: ReadonlySet<Kind> = new Set(['load', 'store', 'fload', 'fstore', 'atomic']);
+
+function eligibleOpcodes(fp: boolean): number[] {
+  const kinds: ReadonlySet<Kind> = new Set<Kind>(['alu', 'load', 'store', 'fload', 'fstore', 'atomic', 'fence', ...(fp ? (['fp'] as const) : [])]);
+  return SPECS.flatMap((s, op) => (s && kinds.has(s.kind) ? [op] : []));
+}
+
+function randomValue(rnd: Random): bigint {
+  if (rnd.int(0, 2) === 0) return rnd.pick(EDGE_VALUES);
+  return (BigInt(rnd.u32()) << 32n) | BigInt(rnd.u32());
+}
+
+function randomImmediate(rnd: Random, format: number): number {
+  switch (format) {
+    case IMM.U:
+      return rnd.u32() & 0xfffff000;
+    case IMM.SH6:
+      return rnd.int(0, 63);
+    case IMM.SH5:
+      return rnd.int(0, 31);
+    case IMM.FENCE:
+      return rnd.int(0, 255);
+    default:
+      return rnd.int(-2048, 2047);
+  }
+}
+
+/** One random instruction word of opcode `op`. */
+function randomInstruction(rnd: Random, op: number): number {
+  const spec = SPECS[op]!;
+  const memory = MEMORY_KINDS.has(spec.kind);
+  // Results never land in the base registers; FP registers are all fair game.
+  const fpRd = spec.operands.startsWith('fd');
+  return encode(op, {
+    rd: fpRd ? rnd.int(0, 31) : rnd.int(0, 27),
+    rs1: memory ? rnd.pick(BASE_REGS) : rnd.int(0, 31),
+    rs2: rnd.int(0, 31),
+    rs3: rnd.int(0, 31),
+    imm: spec.kind === 'atomic' ? 0 : randomImmediate(rnd, spec.imm),
+    rm: spec.kind === 'atomic' ? rnd.int(0, 3) : rnd.pick([0, 1, 2, 3, 4, 7, 7]),
+  });
+}
+
+export function randomProgram(rnd: Random, length: number, fp: boolean): number[] {
+  const ops = eligibleOpcodes(fp);
+  return Array.from({ length }, () => randomInstruction(rnd, rnd.pick(ops)));
+}
+
+interface StartState {
+  x: bigint[];
+  f: bigint[];
+  window: Uint8Array;
+}
+
+function randomState(rnd: Random): StartState {
+  const x = Array.from({ length: 32 }, () => randomValue(rnd));
+  BASE_REGS.forEach((r, i) => (x[r] = BigInt(WINDOW + BASE_OFFSETS[i]!)));
+  const f = Array.from({ length: 32 }, () => randomValue(rnd));
+  const window = new Uint8Array(WINDOW_BYTES);
+  for (let i = 0; i < WINDOW_BYTES; i += 4) new DataView(window.buffer).setUint32(i, rnd.u32(), true);
+  return { x, f, window };
+}
+
+function prepare(engine: EngineName, program: readonly number[], state: StartState): TestCpu {
+  const cpu = new TestCpu({ engine, ramBytes: 4 << 20 });
+  const code = new Uint8Array((program.length + 1) * 4);
+  const view = new DataView(code.buffer);
+  program.forEach((w, i) => view.setUint32(i * 4, w, true));
+  view.setUint32(program.length * 4, JUMP_TO_SELF, true);
+  cpu.writeMemory(CODE_BASE, code);
+  cpu.writeMemory(WINDOW, state.window);
+  state.x.forEach((v, r) => cpu.setX(r, v));
+  state.f.forEach((v, r) => cpu.setF(r, v));
+  cpu.writeCsr(CSR_MSTATUS, MSTATUS_FS_INITIAL);
+  cpu.writeCsr(CSR_MTVEC, BigInt(CODE_BASE + program.length * 4));
+  cpu.pc = BigInt(CODE_BASE);
+  return cpu;
+}
+
+function hex(v: bigint): string {
+  return `0x${v.toString(16).padStart(16, '0')}`;
+}
+
+/** The differing parts of two finished runs, as report lines. */
+function compare(a: TestCpu, b: TestCpu, names: readonly [string, string]): string[] {
+  const out: string[] = [];
+  const check = (what: string, va: bigint, vb: bigint) => {
+    if (va !== vb) out.push(`${what}: ${names[0]} ${hex(va)} ${names[1]} ${hex(vb)}`);
+  };
+  check('pc', a.pc, b.pc);
+  for (let r = 1; r < 32; r++) check(`x${r}`, a.getX(r), b.getX(r));
+  for (let r = 0; r < 32; r++) check(`f${r}`, a.getF(r), b.getF(r));
+  check('fcsr', a.readCsr(CSR_FCSR), b.readCsr(CSR_FCSR));
+  check('instret', BigInt(a.instret()), BigInt(b.instret()));
+  const ma = a.readMemory(WINDOW, WINDOW_BYTES);
+  const mb = b.readMemory(WINDOW, WINDOW_BYTES);
+  const i = ma.findIndex((v, k) => v !== mb[k]);
+  if (i >= 0) out.push(`memory at 0x${(WINDOW + i).toString(16)}: ${names[0]} 0x${ma[i]!.toString(16)} ${names[1]} 0x${mb[i]!.toString(16)}`);
+  return out;
+}
+
+function runBoth(program: readonly number[], state: StartState, engines: readonly [EngineName, EngineName]): string[] {
+  const end = BigInt(CODE_BASE + program.length * 4);
+  const cpus = engines.map((e) => prepare(e, program, state)) as [TestCpu, TestCpu];
+  for (const cpu of cpus) cpu.run({ until: end, maxInsns: program.length * 4 + 16 });
+  return compare(cpus[0], cpus[1], engines);
+}
+
+/** Runs one random program on both engines; undefined when they agree, else a report of the shortest failing prefix. */
+export function differentialRun(options: DiffOptions): DiffReport | undefined {
+  const rnd = new Random(options.seed);
+  const program = randomProgram(rnd, options.length, options.fp);
+  const state = randomState(rnd);
+  let differences = runBoth(program, state, options.engines);
+  if (differences.length === 0) return undefined;
+  let failing = program;
+  for (let n = 1; n < program.length; n++) {
+    const prefix = program.slice(0, n);
+    const d = runBoth(prefix, state, options.engines);
+    if (d.length > 0) {
+      failing = prefix;
+      differences = d;
+      break;
+    }
+  }
+  const listing = failing.map((w, i) => {
+    const pc = BigInt(CODE_BASE + 4 * i);
+    return `${hex(pc)}: ${w.toString(16).padStart(8, '0')}  ${disassemble(decode(w), pc)}`;
+  });
+  return { seed: options.seed, program: listing, differences };
+}
