@@ -171,3 +171,24 @@ test('no store TLB entry for a code page; a store there invalidates the page', (
   assert.equal(m.dv.getInt32(e, true), 0xb);
   assert.equal(invalidated.length, 1);
 });
+
+test('a full sfence.vma drops every entry, after few fills and after many', () => {
+  for (const pages of [3, 100]) {
+    const { m, pt } = paged();
+    const ptes: number[] = [];
+    for (let p = 0; p < pages; p++) {
+      ptes.push(pt.map(BigInt(0x100_0000 + p * 4096), DATA, RWX_AD));
+      assert.ok(store(m, BigInt(0x100_0000 + p * 4096), 1, 1n));
+    }
+    assert.ok(load(m, BigInt(0x100_0000), 1) !== undefined);
+    assert.ok(m.hart.fetchHost(0x100_0000, 0) > 0);
+    m.hart.sfenceVma(0, 0, false, 0, false, 0);
+    const live = [];
+    for (let e = tlbBase(0); e < tlbBase(0) + 3 * 4096; e += 16) {
+      if (m.dv.getInt32(e, true) !== -1 || m.dv.getInt32(e + 4, true) !== -1) live.push(e);
+    }
+    assert.deepEqual(live, [], `${pages} pages`);
+    writeU64(m, ptes[pages - 1], 0n);
+    assert.equal(load(m, BigInt(0x100_0000 + (pages - 1) * 4096), 1), undefined);
+  }
+});

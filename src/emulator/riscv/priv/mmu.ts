@@ -24,7 +24,9 @@
  * accesses never skip an A/D update. The tables are flushed whenever the
  * translation context changes: syncContext() compares (privilege, effective
  * data privilege, SUM, MXR) with the last context; satp and PMP writes and
- * sfence.vma flush explicitly.
+ * sfence.vma flush explicitly. A flush clears just the entries filled since
+ * the previous one while they are few (the usual case between context
+ * switches), else all three tables.
  */
 import {
   CODE_PAGE_MAP_BASE,
@@ -66,11 +68,16 @@ const PTE_D = 128;
 const TWO32 = 0x1_0000_0000;
 const PAGE_TABLE_BY_ACCESS = [TLB_FETCH, TLB_LOAD, TLB_STORE];
 const WALK_FAULT = -1;
+/** Fills remembered for a cheap flush; beyond this many, a flush clears the whole TLB. */
+const FILLED_LOG_SIZE = 64;
 
 export class Mmu {
   private readonly tlb: number;
   private readonly ramEnd: number;
   private context = -1;
+  /** Word indexes of the entries filled since the last flush (only this object fills entries). */
+  private readonly filled = new Int32Array(FILLED_LOG_SIZE);
+  private filledCount = FILLED_LOG_SIZE + 1;
 
   constructor(
     private readonly st: HartState,
@@ -127,9 +134,15 @@ export class Mmu {
     }
   }
 
-  /** Empties all three tables. */
+  /** Empties all three tables: the entries filled since the last flush, or everything when they were many. */
   flush(): void {
-    this.st.i32.fill(-1, this.tlb >> 2, (this.tlb + 3 * TLB_TABLE_SIZE) >> 2);
+    const i32 = this.st.i32;
+    if (this.filledCount > FILLED_LOG_SIZE) {
+      i32.fill(-1, this.tlb >> 2, (this.tlb + 3 * TLB_TABLE_SIZE) >> 2);
+    } else {
+      for (let i = 0; i < this.filledCount; i++) i32[this.filled[i]] = i32[this.filled[i] + 1] = -1;
+    }
+    this.filledCount = 0;
   }
 
   /** Drops the entries of the page holding va from all three tables. */
@@ -147,6 +160,8 @@ export class Mmu {
     const e = (this.tlb + table + ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
     const hostPage = pageBase - RAM_GPA_BASE + RAM_HOST_BASE;
     const i32 = this.st.i32;
+    if (this.filledCount < FILLED_LOG_SIZE) this.filled[this.filledCount] = e;
+    this.filledCount++;
     i32[e + 2] = (hostPage - (vaLo & ~0xfff)) | 0;
     i32[e + 1] = vaHi >>> 12;
     i32[e] = (vaLo >>> 12) | (vaHi << 20);
