@@ -4,7 +4,8 @@
  * riscv64-linux-gnu-gcc) runs every F/D instruction under qemu-riscv64-static
  * on the same operands and rounding modes; results and fflags must match bit
  * for bit. Half the cases give the rounding mode statically, half through
- * frm (rm = 7).
+ * frm (rm = 7). FPU_TEST_SEED and FPU_TEST_CASES (per instruction) override
+ * the defaults for a longer hunt.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -16,7 +17,8 @@ import { mustRun, requirePeer, ROOT, runProgram, scratchDir } from '../helpers/p
 import { edgeCases, type FpCase, makeCases, Random } from './cases.js';
 
 const FP_MNEMONICS = OPCODE_NAMES.filter((_, op) => SPECS[op]?.kind === 'fp');
-const CASES_PER_OP = 2500;
+const CASES_PER_OP = Number(process.env.FPU_TEST_CASES ?? 2500);
+const SEED = Number(process.env.FPU_TEST_SEED ?? 0x5eed1234);
 
 /** Instructions whose destination is an integer register. */
 function writesX(mnemonic: string): boolean {
@@ -72,7 +74,7 @@ test('every F/D instruction matches qemu-riscv64 bit for bit (results and fflags
   const { dir, cleanup } = await scratchDir();
   try {
     const oracle = await buildOracle(dir);
-    const random = new Random(0x5eed1234);
+    const random = new Random(SEED);
     const cases = [...edgeCases(), ...FP_MNEMONICS.flatMap((m) => makeCases(m, CASES_PER_OP, random))];
     const input = cases.map((c) => `${c.mnemonic} ${c.rm} ${hex64(c.ops[0]!, c.ops[1]!)} ${hex64(c.ops[2]!, c.ops[3]!)} ${hex64(c.ops[4]!, c.ops[5]!)}`);
     const result = await mustRun(runProgram('qemu-riscv64-static', [oracle], { input: input.join('\n') + '\n' }), 'fp-oracle');

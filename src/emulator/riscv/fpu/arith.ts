@@ -8,8 +8,9 @@
  * operands (NaN, infinities, zeros) are settled here with the invalid and
  * divide-by-zero rules; finite non-zero cases build the exact result as a
  * scaled double-double and hand it to roundToFormat, the one place that
- * rounds. Operands are split into mantissa × 2^exponent first so products,
- * quotients and roots are formed near 1, where the error terms are exact:
+ * rounds. Operands and results within 2^±500 are used as they are; others
+ * are split into mantissa × 2^exponent first so products, quotients and
+ * roots are formed near 1. Either way the error terms are exact:
  *   add   TwoSum (operands scaled by 1/4 when the sum could overflow)
  *   mul   TwoProduct of the mantissas
  *   div   the exact remainder a - q·b tells on which side of q the quotient lies
@@ -17,7 +18,8 @@
  * Binary32 operands are binary64 values too, so the same code serves both
  * formats; only the rounding target differs. The fused multiply-add of two
  * binary32 products is exact in doubles (a 48-bit product plus TwoSum); for
- * binary64 it is exact in BigInt (fma64.ts), the one BigInt use in the FPU.
+ * binary64 see fma64.ts (doubles when they suffice, else BigInt: the one
+ * BigInt use in the FPU).
  */
 import { pow2, splitExponent, splitMantissa } from './bits.js';
 import { eftLow, productError, twoSum } from './eft.js';
@@ -26,6 +28,8 @@ import { BINARY64, FLAG_DZ, FLAG_NV, fpFlags, RM_RDN, roundToFormat, type FloatF
 
 const HUGE = pow2(1020);
 const TINY = pow2(-1020);
+const MODERATE_HIGH = pow2(500);
+const MODERATE_LOW = pow2(-500);
 /** A sticky tail: far below half an ulp of any h it is scaled by. */
 const STICKY = pow2(-60);
 
@@ -63,12 +67,14 @@ export function fpMul(x: number, y: number, fmt: FloatFormat, rm: number): numbe
     return negative ? -Infinity : Infinity;
   }
   if (x === 0 || y === 0) return negative ? -0 : 0;
+  const p = x * y;
+  if (moderate(x) && moderate(y) && moderate(p)) return roundToFormat(p, productError(x, y, p), 0, fmt, rm);
   const mx = splitMantissa(x);
   const ex = splitExponent.value;
   const my = splitMantissa(y);
   const ey = splitExponent.value;
-  const p = mx * my;
-  return roundToFormat(p, productError(mx, my, p), ex + ey, fmt, rm);
+  const mp = mx * my;
+  return roundToFormat(mp, productError(mx, my, mp), ex + ey, fmt, rm);
 }
 
 export function fpDiv(x: number, y: number, fmt: FloatFormat, rm: number): number {
@@ -84,32 +90,41 @@ export function fpDiv(x: number, y: number, fmt: FloatFormat, rm: number): numbe
     return negative ? -Infinity : Infinity;
   }
   if (x === 0) return negative ? -0 : 0;
+  const direct = x / y;
+  if (moderate(x) && moderate(y) && moderate(direct)) return roundQuotient(x, y, direct, 0, fmt, rm);
   const mx = splitMantissa(x);
   const ex = splitExponent.value;
   const my = splitMantissa(y);
-  const ey = splitExponent.value;
-  const q = mx / my;
-  const qy = q * my;
-  const remainder = mx - qy - productError(q, my, qy);
-  // The exact quotient is q + remainder / my: only the tail's sign matters.
-  const tail = remainder === 0 ? 0 : remainder > 0 === my > 0 ? Math.abs(q) * STICKY : -Math.abs(q) * STICKY;
-  return roundToFormat(q, tail, ex - ey, fmt, rm);
+  return roundQuotient(mx, my, mx / my, ex - splitExponent.value, fmt, rm);
+}
+
+/** Rounds 2^scale × x / y given q = fl(x / y): the exact remainder x - q·y says on which side of q it lies. */
+function roundQuotient(x: number, y: number, q: number, scale: number, fmt: FloatFormat, rm: number): number {
+  const qy = q * y;
+  const remainder = x - qy - productError(q, y, qy);
+  const tail = remainder === 0 ? 0 : remainder > 0 === y > 0 ? Math.abs(q) * STICKY : -Math.abs(q) * STICKY;
+  return roundToFormat(q, tail, scale, fmt, rm);
 }
 
 export function fpSqrt(x: number, fmt: FloatFormat, rm: number): number {
   if (x !== x) return NaN;
   if (x === 0 || x === Infinity) return x;
   if (x < 0) return invalid();
+  if (moderate(x)) return roundRoot(x, Math.sqrt(x), 0, fmt, rm);
   let m = splitMantissa(x);
   let e = splitExponent.value;
   if (e % 2 !== 0) {
     m *= 2;
     e -= 1;
   }
-  const s = Math.sqrt(m);
+  return roundRoot(m, Math.sqrt(m), e / 2, fmt, rm);
+}
+
+/** Rounds 2^scale × √x given s = fl(√x): the exact remainder x - s·s says on which side of s it lies. */
+function roundRoot(x: number, s: number, scale: number, fmt: FloatFormat, rm: number): number {
   const ss = s * s;
-  const remainder = m - ss - productError(s, s, ss);
-  return roundToFormat(s, remainder === 0 ? 0 : remainder > 0 ? s * STICKY : -s * STICKY, e / 2, fmt, rm);
+  const remainder = x - ss - productError(s, s, ss);
+  return roundToFormat(s, remainder === 0 ? 0 : remainder > 0 ? s * STICKY : -s * STICKY, scale, fmt, rm);
 }
 
 /** x × y + z with one rounding. */
@@ -136,6 +151,12 @@ export function fpFusedMultiplyAdd(x: number, y: number, z: number, fmt: FloatFo
   const s = p + z;
   if (s === 0) return zeroSum(p, z, rm);
   return roundToFormat(twoSum(p, z), eftLow.value, 0, fmt, rm);
+}
+
+/** Far enough from overflow and underflow that products and their error terms are exact doubles. */
+function moderate(x: number): boolean {
+  const a = Math.abs(x);
+  return a < MODERATE_HIGH && a > MODERATE_LOW;
 }
 
 function isNegative(x: number): boolean {

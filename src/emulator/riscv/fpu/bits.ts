@@ -1,49 +1,18 @@
 /**
- * Bit-level access to binary32 and binary64 values without BigInt.
+ * Bit-level helpers on binary64 values without BigInt: exponent fields, exact
+ * powers of two and scaling, and the mantissa/exponent split.
  *
- * Theory of operation. One 8-byte scratch buffer is viewed as a Float64Array,
- * a Float32Array and an Int32Array (little-endian host: word 0 is the low
- * half of a double). Moving a pattern through it converts between a JS number
- * and its IEEE bits exactly. NaN payloads never travel through JS numbers: the
- * FPU classifies NaNs from the bits and only ever produces canonical NaNs, so
- * a NaN number here just means "some NaN".
+ * Theory of operation. One 8-byte scratch buffer is viewed as a Float64Array
+ * and an Int32Array (little-endian host: word 0 is the low half of a double);
+ * storing a double and reading its words gives its IEEE fields exactly, and
+ * the reverse builds a double from fields. Only finite non-NaN values pass
+ * through here: the FPU classifies NaNs from register bits and only ever
+ * produces canonical NaNs.
  */
 
 const scratch = new ArrayBuffer(8);
 const f64 = new Float64Array(scratch);
-const f32 = new Float32Array(scratch);
 const i32 = new Int32Array(scratch);
-
-/** The double whose bits are (hi, lo). */
-export function doubleFromBits(lo: number, hi: number): number {
-  i32[0] = lo;
-  i32[1] = hi;
-  return f64[0]!;
-}
-
-/** The single whose bits are `bits`, as a (exactly representable) double. */
-export function singleFromBits(bits: number): number {
-  i32[0] = bits;
-  return f32[0]!;
-}
-
-/** Low 32 bits of a double's pattern. */
-export function lowBits(x: number): number {
-  f64[0] = x;
-  return i32[0]!;
-}
-
-/** High 32 bits of a double's pattern. */
-export function highBits(x: number): number {
-  f64[0] = x;
-  return i32[1]!;
-}
-
-/** Bits of a single-precision value (x must be representable in binary32, or NaN). */
-export function singleBits(x: number): number {
-  f32[0] = x;
-  return i32[0]!;
-}
 
 /** Biased exponent field (0..2047) of a double. */
 export function exponentField(x: number): number {

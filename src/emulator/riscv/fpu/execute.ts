@@ -16,14 +16,14 @@
  * fflags. It returns FP_ILLEGAL, FP_DIRTY (an f register or fflags was
  * written: the caller marks FS dirty) or FP_CLEAN.
  *
- * Limits: the Int32Array must view the whole shared memory (the machine's
- * memory never grows). Loads and stores (flw/fld/fsw/fsd) belong to the
+ * Limits: the Int32Array must view the whole shared memory from an 8-byte
+ * aligned start (float views share its bytes; the machine's memory never
+ * grows). Loads and stores (flw/fld/fsw/fsd) belong to the
  * engines, which move raw bits.
  */
 import { OP, SPECS } from '../isa/table.js';
 import { HS } from '../layout.js';
 import { fpAdd, fpDiv, fpFusedMultiplyAdd, fpMul, fpSqrt } from './arith.js';
-import { doubleFromBits, highBits, lowBits, singleBits, singleFromBits } from './bits.js';
 import { fpClass, fpEqual, fpLess, fpLessOrEqual, fpMax, fpMin } from './compare.js';
 import { floatToInt, INT_L, INT_LU, INT_W, INT_WU, intResult, intToFloat, narrow } from './convert.js';
 import { BINARY32, BINARY64, FLAG_NV, fpFlags, RM_DYN, RM_RMM, type FloatFormat } from './round.js';
@@ -87,6 +87,9 @@ buildTables();
 
 // Operand access over the current state block.
 let heap: Int32Array = new Int32Array(0);
+// Float views over the same bytes as heap (same indexes as heap's for f32, halved for f64).
+let heapF64: Float64Array = new Float64Array(0);
+let heapF32: Float32Array = new Float32Array(0);
 let fIndex = 0;
 let xIndex = 0;
 let signalingSeen = false;
@@ -107,17 +110,16 @@ function isSignalingDouble(lo: number, hi: number): boolean {
   return (hi & 0x7ff80000) === 0x7ff00000 && ((hi & 0x7ffff) | lo) !== 0;
 }
 
-/** The value of f[r] in fmt; notes signaling NaNs in signalingSeen. */
+/** The value of f[r] in fmt (NaN for any NaN, whose bits are classified here); notes signaling NaNs. */
 function readF(r: number, double: boolean): number {
+  const i = fIndex + 2 * r;
   if (double) {
-    const lo = heap[fIndex + 2 * r]!;
-    const hi = heap[fIndex + 2 * r + 1]!;
-    if (isSignalingDouble(lo, hi)) signalingSeen = true;
-    return doubleFromBits(lo, hi);
+    if (isSignalingDouble(heap[i]!, heap[i + 1]!)) signalingSeen = true;
+    return heapF64[i >> 1]!;
   }
-  const bits = singleBitsOf(r);
-  if (isSignalingSingle(bits)) signalingSeen = true;
-  return singleFromBits(bits);
+  if (heap[i + 1] !== -1) return NaN;
+  if (isSignalingSingle(heap[i]!)) signalingSeen = true;
+  return heapF32[i]!;
 }
 
 function writeFBits(rd: number, lo: number, hi: number): void {
@@ -125,12 +127,16 @@ function writeFBits(rd: number, lo: number, hi: number): void {
   heap[fIndex + 2 * rd + 1] = hi;
 }
 
+/** Writes a result (exactly representable in the format, or NaN: written canonical). */
 function writeF(rd: number, value: number, double: boolean): void {
-  if (double) {
-    if (value !== value) writeFBits(rd, 0, CANONICAL_DOUBLE_HI);
-    else writeFBits(rd, lowBits(value), highBits(value));
+  const i = fIndex + 2 * rd;
+  if (value !== value) {
+    writeFBits(rd, double ? 0 : CANONICAL_SINGLE, double ? CANONICAL_DOUBLE_HI : -1);
+  } else if (double) {
+    heapF64[i >> 1] = value;
   } else {
-    writeFBits(rd, value !== value ? CANONICAL_SINGLE : singleBits(value), -1);
+    heapF32[i] = value;
+    heap[i + 1] = -1;
   }
 }
 
@@ -274,6 +280,13 @@ function noteSignaling(): void {
   if (signalingSeen) fpFlags.value |= FLAG_NV;
 }
 
+function bindViews(mem: Int32Array): void {
+  if (mem.byteOffset % 8 !== 0) throw new RangeError('FP executor: the memory view must start 8-byte aligned');
+  heap = mem;
+  heapF64 = new Float64Array(mem.buffer, mem.byteOffset, mem.length >> 1);
+  heapF32 = new Float32Array(mem.buffer, mem.byteOffset, mem.length);
+}
+
 /**
  * Executes FP instruction `op` (an opcode number of isa/table.ts whose kind
  * is 'fp') for the hart whose state block starts at byte `stateBase` of the
@@ -286,7 +299,7 @@ export function executeFp(mem: Int32Array, stateBase: number, op: number, rd: nu
     if (rm === RM_DYN) rm = mem[(stateBase + HS.FRM) >> 2]! & 7;
     if (rm > RM_RMM) return FP_ILLEGAL;
   }
-  heap = mem;
+  if (mem !== heap) bindViews(mem);
   fIndex = (stateBase + HS.F) >> 2;
   xIndex = (stateBase + HS.X) >> 2;
   signalingSeen = false;

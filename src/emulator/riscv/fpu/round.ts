@@ -20,6 +20,10 @@
  * when the result is tiny and inexact. Overflow gives infinity or the largest
  * finite number by rounding mode, with OF and NX.
  *
+ * Fast paths: under RNE an h in binary64's normal range already is the
+ * result, and for binary32 Math.fround(h) is unless h sits exactly halfway
+ * between two singles and the tail decides.
+ *
  * Flags accumulate in `fpFlags.value` (RISC-V fflags bit layout); the executor
  * clears it before an instruction and merges it into fflags after.
  */
@@ -64,6 +68,26 @@ export const BINARY64: FloatFormat = {
   maxFinite: Number.MAX_VALUE,
   minNormal: pow2(-1022),
 };
+
+/** Above the tininess edge of binary64 and below that of overflow for binary32: where the RNE fast paths apply. */
+const SAFE_MIN64 = pow2(-1021);
+const SAFE_MAX32 = pow2(127);
+
+/**
+ * RNE to binary32 of h + l in the normal range: Math.fround(h) is right
+ * unless h lies exactly halfway between two singles and the tail l breaks the
+ * tie the other way (h's own rounding already broke ties in 53 bits).
+ */
+function roundSingleNearestEven(h: number, l: number): number {
+  const r = Math.fround(h);
+  const m = h - r;
+  if (m === 0 && l === 0) return r;
+  fpFlags.value |= FLAG_NX;
+  if (m === 0 || l === 0) return r;
+  const other = r + 2 * m;
+  if (Math.fround(other) !== other) return r;
+  return l > 0 === m > 0 ? other : r;
+}
 
 // What the part dropped below the quantum amounts to.
 const EXACT = 0;
@@ -136,15 +160,16 @@ function splitAtQuantum(a: number, b: number, qs: number, e: number, qe: number)
 
 /** The exact value 2^scale × (h + l) rounded to `fmt` under `rm`, with flags raised. */
 export function roundToFormat(h: number, l: number, scale: number, fmt: FloatFormat, rm: number): number {
-  const field = exponentField(h);
-  if (rm === RM_RNE && fmt === BINARY64 && field !== 0) {
-    // The common case: h already is the RNE result when it lands in the normal range (not at its bottom edge).
-    const e = field - 1023 + scale;
-    if (e > fmt.emin && e <= fmt.emax) {
+  if (rm === RM_RNE && scale === 0) {
+    const magnitude = Math.abs(h);
+    if (fmt === BINARY64 && magnitude >= SAFE_MIN64) {
+      // h is already the RNE result, and a finite h means the exact value does not overflow.
       if (l !== 0) fpFlags.value |= FLAG_NX;
-      return scale === 0 ? h : scaleByPow2(h, scale);
+      return h;
     }
+    if (fmt === BINARY32 && magnitude >= BINARY32.minNormal && magnitude < SAFE_MAX32) return roundSingleNearestEven(h, l);
   }
+  const field = exponentField(h);
   if (field === 0) {
     // A subnormal h (a sum of subnormals, exact): renormalise first.
     h *= pow2(128);
