@@ -16,7 +16,7 @@
 #   Build metadata (user, host, time) is fixed so that equal inputs give equal bytes.
 #
 # Needs: linux-source-6.1 (installed with apt-get when missing and running as root),
-# gcc-riscv64-linux-gnu, make, flex, bison, bc, cpio, xz-utils, dpkg-dev tools.
+# gcc-riscv64-linux-gnu, make, flex, bison, bc, cpio, xz-utils, dpkg-deb.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
