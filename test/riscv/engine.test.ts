@@ -1,0 +1,107 @@
+/**
+ * Engine contract tests (engine.ts), for every engine: interrupts raised by
+ * another thread through MIP + EXIT_REQUEST are taken at a block boundary,
+ * run() returns after wfi and on EXIT_REQUEST, a guest spinning on faults
+ * cannot keep run() from returning, every opcode has an interpreter handler.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { HS } from '../../src/emulator/riscv/layout.js';
+import { TestCpu } from '../../src/emulator/riscv/harness/cpu.js';
+import { HANDLERS } from '../../src/emulator/riscv/interp/interpreter.js';
+import { OPCODE_NAMES } from '../../src/emulator/riscv/isa/index.js';
+import { scratchDir } from '../helpers/peers.js';
+import { assemble, type Assembled } from './toolchain.js';
+import { TEST_ENGINES } from './isa-runner.js';
+
+const PROGRAM = `
+  .section .text.init
+  .globl _start
+_start:
+  lla t0, handler
+  csrw mtvec, t0
+  li t0, 8            # mie.MSIE
+  csrw mie, t0
+  csrsi mstatus, 8    # mstatus.MIE
+spin:
+  addi a0, a0, 1
+  j spin
+  .balign 4
+handler:
+  csrr a1, mcause
+  csrr a2, mepc
+  li t0, 8
+  csrc mie, t0
+sleep:
+  wfi
+  addi a3, a3, 1
+  j sleep
+fault_loop:
+  li t0, 0
+  jr t0
+`;
+
+async function build(): Promise<{ asm: Assembled; elf: Uint8Array; cleanup: () => Promise<void> }> {
+  const { dir, cleanup } = await scratchDir();
+  const asm = await assemble(dir, 'engine', PROGRAM);
+  return { asm, elf: new Uint8Array(await readFile(asm.elf)), cleanup };
+}
+
+function word(cpu: TestCpu, offset: number): number {
+  return (cpu.hart.stateBase + offset) >> 2;
+}
+
+for (const engine of TEST_ENGINES) {
+  test(`${engine}: an interrupt set by another thread is taken at a block boundary; wfi returns from run()`, async () => {
+    const { asm, elf, cleanup } = await build();
+    try {
+      const cpu = new TestCpu({ engine });
+      cpu.loadElf(elf);
+      const spun = cpu.engine.run(10_000);
+      assert.ok(spun >= 10_000, `ran ${spun} instructions`);
+      assert.ok(cpu.getX(10) > 1000n, 'the spin loop ran');
+      const m = new Int32Array(cpu.memory.buffer);
+      Atomics.or(m, word(cpu, HS.MIP), 8); // MSIP
+      Atomics.store(m, word(cpu, HS.EXIT_REQUEST), 1);
+      const before = cpu.engine.run(10_000);
+      assert.ok(before < 10_000, 'run() returned early on EXIT_REQUEST');
+      assert.equal(Atomics.load(m, word(cpu, HS.EXIT_REQUEST)), 0, 'the engine cleared EXIT_REQUEST');
+      assert.equal(cpu.pc, asm.symbols.get('handler'), 'the hart took the interrupt');
+      cpu.engine.run(10);
+      assert.equal(cpu.getX(11), (1n << 63n) | 3n, 'mcause: machine software interrupt');
+      const spin = asm.symbols.get('spin')!;
+      assert.ok(cpu.getX(12) >= spin && cpu.getX(12) < spin + 8n, 'mepc is in the spin loop');
+      // The handler masks the interrupt and sleeps: each run() returns after one wfi.
+      for (let i = 0; i < 5; i++) {
+        const n = cpu.engine.run(10_000);
+        assert.ok(n < 10, `run() returned after wfi (${n} retired)`);
+      }
+      assert.ok(cpu.getX(13) >= 4n && cpu.getX(13) <= 5n, `loop iterations between wfis: ${cpu.getX(13)}`);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test(`${engine}: a guest looping on instruction faults still returns from run()`, async () => {
+    const { asm, elf, cleanup } = await build();
+    try {
+      const cpu = new TestCpu({ engine });
+      cpu.loadElf(elf);
+      cpu.writeCsr(0x305, 0n); // mtvec = 0: every trap faults again
+      cpu.pc = asm.symbols.get('fault_loop')!;
+      const n = cpu.engine.run(1000);
+      assert.ok(n <= 1000);
+      assert.equal(cpu.readCsr(0x342), 1n, 'mcause: instruction access fault');
+    } finally {
+      await cleanup();
+    }
+  });
+}
+
+test('the interpreter has a handler for every opcode', () => {
+  assert.equal(HANDLERS.length, OPCODE_NAMES.length);
+  const illegal = HANDLERS[0];
+  const missing = OPCODE_NAMES.filter((_, op) => op !== 0 && HANDLERS[op] === illegal);
+  assert.deepEqual(missing, []);
+});
