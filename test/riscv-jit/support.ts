@@ -14,6 +14,9 @@ import {
   hartStateBase, memoryPagesFor, tlbBase,
 } from '../../src/emulator/riscv/layout.js';
 import { requirePeer } from '../helpers/peers.js';
+import { TRANSLATED } from '../../src/emulator/riscv/jit/code-cache.js';
+import type { JitEngine } from '../../src/emulator/riscv/jit/engine.js';
+import { JIT_BUDGET } from '../../src/emulator/riscv/jit/translate.js';
 
 export const RAM_BYTES = 1 << 20;
 
@@ -144,7 +147,7 @@ export class MiniHart implements HartServices {
  */
 export class TestStepper {
   halted = false;
-  engine: { cache: { entry(host: number): { fn: (() => number) | undefined } } } | undefined;
+  engine: JitEngine | undefined;
   constructor(private readonly hart: MiniHart) {}
 
   step(): number {
@@ -161,9 +164,14 @@ export class TestStepper {
       this.hart.pc = BigInt(pc + 4);
       return 1;
     }
-    const fn = this.engine?.cache.entry(host).fn;
-    if (fn === undefined) throw new Error(`no translation at ${pc.toString(16)}`);
-    fn();
-    return 0;
+    const cache = this.engine!.cache;
+    const e = cache.entry(host);
+    if (e.state !== TRANSLATED) throw new Error(`no translation at ${pc.toString(16)}`);
+    const budgetAt = this.hart.stateBase + JIT_BUDGET;
+    const before = this.hart.view.getInt32(budgetAt, true);
+    cache.enter(e.slot);
+    const spent = before - this.hart.view.getInt32(budgetAt, true);
+    this.hart.view.setBigUint64(this.hart.stateBase + HS.INSTRET, this.hart.instret + BigInt(spent), true);
+    return 0; // the block already took its instructions off the budget
   }
 }

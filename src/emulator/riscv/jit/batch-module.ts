@@ -7,8 +7,6 @@
  *
  *   env.memory   the machine's shared memory (guest RAM, hart state, TLBs)
  *   env.table    the hart's table of block functions (the chaining slots)
- *   env.budget   a mutable i32 global: instructions the hart may still run
- *                before it must return to the JS dispatcher
  *   env.load / env.store   HartServices.load/store (the slow path of the
  *                inline TLB): (vaLo, vaHi, size) → 1 ok / 0 trapped
  *   env.fpEnabled / env.fpDirty  HartServices.fpEnabled/fpDirty
@@ -18,7 +16,7 @@
  * and a few internal functions for the M extension's awkward cases (high
  * multiplies, division with RISC-V's divide-by-zero and overflow results),
  * which wasm's own i64 ops either lack or trap on. Each translated block is an
- * exported function of type () → i32 named b0, b1, … in batch order.
+ * exported function of type (pc: i64) → i32 named b0, b1, … in batch order.
  */
 import { ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
 
@@ -38,10 +36,8 @@ export interface BatchFunctions {
   readonly divu: number;
   readonly rem: number;
   readonly remu: number;
-  /** Type index of a block function, () → i32, for call_indirect. */
+  /** Type index of a block function, (pc: i64) → i32, for call_indirect. */
   readonly blockType: number;
-  /** Global index of the budget. */
-  readonly budget: number;
 }
 
 export interface BatchModule {
@@ -61,8 +57,7 @@ export function newBatchModule(): BatchModule {
   const fp = m.importFunction('env', 'fp', [i32, i32, i32, i32, i32, i32], [i32]);
   m.importMemory('env', 'memory', 1, MAX_PAGES, true);
   m.importTable('env', 'table', 1);
-  const budget = m.importGlobal('env', 'budget', i32, true);
-  const blockType = m.type([], [i32]);
+  const blockType = m.type([i64], [i32]);
 
   const mulhu = binary(m, emitMulhu);
   const mulh = binary(m, (c) => emitSignedHigh(c, mulhu, true));
@@ -73,7 +68,7 @@ export function newBatchModule(): BatchModule {
   const remu = binary(m, (c) => emitRemainder(c, Op.i64_rem_u, false));
   return {
     builder: m,
-    fns: { load, store, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, blockType, budget },
+    fns: { load, store, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, blockType },
   };
 }
 

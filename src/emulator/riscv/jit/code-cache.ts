@@ -6,8 +6,11 @@
  * instruction (a guest-physical address moved into the shared memory). Each
  * key ever seen gets an entry with a permanent slot in the hart's function
  * table; a slot holds either the block's translated function or a stub that
- * returns to the JS dispatcher, so translated code can tail-call any slot
- * without knowing whether its target is translated yet.
+ * stores the pc it is given into PC and returns to the JS dispatcher, so
+ * translated code can tail-call any slot without knowing whether its target
+ * is translated yet. The dispatcher enters a block through `enter(slot)`, a
+ * small wasm function that passes PC from the state block (no i64 crosses
+ * into JS).
  *
  * States of an entry: cold (counted each time the dispatcher runs it on the
  * interpreter) → queued (reached the hotness threshold) → translated, or
@@ -26,10 +29,10 @@
  * invalidation (harts do not share translations; another hart that modifies
  * this hart's code must be followed by a fence.i here, which drops everything).
  */
-import { ModuleBuilder, Type } from '../../wasm/encoder.js';
+import { MemOp, ModuleBuilder, Type } from '../../wasm/encoder.js';
 import { decodeBlock } from '../isa/index.js';
 import {
-  CODE_PAGE_MAP_BASE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE, tlbBase,
+  CODE_PAGE_MAP_BASE, HS, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE, tlbBase,
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
@@ -49,17 +52,16 @@ export interface JitTuning {
 
 export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 200, flushAfter: 2000, chaining: true };
 
-const COLD = 0;
-const QUEUED = 1;
-const TRANSLATED = 2;
-const INTERPRET_ONLY = 3;
+export const COLD = 0;
+export const QUEUED = 1;
+export const TRANSLATED = 2;
+export const INTERPRET_ONLY = 3;
 
 export interface CacheEntry {
   readonly host: number;
   readonly slot: number;
   state: number;
   count: number;
-  fn: (() => number) | undefined;
 }
 
 export interface CompileStats {
@@ -71,13 +73,14 @@ export interface CompileStats {
 
 export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
-  readonly budget = new WebAssembly.Global({ value: 'i32', mutable: true }, 0);
   readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0 };
   private readonly entries = new Map<number, CacheEntry>();
   private readonly byPage = new Map<number, CacheEntry[]>();
   private readonly queue: CacheEntry[] = [];
   private interpretedSinceQueued = 0;
-  private readonly stub: () => number;
+  private readonly stub: Function;
+  /** Runs the block in `slot` at the current PC; returns its status (0, or 1: interpret the instruction at PC). */
+  readonly enter: (slot: number) => number;
   private readonly imports: WebAssembly.Imports;
   private readonly mem8: Uint8Array;
   private readonly mem32: Int32Array;
@@ -85,13 +88,15 @@ export class CodeCache implements CodeCacheHooks {
   constructor(private readonly hart: HartServices, readonly tuning: JitTuning = DEFAULT_TUNING) {
     this.mem8 = new Uint8Array(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
-    this.stub = stubFunction();
-    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 }, this.stub);
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
+    const entryPoints = hartEntryPoints(hart, this.table);
+    this.stub = entryPoints.stub;
+    this.enter = entryPoints.enter;
+    for (let i = 0; i < this.table.length; i++) this.table.set(i, this.stub);
     this.imports = {
       env: {
         memory: hart.memory,
         table: this.table,
-        budget: this.budget,
         load: (lo: number, hi: number, size: number) => (hart.load(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         store: (lo: number, hi: number, size: number) => (hart.store(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         fpEnabled: () => (hart.fpEnabled() ? 1 : 0),
@@ -107,7 +112,7 @@ export class CodeCache implements CodeCacheHooks {
     if (e === undefined) {
       const slot = this.entries.size;
       if (slot >= this.table.length) this.table.grow(this.table.length, this.stub);
-      e = { host, slot, state: COLD, count: 0, fn: undefined };
+      e = { host, slot, state: COLD, count: 0 };
       this.entries.set(host, e);
     }
     return e;
@@ -138,7 +143,7 @@ export class CodeCache implements CodeCacheHooks {
         e.state = INTERPRET_ONLY;
         continue;
       }
-      const f = builder.func([], [Type.i32]);
+      const f = builder.func([Type.i64], [Type.i32]);
       const bytes = n === block.insns.length ? block.bytes : block.offsets[n]!;
       translateBlock(f.code, fns, {
         stateBase: this.hart.stateBase,
@@ -160,10 +165,8 @@ export class CodeCache implements CodeCacheHooks {
     this.stats.blocks += compiled.length;
     this.stats.bytes += bytes.length;
     compiled.forEach((e, k) => {
-      const fn = instance.exports[`b${k}`] as () => number;
-      e.fn = fn;
       e.state = TRANSLATED;
-      this.table.set(e.slot, fn);
+      this.table.set(e.slot, instance.exports[`b${k}`] as Function);
       this.markCodePage(e);
     });
   }
@@ -206,15 +209,25 @@ export class CodeCache implements CodeCacheHooks {
     if (e.state === TRANSLATED) this.table.set(e.slot, this.stub);
     e.state = COLD;
     e.count = 0;
-    e.fn = undefined;
   }
 }
 
-/** A wasm function () → 0 that fills empty table slots (the table holds only wasm functions). */
-function stubFunction(): () => number {
+/**
+ * The hart's fixed wasm functions: `stub(pc)` stores pc into PC and returns 0
+ * (it fills every slot without a translation), and `enter(slot)` calls the
+ * slot with PC.
+ */
+function hartEntryPoints(hart: HartServices, table: WebAssembly.Table): { stub: Function; enter: (slot: number) => number } {
   const m = new ModuleBuilder();
-  const f = m.func([], [Type.i32]);
-  f.code.i32(0);
-  m.exportFunction('stub', f.index);
-  return new WebAssembly.Instance(new WebAssembly.Module(m.bytes())).exports.stub as () => number;
+  m.importMemory('env', 'memory', 1, 65536, true);
+  m.importTable('env', 'table', 1);
+  const pcAt = hart.stateBase + HS.PC;
+  const stub = m.func([Type.i64], [Type.i32]);
+  stub.code.i32(0).get(0).mem(MemOp.i64_store, pcAt, 3).i32(0);
+  m.exportFunction('stub', stub.index);
+  const enter = m.func([Type.i32], [Type.i32]);
+  enter.code.i32(0).mem(MemOp.i64_load, pcAt, 3).get(0).callIndirect(m.type([Type.i64], [Type.i32]));
+  m.exportFunction('enter', enter.index);
+  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(m.bytes()), { env: { memory: hart.memory, table } });
+  return { stub: exports.stub as Function, enter: exports.enter as (slot: number) => number };
 }

@@ -2,12 +2,12 @@
  * The 'jit' engine: a dispatcher loop in JS over the code cache, with the
  * interpreter for cold code and for the instructions the translator leaves out.
  *
- * Theory of operation. run(budget) sets the code cache's budget global and
+ * Theory of operation. run(budget) sets the budget word (translate.ts) and
  * loops at block boundaries: if EXIT_REQUEST is set it clears it, lets the hart
  * take a pending interrupt and returns; otherwise it translates PC to a host
  * offset through the fetch TLB (inline tag compare on the shared memory, the
  * hart's fetchHost on a miss — a fetch fault has already moved PC to the
- * handler), finds the block's cache entry and either calls its translated
+ * handler), finds the block's cache entry and either enters its translated
  * function (which chains on through same-page successors inside WebAssembly
  * and returns when it leaves the page, jumps indirectly, traps, runs out of
  * budget or sees EXIT_REQUEST) or runs one block on the interpreter. A
@@ -16,6 +16,9 @@
  * interpreter raises the trap). After the interpreter retires a wfi, run()
  * returns so the vCPU loop can sleep.
  *
+ * Translated code only decrements the budget; the dispatcher adds what a
+ * block run spent to INSTRET when it returns (the interpreter keeps INSTRET
+ * itself), so INSTRET is exact whenever the interpreter runs a CSR access.
  * The return value is the number of instructions retired (the budget spent by
  * blocks and interpreter steps). A fetch fault retires nothing but still costs
  * one unit of the loop's own allowance, so a guest looping on faults cannot
@@ -24,7 +27,8 @@
 import { HS, TLB_ENTRY_SIZE, TLB_FETCH, TLB_ENTRIES, tlbBase } from '../layout.js';
 import type { Engine } from '../engine.js';
 import type { HartServices } from '../hart-api.js';
-import { CodeCache, DEFAULT_TUNING, type JitTuning } from './code-cache.js';
+import { JIT_BUDGET } from './translate.js';
+import { CodeCache, DEFAULT_TUNING, TRANSLATED, type JitTuning } from './code-cache.js';
 
 /** Runs exactly one block (or one page-straddling instruction) on the interpreter; returns instructions retired. */
 export interface BlockStepper {
@@ -40,6 +44,8 @@ export class JitEngine implements Engine {
   private readonly i32: Int32Array;
   private readonly pcWord: number;
   private readonly exitWord: number;
+  private readonly instretWord: number;
+  private readonly budgetWord: number;
   private readonly fetchTlbWord: number;
 
   constructor(private readonly hart: HartServices, private readonly interp: BlockStepper, tuning: JitTuning = DEFAULT_TUNING) {
@@ -47,16 +53,18 @@ export class JitEngine implements Engine {
     this.i32 = new Int32Array(hart.memory.buffer);
     this.pcWord = (hart.stateBase + HS.PC) >> 2;
     this.exitWord = (hart.stateBase + HS.EXIT_REQUEST) >> 2;
+    this.instretWord = (hart.stateBase + HS.INSTRET) >> 2;
+    this.budgetWord = (hart.stateBase + JIT_BUDGET) >> 2;
     this.fetchTlbWord = (tlbBase(hart.id) + TLB_FETCH) >> 2;
   }
 
   run(budget: number): number {
     const cache = this.cache;
-    const g = cache.budget;
     const mem = this.i32;
-    g.value = budget;
+    const left = this.budgetWord;
+    mem[left] = budget;
     let allowance = budget;
-    while ((g.value as number) > 0 && allowance-- > 0) {
+    while (mem[left]! > 0 && allowance-- > 0) {
       if (Atomics.load(mem, this.exitWord) !== 0) {
         Atomics.store(mem, this.exitWord, 0);
         this.hart.checkInterrupts();
@@ -66,13 +74,25 @@ export class JitEngine implements Engine {
       const host = this.fetchHost();
       if (host < 0) continue;
       const e = cache.entry(host);
-      if (e.fn !== undefined && e.fn() === 0) continue;
-      if (e.fn === undefined) cache.noteInterpreted(e);
+      if (e.state === TRANSLATED) {
+        const before = mem[left]!;
+        const status = cache.enter(e.slot);
+        this.addInstret(before - mem[left]!);
+        if (status === 0) continue;
+      } else cache.noteInterpreted(e);
       const retired = this.interp.step();
-      g.value = (g.value as number) - retired;
+      mem[left] = mem[left]! - retired;
       if (this.interp.consumeStop?.() === true) break;
     }
-    return budget - (g.value as number);
+    return budget - mem[left]!;
+  }
+
+  /** INSTRET += n (translated code counts only the budget). */
+  private addInstret(n: number): void {
+    const mem = this.i32;
+    const lo = (mem[this.instretWord]! >>> 0) + n;
+    mem[this.instretWord] = lo | 0;
+    if (lo > 0xffffffff) mem[this.instretWord + 1] = (mem[this.instretWord + 1]! + 1) | 0;
   }
 
   /** Host offset of the instruction at PC, or -1 when the fetch trapped. */

@@ -1,13 +1,13 @@
 /**
  * The block translator: one decoded RISC-V basic block → one WebAssembly
- * function () → i32 in a batch module (batch-module.ts).
+ * function (pc: i64) → i32 in a batch module (batch-module.ts).
  *
  * Theory of operation. A block is keyed by the host offset of its first
  * instruction (guest-physical, see layout.ts), but its code must not depend
- * on the virtual address it runs at: the function reads the pc from the hart
- * state (PC) at entry and computes every pc (links, auipc, branch targets) as
- * entry pc + a constant offset. Guest registers the block touches are loaded
- * into i64 locals at entry and the written ones stored back at every exit.
+ * on the virtual address it runs at: the function gets its virtual pc as its
+ * parameter and computes every pc (links, auipc, branch targets) as entry pc
+ * + a constant offset. Guest registers the block touches are loaded into i64
+ * locals at entry and the written ones stored back at every exit.
  *
  * Loads and stores do the software-TLB lookup inline (layout.ts): index the
  * load or store table by the virtual page number, compare the tag, require
@@ -17,13 +17,14 @@
  * its registers, accounts the instructions retired before the faulting one,
  * and returns (the hart has set PC to the handler).
  *
- * Exits: every exit writes back registers, adds the retired count to INSTRET
- * and subtracts it from the budget global, and stores the next pc into PC.
+ * Exits: every exit writes back registers and subtracts the retired count
+ * from the budget word (JIT_BUDGET) (the engine adds what the budget lost to INSTRET).
  * An exit to a constant target on the same 4 KiB page (same virtual page, so
  * the same physical page) is chained: if budget remains and EXIT_REQUEST is
- * clear, it tail-calls the target's slot in the hart's function table (the
- * code cache keeps a stub that returns there until the target is translated).
- * Other exits (jalr, page crossings) return to the JS dispatcher.
+ * clear, it tail-calls the target's slot in the hart's function table with
+ * the target pc (the code cache keeps a stub there that stores PC and returns
+ * until the target is translated). Other exits (jalr, page crossings, budget
+ * spent) store the next pc into PC and return to the JS dispatcher.
  *
  * FP arithmetic calls the FPU's executor on the state block (after one
  * fpEnabled check per block); the x register it reads is written back before
@@ -40,6 +41,13 @@ import { type Insn, KIND_OF, OP, SPECS } from '../isa/index.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
 import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
 import type { BatchFunctions } from './batch-module.js';
+
+/**
+ * The JIT's budget word: the low half of the state block's SCRATCH3 slot
+ * (a value passed between translated code and JS, as layout.ts allows):
+ * instructions the hart may still run before returning to the dispatcher.
+ */
+export const JIT_BUDGET = HS.SCRATCH3;
 
 const { i32, i64 } = Type;
 
@@ -155,7 +163,7 @@ class BlockTranslator {
     private readonly insns: readonly Insn[],
     private readonly offsets: readonly number[],
   ) {
-    this.pc0 = c.local(i64);
+    this.pc0 = 0;
     this.va = c.local(i64);
     this.vpn = c.local(i64);
     this.tmp = c.local(i64);
@@ -166,7 +174,6 @@ class BlockTranslator {
 
   emit(bytes: number): void {
     const c = this.c;
-    c.i32(0).mem(MemOp.i64_load, this.ctx.stateBase + HS.PC, 3).set(this.pc0);
     for (let r = 1; r < 32; r++) {
       if (this.reg[r]! >= 0) c.i32(0).mem(MemOp.i64_load, this.x(r), 3).set(this.reg[r]!);
     }
@@ -232,16 +239,12 @@ class BlockTranslator {
     return this.c;
   }
 
-  /** INSTRET += n; budget -= n, with n pushed by `count`. */
+  /** budget -= n, with n pushed by `count`. */
   private account(count: () => void): void {
     const c = this.c;
-    const instret = this.ctx.stateBase + HS.INSTRET;
-    c.i32(0).i32(0).mem(MemOp.i64_load, instret, 3);
+    c.i32(0).i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2);
     count();
-    c.op(Op.i64_extend_i32_u).op(Op.i64_add).mem(MemOp.i64_store, instret, 3);
-    c.globalGet(this.fns.budget);
-    count();
-    c.op(Op.i32_sub).globalSet(this.fns.budget);
+    c.op(Op.i32_sub).mem(MemOp.i32_store, this.ctx.stateBase + JIT_BUDGET, 2);
   }
 
   /** Leaves the block after `retired` instructions, continuing at entry pc + `offset`; chains when possible. */
@@ -249,15 +252,17 @@ class BlockTranslator {
     const c = this.c;
     this.writeBack();
     this.account(() => c.i32(retired));
-    c.i32(0);
-    this.pcPlus(offset).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
     const target = this.ctx.host + offset;
     const slot = ((target ^ this.ctx.host) & ~0xfff) === 0 ? this.ctx.slotFor(target) : undefined;
     if (slot !== undefined) {
-      c.globalGet(this.fns.budget).i32(0).op(Op.i32_gt_s);
+      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s);
       c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
-      c.if().i32(slot).returnCallIndirect(this.fns.blockType).end();
+      c.if();
+      this.pcPlus(offset).i32(slot).returnCallIndirect(this.fns.blockType);
+      c.end();
     }
+    c.i32(0);
+    this.pcPlus(offset).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
     c.i32(0).op(Op.return);
   }
 
