@@ -105,3 +105,17 @@ test('no TLB entry for a page PMP covers only in part', () => {
   const e2 = tlbBase(0) + TLB_LOAD + (((RAM + 0x1000) >>> 12) & 255) * 16;
   assert.equal(m.dv.getInt32(e2, true), (RAM + 0x1000) >>> 12);
 });
+
+test("OpenSBI's layout: a locked-out firmware region first, then NAPOT over the whole address space", () => {
+  const m = makeHart();
+  csrWrite(m, CSR.MTVEC, BigInt(RAM));
+  csrWrite(m, CSR.PMPADDR0, napot(RAM, 0x8_0000));
+  csrWrite(m, CSR.PMPADDR0 + 1, 0xffff_ffff_ffff_ffffn);
+  csrWrite(m, CSR.PMPCFG0, BigInt(NAPOT | ((NAPOT | R | W | X) << 8)));
+  setPriv(m, PRIV_S);
+  assert.equal(load(m, BigInt(RAM + 0x100), 4), undefined, 'firmware region');
+  setPriv(m, PRIV_S);
+  assert.equal(load(m, BigInt(RAM + 0x8_0000), 4), 0n);
+  assert.equal(load(m, 0x3f_ffff_fff0n, 4), undefined, 'allowed by PMP, but no RAM or device');
+  assert.equal(mcause(m), BigInt(CAUSE.LOAD_ACCESS));
+});

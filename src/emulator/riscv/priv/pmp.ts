@@ -29,6 +29,7 @@ const MODE_NA4 = 2;
 const MODE_NAPOT = 3;
 const LOCK = 0x80;
 const PERMISSION = [X, R, W];
+const TWO32 = 0x1_0000_0000;
 
 export class Pmp {
   private readonly starts = new Float64Array(ENTRIES);
@@ -110,10 +111,14 @@ export class Pmp {
         start = this.addrValue(i) * 4;
         end = start + 4;
       } else if (mode === MODE_NAPOT) {
-        const ones = trailingOnes(this.st.lo(CSR_OFF.PMPADDR + 8 * i), this.st.hi(CSR_OFF.PMPADDR + 8 * i));
-        const size = 2 ** (ones + 3);
-        start = Math.floor((this.addrValue(i) * 4) / size) * size;
-        end = start + size;
+        const lo = this.st.lo(CSR_OFF.PMPADDR + 8 * i);
+        const hi = this.st.hi(CSR_OFF.PMPADDR + 8 * i);
+        const ones = trailingOnes(lo, hi);
+        // clear the trailing ones exactly (the value may exceed 2^53) before scaling to bytes
+        const baseLo = ones >= 32 ? 0 : (lo & ~(2 ** ones - 1)) >>> 0;
+        const baseHi = ones >= 32 ? (hi & ~(2 ** (ones - 32) - 1)) >>> 0 : hi >>> 0;
+        start = (baseLo + baseHi * TWO32) * 4;
+        end = start + 2 ** (ones + 3);
       }
       this.starts[i] = start;
       this.ends[i] = end;
