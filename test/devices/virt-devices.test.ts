@@ -1,0 +1,127 @@
+/**
+ * tsemu's virt device models against QEMU's: one bare-metal M-mode program
+ * (virt-devices-guest.c, built with Debian's riscv64 cross compiler) drives
+ * the UART (divisor latch, FIFO, loopback, THR-empty interrupt), the CLINT
+ * (mtime, timer and software interrupts), the PLIC (priorities, enables,
+ * threshold, claim/complete), the goldfish RTC and the sifive_test finisher,
+ * and prints what it reads. It runs on qemu-system-riscv64 -M virt -bios none
+ * and on tsemu's devices mapped at the virt addresses behind a real hart
+ * (interpreter engine); both consoles must match line for line, and both must
+ * end with the finisher's "fail, code 42".
+ */
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { MmioBus } from '../../src/emulator/bus/mmio-bus.js';
+import { Clint } from '../../src/emulator/devices/aclint.js';
+import { QueuedCharBackend } from '../../src/emulator/devices/char-backend.js';
+import { GoldfishRtc } from '../../src/emulator/devices/goldfish-rtc.js';
+import { Plic } from '../../src/emulator/devices/plic.js';
+import { SifiveTest, type TestFinisherEvent } from '../../src/emulator/devices/sifive-test.js';
+import { Uart16550 } from '../../src/emulator/devices/uart16550.js';
+import { parseElf64 } from '../../src/emulator/loader/elf64.js';
+import { VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, virtPlicRegion } from '../../src/emulator/machines/virt-map.js';
+import { Hart } from '../../src/emulator/riscv/hart.js';
+import { Interpreter } from '../../src/emulator/riscv/interp/interpreter.js';
+import { RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../../src/emulator/riscv/layout.js';
+import { MIP_MEIP, MIP_SEIP } from '../../src/emulator/riscv/priv/csr-defs.js';
+import { HartControl } from '../../src/emulator/vcpu/hart-control.js';
+import { mustRun, requirePeer, runProgram, scratchDir } from '../helpers/peers.js';
+import { GCC } from '../riscv/toolchain.js';
+
+const GUEST_SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'virt-devices-guest.c');
+const LINKER_SCRIPT = `
+OUTPUT_ARCH(riscv)
+ENTRY(_start)
+SECTIONS {
+  . = 0x80000000;
+  .text : { *(.text.init) *(.text .text.*) }
+  .rodata : { *(.rodata .rodata.* .srodata .srodata.*) }
+  .data : { *(.data .data.* .sdata .sdata.*) }
+  .bss : { *(.bss .bss.* .sbss .sbss.*) }
+  /DISCARD/ : { *(.note*) *(.comment) *(.riscv.attributes) }
+}
+`;
+const RAM_BYTES = 16 << 20;
+/** A bound on engine calls (10,000 instructions each), so a hung guest fails instead of spinning forever. */
+const MAX_ENGINE_CALLS = 50_000;
+
+async function buildGuest(dir: string): Promise<string> {
+  requirePeer(GCC);
+  const lds = path.join(dir, 'guest.ld');
+  const elf = path.join(dir, 'guest.elf');
+  await writeFile(lds, LINKER_SCRIPT);
+  await mustRun(
+    runProgram(GCC, [
+      '-O2', '-Wall', '-Werror', '-ffreestanding', '-nostdlib', '-static', '-march=rv64imac_zicsr', '-mabi=lp64',
+      '-mcmodel=medany', '-fno-pic', '-Wl,--build-id=none', '-Wl,--no-warn-rwx-segments', '-T', lds, '-o', elf, GUEST_SOURCE,
+    ]),
+    'building the guest',
+  );
+  return elf;
+}
+
+/** Runs the guest on tsemu's devices; returns its console and the finisher event. */
+function runOnTsemu(elfBytes: Uint8Array): { console: string; event: TestFinisherEvent | undefined } {
+  const pages = memoryPagesFor(RAM_BYTES);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const control = new HartControl(memory);
+  let consoleText = '';
+  let event: TestFinisherEvent | undefined;
+
+  const plicRegion = virtPlicRegion(1);
+  const plic = new Plic({
+    harts: 1,
+    ndev: VIRT_PLIC_NDEV,
+    maxPriority: VIRT_PLIC_MAX_PRIORITY,
+    output: (hart, mode, level) => {
+      const bit = mode === 'M' ? MIP_MEIP : MIP_SEIP;
+      if (level) control.raiseInterrupt(hart, bit);
+      else control.lowerInterrupt(hart, bit);
+    },
+  });
+  const clint = new Clint({ memory, harts: 1, sink: control });
+  clint.reset();
+  const uart = new Uart16550(plic.irqLine(VIRT_IRQ.UART0), new QueuedCharBackend((bytes) => (consoleText += Buffer.from(bytes).toString('latin1'))));
+  const bus = new MmioBus();
+  bus.map(VIRT_UART0.base, VIRT_UART0.size, uart, 'uart0');
+  bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
+  bus.map(VIRT_CLINT.base, VIRT_CLINT.size, clint, 'clint');
+  bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'rtc');
+  bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((e) => (event = e)), 'test');
+
+  const u8 = new Uint8Array(memory.buffer);
+  const elf = parseElf64(elfBytes);
+  for (const seg of elf.segments) {
+    const host = RAM_HOST_BASE + (seg.paddr - RAM_GPA_BASE);
+    u8.fill(0, host, host + seg.memSize);
+    u8.set(seg.data, host);
+  }
+  const hart = new Hart({ memory, id: 0, ramBytes: RAM_BYTES, readMtime: () => clint.readMtime(), mmio: bus });
+  hart.reset(elf.entry);
+  const engine = new Interpreter(hart);
+  for (let calls = 0; calls < MAX_ENGINE_CALLS && event === undefined; calls++) {
+    clint.updateTimer(0);
+    engine.run(10_000);
+  }
+  return { console: consoleText, event };
+}
+
+test('a bare-metal program reads the same from tsemu’s virt devices as from QEMU’s', async () => {
+  requirePeer('qemu-system-riscv64');
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const elf = await buildGuest(dir);
+    const qemu = await runProgram('qemu-system-riscv64', ['-M', 'virt', '-smp', '1', '-m', '128M', '-bios', 'none', '-nographic', '-kernel', elf]);
+    assert.equal(qemu.code, 42, `QEMU: the guest ends with fail code 42\n${qemu.stdout}${qemu.stderr}`);
+    assert.match(qemu.stdout, /^virt devices\n[^]*\ndone\n$/, 'QEMU console');
+
+    const ours = runOnTsemu(new Uint8Array(await readFile(elf)));
+    assert.deepEqual(ours.event, { kind: 'fail', code: 42 }, `tsemu console:\n${ours.console}`);
+    assert.deepEqual(ours.console.split('\n'), qemu.stdout.split('\n'));
+  } finally {
+    await cleanup();
+  }
+});
