@@ -123,9 +123,8 @@ export function classifyFraction(f: number): number {
   return f === 0.5 ? HALF : ABOVE_HALF;
 }
 
-// Result of splitAtQuantum: the truncated magnitude and the dropped part.
-let truncated = 0;
-let dropped = EXACT;
+/** Result of splitAtQuantum: the truncated magnitude and the dropped part (an object: no boxing per write). */
+const split = { truncated: 0, dropped: EXACT };
 
 /**
  * Splits the magnitude a + b (a > 0 normal, |b| <= ulp(a)/2, exact value
@@ -134,26 +133,26 @@ let dropped = EXACT;
 function splitAtQuantum(a: number, b: number, qs: number, e: number, qe: number): void {
   if (e - qe < -2) {
     // Below a quarter of the quantum: rounds like any tiny non-zero amount.
-    truncated = 0;
-    dropped = BELOW_HALF;
+    split.truncated = 0;
+    split.dropped = BELOW_HALF;
     return;
   }
   const t = scaleByPow2(a, -qs);
   const m = Math.floor(t);
   const f = t - m;
-  truncated = m;
+  split.truncated = m;
   if (f !== 0) {
-    dropped = f !== 0.5 ? classifyFraction(f) : b === 0 ? HALF : b > 0 ? ABOVE_HALF : BELOW_HALF;
+    split.dropped = f !== 0.5 ? classifyFraction(f) : b === 0 ? HALF : b > 0 ? ABOVE_HALF : BELOW_HALF;
   } else if (b === 0) {
-    dropped = EXACT;
+    split.dropped = EXACT;
   } else {
     // The whole tail is b, at most half a quantum: a tie only when exactly half.
     const half = Math.abs(scaleByPow2(b, 1 - qs)) === 1;
     if (b > 0) {
-      dropped = half ? HALF : BELOW_HALF;
+      split.dropped = half ? HALF : BELOW_HALF;
     } else {
-      truncated = m - 1;
-      dropped = half ? HALF : ABOVE_HALF;
+      split.truncated = m - 1;
+      split.dropped = half ? HALF : ABOVE_HALF;
     }
   }
 }
@@ -190,14 +189,14 @@ export function roundToFormat(h: number, l: number, scale: number, fmt: FloatFor
     // Tininess after rounding: round with an unbounded exponent range and look for a carry up to 2^emin.
     const qeFull = e - p + 1;
     splitAtQuantum(a, b, qeFull - scale, e, qeFull);
-    const m = roundInteger(truncated, dropped, negative, rm);
+    const m = roundInteger(split.truncated, split.dropped, negative, rm);
     tiny = !(e === fmt.emin - 1 && m === pow2(p));
     fpFlags.value = saved;
   }
   const qe = Math.max(e, fmt.emin) - p + 1;
   splitAtQuantum(a, b, qe - scale, e, qe);
-  const m = roundInteger(truncated, dropped, negative, rm);
-  if (tiny && dropped !== EXACT) fpFlags.value |= FLAG_UF;
+  const m = roundInteger(split.truncated, split.dropped, negative, rm);
+  if (tiny && split.dropped !== EXACT) fpFlags.value |= FLAG_UF;
   if (e === fmt.emax && m === pow2(p)) return overflow(negative, fmt, rm);
   const magnitude = m * pow2(qe);
   return negative ? -magnitude : magnitude;
