@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FdtError } from '../../src/emulator/fdt/fdt-format.js';
 import { FdtNode, FdtTree } from '../../src/emulator/fdt/fdt-node.js';
-import { readChosen, readMemory } from '../../src/emulator/fdt/fdt-query.js';
+import { readChosen, readMemory, writeChosen } from '../../src/emulator/fdt/fdt-query.js';
 import { parseFdt } from '../../src/emulator/fdt/fdt-reader.js';
 import { serializeFdt } from '../../src/emulator/fdt/fdt-writer.js';
 import { mustRun, requirePeer, runProgram, scratchDir } from '../helpers/peers.js';
@@ -175,6 +175,21 @@ describe('FDT reader', () => {
     ]);
     assert.equal(tree.find('/soc/plic')?.name, 'plic@c000000');
     assert.deepEqual(tree.find('/soc/bytes')?.getBytes('data'), Uint8Array.of(0xde, 0xad, 0xbe, 0xef, 0));
+  });
+
+  it('rewrites /chosen of a tree it did not build, and creates /chosen when missing', async () => {
+    const tree = parseFdt(await compile(DTC_SOURCE, 'patch'));
+    writeChosen(tree, { bootargs: 'quiet', initrdStart: 0x9000_0000, initrdEnd: 0x1_0000_0000 });
+    assert.deepEqual(readChosen(parseFdt(serializeFdt(tree))), {
+      bootargs: 'quiet',
+      stdoutPath: '/soc/serial@10000000',
+      initrdStart: 0x9000_0000,
+      initrdEnd: 0x1_0000_0000,
+    });
+    const bare = new FdtTree();
+    assert.deepEqual(readChosen(bare), {});
+    writeChosen(bare, { stdoutPath: '/uart' });
+    assert.deepEqual(readChosen(bare), { stdoutPath: '/uart' });
   });
 
   it('allocates phandles above the ones a parsed tree already holds', async () => {

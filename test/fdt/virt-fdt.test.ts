@@ -146,6 +146,7 @@ describe('virt device tree', () => {
       stdoutPath: '/soc/serial@10000000',
       initrdStart: 0x8800_0000,
       initrdEnd: 0x8812_3456,
+      rngSeed: new Uint8Array(32).fill(7),
     });
     assert.deepEqual(readMemory(tree), [{ base: 0x8000_0000, size: RAM }]);
   });

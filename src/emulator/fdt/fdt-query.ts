@@ -1,8 +1,10 @@
 /**
- * What a machine reads from a device tree it did not build (a --dtb file):
- * the /chosen boot parameters and the RAM ranges of the /memory nodes, using
- * the root's #address-cells and #size-cells (defaults 2 and 1, as the
- * Devicetree Specification says). Malformed values give an FdtError.
+ * The parts of a device tree a machine reads or rewrites when it did not
+ * build the tree itself (a --dtb file): the /chosen boot parameters (read, and
+ * written so --append and --initrd still apply) and the RAM ranges of the
+ * /memory nodes, using the root's #address-cells and #size-cells (defaults 2
+ * and 1, as the Devicetree Specification says). Malformed values give an
+ * FdtError. The virt machine's own tree fills /chosen through writeChosen too.
  */
 import { FdtError } from './fdt-format.js';
 import { type FdtTree, cellsToNumber } from './fdt-node.js';
@@ -12,6 +14,7 @@ export interface FdtChosen {
   stdoutPath?: string;
   initrdStart?: number;
   initrdEnd?: number;
+  rngSeed?: Uint8Array;
 }
 
 export interface MemoryRange {
@@ -37,12 +40,24 @@ export function readChosen(tree: FdtTree): FdtChosen {
     if (!cells || (cells.length !== 1 && cells.length !== 2)) throw new FdtError(`/chosen ${prop} is not a 1- or 2-cell number`);
     return toNumber(cells, `/chosen ${prop}`);
   };
-  return {
+  const chosenValues: FdtChosen = {
     bootargs: chosen.getString('bootargs'),
     stdoutPath: chosen.getString('stdout-path'),
     initrdStart: numberProp('linux,initrd-start'),
     initrdEnd: numberProp('linux,initrd-end'),
+    rngSeed: chosen.getBytes('rng-seed'),
   };
+  return Object.fromEntries(Object.entries(chosenValues).filter(([, v]) => v !== undefined));
+}
+
+/** Sets the given /chosen properties (creating /chosen if needed); the initrd range as 64-bit values. */
+export function writeChosen(tree: FdtTree, values: FdtChosen): void {
+  const chosen = tree.root.child('chosen') ?? tree.root.addNode('chosen');
+  if (values.bootargs !== undefined) chosen.setString('bootargs', values.bootargs);
+  if (values.stdoutPath !== undefined) chosen.setString('stdout-path', values.stdoutPath);
+  if (values.initrdStart !== undefined) chosen.setU64('linux,initrd-start', values.initrdStart);
+  if (values.initrdEnd !== undefined) chosen.setU64('linux,initrd-end', values.initrdEnd);
+  if (values.rngSeed !== undefined) chosen.setBytes('rng-seed', values.rngSeed);
 }
 
 /** The reg ranges of every root-level node with device_type "memory", in tree order. */

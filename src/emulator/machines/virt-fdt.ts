@@ -13,6 +13,7 @@
  * riscv,isa-extensions, which newer kernels prefer to parsing riscv,isa.
  */
 import { FdtTree } from '../fdt/fdt-node.js';
+import { writeChosen } from '../fdt/fdt-query.js';
 import { MAX_HARTS, TIMEBASE_HZ } from '../riscv/layout.js';
 import {
   VIRT_CLINT,
@@ -79,10 +80,13 @@ export function buildVirtFdt(opts: VirtFdtOptions): FdtTree {
     .setString('compatible', 'riscv-virtio')
     .setString('model', 'riscv-virtio,tsemu');
 
-  const chosen = root.addNode('chosen').setString('stdout-path', opts.stdoutPath ?? VIRT_STDOUT_PATH);
-  if (opts.bootargs !== undefined) chosen.setString('bootargs', opts.bootargs);
-  if (opts.initrd) chosen.setU64('linux,initrd-start', opts.initrd.start).setU64('linux,initrd-end', opts.initrd.end);
-  if (opts.rngSeed) chosen.setBytes('rng-seed', opts.rngSeed);
+  writeChosen(tree, {
+    stdoutPath: opts.stdoutPath ?? VIRT_STDOUT_PATH,
+    bootargs: opts.bootargs,
+    initrdStart: opts.initrd?.start,
+    initrdEnd: opts.initrd?.end,
+    rngSeed: opts.rngSeed,
+  });
 
   root
     .addNode(`memory@${ramBase.toString(16)}`)
