@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { executeFp, FP_DIRTY, FP_ILLEGAL } from '../../src/emulator/riscv/fpu/execute.js';
+import { executeFp, FP_CLEAN, FP_DIRTY, FP_ILLEGAL } from '../../src/emulator/riscv/fpu/execute.js';
 import { OP, OPCODE_NAMES, SPECS } from '../../src/emulator/riscv/isa/table.js';
 import { HS, hartStateBase } from '../../src/emulator/riscv/layout.js';
 import { mustRun, requirePeer, ROOT, runProgram, scratchDir } from '../helpers/peers.js';
@@ -61,11 +61,15 @@ function runCase(c: FpCase, staticRm: boolean): string {
   }
   memory[(STATE + HS.FFLAGS) >> 2] = 0;
   memory[(STATE + HS.FRM) >> 2] = staticRm ? 5 : c.rm; // a reserved frm must not matter with a static rm
+  const before = memory.slice(X, F + 64); // x0..x31 then f0..f31 (F = X + 64)
   const status = executeFp(memory, STATE, OP[c.mnemonic as keyof typeof OP], RD, RS1, RS2, RS3, staticRm ? c.rm : 7);
   if (status === FP_ILLEGAL) return 'illegal';
   const dest = (xOut ? X : F) + 2 * RD;
   const flags = memory[(STATE + HS.FFLAGS) >> 2]!;
-  if (!xOut) assert.equal(status, FP_DIRTY, `${c.mnemonic} wrote an f register but returned clean`);
+  assert.equal(status, !xOut || flags !== 0 ? FP_DIRTY : FP_CLEAN, `${c.mnemonic}: status ${status}`);
+  for (let i = X; i < F + 64; i++) {
+    if (i !== dest && i !== dest + 1) assert.equal(memory[i], before[i - X], `${c.mnemonic} wrote outside its destination`);
+  }
   return `${hex64(memory[dest]!, memory[dest + 1]!)} ${flags.toString(16)}`;
 }
 
