@@ -9,6 +9,8 @@
  *   env.table    the hart's table of block functions (the chaining slots)
  *   env.load / env.store   HartServices.load/store (the slow path of the
  *                inline TLB): (vaLo, vaHi, size) → 1 ok / 0 trapped
+ *   env.lr / env.sc        HartServices.loadReserved/storeConditional, same shape
+ *   env.amo      HartServices.amo: (AMO_OPS index, vaLo, vaHi, size) → 1 / 0
  *   env.fpEnabled / env.fpDirty  HartServices.fpEnabled/fpDirty
  *   env.fp       the FPU's executor (fpu/execute.ts makeFpHelper):
  *                (op, rd, rs1, rs2, rs3, rm) → FP_CLEAN / FP_DIRTY / FP_ILLEGAL
@@ -19,6 +21,10 @@
  * exported function of type (pc: i64) → i32 named b0, b1, … in batch order.
  */
 import { ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
+import type { AmoOp } from '../hart-api.js';
+
+/** AMO operations by the index translated code passes to env.amo. */
+export const AMO_OPS: readonly AmoOp[] = ['swap', 'add', 'xor', 'and', 'or', 'min', 'max', 'minu', 'maxu'];
 
 const { i32, i64 } = Type;
 
@@ -26,6 +32,9 @@ const { i32, i64 } = Type;
 export interface BatchFunctions {
   readonly load: number;
   readonly store: number;
+  readonly lr: number;
+  readonly sc: number;
+  readonly amo: number;
   readonly fpEnabled: number;
   readonly fpDirty: number;
   readonly fp: number;
@@ -52,6 +61,9 @@ export function newBatchModule(): BatchModule {
   const m = new ModuleBuilder();
   const load = m.importFunction('env', 'load', [i32, i32, i32], [i32]);
   const store = m.importFunction('env', 'store', [i32, i32, i32], [i32]);
+  const lr = m.importFunction('env', 'lr', [i32, i32, i32], [i32]);
+  const sc = m.importFunction('env', 'sc', [i32, i32, i32], [i32]);
+  const amo = m.importFunction('env', 'amo', [i32, i32, i32, i32], [i32]);
   const fpEnabled = m.importFunction('env', 'fpEnabled', [], [i32]);
   const fpDirty = m.importFunction('env', 'fpDirty', [], []);
   const fp = m.importFunction('env', 'fp', [i32, i32, i32, i32, i32, i32], [i32]);
@@ -68,7 +80,7 @@ export function newBatchModule(): BatchModule {
   const remu = binary(m, (c) => emitRemainder(c, Op.i64_rem_u, false));
   return {
     builder: m,
-    fns: { load, store, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, blockType },
+    fns: { load, store, lr, sc, amo, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, blockType },
   };
 }
 

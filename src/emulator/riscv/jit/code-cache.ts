@@ -36,7 +36,7 @@ import {
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
-import { newBatchModule } from './batch-module.js';
+import { AMO_OPS, newBatchModule } from './batch-module.js';
 import { translatableLength, translateBlock } from './translate.js';
 
 export interface JitTuning {
@@ -99,6 +99,9 @@ export class CodeCache implements CodeCacheHooks {
         table: this.table,
         load: (lo: number, hi: number, size: number) => (hart.load(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         store: (lo: number, hi: number, size: number) => (hart.store(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
+        lr: (lo: number, hi: number, size: number) => (hart.loadReserved(lo, hi, size as 4 | 8) ? 1 : 0),
+        sc: (lo: number, hi: number, size: number) => (hart.storeConditional(lo, hi, size as 4 | 8) ? 1 : 0),
+        amo: (op: number, lo: number, hi: number, size: number) => (hart.amo(AMO_OPS[op]!, lo, hi, size as 4 | 8) ? 1 : 0),
         fpEnabled: () => (hart.fpEnabled() ? 1 : 0),
         fpDirty: () => hart.fpDirty(),
         fp: makeFpHelper(hart.memory, hart.stateBase),
@@ -118,8 +121,8 @@ export class CodeCache implements CodeCacheHooks {
     return e;
   }
 
-  /** Notes that the dispatcher is about to interpret `e`; queues and compiles hot blocks. */
-  noteInterpreted(e: CacheEntry): void {
+  /** Notes that the dispatcher reached untranslated `e`; queues and compiles hot blocks (possibly `e` itself). */
+  noteCold(e: CacheEntry): void {
     if (e.state === COLD && ++e.count >= this.tuning.hotThreshold) {
       e.state = QUEUED;
       this.queue.push(e);

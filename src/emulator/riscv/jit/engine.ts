@@ -7,7 +7,8 @@
  * take a pending interrupt and returns; otherwise it translates PC to a host
  * offset through the fetch TLB (inline tag compare on the shared memory, the
  * hart's fetchHost on a miss — a fetch fault has already moved PC to the
- * handler), finds the block's cache entry and either enters its translated
+ * handler), finds the block's cache entry (counting a cold one, which may get
+ * it translated on the spot) and either enters its translated
  * function (which chains on through same-page successors inside WebAssembly
  * and returns when it leaves the page, jumps indirectly, traps, runs out of
  * budget or sees EXIT_REQUEST) or runs one block on the interpreter. A
@@ -74,12 +75,13 @@ export class JitEngine implements Engine {
       const host = this.fetchHost();
       if (host < 0) continue;
       const e = cache.entry(host);
+      if (e.state !== TRANSLATED) cache.noteCold(e);
       if (e.state === TRANSLATED) {
         const before = mem[left]!;
         const status = cache.enter(e.slot);
         this.addInstret(before - mem[left]!);
         if (status === 0) continue;
-      } else cache.noteInterpreted(e);
+      }
       const retired = this.interp.step();
       mem[left] = mem[left]! - retired;
       if (this.interp.consumeStop?.() === true) break;

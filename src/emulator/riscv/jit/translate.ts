@@ -32,15 +32,20 @@
  * state dirty; FP_ILLEGAL (and FP disabled) leave the block with status 1 in
  * front of the instruction, so the engine lets the interpreter raise the trap.
  *
- * Limits: CSR, system, fence.i and atomic instructions are not translated; a
- * block ends before the first one (translatableLength), and the engine runs
- * such instructions on the interpreter.
+ * LR/SC and AMOs call the hart's helpers (operand in SCRATCH0, result in
+ * SCRATCH0, or SCRATCH1 for sc), with the trap protocol of the slow paths.
+ *
+ * Limits: CSR, system and fence.i instructions are not translated; they end
+ * blocks anyway, so a block stops in front of one (translatableLength) and the
+ * engine runs it alone on the interpreter (which keeps INSTRET exact for CSR
+ * reads of instret).
  */
 import { MemOp, Op, Type, type Code } from '../../wasm/encoder.js';
-import { type Insn, KIND_OF, OP, SPECS } from '../isa/index.js';
+import { type Insn, KIND_OF, OP, OPCODE_NAMES, SPECS } from '../isa/index.js';
+import type { AmoOp } from '../hart-api.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
 import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
-import type { BatchFunctions } from './batch-module.js';
+import { AMO_OPS, type BatchFunctions } from './batch-module.js';
 
 /**
  * The JIT's budget word: the low half of the state block's SCRATCH3 slot
@@ -72,7 +77,7 @@ export function translatableLength(insns: readonly Insn[]): number {
 function isTranslatable(insn: Insn): boolean {
   const kind = KIND_OF[insn.op];
   return kind === 'alu' || kind === 'branch' || kind === 'jump' || kind === 'load' || kind === 'store'
-    || kind === 'fload' || kind === 'fstore' || kind === 'fence' || kind === 'fp';
+    || kind === 'fload' || kind === 'fstore' || kind === 'fence' || kind === 'fp' || kind === 'atomic';
 }
 
 const LOADS: Record<number, { op: number; size: number; ext: number }> = {
@@ -299,6 +304,7 @@ class BlockTranslator {
     if (kind === 'store' || kind === 'fstore') return this.store(i), false;
     if (kind === 'fence') return false;
     if (kind === 'fp') return this.fpOp(i), false;
+    if (kind === 'atomic') return this.atomic(i), false;
     if (kind === 'branch') {
       this.get(rs1); this.get(rs2); c.op(BRANCH[op]!);
       this.openIf();
@@ -450,8 +456,19 @@ class BlockTranslator {
   private slowCall(i: number, fn: number, size: number): void {
     const c = this.c;
     this.storePc(i);
-    c.get(this.va).op(Op.i32_wrap_i64).get(this.va).i64(32).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(size).call(fn);
-    c.op(Op.i32_eqz);
+    this.vaHalves();
+    c.i32(size).call(fn);
+    this.trapUnless(i);
+  }
+
+  /** Pushes va as (lo, hi) i32 halves. */
+  private vaHalves(): void {
+    this.c.get(this.va).op(Op.i32_wrap_i64).get(this.va).i64(32).op(Op.i64_shr_u).op(Op.i32_wrap_i64);
+  }
+
+  /** Pops a helper's status and takes the trap exit for instruction i when it is 0. */
+  private trapUnless(i: number): void {
+    this.c.op(Op.i32_eqz);
     this.openIf();
     this.trapExit(i);
     this.close();
@@ -491,6 +508,31 @@ class BlockTranslator {
     c.call(this.fns.fpDirty);
     this.close();
     if (writesX && insn.rd !== 0) c.i32(0).mem(MemOp.i64_load, this.x(insn.rd), 3).set(this.reg[insn.rd]!);
+  }
+
+  private atomic(i: number): void {
+    const insn = this.insns[i]!;
+    const c = this.c;
+    const name = OPCODE_NAMES[insn.op]!;
+    const size = name.endsWith('.d') ? 8 : 4;
+    const scratch = this.ctx.stateBase + HS.SCRATCH0;
+    this.get(insn.rs1);
+    c.set(this.va);
+    if (!name.startsWith('lr.')) {
+      c.i32(0);
+      this.get(insn.rs2);
+      c.mem(MemOp.i64_store, scratch, 3);
+    }
+    this.storePc(i);
+    const amoIndex = name.startsWith('amo') ? AMO_OPS.indexOf(name.slice(3, -2) as AmoOp) : -1;
+    if (amoIndex >= 0) c.i32(amoIndex);
+    this.vaHalves();
+    c.i32(size).call(amoIndex >= 0 ? this.fns.amo : name.startsWith('lr.') ? this.fns.lr : this.fns.sc);
+    this.trapUnless(i);
+    if (insn.rd !== 0) {
+      c.i32(0).mem(MemOp.i64_load, name.startsWith('sc.') ? scratch + 8 : scratch, 3);
+      this.put(insn.rd);
+    }
   }
 
   private load(i: number): void {
