@@ -23,7 +23,7 @@ import { RAM_GPA_BASE } from '../layout.js';
 import { decode } from '../isa/decode.js';
 import { disassemble } from '../isa/disasm.js';
 import { encode } from '../isa/encode.js';
-import { IMM, SPECS, type Kind } from '../isa/table.js';
+import { IMM, OP, SPECS, type Kind } from '../isa/table.js';
 import { TestCpu } from './cpu.js';
 import { Random } from './random.js';
 
@@ -54,6 +54,8 @@ const CSR_MTVEC = 0x305;
 const CSR_FCSR = 0x003;
 const MSTATUS_FS_INITIAL = 1n << 13n;
 const JUMP_TO_SELF = 0x0000006f;
+const LOOP_REG = 27;
+const ITERATIONS = 3;
 
 const EDGE_VALUES = [
   0n, 1n, 2n, 0xffff_ffff_ffff_ffffn, 0x8000_0000_0000_0000n, 0x7fff_ffff_ffff_ffffn, 0x8000_0000n, 0x7fff_ffffn,
@@ -95,7 +97,7 @@ function randomInstruction(rnd: Random, op: number): number {
   // Results never land in the base registers; FP registers are all fair game.
   const fpRd = spec.operands.startsWith('fd');
   return encode(op, {
-    rd: fpRd ? rnd.int(0, 31) : rnd.int(0, 27),
+    rd: fpRd ? rnd.int(0, 31) : rnd.int(0, LOOP_REG - 1),
     rs1: memory ? rnd.pick(BASE_REGS) : rnd.int(0, 31),
     rs2: rnd.int(0, 31),
     rs3: rnd.int(0, 31),
@@ -118,24 +120,40 @@ interface StartState {
 function randomState(rnd: Random): StartState {
   const x = Array.from({ length: 32 }, () => randomValue(rnd));
   BASE_REGS.forEach((r, i) => (x[r] = BigInt(WINDOW + BASE_OFFSETS[i]!)));
+  x[LOOP_REG] = BigInt(ITERATIONS);
   const f = Array.from({ length: 32 }, () => randomValue(rnd));
   const window = new Uint8Array(WINDOW_BYTES);
   for (let i = 0; i < WINDOW_BYTES; i += 4) new DataView(window.buffer).setUint32(i, rnd.u32(), true);
   return { x, f, window };
 }
 
+/** The body, the loop (x27 -= 1; bne x27, x0, body), and the final jump to itself. */
+function machineCode(body: readonly number[]): Uint8Array {
+  const words = [
+    ...body,
+    encode(OP.addi, { rd: LOOP_REG, rs1: LOOP_REG, imm: -1 }),
+    encode(OP.bne, { rs1: LOOP_REG, rs2: 0, imm: -4 * (body.length + 1) }),
+    JUMP_TO_SELF,
+  ];
+  const code = new Uint8Array(words.length * 4);
+  const view = new DataView(code.buffer);
+  words.forEach((w, i) => view.setUint32(i * 4, w, true));
+  return code;
+}
+
+/** Guest address of the final jump to itself. */
+function endOf(body: readonly number[]): number {
+  return CODE_BASE + (body.length + 2) * 4;
+}
+
 function prepare(engine: EngineName, program: readonly number[], state: StartState): TestCpu {
   const cpu = new TestCpu({ engine, ramBytes: 4 << 20 });
-  const code = new Uint8Array((program.length + 1) * 4);
-  const view = new DataView(code.buffer);
-  program.forEach((w, i) => view.setUint32(i * 4, w, true));
-  view.setUint32(program.length * 4, JUMP_TO_SELF, true);
-  cpu.writeMemory(CODE_BASE, code);
+  cpu.writeMemory(CODE_BASE, machineCode(program));
   cpu.writeMemory(WINDOW, state.window);
   state.x.forEach((v, r) => cpu.setX(r, v));
   state.f.forEach((v, r) => cpu.setF(r, v));
   cpu.writeCsr(CSR_MSTATUS, MSTATUS_FS_INITIAL);
-  cpu.writeCsr(CSR_MTVEC, BigInt(CODE_BASE + program.length * 4));
+  cpu.writeCsr(CSR_MTVEC, BigInt(endOf(program)));
   cpu.pc = BigInt(CODE_BASE);
   return cpu;
 }
@@ -163,9 +181,9 @@ function compare(a: TestCpu, b: TestCpu, names: readonly [string, string]): stri
 }
 
 function runBoth(program: readonly number[], state: StartState, engines: readonly [EngineName, EngineName]): string[] {
-  const end = BigInt(CODE_BASE + program.length * 4);
+  const end = BigInt(endOf(program));
   const cpus = engines.map((e) => prepare(e, program, state)) as [TestCpu, TestCpu];
-  for (const cpu of cpus) cpu.run({ until: end, maxInsns: program.length * 4 + 16 });
+  for (const cpu of cpus) cpu.run({ until: end, maxInsns: (program.length + 2) * ITERATIONS * 2 + 16 });
   return compare(cpus[0], cpus[1], engines);
 }
 
