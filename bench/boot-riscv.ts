@@ -3,7 +3,7 @@
  * -bios default`) in the same run, on the same kernel, initramfs and command line.
  *
  * Guests: the bundled one (fixtures/images/riscv64) and Debian trixie's
- * (fixtures/images/debian-riscv64, from scripts/guests/fetch-debian-riscv64.sh);
+ * (.cache/guests/debian-riscv64, from scripts/guests/fetch-debian-riscv64.sh);
  * see test/guests/riscv-guests.ts. Each boot runs with `tsemu.test=poweroff`, so
  * /init prints its marker line and powers off at once. For each guest the two
  * programs alternate --repeat times; the table shows the best wall time from spawn

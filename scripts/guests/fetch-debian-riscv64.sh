@@ -3,7 +3,8 @@
 # initramfs.
 #
 # Usage: fetch-debian-riscv64.sh [--refresh] [OUT_DIR]
-#   OUT_DIR defaults to fixtures/images/debian-riscv64 (gitignored). It ends up with
+#   OUT_DIR defaults to .cache/guests/debian-riscv64 (gitignored, and outside the npm
+#   package's files). It ends up with
 #     Image              the kernel: /boot/vmlinux-* of linux-image-6.12.*-riscv64, which is
 #                        already the flat RISC-V Image that --kernel takes
 #     initramfs.cpio.gz  busybox-static + /init (see make-initramfs.sh)
@@ -34,7 +35,7 @@ for arg in "$@"; do
     *) [ -z "$out" ] && out=$arg || debian_die "more than one OUT_DIR" ;;
   esac
 done
-out=${out:-$here/../../fixtures/images/debian-riscv64}
+out=${out:-$here/../../.cache/guests/debian-riscv64}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 

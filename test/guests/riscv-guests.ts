@@ -4,7 +4,7 @@
  *
  * Guests: the bundled one (fixtures/images/riscv64, committed, made by
  * scripts/guests/build-bundled-riscv64.sh) and Debian trixie's (fetched into
- * fixtures/images/debian-riscv64 by scripts/guests/fetch-debian-riscv64.sh, which
+ * .cache/guests/debian-riscv64 by scripts/guests/fetch-debian-riscv64.sh, which
  * .ci/run runs). Both initramfs /init scripts print BOOT_MARKER followed by the
  * kernel release and the CPU count, then power off at once when the command line
  * has `tsemu.test=poweroff`, or else serve a shell on the console.
@@ -44,8 +44,8 @@ export const BUNDLED_GUEST: RiscvGuest = {
 
 export const DEBIAN_GUEST: RiscvGuest = {
   name: 'debian',
-  kernel: path.join(ROOT, 'fixtures/images/debian-riscv64/Image'),
-  initrd: path.join(ROOT, 'fixtures/images/debian-riscv64/initramfs.cpio.gz'),
+  kernel: path.join(ROOT, '.cache/guests/debian-riscv64/Image'),
+  initrd: path.join(ROOT, '.cache/guests/debian-riscv64/initramfs.cpio.gz'),
   makeWith: 'scripts/guests/fetch-debian-riscv64.sh',
 };
 
