@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HS, PRIV_M, PRIV_S, PRIV_U } from '../../src/emulator/riscv/layout.js';
 import { CAUSE, CSR, CSR_OFF, MSTATUS } from '../../src/emulator/riscv/priv/csr-defs.js';
-import { resetToSupervisor } from '../../src/emulator/riscv/priv/state.js';
 import {
   type TestMachine, csrRead, csrWrite, makeHart, mcause, mepc, mstatus, mtval, pc, priv, scause, setMstatus, setPc, slot, stval,
 } from './setup.js';
@@ -237,24 +236,4 @@ test('FLUSH_REQUEST is consumed by checkInterrupts: TLB emptied, translated code
   assert.equal(dropped, 1);
   m.hart.checkInterrupts();
   assert.equal(dropped, 1);
-});
-
-test('resetToSupervisor: S-mode at pc with a0/a1, faults and S interrupts delegated, time readable', () => {
-  const m = makeHart({ id: 0 });
-  resetToSupervisor(m.memory, 0, 0x8020_0000, 0x8220_0000);
-  m.hart.resync();
-  assert.equal(priv(m), PRIV_S);
-  assert.equal(pc(m), 0x8020_0000n);
-  assert.equal(slot(m, HS.X + 88), 0x8220_0000n);
-  m.setMtime(55);
-  assert.equal(csrRead(m, CSR.TIME), 55n);
-  csrWrite(m, CSR.STVEC, STVEC);
-  m.hart.raiseException(CAUSE.LOAD_PAGE_FAULT, 0, 0);
-  assert.equal(priv(m), PRIV_S);
-  assert.equal(pc(m), STVEC);
-  m.hart.raiseException(CAUSE.ILLEGAL_INSTRUCTION, 0, 0);
-  assert.equal(scause(m), 2n);
-  m.hart.ecall();
-  assert.equal(priv(m), PRIV_M, 'ecall from S is not delegated');
-  assert.equal(mcause(m), 9n);
 });

@@ -8,12 +8,11 @@
  * time) go through doubles, exact below 2^53. The mip word is read with
  * Atomics because devices and other harts set its bits from other threads.
  *
- * resetHartState() puts a state block into its power-on state and
- * resetToSupervisor() into the state firmware hands a kernel; they need no
+ * resetHartState() puts a state block into its power-on state; it needs no
  * Hart object, so the machine can prepare harts from the main thread.
  */
-import { HS, PRIV_M, PRIV_S, hartStateBase, tlbBase, TLB_STRIDE } from '../layout.js';
-import { CAUSE, CSR_OFF, DELEGABLE_EXCEPTIONS, MIP_SEIP, MSTATUS, S_INTERRUPTS } from './csr-defs.js';
+import { HS, PRIV_M, hartStateBase, tlbBase, TLB_STRIDE } from '../layout.js';
+import { CSR_OFF, MIP_SEIP, MSTATUS } from './csr-defs.js';
 
 const TWO32 = 0x1_0000_0000;
 
@@ -124,26 +123,6 @@ export function resetHartState(memory: WebAssembly.Memory, id: number, pc: numbe
   state.mstatus = 0;
   state.setDouble64(HS.PC, pc);
   state.set64(HS.RESERVATION_ADDR, -1, -1);
-}
-
-/**
- * The state M-mode firmware leaves when it starts a supervisor, for direct
- * kernel boot with tsemu's own SBI: the power-on state, then S-mode at `pc`
- * with a0 = the hart id and a1 = `a1` (the device tree's address), every
- * exception but ecall from S and M delegated to S (misaligned accesses never
- * trap: the hart performs them), the S-level interrupts delegated, cycle/time/
- * instret readable from S and U's mcounteren level, PMP off. A Hart already
- * built on this state block must resync() afterwards.
- */
-export function resetToSupervisor(memory: WebAssembly.Memory, id: number, pc: number, a1: number): void {
-  resetHartState(memory, id, pc);
-  const state = new HartState(memory, id);
-  state.priv = PRIV_S;
-  state.set64(CSR_OFF.MEDELEG, DELEGABLE_EXCEPTIONS & ~(1 << CAUSE.ECALL_S), 0);
-  state.set64(CSR_OFF.MIDELEG, S_INTERRUPTS, 0);
-  state.set64(CSR_OFF.MCOUNTEREN, 7, 0);
-  state.set64(HS.X + 10 * 8, id, 0);
-  state.setDouble64(HS.X + 11 * 8, a1);
 }
 
 /** Splits an integral double into 32-bit halves: out[0] = low word, out[1] = high word (wrapping modulo 2^64). */
