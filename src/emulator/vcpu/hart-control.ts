@@ -132,10 +132,14 @@ export class HartControl {
     Atomics.notify(this.i32, index);
   }
 
-  /** Sets `bits` in the hart's mip word, asks its engine to look at them, and wakes it. */
+  /**
+   * Sets `bits` in the hart's mip word and, if that changed it, asks the
+   * hart's engine to look at them and wakes it (bits already set need nothing).
+   */
   raiseInterrupt(hart: number, bits: number): void {
     const stateWord = hartStateBase(hart) >> 2;
-    Atomics.or(this.i32, stateWord + (HS.MIP >> 2), bits);
+    const old = Atomics.or(this.i32, stateWord + (HS.MIP >> 2), bits);
+    if ((old & bits) === bits) return;
     Atomics.store(this.i32, stateWord + (HS.EXIT_REQUEST >> 2), 1);
     this.wake(hart);
   }

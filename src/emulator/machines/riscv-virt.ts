@@ -1,0 +1,248 @@
+/**
+ * The RISC-V `virt` machine assembled: guest RAM, the devices of virt-map.ts,
+ * the device tree, the boot images, and one vCPU thread per hart.
+ *
+ * Theory of operation. createVirtMachine() builds one boot of the machine:
+ * a shared WebAssembly.Memory (layout.ts) with the kernel, initrd, FDT (and
+ * firmware) loaded, the main-thread devices on an MMIO bus (UART on the
+ * serial backend, PLIC, sifive_test, goldfish RTC; the CLINT lives in shared
+ * memory and is served on the vCPU threads), and the HSM words set for boot:
+ *
+ *   tsemu's SBI (default): hart 0 START_PENDING at the kernel entry with
+ *     a1 = FDT, the other harts STOPPED until the kernel's HSM hart_start;
+ *   --bios firmware: every hart START_PENDING in M-mode at the firmware entry
+ *     (a0 = hart id, a1 = FDT, a2 = fw_dynamic info); the firmware picks the
+ *     boot hart.
+ *
+ * start() starts the vCPU threads and the mailbox server that runs their MMIO
+ * and SBI console/reset requests on the main thread. The machine ends once:
+ * guest poweroff (sifive_test or SBI SRST shutdown), reboot request, stop()
+ * (Ctrl-A x), or a vCPU thread failing. `exit` resolves with the reason after
+ * every vCPU thread has returned. runVirtMachine() boots again after a reboot
+ * unless noReboot, with fresh RAM and devices, on the same serial backend.
+ *
+ * Exit codes: poweroff 0, sifive_test fail its code, SRST shutdown with
+ * reason "system failure" 1, host error 1.
+ */
+import type { GuestMemory } from '../bus/interfaces.js';
+import { GuestMemoryError } from '../bus/interfaces.js';
+import { MmioBus } from '../bus/mmio-bus.js';
+import type { CharBackend } from '../devices/char-backend.js';
+import { Clint } from '../devices/aclint.js';
+import { GoldfishRtc } from '../devices/goldfish-rtc.js';
+import { Plic } from '../devices/plic.js';
+import { SifiveTest, type TestFinisherEvent } from '../devices/sifive-test.js';
+import { Uart16550 } from '../devices/uart16550.js';
+import { parseFdt } from '../fdt/fdt-reader.js';
+import { serializeFdt } from '../fdt/fdt-writer.js';
+import type { FdtTree } from '../fdt/fdt-node.js';
+import { loadBootImages, type BootLayout, type InitrdRange } from '../loader/boot.js';
+import type { EngineName } from '../riscv/engine.js';
+import { MAX_HARTS, RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../riscv/layout.js';
+import { MIP_MEIP, MIP_SEIP } from '../riscv/priv/csr-defs.js';
+import { SRST_REASON, SRST_TYPE } from '../riscv/sbi/constants.js';
+import { HSM, HartControl } from '../vcpu/hart-control.js';
+import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
+import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
+import { buildVirtFdt } from './virt-fdt.js';
+import { VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, virtPlicRegion } from './virt-map.js';
+
+export const VIRT_DEFAULT_RAM = 128 * 1024 * 1024;
+/** The ISA the harts implement, as the device tree states it. */
+export const VIRT_ISA = 'rv64imafdc_zicntr_zicsr_zifencei';
+
+export interface VirtMachineConfig {
+  ramBytes: number;
+  harts: number;
+  engine: EngineName;
+  kernel: Uint8Array;
+  initrd?: Uint8Array;
+  append?: string;
+  /** A device tree blob to use instead of the generated one (its /chosen gets bootargs and the initrd). */
+  dtb?: Uint8Array;
+  /** M-mode firmware (OpenSBI fw_dynamic.bin); without it tsemu's SBI serves the kernel. */
+  bios?: Uint8Array;
+  serial: CharBackend;
+}
+
+export type MachineExit =
+  | { kind: 'poweroff'; code: number }
+  | { kind: 'reboot' }
+  | { kind: 'quit' }
+  | { kind: 'error'; message: string };
+
+export interface VirtMachine {
+  /** Where the boot images went (for messages and tests). */
+  readonly layout: BootLayout;
+  start(): void;
+  /** Ends the machine (as Ctrl-A x does); `exit` resolves with { kind: 'quit' } unless it had ended already. */
+  stop(): void;
+  readonly exit: Promise<MachineExit>;
+}
+
+/** The device tree the machine boots with, as a blob, for an initrd range. */
+export function virtDeviceTree(config: Omit<VirtMachineConfig, 'serial' | 'kernel' | 'engine'>, initrd?: InitrdRange): Uint8Array {
+  const tree: FdtTree = config.dtb
+    ? parseFdt(config.dtb)
+    : buildVirtFdt({ ramSize: config.ramBytes, harts: config.harts, isa: VIRT_ISA, virtioSlots: 0 });
+  const chosen = tree.find('/chosen') ?? tree.root.addNode('chosen');
+  if (config.append !== undefined) chosen.setString('bootargs', config.append);
+  if (initrd) chosen.setU64('linux,initrd-start', initrd.start).setU64('linux,initrd-end', initrd.end);
+  return serializeFdt(tree);
+}
+
+function guestRam(memory: WebAssembly.Memory, ramBytes: number): GuestMemory {
+  const u8 = new Uint8Array(memory.buffer);
+  const host = (gpa: number, length: number): number => {
+    if (gpa < RAM_GPA_BASE || gpa + length > RAM_GPA_BASE + ramBytes) throw new GuestMemoryError(gpa, length);
+    return gpa - RAM_GPA_BASE + RAM_HOST_BASE;
+  };
+  return {
+    read: (gpa, dst) => dst.set(u8.subarray(host(gpa, dst.length), host(gpa, dst.length) + dst.length)),
+    write: (gpa, src) => u8.set(src, host(gpa, src.length)),
+  };
+}
+
+function exitForFinisher(event: TestFinisherEvent): MachineExit {
+  return event.kind === 'reset' ? { kind: 'reboot' } : { kind: 'poweroff', code: event.code };
+}
+
+export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
+  const { harts, ramBytes } = config;
+  if (!Number.isInteger(harts) || harts < 1 || harts > MAX_HARTS) throw new Error(`-smp: the virt machine takes 1 to ${MAX_HARTS} harts`);
+  const pages = memoryPagesFor(ramBytes);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const ram = guestRam(memory, ramBytes);
+  const layout = loadBootImages(
+    ram,
+    { base: RAM_GPA_BASE, size: ramBytes },
+    { kernel: config.kernel, initrd: config.initrd, firmware: config.bios },
+    (initrd) => virtDeviceTree(config, initrd),
+  );
+
+  let finish: (exit: MachineExit) => void = () => {};
+  const ending = new Promise<MachineExit>((resolve) => (finish = resolve));
+  let ended = false;
+  const end = (exit: MachineExit): void => {
+    if (ended) return;
+    ended = true;
+    finish(exit);
+  };
+
+  const control = new HartControl(memory);
+  const plic = new Plic({
+    harts,
+    ndev: VIRT_PLIC_NDEV,
+    maxPriority: VIRT_PLIC_MAX_PRIORITY,
+    output: (hart, mode, level) => {
+      const bit = mode === 'M' ? MIP_MEIP : MIP_SEIP;
+      if (level) control.raiseInterrupt(hart, bit);
+      else control.lowerInterrupt(hart, bit);
+    },
+  });
+  const bus = new MmioBus();
+  bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
+  bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'goldfish_rtc');
+  bus.map(VIRT_UART0.base, VIRT_UART0.size, new Uart16550(plic.irqLine(VIRT_IRQ.UART0), config.serial), 'uart0');
+  const plicRegion = virtPlicRegion(harts);
+  bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
+
+  const systemReset = (type: number, reason: number): void => {
+    if (type === SRST_TYPE.SHUTDOWN) end({ kind: 'poweroff', code: reason === SRST_REASON.SYSTEM_FAILURE ? 1 : 0 });
+    else end({ kind: 'reboot' });
+  };
+  const handle = (r: MailboxRequest): number => {
+    switch (r.op) {
+      case MailboxOp.MMIO_LOAD:
+        if (!bus.load(r.arg, r.size as 1 | 2 | 4 | 8)) return STATUS_FAILED;
+        r.resultLo = bus.lo;
+        r.resultHi = bus.hi;
+        return STATUS_OK;
+      case MailboxOp.MMIO_STORE:
+        return bus.store(r.arg, r.size as 1 | 2 | 4 | 8, r.valueLo, r.valueHi) ? STATUS_OK : STATUS_FAILED;
+      case MailboxOp.CONSOLE_WRITE: {
+        const bytes = new Uint8Array(r.size);
+        ram.read(r.arg, bytes);
+        config.serial.write(bytes);
+        r.resultLo = r.size;
+        return STATUS_OK;
+      }
+      case MailboxOp.CONSOLE_PUTCHAR:
+        config.serial.write(Uint8Array.of(r.valueLo & 0xff));
+        return STATUS_OK;
+      case MailboxOp.CONSOLE_READ:
+        // Console input belongs to the UART; the SBI console reads nothing.
+        r.resultLo = 0;
+        return STATUS_OK;
+      case MailboxOp.CONSOLE_GETCHAR:
+        r.resultLo = -1;
+        return STATUS_OK;
+      case MailboxOp.SYSTEM_RESET:
+        systemReset(r.arg, r.valueLo >>> 0);
+        return STATUS_OK;
+      default:
+        return STATUS_FAILED;
+    }
+  };
+  const mailbox = new MailboxServer(memory, harts, handle);
+
+  new Clint({ memory, harts, sink: control }).reset();
+  mailbox.reset();
+  const entry = layout.kernel.entry;
+  for (let hart = 0; hart < harts; hart++) {
+    const boots = layout.firmware !== undefined || hart === 0;
+    control.setStart(hart, entry % 0x1_0000_0000, Math.floor(entry / 0x1_0000_0000), layout.fdt % 0x1_0000_0000, Math.floor(layout.fdt / 0x1_0000_0000));
+    control.setState(hart, boots ? HSM.START_PENDING : HSM.STOPPED);
+  }
+
+  let threads: VcpuThread[] = [];
+  const exit = ending.then(async (reason) => {
+    control.setRunning(false);
+    for (let hart = 0; hart < harts; hart++) control.kick(hart);
+    mailbox.stop();
+    const ends = await Promise.all(threads.map((t) => t.ended));
+    const failed = ends.find((e): e is { error: string } => 'error' in e);
+    return failed && reason.kind !== 'error' ? { kind: 'error' as const, message: failed.error } : reason;
+  });
+
+  return {
+    layout,
+    exit,
+    start() {
+      control.setRunning(true);
+      mailbox.start();
+      threads = Array.from({ length: harts }, (_, hart) =>
+        startVcpuThread({
+          memory,
+          hart,
+          harts,
+          ramBytes,
+          engine: config.engine,
+          firmware: layout.firmware && { entry: layout.firmware.entry, fdt: layout.fdt, info: layout.firmware.info },
+        }),
+      );
+      for (const thread of threads) {
+        void thread.ended.then((e) => {
+          if ('error' in e) end({ kind: 'error', message: e.error });
+        });
+      }
+    },
+    stop() {
+      end({ kind: 'quit' });
+    },
+  };
+}
+
+/** Boots the machine, again after each guest reboot unless `noReboot`; resolves with how it finally ended. */
+export async function runVirtMachine(
+  config: VirtMachineConfig,
+  options: { noReboot: boolean; onMachine?: (machine: VirtMachine) => void },
+): Promise<MachineExit> {
+  for (;;) {
+    const machine = createVirtMachine(config);
+    options.onMachine?.(machine);
+    machine.start();
+    const exit = await machine.exit;
+    if (exit.kind !== 'reboot' || options.noReboot) return exit;
+  }
+}
