@@ -1,6 +1,7 @@
 /*
  * A bare-metal M-mode program for the virt machine (hart 0, no firmware) that
- * drives the UART, CLINT, PLIC, goldfish RTC and sifive_test registers and
+ * drives the UART, CLINT, PLIC, goldfish RTC, empty virtio-mmio slots and
+ * sifive_test registers and
  * prints what it reads on the UART, then exits through sifive_test with
  * "fail, code 42". virt-devices.test.ts runs it on QEMU (-bios none) and on
  * tsemu's device models and compares the two console outputs. Only
@@ -196,6 +197,14 @@ static void rtc(void) {
   show("rtc-alarm-status", r32(RTC + 0x18));
 }
 
+/* Magic and device ID only: QEMU's empty slots speak the legacy version 1, tsemu's version 2. */
+static void virtio_slots(void) {
+  for (uintptr_t slot = 0x10001000UL; slot <= 0x10008000UL; slot += 0x1000) {
+    show("virtio-magic", r32(slot));
+    show("virtio-device", r32(slot + 8));
+  }
+}
+
 void main(void) {
   csr_write(mtvec, (uintptr_t)trap);
   print("virt devices\n");
@@ -203,6 +212,7 @@ void main(void) {
   clint();
   plic();
   rtc();
+  virtio_slots();
   print("done\n");
   w32(TEST, (42 << 16) | 0x3333);
   for (;;) {

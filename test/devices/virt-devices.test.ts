@@ -3,11 +3,11 @@
  * (virt-devices-guest.c, built with Debian's riscv64 cross compiler) drives
  * the UART (divisor latch, FIFO, loopback, THR-empty interrupt), the CLINT
  * (mtime, timer and software interrupts), the PLIC (priorities, enables,
- * threshold, claim/complete), the goldfish RTC and the sifive_test finisher,
- * and prints what it reads. It runs on qemu-system-riscv64 -M virt -bios none
- * and on tsemu's devices mapped at the virt addresses behind a real hart
- * (interpreter engine); both consoles must match line for line, and both must
- * end with the finisher's "fail, code 42".
+ * threshold, claim/complete), the goldfish RTC, the empty virtio-mmio slots
+ * and the sifive_test finisher, and prints what it reads. It runs on
+ * qemu-system-riscv64 -M virt -bios none and on tsemu's devices mapped at the
+ * virt addresses behind a real hart (interpreter engine); both consoles must
+ * match line for line, and both must end with the finisher's "fail, code 42".
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -21,8 +21,12 @@ import { GoldfishRtc } from '../../src/emulator/devices/goldfish-rtc.js';
 import { Plic } from '../../src/emulator/devices/plic.js';
 import { SifiveTest, type TestFinisherEvent } from '../../src/emulator/devices/sifive-test.js';
 import { Uart16550 } from '../../src/emulator/devices/uart16550.js';
+import { EmptyVirtioSlot } from '../../src/emulator/devices/virtio-mmio-empty.js';
 import { parseElf64 } from '../../src/emulator/loader/elf64.js';
-import { VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, virtPlicRegion } from '../../src/emulator/machines/virt-map.js';
+import {
+  VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, VIRT_VIRTIO_COUNT, virtPlicRegion,
+  virtioSlotRegion,
+} from '../../src/emulator/machines/virt-map.js';
 import { Hart } from '../../src/emulator/riscv/hart.js';
 import { Interpreter } from '../../src/emulator/riscv/interp/interpreter.js';
 import { RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../../src/emulator/riscv/layout.js';
@@ -91,6 +95,10 @@ function runOnTsemu(elfBytes: Uint8Array): { console: string; event: TestFinishe
   bus.map(VIRT_CLINT.base, VIRT_CLINT.size, clint, 'clint');
   bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'rtc');
   bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((e) => (event = e)), 'test');
+  for (let slot = 0; slot < VIRT_VIRTIO_COUNT; slot++) {
+    const region = virtioSlotRegion(slot);
+    bus.map(region.base, region.size, new EmptyVirtioSlot(), `virtio${slot}`);
+  }
 
   const u8 = new Uint8Array(memory.buffer);
   const elf = parseElf64(elfBytes);
