@@ -1,9 +1,8 @@
 /*
  * A bare-metal M-mode program for the virt machine (hart 0, no firmware) that
  * drives the UART, CLINT, PLIC, goldfish RTC, empty virtio-mmio slots and
- * sifive_test registers and
- * prints what it reads on the UART, then exits through sifive_test with
- * "fail, code 42". virt-devices.test.ts runs it on QEMU (-bios none) and on
+ * sifive_test registers and prints what it reads on the UART, then exits
+ * through sifive_test with "fail, code 42". virt-devices.test.ts runs it on QEMU (-bios none) and on
  * tsemu's device models and compares the two console outputs. Only
  * deterministic facts are printed (no raw times), and values read while the
  * UART cannot print (divisor latch, loopback) are noted and shown afterwards.
