@@ -14,8 +14,8 @@
  * budget or sees EXIT_REQUEST) or runs one block on the interpreter. A
  * translated block returns 1 when it stopped in front of an instruction it
  * wants the interpreter to run (FP disabled or an illegal FP encoding: the
- * interpreter raises the trap). After the interpreter retires a wfi, run()
- * returns so the vCPU loop can sleep.
+ * interpreter raises the trap). After the interpreter retires a wfi that
+ * starts a block, run() returns so the vCPU loop can sleep.
  *
  * Translated code only decrements the budget; the dispatcher adds what a
  * block run spent to INSTRET when it returns (the interpreter keeps INSTRET
@@ -34,15 +34,23 @@ import { CodeCache, DEFAULT_TUNING, TRANSLATED, type JitTuning } from './code-ca
 /** Runs exactly one block (or one page-straddling instruction) on the interpreter; returns instructions retired. */
 export interface BlockStepper {
   step(): number;
-  /** True once after a step that retired a wfi (the engine then returns to the vCPU loop). */
-  consumeStop?(): boolean;
 }
+
+/**
+ * The wfi encoding's two 16-bit halves. wfi is never translated, so once the
+ * code before it is, a wfi starts a block of its own and the dispatcher sees
+ * it at the block's host offset (a cold block that runs into one is missed:
+ * the run just goes on to the end of its budget).
+ */
+const WFI_LO = 0x0073;
+const WFI_HI = 0x1050;
 
 export class JitEngine implements Engine {
   readonly cache: CodeCache;
   /** Dispatcher iterations so far (block entries from JS; chained entries inside wasm are not counted). */
   dispatches = 0;
   private readonly i32: Int32Array;
+  private readonly u16: Uint16Array;
   private readonly pcWord: number;
   private readonly exitWord: number;
   private readonly instretWord: number;
@@ -52,6 +60,7 @@ export class JitEngine implements Engine {
   constructor(private readonly hart: HartServices, private readonly interp: BlockStepper, tuning: JitTuning = DEFAULT_TUNING) {
     this.cache = new CodeCache(hart, tuning);
     this.i32 = new Int32Array(hart.memory.buffer);
+    this.u16 = new Uint16Array(hart.memory.buffer);
     this.pcWord = (hart.stateBase + HS.PC) >> 2;
     this.exitWord = (hart.stateBase + HS.EXIT_REQUEST) >> 2;
     this.instretWord = (hart.stateBase + HS.INSTRET) >> 2;
@@ -82,9 +91,10 @@ export class JitEngine implements Engine {
         this.addInstret(before - mem[left]!);
         if (status === 0) continue;
       }
+      const wfi = e.state !== TRANSLATED && this.u16[host >>> 1] === WFI_LO && this.u16[(host >>> 1) + 1] === WFI_HI;
       const retired = this.interp.step();
       mem[left] = mem[left]! - retired;
-      if (this.interp.consumeStop?.() === true) break;
+      if (wfi && retired > 0) break;
     }
     return budget - mem[left]!;
   }
