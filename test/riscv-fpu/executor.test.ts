@@ -118,4 +118,9 @@ test('the i32 helper for translated code runs over a shared WebAssembly.Memory',
   assert.equal(helper(OP['fsqrt.d'], 5, 1, 0, 0, DYN), FP_DIRTY);
   assert.equal(f64[(state + HS.F) / 8 + 5], 1.414213562373095); // rounded down: one below Math.SQRT2
   assert.equal(i32[(state + HS.FFLAGS) / 4], 1);
+  // The interpreter's own view of the same memory, alternating with the helper, sees the same registers.
+  assert.equal(executeFp(i32, state, OP['fadd.d'], 6, 4, 5, 0, 0), FP_DIRTY);
+  assert.equal(f64[(state + HS.F) / 8 + 6], 6.25 + 1.414213562373095);
+  assert.equal(helper(OP['fsub.d'], 7, 6, 4, 0, 0), FP_DIRTY);
+  assert.equal(f64[(state + HS.F) / 8 + 7], 1.414213562373095);
 });

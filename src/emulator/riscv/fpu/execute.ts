@@ -280,9 +280,11 @@ function noteSignaling(): void {
   if (signalingSeen) fpFlags.value |= FLAG_NV;
 }
 
+/** Points the executor at `mem`; the float views are rebuilt only for a different buffer (engines each hold their own Int32Array). */
 function bindViews(mem: Int32Array): void {
-  if (mem.byteOffset % 8 !== 0) throw new RangeError('FP executor: the memory view must start 8-byte aligned');
   heap = mem;
+  if (mem.buffer === heapF64.buffer && mem.byteOffset === heapF64.byteOffset && mem.length === heapF32.length) return;
+  if (mem.byteOffset % 8 !== 0) throw new RangeError('FP executor: the memory view must start 8-byte aligned');
   heapF64 = new Float64Array(mem.buffer, mem.byteOffset, mem.length >> 1);
   heapF32 = new Float32Array(mem.buffer, mem.byteOffset, mem.length);
 }
