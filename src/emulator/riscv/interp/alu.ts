@@ -60,14 +60,13 @@ function unary(f: (lo: number, hi: number) => void): Handler {
   };
 }
 
-function branch(taken: (alo: number, ahi: number, blo: number, bhi: number) => boolean): Handler {
-  return (c, d) => {
-    const off = taken(c.lo(d.rs1), c.hi(d.rs1), c.lo(d.rs2), c.hi(d.rs2)) ? d.imm : d.len;
-    add64(c.pcLo, c.pcHi, off, off >> 31);
-    c.nextLo = R.lo;
-    c.nextHi = R.hi;
-    return JUMP;
-  };
+/** Ends a branch: the next pc is pc + imm when taken, else pc + len. */
+function branchTo(c: Core, d: Insn, taken: boolean): number {
+  const off = taken ? d.imm : d.len;
+  add64(c.pcLo, c.pcHi, off, off >> 31);
+  c.nextLo = R.lo;
+  c.nextHi = R.hi;
+  return JUMP;
 }
 
 const and64: Binary = (alo, ahi, blo, bhi) => { R.lo = alo & blo; R.hi = ahi & bhi; };
@@ -137,23 +136,50 @@ export const ALU_HANDLERS: Partial<Record<Mnemonic, Handler>> = {
     c.set(d.rd, R.lo, R.hi);
     return JUMP;
   },
-  beq: branch((alo, ahi, blo, bhi) => alo === blo && ahi === bhi),
-  bne: branch((alo, ahi, blo, bhi) => alo !== blo || ahi !== bhi),
-  blt: branch(lessThan),
-  bge: branch((alo, ahi, blo, bhi) => !lessThan(alo, ahi, blo, bhi)),
-  bltu: branch(lessThanUnsigned),
-  bgeu: branch((alo, ahi, blo, bhi) => !lessThanUnsigned(alo, ahi, blo, bhi)),
-
-  addi: imm(add64),
+  // The most frequent instructions get handlers of their own (no inner call through a shared closure).
+  beq: (c, d) => branchTo(c, d, c.lo(d.rs1) === c.lo(d.rs2) && c.hi(d.rs1) === c.hi(d.rs2)),
+  bne: (c, d) => branchTo(c, d, c.lo(d.rs1) !== c.lo(d.rs2) || c.hi(d.rs1) !== c.hi(d.rs2)),
+  blt: (c, d) => branchTo(c, d, lessThan(c.lo(d.rs1), c.hi(d.rs1), c.lo(d.rs2), c.hi(d.rs2))),
+  bge: (c, d) => branchTo(c, d, !lessThan(c.lo(d.rs1), c.hi(d.rs1), c.lo(d.rs2), c.hi(d.rs2))),
+  bltu: (c, d) => branchTo(c, d, lessThanUnsigned(c.lo(d.rs1), c.hi(d.rs1), c.lo(d.rs2), c.hi(d.rs2))),
+  bgeu: (c, d) => branchTo(c, d, !lessThanUnsigned(c.lo(d.rs1), c.hi(d.rs1), c.lo(d.rs2), c.hi(d.rs2))),
+  addi: (c, d) => {
+    add64(c.lo(d.rs1), c.hi(d.rs1), d.imm, d.imm >> 31);
+    c.set(d.rd, R.lo, R.hi);
+    return NEXT;
+  },
+  add: (c, d) => {
+    add64(c.lo(d.rs1), c.hi(d.rs1), c.lo(d.rs2), c.hi(d.rs2));
+    c.set(d.rd, R.lo, R.hi);
+    return NEXT;
+  },
+  addiw: (c, d) => {
+    c.setW(d.rd, c.lo(d.rs1) + d.imm);
+    return NEXT;
+  },
+  addw: (c, d) => {
+    c.setW(d.rd, c.lo(d.rs1) + c.lo(d.rs2));
+    return NEXT;
+  },
+  andi: (c, d) => {
+    c.set(d.rd, c.lo(d.rs1) & d.imm, c.hi(d.rs1) & (d.imm >> 31));
+    return NEXT;
+  },
+  slli: (c, d) => {
+    sll64(c.lo(d.rs1), c.hi(d.rs1), d.imm);
+    c.set(d.rd, R.lo, R.hi);
+    return NEXT;
+  },
+  srli: (c, d) => {
+    srl64(c.lo(d.rs1), c.hi(d.rs1), d.imm);
+    c.set(d.rd, R.lo, R.hi);
+    return NEXT;
+  },
   slti: imm(slt),
   sltiu: imm(sltu),
   xori: imm(xor64),
   ori: imm(or64),
-  andi: imm(and64),
-  slli: imm(shiftBy(sll64)),
-  srli: imm(shiftBy(srl64)),
   srai: imm(shiftBy(sra64)),
-  add: reg(add64),
   sub: reg(sub64),
   sll: reg(shiftBy(sll64)),
   slt: reg(slt),
@@ -163,11 +189,9 @@ export const ALU_HANDLERS: Partial<Record<Mnemonic, Handler>> = {
   sra: reg(shiftBy(sra64)),
   or: reg(or64),
   and: reg(and64),
-  addiw: wordImm((a, b) => a + b),
   slliw: wordImm((a, s) => a << s),
   srliw: wordImm((a, s) => a >>> s),
   sraiw: wordImm((a, s) => a >> s),
-  addw: word((a, b) => a + b),
   subw: word((a, b) => a - b),
   sllw: word((a, b) => a << (b & 31)),
   srlw: word((a, b) => a >>> (b & 31)),
