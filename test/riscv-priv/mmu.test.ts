@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CODE_PAGE_MAP_BASE, HS, PRIV_M, PRIV_S, PRIV_U, RAM_GPA_BASE, TLB_STORE, tlbBase } from '../../src/emulator/riscv/layout.js';
+import { CODE_PAGE_MAP_BASE, HS, PRIV_M, PRIV_S, PRIV_U, RAM_GPA_BASE, TLB_LOAD, TLB_STORE, tlbBase } from '../../src/emulator/riscv/layout.js';
 import { CAUSE, CSR, MSTATUS } from '../../src/emulator/riscv/priv/csr-defs.js';
 import { PTE, PageTables, RWX_AD } from './page-tables.js';
 import {
@@ -191,4 +191,36 @@ test('a full sfence.vma drops every entry, after few fills and after many', () =
     writeU64(m, ptes[pages - 1], 0n);
     assert.equal(load(m, BigInt(0x100_0000 + (pages - 1) * 4096), 1), undefined);
   }
+});
+
+test('entries of a context are put back when it is entered again, until a flush', () => {
+  const { m, pt } = paged();
+  writeU64(m, DATA, 1n);
+  writeU64(m, DATA + 0x1000, 2n);
+  const at = pt.map(0x9000n, DATA, RWX_AD);
+  assert.equal(load(m, 0x9000n, 8), 1n);
+  writeU64(m, at, readU64(m, at) + (1n << 10n)); // now DATA + 0x1000, no sfence.vma yet
+  m.hart.ecall(); // S → M: the S entries are saved
+  assert.equal(load(m, BigInt(DATA), 8), 1n);
+  m.hart.mret(0); // back to S (MPP = S): they come back
+  assert.equal(load(m, 0x9000n, 8), 1n, 'the saved (stale) entry is used, as a real TLB may');
+  m.hart.ecall();
+  m.hart.sfenceVma(...halves(0x9000n), true, 0, false, 0); // in M: drops the page from the saved entries
+  m.hart.mret(0);
+  assert.equal(load(m, 0x9000n, 8), 2n);
+});
+
+test('a saved store entry is not put back once its page holds translated code', () => {
+  const { m, pt } = paged();
+  pt.map(0xd000n, DATA, RWX_AD);
+  assert.ok(store(m, 0xd000n, 8, 5n));
+  const e = tlbBase(0) + TLB_STORE + 0xd * 16;
+  assert.equal(m.dv.getInt32(e, true), 0xd);
+  m.hart.ecall();
+  assert.equal(m.dv.getInt32(e, true), -1, 'cleared on the way to M');
+  m.dv.setUint8(CODE_PAGE_MAP_BASE + (DATA - RAM_GPA_BASE) / 4096, 1);
+  m.hart.mret(0);
+  assert.equal(m.dv.getInt32(e, true), -1);
+  const l = tlbBase(0) + TLB_LOAD + 0xd * 16;
+  assert.equal(m.dv.getInt32(l, true), -1, 'no load entry was made for this page either');
 });

@@ -24,9 +24,15 @@
  * accesses never skip an A/D update. The tables are flushed whenever the
  * translation context changes: syncContext() compares (privilege, effective
  * data privilege, SUM, MXR) with the last context; satp and PMP writes and
- * sfence.vma flush explicitly. A flush clears just the entries filled since
- * the previous one while they are few (the usual case between context
- * switches), else all three tables.
+ * sfence.vma flush explicitly. Clearing touches just the entries filled since
+ * the previous clear while they are few, else all three tables.
+ *
+ * Context switches (a trap from U to S and the sret back, every syscall)
+ * would refill the same entries again and again, so when a context is left
+ * with few entries they are saved, and put back when it is entered again
+ * (store entries only if their page has not become a code page meanwhile).
+ * Saved entries stay valid until satp, PMP or sfence.vma flush them: the same
+ * rule the live entries follow (a page whose PTE changes needs sfence.vma).
  */
 import {
   CODE_PAGE_MAP_BASE,
@@ -70,14 +76,17 @@ const PAGE_TABLE_BY_ACCESS = [TLB_FETCH, TLB_LOAD, TLB_STORE];
 const WALK_FAULT = -1;
 /** Fills remembered for a cheap flush; beyond this many, a flush clears the whole TLB. */
 const FILLED_LOG_SIZE = 64;
+const SAVED_WORDS = 4;
 
 export class Mmu {
   private readonly tlb: number;
   private readonly ramEnd: number;
   private context = -1;
-  /** Word indexes of the entries filled since the last flush (only this object fills entries). */
+  /** Word indexes of the entries filled since the last clear (only this object fills entries). */
   private readonly filled = new Int32Array(FILLED_LOG_SIZE);
   private filledCount = FILLED_LOG_SIZE + 1;
+  /** Per left context: [count, then (word index, tag lo, tag hi, addend) per entry]. */
+  private readonly saved = new Map<number, Int32Array>();
 
   constructor(
     private readonly st: HartState,
@@ -121,7 +130,11 @@ export class Mmu {
     return pa;
   }
 
-  /** Flushes the TLB when the translation context differs from the one its entries were made in. */
+  /**
+   * Switches the TLB to the current translation context if it changed: the entries of the context
+   * being left are saved (when few), the tables cleared, and the saved entries of the context
+   * being entered put back.
+   */
   syncContext(): void {
     const priv = this.st.priv;
     const status = this.st.mstatus;
@@ -129,13 +142,38 @@ export class Mmu {
       priv === PRIV_M && (status & MSTATUS.MPRV) !== 0 ? (status & MSTATUS.MPP) >>> MSTATUS.MPP_SHIFT : priv;
     const context = priv | (dataPriv << 2) | (status & (MSTATUS.SUM | MSTATUS.MXR));
     if (context !== this.context) {
+      this.save(this.context);
+      this.clearLive();
       this.context = context;
-      this.flush();
+      this.restore(context);
     }
   }
 
-  /** Empties all three tables: the entries filled since the last flush, or everything when they were many. */
+  /** Empties all three tables and forgets every saved context. */
   flush(): void {
+    this.clearLive();
+    this.saved.clear();
+  }
+
+  /** Drops the entries of the page holding va from all three tables and from the saved contexts. */
+  flushPage(vaLo: number, vaHi: number): void {
+    const i32 = this.st.i32;
+    const tagLo = (vaLo >>> 12) | (vaHi << 20);
+    const tagHi = vaHi >>> 12;
+    const slot = ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE;
+    for (const table of PAGE_TABLE_BY_ACCESS) {
+      const e = (this.tlb + table + slot) >> 2;
+      if (i32[e] === tagLo && i32[e + 1] === tagHi) i32[e] = i32[e + 1] = -1;
+    }
+    for (const set of this.saved.values()) {
+      for (let i = 0, at = 1; i < set[0]; i++, at += SAVED_WORDS) {
+        if (set[at + 1] === tagLo && set[at + 2] === tagHi) set[at + 1] = set[at + 2] = -1;
+      }
+    }
+  }
+
+  /** Empties the three tables: the entries filled since the last clear, or everything when they were many. */
+  private clearLive(): void {
     const i32 = this.st.i32;
     if (this.filledCount > FILLED_LOG_SIZE) {
       i32.fill(-1, this.tlb >> 2, (this.tlb + 3 * TLB_TABLE_SIZE) >> 2);
@@ -145,14 +183,47 @@ export class Mmu {
     this.filledCount = 0;
   }
 
-  /** Drops the entries of the page holding va from all three tables. */
-  flushPage(vaLo: number, vaHi: number): void {
-    const tagLo = (vaLo >>> 12) | (vaHi << 20);
-    const tagHi = vaHi >>> 12;
-    const slot = ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE;
-    for (const table of PAGE_TABLE_BY_ACCESS) {
-      const e = (this.tlb + table + slot) >> 2;
-      if (this.st.i32[e] === tagLo && this.st.i32[e + 1] === tagHi) this.st.i32[e] = this.st.i32[e + 1] = -1;
+  /** Remembers the live entries of `context` (only when the fill log holds them all). */
+  private save(context: number): void {
+    if (context < 0 || this.filledCount > FILLED_LOG_SIZE) {
+      this.saved.delete(context);
+      return;
+    }
+    let set = this.saved.get(context);
+    if (set === undefined) {
+      set = new Int32Array(1 + FILLED_LOG_SIZE * SAVED_WORDS);
+      this.saved.set(context, set);
+    }
+    const i32 = this.st.i32;
+    set[0] = this.filledCount;
+    for (let i = 0, at = 1; i < this.filledCount; i++, at += SAVED_WORDS) {
+      const e = this.filled[i];
+      set[at] = e;
+      set[at + 1] = i32[e];
+      set[at + 2] = i32[e + 1];
+      set[at + 3] = i32[e + 2];
+    }
+  }
+
+  /** Puts back the saved entries of `context`, except store entries of pages that became code pages. */
+  private restore(context: number): void {
+    const set = this.saved.get(context);
+    if (set === undefined) return;
+    const i32 = this.st.i32;
+    const storeFirst = (this.tlb + TLB_STORE) >> 2;
+    const storeEnd = storeFirst + (TLB_TABLE_SIZE >> 2);
+    for (let i = 0, at = 1; i < set[0]; i++, at += SAVED_WORDS) {
+      const e = set[at];
+      const tagLo = set[at + 1];
+      if (tagLo === -1 && set[at + 2] === -1) continue;
+      if (e >= storeFirst && e < storeEnd) {
+        const host = ((tagLo << 12) + set[at + 3]) >>> 0;
+        if (this.st.u8[CODE_PAGE_MAP_BASE + ((host - RAM_HOST_BASE) >>> 12)] !== 0) continue;
+      }
+      this.filled[this.filledCount++] = e;
+      i32[e + 2] = set[at + 3];
+      i32[e + 1] = set[at + 2];
+      i32[e] = tagLo;
     }
   }
 
