@@ -48,9 +48,9 @@ function load(c: Core, d: Insn, size: MemSize, signed: boolean): boolean {
   if (host >= 0) {
     switch (size) {
       case 1: R.lo = signed ? c.i8[host]! : c.u8[host]!; break;
-      case 2: R.lo = signed ? c.i16[host >> 1]! : c.u16[host >> 1]!; break;
-      case 4: R.lo = c.m[host >> 2]!; break;
-      default: R.lo = c.m[host >> 2]!; R.hi = c.m[(host >> 2) + 1]!; return true;
+      case 2: R.lo = signed ? c.i16[host >>> 1]! : c.u16[host >>> 1]!; break;
+      case 4: R.lo = c.m[host >>> 2]!; break;
+      default: R.lo = c.m[host >>> 2]!; R.hi = c.m[(host >>> 2) + 1]!; return true;
     }
   } else {
     c.syncPc();
@@ -73,9 +73,9 @@ function store(c: Core, d: Insn, size: MemSize, vlo: number, vhi: number): boole
   if (host >= 0) {
     switch (size) {
       case 1: c.u8[host] = vlo; break;
-      case 2: c.u16[host >> 1] = vlo; break;
-      case 4: c.m[host >> 2] = vlo; break;
-      default: c.m[host >> 2] = vlo; c.m[(host >> 2) + 1] = vhi;
+      case 2: c.u16[host >>> 1] = vlo; break;
+      case 4: c.m[host >>> 2] = vlo; break;
+      default: c.m[host >>> 2] = vlo; c.m[(host >>> 2) + 1] = vhi;
     }
     return true;
   }
