@@ -1,21 +1,28 @@
 /**
  * The privileged architecture end to end: e2e.S (assembled with Debian's
- * cross toolchain, harness.h conventions) runs on every engine through the
- * real Hart and checks itself.
+ * cross toolchain, harness.h conventions) runs through the real Hart on the
+ * interpreter and on the JIT (hotness threshold 1, so translated code runs)
+ * and checks itself.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { TestCpu } from '../../src/emulator/riscv/harness/cpu.js';
+import type { EngineName } from '../../src/emulator/riscv/engine.js';
+import { ENGINES, TestCpu } from '../../src/emulator/riscv/harness/cpu.js';
+import { DEFAULT_TUNING } from '../../src/emulator/riscv/jit/code-cache.js';
+import { createJitEngine } from '../../src/emulator/riscv/jit/index.js';
 import { scratchDir } from '../helpers/peers.js';
 import { TEST_ENGINES } from '../riscv/isa-runner.js';
 import { assembleFile } from '../riscv/toolchain.js';
 
 const SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'e2e.S');
 
-for (const engine of TEST_ENGINES) {
+ENGINES.jit ??= (hart) => createJitEngine(hart, { ...DEFAULT_TUNING, hotThreshold: 1, flushAfter: 1 });
+const engines = new Set<EngineName>([...TEST_ENGINES, 'jit']);
+
+for (const engine of engines) {
   test(`traps, delegation, Sv39, interrupts, MPRV, atomics in a guest program on ${engine}`, async () => {
     const { dir, cleanup } = await scratchDir();
     try {
