@@ -137,6 +137,10 @@ describe('virt device tree', () => {
       assert.equal(mine.has('interrupt-parent'), theirs.has('interrupt-parent'), `${p} interrupt-parent`);
     }
     assert.ok(checked > 50, `compared ${checked} properties`);
+    const again = path.join(dir, 'qemu-again.dtb');
+    await writeFile(again, serializeFdt(qemu));
+    const decompile = async (file: string) => (await mustRun(runProgram('dtc', ['-q', '-I', 'dtb', '-O', 'dts', file]), 'dtc')).stdout;
+    assert.equal(await decompile(again), await decompile(dumped), 'QEMU’s own tree goes through the reader and writer unchanged');
   });
 
   it('reads back through the FDT reader', () => {
