@@ -51,4 +51,5 @@ export const COMMANDS: Record<string, LazyCommand> = {
   'img:snapshot': lazy(() => import('./img/snapshot.js')),
   'img:amend': lazy(() => import('./img/amend.js')),
   io: lazy(() => import('./io.js')),
+  run: lazy(() => import('./run.js')),
 };

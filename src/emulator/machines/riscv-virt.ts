@@ -12,7 +12,7 @@
  *     a1 = FDT, the other harts STOPPED until the kernel's HSM hart_start;
  *   --bios firmware: every hart START_PENDING in M-mode at the firmware entry
  *     (a0 = hart id, a1 = FDT, a2 = fw_dynamic info); the firmware picks the
- *     boot hart.
+ *     boot hart. --bios none: the same at the kernel entry (a2 = 0).
  *
  * start() starts the vCPU threads and the mailbox server that runs their MMIO
  * and SBI console/reset requests on the main thread. The machine ends once:
@@ -33,6 +33,7 @@ import { GoldfishRtc } from '../devices/goldfish-rtc.js';
 import { Plic } from '../devices/plic.js';
 import { SifiveTest, type TestFinisherEvent } from '../devices/sifive-test.js';
 import { Uart16550 } from '../devices/uart16550.js';
+import { writeChosen } from '../fdt/fdt-query.js';
 import { parseFdt } from '../fdt/fdt-reader.js';
 import { serializeFdt } from '../fdt/fdt-writer.js';
 import type { FdtTree } from '../fdt/fdt-node.js';
@@ -47,7 +48,6 @@ import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
 import { VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, virtPlicRegion } from './virt-map.js';
 
-export const VIRT_DEFAULT_RAM = 128 * 1024 * 1024;
 /** The ISA the harts implement, as the device tree states it. */
 export const VIRT_ISA = 'rv64imafdc_zicntr_zicsr_zifencei';
 
@@ -60,8 +60,11 @@ export interface VirtMachineConfig {
   append?: string;
   /** A device tree blob to use instead of the generated one (its /chosen gets bootargs and the initrd). */
   dtb?: Uint8Array;
-  /** M-mode firmware (OpenSBI fw_dynamic.bin); without it tsemu's SBI serves the kernel. */
-  bios?: Uint8Array;
+  /**
+   * M-mode firmware (OpenSBI fw_dynamic.bin); 'none': no firmware and no SBI, the harts
+   * start in M-mode at the kernel entry (a0 = hart id, a1 = FDT); absent: tsemu's SBI.
+   */
+  bios?: Uint8Array | 'none';
   serial: CharBackend;
 }
 
@@ -74,6 +77,8 @@ export type MachineExit =
 export interface VirtMachine {
   /** Where the boot images went (for messages and tests). */
   readonly layout: BootLayout;
+  /** The device tree blob as loaded in guest RAM. */
+  deviceTree(): Uint8Array;
   start(): void;
   /** Ends the machine (as Ctrl-A x does); `exit` resolves with { kind: 'quit' } unless it had ended already. */
   stop(): void;
@@ -85,9 +90,7 @@ export function virtDeviceTree(config: Omit<VirtMachineConfig, 'serial' | 'kerne
   const tree: FdtTree = config.dtb
     ? parseFdt(config.dtb)
     : buildVirtFdt({ ramSize: config.ramBytes, harts: config.harts, isa: VIRT_ISA, virtioSlots: 0 });
-  const chosen = tree.find('/chosen') ?? tree.root.addNode('chosen');
-  if (config.append !== undefined) chosen.setString('bootargs', config.append);
-  if (initrd) chosen.setU64('linux,initrd-start', initrd.start).setU64('linux,initrd-end', initrd.end);
+  writeChosen(tree, { bootargs: config.append, initrdStart: initrd?.start, initrdEnd: initrd?.end });
   return serializeFdt(tree);
 }
 
@@ -116,9 +119,10 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   const layout = loadBootImages(
     ram,
     { base: RAM_GPA_BASE, size: ramBytes },
-    { kernel: config.kernel, initrd: config.initrd, firmware: config.bios },
+    { kernel: config.kernel, initrd: config.initrd, firmware: config.bios === 'none' ? undefined : config.bios },
     (initrd) => virtDeviceTree(config, initrd),
   );
+  const firmware = config.bios === 'none' ? { entry: layout.kernel.entry, info: 0 } : layout.firmware;
 
   let finish: (exit: MachineExit) => void = () => {};
   const ending = new Promise<MachineExit>((resolve) => (finish = resolve));
@@ -190,7 +194,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   mailbox.reset();
   const entry = layout.kernel.entry;
   for (let hart = 0; hart < harts; hart++) {
-    const boots = layout.firmware !== undefined || hart === 0;
+    const boots = firmware !== undefined || hart === 0;
     control.setStart(hart, entry % 0x1_0000_0000, Math.floor(entry / 0x1_0000_0000), layout.fdt % 0x1_0000_0000, Math.floor(layout.fdt / 0x1_0000_0000));
     control.setState(hart, boots ? HSM.START_PENDING : HSM.STOPPED);
   }
@@ -208,6 +212,13 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   return {
     layout,
     exit,
+    deviceTree() {
+      const header = new Uint8Array(8);
+      ram.read(layout.fdt, header);
+      const blob = new Uint8Array(new DataView(header.buffer).getUint32(4));
+      ram.read(layout.fdt, blob);
+      return blob;
+    },
     start() {
       control.setRunning(true);
       mailbox.start();
@@ -218,7 +229,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
           harts,
           ramBytes,
           engine: config.engine,
-          firmware: layout.firmware && { entry: layout.firmware.entry, fdt: layout.fdt, info: layout.firmware.info },
+          firmware: firmware && { entry: firmware.entry, fdt: layout.fdt, info: firmware.info },
         }),
       );
       for (const thread of threads) {
