@@ -33,14 +33,13 @@
  * one sets the 64-bit value written. Other widths and offsets read 0, write nothing.
  */
 import type { AccessSize, MmioDevice } from '../bus/interfaces.js';
-import { MACHINE_SHARED_BASE, MAX_HARTS } from '../riscv/layout.js';
+import { MACHINE_SHARED_BASE, MAX_HARTS, TIMEBASE_HZ } from '../riscv/layout.js';
 import { MIP_MSIP, MIP_MTIP } from '../riscv/priv/csr-defs.js';
 
 export const CLINT_SHARED = {
   ORIGIN: MACHINE_SHARED_BASE + 0x000,
   MSIP: MACHINE_SHARED_BASE + 0x100,
   MTIMECMP: MACHINE_SHARED_BASE + 0x200,
-  END: MACHINE_SHARED_BASE + 0x1000,
 } as const;
 
 export const CLINT_MSIP = 0x0000;
@@ -48,8 +47,7 @@ export const CLINT_MTIMECMP = 0x4000;
 export const CLINT_MTIME = 0xbff8;
 
 const TWO32 = 0x1_0000_0000;
-const NS_PER_TICK = 100;
-const TICKS_PER_SECOND = 10_000_000;
+const NS_PER_TICK = 1e9 / TIMEBASE_HZ;
 
 /** Where the CLINT's interrupt bits go (HartControl implements it). */
 export interface InterruptSink {
@@ -63,7 +61,7 @@ export interface InterruptSink {
 /** The host's monotonic clock in 100 ns ticks. */
 function hostTicks(): number {
   const [seconds, nanoseconds] = process.hrtime();
-  return seconds * TICKS_PER_SECOND + Math.floor(nanoseconds / NS_PER_TICK);
+  return seconds * TIMEBASE_HZ + Math.floor(nanoseconds / NS_PER_TICK);
 }
 
 export interface ClintOptions {
