@@ -70,6 +70,8 @@ export function splitIsa(isa: string): { base: string; extensions: string[] } {
 export function buildVirtFdt(opts: VirtFdtOptions): FdtTree {
   const { harts } = opts;
   if (!Number.isInteger(harts) || harts < 1 || harts > MAX_HARTS) throw new RangeError(`harts must be 1..${MAX_HARTS}, not ${harts}`);
+  const slots = opts.virtioSlots ?? VIRT_VIRTIO_COUNT;
+  if (!Number.isInteger(slots) || slots < 0 || slots > VIRT_VIRTIO_COUNT) throw new RangeError(`virtio slots must be 0..${VIRT_VIRTIO_COUNT}`);
   const isa = splitIsa(opts.isa);
   const ramBase = opts.ramBase ?? VIRT_DRAM_BASE;
 
@@ -170,8 +172,6 @@ export function buildVirtFdt(opts: VirtFdtOptions): FdtTree {
     .setU64s('reg', reg(VIRT_TEST));
   const testHandle = tree.phandle(test);
 
-  const slots = opts.virtioSlots ?? VIRT_VIRTIO_COUNT;
-  if (!Number.isInteger(slots) || slots < 0 || slots > VIRT_VIRTIO_COUNT) throw new RangeError(`virtio slots must be 0..${VIRT_VIRTIO_COUNT}`);
   for (let slot = 0; slot < slots; slot++) {
     const region = virtioSlotRegion(slot);
     soc
