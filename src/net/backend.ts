@@ -1,0 +1,28 @@
+/**
+ * The one interface every network backend implements: a port that carries whole
+ * Ethernet frames (destination MAC first, no preamble, no FCS) both ways.
+ *
+ * - send(frame): a frame arriving at this backend from the segment it is plugged
+ *   into (a tap writes it to the kernel, the user stack treats it as the guest's).
+ *   The backend may keep the array but never modifies it; a hub hands one array to several ports.
+ * - onFrame(handler): frames this backend puts on the segment. One handler; a new
+ *   call replaces it. Frames are fresh arrays the handler may keep.
+ * - close(): releases host resources (file descriptors, sockets, timers); later
+ *   sends are dropped silently. Resolves when everything is released.
+ *
+ * Backends never throw from send(): bad frames are dropped, as on a wire.
+ */
+export type FrameHandler = (frame: Uint8Array) => void;
+
+export interface FrameBackend {
+  /** A short name for messages ("user", "tap tsemu0"). */
+  readonly name: string;
+  send(frame: Uint8Array): void;
+  onFrame(handler: FrameHandler): void;
+  close(): Promise<void>;
+}
+
+/** The largest frame any backend accepts (an MTU of 1500 plus the 14-byte header, with room for VLAN tags). */
+export const MAX_FRAME = 1522;
+/** The smallest: an Ethernet header. */
+export const MIN_FRAME = 14;
