@@ -106,6 +106,14 @@ test('call_indirect and return_call_indirect through an imported table', () => {
   const ex = instantiate(a, { env: { table } });
   table.set(0, ex.double as () => number);
   table.set(1, ex.down as () => number);
+  // An element segment fills table[3] at instantiation.
+  const b = new ModuleBuilder();
+  b.importTable('env', 'table', 4);
+  const triple = b.func([Type.i32], [Type.i32]);
+  triple.code.get(0).i32(3).op(Op.i32_mul);
+  b.placeInTable(3, triple.index);
+  instantiate(b, { env: { table } });
+  assert.equal((table.get(3) as (n: number) => number)(5), 15);
   assert.equal((ex.viaTable as (n: number) => number)(21), 42);
   assert.equal((ex.down as (n: number) => number)(1_000_000), 42);
 });

@@ -3,16 +3,18 @@
  * calls) for the JIT to emit modules at run time without a toolchain.
  *
  * Theory of operation. A ModuleBuilder collects function types (deduplicated),
- * imports (functions, one memory, tables, globals), function bodies and
- * exports, then `bytes()` lays the sections out in the order the binary format
- * requires (type, import, function, export, code). A Code object is one
+ * imports (functions, one memory, tables, globals), function bodies, exports
+ * and active element segments (functions placed into table 0 at given
+ * indices when the module is instantiated, without creating JS wrappers),
+ * then `bytes()` lays the sections out in the order the binary format
+ * requires (type, import, function, export, element, code). A Code object is one
  * function body: it appends opcodes and their immediates to a growable byte
  * buffer; the named helpers cover every instruction that takes an immediate,
  * and `op()` emits the immediate-less ones listed in `Op`. Integers are LEB128
  * encoded; 64-bit constants are given as two 32-bit halves (no BigInt), so the
  * encoder is cheap enough to run on the translation path.
  *
- * Limits: no data or element sections, no start function, function-body
+ * Limits: no data section, no start function, element segments only for table 0, function-body
  * locals are declared per type run; the encoder does not validate — the
  * engine's WebAssembly.Module constructor does.
  */
@@ -52,10 +54,16 @@ export const MemOp = {
   i32_store8: 0x3a, i32_store16: 0x3b, i64_store8: 0x3c, i64_store16: 0x3d, i64_store32: 0x3e,
 } as const;
 
+const UTF8 = new TextEncoder();
+
 /** A growable byte buffer with the LEB128 writers both the module and its bodies use. */
 export class ByteWriter {
-  private buf = new Uint8Array(256);
+  private buf: Uint8Array;
   length = 0;
+
+  constructor(capacity = 64) {
+    this.buf = new Uint8Array(capacity);
+  }
 
   byte(b: number): this {
     if (this.length === this.buf.length) this.grow(1);
@@ -109,7 +117,7 @@ export class ByteWriter {
   }
 
   name(s: string): this {
-    const enc = new TextEncoder().encode(s);
+    const enc = UTF8.encode(s);
     return this.u32(enc.length).bytes(enc);
   }
 
@@ -131,7 +139,7 @@ export class ByteWriter {
 
 /** One function body: locals and instructions. */
 export class Code {
-  readonly w = new ByteWriter();
+  readonly w = new ByteWriter(512);
   private readonly localTypes: ValType[] = [];
 
   /** @param paramCount the function's parameter count (locals are numbered after them) */
@@ -178,17 +186,17 @@ export class Code {
 
   /** The encoded body (local declarations, instructions, final end), length-prefixed. */
   encode(out: ByteWriter): void {
-    const body = new ByteWriter();
-    const runs: Array<[number, ValType]> = [];
-    for (const t of this.localTypes) {
-      const last = runs[runs.length - 1];
-      if (last && last[1] === t) last[0]++;
-      else runs.push([1, t]);
+    const header = new ByteWriter(16);
+    let runs = 0;
+    for (let i = 0; i < this.localTypes.length; i++) if (i === 0 || this.localTypes[i] !== this.localTypes[i - 1]) runs++;
+    header.u32(runs);
+    for (let i = 0; i < this.localTypes.length;) {
+      const t = this.localTypes[i]!;
+      let n = 0;
+      while (i < this.localTypes.length && this.localTypes[i] === t) { n++; i++; }
+      header.u32(n).byte(t);
     }
-    body.u32(runs.length);
-    for (const [n, t] of runs) body.u32(n).byte(t);
-    body.bytes(this.w.view()).byte(Op.end);
-    out.sized(body);
+    out.u32(header.length + this.w.length + 1).bytes(header.view()).bytes(this.w.view()).byte(Op.end);
   }
 }
 
@@ -205,6 +213,7 @@ export class ModuleBuilder {
   private readonly imports: Array<{ module: string; name: string; desc: ImportDesc }> = [];
   private readonly funcs: FuncDef[] = [];
   private readonly exports: Array<{ name: string; kind: number; index: number }> = [];
+  private readonly elements: Array<{ offset: number; func: number }> = [];
   private importedFuncs = 0;
   private importedGlobals = 0;
 
@@ -250,8 +259,13 @@ export class ModuleBuilder {
     this.exports.push({ name, kind: 0, index });
   }
 
+  /** Places function `func` at index `offset` of table 0 when the module is instantiated. */
+  placeInTable(offset: number, func: number): void {
+    this.elements.push({ offset, func });
+  }
+
   bytes(): Uint8Array {
-    const out = new ByteWriter().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+    const out = new ByteWriter(1 << 16).bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
     this.section(out, 1, this.typeBytes.length, (w) => { for (const t of this.typeBytes) w.bytes(t.view()); });
     this.section(out, 2, this.imports.length, (w) => {
       for (const { module, name, desc } of this.imports) {
@@ -269,6 +283,9 @@ export class ModuleBuilder {
     this.section(out, 3, this.funcs.length, (w) => { for (const f of this.funcs) w.u32(f.type); });
     this.section(out, 7, this.exports.length, (w) => {
       for (const e of this.exports) w.name(e.name).byte(e.kind).u32(e.index);
+    });
+    this.section(out, 9, this.elements.length, (w) => {
+      for (const e of this.elements) w.byte(0).byte(0x41).s32(e.offset).byte(Op.end).u32(1).u32(e.func);
     });
     this.section(out, 10, this.funcs.length, (w) => { for (const f of this.funcs) f.code.encode(w); });
     return out.view().slice();

@@ -17,8 +17,9 @@
  *
  * and a few internal functions for the M extension's awkward cases (high
  * multiplies, division with RISC-V's divide-by-zero and overflow results),
- * which wasm's own i64 ops either lack or trap on. Each translated block is an
- * exported function of type (pc: i64) → i32 named b0, b1, … in batch order.
+ * which wasm's own i64 ops either lack or trap on. Each translated block is a
+ * function of type (pc: i64) → i32 that an element segment places into the
+ * block's slot of env.table when the module is instantiated.
  */
 import { ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
 import type { AmoOp } from '../hart-api.js';

@@ -154,7 +154,7 @@ export class CodeCache implements CodeCacheHooks {
         host: e.host,
         slotFor: (target) => (this.tuning.chaining ? this.entry(target).slot : undefined),
       }, block.insns.slice(0, n), block.offsets.slice(0, n), bytes);
-      builder.exportFunction(`b${compiled.length}`, f.index);
+      builder.placeInTable(e.slot, f.index);
       compiled.push(e);
     }
     if (compiled.length > 0) this.install(builder, compiled);
@@ -163,15 +163,15 @@ export class CodeCache implements CodeCacheHooks {
 
   private install(builder: ModuleBuilder, compiled: CacheEntry[]): void {
     const bytes = builder.bytes();
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+    // Instantiation places every block function into its slot (element segments).
+    new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
     this.stats.modules++;
     this.stats.blocks += compiled.length;
     this.stats.bytes += bytes.length;
-    compiled.forEach((e, k) => {
+    for (const e of compiled) {
       e.state = TRANSLATED;
-      this.table.set(e.slot, instance.exports[`b${k}`] as Function);
       this.markCodePage(e);
-    });
+    }
   }
 
   private markCodePage(e: CacheEntry): void {

@@ -189,7 +189,7 @@ class BlockTranslator {
     c.end();
     // Trap exit: the faulting instruction's index is in `retired`; PC already points at the handler.
     this.writeBack();
-    this.account(() => c.get(this.retired));
+    this.account(-1);
     c.i32(0);
   }
 
@@ -244,11 +244,12 @@ class BlockTranslator {
     return this.c;
   }
 
-  /** budget -= n, with n pushed by `count`. */
-  private account(count: () => void): void {
+  /** budget -= n, with n a constant or (-1) the `retired` local. */
+  private account(n: number): void {
     const c = this.c;
     c.i32(0).i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2);
-    count();
+    if (n < 0) c.get(this.retired);
+    else c.i32(n);
     c.op(Op.i32_sub).mem(MemOp.i32_store, this.ctx.stateBase + JIT_BUDGET, 2);
   }
 
@@ -256,7 +257,7 @@ class BlockTranslator {
   private exitTo(retired: number, offset: number): void {
     const c = this.c;
     this.writeBack();
-    this.account(() => c.i32(retired));
+    this.account(retired);
     const target = this.ctx.host + offset;
     const slot = ((target ^ this.ctx.host) & ~0xfff) === 0 ? this.ctx.slotFor(target) : undefined;
     if (slot !== undefined) {
@@ -322,7 +323,7 @@ class BlockTranslator {
       this.get(rs1); c.i64(imm).op(Op.i64_add).i64(-2).op(Op.i64_and).set(this.tmp);
       if (rd !== 0) { this.pcPlus(next); this.put(rd); }
       this.writeBack();
-      this.account(() => c.i32(i + 1));
+      this.account(i + 1);
       c.i32(0).get(this.tmp).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
       c.i32(0).op(Op.return);
       return true;
@@ -354,80 +355,83 @@ class BlockTranslator {
   private aluOther(insn: Insn, offset: number): void {
     const { op, rs1, rs2, imm } = insn;
     const c = this.c;
-    const a = () => this.get(rs1);
-    const b = () => this.get(rs2);
-    const both = (f: number) => { a(); b(); c.call(f); };
-    const zext32 = (push: () => void) => { push(); c.i64(0xffffffff, 0).op(Op.i64_and); };
-    const sext32 = (push: () => void) => { push(); c.op(Op.i32_wrap_i64).op(Op.i64_extend_i32_s); };
-    const bit = () => { c.i64(1); b(); c.op(Op.i64_shl); };
-    const bitImm = () => { c.i64(1).i64(imm).op(Op.i64_shl); };
     switch (op) {
       case OP.lui: c.i64(imm); return;
       case OP.auipc: this.pcPlus(offset).i64(imm).op(Op.i64_add); return;
-      case OP.mulh: return both(this.fns.mulh);
-      case OP.mulhsu: return both(this.fns.mulhsu);
-      case OP.mulhu: return both(this.fns.mulhu);
-      case OP.div: return both(this.fns.div);
-      case OP.divu: return both(this.fns.divu);
-      case OP.rem: return both(this.fns.rem);
-      case OP.remu: return both(this.fns.remu);
+      case OP.mulh: this.get(rs1); this.get(rs2); c.call(this.fns.mulh); return;
+      case OP.mulhsu: this.get(rs1); this.get(rs2); c.call(this.fns.mulhsu); return;
+      case OP.mulhu: this.get(rs1); this.get(rs2); c.call(this.fns.mulhu); return;
+      case OP.div: this.get(rs1); this.get(rs2); c.call(this.fns.div); return;
+      case OP.divu: this.get(rs1); this.get(rs2); c.call(this.fns.divu); return;
+      case OP.rem: this.get(rs1); this.get(rs2); c.call(this.fns.rem); return;
+      case OP.remu: this.get(rs1); this.get(rs2); c.call(this.fns.remu); return;
       case OP.divw: case OP.remw:
-        sext32(a); sext32(b); c.call(op === OP.divw ? this.fns.div : this.fns.rem);
+        this.sext32(rs1); this.sext32(rs2); c.call(op === OP.divw ? this.fns.div : this.fns.rem);
         c.op(Op.i32_wrap_i64).op(Op.i64_extend_i32_s); return;
       case OP.divuw: case OP.remuw:
-        zext32(a); zext32(b); c.call(op === OP.divuw ? this.fns.divu : this.fns.remu);
+        this.zext32(rs1); this.zext32(rs2); c.call(op === OP.divuw ? this.fns.divu : this.fns.remu);
         c.op(Op.i32_wrap_i64).op(Op.i64_extend_i32_s); return;
-      case OP['add.uw']: zext32(a); b(); c.op(Op.i64_add); return;
+      case OP['add.uw']: this.zext32(rs1); this.get(rs2); c.op(Op.i64_add); return;
       case OP.sh1add: case OP.sh2add: case OP.sh3add:
-        a(); c.i64(op === OP.sh1add ? 1 : op === OP.sh2add ? 2 : 3).op(Op.i64_shl); b(); c.op(Op.i64_add); return;
+        this.get(rs1); c.i64(op === OP.sh1add ? 1 : op === OP.sh2add ? 2 : 3).op(Op.i64_shl); this.get(rs2); c.op(Op.i64_add); return;
       case OP['sh1add.uw']: case OP['sh2add.uw']: case OP['sh3add.uw']:
-        zext32(a); c.i64(op === OP['sh1add.uw'] ? 1 : op === OP['sh2add.uw'] ? 2 : 3).op(Op.i64_shl);
-        b(); c.op(Op.i64_add); return;
-      case OP['slli.uw']: zext32(a); c.i64(imm).op(Op.i64_shl); return;
-      case OP.andn: a(); b(); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
-      case OP.orn: a(); b(); c.i64(-1).op(Op.i64_xor).op(Op.i64_or); return;
-      case OP.xnor: a(); b(); c.op(Op.i64_xor).i64(-1).op(Op.i64_xor); return;
-      case OP.clz: a(); c.op(Op.i64_clz); return;
-      case OP.ctz: a(); c.op(Op.i64_ctz); return;
-      case OP.cpop: a(); c.op(Op.i64_popcnt); return;
-      case OP.clzw: a(); c.op(Op.i32_wrap_i64).op(Op.i32_clz).op(Op.i64_extend_i32_u); return;
-      case OP.ctzw: a(); c.op(Op.i32_wrap_i64).op(Op.i32_ctz).op(Op.i64_extend_i32_u); return;
-      case OP.cpopw: a(); c.op(Op.i32_wrap_i64).op(Op.i32_popcnt).op(Op.i64_extend_i32_u); return;
+        this.zext32(rs1); c.i64(op === OP['sh1add.uw'] ? 1 : op === OP['sh2add.uw'] ? 2 : 3).op(Op.i64_shl);
+        this.get(rs2); c.op(Op.i64_add); return;
+      case OP['slli.uw']: this.zext32(rs1); c.i64(imm).op(Op.i64_shl); return;
+      case OP.andn: this.get(rs1); this.get(rs2); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
+      case OP.orn: this.get(rs1); this.get(rs2); c.i64(-1).op(Op.i64_xor).op(Op.i64_or); return;
+      case OP.xnor: this.get(rs1); this.get(rs2); c.op(Op.i64_xor).i64(-1).op(Op.i64_xor); return;
+      case OP.clz: this.get(rs1); c.op(Op.i64_clz); return;
+      case OP.ctz: this.get(rs1); c.op(Op.i64_ctz); return;
+      case OP.cpop: this.get(rs1); c.op(Op.i64_popcnt); return;
+      case OP.clzw: this.get(rs1); c.op(Op.i32_wrap_i64).op(Op.i32_clz).op(Op.i64_extend_i32_u); return;
+      case OP.ctzw: this.get(rs1); c.op(Op.i32_wrap_i64).op(Op.i32_ctz).op(Op.i64_extend_i32_u); return;
+      case OP.cpopw: this.get(rs1); c.op(Op.i32_wrap_i64).op(Op.i32_popcnt).op(Op.i64_extend_i32_u); return;
       case OP.max: case OP.min: case OP.maxu: case OP.minu: {
         const cmp = op === OP.max ? Op.i64_gt_s : op === OP.min ? Op.i64_lt_s : op === OP.maxu ? Op.i64_gt_u : Op.i64_lt_u;
-        a(); b(); a(); b(); c.op(cmp).op(Op.select); return;
+        this.get(rs1); this.get(rs2); this.get(rs1); this.get(rs2); c.op(cmp).op(Op.select); return;
       }
-      case OP['sext.b']: a(); c.op(Op.i64_extend8_s); return;
-      case OP['sext.h']: a(); c.op(Op.i64_extend16_s); return;
-      case OP['zext.h']: a(); c.i64(0xffff).op(Op.i64_and); return;
-      case OP.bclr: a(); bit(); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
-      case OP.bclri: a(); bitImm(); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
-      case OP.bset: a(); bit(); c.op(Op.i64_or); return;
-      case OP.bseti: a(); bitImm(); c.op(Op.i64_or); return;
-      case OP.binv: a(); bit(); c.op(Op.i64_xor); return;
-      case OP.binvi: a(); bitImm(); c.op(Op.i64_xor); return;
-      case OP.bext: a(); b(); c.op(Op.i64_shr_u).i64(1).op(Op.i64_and); return;
-      case OP.bexti: a(); c.i64(imm).op(Op.i64_shr_u).i64(1).op(Op.i64_and); return;
-      case OP['orc.b']: this.orcb(a); return;
-      case OP.rev8: this.rev8(a); return;
+      case OP['sext.b']: this.get(rs1); c.op(Op.i64_extend8_s); return;
+      case OP['sext.h']: this.get(rs1); c.op(Op.i64_extend16_s); return;
+      case OP['zext.h']: this.get(rs1); c.i64(0xffff).op(Op.i64_and); return;
+      case OP.bclr: this.get(rs1); c.i64(1); this.get(rs2); c.op(Op.i64_shl); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
+      case OP.bclri: this.get(rs1); c.i64(1).i64(imm).op(Op.i64_shl); c.i64(-1).op(Op.i64_xor).op(Op.i64_and); return;
+      case OP.bset: this.get(rs1); c.i64(1); this.get(rs2); c.op(Op.i64_shl); c.op(Op.i64_or); return;
+      case OP.bseti: this.get(rs1); c.i64(1).i64(imm).op(Op.i64_shl); c.op(Op.i64_or); return;
+      case OP.binv: this.get(rs1); c.i64(1); this.get(rs2); c.op(Op.i64_shl); c.op(Op.i64_xor); return;
+      case OP.binvi: this.get(rs1); c.i64(1).i64(imm).op(Op.i64_shl); c.op(Op.i64_xor); return;
+      case OP.bext: this.get(rs1); this.get(rs2); c.op(Op.i64_shr_u).i64(1).op(Op.i64_and); return;
+      case OP.bexti: this.get(rs1); c.i64(imm).op(Op.i64_shr_u).i64(1).op(Op.i64_and); return;
+      case OP['orc.b']: this.orcb(rs1); return;
+      case OP.rev8: this.rev8(rs1); return;
       default: throw new Error(`jit: no lowering for opcode ${op}`);
     }
   }
 
+  /** Pushes x[r] zero-extended from 32 bits. */
+  private zext32(r: number): void {
+    this.get(r).i64(0xffffffff, 0).op(Op.i64_and);
+  }
+
+  /** Pushes x[r] sign-extended from 32 bits. */
+  private sext32(r: number): void {
+    this.get(r).op(Op.i32_wrap_i64).op(Op.i64_extend_i32_s);
+  }
+
   /** orc.b: each byte becomes 0xff if non-zero, else 0. */
-  private orcb(a: () => void): void {
+  private orcb(rs1: number): void {
     const c = this.c;
     // t = a | (a >> 1) | (a >> 2) ... within bytes, via: nz = ((a & 0x7f..) + 0x7f..) | a; high bits mark non-zero bytes
-    a(); c.i64(0x7f7f7f7f, 0x7f7f7f7f).op(Op.i64_and).i64(0x7f7f7f7f, 0x7f7f7f7f).op(Op.i64_add);
-    a(); c.op(Op.i64_or).i64(0x80808080, 0x80808080 | 0).op(Op.i64_and).set(this.tmp);
+    this.get(rs1); c.i64(0x7f7f7f7f, 0x7f7f7f7f).op(Op.i64_and).i64(0x7f7f7f7f, 0x7f7f7f7f).op(Op.i64_add);
+    this.get(rs1); c.op(Op.i64_or).i64(0x80808080, 0x80808080 | 0).op(Op.i64_and).set(this.tmp);
     // spread each byte's top bit over the byte: (h >> 7) * 0xff
     c.get(this.tmp).i64(7).op(Op.i64_shr_u).i64(0xff).op(Op.i64_mul);
   }
 
   /** rev8: byte swap of the 64-bit value. */
-  private rev8(a: () => void): void {
+  private rev8(rs1: number): void {
     const c = this.c;
-    a(); c.set(this.tmp);
+    this.get(rs1); c.set(this.tmp);
     c.i64(0);
     for (let k = 0; k < 8; k++) {
       c.get(this.tmp).i64(8 * k).op(Op.i64_shr_u).i64(0xff).op(Op.i64_and).i64(8 * (7 - k)).op(Op.i64_shl).op(Op.i64_or);
@@ -487,7 +491,7 @@ class BlockTranslator {
   /** Leaves the block in front of instruction i with status 1: the engine runs it on the interpreter. */
   private toInterpreter(i: number): void {
     this.writeBack();
-    this.account(() => this.c.i32(i));
+    this.account(i);
     this.storePc(i);
     this.c.i32(1).op(Op.return);
   }
@@ -557,24 +561,26 @@ class BlockTranslator {
     } else this.put(insn.rd);
   }
 
+  /** Pushes the value a store writes: x[r], or the raw bits of f[r]. */
+  private storeValue(r: number, fp: boolean): void {
+    if (fp) this.c.i32(0).mem(MemOp.i64_load, this.f(r), 3);
+    else this.get(r);
+  }
+
   private store(i: number): void {
     const insn = this.insns[i]!;
     const spec = STORES[insn.op]!;
     const fp = KIND_OF[insn.op] === 'fstore';
     const c = this.c;
-    const value = () => {
-      if (fp) c.i32(0).mem(MemOp.i64_load, this.f(insn.rs2), 3);
-      else this.get(insn.rs2);
-    };
     if (fp) this.fpCheck(i);
     this.tlbHit(insn, TLB_STORE, spec.size);
     this.openIf();
     this.hostAddress(TLB_STORE);
-    value();
+    this.storeValue(insn.rs2, fp);
     c.mem(spec.op, 0, 0);
     c.else();
     c.i32(0);
-    value();
+    this.storeValue(insn.rs2, fp);
     c.mem(MemOp.i64_store, this.ctx.stateBase + HS.SCRATCH0, 3);
     this.slowCall(i, this.fns.store, spec.size);
     this.close();
