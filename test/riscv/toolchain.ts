@@ -1,7 +1,8 @@
 /**
  * Test helper: assembles RISC-V sources with Debian's cross toolchain
  * (riscv64-linux-gnu-gcc; a missing toolchain fails the test) into an ELF
- * linked at 0x8000_0000 (.text first), extracts the raw .text bytes, and
+ * linked at 0x8000_0000 (.text first, so the entry point is the start of RAM,
+ * where QEMU's -bios none starts too), extracts the raw .text bytes, and
  * reads the symbol table with nm. Sources may #include files from
  * fixtures/riscv-isa (harness.h: the ISA tests' conventions).
  */
@@ -37,8 +38,8 @@ export interface Assembled {
   symbols: Map<string, bigint>;
 }
 
-/** Assembles and links the source file `src` into `dir`. */
-export async function assembleFile(dir: string, src: string, march: string = MARCH): Promise<Assembled> {
+/** Assembles and links the source file `src` into `dir`; `defines` become -D options. */
+export async function assembleFile(dir: string, src: string, march: string = MARCH, defines: readonly string[] = []): Promise<Assembled> {
   requirePeer(GCC);
   requirePeer(OBJCOPY);
   requirePeer(NM);
@@ -48,7 +49,7 @@ export async function assembleFile(dir: string, src: string, march: string = MAR
   const bin = path.join(dir, `${name}.text.bin`);
   await writeFile(lds, LINKER_SCRIPT);
   await mustRun(
-    runProgram(GCC, ['-nostdlib', '-static', `-march=${march}`, '-mabi=lp64d', '-I', ISA_FIXTURES, '-T', lds, '-o', elf, src]),
+    runProgram(GCC, ['-nostdlib', '-static', '-Wl,--build-id=none', `-march=${march}`, '-mabi=lp64d', ...defines.map((d) => `-D${d}`), '-I', ISA_FIXTURES, '-T', lds, '-o', elf, src]),
     `${GCC} ${name}.S`,
   );
   await mustRun(runProgram(OBJCOPY, ['-O', 'binary', '-j', '.text', elf, bin]), `${OBJCOPY} ${name}`);
