@@ -143,6 +143,11 @@ export default class Run extends TsemuCommand {
       return;
     }
     await serial.open();
+    const terminate = (signal: string): void => {
+      process.stderr.write(`tsemu: terminating on signal ${signal}\n`);
+      machine?.stop();
+    };
+    process.once('SIGTERM', terminate).once('SIGHUP', terminate);
     let exit: MachineExit;
     try {
       exit = await runVirtMachine(config, { noReboot: flags['no-reboot'], onMachine: (m) => (machine = m) });

@@ -50,6 +50,7 @@ export class StdioSerial implements SerialBackend {
     if (this.input.isTTY) {
       this.input.setRawMode(true);
       this.rawMode = true;
+      process.once('exit', this.restoreTerminal);
     }
     this.input.on('data', this.onData);
     this.input.resume();
@@ -60,9 +61,14 @@ export class StdioSerial implements SerialBackend {
     this.opened = false;
     this.input.off('data', this.onData);
     this.input.pause();
-    if (this.rawMode) {
-      this.input.setRawMode(false);
-      this.rawMode = false;
-    }
+    this.restoreTerminal();
+    process.off('exit', this.restoreTerminal);
   }
+
+  /** Leaves raw mode (also on process exit, so a dying tsemu does not leave the terminal raw). */
+  private readonly restoreTerminal = (): void => {
+    if (!this.rawMode) return;
+    this.input.setRawMode(false);
+    this.rawMode = false;
+  };
 }
