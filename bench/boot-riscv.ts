@@ -16,7 +16,7 @@
  * the guest's row says FAILED; the benchmark goes on with the next guest.
  *
  * Usage: npx tsx bench/boot-riscv.ts [--guest all|bundled|debian] [--repeat 3] [--smp 1]
- *          [--memory 512M] [--deadline 600] [--bios FILE (tsemu only)]
+ *          [--memory 512M] [--deadline 600] [--bios FILE (both programs; default: QEMU's OpenSBI, tsemu's SBI)]
  * Needs the built CLI (npm run build) and qemu-system-riscv64 on PATH. Not a test.
  */
 import { existsSync } from 'node:fs';

@@ -51,6 +51,9 @@ export const DEBIAN_GUEST: RiscvGuest = {
 
 export const RISCV_GUESTS: readonly RiscvGuest[] = [BUNDLED_GUEST, DEBIAN_GUEST];
 
+/** Debian's OpenSBI (package opensbi) for the virt machine, as --bios / -bios takes it. */
+export const DEBIAN_OPENSBI = '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin';
+
 /** Throws (fails the test) when the guest's files are missing, naming the script that makes them. */
 export function requireGuest(guest: RiscvGuest): void {
   for (const file of [guest.kernel, guest.initrd]) {
@@ -76,14 +79,14 @@ export interface BootOptions {
   append: string;
   smp?: number;
   memory?: string;
-  /** tsemu only: an SBI firmware to run instead of tsemu's own SBI (QEMU always runs OpenSBI here). */
+  /** SBI firmware file; by default QEMU runs its built-in OpenSBI (`-bios default`), tsemu its own SBI. */
   bios?: string;
 }
 
-/** qemu-system-riscv64 arguments for a direct kernel boot on OpenSBI (`-bios default`). */
+/** qemu-system-riscv64 arguments for a direct kernel boot. */
 export function qemuBootArgs(o: BootOptions): string[] {
   return [
-    '-M', 'virt', '-m', o.memory ?? '512M', '-smp', String(o.smp ?? 1), '-bios', 'default',
+    '-M', 'virt', '-m', o.memory ?? '512M', '-smp', String(o.smp ?? 1), '-bios', o.bios ?? 'default',
     '-nographic', '-no-reboot', '-kernel', o.kernel, '-initrd', o.initrd, '-append', o.append,
   ];
 }
@@ -104,7 +107,7 @@ export interface BootRun {
   exitSeconds: number | null;
   /** Exit code (null when killed by a signal). */
   code: number | null;
-  /** The line holding the marker ('' when missed). */
+  /** The marker line, "TSEMU-BOOT-OK <release> <cpus>" ('' when missed). */
   markerLine: string;
   /** Everything the machine printed. */
   console: string;
@@ -144,16 +147,20 @@ export function watchBoot(program: string, args: readonly string[], opts: WatchO
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const exitSeconds = signal === 'SIGKILL' ? null : elapsed();
-      resolve({ markerSeconds, exitSeconds, code, markerLine: lineWith(text, BOOT_MARKER), console: text });
+      resolve({ markerSeconds, exitSeconds, code, markerLine: markerLineIn(text), console: text });
     });
   });
 }
 
-function lineWith(text: string, needle: string): string {
-  const at = text.indexOf(needle);
-  if (at < 0) return '';
-  const end = text.indexOf('\n', at);
-  return text.slice(at, end < 0 ? undefined : end).trim();
+const MARKER_LINE = new RegExp(`${BOOT_MARKER}[^\\r\\n[]*`);
+
+/**
+ * The marker line as /init printed it. The line may lack its newline: a poweroff right
+ * after the marker can print the kernel's "[ t] reboot: Power down" before the UART
+ * driver sends the newline still in its buffer; the text stops at such a message.
+ */
+function markerLineIn(text: string): string {
+  return MARKER_LINE.exec(text)?.[0].trim() ?? '';
 }
 
 /** The last `lines` lines of a console log, for failure messages. */
