@@ -6,12 +6,13 @@
  *
  * Theory of operation. All architectural state lives in the hart's state
  * block in the shared memory (layout.ts, CSR slots in priv/csr-defs.ts); this
- * object keeps no copy of it except the decoded PMP ranges and the MMU's last
- * translation context, so after anyone else rewrites the state block (reset,
- * snapshot restore) call resync(). The parts:
+ * object keeps only derived data (the decoded PMP ranges, the MMU's current
+ * translation context and its saved TLB entries), so after anyone else
+ * rewrites the state block (reset, snapshot restore) call resync(). The parts:
  *   priv/csr.ts      CSR access rules and WARL behaviour
  *   priv/trap.ts     exception and interrupt entry, delegation, mret/sret
- *   priv/mmu.ts      Sv39/Sv48 walks, A/D updates, PMP, software TLB fill/flush
+ *   priv/mmu.ts      Sv39/Sv48 walks, A/D updates, software TLB fill/flush
+ *   priv/pmp.ts      physical memory protection
  *   priv/atomics.ts  LR/SC and AMOs atomic across threads
  *   priv/counters.ts cycle/time/instret
  *
@@ -42,9 +43,9 @@
  * S-mode first offers the call to the `sbi` option (true: PC = pc + 4). mret
  * and sret set PC to the return address; after a successful wfi, csrAccess,
  * sfenceVma or fenceI the engine moves PC past the instruction itself (after
- * wfi the vCPU loop may sleep until wakeable()). checkInterrupts() also serves the
- * FLUSH_REQUEST word other threads set (remote fences): it flushes the TLB
- * and drops all translated code.
+ * wfi the vCPU loop may sleep until wakeable()). checkInterrupts() also
+ * serves the FLUSH_REQUEST word other threads set (remote fences): it
+ * flushes the TLB and drops all translated code.
  */
 import type { AmoOp, CodeCacheHooks, HartServices, MemSize } from './hart-api.js';
 import {
@@ -168,11 +169,6 @@ export class Hart implements HartServices {
     this.pmp.decode();
     this.mmu.flush();
     this.mmu.syncContext();
-  }
-
-  /** Empties this hart's software TLB. */
-  flushTlb(): void {
-    this.mmu.flush();
   }
 
   /** True when an interrupt is pending and enabled in mie (WFI wakes up, whatever the global enables). */

@@ -2,8 +2,9 @@
  * The CSR file: reads and writes of every CSR this hart implements, with the
  * privileged spec's access rules.
  *
- * access(csr, write): the address's bits 9:8 give the lowest privilege that may
- * touch it and bits 11:10 = 3 mark it read-only; a violation, an unknown
+ * read(csr, write) checks the access first: the address's bits 9:8 give the
+ * lowest privilege that may touch it and bits 11:10 = 3 mark it read-only
+ * (`write` = the instruction writes); a violation, an unknown
  * address, satp from S-mode under mstatus.TVM, an FP CSR while mstatus.FS is
  * Off, or a counter not enabled by mcounteren/scounteren make the instruction
  * illegal (read() returns false). read() leaves the value in `value` (lo, hi);
@@ -51,7 +52,7 @@ const SSTATUS_HI = 0x3 | MSTATUS.HI_SD;
 const ENVCFG_FIOM = 1;
 const MIP_M_WRITABLE = MIP_SSIP | MIP_STIP;
 
-/** Simple CSRs stored verbatim in their slot, by address. */
+/** CSRs written verbatim into their slot, by address. */
 const PLAIN_SLOTS = new Map<number, number>([
   [CSR.SSCRATCH, CSR_OFF.SSCRATCH],
   [CSR.SCAUSE, CSR_OFF.SCAUSE],
@@ -59,6 +60,23 @@ const PLAIN_SLOTS = new Map<number, number>([
   [CSR.MSCRATCH, CSR_OFF.MSCRATCH],
   [CSR.MCAUSE, CSR_OFF.MCAUSE],
   [CSR.MTVAL, CSR_OFF.MTVAL],
+]);
+
+/** CSRs read verbatim from their slot (their writes are legalised in write()), by address. */
+const READ_SLOTS = new Map<number, number>([
+  ...PLAIN_SLOTS,
+  [CSR.STVEC, CSR_OFF.STVEC],
+  [CSR.SCOUNTEREN, CSR_OFF.SCOUNTEREN],
+  [CSR.SENVCFG, CSR_OFF.SENVCFG],
+  [CSR.SEPC, CSR_OFF.SEPC],
+  [CSR.MSTATUS, CSR_OFF.MSTATUS],
+  [CSR.MEDELEG, CSR_OFF.MEDELEG],
+  [CSR.MIDELEG, CSR_OFF.MIDELEG],
+  [CSR.MIE, CSR_OFF.MIE],
+  [CSR.MTVEC, CSR_OFF.MTVEC],
+  [CSR.MCOUNTEREN, CSR_OFF.MCOUNTEREN],
+  [CSR.MENVCFG, CSR_OFF.MENVCFG],
+  [CSR.MEPC, CSR_OFF.MEPC],
 ]);
 
 export class CsrFile {
@@ -78,7 +96,7 @@ export class CsrFile {
     const st = this.st;
     const priv = st.priv;
     if (priv < ((csr >>> 8) & 3) || (write && csr >>> 10 === 3)) return false;
-    const slot = PLAIN_SLOTS.get(csr);
+    const slot = READ_SLOTS.get(csr);
     if (slot !== undefined) return this.slot(slot);
     switch (csr) {
       case CSR.FFLAGS:
@@ -95,14 +113,6 @@ export class CsrFile {
         return this.set(st.get32(CSR_OFF.MIE) & st.get32(CSR_OFF.MIDELEG), 0);
       case CSR.SIP:
         return this.set(st.mip() & st.get32(CSR_OFF.MIDELEG), 0);
-      case CSR.STVEC:
-        return this.slot(CSR_OFF.STVEC);
-      case CSR.SCOUNTEREN:
-        return this.slot(CSR_OFF.SCOUNTEREN);
-      case CSR.SENVCFG:
-        return this.slot(CSR_OFF.SENVCFG);
-      case CSR.SEPC:
-        return this.slot(CSR_OFF.SEPC);
       case CSR.SATP:
         if (priv === PRIV_S && (st.mstatus & MSTATUS.TVM) !== 0) return false;
         return this.slot(CSR_OFF.SATP);
@@ -114,26 +124,10 @@ export class CsrFile {
         return this.set(0, 0);
       case CSR.MHARTID:
         return this.set(st.id, 0);
-      case CSR.MSTATUS:
-        return this.slot(CSR_OFF.MSTATUS);
       case CSR.MISA:
         return this.set(MISA_LO, MISA_HI);
-      case CSR.MEDELEG:
-        return this.slot(CSR_OFF.MEDELEG);
-      case CSR.MIDELEG:
-        return this.slot(CSR_OFF.MIDELEG);
-      case CSR.MIE:
-        return this.slot(CSR_OFF.MIE);
       case CSR.MIP:
         return this.set(st.mip(), 0);
-      case CSR.MTVEC:
-        return this.slot(CSR_OFF.MTVEC);
-      case CSR.MCOUNTEREN:
-        return this.slot(CSR_OFF.MCOUNTEREN);
-      case CSR.MENVCFG:
-        return this.slot(CSR_OFF.MENVCFG);
-      case CSR.MEPC:
-        return this.slot(CSR_OFF.MEPC);
       case CSR.PMPCFG0:
       case CSR.PMPCFG2:
         this.pmp.readCfg(csr === CSR.PMPCFG0 ? 0 : 2, this.value);
