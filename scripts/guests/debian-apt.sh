@@ -12,8 +12,8 @@
 # suite comp..." form) and /etc/apt/sources.list.d/*.sources (deb822 paragraphs with
 # Types:/URIs:/Suites:). Every distinct URI of a "deb" entry whose suites are not
 # security suites is a candidate, in file order; the first one that serves the wanted
-# suite (its `apt-get update` succeeds) wins. TSEMU_DEBIAN_MIRROR=URI overrides the
-# search. No registry host is written here.
+# suite (its `apt-get update` succeeds) wins. TSEMU_DEBIAN_MIRROR="URI..." (tried in order)
+# replaces the search. No registry host is written here.
 #
 # Functions:
 #   debian_mirror_candidates [ETC_APT] print candidate mirror URIs, one a line (ETC_APT
