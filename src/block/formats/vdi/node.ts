@@ -1,0 +1,213 @@
+/**
+ * An open VDI image: the virtual disk in blocks (1 MiB by default), each either
+ * stored in the data area (its block-map entry is the block's index there),
+ * unallocated, or in the zero state; the last two read as zeroes (VDI has no
+ * backing file in QEMU's reading, and neither here).
+ *
+ * Writes to an allocated block go straight to its place in the file. A write to
+ * any other block allocates the next block of the data area (appended at the end,
+ * sparse: only the written bytes are stored, the rest is a hole or explicitly
+ * zeroed when the file already extends there), then updates the block-map entry,
+ * then the header's allocated count: data before the metadata that points at it.
+ * Allocations are serialised; everything else may run concurrently.
+ *
+ * writeZeroes leaves unallocated and zero blocks as they are and zeroes the stored
+ * bytes of allocated ones. discard does nothing and resize is refused, as in
+ * qemu-img 7.2. Block-map entries that point past the data area's blocks are read
+ * errors naming the block, never reads of another block's bytes.
+ */
+import {
+  type BlockExtent,
+  type BlockNode,
+  checkRange,
+  ImageFormatError,
+  type WriteOptions,
+} from '../../node.js';
+import type { FileNode } from '../../protocols/file.js';
+import type { ImageNode, OpenContext } from '../format.js';
+import {
+  parseVdiHeader,
+  serializeVdiHeader,
+  VDI_BMAP_OFFSET,
+  VDI_UNALLOCATED,
+  VDI_ZERO,
+  type VdiHeader,
+} from './header.js';
+
+export class VdiNode implements ImageNode {
+  readonly driver = 'vdi';
+  readonly backing = null;
+  readonly backingFilename = null;
+  readonly backingFormat = null;
+  readonly dirtyFlag = false;
+  /** The block map (entries decoded from little-endian). */
+  private readonly bmap: Uint32Array;
+  private allocation: Promise<void> = Promise.resolve();
+
+  private constructor(readonly file: FileNode, private readonly header: VdiHeader, bmap: Uint32Array) {
+    this.bmap = bmap;
+  }
+
+  static async open(file: FileNode, ctx: OpenContext): Promise<VdiNode> {
+    const head = new Uint8Array(Math.min(VDI_BMAP_OFFSET, file.size()));
+    await file.read(0, head);
+    const header = parseVdiHeader(head, file.size());
+    const raw = new Uint8Array(header.blocksInImage * 4);
+    await file.read(header.offsetBmap, raw);
+    const view = new DataView(raw.buffer);
+    const bmap = new Uint32Array(header.blocksInImage);
+    for (let i = 0; i < bmap.length; i++) bmap[i] = view.getUint32(i * 4, true);
+    if (!ctx.readOnly) file.lockForFormat(true);
+    return new VdiNode(file, header, bmap);
+  }
+
+  get filename(): string { return this.file.filename; }
+  get readOnly(): boolean { return this.file.readOnly; }
+  get granularity(): number { return this.header.blockSize; }
+  get clusterSize(): number { return this.header.blockSize; }
+  /** The header as opened (UUIDs, type), for check and tests. */
+  get vdiHeader(): Readonly<VdiHeader> { return this.header; }
+
+  attachBacking(node: BlockNode | null): void {
+    if (node) throw new Error(`${this.filename}: vdi images cannot have a backing file`);
+  }
+
+  size(): number { return this.header.diskSize; }
+
+  /** Host offset of stored block `index` (entry checked against the data area). */
+  private hostOffset(block: number, entry: number): number {
+    if (entry >= this.header.blocksInImage) {
+      throw new ImageFormatError(`${this.filename}: VDI block ${block} points to data block ${entry}, past the image's blocks`);
+    }
+    return this.header.offsetData + entry * this.header.blockSize;
+  }
+
+  /** Calls fn for each piece of [offset, offset+length) that lies in one block. */
+  private async eachBlock(
+    offset: number,
+    length: number,
+    fn: (block: number, inBlock: number, at: number, n: number) => Promise<void>,
+  ): Promise<void> {
+    const bs = this.header.blockSize;
+    for (let at = 0; at < length;) {
+      const pos = offset + at;
+      const block = Math.floor(pos / bs);
+      const inBlock = pos - block * bs;
+      const n = Math.min(length - at, bs - inBlock);
+      await fn(block, inBlock, at, n);
+      at += n;
+    }
+  }
+
+  async read(offset: number, buf: Uint8Array): Promise<void> {
+    checkRange(this, this.size(), offset, buf.length);
+    await this.eachBlock(offset, buf.length, async (block, inBlock, at, n) => {
+      const entry = this.bmap[block]!;
+      const part = buf.subarray(at, at + n);
+      if (entry === VDI_UNALLOCATED || entry === VDI_ZERO) part.fill(0);
+      else await this.file.read(this.hostOffset(block, entry) + inBlock, part);
+    });
+  }
+
+  async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, buf.length);
+    await this.eachBlock(offset, buf.length, async (block, inBlock, at, n) => {
+      const part = buf.subarray(at, at + n);
+      const entry = this.bmap[block]!;
+      if (entry !== VDI_UNALLOCATED && entry !== VDI_ZERO) {
+        await this.file.write(this.hostOffset(block, entry) + inBlock, part, opts);
+      } else {
+        await this.serialised(() => this.writeNewBlock(block, inBlock, part));
+      }
+    });
+  }
+
+  private serialised(fn: () => Promise<void>): Promise<void> {
+    const run = this.allocation.then(fn);
+    this.allocation = run.catch(() => {});
+    return run;
+  }
+
+  /** Stores a write to a block that has no data yet (or got some while this one waited). */
+  private async writeNewBlock(block: number, inBlock: number, part: Uint8Array): Promise<void> {
+    const existing = this.bmap[block]!;
+    if (existing !== VDI_UNALLOCATED && existing !== VDI_ZERO) {
+      await this.file.write(this.hostOffset(block, existing) + inBlock, part);
+      return;
+    }
+    const h = this.header;
+    const index = h.blocksAllocated;
+    if (index >= h.blocksInImage) {
+      throw new ImageFormatError(`${this.filename}: VDI image has no free data block (allocated count is corrupt)`);
+    }
+    const host = h.offsetData + index * h.blockSize;
+    const end = host + h.blockSize;
+    const fileSize = this.file.size();
+    if (fileSize > host) await this.file.writeZeroes(host, Math.min(end, fileSize) - host);
+    if (fileSize < end) await this.file.truncate(end);
+    await this.file.write(host + inBlock, part);
+    this.bmap[block] = index;
+    const entryBytes = new Uint8Array(4);
+    new DataView(entryBytes.buffer).setUint32(0, index, true);
+    await this.file.write(h.offsetBmap + block * 4, entryBytes);
+    h.blocksAllocated = index + 1;
+    await this.file.write(0, serializeVdiHeader(h));
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, length);
+    await this.eachBlock(offset, length, async (block, inBlock, _at, n) => {
+      const entry = this.bmap[block]!;
+      if (entry === VDI_UNALLOCATED || entry === VDI_ZERO) return;
+      await this.file.writeZeroes(this.hostOffset(block, entry) + inBlock, n);
+    });
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, length);
+  }
+
+  flush(): Promise<void> { return this.file.flush(); }
+
+  async blockStatus(offset: number, length: number): Promise<BlockExtent> {
+    checkRange(this, this.size(), offset, length);
+    const bs = this.header.blockSize;
+    const first = Math.floor(offset / bs);
+    const entry = this.bmap[first];
+    const stored = entry !== undefined && entry !== VDI_UNALLOCATED && entry !== VDI_ZERO;
+    let end = Math.min(offset + length, (first + 1) * bs);
+    for (let b = first + 1; end < offset + length; b++) {
+      const next = this.bmap[b]!;
+      const nextStored = next !== VDI_UNALLOCATED && next !== VDI_ZERO;
+      if (nextStored !== stored || (stored && next !== entry! + (b - first))) break;
+      end = Math.min(offset + length, (b + 1) * bs);
+    }
+    return {
+      offset,
+      length: end - offset,
+      allocated: true,
+      data: stored,
+      zero: !stored,
+      compressed: false,
+      hostOffset: stored ? this.hostOffset(first, entry!) + (offset - first * bs) : null,
+    };
+  }
+
+  async truncate(): Promise<void> {
+    throw new Error('Image format driver does not support resize');
+  }
+
+  allocatedSize(): Promise<number> { return this.file.allocatedSize(); }
+  close(): Promise<void> { return this.file.close(); }
+
+  /** The block map entries (read-only view) for check. */
+  blockMap(): Readonly<Uint32Array> { return this.bmap; }
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new Error(`${this.filename}: the image is opened read-only`);
+  }
+}
+
