@@ -51,5 +51,6 @@ export const COMMANDS: Record<string, LazyCommand> = {
   'img:snapshot': lazy(() => import('./img/snapshot.js')),
   'img:amend': lazy(() => import('./img/amend.js')),
   io: lazy(() => import('./io.js')),
+  'net:connect': lazy(() => import('./net/connect.js')),
   run: lazy(() => import('./run.js')),
 };

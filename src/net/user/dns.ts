@@ -1,0 +1,107 @@
+/**
+ * The DNS server at the user network's DNS address: each query is answered through
+ * the host's own resolver (dns.lookup, so the host's /etc/hosts, nsswitch and
+ * resolv.conf all apply, as for any host program). Only the first question is
+ * answered. A and AAAA get the host's addresses (TTL 60 s); a host loopback address
+ * (127.0.0.0/8) in an A answer becomes the user network's host address, where the
+ * guest reaches the host's loopback. Other types get an empty NOERROR answer; a name
+ * the host cannot resolve gets NXDOMAIN, a failing resolver SERVFAIL, a malformed
+ * query FORMERR (or nothing when not even the header is there). Answers fit in
+ * 512 bytes (extra records are left out).
+ */
+import { lookup } from 'node:dns/promises';
+
+const TYPE_A = 1;
+const TYPE_AAAA = 28;
+const RCODE_FORMERR = 1;
+const RCODE_SERVFAIL = 2;
+const RCODE_NXDOMAIN = 3;
+const MAX_UDP_ANSWER = 512;
+const TTL = 60;
+
+interface Question {
+  name: string;
+  type: number;
+  /** The end of the question (name, type, class) in the query. */
+  end: number;
+}
+
+function readQuestion(query: Uint8Array): Question | null {
+  const labels: string[] = [];
+  let i = 12;
+  for (;;) {
+    if (i >= query.length) return null;
+    const len = query[i]!;
+    if (len === 0) { i++; break; }
+    if (len > 63 || i + 1 + len > query.length) return null; // compression pointers do not belong in a question
+    labels.push(Buffer.from(query.subarray(i + 1, i + 1 + len)).toString('latin1'));
+    i += 1 + len;
+  }
+  if (i + 4 > query.length || labels.length === 0) return null;
+  return { name: labels.join('.'), type: (query[i]! << 8) | query[i + 1]!, end: i + 4 };
+}
+
+function header(query: Uint8Array, rcode: number, answers: number, questionEnd: number): Uint8Array {
+  const out = new Uint8Array(MAX_UDP_ANSWER);
+  out.set(query.subarray(0, 2), 0); // id
+  out[2] = 0x80 | (query[2]! & 0x01); // QR, opcode 0, RD copied
+  out[3] = 0x80 | rcode; // RA
+  out[5] = questionEnd > 12 ? 1 : 0;
+  out[7] = answers;
+  if (questionEnd > 12) out.set(query.subarray(12, questionEnd), 12);
+  return out;
+}
+
+/** Answers one DNS query (the UDP payload); null when it cannot even be answered with an error. */
+export async function answerDnsQuery(query: Uint8Array, hostAddress: number): Promise<Uint8Array | null> {
+  if (query.length < 12 || (query[2]! & 0x80) !== 0) return null;
+  const question = (query[2]! & 0x78) === 0 && query[5] === 1 && query[4] === 0 ? readQuestion(query) : null;
+  if (!question) return header(query, RCODE_FORMERR, 0, 12).subarray(0, 12);
+  if (question.type !== TYPE_A && question.type !== TYPE_AAAA) return header(query, 0, 0, question.end).subarray(0, question.end);
+  let addresses: { address: string }[];
+  try {
+    addresses = await lookup(question.name, { family: question.type === TYPE_A ? 4 : 6, all: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const rcode = code === 'ENOTFOUND' || code === 'ENODATA' ? RCODE_NXDOMAIN : RCODE_SERVFAIL;
+    return header(query, code === 'ENODATA' ? 0 : rcode, 0, question.end).subarray(0, question.end);
+  }
+  const size = question.type === TYPE_A ? 4 : 16;
+  const recordLength = 12 + size;
+  const count = Math.min(addresses.length, Math.floor((MAX_UDP_ANSWER - question.end) / recordLength), 255);
+  const out = header(query, 0, count, question.end);
+  const view = new DataView(out.buffer);
+  let at = question.end;
+  for (let n = 0; n < count; n++) {
+    view.setUint16(at, 0xc00c); // the name: a pointer to the question's
+    view.setUint16(at + 2, question.type);
+    view.setUint16(at + 4, 1);
+    view.setUint32(at + 6, TTL);
+    view.setUint16(at + 10, size);
+    writeAddress(out, at + 12, addresses[n]!.address, hostAddress);
+    at += recordLength;
+  }
+  return out.subarray(0, at);
+}
+
+function writeAddress(out: Uint8Array, at: number, text: string, hostAddress: number): void {
+  const view = new DataView(out.buffer);
+  if (!text.includes(':')) {
+    const parts = text.split('.').map(Number);
+    const addr = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+    view.setUint32(at, parts[0] === 127 ? hostAddress : addr);
+    return;
+  }
+  // IPv6: expand "::" and write eight 16-bit groups (an embedded IPv4 tail is converted first).
+  let t = text.replace(/%.*$/, '');
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(t);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    t = `${t.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = t.split('::');
+  const h = head ? head.split(':') : [];
+  const tl = tail !== undefined && tail ? tail.split(':') : [];
+  const groups = [...h, ...Array(8 - h.length - tl.length).fill('0'), ...tl];
+  groups.forEach((g, i) => view.setUint16(at + 2 * i, parseInt(g, 16) || 0));
+}

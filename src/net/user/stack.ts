@@ -1,0 +1,258 @@
+/**
+ * The user-mode network stack (QEMU's "user" netdev): a frame backend that plays
+ * the router a guest sees, with no privileges on the host. Frames sent to it are
+ * the guest's; frames it puts out are for the guest.
+ *
+ * It answers ARP for the host and DNS addresses (one router MAC for both) and
+ * learns guest MACs from every IPv4 and ARP frame. IPv4 packets are checked (version,
+ * header length, total length, header checksum) and fragments are dropped (no
+ * reassembly yet); then ICMP echo to the host or DNS address is answered here, UDP
+ * to port 67 goes to the DHCP server, UDP to the DNS address port 53 to the DNS
+ * server, other UDP and TCP through NAT to host sockets: the host address stands
+ * for the host's 127.0.0.1, other addresses of the user network are unreachable,
+ * addresses outside it are reached as themselves. With restrict=on the guest
+ * reaches only DHCP, ARP and ping of the router: no NAT and no DNS; host forwards
+ * still work. IPv6 and other ethertypes are dropped.
+ *
+ * Host forwards are started by create() and can be added and removed at run time
+ * (addHostForward, removeHostForward). close() resets every connection and closes
+ * every socket and listener.
+ */
+import type { Socket as UdpSocket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
+import type { AddressInfo, Server } from 'node:net';
+import { formatIpv4, inNetwork, parseIpv4 } from '../address.js';
+import { MIN_FRAME, type FrameBackend, type FrameHandler } from '../backend.js';
+import type { HostForward, UserNetdev } from '../spec.js';
+import { finish, sum } from './checksum.js';
+import { DhcpServer } from './dhcp.js';
+import { answerDnsQuery } from './dns.js';
+import {
+  BROADCAST_MAC, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, l4ChecksumOk, OutPacket,
+  PROTO_ICMP, PROTO_TCP, PROTO_UDP, type InPacket,
+} from './packet.js';
+import { TcpNat } from './tcp.js';
+import { udpPacket, UdpNat } from './udp.js';
+
+/** The router's MAC: locally administered, its last four bytes the default host address 10.0.2.2. */
+export const ROUTER_MAC = new Uint8Array([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
+
+/** A started host forward: where it listens. */
+export interface ActiveForward {
+  forward: HostForward;
+  address: string;
+  port: number;
+}
+
+interface Listener {
+  active: ActiveForward;
+  close(): void;
+}
+
+export class UserStack implements FrameBackend {
+  readonly name = 'user';
+  private handler: FrameHandler = () => {};
+  private closed = false;
+  private ipId = 0;
+  /** Guest MACs by IPv4 address, learnt from the guest's frames. */
+  private readonly macs = new Map<number, Uint8Array>();
+  private readonly dhcp: DhcpServer;
+  private readonly udp: UdpNat;
+  private readonly tcp: TcpNat;
+  private readonly listeners: Listener[] = [];
+  private readonly hostAddressFor = (dst: number): string | null => this.hostAddressOf(dst);
+
+  private constructor(readonly config: UserNetdev) {
+    this.dhcp = new DhcpServer(config);
+    this.udp = new UdpNat(this);
+    this.tcp = new TcpNat(this);
+  }
+
+  /** Creates the stack and starts its host forwards (an error if one cannot listen). */
+  static async create(config: UserNetdev): Promise<UserStack> {
+    const stack = new UserStack(config);
+    try {
+      for (const fwd of config.hostfwd) await stack.addHostForward(fwd);
+    } catch (err) {
+      await stack.close();
+      throw err;
+    }
+    return stack;
+  }
+
+  onFrame(handler: FrameHandler): void {
+    this.handler = handler;
+  }
+
+  /** Live counts, for tests and the monitor. */
+  get stats(): { tcpConnections: number; udpFlows: number } {
+    return { tcpConnections: this.tcp.size, udpFlows: this.udp.size };
+  }
+
+  get forwards(): readonly ActiveForward[] {
+    return this.listeners.map((l) => l.active);
+  }
+
+  /** Sends a finished IPv4 packet to the guest (the only way a packet leaves). */
+  emit(packet: OutPacket): void {
+    if (this.closed) return;
+    const mac = this.macs.get(packet.dst) ?? BROADCAST_MAC;
+    this.handler(packet.finalize(mac, ROUTER_MAC, this.ipId++));
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.closed || frame.length < MIN_FRAME) return;
+    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    const type = view.getUint16(12);
+    if (type === ETHERTYPE_ARP) this.arp(frame, view);
+    else if (type === ETHERTYPE_IPV4) this.ipv4(frame, view);
+  }
+
+  private arp(frame: Uint8Array, view: DataView): void {
+    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
+    if (frame.length < 42 || view.getUint32(14) !== 0x00010800 || view.getUint16(18) !== 0x0604) return;
+    const op = view.getUint16(20);
+    const senderMac = frame.slice(22, 28);
+    const senderIp = view.getUint32(28);
+    const targetIp = view.getUint32(38);
+    if (senderIp !== 0 && inNetwork(senderIp, this.config.net, this.config.prefix)) this.macs.set(senderIp, senderMac);
+    if (op !== 1 || (targetIp !== this.config.host && targetIp !== this.config.dns)) return;
+    const reply = new Uint8Array(42);
+    const r = new DataView(reply.buffer);
+    reply.set(senderMac, 0);
+    reply.set(ROUTER_MAC, 6);
+    r.setUint16(12, ETHERTYPE_ARP);
+    r.setUint32(14, 0x00010800);
+    r.setUint16(18, 0x0604);
+    r.setUint16(20, 2);
+    reply.set(ROUTER_MAC, 22);
+    r.setUint32(28, targetIp);
+    reply.set(senderMac, 32);
+    r.setUint32(38, senderIp);
+    this.handler(reply);
+  }
+
+  private ipv4(frame: Uint8Array, view: DataView): void {
+    if (frame.length < ETH_HEADER + 20) return;
+    const vihl = view.getUint8(14);
+    const headerLength = (vihl & 15) * 4;
+    const total = view.getUint16(16);
+    if (vihl >> 4 !== 4 || headerLength < 20 || total < headerLength || ETH_HEADER + total > frame.length) return;
+    if (finish(sum(frame, ETH_HEADER, headerLength)) !== 0) return;
+    if ((view.getUint16(20) & 0x3fff) !== 0) return; // a fragment (MF set or an offset)
+    const p: InPacket = {
+      frame, view,
+      src: view.getUint32(26),
+      dst: view.getUint32(30),
+      srcMac: frame.subarray(6, 12),
+      l4: ETH_HEADER + headerLength,
+      l4Length: total - headerLength,
+    };
+    const { config } = this;
+    if (p.src !== 0 && inNetwork(p.src, config.net, config.prefix) && p.src !== config.host && p.src !== config.dns) {
+      const known = this.macs.get(p.src);
+      if (!known || known.some((b, i) => b !== p.srcMac[i])) this.macs.set(p.src, p.srcMac.slice());
+    }
+    switch (view.getUint8(23)) {
+      case PROTO_ICMP: return this.icmp(p);
+      case PROTO_UDP: return this.udpIn(p);
+      case PROTO_TCP: return this.tcp.input(p, this.hostAddressFor);
+    }
+  }
+
+  /** Where the host reaches a guest destination, or null when the guest may not reach it. */
+  private hostAddressOf(dst: number): string | null {
+    const { config } = this;
+    if (config.restrict) return null;
+    if (dst === config.host) return '127.0.0.1';
+    if (inNetwork(dst, config.net, config.prefix) || dst >>> 28 >= 14 || dst >>> 24 === 0 || dst >>> 24 === 127) return null;
+    return formatIpv4(dst);
+  }
+
+  private icmp(p: InPacket): void {
+    const { frame, view, l4, l4Length } = p;
+    if (l4Length < 8 || view.getUint8(l4) !== 8 || finish(sum(frame, l4, l4Length)) !== 0) return;
+    if (p.dst !== this.config.host && p.dst !== this.config.dns) return;
+    const reply = new OutPacket(PROTO_ICMP, p.dst, p.src, l4Length);
+    reply.frame.set(frame.subarray(l4, l4 + l4Length), reply.l4);
+    reply.view.setUint8(reply.l4, 0); // echo reply, same identifier, sequence and data
+    this.emit(reply);
+  }
+
+  private udpIn(p: InPacket): void {
+    const { view, l4 } = p;
+    if (p.l4Length < 8) return;
+    const length = view.getUint16(l4 + 4);
+    if (length < 8 || length > p.l4Length || !l4ChecksumOk({ ...p, l4Length: length }, PROTO_UDP)) return;
+    const srcPort = view.getUint16(l4);
+    const dstPort = view.getUint16(l4 + 2);
+    const payload = p.frame.subarray(l4 + 8, l4 + length);
+    const { config } = this;
+    if (dstPort === 67) {
+      const reply = this.dhcp.handle(payload);
+      if (reply) this.handler(udpPacket(config.host, 67, 0xffffffff, 68, reply).finalize(BROADCAST_MAC, ROUTER_MAC, this.ipId++));
+      return;
+    }
+    if (p.dst === config.dns && dstPort === 53) {
+      if (config.restrict) return;
+      const query = payload.slice();
+      const guest = p.src;
+      void answerDnsQuery(query, config.host).then((answer) => {
+        if (answer) this.emit(udpPacket(config.dns, 53, guest, srcPort, answer));
+      });
+      return;
+    }
+    const host = this.hostAddressOf(p.dst);
+    if (host !== null) this.udp.fromGuest(p.src, srcPort, p.dst, dstPort, host, payload.slice());
+  }
+
+  /** The guest address a host forward without one goes to: the first DHCP address (dhcpstart). */
+  private defaultGuest(fwd: HostForward): number {
+    return fwd.guestAddr ?? this.config.dhcpStart;
+  }
+
+  /** Starts a host forward (hostPort 0 picks a free port; see forwards for where it listens). */
+  async addHostForward(fwd: HostForward): Promise<ActiveForward> {
+    const guestOf = (): number => this.defaultGuest(fwd);
+    let listener: Listener;
+    if (fwd.proto === 'tcp') {
+      const server: Server = await this.tcp.listen(fwd, this.config.host, guestOf);
+      const addr = server.address() as AddressInfo;
+      listener = { active: { forward: fwd, address: addr.address, port: addr.port }, close: () => server.close() };
+    } else {
+      const socket: UdpSocket = createSocket('udp4');
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', (err) => reject(new Error(`hostfwd: cannot bind ${fwd.hostAddr || '*'}:${fwd.hostPort}: ${err.message}`)));
+        socket.bind(fwd.hostPort, fwd.hostAddr || undefined, () => resolve());
+      });
+      socket.on('message', (msg, from) => this.udp.fromHost(socket, from, this.config.host, guestOf(), fwd.guestPort, msg));
+      const addr = socket.address();
+      listener = {
+        active: { forward: fwd, address: addr.address, port: addr.port },
+        close: () => {
+          this.udp.forgetSocket(socket);
+          socket.close();
+        },
+      };
+    }
+    this.listeners.push(listener);
+    return listener.active;
+  }
+
+  /** Stops the host forward listening on proto, address and port; false if there is none. */
+  removeHostForward(proto: 'tcp' | 'udp', hostAddr: string, hostPort: number): boolean {
+    const wanted = hostAddr === '' ? '0.0.0.0' : formatIpv4(parseIpv4(hostAddr));
+    const i = this.listeners.findIndex((l) => l.active.forward.proto === proto && l.active.port === hostPort && l.active.address === wanted);
+    if (i < 0) return false;
+    this.listeners.splice(i, 1)[0]!.close();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.tcp.close();
+    this.closed = true;
+    this.udp.close();
+    for (const l of this.listeners.splice(0)) l.close();
+  }
+}

@@ -1,0 +1,423 @@
+/**
+ * One TCP connection between the guest and a host socket. The guest talks real TCP
+ * to this object; the host side is an ordinary net.Socket, so the bytes are relayed
+ * and the two TCP sessions are independent (a splice, as in slirp and passt).
+ *
+ * States: connecting (guest SYN received, host connect pending: the guest gets a
+ * SYN-ACK only once the host accepted, or a RST if it refused), syn-sent (a host
+ * forward accepted a host connection and sent the guest a SYN), syn-rcvd (SYN-ACK
+ * sent, waiting for the guest's ACK), open, closed. Closing is tracked by four flags:
+ * the host ended its side (we send FIN after the queued data), our FIN was sent and
+ * acknowledged, the guest sent FIN (the host socket is ended). Both FINs done, or a
+ * RST either way, closes the connection.
+ *
+ * Toward the guest: MSS and window scaling negotiated in the SYNs (our MSS 1460,
+ * shift 7); our receive window is the room left in a 4 MiB allowance minus what the
+ * host socket still buffers, so a slow host reader closes the guest's window (a
+ * window update follows when the socket drains). Sending: bytes from the host wait
+ * in a queue (the host socket is paused above 4 MiB) and leave as segments within
+ * the guest's window and a Reno-style congestion window (slow start, halving on
+ * three duplicate ACKs with a fast retransmit, one segment after a timeout).
+ * Retransmission timeout per RFC 6298 (RTT samples from one timed segment at a time,
+ * never from a resent one; 200 ms to 60 s, doubling on each timeout); a zero window
+ * is probed with one byte on the same timer. A SYN goes 5 times, data 12 times before
+ * the connection is reset. Only in-order data is accepted (out-of-order segments get
+ * a duplicate ACK; no SACK yet). ACKs for received data are sent once per turn of
+ * the event loop, so a burst of segments is acknowledged once.
+ */
+import type { Socket } from 'node:net';
+import { ByteQueue } from './byte-queue.js';
+import { OutPacket, PROTO_TCP, type InPacket } from './packet.js';
+
+export const FIN = 0x01;
+export const SYN = 0x02;
+export const RST = 0x04;
+export const PSH = 0x08;
+export const ACK = 0x10;
+
+const OUR_MSS = 1460;
+const OUR_WSCALE = 7;
+const RCV_ALLOWANCE = 4 << 20;
+const SND_QUEUE_LIMIT = 4 << 20;
+const RTO_INITIAL = 1000;
+const RTO_MIN = 200;
+const RTO_MAX = 60_000;
+const SYN_TRIES = 5;
+const DATA_TRIES = 12;
+
+export type TcpState = 'connecting' | 'syn-sent' | 'syn-rcvd' | 'open' | 'closed';
+
+/** What a connection needs from the stack. */
+export interface TcpOutput {
+  emit(packet: OutPacket): void;
+}
+
+/** The guest's SYN options. */
+export interface SynOptions {
+  mss: number;
+  /** The window shift the guest announced, or -1 when it did not offer scaling. */
+  wscale: number;
+}
+
+/** Reads MSS and window scale from a SYN's options; hostile option lists end the walk, never the host. */
+export function readSynOptions(view: DataView, tcp: number, headerLength: number): SynOptions {
+  const out: SynOptions = { mss: 536, wscale: -1 };
+  const end = tcp + headerLength;
+  for (let i = tcp + 20; i < end; ) {
+    const kind = view.getUint8(i);
+    if (kind === 0) break;
+    if (kind === 1) { i++; continue; }
+    if (i + 1 >= end) break;
+    const len = view.getUint8(i + 1);
+    if (len < 2 || i + len > end) break;
+    if (kind === 2 && len === 4) out.mss = view.getUint16(i + 2);
+    if (kind === 3 && len === 3) out.wscale = Math.min(view.getUint8(i + 2), 14);
+    i += len;
+  }
+  out.mss = Math.max(256, Math.min(out.mss, OUR_MSS));
+  return out;
+}
+
+/** Builds a TCP segment without a connection (resets to unknown flows). */
+export function tcpSegment(
+  src: number, srcPort: number, dst: number, dstPort: number,
+  seq: number, ack: number, flags: number, window: number, optionsAndData = 0, optionBytes = 0,
+): OutPacket {
+  const p = new OutPacket(PROTO_TCP, src, dst, 20 + optionsAndData);
+  const v = p.view;
+  const t = p.l4;
+  v.setUint16(t, srcPort);
+  v.setUint16(t + 2, dstPort);
+  v.setUint32(t + 4, seq >>> 0);
+  v.setUint32(t + 8, flags & ACK ? ack >>> 0 : 0);
+  v.setUint8(t + 12, ((20 + optionBytes) / 4) << 4);
+  v.setUint8(t + 13, flags);
+  v.setUint16(t + 14, window);
+  return p;
+}
+
+export class TcpConnection {
+  state: TcpState;
+  private readonly iss = (Math.random() * 0x100000000) >>> 0;
+  private sndUna = this.iss;
+  private sndNxt = this.iss;
+  private sndMax = this.iss;
+  private sndWnd = 0;
+  private sndShift = 0;
+  private rcvShift = 0;
+  private mss = 536;
+  private rcvNxt = 0;
+  private cwnd = 0;
+  private ssthresh = 0x7fffffff;
+  private readonly queue = new ByteQueue();
+  private hostEnded = false;
+  private finSent = false;
+  private finAcked = false;
+  private guestFin = false;
+  private rto = RTO_INITIAL;
+  private srtt = 0;
+  private rttvar = 0;
+  private rttSeq = -1;
+  private rttStart = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private deadline = 0;
+  private tries = 0;
+  private dupAcks = 0;
+  private ackScheduled = false;
+  private hostPaused = false;
+
+  constructor(
+    private readonly out: TcpOutput,
+    readonly guestAddr: number,
+    readonly guestPort: number,
+    /** The address and port the guest sees the other end as. */
+    readonly peerAddr: number,
+    readonly peerPort: number,
+    private readonly socket: Socket,
+    private readonly onClosed: (c: TcpConnection) => void,
+    guestSyn?: { seq: number; options: SynOptions },
+  ) {
+    if (guestSyn) {
+      this.state = 'connecting';
+      this.rcvNxt = (guestSyn.seq + 1) >>> 0;
+      this.applySynOptions(guestSyn.options);
+      socket.once('connect', () => {
+        this.state = 'syn-rcvd';
+        this.sendSyn();
+      });
+    } else {
+      this.state = 'syn-sent';
+      socket.pause();
+      this.sendSyn();
+    }
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.fromHost(chunk));
+    socket.on('end', () => {
+      this.hostEnded = true;
+      this.output();
+    });
+    socket.on('drain', () => this.sendAck());
+    socket.on('error', () => this.reset());
+    socket.on('close', () => {
+      if (this.state !== 'closed' && !this.hostEnded) this.reset();
+    });
+  }
+
+  private applySynOptions(options: SynOptions): void {
+    this.mss = options.mss;
+    this.cwnd = 10 * this.mss;
+    if (options.wscale >= 0) {
+      this.sndShift = options.wscale;
+      this.rcvShift = OUR_WSCALE;
+    }
+  }
+
+  /** Our receive window as the 16-bit field value. */
+  private window(): number {
+    const free = RCV_ALLOWANCE - this.socket.writableLength;
+    return free <= 0 ? 0 : Math.min(0xffff, free >>> this.rcvShift);
+  }
+
+  private segment(seq: number, flags: number, length = 0, optionBytes = 0): OutPacket {
+    return tcpSegment(this.peerAddr, this.peerPort, this.guestAddr, this.guestPort, seq, this.rcvNxt, flags, this.window(), length + optionBytes, optionBytes);
+  }
+
+  private sendSyn(): void {
+    // SYN carries MSS and (when the guest offered it, or we are asking) the window shift.
+    const offerScale = this.state === 'syn-sent' || this.rcvShift > 0;
+    const p = this.segment(this.iss, this.state === 'syn-sent' ? SYN : SYN | ACK, 0, offerScale ? 8 : 4);
+    const o = p.l4 + 20;
+    p.view.setUint32(o, (2 << 24) | (4 << 16) | OUR_MSS);
+    if (offerScale) p.view.setUint32(o + 4, (1 << 24) | (3 << 16) | (3 << 8) | OUR_WSCALE);
+    p.view.setUint16(p.l4 + 14, 0xffff); // a SYN's window is never scaled
+    this.sndNxt = this.sndMax = (this.iss + 1) >>> 0;
+    this.out.emit(p);
+    this.armTimer();
+  }
+
+  private sendAck(): void {
+    if (this.state === 'open') this.out.emit(this.segment(this.sndNxt, ACK));
+  }
+
+  private scheduleAck(): void {
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setImmediate(() => {
+      this.ackScheduled = false;
+      this.sendAck();
+    });
+  }
+
+  private sendData(seq: number, queueOffset: number, length: number): void {
+    const push = queueOffset + length === this.queue.length ? PSH : 0;
+    const p = this.segment(seq, ACK | push, length);
+    this.queue.copyOut(queueOffset, length, p.frame, p.l4 + 20);
+    this.out.emit(p);
+  }
+
+  private fromHost(chunk: Buffer): void {
+    this.queue.push(chunk);
+    if (this.queue.length > SND_QUEUE_LIMIT && !this.hostPaused) {
+      this.hostPaused = true;
+      this.socket.pause();
+    }
+    this.output();
+  }
+
+  /** Sends what the windows allow, then FIN once the host has ended and everything is out. */
+  private output(): void {
+    if (this.state !== 'open') return;
+    for (;;) {
+      const inflight = (this.sndNxt - this.sndUna) | 0;
+      const unsent = this.queue.length - inflight;
+      if (unsent <= 0) break;
+      const room = Math.min(this.sndWnd, this.cwnd) - inflight;
+      if (room <= 0) break;
+      const length = Math.min(unsent, room, this.mss);
+      if (this.rttSeq < 0) {
+        this.rttSeq = (this.sndNxt + length) >>> 0;
+        this.rttStart = performance.now();
+      }
+      this.sendData(this.sndNxt, inflight, length);
+      this.advanceSndNxt(length);
+    }
+    if (this.hostEnded && !this.finSent && ((this.sndNxt - this.sndUna) | 0) === this.queue.length) {
+      this.out.emit(this.segment(this.sndNxt, FIN | ACK));
+      this.finSent = true;
+      this.advanceSndNxt(1);
+    }
+    if (this.sndNxt !== this.sndUna || (this.queue.length > 0 && this.sndWnd === 0)) this.armTimer();
+  }
+
+  private advanceSndNxt(count: number): void {
+    this.sndNxt = (this.sndNxt + count) >>> 0;
+    if (((this.sndNxt - this.sndMax) | 0) > 0) this.sndMax = this.sndNxt;
+  }
+
+  private armTimer(): void {
+    this.deadline = performance.now() + this.rto;
+    if (!this.timer) this.timer = setTimeout(() => this.onTimer(), this.rto);
+  }
+
+  private stopTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    if (this.state === 'closed' || this.state === 'connecting') return;
+    const early = this.deadline - performance.now();
+    if (early > 1) {
+      this.timer = setTimeout(() => this.onTimer(), early);
+      return;
+    }
+    this.rto = Math.min(this.rto * 2, RTO_MAX);
+    this.rttSeq = -1;
+    if (this.state === 'syn-sent' || this.state === 'syn-rcvd') {
+      if (++this.tries >= SYN_TRIES) return this.reset();
+      return this.sendSyn();
+    }
+    const outstanding = this.sndUna !== this.sndMax;
+    if (!outstanding && !(this.queue.length > 0 && this.sndWnd === 0)) return;
+    if (outstanding && ++this.tries >= DATA_TRIES) return this.reset();
+    this.ssthresh = Math.max(((this.sndMax - this.sndUna) | 0) >>> 1, 2 * this.mss);
+    this.cwnd = this.mss;
+    this.sndNxt = this.sndUna;
+    this.finSent = false;
+    if (this.sndWnd === 0 && this.queue.length > 0) {
+      this.sendData(this.sndUna, 0, 1); // zero-window probe
+      this.advanceSndNxt(1);
+      this.armTimer();
+    } else this.output();
+  }
+
+  /** A segment from the guest for this connection (checksum and header already checked). */
+  input(p: InPacket, headerLength: number): void {
+    const v = p.view;
+    const t = p.l4;
+    const seq = v.getUint32(t + 4);
+    const ack = v.getUint32(t + 8);
+    const flags = v.getUint8(t + 13);
+    const window = v.getUint16(t + 14);
+    const dataLength = p.l4Length - headerLength;
+    if (flags & RST) {
+      // Accept a reset only inside the receive window (a blind reset must guess the sequence).
+      if (this.state === 'syn-sent' ? ack === this.sndNxt : ((seq - this.rcvNxt) | 0) >= 0 && ((seq - this.rcvNxt) | 0) < RCV_ALLOWANCE) {
+        this.close(true);
+      }
+      return;
+    }
+    switch (this.state) {
+      case 'closed':
+      case 'connecting':
+        return; // the guest resends its SYN while the host connect is pending
+      case 'syn-sent':
+        if ((flags & (SYN | ACK)) !== (SYN | ACK) || ack !== this.sndNxt) return;
+        this.rcvNxt = (seq + 1) >>> 0;
+        this.applySynOptions(readSynOptions(v, t, headerLength));
+        this.sndUna = ack;
+        this.sndWnd = window;
+        this.established();
+        this.sendAck();
+        return this.output();
+      case 'syn-rcvd':
+        if (flags & SYN) return this.sendSyn(); // our SYN-ACK was lost
+        if (!(flags & ACK) || ack !== this.sndNxt) return;
+        this.sndUna = ack;
+        this.established();
+        break;
+      case 'open':
+        if (flags & SYN) return this.sendAck();
+        break;
+    }
+    if (flags & ACK) this.onAck(ack, window << this.sndShift, dataLength === 0 && !(flags & FIN));
+    if (dataLength > 0 || flags & FIN) {
+      if (seq === this.rcvNxt && !this.guestFin) {
+        if (dataLength > 0) {
+          this.socket.write(p.frame.subarray(t + headerLength, t + headerLength + dataLength));
+          this.rcvNxt = (this.rcvNxt + dataLength) >>> 0;
+        }
+        if (flags & FIN) {
+          this.rcvNxt = (this.rcvNxt + 1) >>> 0;
+          this.guestFin = true;
+          this.socket.end();
+          this.sendAck();
+        } else this.scheduleAck();
+      } else this.sendAck(); // out of order or a resend: tell the guest what we expect
+    }
+    if (this.guestFin && this.finAcked) this.close(false);
+  }
+
+  private established(): void {
+    this.state = 'open';
+    this.stopTimer();
+    this.tries = 0;
+    this.rto = RTO_INITIAL;
+    this.socket.resume();
+  }
+
+  private onAck(ack: number, window: number, pureAck: boolean): void {
+    const acked = (ack - this.sndUna) | 0;
+    if (acked > 0 && ((this.sndMax - ack) | 0) >= 0) {
+      const finSeq = (this.sndUna + this.queue.length) >>> 0;
+      let dataAcked = acked;
+      if (this.finSent && ((ack - finSeq) | 0) === 1) {
+        this.finAcked = true;
+        dataAcked = this.queue.length;
+      }
+      this.queue.drop(dataAcked);
+      this.sndUna = ack;
+      if (((this.sndNxt - ack) | 0) < 0) this.sndNxt = ack;
+      if (this.rttSeq >= 0 && ((ack - this.rttSeq) | 0) >= 0) {
+        this.sampleRtt(performance.now() - this.rttStart);
+        this.rttSeq = -1;
+      }
+      this.cwnd += this.cwnd < this.ssthresh ? Math.min(acked, this.mss) : Math.max(1, Math.floor((this.mss * this.mss) / this.cwnd));
+      this.dupAcks = 0;
+      this.tries = 0;
+      if (this.sndUna === this.sndMax) this.stopTimer();
+      else this.armTimer();
+      if (this.hostPaused && this.queue.length < SND_QUEUE_LIMIT / 2) {
+        this.hostPaused = false;
+        this.socket.resume();
+      }
+    } else if (acked === 0 && pureAck && this.sndUna !== this.sndMax && window === this.sndWnd && ++this.dupAcks === 3) {
+      this.ssthresh = Math.max(((this.sndMax - this.sndUna) | 0) >>> 1, 2 * this.mss);
+      this.cwnd = this.ssthresh + 3 * this.mss;
+      this.rttSeq = -1;
+      const length = Math.min(this.queue.length, this.mss);
+      if (length > 0) this.sendData(this.sndUna, 0, length);
+    }
+    this.sndWnd = window;
+    this.output();
+  }
+
+  private sampleRtt(ms: number): void {
+    if (this.srtt === 0) {
+      this.srtt = ms;
+      this.rttvar = ms / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - ms);
+      this.srtt = 0.875 * this.srtt + 0.125 * ms;
+    }
+    this.rto = Math.min(RTO_MAX, Math.max(RTO_MIN, this.srtt + 4 * this.rttvar));
+  }
+
+  /** Resets the guest's side and drops the host's: for host errors and give-ups. */
+  reset(): void {
+    if (this.state === 'closed') return;
+    if (this.state !== 'syn-sent') this.out.emit(this.segment(this.sndNxt, RST | ACK));
+    this.close(true);
+  }
+
+  /** Ends the connection; `abort` destroys the host socket at once instead of letting it flush. */
+  close(abort: boolean): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.stopTimer();
+    if (abort) this.socket.destroy();
+    else this.socket.end();
+    this.onClosed(this);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Test helper: a network namespace whose programs play the guest of a tsemu network
+ * backend. The test opens a tap in the host namespace through TapBackend, joins it
+ * to the backend under test on a hub, and moves the interface into the namespace
+ * (the tap's descriptor keeps working across the move). Needs root (ip netns add,
+ * /dev/net/tun) and busybox (udhcpc, ping, wget, nslookup, httpd): without them the
+ * test fails, as CI runs as root with busybox installed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { FrameBackend } from '../../src/net/backend.js';
+import { Hub } from '../../src/net/hub.js';
+import { TapBackend } from '../../src/net/tap.js';
+import { requirePeer, runProgram, type RunResult } from '../helpers/peers.js';
+
+const DHCP_SCRIPT = `#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "$router" dev "$interface"
+    echo "lease ip=$ip router=$router dns=$dns"
+    ;;
+esac
+`;
+
+export class GuestNamespace {
+  readonly ifname: string;
+  private readonly children: ChildProcess[] = [];
+
+  private constructor(readonly name: string, readonly hub: Hub, readonly dir: string) {
+    this.ifname = `tsemu${name.slice(-6)}`;
+  }
+
+  /** Creates the namespace, a tap joined with `backend` on a hub, and moves the tap into the namespace. */
+  static async create(backend: FrameBackend): Promise<GuestNamespace> {
+    if (process.getuid?.() !== 0) throw new Error('namespace tests need root (ip netns, /dev/net/tun); CI runs them as root');
+    requirePeer('ip');
+    requirePeer('busybox');
+    const suffix = randomBytes(3).toString('hex');
+    const name = `tsemu-test-${suffix}`;
+    const dir = await mkdtemp(path.join(tmpdir(), 'tsemu-netns-'));
+    const tap = TapBackend.open(`tsemu${suffix}`);
+    const ns = new GuestNamespace(name, new Hub([backend, tap]), dir);
+    try {
+      await ns.host(['ip', 'netns', 'add', name]);
+      await ns.host(['ip', 'link', 'set', tap.ifname, 'netns', name]);
+      await ns.run(['ip', 'link', 'set', 'lo', 'up']);
+      await ns.run(['ip', 'link', 'set', tap.ifname, 'up']);
+      await writeFile(path.join(dir, 'dhcp.sh'), DHCP_SCRIPT);
+      await chmod(path.join(dir, 'dhcp.sh'), 0o755);
+    } catch (err) {
+      await ns.destroy();
+      throw err;
+    }
+    return ns;
+  }
+
+  private async host(args: string[]): Promise<RunResult> {
+    const r = await runProgram(args[0]!, args.slice(1));
+    if (r.code !== 0) throw new Error(`${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+    return r;
+  }
+
+  /** Runs a program in the namespace and waits for it (non-zero exits are returned, not thrown). */
+  exec(args: string[]): Promise<RunResult> {
+    return runProgram('ip', ['netns', 'exec', this.name, ...args]);
+  }
+
+  /** Like exec, but a non-zero exit throws with the program's output. */
+  async run(args: string[]): Promise<RunResult> {
+    const r = await this.exec(args);
+    if (r.code !== 0) throw new Error(`${args.join(' ')} in ${this.name} failed (${r.code}): ${r.stdout}${r.stderr}`);
+    return r;
+  }
+
+  /** Starts a long-running program in the namespace (killed by destroy()). */
+  spawn(args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.name, ...args], { stdio: 'ignore' });
+    this.children.push(child);
+    return child;
+  }
+
+  /** Gets a lease with busybox udhcpc (5 tries, 2 s apart) and configures the interface; returns udhcpc's output. */
+  dhcp(): Promise<RunResult> {
+    return this.run(['busybox', 'udhcpc', '-i', this.ifname, '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', path.join(this.dir, 'dhcp.sh')]);
+  }
+
+  async destroy(): Promise<void> {
+    for (const child of this.children) child.kill('SIGKILL');
+    await this.hub.close();
+    await runProgram('ip', ['netns', 'del', this.name]);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
