@@ -258,3 +258,35 @@ test('self-modifying code: a store to a translated page (and fence.i) runs the n
   runToEcall(again.hart, again.engine, again.stepper);
   assert.equal(again.hart.x(18), 2n);
 });
+
+test('fence.i after code changed behind the JIT (another hart, DMA): changed pages retranslate, unchanged ones stay', () => {
+  const { hart, engine, stepper } = newEngine();
+  const program = assemble(`
+    call f
+    mv s1, a0
+    ecall
+    fence.i
+    call f
+    mv s2, a0
+    ecall
+    .balign 4096
+  f:
+    .option push
+    .option norvc
+    li a0, 1
+    .option pop
+    ret`);
+  hart.loadProgram(program);
+  runToEcall(hart, engine, stepper);
+  assert.equal(hart.x(9), 1n);
+  // Patch f's "li a0, 1" into "li a0, 2" directly in memory, as a device or another hart would.
+  const f = 0x0100_0000 + 0x1000;
+  hart.view.setUint32(f, hart.view.getUint32(f, true) + (1 << 20), true);
+  const dropped = engine.cache.stats.dropped;
+  runToEcall(hart, engine, stepper, hart.pc + 4n);
+  assert.equal(hart.x(18), 2n);
+  const { validated, changed } = engine.cache.stats;
+  assert.equal(changed, 1, 'only the patched page changed');
+  assert.ok(validated >= 2, `validated ${validated}`);
+  assert.equal(engine.cache.stats.dropped - dropped, 1, 'only the patched page lost its translation');
+});

@@ -23,7 +23,16 @@
  * page, so later guest stores to it take the slow path and invalidate.
  *
  * Invalidation (CodeCacheHooks): invalidatePage resets the entries on one page
- * to cold and their slots to the stub; invalidateAll does so for every entry.
+ * to cold and their slots to the stub (this hart's stores to a code page land
+ * here through the slow path). invalidateAll (fence.i, remote fences) cannot
+ * afford to drop everything — Linux runs fence.i whenever it maps an
+ * executable page — and need not: only writers this hart did not see (other
+ * harts, device DMA) can have changed translated code. So it marks every
+ * translated page suspect; the dispatcher checks a suspect page before it next
+ * enters it, comparing the page with the snapshot taken when it was first
+ * translated, and drops the page's translations only if the bytes differ.
+ * Every page is entered through the dispatcher (chaining stays inside a
+ * page), so no stale translation runs after a fence.i.
  * Slots are never reused, so old modules that still tail-call a slot number
  * reach whatever the slot holds now. The code-page byte is cleared on
  * invalidation (harts do not share translations; another hart that modifies
@@ -69,13 +78,22 @@ export interface CompileStats {
   blocks: number;
   bytes: number;
   millis: number;
+  /** Translated blocks dropped by invalidation. */
+  dropped: number;
+  /** Suspect pages compared with their snapshots after fence.i, and how many had changed. */
+  validated: number;
+  changed: number;
 }
 
 export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
-  readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0 };
+  readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0, dropped: 0, validated: 0, changed: 0 };
   private readonly entries = new Map<number, CacheEntry>();
   private readonly byPage = new Map<number, CacheEntry[]>();
+  /** Page contents when the page's first block was translated, by RAM page. */
+  private readonly snapshots = new Map<number, Int32Array>();
+  /** 1 for RAM pages that must be compared with their snapshot before their code runs again. */
+  private readonly suspect: Uint8Array;
   private readonly queue: CacheEntry[] = [];
   private interpretedSinceQueued = 0;
   private readonly stub: Function;
@@ -88,6 +106,7 @@ export class CodeCache implements CodeCacheHooks {
   constructor(private readonly hart: HartServices, readonly tuning: JitTuning = DEFAULT_TUNING) {
     this.mem8 = new Uint8Array(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
+    this.suspect = new Uint8Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
     const entryPoints = hartEntryPoints(hart, this.table);
     this.stub = entryPoints.stub;
@@ -179,6 +198,10 @@ export class CodeCache implements CodeCacheHooks {
     let list = this.byPage.get(page);
     if (list === undefined) this.byPage.set(page, (list = []));
     list.push(e);
+    if (!this.snapshots.has(page)) {
+      const word = (RAM_HOST_BASE >> 2) + page * 1024;
+      this.snapshots.set(page, this.mem32.slice(word, word + 1024));
+    }
     if (this.mem8[CODE_PAGE_MAP_BASE + page] !== 0) return;
     this.mem8[CODE_PAGE_MAP_BASE + page] = 1;
     // No store-TLB entry may point into a code page (layout.ts).
@@ -193,23 +216,46 @@ export class CodeCache implements CodeCacheHooks {
   }
 
   invalidatePage(gpaPage: number): void {
-    const page = gpaPage - RAM_GPA_BASE / 0x1000;
+    this.dropPage(gpaPage - RAM_GPA_BASE / 0x1000);
+  }
+
+  invalidateAll(): void {
+    for (const page of this.byPage.keys()) this.suspect[page] = 1;
+  }
+
+  /** Called by the dispatcher before it enters code at `host`: validates the page after a fence.i. */
+  checkPage(host: number): void {
+    const page = (host - RAM_HOST_BASE) >>> 12;
+    if (this.suspect[page] === 0) return;
+    this.suspect[page] = 0;
+    this.stats.validated++;
+    const snapshot = this.snapshots.get(page);
+    const word = (RAM_HOST_BASE >> 2) + page * 1024;
+    const mem = this.mem32;
+    for (let i = 0; snapshot !== undefined && i < 1024; i++) {
+      if (mem[word + i] !== snapshot[i]) {
+        this.stats.changed++;
+        this.dropPage(page);
+        return;
+      }
+    }
+  }
+
+  private dropPage(page: number): void {
     const list = this.byPage.get(page);
+    this.snapshots.delete(page);
+    this.suspect[page] = 0;
     if (list === undefined) return;
     this.byPage.delete(page);
     for (const e of list) this.reset(e);
     this.mem8[CODE_PAGE_MAP_BASE + page] = 0;
   }
 
-  invalidateAll(): void {
-    for (const page of this.byPage.keys()) this.mem8[CODE_PAGE_MAP_BASE + page] = 0;
-    this.byPage.clear();
-    for (const e of this.entries.values()) this.reset(e);
-    this.queue.length = 0;
-  }
-
   private reset(e: CacheEntry): void {
-    if (e.state === TRANSLATED) this.table.set(e.slot, this.stub);
+    if (e.state === TRANSLATED) {
+      this.table.set(e.slot, this.stub);
+      this.stats.dropped++;
+    }
     e.state = COLD;
     e.count = 0;
   }

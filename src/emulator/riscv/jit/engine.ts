@@ -83,6 +83,7 @@ export class JitEngine implements Engine {
       this.dispatches++;
       const host = this.fetchHost();
       if (host < 0) continue;
+      cache.checkPage(host);
       const e = cache.entry(host);
       if (e.state !== TRANSLATED) cache.noteCold(e);
       if (e.state === TRANSLATED) {
