@@ -39,7 +39,7 @@ out=${out:-$here/../../.cache/guests/debian-riscv64}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-recipe=$(cat "$0" "$here/debian-apt.sh" "$here/make-initramfs.sh" | sha256sum | cut -c1-16)
+recipe=$(cat "$0" "$here/make-initramfs.sh" | sha256sum | cut -c1-16)
 if [ "$refresh" = 0 ] && [ -s "$out/Image" ] && [ -s "$out/initramfs.cpio.gz" ] &&
   grep -qx "recipe $recipe" "$out/versions" 2>/dev/null; then
   echo "${0##*/}: $out is up to date ($(grep '^kernel ' "$out/versions" | cut -d' ' -f2-))"
