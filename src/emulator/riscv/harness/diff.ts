@@ -1,7 +1,8 @@
 /**
  * The differential-test driver: random straight-line programs, drawn from the
- * instruction table, run from the same state on two engines; every x and f
- * register, pc, fcsr, instret and a RAM window must agree afterwards.
+ * instruction table, run from the same state on two sides (two engines, or an
+ * engine and a peer such as qemu-riscv64); every x and f register, fcsr, the
+ * RAM window, and where both sides know them pc and instret must agree.
  *
  * Theory of operation. A program is `length` random valid encodings of
  * non-control, non-system instructions (ALU, M, Zb*, loads, stores, atomics,
@@ -31,7 +32,10 @@ export interface DiffOptions {
   seed: number;
   /** Instructions per program. */
   length: number;
-  engines: readonly [EngineName, EngineName];
+  /** Two engines to compare (shorthand for sides: [engineSide(a), engineSide(b)]) … */
+  engines?: readonly [EngineName, EngineName];
+  /** … or any two sides. */
+  sides?: readonly [DiffSide, DiffSide];
   /** Include FP arithmetic, compares and conversions (H3's executor). */
   fp: boolean;
 }
@@ -40,7 +44,7 @@ export interface DiffReport {
   seed: number;
   /** The shortest failing program, disassembled, one instruction a line. */
   program: string[];
-  /** "x5: interp 0x… jit 0x…" lines. */
+  /** "x5: interp 0x… jit 0x…" lines (side names). */
   differences: string[];
 }
 
@@ -111,14 +115,41 @@ export function randomProgram(rnd: Random, length: number, fp: boolean): number[
   return Array.from({ length }, () => randomInstruction(rnd, rnd.pick(ops)));
 }
 
-interface StartState {
+/** Registers and memory a program starts from. */
+export interface StartState {
   x: bigint[];
   f: bigint[];
   window: Uint8Array;
 }
 
+/** What a side reports after running a program; pc and instret only where the side knows them. */
+export interface FinalState {
+  pc?: bigint;
+  instret?: bigint;
+  x: bigint[];
+  f: bigint[];
+  fcsr: bigint;
+  window: Uint8Array;
+}
+
+/** One way of running a program: an engine, or a peer program (a test's QEMU side). */
+export interface DiffSide {
+  readonly name: string;
+  run(program: readonly number[], state: StartState): FinalState;
+}
+
+/** Where programs live; a side that builds its own image (QEMU) places them the same way. */
+export const DIFF_LAYOUT = {
+  codeBase: CODE_BASE,
+  window: WINDOW,
+  windowBytes: WINDOW_BYTES,
+  loopReg: LOOP_REG,
+  iterations: ITERATIONS,
+} as const;
+
 function randomState(rnd: Random): StartState {
   const x = Array.from({ length: 32 }, () => randomValue(rnd));
+  x[0] = 0n;
   BASE_REGS.forEach((r, i) => (x[r] = BigInt(WINDOW + BASE_OFFSETS[i]!)));
   x[LOOP_REG] = BigInt(ITERATIONS);
   const f = Array.from({ length: 32 }, () => randomValue(rnd));
@@ -127,14 +158,24 @@ function randomState(rnd: Random): StartState {
   return { x, f, window };
 }
 
-/** The body, the loop (x27 -= 1; bne x27, x0, body), and the final jump to itself. */
-function machineCode(body: readonly number[]): Uint8Array {
-  const words = [
-    ...body,
+/** The random program and start state of `seed`. */
+export function randomCase(seed: number, length: number, fp: boolean): { program: number[]; state: StartState } {
+  const rnd = new Random(seed);
+  const program = randomProgram(rnd, length, fp);
+  return { program, state: randomState(rnd) };
+}
+
+/** The loop closing the body: x27 -= 1; bne x27, x0, body (x27 counts ITERATIONS down to 0). */
+export function loopTail(bodyLength: number): number[] {
+  return [
     encode(OP.addi, { rd: LOOP_REG, rs1: LOOP_REG, imm: -1 }),
-    encode(OP.bne, { rs1: LOOP_REG, rs2: 0, imm: -4 * (body.length + 1) }),
-    JUMP_TO_SELF,
+    encode(OP.bne, { rs1: LOOP_REG, rs2: 0, imm: -4 * (bodyLength + 1) }),
   ];
+}
+
+/** The body, the loop, and the final jump to itself. */
+function machineCode(body: readonly number[]): Uint8Array {
+  const words = [...body, ...loopTail(body.length), JUMP_TO_SELF];
   const code = new Uint8Array(words.length * 4);
   const view = new DataView(code.buffer);
   words.forEach((w, i) => view.setUint32(i * 4, w, true));
@@ -146,58 +187,67 @@ function endOf(body: readonly number[]): number {
   return CODE_BASE + (body.length + 2) * 4;
 }
 
-function prepare(engine: EngineName, program: readonly number[], state: StartState): TestCpu {
-  const cpu = new TestCpu({ engine, ramBytes: 4 << 20 });
-  cpu.writeMemory(CODE_BASE, machineCode(program));
-  cpu.writeMemory(WINDOW, state.window);
-  state.x.forEach((v, r) => cpu.setX(r, v));
-  state.f.forEach((v, r) => cpu.setF(r, v));
-  cpu.writeCsr(CSR_MSTATUS, MSTATUS_FS_INITIAL);
-  cpu.writeCsr(CSR_MTVEC, BigInt(endOf(program)));
-  cpu.pc = BigInt(CODE_BASE);
-  return cpu;
+/** Runs a program on a fresh TestCpu with `engine`. */
+export function engineSide(engine: EngineName): DiffSide {
+  return {
+    name: engine,
+    run(program, state) {
+      const cpu = new TestCpu({ engine, ramBytes: 4 << 20 });
+      cpu.writeMemory(CODE_BASE, machineCode(program));
+      cpu.writeMemory(WINDOW, state.window);
+      state.x.forEach((v, r) => cpu.setX(r, v));
+      state.f.forEach((v, r) => cpu.setF(r, v));
+      cpu.writeCsr(CSR_MSTATUS, MSTATUS_FS_INITIAL);
+      cpu.writeCsr(CSR_MTVEC, BigInt(endOf(program)));
+      cpu.pc = BigInt(CODE_BASE);
+      cpu.run({ until: BigInt(endOf(program)), maxInsns: (program.length + 2) * ITERATIONS * 2 + 16 });
+      return {
+        pc: cpu.pc,
+        instret: BigInt(cpu.instret()),
+        x: Array.from({ length: 32 }, (_, r) => cpu.getX(r)),
+        f: Array.from({ length: 32 }, (_, r) => cpu.getF(r)),
+        fcsr: cpu.readCsr(CSR_FCSR),
+        window: cpu.readMemory(WINDOW, WINDOW_BYTES),
+      };
+    },
+  };
 }
 
 function hex(v: bigint): string {
   return `0x${v.toString(16).padStart(16, '0')}`;
 }
 
-/** The differing parts of two finished runs, as report lines. */
-function compare(a: TestCpu, b: TestCpu, names: readonly [string, string]): string[] {
+/** The differing parts of two final states, as report lines. */
+function compare(a: FinalState, b: FinalState, names: readonly [string, string]): string[] {
   const out: string[] = [];
-  const check = (what: string, va: bigint, vb: bigint) => {
-    if (va !== vb) out.push(`${what}: ${names[0]} ${hex(va)} ${names[1]} ${hex(vb)}`);
+  const check = (what: string, va: bigint | undefined, vb: bigint | undefined) => {
+    if (va !== undefined && vb !== undefined && va !== vb) out.push(`${what}: ${names[0]} ${hex(va)} ${names[1]} ${hex(vb)}`);
   };
   check('pc', a.pc, b.pc);
-  for (let r = 1; r < 32; r++) check(`x${r}`, a.getX(r), b.getX(r));
-  for (let r = 0; r < 32; r++) check(`f${r}`, a.getF(r), b.getF(r));
-  check('fcsr', a.readCsr(CSR_FCSR), b.readCsr(CSR_FCSR));
-  check('instret', BigInt(a.instret()), BigInt(b.instret()));
-  const ma = a.readMemory(WINDOW, WINDOW_BYTES);
-  const mb = b.readMemory(WINDOW, WINDOW_BYTES);
-  const i = ma.findIndex((v, k) => v !== mb[k]);
-  if (i >= 0) out.push(`memory at 0x${(WINDOW + i).toString(16)}: ${names[0]} 0x${ma[i]!.toString(16)} ${names[1]} 0x${mb[i]!.toString(16)}`);
+  for (let r = 1; r < 32; r++) check(`x${r}`, a.x[r], b.x[r]);
+  for (let r = 0; r < 32; r++) check(`f${r}`, a.f[r], b.f[r]);
+  check('fcsr', a.fcsr, b.fcsr);
+  check('instret', a.instret, b.instret);
+  const i = a.window.findIndex((v, k) => v !== b.window[k]);
+  if (i >= 0) out.push(`memory at 0x${(WINDOW + i).toString(16)}: ${names[0]} 0x${a.window[i]!.toString(16)} ${names[1]} 0x${b.window[i]!.toString(16)}`);
   return out;
 }
 
-function runBoth(program: readonly number[], state: StartState, engines: readonly [EngineName, EngineName]): string[] {
-  const end = BigInt(endOf(program));
-  const cpus = engines.map((e) => prepare(e, program, state)) as [TestCpu, TestCpu];
-  for (const cpu of cpus) cpu.run({ until: end, maxInsns: (program.length + 2) * ITERATIONS * 2 + 16 });
-  return compare(cpus[0], cpus[1], engines);
+function runBoth(program: readonly number[], state: StartState, sides: readonly [DiffSide, DiffSide]): string[] {
+  return compare(sides[0].run(program, state), sides[1].run(program, state), [sides[0].name, sides[1].name]);
 }
 
-/** Runs one random program on both engines; undefined when they agree, else a report of the shortest failing prefix. */
+/** Runs one random program on both sides; undefined when they agree, else a report of the shortest failing prefix. */
 export function differentialRun(options: DiffOptions): DiffReport | undefined {
-  const rnd = new Random(options.seed);
-  const program = randomProgram(rnd, options.length, options.fp);
-  const state = randomState(rnd);
-  let differences = runBoth(program, state, options.engines);
+  const sides = options.sides ?? (options.engines?.map(engineSide) as [DiffSide, DiffSide] | undefined);
+  if (!sides) throw new Error('differentialRun needs two engines or two sides');
+  const { program, state } = randomCase(options.seed, options.length, options.fp);
+  let differences = runBoth(program, state, sides);
   if (differences.length === 0) return undefined;
   let failing = program;
   for (let n = 1; n < program.length; n++) {
     const prefix = program.slice(0, n);
-    const d = runBoth(prefix, state, options.engines);
+    const d = runBoth(prefix, state, sides);
     if (d.length > 0) {
       failing = prefix;
       differences = d;
