@@ -2,7 +2,8 @@
  * Test helper: a network namespace whose programs play the guest of a tsemu network
  * backend. The test opens a tap in the host namespace through TapBackend, joins it
  * to the backend under test on a hub, and moves the interface into the namespace
- * (the tap's descriptor keeps working across the move). Needs root (ip netns add,
+ * (the tap's descriptor keeps working across the move); or it adopts a tap another
+ * process (`tsemu net connect`) holds. Needs root (ip netns add,
  * /dev/net/tun) and busybox (udhcpc, ping, wget, nslookup, httpd): without them the
  * test fails, as CI runs as root with busybox installed.
  */
@@ -11,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FrameBackend } from '../../src/net/backend.js';
+import type { FrameBackend } from '../../src/net/backend.js';
 import { Hub } from '../../src/net/hub.js';
 import { TapBackend } from '../../src/net/tap.js';
 import { requirePeer, runProgram, type RunResult } from '../helpers/peers.js';
@@ -28,28 +29,43 @@ esac
 `;
 
 export class GuestNamespace {
-  readonly ifname: string;
   private readonly children: ChildProcess[] = [];
 
-  private constructor(readonly name: string, readonly hub: Hub, readonly dir: string) {
-    this.ifname = `tsemu${name.slice(-6)}`;
+  private constructor(readonly name: string, readonly ifname: string, readonly dir: string, private readonly hub: Hub | null) {}
+
+  /** A fresh interface name for a test's tap. */
+  static interfaceName(): string {
+    return `tsemu${randomBytes(3).toString('hex')}`;
   }
 
   /** Creates the namespace, a tap joined with `backend` on a hub, and moves the tap into the namespace. */
   static async create(backend: FrameBackend): Promise<GuestNamespace> {
+    GuestNamespace.requirements();
+    const tap = TapBackend.open(GuestNamespace.interfaceName());
+    return GuestNamespace.setUp(tap.ifname, new Hub([backend, tap]));
+  }
+
+  /** Creates the namespace and moves the existing tap `ifname` (held by another process) into it. */
+  static async adopt(ifname: string): Promise<GuestNamespace> {
+    GuestNamespace.requirements();
+    return GuestNamespace.setUp(ifname, null);
+  }
+
+  private static requirements(): void {
     if (process.getuid?.() !== 0) throw new Error('namespace tests need root (ip netns, /dev/net/tun); CI runs them as root');
     requirePeer('ip');
     requirePeer('busybox');
-    const suffix = randomBytes(3).toString('hex');
-    const name = `tsemu-test-${suffix}`;
+  }
+
+  private static async setUp(ifname: string, hub: Hub | null): Promise<GuestNamespace> {
+    const name = `tsemu-test-${randomBytes(4).toString('hex')}`;
     const dir = await mkdtemp(path.join(tmpdir(), 'tsemu-netns-'));
-    const tap = TapBackend.open(`tsemu${suffix}`);
-    const ns = new GuestNamespace(name, new Hub([backend, tap]), dir);
+    const ns = new GuestNamespace(name, ifname, dir, hub);
     try {
       await ns.host(['ip', 'netns', 'add', name]);
-      await ns.host(['ip', 'link', 'set', tap.ifname, 'netns', name]);
+      await ns.host(['ip', 'link', 'set', ifname, 'netns', name]);
       await ns.run(['ip', 'link', 'set', 'lo', 'up']);
-      await ns.run(['ip', 'link', 'set', tap.ifname, 'up']);
+      await ns.run(['ip', 'link', 'set', ifname, 'up']);
       await writeFile(path.join(dir, 'dhcp.sh'), DHCP_SCRIPT);
       await chmod(path.join(dir, 'dhcp.sh'), 0o755);
     } catch (err) {
@@ -91,7 +107,7 @@ export class GuestNamespace {
 
   async destroy(): Promise<void> {
     for (const child of this.children) child.kill('SIGKILL');
-    await this.hub.close();
+    await this.hub?.close();
     await runProgram('ip', ['netns', 'del', this.name]);
     await rm(this.dir, { recursive: true, force: true });
   }
