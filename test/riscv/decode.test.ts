@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { decode, decodeBlock, disassemble, expandCompressed, Insn, OP, OPCODE_NAMES, SPECS, IMM } from '../../src/emulator/riscv/isa/index.js';
 import { Random } from '../../src/emulator/riscv/harness/random.js';
 import { scratchDir } from '../helpers/peers.js';
-import { assemble } from './toolchain.js';
+import { assemble, objdump } from './toolchain.js';
 
 interface Expected {
   op: number;
@@ -204,6 +204,48 @@ test('every RVC instruction expands to the 32-bit instruction it stands for', as
       // Branch and jump offsets are relative to each instruction's own pc, so equal fields hold.
       assert.equal(expandCompressed(d.raw), w, `${c} expands to 0x${expandCompressed(d.raw).toString(16)}, ${full} is 0x${w.toString(16)}`);
     });
+  } finally {
+    await cleanup();
+  }
+});
+
+/**
+ * A disassembly line in a form both tsemu's and objdump's reduce to: numbers
+ * in decimal, targets as hex addresses, CSRs by placeholder (objdump names
+ * them), objdump's comments and <symbol> annotations dropped.
+ */
+function normalise(line: string): string {
+  const text = line.replace(/\s*(#.*|<[^>]*>)/g, '').trim();
+  const space = text.indexOf(' ');
+  const name = space < 0 ? text : text.slice(0, space);
+  const spec = SPECS[OP[name.replace(/\.(aq|rl|aqrl)$/, '') as keyof typeof OP]]!;
+  const tokens = spec.operands === '' ? [] : spec.operands.split(',');
+  const parts = space < 0 ? [] : text.slice(space + 1).split(',');
+  const operands = parts.map((p, i) => {
+    const token = tokens[i];
+    if (token === 'target') return BigInt(p.startsWith('0x') ? p : `0x${p}`).toString(16);
+    if (token === 'csr') return 'csr';
+    if (token === 'imm' && spec.imm === IMM.U) return p;
+    return /^-?(0x[0-9a-f]+|\d+)$/.test(p) ? String(Number(p)) : p;
+  });
+  return [name, operands.join(',')].join(' ').trim();
+}
+
+test('the disassembler agrees with objdump on every table entry', async () => {
+  const rnd = new Random(4);
+  const lines: string[] = [];
+  for (let op = 1; op < OPCODE_NAMES.length; op++) lines.push(randomInstruction(op, rnd).text);
+  const src = ['.option norelax', '.section .text.init', '.globl _start', '_start:', ...lines.map((l) => `  ${l}`), ''].join('\n');
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const asm = await assemble(dir, 'dis', src, 'rv64imafd_zicsr_zifencei_zba_zbb_zbs');
+    const view = new DataView(asm.text.buffer, asm.text.byteOffset, asm.text.byteLength);
+    const listing = await objdump(asm.elf);
+    assert.equal(listing.length, lines.length);
+    for (const [i, [pc, name, operands]] of listing.entries()) {
+      const ours = disassemble(decode(view.getUint32(i * 4, true)), pc);
+      assert.equal(normalise(ours), normalise(`${name} ${operands}`), `tsemu: ${ours}; objdump: ${name} ${operands}`);
+    }
   } finally {
     await cleanup();
   }

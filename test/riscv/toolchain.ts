@@ -3,7 +3,7 @@
  * (riscv64-linux-gnu-gcc; a missing toolchain fails the test) into an ELF
  * linked at 0x8000_0000 (.text first, so the entry point is the start of RAM,
  * where QEMU's -bios none starts too), extracts the raw .text bytes, and
- * reads the symbol table with nm. Sources may #include files from
+ * reads the symbol table with nm, and disassembles with objdump. Sources may #include files from
  * fixtures/riscv-isa (harness.h: the ISA tests' conventions).
  */
 import { writeFile, readFile } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import { mustRun, requirePeer, runProgram, ROOT } from '../helpers/peers.js';
 
 export const GCC = 'riscv64-linux-gnu-gcc';
 const OBJCOPY = 'riscv64-linux-gnu-objcopy';
+const OBJDUMP = 'riscv64-linux-gnu-objdump';
 const NM = 'riscv64-linux-gnu-nm';
 export const MARCH = 'rv64gc_zba_zbb_zbs';
 export const ISA_FIXTURES = path.join(ROOT, 'fixtures/riscv-isa');
@@ -60,6 +61,18 @@ export async function assembleFile(dir: string, src: string, march: string = MAR
     if (addr && sym) symbols.set(sym, BigInt(`0x${addr}`));
   }
   return { elf, text: new Uint8Array(await readFile(bin)), symbols };
+}
+
+/** objdump's disassembly of an ELF's .text with no aliases: one [address, mnemonic, operands] per instruction. */
+export async function objdump(elf: string): Promise<[bigint, string, string][]> {
+  requirePeer(OBJDUMP);
+  const r = await mustRun(runProgram(OBJDUMP, ['-d', '-M', 'no-aliases', '-j', '.text', elf]), `${OBJDUMP} ${elf}`);
+  const out: [bigint, string, string][] = [];
+  for (const line of r.stdout.split('\n')) {
+    const m = /^\s*([0-9a-f]+):\s+[0-9a-f]+\s+(\S+)\s*(.*)$/.exec(line);
+    if (m) out.push([BigInt(`0x${m[1]}`), m[2]!, m[3]!.trim()]);
+  }
+  return out;
 }
 
 /** Assembles `source` (a .S file's text) written to `dir` as `name`.S. */
