@@ -83,11 +83,14 @@ export interface CompileStats {
   /** Suspect pages compared with their snapshots after fence.i, and how many had changed. */
   validated: number;
   changed: number;
+  /** Batches the engine rejected (a translator bug; their blocks stay interpreted), and the last error. */
+  failed: number;
+  lastError?: string;
 }
 
 export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
-  readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0, dropped: 0, validated: 0, changed: 0 };
+  readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0, dropped: 0, validated: 0, changed: 0, failed: 0 };
   private readonly entries = new Map<number, CacheEntry>();
   private readonly byPage = new Map<number, CacheEntry[]>();
   /** Page contents when the page's first block was translated, by RAM page. */
@@ -182,8 +185,16 @@ export class CodeCache implements CodeCacheHooks {
 
   private install(builder: ModuleBuilder, compiled: CacheEntry[]): void {
     const bytes = builder.bytes();
-    // Instantiation places every block function into its slot (element segments).
-    new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+    try {
+      // Instantiation places every block function into its slot (element segments).
+      new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+    } catch (err) {
+      // A translator bug must not take the guest down: these blocks stay on the interpreter.
+      this.stats.failed++;
+      this.stats.lastError = String(err);
+      for (const e of compiled) e.state = INTERPRET_ONLY;
+      return;
+    }
     this.stats.modules++;
     this.stats.blocks += compiled.length;
     this.stats.bytes += bytes.length;

@@ -76,7 +76,8 @@ export function translatableLength(insns: readonly Insn[]): number {
 
 function isTranslatable(insn: Insn): boolean {
   const kind = KIND_OF[insn.op];
-  return kind === 'alu' || kind === 'branch' || kind === 'jump' || kind === 'load' || kind === 'store'
+  if (kind === 'alu') return LOWERED_ALU.has(insn.op);
+  return kind === 'branch' || kind === 'jump' || kind === 'load' || kind === 'store'
     || kind === 'fload' || kind === 'fstore' || kind === 'fence' || kind === 'fp' || kind === 'atomic';
 }
 
@@ -125,6 +126,20 @@ const WORD_I: Record<number, number> = {
   [OP.addiw]: Op.i32_add, [OP.slliw]: Op.i32_shl, [OP.srliw]: Op.i32_shr_u, [OP.sraiw]: Op.i32_shr_s,
   [OP.roriw]: Op.i32_rotr,
 };
+/** ALU instructions aluOther lowers. */
+const OTHER_ALU: readonly number[] = [
+  OP.lui, OP.auipc, OP.mulh, OP.mulhsu, OP.mulhu, OP.div, OP.divu, OP.rem, OP.remu, OP.divw, OP.remw, OP.divuw,
+  OP.remuw, OP['add.uw'], OP.sh1add, OP.sh2add, OP.sh3add, OP['sh1add.uw'], OP['sh2add.uw'], OP['sh3add.uw'],
+  OP['slli.uw'], OP.andn, OP.orn, OP.xnor, OP.clz, OP.ctz, OP.cpop, OP.clzw, OP.ctzw, OP.cpopw, OP.max, OP.min,
+  OP.maxu, OP.minu, OP['sext.b'], OP['sext.h'], OP['zext.h'], OP.bclr, OP.bclri, OP.bset, OP.bseti, OP.binv,
+  OP.binvi, OP.bext, OP.bexti, OP['orc.b'], OP.rev8,
+];
+/** Every ALU opcode the translator lowers (an 'alu' opcode added to the table later is left to the interpreter). */
+const LOWERED_ALU: ReadonlySet<number> = new Set([
+  ...Object.keys(SIMPLE_R), ...Object.keys(SIMPLE_I), ...Object.keys(COMPARE), ...Object.keys(WORD_R),
+  ...Object.keys(WORD_I),
+].map(Number).concat(OTHER_ALU));
+
 const BRANCH: Record<number, number> = {
   [OP.beq]: Op.i64_eq, [OP.bne]: Op.i64_ne, [OP.blt]: Op.i64_lt_s, [OP.bge]: Op.i64_ge_s,
   [OP.bltu]: Op.i64_lt_u, [OP.bgeu]: Op.i64_ge_u,
