@@ -7,8 +7,9 @@ import type { FormatDriver } from './format.js';
 import { rawFormat } from './raw.js';
 import { qcow2Format } from './qcow2/driver.js';
 import { vdiFormat } from './vdi/driver.js';
+import { vmdkFormat } from './vmdk/driver.js';
 
-const FORMATS: FormatDriver[] = [rawFormat, qcow2Format, vdiFormat];
+const FORMATS: FormatDriver[] = [rawFormat, qcow2Format, vdiFormat, vmdkFormat];
 
 export function registerFormat(driver: FormatDriver): void {
   if (!FORMATS.some((f) => f.name === driver.name)) FORMATS.push(driver);

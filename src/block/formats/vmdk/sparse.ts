@@ -1,0 +1,303 @@
+/**
+ * A VMDK sparse extent (KDMV hosted sparse, stream-optimized, or COWD vmfsSparse):
+ * the extent's grains are found through a grain directory (GD) of grain-table (GT)
+ * sector offsets; a GT entry is 0 (unallocated: the backing image shows through),
+ * 1 with the zeroed-grain flag (reads as zeroes), or the sector of the grain, which
+ * in a compressed extent starts with a 12-byte marker (LBA, compressed length)
+ * before the deflate (zlib) stream.
+ *
+ * The GD is read at open; GTs are read on first use and kept. A GD entry or GT
+ * entry pointing past the end of the file is an ImageFormatError naming it.
+ *
+ * Writes (hosted sparse): a grain that is stored is written in place; any other
+ * write allocates a new grain at the end of the file holding the whole grain (the
+ * bytes below, merged with the write), then points the GT entry at it, in the
+ * primary GT and the redundant one: data before the metadata that points at it.
+ * A grain table the directory lacks is allocated (zeroed) the same way before use.
+ * Allocations are serialised; a write that finds its grain allocated while it
+ * waited writes in place. With zeroed-grain entries, zeroing a whole grain of an
+ * image without backing only sets its entry to 1.
+ *
+ * Writes (stream-optimized, stream.ts): every write of a grain appends a
+ * compressed grain with its marker after the last grain and points the in-memory
+ * GT at it; flush and close write the GTs, the GD, the footer and the
+ * end-of-stream marker after the grains (metadata at the end, as VMware's stream
+ * format has it) and trim the file there. A process killed between a write and
+ * the next flush leaves a stream image without its footer.
+ */
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { ImageFormatError } from '../../node.js';
+import type { FileNode } from '../../protocols/file.js';
+import {
+  type Extent,
+  type ExtentRun,
+  type ReadBelow,
+  RUN_COMPRESSED,
+  RUN_DATA,
+  RUN_UNALLOCATED,
+  RUN_ZERO,
+} from './extent.js';
+import {
+  decodeEntries,
+  encodeEntries,
+  FLAG_COMPRESSED,
+  FLAG_ZEROED_GRAIN,
+  GD_AT_END,
+  SECTOR,
+  type SparseHeader,
+} from './sparse-header.js';
+import { readStreamFooter, StreamTail } from './stream.js';
+
+const inflate = promisify(zlib.inflate);
+const deflate = promisify(zlib.deflate);
+const GRAIN_MARKER_BYTES = 12;
+
+export class SparseExtent implements Extent {
+  readonly size: number;
+  readonly granularity: number;
+  readonly compressed: boolean;
+  private readonly zeroedGrains: boolean;
+  private readonly gtBytes: number;
+  private readonly gts = new Map<number, Uint32Array>();
+  private allocation: Promise<void> = Promise.resolve();
+  /** Next free sector for grains and tables (hosted sparse). */
+  private nextSector: number;
+  private lastGrain: { index: number; data: Uint8Array } | null = null;
+
+  private constructor(
+    readonly file: FileNode,
+    readonly header: SparseHeader,
+    private readonly gd: Uint32Array,
+    private readonly rgd: Uint32Array | null,
+    private readonly owned: boolean,
+    /** Stream-optimized writer state (null when read-only or not compressed). */
+    private readonly tail: StreamTail | null,
+  ) {
+    this.size = header.capacity * SECTOR;
+    this.granularity = header.grainSectors * SECTOR;
+    this.compressed = (header.flags & FLAG_COMPRESSED) !== 0;
+    this.zeroedGrains = (header.flags & FLAG_ZEROED_GRAIN) !== 0;
+    this.gtBytes = header.gtEntries * 4;
+    this.nextSector = Math.max(Math.ceil(file.size() / SECTOR), header.overhead);
+  }
+
+  static async open(file: FileNode, header: SparseHeader, owned: boolean): Promise<SparseExtent> {
+    let gdHeader = header;
+    if (header.gdOffset === GD_AT_END) gdHeader = await readStreamFooter(file, header);
+    const gd = await readDirectory(file, gdHeader.gdOffset, gdHeader.gdEntries, 'grain directory');
+    const rgd = gdHeader.rgdOffset > 0 && gdHeader.rgdOffset !== GD_AT_END
+      ? await readDirectory(file, gdHeader.rgdOffset, gdHeader.gdEntries, 'redundant grain directory')
+      : null;
+    const compressed = (header.flags & FLAG_COMPRESSED) !== 0;
+    const tail = compressed && !file.readOnly ? new StreamTail(gdHeader) : null;
+    const extent = new SparseExtent(file, gdHeader, gd, compressed ? null : rgd, owned, tail);
+    if (tail) await tail.start(extent.file, (g) => extent.loadGt(g), gd);
+    return extent;
+  }
+
+  /** The GT of directory entry `g` (null when the directory has none). */
+  private async loadGt(g: number): Promise<Uint32Array | null> {
+    const cached = this.gts.get(g);
+    if (cached) return cached;
+    const sector = this.gd[g]!;
+    if (sector === 0) return null;
+    const at = sector * SECTOR;
+    if (at + this.gtBytes > this.file.size()) {
+      throw new ImageFormatError(`${this.file.filename}: VMDK grain table ${g} at sector ${sector} is past the end of the file`);
+    }
+    const raw = new Uint8Array(this.gtBytes);
+    await this.file.read(at, raw);
+    const gt = decodeEntries(raw);
+    this.gts.set(g, gt);
+    return gt;
+  }
+
+  private entryOf(gt: Uint32Array | null, grain: number): number {
+    return gt ? gt[grain % this.header.gtEntries]! : 0;
+  }
+
+  async lookup(offset: number, length: number): Promise<ExtentRun> {
+    const grain = Math.floor(offset / this.granularity);
+    const end = Math.min(offset + length, (grain + 1) * this.granularity, this.size);
+    const gt = await this.loadGt(Math.floor(grain / this.header.gtEntries));
+    const entry = this.entryOf(gt, grain);
+    const run = (kind: ExtentRun['kind'], host = -1): ExtentRun => ({ kind, length: end - offset, host });
+    if (entry === 0) return run(RUN_UNALLOCATED);
+    if (entry === 1 && this.zeroedGrains) return run(RUN_ZERO);
+    if (this.compressed) return run(RUN_COMPRESSED);
+    return run(RUN_DATA, entry * SECTOR + (offset - grain * this.granularity));
+  }
+
+  async readAllocated(offset: number, buf: Uint8Array): Promise<void> {
+    const grain = Math.floor(offset / this.granularity);
+    const inGrain = offset - grain * this.granularity;
+    const entry = this.entryOf(await this.loadGt(Math.floor(grain / this.header.gtEntries)), grain);
+    if (this.compressed) {
+      const data = await this.readCompressedGrain(grain, entry);
+      buf.set(data.subarray(inGrain, inGrain + buf.length));
+      return;
+    }
+    const host = entry * SECTOR + inGrain;
+    const fileSize = this.file.size();
+    if (host >= fileSize) {
+      throw new ImageFormatError(`${this.file.filename}: VMDK grain ${grain} at sector ${entry} is past the end of the file`);
+    }
+    const inFile = Math.min(buf.length, fileSize - host);
+    await this.file.read(host, buf.subarray(0, inFile));
+    buf.fill(0, inFile);
+  }
+
+  private async readCompressedGrain(grain: number, sector: number): Promise<Uint8Array> {
+    if (this.lastGrain?.index === grain && this.tail === null) return this.lastGrain.data;
+    const at = sector * SECTOR;
+    const fileSize = this.file.size();
+    if (at + GRAIN_MARKER_BYTES > fileSize) {
+      throw new ImageFormatError(`${this.file.filename}: VMDK compressed grain ${grain} at sector ${sector} is past the end of the file`);
+    }
+    const marker = new Uint8Array(GRAIN_MARKER_BYTES);
+    await this.file.read(at, marker);
+    const length = new DataView(marker.buffer).getUint32(8, true);
+    if (length === 0 || length > 2 * this.granularity + 1024 || at + GRAIN_MARKER_BYTES + length > fileSize) {
+      throw new ImageFormatError(`${this.file.filename}: VMDK compressed grain ${grain} has an invalid length ${length}`);
+    }
+    const packed = new Uint8Array(length);
+    await this.file.read(at + GRAIN_MARKER_BYTES, packed);
+    let out: Uint8Array;
+    try {
+      out = await inflate(packed, { maxOutputLength: this.granularity, finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    } catch (e) {
+      throw new ImageFormatError(`${this.file.filename}: VMDK compressed grain ${grain} is corrupt: ${(e as Error).message}`);
+    }
+    const data = new Uint8Array(this.granularity);
+    data.set(out);
+    this.lastGrain = { index: grain, data };
+    return data;
+  }
+
+  async write(offset: number, buf: Uint8Array, below: ReadBelow): Promise<void> {
+    const grain = Math.floor(offset / this.granularity);
+    const grainStart = grain * this.granularity;
+    const run = await this.lookup(offset, buf.length);
+    if (run.kind === RUN_DATA) {
+      await this.file.write(run.host, buf);
+      return;
+    }
+    const whole = await this.grainContent(grain, run.kind, offset === grainStart && buf.length === this.granularity ? null : below);
+    whole.set(buf, offset - grainStart);
+    if (this.tail) {
+      const packed = await deflate(whole.subarray(0, Math.min(this.granularity, this.size - grainStart)));
+      await this.serialised(async () => this.setEntry(grain, await this.tail!.appendGrain(this.file, grainStart / SECTOR, packed)));
+      this.lastGrain = null;
+      return;
+    }
+    await this.serialised(async () => {
+      const again = await this.lookup(offset, buf.length);
+      if (again.kind === RUN_DATA) {
+        await this.file.write(again.host, buf);
+        return;
+      }
+      const sector = this.nextSector;
+      this.nextSector += this.header.grainSectors;
+      await this.file.writeGrow(sector * SECTOR, whole);
+      await this.setEntry(grain, sector);
+    });
+  }
+
+  /** The current bytes of a grain that is not stored in place (for a merge); `below` null: not needed. */
+  private async grainContent(grain: number, kind: ExtentRun['kind'], below: ReadBelow | null): Promise<Uint8Array> {
+    const whole = new Uint8Array(this.granularity);
+    if (below === null || kind === RUN_ZERO) return whole;
+    const start = grain * this.granularity;
+    const n = Math.min(this.granularity, this.size - start);
+    if (kind === RUN_COMPRESSED) await this.readAllocated(start, whole.subarray(0, n));
+    else await below(start, whole.subarray(0, n));
+    return whole;
+  }
+
+  async writeZeroes(offset: number, length: number, below: ReadBelow, hasBacking: boolean): Promise<void> {
+    const run = await this.lookup(offset, length);
+    if (run.kind === RUN_ZERO || (run.kind === RUN_UNALLOCATED && !hasBacking)) return;
+    const grain = Math.floor(offset / this.granularity);
+    const whole = offset === grain * this.granularity && length === this.granularity;
+    if (whole && this.zeroedGrains && !this.tail) {
+      await this.serialised(() => this.setEntry(grain, 1));
+      return;
+    }
+    if (run.kind === RUN_DATA) await this.file.writeZeroes(run.host, length);
+    else await this.write(offset, new Uint8Array(length), below);
+  }
+
+  private serialised(fn: () => Promise<void>): Promise<void> {
+    const next = this.allocation.then(fn);
+    this.allocation = next.catch(() => {});
+    return next;
+  }
+
+  /** Points grain `grain`'s entry at `value`, allocating its grain table first if needed. */
+  private async setEntry(grain: number, value: number): Promise<void> {
+    const g = Math.floor(grain / this.header.gtEntries);
+    const i = grain % this.header.gtEntries;
+    let gt = await this.loadGt(g);
+    if (!gt) gt = this.tail ? this.tail.newTable(this.gts, g) : await this.allocateTable(g);
+    gt[i] = value;
+    if (this.tail) return;
+    const entry = encodeEntry(value);
+    await this.file.write(this.gd[g]! * SECTOR + i * 4, entry);
+    if (this.rgd && this.rgd[g]! !== 0) await this.file.write(this.rgd[g]! * SECTOR + i * 4, entry);
+  }
+
+  /** Allocates zeroed grain tables (primary and redundant) for directory entry `g`. */
+  private async allocateTable(g: number): Promise<Uint32Array> {
+    const gtSectors = Math.ceil(this.gtBytes / SECTOR);
+    for (const dir of this.rgd ? [this.gd, this.rgd] : [this.gd]) {
+      const sector = this.nextSector;
+      this.nextSector += gtSectors;
+      await this.file.writeGrow(sector * SECTOR, new Uint8Array(gtSectors * SECTOR));
+      dir[g] = sector;
+      const offset = (dir === this.gd ? this.header.gdOffset : this.header.rgdOffset) * SECTOR;
+      await this.file.write(offset + g * 4, encodeEntry(sector));
+    }
+    const gt = new Uint32Array(this.header.gtEntries);
+    this.gts.set(g, gt);
+    return gt;
+  }
+
+  /** Every (grain, entry) of the extent's allocated grains, for check. */
+  async *entries(): AsyncGenerator<{ grain: number; entry: number }> {
+    for (let g = 0; g < this.gd.length; g++) {
+      const gt = await this.loadGt(g);
+      if (!gt) continue;
+      for (let i = 0; i < gt.length; i++) if (gt[i] !== 0) yield { grain: g * this.header.gtEntries + i, entry: gt[i]! };
+    }
+  }
+
+  get zeroedGrainFlag(): boolean { return this.zeroedGrains; }
+
+  async flush(): Promise<void> {
+    await this.allocation;
+    if (this.tail) await this.tail.finish(this.file, this.gd, this.gts);
+    await this.file.flush();
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (this.tail) await this.flush();
+    } finally {
+      if (this.owned) await this.file.close();
+    }
+  }
+}
+
+async function readDirectory(file: FileNode, sector: number, entries: number, what: string): Promise<Uint32Array> {
+  const raw = new Uint8Array(entries * 4);
+  if (sector * SECTOR + raw.length > file.size()) {
+    throw new ImageFormatError(`${file.filename}: VMDK ${what} is past the end of the file`);
+  }
+  await file.read(sector * SECTOR, raw);
+  return decodeEntries(raw);
+}
+
+function encodeEntry(value: number): Uint8Array {
+  return encodeEntries(Uint32Array.of(value));
+}
