@@ -110,7 +110,7 @@ function randomInstruction(rnd: Random, op: number): number {
   });
 }
 
-export function randomProgram(rnd: Random, length: number, fp: boolean): number[] {
+function randomProgram(rnd: Random, length: number, fp: boolean): number[] {
   const ops = eligibleOpcodes(fp);
   return Array.from({ length }, () => randomInstruction(rnd, rnd.pick(ops)));
 }

@@ -7,13 +7,11 @@
  */
 import type { Insn } from '../isa/decode.js';
 import type { Mnemonic } from '../isa/table.js';
-import { type Core, JUMP, NEXT } from './core.js';
+import { type Core, type Handler, JUMP, NEXT } from './core.js';
 import {
   R, add64, bswap32, ctz32, divRem64, divRemU64, divRemUW, divRemW, lessThan, lessThanUnsigned,
   mul64, mulh64, mulhsu64, mulhu64, orcb32, popcount32, rol64, sll64, sra64, srl64, sub64,
 } from './int64.js';
-
-export type Handler = (c: Core, d: Insn) => number;
 
 type Binary = (alo: number, ahi: number, blo: number, bhi: number) => void;
 

@@ -17,7 +17,10 @@
  * instruction's pc into PC (syncPc), so the trap's epc is right.
  */
 import type { HartServices } from '../hart-api.js';
+import type { Insn } from '../isa/decode.js';
 import { HS, TLB_LOAD, TLB_STORE, tlbBase } from '../layout.js';
+
+export type Handler = (c: Core, d: Insn) => number;
 
 export const NEXT = 0;
 export const JUMP = 1;
@@ -26,7 +29,7 @@ export const TRAP = 3;
 export const STOP = 4;
 
 /** Exception causes the interpreter raises itself (privileged spec, mcause). */
-export const CAUSE_ILLEGAL_INSTRUCTION = 2;
+const CAUSE_ILLEGAL_INSTRUCTION = 2;
 
 export class Core {
   readonly m: Int32Array;
@@ -95,13 +98,6 @@ export class Core {
   syncPc(): void {
     this.m[this.pcw] = this.pcLo;
     this.m[this.pcw + 1] = this.pcHi;
-  }
-
-  /** Sets PC to the instruction after the current one (length `len`). */
-  setPcAfter(len: number): void {
-    const lo = (this.pcLo + len) | 0;
-    this.m[this.pcw] = lo;
-    this.m[this.pcw + 1] = lo >>> 0 < this.pcLo >>> 0 ? (this.pcHi + 1) | 0 : this.pcHi;
   }
 
   /** Adds n to the INSTRET counter (64-bit). */

@@ -28,8 +28,8 @@ import { TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_FETCH, tlbBase } from '../layout.js';
 import { decode, Insn } from '../isa/decode.js';
 import { MAX_BLOCK_INSNS } from '../isa/block.js';
 import { KIND_OF, OPCODE_NAMES, type Mnemonic } from '../isa/table.js';
-import { ALU_HANDLERS, type Handler } from './alu.js';
-import { Core, JUMP, NEXT, STOP, TRAP } from './core.js';
+import { ALU_HANDLERS } from './alu.js';
+import { Core, type Handler, JUMP, NEXT, STOP, TRAP } from './core.js';
 import { MEMORY_HANDLERS } from './memory.js';
 import { SYSTEM_HANDLERS } from './system.js';
 

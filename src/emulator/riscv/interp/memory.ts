@@ -15,8 +15,7 @@ import type { Insn } from '../isa/decode.js';
 import type { Mnemonic } from '../isa/table.js';
 import type { AmoOp, MemSize } from '../hart-api.js';
 import { TLB_ENTRIES } from '../layout.js';
-import { type Core, NEXT, TRAP } from './core.js';
-import type { Handler } from './alu.js';
+import { type Core, type Handler, NEXT, TRAP } from './core.js';
 import { R, add64 } from './int64.js';
 
 const ENTRY_WORDS = 4; // TLB_ENTRY_SIZE / 4

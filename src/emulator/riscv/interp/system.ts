@@ -5,15 +5,14 @@
  * HartServices.fpEnabled()). Each of them ends the block (END/JUMP), except
  * fence and FP operations, which just continue.
  *
- * INSTRET: the engine counts retired instructions per block; a CSR access
- * could read instret, so the engine flushes its count before calling these
- * (see interpreter.ts), and csrrw & co. see every instruction before them.
+ * INSTRET: the engine counts retired instructions per block and flushes the
+ * count before a CSR instruction (interpreter.ts), so reading instret sees
+ * every instruction before it.
  */
 import type { Insn } from '../isa/decode.js';
 import { OPCODE_NAMES, SPECS, type Mnemonic } from '../isa/table.js';
 import { executeFp, FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
-import { type Core, END, JUMP, NEXT, STOP, TRAP } from './core.js';
-import type { Handler } from './alu.js';
+import { type Core, type Handler, END, JUMP, NEXT, STOP, TRAP } from './core.js';
 
 /** csrrw/csrrs/csrrc (kind 0/1/2) with a register or (immediate forms) the 5-bit uimm in rs1. */
 function csr(kind: 0 | 1 | 2, immediate: boolean): Handler {

@@ -60,7 +60,7 @@ const MATCHES = new Uint32Array(SPECS.map((s) => (s ? s.match : 0)));
 const IMM_FORMATS = new Uint8Array(SPECS.map((s) => (s ? s.imm : 0)));
 
 /** The opcode number of a 32-bit instruction word, or OP_ILLEGAL. */
-export function lookupOpcode(word: number): number {
+function lookupOpcode(word: number): number {
   if ((word & 3) !== 3 || (word & 0x1c) === 0x1c) return OP_ILLEGAL;
   const bucket = BUCKETS[((word >>> 2) & 0x1f) << 3 | ((word >>> 12) & 7)]!;
   for (let i = 0; i < bucket.length; i++) {

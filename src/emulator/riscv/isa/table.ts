@@ -322,7 +322,6 @@ export const OP = Object.freeze(
 );
 
 export const OP_ILLEGAL = 0;
-export const OPCODE_COUNT = OPCODE_NAMES.length;
 
 /** Specs by opcode number (index 0, 'illegal', has none). */
 export const SPECS: readonly (InsnSpec | undefined)[] = [
