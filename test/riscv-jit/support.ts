@@ -169,7 +169,7 @@ export class TestStepper {
     if (e.state !== TRANSLATED) throw new Error(`no translation at ${pc.toString(16)}`);
     const budgetAt = this.hart.stateBase + JIT_BUDGET;
     const before = this.hart.view.getInt32(budgetAt, true);
-    cache.enter(e.slot);
+    cache.enter(e.slot, host);
     const spent = before - this.hart.view.getInt32(budgetAt, true);
     this.hart.view.setBigUint64(this.hart.stateBase + HS.INSTRET, this.hart.instret + BigInt(spent), true);
     return 0; // the block already took its instructions off the budget

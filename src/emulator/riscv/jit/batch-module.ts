@@ -7,6 +7,7 @@
  *
  *   env.memory   the machine's shared memory (guest RAM, hart state, TLBs)
  *   env.table    the hart's table of block functions (the chaining slots)
+ *   env.jumps    the hart's jump cache (translate.ts JUMP_CACHE_SIZE entries)
  *   env.load / env.store   HartServices.load/store (the slow path of the
  *                inline TLB): (vaLo, vaHi, size) → 1 ok / 0 trapped
  *   env.lr / env.sc        HartServices.loadReserved/storeConditional, same shape
@@ -18,7 +19,7 @@
  * and a few internal functions for the M extension's awkward cases (high
  * multiplies, division with RISC-V's divide-by-zero and overflow results),
  * which wasm's own i64 ops either lack or trap on. Each translated block is a
- * function of type (pc: i64) → i32 that an element segment places into the
+ * function of type (pc: i64, host: i32) → i32 that an element segment places into the
  * block's slot of env.table when the module is instantiated.
  */
 import { ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
@@ -46,7 +47,7 @@ export interface BatchFunctions {
   readonly divu: number;
   readonly rem: number;
   readonly remu: number;
-  /** Type index of a block function, (pc: i64) → i32, for call_indirect. */
+  /** Type index of a block function, (pc: i64, host: i32) → i32, for call_indirect. */
   readonly blockType: number;
 }
 
@@ -70,7 +71,8 @@ export function newBatchModule(): BatchModule {
   const fp = m.importFunction('env', 'fp', [i32, i32, i32, i32, i32, i32], [i32]);
   m.importMemory('env', 'memory', 1, MAX_PAGES, true);
   m.importTable('env', 'table', 1);
-  const blockType = m.type([i64], [i32]);
+  m.importTable('env', 'jumps', 1);
+  const blockType = m.type([i64, i32], [i32]);
 
   const mulhu = binary(m, emitMulhu);
   const mulh = binary(m, (c) => emitSignedHigh(c, mulhu, true));

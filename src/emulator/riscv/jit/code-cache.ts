@@ -8,9 +8,11 @@
  * table; a slot holds either the block's translated function or a stub that
  * stores the pc it is given into PC and returns to the JS dispatcher, so
  * translated code can tail-call any slot without knowing whether its target
- * is translated yet. The dispatcher enters a block through `enter(slot)`, a
- * small wasm function that passes PC from the state block (no i64 crosses
- * into JS).
+ * is translated yet. The dispatcher enters a block through `enter(slot, host)`,
+ * a small wasm function that passes PC from the state block (no i64 crosses
+ * into JS). The jump cache (translate.ts) holds the blocks the dispatcher
+ * entered last, by host offset, for exits to other pages and jalr; it holds
+ * only blocks on validated pages (see below) and is emptied on invalidateAll.
  *
  * States of an entry: cold (counted each time the dispatcher runs it on the
  * interpreter) → queued (reached the hotness threshold) → translated, or
@@ -46,7 +48,7 @@ import {
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
 import { AMO_OPS, newBatchModule } from './batch-module.js';
-import { translatableLength, translateBlock } from './translate.js';
+import { JUMP_CACHE_SIZE, jumpCacheIndex, translatableLength, translateBlock } from './translate.js';
 
 export interface JitTuning {
   /** Interpreted runs before a block is queued for translation. */
@@ -90,6 +92,9 @@ export interface CompileStats {
 
 export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
+  readonly jumps: WebAssembly.Table;
+  /** Which entry each jump-cache entry holds. */
+  private readonly jumpOwners: (CacheEntry | undefined)[] = new Array(JUMP_CACHE_SIZE).fill(undefined);
   readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0, dropped: 0, validated: 0, changed: 0, failed: 0 };
   private readonly entries = new Map<number, CacheEntry>();
   private readonly byPage = new Map<number, CacheEntry[]>();
@@ -100,8 +105,8 @@ export class CodeCache implements CodeCacheHooks {
   private readonly queue: CacheEntry[] = [];
   private interpretedSinceQueued = 0;
   private readonly stub: Function;
-  /** Runs the block in `slot` at the current PC; returns its status (0, or 1: interpret the instruction at PC). */
-  readonly enter: (slot: number) => number;
+  /** Runs the block in `slot` (at host offset `host`) at the current PC; returns its status (0, or 1: interpret the instruction at PC). */
+  readonly enter: (slot: number, host: number) => number;
   private readonly imports: WebAssembly.Imports;
   private readonly mem8: Uint8Array;
   private readonly mem32: Int32Array;
@@ -111,14 +116,17 @@ export class CodeCache implements CodeCacheHooks {
     this.mem32 = new Int32Array(hart.memory.buffer);
     this.suspect = new Uint8Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
+    this.jumps = new WebAssembly.Table({ element: 'anyfunc', initial: JUMP_CACHE_SIZE });
     const entryPoints = hartEntryPoints(hart, this.table);
     this.stub = entryPoints.stub;
     this.enter = entryPoints.enter;
     for (let i = 0; i < this.table.length; i++) this.table.set(i, this.stub);
+    for (let i = 0; i < JUMP_CACHE_SIZE; i++) this.jumps.set(i, this.stub);
     this.imports = {
       env: {
         memory: hart.memory,
         table: this.table,
+        jumps: this.jumps,
         load: (lo: number, hi: number, size: number) => (hart.load(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         store: (lo: number, hi: number, size: number) => (hart.store(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         lr: (lo: number, hi: number, size: number) => (hart.loadReserved(lo, hi, size as 4 | 8) ? 1 : 0),
@@ -168,13 +176,14 @@ export class CodeCache implements CodeCacheHooks {
         e.state = INTERPRET_ONLY;
         continue;
       }
-      const f = builder.func([Type.i64], [Type.i32]);
+      const f = builder.func([Type.i64, Type.i32], [Type.i32]);
       const bytes = n === block.insns.length ? block.bytes : block.offsets[n]!;
       translateBlock(f.code, fns, {
         stateBase: this.hart.stateBase,
         tlbBase: tlbBase(this.hart.id),
         host: e.host,
         slotFor: (target) => (this.tuning.chaining ? this.entry(target).slot : undefined),
+        jumpCache: this.tuning.chaining,
       }, block.insns.slice(0, n), block.offsets.slice(0, n), bytes);
       builder.placeInTable(e.slot, f.index);
       compiled.push(e);
@@ -232,6 +241,20 @@ export class CodeCache implements CodeCacheHooks {
 
   invalidateAll(): void {
     for (const page of this.byPage.keys()) this.suspect[page] = 1;
+    for (let i = 0; i < JUMP_CACHE_SIZE; i++) {
+      if (this.jumpOwners[i] !== undefined) {
+        this.jumpOwners[i] = undefined;
+        this.jumps.set(i, this.stub);
+      }
+    }
+  }
+
+  /** Called by the dispatcher when it enters translated `e` (its page validated): makes e reachable by jumps. */
+  noteEntered(e: CacheEntry): void {
+    const i = jumpCacheIndex(e.host);
+    if (this.jumpOwners[i] === e) return;
+    this.jumpOwners[i] = e;
+    this.jumps.set(i, this.table.get(e.slot));
   }
 
   /** Called by the dispatcher before it enters code at `host`: validates the page after a fence.i. */
@@ -266,6 +289,11 @@ export class CodeCache implements CodeCacheHooks {
     if (e.state === TRANSLATED) {
       this.table.set(e.slot, this.stub);
       this.stats.dropped++;
+      const i = jumpCacheIndex(e.host);
+      if (this.jumpOwners[i] === e) {
+        this.jumpOwners[i] = undefined;
+        this.jumps.set(i, this.stub);
+      }
     }
     e.state = COLD;
     e.count = 0;
@@ -273,21 +301,21 @@ export class CodeCache implements CodeCacheHooks {
 }
 
 /**
- * The hart's fixed wasm functions: `stub(pc)` stores pc into PC and returns 0
- * (it fills every slot without a translation), and `enter(slot)` calls the
- * slot with PC.
+ * The hart's fixed wasm functions: `stub(pc, host)` stores pc into PC and
+ * returns 0 (it fills every slot without a translation), and `enter(slot,
+ * host)` calls the slot with PC.
  */
-function hartEntryPoints(hart: HartServices, table: WebAssembly.Table): { stub: Function; enter: (slot: number) => number } {
+function hartEntryPoints(hart: HartServices, table: WebAssembly.Table): { stub: Function; enter: (slot: number, host: number) => number } {
   const m = new ModuleBuilder();
   m.importMemory('env', 'memory', 1, 65536, true);
   m.importTable('env', 'table', 1);
   const pcAt = hart.stateBase + HS.PC;
-  const stub = m.func([Type.i64], [Type.i32]);
+  const stub = m.func([Type.i64, Type.i32], [Type.i32]);
   stub.code.i32(0).get(0).mem(MemOp.i64_store, pcAt, 3).i32(0);
   m.exportFunction('stub', stub.index);
-  const enter = m.func([Type.i32], [Type.i32]);
-  enter.code.i32(0).mem(MemOp.i64_load, pcAt, 3).get(0).callIndirect(m.type([Type.i64], [Type.i32]));
+  const enter = m.func([Type.i32, Type.i32], [Type.i32]);
+  enter.code.i32(0).mem(MemOp.i64_load, pcAt, 3).get(1).get(0).callIndirect(m.type([Type.i64, Type.i32], [Type.i32]));
   m.exportFunction('enter', enter.index);
   const { exports } = new WebAssembly.Instance(new WebAssembly.Module(m.bytes()), { env: { memory: hart.memory, table } });
-  return { stub: exports.stub as Function, enter: exports.enter as (slot: number) => number };
+  return { stub: exports.stub as Function, enter: exports.enter as (slot: number, host: number) => number };
 }

@@ -87,8 +87,9 @@ export class JitEngine implements Engine {
       const e = cache.entry(host);
       if (e.state !== TRANSLATED) cache.noteCold(e);
       if (e.state === TRANSLATED) {
+        cache.noteEntered(e);
         const before = mem[left]!;
-        const status = cache.enter(e.slot);
+        const status = cache.enter(e.slot, host);
         this.addInstret(before - mem[left]!);
         if (status === 0) continue;
       }

@@ -1,6 +1,6 @@
 /**
  * The block translator: one decoded RISC-V basic block → one WebAssembly
- * function (pc: i64) → i32 in a batch module (batch-module.ts).
+ * function (pc: i64, host: i32) → i32 in a batch module (batch-module.ts).
  *
  * Theory of operation. A block is keyed by the host offset of its first
  * instruction (guest-physical, see layout.ts), but its code must not depend
@@ -19,12 +19,18 @@
  *
  * Exits: every exit writes back registers and subtracts the retired count
  * from the budget word (JIT_BUDGET) (the engine adds what the budget lost to INSTRET).
- * An exit to a constant target on the same 4 KiB page (same virtual page, so
- * the same physical page) is chained: if budget remains and EXIT_REQUEST is
- * clear, it tail-calls the target's slot in the hart's function table with
- * the target pc (the code cache keeps a stub there that stores PC and returns
- * until the target is translated). Other exits (jalr, page crossings, budget
- * spent) store the next pc into PC and return to the JS dispatcher.
+ * If budget remains and EXIT_REQUEST is clear, execution continues in
+ * WebAssembly by a tail call (pc, host) → i32:
+ *   - a constant target on the same 4 KiB page (same virtual page, so the same
+ *     physical page) calls the target's slot in the hart's block table (the
+ *     code cache keeps a stub there that stores PC and returns to the
+ *     dispatcher until the target is translated);
+ *   - any other target (jalr, other pages) is translated through the fetch TLB
+ *     inline, and the host offset picks an entry of the jump cache, a small
+ *     direct-mapped table the dispatcher fills with blocks it has entered.
+ * Each block starts by checking that the host it was called for is its own
+ * (a jump-cache collision, or a stub) and otherwise stores PC and returns.
+ * Exits that cannot continue store the next pc into PC and return.
  *
  * FP arithmetic calls the FPU's executor on the state block (after one
  * fpEnabled check per block); the x register it reads is written back before
@@ -44,7 +50,7 @@ import { MemOp, Op, Type, type Code } from '../../wasm/encoder.js';
 import { type Insn, KIND_OF, OP, OPCODE_NAMES, SPECS } from '../isa/index.js';
 import type { AmoOp } from '../hart-api.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
-import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
+import { HS, TLB_FETCH, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
 import { AMO_OPS, type BatchFunctions } from './batch-module.js';
 
 /**
@@ -56,6 +62,13 @@ export const JIT_BUDGET = HS.SCRATCH3;
 
 const { i32, i64 } = Type;
 
+/** Entries of the jump cache (table 1 of a batch module); a host offset's entry is jumpCacheIndex(host). */
+export const JUMP_CACHE_SIZE = 1024;
+
+export function jumpCacheIndex(host: number): number {
+  return (host >>> 1) & (JUMP_CACHE_SIZE - 1);
+}
+
 /** What the translator needs to know about the hart and the block's place. */
 export interface BlockContext {
   /** Hart state block and software TLB offsets in the shared memory. */
@@ -65,6 +78,8 @@ export interface BlockContext {
   readonly host: number;
   /** Table slot of the block starting at a host offset on the same page; undefined: do not chain there. */
   slotFor(host: number): number | undefined;
+  /** Continue through the jump cache on exits to other pages and jalr. */
+  readonly jumpCache: boolean;
 }
 
 /** Number of leading instructions of `insns` the translator handles (0: none, run it on the interpreter). */
@@ -194,6 +209,9 @@ class BlockTranslator {
 
   emit(bytes: number): void {
     const c = this.c;
+    c.get(1).i32(this.ctx.host).op(Op.i32_ne).if();
+    c.i32(0).get(0).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3).i32(0).op(Op.return);
+    c.end();
     for (let r = 1; r < 32; r++) {
       if (this.reg[r]! >= 0) c.i32(0).mem(MemOp.i64_load, this.x(r), 3).set(this.reg[r]!);
     }
@@ -274,16 +292,52 @@ class BlockTranslator {
     this.writeBack();
     this.account(retired);
     const target = this.ctx.host + offset;
-    const slot = ((target ^ this.ctx.host) & ~0xfff) === 0 ? this.ctx.slotFor(target) : undefined;
+    const samePage = ((target ^ this.ctx.host) & ~0xfff) === 0;
+    const slot = samePage ? this.ctx.slotFor(target) : undefined;
     if (slot !== undefined) {
-      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s);
-      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
+      this.mayContinue();
       c.if();
-      this.pcPlus(offset).i32(slot).returnCallIndirect(this.fns.blockType);
+      this.pcPlus(offset).i32(target).i32(slot).returnCallIndirect(this.fns.blockType);
+      c.end();
+      c.i32(0);
+      this.pcPlus(offset).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
+      c.i32(0).op(Op.return);
+    } else {
+      this.pcPlus(offset).set(this.tmp);
+      this.jumpExit();
+    }
+  }
+
+  /** Pushes 1 when the budget is not spent and no exit is requested. */
+  private mayContinue(): void {
+    const c = this.c;
+    c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s);
+    c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
+  }
+
+  /**
+   * Continues at the virtual pc in `tmp` through the fetch TLB and the jump
+   * cache, or stores it into PC and returns (registers are written back and
+   * the budget accounted already).
+   */
+  private jumpExit(): void {
+    const c = this.c;
+    if (this.ctx.jumpCache) {
+      const fetchTlb = this.ctx.tlbBase + TLB_FETCH;
+      this.mayContinue();
+      c.if();
+      c.get(this.tmp).i64(12).op(Op.i64_shr_u).tee(this.vpn);
+      c.op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl).tee(this.entry);
+      c.mem(MemOp.i64_load, fetchTlb, 3).get(this.vpn).op(Op.i64_eq);
+      c.if();
+      c.get(this.tmp);
+      c.get(this.tmp).op(Op.i32_wrap_i64).get(this.entry).mem(MemOp.i32_load, fetchTlb + 8, 2).op(Op.i32_add).tee(this.entry);
+      c.get(this.entry).i32(1).op(Op.i32_shr_u).i32(JUMP_CACHE_SIZE - 1).op(Op.i32_and);
+      c.returnCallIndirect(this.fns.blockType, 1);
+      c.end();
       c.end();
     }
-    c.i32(0);
-    this.pcPlus(offset).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
+    c.i32(0).get(this.tmp).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
     c.i32(0).op(Op.return);
   }
 
@@ -339,8 +393,7 @@ class BlockTranslator {
       if (rd !== 0) { this.pcPlus(next); this.put(rd); }
       this.writeBack();
       this.account(i + 1);
-      c.i32(0).get(this.tmp).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
-      c.i32(0).op(Op.return);
+      this.jumpExit();
       return true;
     }
     if (rd === 0) return false; // every remaining translatable instruction is pure register arithmetic
