@@ -44,7 +44,7 @@ export class SyntheticGuest {
   }
 
   /** A TCP segment; `options` are raw option bytes (a multiple of 4). */
-  tcp(dst: number, srcPort: number, dstPort: number, seq: number, ack: number, flags: number, window: number, data = new Uint8Array(0), options = new Uint8Array(0)): Uint8Array {
+  tcp(dst: number, srcPort: number, dstPort: number, seq: number, ack: number, flags: number, window: number, data: Uint8Array = new Uint8Array(0), options: Uint8Array = new Uint8Array(0)): Uint8Array {
     return this.ipv4(PROTO_TCP, dst, 20 + options.length + data.length, (v, at) => {
       v.setUint16(at, srcPort);
       v.setUint16(at + 2, dstPort);

@@ -411,13 +411,15 @@ export class TcpConnection {
     this.close(true);
   }
 
-  /** Ends the connection; `abort` destroys the host socket at once instead of letting it flush. */
+  /** Ends the connection; `abort` resets the host socket at once instead of letting it flush. */
   close(abort: boolean): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.stopTimer();
-    if (abort) this.socket.destroy();
-    else this.socket.end();
+    if (!abort) this.socket.end();
+    else if (this.socket.readyState === 'open' || this.socket.readyState === 'readOnly' || this.socket.readyState === 'writeOnly') {
+      this.socket.resetAndDestroy(); // the host peer sees the reset too
+    } else this.socket.destroy();
     this.onClosed(this);
   }
 }
