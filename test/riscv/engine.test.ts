@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { HS } from '../../src/emulator/riscv/layout.js';
 import { TestCpu } from '../../src/emulator/riscv/harness/cpu.js';
-import { HANDLERS } from '../../src/emulator/riscv/interp/interpreter.js';
+import { HANDLERS, Interpreter } from '../../src/emulator/riscv/interp/interpreter.js';
 import { encode, OP, OPCODE_NAMES } from '../../src/emulator/riscv/isa/index.js';
 import { scratchDir } from '../helpers/peers.js';
 import { assemble, type Assembled } from './toolchain.js';
@@ -125,6 +125,22 @@ for (const engine of TEST_ENGINES) {
     }
   });
 }
+
+test('interpreter step(): a wfi inside a block ends it and is reported through wfiRetired (for the JIT dispatcher)', () => {
+  const cpu = new TestCpu({ engine: 'interp' });
+  const interp = new Interpreter(cpu.hart);
+  const words = [encode(OP.addi, { rd: 10, rs1: 10, imm: 1 }), encode(OP.wfi, {}), encode(OP.addi, { rd: 11, rs1: 11, imm: 1 }), encode(OP.jal, { rd: 0, imm: 0 })];
+  const code = new Uint8Array(words.length * 4);
+  words.forEach((w, i) => new DataView(code.buffer).setUint32(i * 4, w, true));
+  cpu.writeMemory(0x8000_0000, code);
+  cpu.pc = 0x8000_0000n;
+  assert.equal(interp.step(), 2);
+  assert.equal(interp.wfiRetired, true);
+  assert.equal(cpu.pc, 0x8000_0008n);
+  assert.equal(interp.step(), 2);
+  assert.equal(interp.wfiRetired, false);
+  assert.equal(cpu.getX(11), 1n);
+});
 
 test('the interpreter has a handler for every opcode', () => {
   assert.equal(HANDLERS.length, OPCODE_NAMES.length);

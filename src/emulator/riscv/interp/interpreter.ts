@@ -52,8 +52,11 @@ export class Interpreter implements Engine {
   private readonly cacheInsns: Insn[] = Array.from({ length: DECODE_CACHE_SIZE }, () => new Insn());
   /** Scratch decoded form for page-straddling instructions (not cached). */
   private readonly straddling = new Insn();
-  /** Set by a retired wfi: run() returns to the vCPU loop. */
-  private stopped = false;
+  /**
+   * True when the last step() retired a wfi: whoever drives step() (run(),
+   * the JIT's dispatcher) should return to the vCPU loop, which may sleep.
+   */
+  wfiRetired = false;
 
   constructor(private readonly hart: HartServices) {
     this.core = new Core(hart);
@@ -70,10 +73,7 @@ export class Interpreter implements Engine {
         break;
       }
       retired += this.step();
-      if (this.stopped) {
-        this.stopped = false;
-        break;
-      }
+      if (this.wfiRetired) break;
     }
     return retired;
   }
@@ -84,6 +84,7 @@ export class Interpreter implements Engine {
     const m = c.m;
     let pcLo = m[c.pcw]!;
     let pcHi = m[c.pcw + 1]!;
+    this.wfiRetired = false;
     let host = this.fetchHost(pcLo, pcHi);
     if (host < 0) return 0;
     let retired = 0;
@@ -112,7 +113,7 @@ export class Interpreter implements Engine {
       if (status !== NEXT || (pcLo & PAGE_MASK) < d.len || d === this.straddling || retired >= MAX_BLOCK_INSNS) {
         m[c.pcw] = pcLo;
         m[c.pcw + 1] = pcHi;
-        if (status === STOP) this.stopped = true;
+        if (status === STOP) this.wfiRetired = true;
         break;
       }
     }
