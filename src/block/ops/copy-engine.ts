@@ -16,16 +16,16 @@
  * Boundaries inside a target granule (cluster) are moved to the granule edge so
  * writes never straddle half a cluster (a data chunk grows, a zero/skip chunk
  * shrinks). `inFlight` workers take chunks from the planner; each owns one
- * buffer, reads its chunk (one request, first to last data byte), and when `sparseSize` > 0 scans it for zero runs with
+ * buffer, reads its chunk's data parts (gaps shorter than MERGE_GAP read along,
+ * longer ones skipped), and when `sparseSize` > 0 scans it for zero runs with
  * native compares at `unit` granularity (max(target granule, sparseSize)): zero
  * runs become writeZeroes, or nothing when the target already reads as zeroes.
  * Writes are issued in chunk order unless `outOfOrder` (requests still overlap:
  * a chunk waits only until the previous one has *issued* its writes, which keeps
  * allocation order sequential while reads, compression and writes run in
- * parallel). With compression the chunk buffers are SharedArrayBuffers, which
- * the compression workers read in place (a buffer is reused only after its
- * chunk's writes, compression included, have settled). The first error stops the workers and is rethrown. `sparseSize` = 0
- * writes every byte (fully allocated target).
+ * parallel). A buffer is reused only after its chunk's writes, compression
+ * included, have settled. The first error stops the workers and is rethrown.
+ * `sparseSize` = 0 writes every byte (fully allocated target).
  */
 import { Buffer } from 'node:buffer';
 import type { BlockNode } from '../node.js';
@@ -101,8 +101,7 @@ export async function copySegments(o: CopyOptions): Promise<void> {
   let failure: unknown = null;
 
   const worker = async (): Promise<void> => {
-    // Compressing: shared memory, so the codec workers read the chunk where it is.
-    const buf = o.compress ? Buffer.from(new SharedArrayBuffer(chunkSize)) : Buffer.allocUnsafe(chunkSize);
+    const buf = Buffer.allocUnsafe(chunkSize);
     for (;;) {
       if (failure !== null) return;
       const next = await chunks.next();
@@ -157,20 +156,18 @@ export async function copySegments(o: CopyOptions): Promise<void> {
   };
 
   /**
-   * Reads a data chunk with one request from its first to its last data byte (the
-   * known-zero ranges in between read as zeroes anyway, and one large request is
-   * much cheaper than many small ones). Known-zero bytes outside that span are
-   * zeroed when they can end up written as data: all of them without zero
-   * detection, else only those in scan units that also hold data (whole units in
-   * a known-zero range become zero runs without being looked at).
+   * Reads a data chunk's data parts, all requests at once. Known-zero gaps shorter
+   * than MERGE_GAP are read with their neighbours (a request costs more than
+   * copying that much); longer ones are not read at all, which halves what the
+   * kernel copies for a source of short data runs between holes. Bytes of a gap
+   * that is not read are zeroed when they can end up written as data: all of them
+   * without zero detection, else only those in scan units that also hold data
+   * (whole units in a known-zero range become zero runs without being looked at).
    */
   const readDataParts = async (c: Chunk, data: Buffer): Promise<void> => {
-    const parts = dataParts(c);
-    const from = parts[0]!.start;
-    const to = parts[parts.length - 1]!.end;
+    const reads = mergeSmallGaps(complement(c.zeroParts, c.length));
     const t = c.seg.targetOffset + c.pos;
-    for (const [start, end] of [[0, from], [to, c.length]] as const) {
-      if (start >= end) continue;
+    for (const { start, end } of complement(reads, c.length)) {
       if (o.sparseSize === 0) {
         data.fill(0, start, end);
         continue;
@@ -180,7 +177,8 @@ export async function copySegments(o: CopyOptions): Promise<void> {
       data.fill(0, start, headEnd);
       data.fill(0, tailStart, end);
     }
-    await readSource(c.seg.source, c.seg.sourceOffset + c.pos + from, data.subarray(from, to));
+    const base = c.seg.sourceOffset + c.pos;
+    await settleAll(reads.map((r) => readSource(c.seg.source, base + r.start, data.subarray(r.start, r.end))));
   };
 
   const readSource = async (src: BlockNode, off: number, data: Buffer): Promise<void> => {
@@ -268,15 +266,29 @@ interface Run {
   zero: boolean;
 }
 
-/** The ranges of a data chunk between its known-zero parts. */
-function dataParts(c: Chunk): Part[] {
-  const parts: Part[] = [];
-  let at = 0;
-  for (const z of [...c.zeroParts, { start: c.length, end: c.length }]) {
-    if (z.start > at) parts.push({ start: at, end: z.start });
-    at = z.end;
+/** Known-zero gaps shorter than this are read with the data around them. */
+const MERGE_GAP = 128 * 1024;
+
+/** `parts` (sorted, disjoint) with gaps shorter than MERGE_GAP closed. */
+function mergeSmallGaps(parts: readonly Part[]): Part[] {
+  const out: Part[] = [];
+  for (const p of parts) {
+    const last = out[out.length - 1];
+    if (last && p.start - last.end < MERGE_GAP) last.end = p.end;
+    else out.push({ ...p });
   }
-  return parts;
+  return out;
+}
+
+/** The ranges of [0, length) that `parts` (sorted, disjoint) leave uncovered. */
+function complement(parts: readonly Part[], length: number): Part[] {
+  const gaps: Part[] = [];
+  let at = 0;
+  for (const p of [...parts, { start: length, end: length }]) {
+    if (p.start > at) gaps.push({ start: at, end: p.start });
+    at = p.end;
+  }
+  return gaps;
 }
 
 /**
