@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
-import { compressCluster, decompressCluster, type CompressionType } from '../../src/block/compress/index.js';
+import { compressCluster, decompressCluster, type CompressionType, withCompressedClusters } from '../../src/block/compress/index.js';
 import { decodeCluster, encodeCluster } from '../../src/block/compress/codec.js';
 import { CodecPool } from '../../src/block/compress/pool.js';
 import { scanZstdFrame } from '../../src/block/compress/zstd-frame.js';
@@ -180,5 +180,31 @@ test('decodes the compressed clusters qemu-img convert -c writes (zlib and zstd)
     }
   } finally {
     await cleanup();
+  }
+});
+
+test('withCompressedClusters compresses every cluster in place, pads the last one, and leaves the caller\'s data alone', async () => {
+  for (const type of TYPES) {
+    const data = new Uint8Array(3 * 65536 + 1000);
+    data.set(clusterData(60, 65536), 0);
+    data.set(randomData(61, 65536), 65536);
+    data.set(clusterData(62, 65536 + 1000), 2 * 65536);
+    const copy = data.slice();
+    const outs = await withCompressedClusters(type, data, 65536, async (packed) => {
+      assert.equal(packed.length, 4, `${type}: one result per cluster, the short last one included`);
+      assert.equal(packed[1], null, `${type}: random data does not shrink`);
+      return Promise.all(packed.map(async (p) => {
+        if (!p) return null;
+        const out = new Uint8Array(65536);
+        await decompressCluster(type, p, out);
+        return out;
+      }));
+    });
+    assert.deepEqual(data, copy, `${type}: the caller's data is unchanged`);
+    assert.deepEqual(outs[0], data.subarray(0, 65536), `${type}: cluster 0`);
+    assert.deepEqual(outs[2], data.subarray(2 * 65536, 3 * 65536), `${type}: cluster 2`);
+    const last = new Uint8Array(65536);
+    last.set(data.subarray(3 * 65536));
+    assert.deepEqual(outs[3], last, `${type}: the last cluster, zero-padded`);
   }
 });

@@ -20,8 +20,19 @@ interface WriterArgs {
   count: number;
 }
 
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** Writes a line to stdout, waiting while the pipe is full (stdout may be non-blocking). */
 function say(line: string): void {
-  writeSync(1, `${line}\n`);
+  const bytes = Buffer.from(`${line}\n`);
+  for (let at = 0; at < bytes.length;) {
+    try {
+      at += writeSync(1, bytes, at);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
 }
 
 async function main(): Promise<void> {

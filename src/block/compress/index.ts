@@ -8,13 +8,25 @@
  * in 512-byte sectors). A corrupt or short stream rejects with an ImageFormatError.
  * Input bytes must not change until their request settles (a SharedArrayBuffer is
  * read in place by the worker). warmCompression(type) starts the workers early.
+ *
+ * withCompressedClusters(type, data, clusterSize, use) is the bulk form a format's
+ * compressed write uses: `data` is copied into a staging SharedArrayBuffer (the
+ * last cluster zero-padded to a whole one), the workers compress every cluster in
+ * place there, and `use` gets the results in order (views into the staging
+ * buffer, null where a cluster did not shrink), valid until `use` settles. So the
+ * caller's thread allocates nothing per cluster and copies nothing back, which
+ * keeps the garbage collector out of a long compressed convert. Staging buffers
+ * are reused; up to MAX_IDLE_STAGING of them are kept between calls.
  */
 import { type CompressionType, checkCompressionType } from './codec.js';
 import { CodecPool } from './pool.js';
 
 export type { CompressionType } from './codec.js';
 
+const MAX_IDLE_STAGING = 16;
+
 let pool: CodecPool | null = null;
+const idleStaging: SharedArrayBuffer[] = [];
 
 function sharedPool(): CodecPool {
   pool ??= new CodecPool();
@@ -36,4 +48,37 @@ export async function compressCluster(type: CompressionType, data: Uint8Array): 
 export async function decompressCluster(type: CompressionType, src: Uint8Array, dst: Uint8Array): Promise<void> {
   const out = await sharedPool().run('decompress', checkCompressionType(type), src, dst.length);
   dst.set(out!);
+}
+
+export async function withCompressedClusters<T>(
+  type: CompressionType,
+  data: Uint8Array,
+  clusterSize: number,
+  use: (compressed: Array<Uint8Array | null>) => Promise<T>,
+): Promise<T> {
+  checkCompressionType(type);
+  const length = Math.ceil(data.length / clusterSize) * clusterSize;
+  const staging = takeStaging(length);
+  try {
+    const view = new Uint8Array(staging, 0, length);
+    view.set(data);
+    view.fill(0, data.length);
+    const requests: Promise<Uint8Array | null>[] = [];
+    for (let at = 0; at < length; at += clusterSize) {
+      requests.push(sharedPool().run('compress-in-place', type, view.subarray(at, at + clusterSize)));
+    }
+    // Every request settles before the staging buffer can be reused.
+    const settled = await Promise.allSettled(requests);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return await use(settled.map((r) => (r as PromiseFulfilledResult<Uint8Array | null>).value));
+  } finally {
+    if (idleStaging.length < MAX_IDLE_STAGING) idleStaging.push(staging);
+  }
+}
+
+/** An idle staging buffer of at least `length` bytes, or a new one. */
+function takeStaging(length: number): SharedArrayBuffer {
+  const i = idleStaging.findIndex((b) => b.byteLength >= length);
+  return i >= 0 ? idleStaging.splice(i, 1)[0]! : new SharedArrayBuffer(length);
 }

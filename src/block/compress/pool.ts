@@ -15,7 +15,10 @@
  * (the worker reads the caller's memory); the rest of a batch is copied into one
  * ArrayBuffer that is transferred, never cloned (cloning a view clones the whole buffer behind it,
  * and clusters are often views into multi-megabyte buffers); the caller's buffer is
- * never detached. Replies carry all of a batch's results in one transferred buffer.
+ * never detached. Replies carry all of a batch's results in one transferred buffer,
+ * except for 'compress-in-place' (data in a SharedArrayBuffer only): the worker
+ * writes each result over the start of its own data and the request resolves to
+ * a view of it, so nothing is allocated or copied back on the caller's thread.
  *
  * A worker is unref'ed while idle, so an idle pool never keeps the process alive,
  * and ref'ed while it works, so pending work does. A worker that dies fails its
@@ -32,7 +35,7 @@ import { Worker } from 'node:worker_threads';
 import { ImageFormatError } from '../node.js';
 import type { CompressionType } from './codec.js';
 
-export type CodecOp = 'compress' | 'decompress' | 'load';
+export type CodecOp = 'compress' | 'compress-in-place' | 'decompress' | 'load';
 
 /** One batch: every piece gets `op` with `type`. */
 export interface WorkerRequest {
@@ -95,6 +98,9 @@ export class CodecPool {
 
   run(op: CodecOp, type: CompressionType, data: Uint8Array, outLength = 0): Promise<Uint8Array | null> {
     if (this.closed) return Promise.reject(new Error('the compression worker pool is closed'));
+    if (op === 'compress-in-place' && !(data.buffer instanceof SharedArrayBuffer)) {
+      return Promise.reject(new Error('compress-in-place needs data in a SharedArrayBuffer'));
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ op, type, data, outLength, resolve, reject });
       if (!this.dispatchQueued) {
@@ -187,13 +193,14 @@ export class CodecPool {
   }
 }
 
-/** Hands each request of a batch its result: a view into the reply's buffer, null, or its error. */
+/** Hands each request of a batch its result: a view into the reply's buffer (or its own data), null, or its error. */
 function settle(jobs: Pending[], reply: WorkerReply): void {
   let at = 0;
   jobs.forEach((job, i) => {
     const r = reply.results[i]!;
     if (typeof r !== 'number') job.reject(r.formatError ? new ImageFormatError(r.error) : new Error(r.error));
     else if (r < 0) job.resolve(null);
+    else if (job.op === 'compress-in-place') job.resolve(job.data.subarray(0, r));
     else {
       job.resolve(reply.data.subarray(at, at + r));
       at += r;

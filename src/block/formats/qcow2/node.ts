@@ -48,7 +48,7 @@
 import type { BlockExtent, BlockNode, Preallocation, TruncateOptions, WriteOptions, ZeroOptions } from '../../node.js';
 import { BlockRequestError, ImageFormatError, checkRange } from '../../node.js';
 import type { FileNode } from '../../protocols/file.js';
-import { compressCluster, decompressCluster } from '../../compress/index.js';
+import { decompressCluster, withCompressedClusters } from '../../compress/index.js';
 import type { FormatSpecificInfo, ImageNode, OpenContext, SnapshotInfo } from '../format.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -1043,39 +1043,31 @@ export class Qcow2Node implements ImageNode, ChainHooks {
         `${this.filename}: compressed writes must cover whole clusters (offset ${offset}, length ${buf.length}, cluster size ${cs})`,
       );
     }
-    const clusters: Uint8Array[] = [];
-    for (let pos = 0; pos < buf.length; pos += cs) {
-      const piece = buf.subarray(pos, pos + cs);
-      if (piece.length === cs) clusters.push(piece);
-      else {
-        const padded = new Uint8Array(cs);
-        padded.set(piece);
-        clusters.push(padded);
-      }
-    }
-    const compressed = await Promise.all(clusters.map((c) => compressCluster(this.header.compressionType, c)));
-    await this.guard(this.exclusive(async () => {
-      await this.beforeChange();
-      for (let i = 0; i < clusters.length; i++) {
-        const g = offset + i * cs;
-        const packed = compressed[i];
-        if (!packed) {
-          await this.writeAt(g, buf.subarray(i * cs, i * cs + this.clusterBytes(g)));
-          continue;
+    await withCompressedClusters(this.header.compressionType, buf, cs, (compressed) =>
+      this.guard(this.exclusive(async () => {
+        await this.beforeChange();
+        const placed: Array<{ g: number; host: number; packed: Uint8Array }> = [];
+        for (let i = 0; i < compressed.length; i++) {
+          const g = offset + i * cs;
+          const packed = compressed[i];
+          if (packed) placed.push({ g, host: await this.refcounts.allocateBytes(packed.length), packed });
+          else await this.writeAt(g, buf.subarray(i * cs, i * cs + this.clusterBytes(g)));
         }
-        const l1Index = Math.floor(g / (cs * this.l2Entries));
-        const t = await this.l2ForWrite(l1Index);
-        const index = Math.floor(g / cs) % this.l2Entries;
-        const old = readL2Entry(t.view, index, this.geometry, this.where(l1Index));
-        const host = await this.refcounts.allocateBytes(packed.length);
-        await this.file.writeGrow(host, packed);
-        // Compressed clusters have no subclusters: the bitmap half is cleared first.
-        writeL2Entry(t.view, index, this.geometry, 0, false);
-        setCompressedEntry(t.view, index * (this.geometry.extendedL2 ? 16 : 8), host, packed.length, this.clusterBits);
-        this.markL2Dirty(t, index);
-        this.release(old);
-      }
-    }));
+        // The data first, one request per run of pieces packed back to back; then the L2 entries.
+        await Promise.all(contiguousRuns(placed).map((run) => this.file.writevGrow(run.host, run.parts)));
+        for (const { g, host, packed } of placed) {
+          const l1Index = Math.floor(g / (cs * this.l2Entries));
+          const t = await this.l2ForWrite(l1Index);
+          const index = Math.floor(g / cs) % this.l2Entries;
+          const old = readL2Entry(t.view, index, this.geometry, this.where(l1Index));
+          // Compressed clusters have no subclusters: the bitmap half is cleared first.
+          writeL2Entry(t.view, index, this.geometry, 0, false);
+          setCompressedEntry(t.view, index * (this.geometry.extendedL2 ? 16 : 8), host, packed.length, this.clusterBits);
+          this.markL2Dirty(t, index);
+          this.release(old);
+        }
+      })),
+    );
   }
 
   // ---------------------------------------------------------------- resize
@@ -1216,6 +1208,18 @@ export class Qcow2Node implements ImageNode, ChainHooks {
       await this.file.close();
     }
   }
+}
+
+/** Pieces placed at host offsets, grouped into runs of pieces that follow each other. */
+function contiguousRuns(pieces: ReadonlyArray<{ host: number; packed: Uint8Array }>): Array<{ host: number; parts: Uint8Array[] }> {
+  const runs: Array<{ host: number; parts: Uint8Array[]; end: number }> = [];
+  for (const p of pieces) {
+    const last = runs[runs.length - 1];
+    if (last && last.end === p.host) last.parts.push(p.packed);
+    else runs.push({ host: p.host, parts: [p.packed], end: p.host });
+    runs[runs.length - 1]!.end += p.packed.length;
+  }
+  return runs;
 }
 
 /** Length of `bytes` up to its last non-zero byte, in whole 512-byte sectors (at least one). */

@@ -20,8 +20,9 @@
  * - Growing the refcount table writes new blocks and the new table in a fresh
  *   area past every used cluster, with refcounts for that area, then switches
  *   the header to it; the old table is freed afterwards.
- * - Compressed clusters are packed: allocateBytes() hands out byte ranges in a
- *   partly used cluster, raising that cluster's refcount once per piece.
+ * - Compressed clusters are packed: allocateBytes() hands out byte ranges back to
+ *   back, across cluster boundaries when the next cluster is free, raising each
+ *   touched cluster's refcount once per piece.
  */
 import { ImageFormatError } from '../../node.js';
 import type { FileNode } from '../../protocols/file.js';
@@ -244,24 +245,27 @@ export class Refcounts {
   }
 
   /**
-   * Allocates `size` (< one cluster) bytes for compressed data, packed after the
-   * previous piece when it fits in the same cluster; raises the refcount of the
-   * cluster once per piece.
+   * Allocates `size` (less than one cluster) bytes for compressed data, packed
+   * right after the previous piece as QEMU packs them: in the rest of that
+   * piece's cluster, or on into the next cluster when that is the one allocated
+   * next (a piece then straddles the two). Every cluster the piece touches gains
+   * one reference. As with allocateClusters(n, { commit: false }), the caller has
+   * the refcounts written (commit(), or the L2 cache's write hook) before anything
+   * on disk references the bytes.
    */
   async allocateBytes(size: number): Promise<number> {
-    const used = this.compressedNext % this.clusterSize;
-    let offset: number;
-    if (
-      this.compressedNext !== 0 && used !== 0 && size <= this.clusterSize - used &&
-      (await this.get(this.compressedNext)) < this.maxRefcount
-    ) {
-      offset = this.compressedNext;
+    const cs = this.clusterSize;
+    let offset = this.compressedNext;
+    if (offset !== 0 && (await this.get(offset)) >= this.maxRefcount) offset = 0;
+    const freeInCluster = cs - (offset % cs);
+    if (offset !== 0 && size <= freeInCluster) {
       await this.adjust(offset, 1);
-      await this.commit();
     } else {
-      offset = await this.allocateClusters(1);
+      const fresh = await this.allocateClusters(1, { commit: false });
+      if (offset !== 0 && fresh === offset + freeInCluster) await this.adjust(offset, 1);
+      else offset = fresh;
     }
-    this.compressedNext = offset + size;
+    this.compressedNext = (offset + size) % cs === 0 ? 0 : offset + size;
     return offset;
   }
 
