@@ -164,3 +164,22 @@ test('menvcfg/senvcfg keep FIOM only; hpm events and mcountinhibit read 0', () =
   assert.equal(csrRead(m, CSR.MCOUNTINHIBIT), 0n);
   assert.equal(csrRead(m, 0x3a1), undefined, 'pmpcfg1 does not exist on RV64');
 });
+
+test("csrrs/csrrc on mip: SEIP's line is not latched into the software bit; other pending bits are left alone", () => {
+  const m = makeHart();
+  const word = (m.base + HS.MIP) >> 2;
+  const i32 = new Int32Array(m.memory.buffer);
+  Atomics.or(i32, word, 1 << 9); // the PLIC raises SEIP
+  assert.equal(csr(m, CSR.MIP, 1, 1n << 5n), 0x200n, 'csrs mip, STIP reads the line');
+  Atomics.and(i32, word, ~(1 << 9)); // the PLIC lowers it
+  assert.equal(csrRead(m, CSR.MIP), 0x20n, 'SEIP did not stick');
+  Atomics.or(i32, word, 1 << 1); // another hart's IPI
+  csr(m, CSR.MIP, 2, 1n << 5n);
+  assert.equal(csrRead(m, CSR.MIP), 0x2n, 'csrc STIP keeps SSIP');
+  csr(m, CSR.MIP, 1, 1n << 9n);
+  Atomics.or(i32, word, 1 << 9);
+  Atomics.and(i32, word, ~(1 << 9));
+  assert.equal(csrRead(m, CSR.MIP), 0x202n, 'a software SEIP stays until cleared');
+  csr(m, CSR.MIP, 2, 1n << 9n);
+  assert.equal(csrRead(m, CSR.MIP), 0x2n);
+});

@@ -272,12 +272,7 @@ export class Hart implements HartServices {
     const oldLo = csrs.value[0];
     const oldHi = csrs.value[1];
     if (writes) {
-      const st = this.st;
-      const opLo = st.get32(HS.SCRATCH0);
-      const opHi = st.hi(HS.SCRATCH0);
-      if (kind === 0) csrs.write(csr, opLo, opHi);
-      else if (kind === 1) csrs.write(csr, oldLo | opLo, oldHi | opHi);
-      else csrs.write(csr, oldLo & ~opLo, oldHi & ~opHi);
+      csrs.modify(csr, kind, this.st.get32(HS.SCRATCH0), this.st.hi(HS.SCRATCH0));
       this.exitIfInterruptible();
     }
     this.setScratch0(oldLo, oldHi);

@@ -8,7 +8,7 @@
  * address, satp from S-mode under mstatus.TVM, an FP CSR while mstatus.FS is
  * Off, or a counter not enabled by mcounteren/scounteren make the instruction
  * illegal (read() returns false). read() leaves the value in `value` (lo, hi);
- * write() applies the WARL rules:
+ * modify() then performs the csrrw/csrrs/csrrc write with the WARL rules:
  *   mstatus/sstatus  only the implemented fields; MPP = 2 (reserved) keeps the
  *                    old MPP; UXL = SXL = 2 fixed; SD follows FS
  *   mtvec/stvec      modes 0 and 1; a write with mode >= 2 is ignored
@@ -152,8 +152,34 @@ export class CsrFile {
     return false;
   }
 
-  /** Writes a CSR that read(csr, true) accepted. */
-  write(csr: number, lo: number, hi: number): void {
+  /**
+   * csrrw (kind 0), csrrs (1) or csrrc (2) with operand (lo, hi) on a CSR that read(csr, true) just
+   * read. The pending bits of mip/sip are set and cleared one by one (Atomics on the shared word),
+   * never rewritten from the value read, so a bit another thread raises meanwhile is not lost, and
+   * mip's SEIP changes only its software bit (the interrupt controller's signal is only ORed in on
+   * reads, as the privileged spec says).
+   */
+  modify(csr: number, kind: 0 | 1 | 2, lo: number, hi: number): void {
+    if (csr === CSR.MIP || csr === CSR.SIP) return this.modifyPending(csr, kind, lo);
+    const [oldLo, oldHi] = this.value;
+    if (kind === 0) this.write(csr, lo, hi);
+    else if (kind === 1) this.write(csr, oldLo | lo, oldHi | hi);
+    else this.write(csr, oldLo & ~lo, oldHi & ~hi);
+  }
+
+  private modifyPending(csr: number, kind: 0 | 1 | 2, operand: number): void {
+    const st = this.st;
+    const mask =
+      csr === CSR.MIP ? MIP_M_WRITABLE | MIP_SEIP : st.get32(CSR_OFF.MIDELEG) & MIP_SSIP;
+    const set = kind === 2 ? 0 : operand & mask;
+    const clear = kind === 1 ? 0 : (kind === 0 ? ~operand : operand) & mask;
+    st.setMipBits(set & ~MIP_SEIP, true);
+    st.setMipBits(clear & ~MIP_SEIP, false);
+    const softSeip = st.get32(CSR_OFF.MIP_SW_SEIP);
+    st.set32(CSR_OFF.MIP_SW_SEIP, ((softSeip | set) & ~clear) & MIP_SEIP);
+  }
+
+  private write(csr: number, lo: number, hi: number): void {
     const st = this.st;
     const slot = PLAIN_SLOTS.get(csr);
     if (slot !== undefined) {
@@ -185,13 +211,6 @@ export class CsrFile {
         const mask = csr === CSR.MIE ? ALL_INTERRUPTS : st.get32(CSR_OFF.MIDELEG);
         return st.set64(CSR_OFF.MIE, (st.get32(CSR_OFF.MIE) & ~mask) | (lo & mask), 0);
       }
-      case CSR.SIP:
-        if (st.get32(CSR_OFF.MIDELEG) & MIP_SSIP) st.setMipBits(MIP_SSIP, (lo & MIP_SSIP) !== 0);
-        return;
-      case CSR.MIP:
-        st.setMipBits(lo & MIP_M_WRITABLE, true);
-        st.setMipBits(~lo & MIP_M_WRITABLE, false);
-        return st.set32(CSR_OFF.MIP_SW_SEIP, lo & MIP_SEIP);
       case CSR.STVEC:
       case CSR.MTVEC:
         if ((lo & 3) < 2) st.set64(csr === CSR.MTVEC ? CSR_OFF.MTVEC : CSR_OFF.STVEC, lo, hi);
