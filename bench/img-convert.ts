@@ -12,7 +12,9 @@
  * is checked with `qemu-img compare` against the input. The table shows both
  * times (best of --repeat runs) and tsemu/qemu-img with its target (uncompressed
  * <= 1.25, compressed <= 1.0), then `img info` start-up latency (median of
- * --info-runs runs). Scratch files live in os.tmpdir() and are removed at the end.
+ * --info-runs runs) beside that of Node.js itself starting and exiting
+ * (`node -e 0`, the floor of any Node program's start-up on the machine).
+ * Scratch files live in os.tmpdir() and are removed at the end.
  *
  * Usage: npx tsx bench/img-convert.ts [--size 1G] [--seed 1] [--repeat 1] [--info-runs 10]
  * Needs the built CLI (npm run build) and qemu-img on PATH. Not a test.
@@ -124,7 +126,7 @@ async function main(): Promise<void> {
   const infoRuns = Number(values['info-runs']);
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
   if (!Number.isInteger(infoRuns) || infoRuns < 1) throw new Error('--info-runs must be a positive integer');
-  if (!existsSync(path.join(ROOT, 'dist/cli.js'))) throw new Error('the CLI is not built: run `npm run build` first');
+  if (!existsSync(path.join(ROOT, 'dist/bundle/cli.cjs'))) throw new Error('the CLI is not built: run `npm run build` first');
 
   const dir = await mkdtemp(path.join(tmpdir(), 'tsemu-bench-'));
   const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
@@ -162,14 +164,16 @@ async function main(): Promise<void> {
 
     const small = path.join(dir, 'small.qcow2');
     await mustRun('qemu-img', ['create', '-q', '-f', 'qcow2', small, '1G']);
-    const latency = { qemu: [] as number[], tsemu: [] as number[] };
+    const latency = { qemu: [] as number[], tsemu: [] as number[], node: [] as number[] };
     for (let i = 0; i < infoRuns; i++) {
       latency.qemu.push((await mustRun('qemu-img', ['info', small])).seconds);
       latency.tsemu.push((await mustRun(process.execPath, [TSEMU, 'img', 'info', small])).seconds);
+      latency.node.push((await mustRun(process.execPath, ['-e', '0'])).seconds);
     }
     const q = median(latency.qemu);
     const t = median(latency.tsemu);
     rows.push([`img info start-up (median of ${infoRuns})`, q.toFixed(3), t.toFixed(3), (t / q).toFixed(2), '', '']);
+    rows.push([`  of which node itself (node -e 0)`, '', median(latency.node).toFixed(3), '', '', '']);
 
     const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
     for (const r of rows) console.log(r.map((cell, col) => pad(cell, widths[col]!)).join('  ').trimEnd());

@@ -1,34 +1,80 @@
 /**
  * Build step: bundles the compiled CLI (dist/, from tsc) with esbuild into
- * dist/bundle/, so start-up reads a few files instead of resolving and compiling
+ * dist/bundle/, so start-up reads one file instead of resolving and compiling
  * hundreds of small modules (@oclif/core and its dependencies are most of them).
  *
- * Entries, written flat into dist/bundle/: cli.js (what bin/tsemu.js runs),
- * index.js (the command table oclif loads; package.json oclif.commands.target)
- * and worker.js (the compression worker, which the pool starts from
- * `./worker.js` next to its own code). Code shared between entries, and each
- * command the table imports lazily, becomes a chunk, so one copy of @oclif/core
- * serves them all and a command's code loads only when it runs. Packages that
- * must stay files of their own are left external: koffi (native addon),
- * @bokuweb/zstd-wasm (loads its .wasm next to itself) and typescript (which
- * oclif requires only for TypeScript development setups). oclif's check of
- * Node's version against its own package.json cannot work in a bundle (it finds
- * that file through __dirname, which ES modules lack) and only costs loading
- * semver, so it is turned off at build time; package.json's engines field
- * (node >= 20) is stricter than oclif's anyway.
+ * Outputs, written flat into dist/bundle/:
+ *   - cli.cjs: the whole CLI as one CommonJS file (exports run and the command
+ *     table COMMANDS). CommonJS because bin/tsemu.js compiles it with node:vm,
+ *     which can take a V8 code cache (cli.cjs.cache, see code-cache.js); ES
+ *     modules cannot on Node 20. Each command's module is still evaluated only
+ *     when that command runs (esbuild turns the table's lazy import()s into
+ *     on-demand initialisers).
+ *   - package.json: what oclif reads about the CLI (oclif finds the package.json
+ *     nearest to the running code): the package's name, version and oclif
+ *     configuration, the command table being ./index.js; of type commonjs.
+ *   - index.js: that command table: it re-exports cli.cjs. Being CommonJS, oclif
+ *     require()s it, and bin/tsemu.js has put the module it compiled in
+ *     require.cache, so this gets the running copy instead of evaluating the
+ *     bundle a second time, and no dynamic import() runs (code compiled with
+ *     node:vm from a code cache cannot import() on Node 20).
+ * oclif-manifest.js then adds oclif.manifest.json next to them.
+ *   - worker.cjs and vcpu-worker.cjs: the worker threads (WORKERS: the compression
+ *     worker, and a vCPU of `tsemu run`), each started from `./<name>.cjs` next to the
+ *     code that starts it (same extension as that code).
+ * In CommonJS `import.meta.url` does not exist: it is defined as the URL of the
+ * bundle file itself, which is what every use of it here means (a sibling file,
+ * or a base for require). Packages that must stay files of their own are left
+ * external: koffi (native addon), @bokuweb/zstd-wasm (loads its .wasm next to
+ * itself) and typescript (which oclif requires only for TypeScript development
+ * setups). oclif's check of Node's version against its own package.json cannot
+ * work in a bundle and only costs loading semver, so it is turned off at build
+ * time; package.json's engines field (node >= 20) is stricter than oclif's anyway.
  *
  * Files are written through a temporary name and renamed, so a CLI started while
- * the build runs never reads half a file; chunks of earlier bundles are removed.
+ * the build runs never reads half a file; files of earlier bundles are removed.
  */
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
 
 const EXTERNAL = ['koffi', '@bokuweb/zstd-wasm', 'typescript'];
 
-/** The ESM output has no `require`; bundled CommonJS modules (oclif's) need one. */
-const REQUIRE_SHIM = "import { createRequire as __tsemuCreateRequire } from 'node:module';\n" +
-  'const require = __tsemuCreateRequire(import.meta.url);';
+const META_URL = '__tsemuModuleUrl';
+
+const COMMON = {
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  external: EXTERNAL,
+  banner: { js: `const ${META_URL} = require('node:url').pathToFileURL(__filename).href;` },
+  define: { 'process.env.OCLIF_DISABLE_ENGINE_WARNING': '"1"', 'import.meta.url': META_URL },
+  write: false,
+  logLevel: 'warning',
+  // What is left of import.meta is import.meta.resolve in the pool's tsx-only branch
+  // (workers started from .ts sources), which never runs from the bundle.
+  logOverride: { 'empty-import-meta': 'silent' },
+};
+
+/** Worker thread entries (under dist/) and their bundle files. */
+const WORKERS = [
+  ['block/compress/worker.js', 'worker.cjs'],
+  ['emulator/vcpu/vcpu-worker.js', 'vcpu-worker.cjs'],
+];
+
+/** The command table for oclif: the running bundle's COMMANDS. */
+const INDEX_JS = "module.exports = require('./cli.cjs');\n";
+
+/**
+ * dist/bundle/package.json: the package's name, version and oclif configuration
+ * (its command table is ./index.js here), of type commonjs.
+ */
+function bundlePackageJson(pkg) {
+  const oclif = { ...pkg.oclif, commands: { ...pkg.oclif.commands, target: './index.js' } };
+  const out = { name: pkg.name, version: pkg.version, description: pkg.description, type: 'commonjs', oclif };
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
 
 async function writeAtomically(file, contents) {
   const temp = `${file}.${process.pid}.tmp`;
@@ -36,31 +82,37 @@ async function writeAtomically(file, contents) {
   await rename(temp, file);
 }
 
-/** Bundles `<root>/dist` into `<root>/dist/bundle`; returns the number of files written. */
+/**
+ * Bundles `<root>/dist` into `<root>/dist/bundle`; returns the names of the files
+ * written. Other files there (earlier bundles, a manifest, a code cache) are removed.
+ */
 export async function bundleCli(root) {
   const dist = path.join(root, 'dist');
   const outdir = path.join(dist, 'bundle');
-  const result = await build({
-    entryPoints: ['cli.js', 'commands/index.js', 'block/compress/worker.js'].map((f) => path.join(dist, f)),
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    outdir,
-    entryNames: '[name]',
-    external: EXTERNAL,
-    banner: { js: REQUIRE_SHIM },
-    define: { 'process.env.OCLIF_DISABLE_ENGINE_WARNING': '"1"' },
-    write: false,
+  const cli = await build({
+    ...COMMON,
+    stdin: {
+      contents: "export { run } from './cli.js';\nexport { COMMANDS } from './commands/index.js';\n",
+      resolveDir: dist,
+      sourcefile: 'bundle-entry.js',
+    },
+    outfile: path.join(outdir, 'cli.cjs'),
     absWorkingDir: root,
-    logLevel: 'warning',
   });
+  const workers = await Promise.all(
+    WORKERS.map(([entry, out]) =>
+      build({ ...COMMON, entryPoints: [path.join(dist, entry)], outfile: path.join(outdir, out), absWorkingDir: root }),
+    ),
+  );
+  const outputs = [cli, ...workers].flatMap((r) => r.outputFiles).map((f) => ({ path: f.path, contents: f.contents }));
+  outputs.push({ path: path.join(outdir, 'index.js'), contents: INDEX_JS });
+  const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8'));
+  outputs.push({ path: path.join(outdir, 'package.json'), contents: bundlePackageJson(pkg) });
   await mkdir(outdir, { recursive: true });
-  for (const file of result.outputFiles) await writeAtomically(file.path, file.contents);
-  const written = new Set(result.outputFiles.map((f) => path.basename(f.path)));
+  for (const file of outputs) await writeAtomically(file.path, file.contents);
+  const written = new Set(outputs.map((f) => path.basename(f.path)));
   for (const name of await readdir(outdir)) {
     if (!written.has(name)) await rm(path.join(outdir, name), { force: true });
   }
-  return result.outputFiles.length;
+  return [...written];
 }

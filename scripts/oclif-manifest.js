@@ -1,5 +1,6 @@
 /**
- * Build step: writes oclif.manifest.json at the package root, so that at start-up
+ * Build step: writes oclif.manifest.json in the CLI's oclif root (dist/bundle, whose
+ * package.json bundle.js writes), so that at start-up
  * oclif reads every command's id, flags, arguments and help texts from one JSON
  * file instead of importing every command module. The command table holds lazy
  * stand-ins (src/commands/index.ts); this module has oclif's own Plugin build the
@@ -23,7 +24,7 @@ class RealCommandsPlugin extends Plugin {
   }
 }
 
-/** Writes `<root>/oclif.manifest.json`; returns how many commands it lists. */
+/** Writes `<root>/oclif.manifest.json` for the oclif root `root`; returns how many commands it lists. */
 export async function writeOclifManifest(root) {
   const plugin = new RealCommandsPlugin({ root, isRoot: true, ignoreManifest: true, errorOnManifestCreate: true });
   await plugin.load();

@@ -36,7 +36,7 @@ test('every table entry loads a command class', async () => {
 });
 
 test('the built manifest lists exactly the table\'s commands', async () => {
-  const manifest = JSON.parse(await readFile(path.join(ROOT, 'oclif.manifest.json'), 'utf8')) as {
+  const manifest = JSON.parse(await readFile(path.join(ROOT, 'dist/bundle/oclif.manifest.json'), 'utf8')) as {
     commands: Record<string, { flags: Record<string, unknown> }>;
   };
   assert.deepEqual(Object.keys(manifest.commands).sort(), Object.keys(COMMANDS).sort());
