@@ -3,6 +3,7 @@
  * echo, DHCP, DNS, and malformed input. Host sockets are only on 127.0.0.1.
  */
 import { after, test } from 'node:test';
+import { connect } from 'node:net';
 import assert from 'node:assert/strict';
 import { finish, sum, pseudoHeader } from '../../src/net/user/checksum.js';
 import { PROTO_ICMP, PROTO_UDP } from '../../src/net/user/packet.js';
@@ -198,4 +199,26 @@ test('fuzz: 20,000 random and mutated frames never throw and the stack keeps ans
   g.received.length = 0;
   g.send(echoRequest(g, HOST_IP));
   await g.next((f) => f.protocol === PROTO_ICMP, 'echo reply after the fuzz');
+});
+
+test('a host forward to a guest not heard from yet asks ARP first, then sends its SYN to the answer', async () => {
+  const g = await guest('user,hostfwd=tcp:127.0.0.1:0-:22');
+  const socket = connect({ host: '127.0.0.1', port: g.stack.forwards[0]!.port });
+  socket.on('error', () => {});
+  try {
+    const request = await g.next((f) => f.ethertype === 0x0806, 'ARP request');
+    assert.equal(request.view.getUint16(20), 1);
+    assert.equal(request.view.getUint32(38), GUEST_IP);
+    assert.deepEqual(request.bytes.subarray(0, 6), Uint8Array.of(255, 255, 255, 255, 255, 255));
+    const answer = arpRequest(HOST_IP);
+    new DataView(answer.buffer).setUint16(20, 2);
+    g.send(answer);
+    const syn = await g.next((f) => f.isTcp(0x02), 'SYN to the guest');
+    assert.deepEqual(syn.bytes.subarray(0, 6), GUEST_MAC);
+    assert.equal(syn.dst, GUEST_IP);
+    assert.equal(syn.src, HOST_IP);
+    assert.equal(syn.dstPort, 22);
+  } finally {
+    socket.destroy();
+  }
 });

@@ -3,8 +3,7 @@
  * the router a guest sees, with no privileges on the host. Frames sent to it are
  * the guest's; frames it puts out are for the guest.
  *
- * It answers ARP for the host and DNS addresses (one router MAC for both) and
- * learns guest MACs from every IPv4 and ARP frame. IPv4 packets are checked (version,
+ * ARP (arp.ts) answers for the host and DNS addresses and finds guests' MACs. IPv4 packets are checked (version,
  * header length, total length, header checksum) and fragments are dropped (no
  * reassembly yet); then ICMP echo to the host or DNS address is answered here, UDP
  * to port 67 goes to the DHCP server, UDP to the DNS address port 53 to the DNS
@@ -21,9 +20,10 @@
 import type { Socket as UdpSocket } from 'node:dgram';
 import { createSocket } from 'node:dgram';
 import type { AddressInfo, Server } from 'node:net';
-import { formatIpv4, inNetwork, parseIpv4 } from '../address.js';
+import { formatIpv4, inNetwork, parseIpv4, prefixMask } from '../address.js';
 import { MIN_FRAME, type FrameBackend, type FrameHandler } from '../backend.js';
 import type { HostForward, UserNetdev } from '../spec.js';
+import { Arp } from './arp.js';
 import { finish, sum } from './checksum.js';
 import { DhcpServer } from './dhcp.js';
 import { answerDnsQuery } from './dns.js';
@@ -54,8 +54,7 @@ export class UserStack implements FrameBackend {
   private handler: FrameHandler = () => {};
   private closed = false;
   private ipId = 0;
-  /** Guest MACs by IPv4 address, learnt from the guest's frames. */
-  private readonly macs = new Map<number, Uint8Array>();
+  private readonly arp: Arp;
   private readonly dhcp: DhcpServer;
   private readonly udp: UdpNat;
   private readonly tcp: TcpNat;
@@ -63,6 +62,11 @@ export class UserStack implements FrameBackend {
   private readonly hostAddressFor = (dst: number): string | null => this.hostAddressOf(dst);
 
   private constructor(readonly config: UserNetdev) {
+    const isRouter = (addr: number): boolean => addr === config.host || addr === config.dns;
+    const broadcast = (config.net | ~prefixMask(config.prefix)) >>> 0;
+    const isNeighbour = (addr: number): boolean =>
+      inNetwork(addr, config.net, config.prefix) && !isRouter(addr) && addr !== config.net && addr !== broadcast;
+    this.arp = new Arp(ROUTER_MAC, config.host, isRouter, isNeighbour, (frame) => this.put(frame));
     this.dhcp = new DhcpServer(config);
     this.udp = new UdpNat(this);
     this.tcp = new TcpNat(this);
@@ -96,40 +100,20 @@ export class UserStack implements FrameBackend {
   /** Sends a finished IPv4 packet to the guest (the only way a packet leaves). */
   emit(packet: OutPacket): void {
     if (this.closed) return;
-    const mac = this.macs.get(packet.dst) ?? BROADCAST_MAC;
-    this.handler(packet.finalize(mac, ROUTER_MAC, this.ipId++));
+    const id = this.ipId++;
+    this.arp.deliver(packet.dst, (mac) => packet.finalize(mac, ROUTER_MAC, id));
+  }
+
+  private put(frame: Uint8Array): void {
+    if (!this.closed) this.handler(frame);
   }
 
   send(frame: Uint8Array): void {
     if (this.closed || frame.length < MIN_FRAME) return;
     const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
     const type = view.getUint16(12);
-    if (type === ETHERTYPE_ARP) this.arp(frame, view);
+    if (type === ETHERTYPE_ARP) this.arp.input(frame, view);
     else if (type === ETHERTYPE_IPV4) this.ipv4(frame, view);
-  }
-
-  private arp(frame: Uint8Array, view: DataView): void {
-    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
-    if (frame.length < 42 || view.getUint32(14) !== 0x00010800 || view.getUint16(18) !== 0x0604) return;
-    const op = view.getUint16(20);
-    const senderMac = frame.slice(22, 28);
-    const senderIp = view.getUint32(28);
-    const targetIp = view.getUint32(38);
-    if (senderIp !== 0 && inNetwork(senderIp, this.config.net, this.config.prefix)) this.macs.set(senderIp, senderMac);
-    if (op !== 1 || (targetIp !== this.config.host && targetIp !== this.config.dns)) return;
-    const reply = new Uint8Array(42);
-    const r = new DataView(reply.buffer);
-    reply.set(senderMac, 0);
-    reply.set(ROUTER_MAC, 6);
-    r.setUint16(12, ETHERTYPE_ARP);
-    r.setUint32(14, 0x00010800);
-    r.setUint16(18, 0x0604);
-    r.setUint16(20, 2);
-    reply.set(ROUTER_MAC, 22);
-    r.setUint32(28, targetIp);
-    reply.set(senderMac, 32);
-    r.setUint32(38, senderIp);
-    this.handler(reply);
   }
 
   private ipv4(frame: Uint8Array, view: DataView): void {
@@ -148,11 +132,7 @@ export class UserStack implements FrameBackend {
       l4: ETH_HEADER + headerLength,
       l4Length: total - headerLength,
     };
-    const { config } = this;
-    if (p.src !== 0 && inNetwork(p.src, config.net, config.prefix) && p.src !== config.host && p.src !== config.dns) {
-      const known = this.macs.get(p.src);
-      if (!known || known.some((b, i) => b !== p.srcMac[i])) this.macs.set(p.src, p.srcMac.slice());
-    }
+    this.arp.learn(p.src, p.srcMac);
     switch (view.getUint8(23)) {
       case PROTO_ICMP: return this.icmp(p);
       case PROTO_UDP: return this.udpIn(p);
@@ -190,7 +170,7 @@ export class UserStack implements FrameBackend {
     const { config } = this;
     if (dstPort === 67) {
       const reply = this.dhcp.handle(payload);
-      if (reply) this.handler(udpPacket(config.host, 67, 0xffffffff, 68, reply).finalize(BROADCAST_MAC, ROUTER_MAC, this.ipId++));
+      if (reply) this.put(udpPacket(config.host, 67, 0xffffffff, 68, reply).finalize(BROADCAST_MAC, ROUTER_MAC, this.ipId++));
       return;
     }
     if (p.dst === config.dns && dstPort === 53) {
