@@ -16,19 +16,44 @@
  *   env.fp       the FPU's executor (fpu/execute.ts makeFpHelper):
  *                (op, rd, rs1, rs2, rs3, rm) → FP_CLEAN / FP_DIRTY / FP_ILLEGAL
  *
- * and a few internal functions for the M extension's awkward cases (high
+ * and a few internal functions: for the M extension's awkward cases (high
  * multiplies, division with RISC-V's divide-by-zero and overflow results),
- * which wasm's own i64 ops either lack or trap on. Each translated block is a
+ * which wasm's own i64 ops either lack or trap on, and `leave`, where every
+ * block exit goes (next: i64, nextHost: i32, slot: i32) → i32: if budget
+ * remains (JIT_BUDGET) and EXIT_REQUEST is clear it tail-calls `slot` of the
+ * block table (a constant same-page target) or, for SLOT_JUMP, translates
+ * `next` through the fetch TLB and tail-calls the jump-cache entry of its host
+ * offset; otherwise it stores `next` into PC and returns 0 to the dispatcher.
+ * SLOT_INTERPRET stores `next` and returns 1 (the engine interprets there). Each translated block is a
  * function of type (pc: i64, host: i32) → i32 that an element segment places into the
  * block's slot of env.table when the module is instantiated.
  */
-import { ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
+import { MemOp, ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
+import { HS, TLB_ENTRIES, TLB_FETCH } from '../layout.js';
 import type { AmoOp } from '../hart-api.js';
 
 /** AMO operations by the index translated code passes to env.amo. */
 export const AMO_OPS: readonly AmoOp[] = ['swap', 'add', 'xor', 'and', 'or', 'min', 'max', 'minu', 'maxu'];
 
 const { i32, i64 } = Type;
+
+/**
+ * The JIT's budget word: the low half of the state block's SCRATCH3 slot
+ * (a value passed between translated code and JS, as layout.ts allows):
+ * instructions the hart may still run before returning to the dispatcher.
+ */
+export const JIT_BUDGET = HS.SCRATCH3;
+
+/** Entries of the jump cache (table 1 of a batch module); a host offset's entry is jumpCacheIndex(host). */
+export const JUMP_CACHE_SIZE = 1024;
+
+export function jumpCacheIndex(host: number): number {
+  return (host >>> 1) & (JUMP_CACHE_SIZE - 1);
+}
+
+/** `slot` arguments of `leave` that are not table slots. */
+export const SLOT_JUMP = -1;
+export const SLOT_INTERPRET = -3;
 
 /** Function indices a block translator calls. */
 export interface BatchFunctions {
@@ -47,6 +72,7 @@ export interface BatchFunctions {
   readonly divu: number;
   readonly rem: number;
   readonly remu: number;
+  readonly leave: number;
   /** Type index of a block function, (pc: i64, host: i32) → i32, for call_indirect. */
   readonly blockType: number;
 }
@@ -59,7 +85,12 @@ export interface BatchModule {
 /** The 4 GiB ceiling of a 32-bit memory, in pages: the import accepts any shared memory. */
 const MAX_PAGES = 65536;
 
-export function newBatchModule(): BatchModule {
+/**
+ * A new batch module for the hart whose state block and TLBs are at
+ * `stateBase` and `tlbBase`; `jumpCache` false makes jumps return to the
+ * dispatcher.
+ */
+export function newBatchModule(stateBase: number, tlbBase: number, jumpCache: boolean): BatchModule {
   const m = new ModuleBuilder();
   const load = m.importFunction('env', 'load', [i32, i32, i32], [i32]);
   const store = m.importFunction('env', 'store', [i32, i32, i32], [i32]);
@@ -81,10 +112,43 @@ export function newBatchModule(): BatchModule {
   const divu = binary(m, (c) => emitDivision(c, Op.i64_div_u, false));
   const rem = binary(m, (c) => emitRemainder(c, Op.i64_rem_s, true));
   const remu = binary(m, (c) => emitRemainder(c, Op.i64_rem_u, false));
+  const leave = m.func([i64, i32, i32], [i32]);
+  emitLeave(leave.code, blockType, stateBase, tlbBase, jumpCache);
   return {
     builder: m,
-    fns: { load, store, lr, sc, amo, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, blockType },
+    fns: { load, store, lr, sc, amo, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, leave: leave.index, blockType },
   };
+}
+
+function emitLeave(c: Code, blockType: number, stateBase: number, tlbBase: number, jumpCache: boolean): void {
+  const [next, host, slot] = [0, 1, 2];
+  const pcAt = stateBase + HS.PC;
+  c.get(slot).i32(SLOT_INTERPRET).op(Op.i32_eq).if();
+  c.i32(0).get(next).mem(MemOp.i64_store, pcAt, 3).i32(1).op(Op.return);
+  c.end();
+  c.i32(0).mem(MemOp.i32_load, stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s);
+  c.i32(0).mem(MemOp.i32_load, stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
+  c.if();
+  c.get(slot).i32(0).op(Op.i32_ge_s).if();
+  c.get(next).get(host).get(slot).returnCallIndirect(blockType);
+  c.end();
+  if (jumpCache) {
+    const fetchTlb = tlbBase + TLB_FETCH;
+    const vpn = c.local(i64);
+    const entry = c.local(i32);
+    c.get(next).i64(12).op(Op.i64_shr_u).tee(vpn);
+    c.op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl).tee(entry);
+    c.mem(MemOp.i64_load, fetchTlb, 3).get(vpn).op(Op.i64_eq);
+    c.if();
+    c.get(next);
+    c.get(next).op(Op.i32_wrap_i64).get(entry).mem(MemOp.i32_load, fetchTlb + 8, 2).op(Op.i32_add).tee(host);
+    c.get(host).i32(1).op(Op.i32_shr_u).i32(JUMP_CACHE_SIZE - 1).op(Op.i32_and);
+    c.returnCallIndirect(blockType, 1);
+    c.end();
+  }
+  c.end();
+  c.i32(0).get(next).mem(MemOp.i64_store, pcAt, 3);
+  c.i32(0);
 }
 
 function binary(m: ModuleBuilder, body: (c: Code) => void): number {

@@ -47,8 +47,8 @@ import {
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
-import { AMO_OPS, newBatchModule } from './batch-module.js';
-import { JUMP_CACHE_SIZE, jumpCacheIndex, translatableLength, translateBlock } from './translate.js';
+import { AMO_OPS, JUMP_CACHE_SIZE, jumpCacheIndex, newBatchModule } from './batch-module.js';
+import { translatableLength, translateBlock } from './translate.js';
 
 export interface JitTuning {
   /** Interpreted runs before a block is queued for translation. */
@@ -166,7 +166,7 @@ export class CodeCache implements CodeCacheHooks {
     const batch = this.queue.splice(0);
     this.interpretedSinceQueued = 0;
     const t0 = performance.now();
-    const { builder, fns } = newBatchModule();
+    const { builder, fns } = newBatchModule(this.hart.stateBase, tlbBase(this.hart.id), this.tuning.chaining);
     const compiled: CacheEntry[] = [];
     for (const e of batch) {
       if (e.state !== QUEUED) continue;
@@ -183,7 +183,6 @@ export class CodeCache implements CodeCacheHooks {
         tlbBase: tlbBase(this.hart.id),
         host: e.host,
         slotFor: (target) => (this.tuning.chaining ? this.entry(target).slot : undefined),
-        jumpCache: this.tuning.chaining,
       }, block.insns.slice(0, n), block.offsets.slice(0, n), bytes);
       builder.placeInTable(e.slot, f.index);
       compiled.push(e);

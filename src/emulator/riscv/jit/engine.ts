@@ -28,7 +28,7 @@
 import { HS, TLB_ENTRY_SIZE, TLB_FETCH, TLB_ENTRIES, tlbBase } from '../layout.js';
 import type { Engine } from '../engine.js';
 import type { HartServices } from '../hart-api.js';
-import { JIT_BUDGET } from './translate.js';
+import { JIT_BUDGET } from './batch-module.js';
 import { CodeCache, DEFAULT_TUNING, TRANSLATED, type JitTuning } from './code-cache.js';
 
 /** Runs exactly one block (or one page-straddling instruction) on the interpreter; returns instructions retired. */

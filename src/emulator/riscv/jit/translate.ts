@@ -17,8 +17,10 @@
  * its registers, accounts the instructions retired before the faulting one,
  * and returns (the hart has set PC to the handler).
  *
- * Exits: every exit writes back registers and subtracts the retired count
- * from the budget word (JIT_BUDGET) (the engine adds what the budget lost to INSTRET).
+ * Exits: an exit sets the next pc, the retired count and how to continue,
+ * and branches to the block's one epilogue, which writes back registers,
+ * subtracts the retired count from the budget word (the engine adds what the
+ * budget lost to INSTRET) and tail-calls the module's `leave` (batch-module.ts).
  * If budget remains and EXIT_REQUEST is clear, execution continues in
  * WebAssembly by a tail call (pc, host) → i32:
  *   - a constant target on the same 4 KiB page (same virtual page, so the same
@@ -50,24 +52,11 @@ import { MemOp, Op, Type, type Code } from '../../wasm/encoder.js';
 import { type Insn, KIND_OF, OP, OPCODE_NAMES, SPECS } from '../isa/index.js';
 import type { AmoOp } from '../hart-api.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
-import { HS, TLB_FETCH, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
-import { AMO_OPS, type BatchFunctions } from './batch-module.js';
+import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
+import { AMO_OPS, JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP, type BatchFunctions } from './batch-module.js';
 
-/**
- * The JIT's budget word: the low half of the state block's SCRATCH3 slot
- * (a value passed between translated code and JS, as layout.ts allows):
- * instructions the hart may still run before returning to the dispatcher.
- */
-export const JIT_BUDGET = HS.SCRATCH3;
 
 const { i32, i64 } = Type;
-
-/** Entries of the jump cache (table 1 of a batch module); a host offset's entry is jumpCacheIndex(host). */
-export const JUMP_CACHE_SIZE = 1024;
-
-export function jumpCacheIndex(host: number): number {
-  return (host >>> 1) & (JUMP_CACHE_SIZE - 1);
-}
 
 /** What the translator needs to know about the hart and the block's place. */
 export interface BlockContext {
@@ -78,8 +67,6 @@ export interface BlockContext {
   readonly host: number;
   /** Table slot of the block starting at a host offset on the same page; undefined: do not chain there. */
   slotFor(host: number): number | undefined;
-  /** Continue through the jump cache on exits to other pages and jalr. */
-  readonly jumpCache: boolean;
 }
 
 /** Number of leading instructions of `insns` the translator handles (0: none, run it on the interpreter). */
@@ -178,6 +165,9 @@ function fpIntegerOperands(op: number): { readsX: boolean; writesX: boolean } {
   return { readsX: /\bxs1\b/.test(operands), writesX: /^xd\b/.test(operands) };
 }
 
+/** `slot` values of the epilogue that are not table slots (SLOT_JUMP and SLOT_INTERPRET: batch-module.ts). */
+const SLOT_TRAP = -2;
+
 class BlockTranslator {
   private readonly reg = new Array<number>(32).fill(-1);
   private readonly written = new Set<number>();
@@ -187,8 +177,11 @@ class BlockTranslator {
   private readonly entry: number;
   private readonly tmp: number;
   private readonly retired: number;
+  private readonly next: number;
+  private readonly nextHost: number;
+  private readonly slot: number;
   private fpChecked = false;
-  /** Nesting depth of wasm blocks/ifs below the function's trap-exit block. */
+  /** Nesting depth of wasm blocks/ifs below the function's trap-exit block (the exit block is one further). */
   private depth = 0;
 
   constructor(
@@ -204,6 +197,9 @@ class BlockTranslator {
     this.tmp = c.local(i64);
     this.entry = c.local(i32);
     this.retired = c.local(i32);
+    this.next = c.local(i64);
+    this.nextHost = c.local(i32);
+    this.slot = c.local(i32);
     for (const insn of insns) this.noteRegisters(insn);
   }
 
@@ -215,15 +211,28 @@ class BlockTranslator {
     for (let r = 1; r < 32; r++) {
       if (this.reg[r]! >= 0) c.i32(0).mem(MemOp.i64_load, this.x(r), 3).set(this.reg[r]!);
     }
-    c.block();
+    c.block(); // $exit: `next`, `nextHost`, `slot` and `retired` describe the way out
+    c.block(); // $trap: `retired` holds the faulting instruction's index
     let ended = false;
     for (let i = 0; i < this.insns.length && !ended; i++) ended = this.insn(i);
     if (!ended) this.exitTo(this.insns.length, bytes);
     c.end();
-    // Trap exit: the faulting instruction's index is in `retired`; PC already points at the handler.
+    c.i32(SLOT_TRAP).set(this.slot);
+    c.end();
+    this.epilogue();
+  }
+
+  /**
+   * The one way out of a block: write back and account; a trap returns (the
+   * hart set PC); every other exit tail-calls the module's `leave` function
+   * (batch-module.ts) with `next`, `nextHost` and `slot`.
+   */
+  private epilogue(): void {
+    const c = this.c;
     this.writeBack();
-    this.account(-1);
-    c.i32(0);
+    this.account();
+    c.get(this.slot).i32(SLOT_TRAP).op(Op.i32_eq).if().i32(0).op(Op.return).end();
+    c.get(this.next).get(this.nextHost).get(this.slot).returnCall(this.fns.leave);
   }
 
   // ---- registers ----
@@ -277,68 +286,25 @@ class BlockTranslator {
     return this.c;
   }
 
-  /** budget -= n, with n a constant or (-1) the `retired` local. */
-  private account(n: number): void {
+  /** budget -= retired. */
+  private account(): void {
     const c = this.c;
-    c.i32(0).i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2);
-    if (n < 0) c.get(this.retired);
-    else c.i32(n);
+    c.i32(0).i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).get(this.retired);
     c.op(Op.i32_sub).mem(MemOp.i32_store, this.ctx.stateBase + JIT_BUDGET, 2);
   }
 
-  /** Leaves the block after `retired` instructions, continuing at entry pc + `offset`; chains when possible. */
+  /** Leaves the block after `retired` instructions, continuing at entry pc + `offset`. */
   private exitTo(retired: number, offset: number): void {
-    const c = this.c;
-    this.writeBack();
-    this.account(retired);
     const target = this.ctx.host + offset;
-    const samePage = ((target ^ this.ctx.host) & ~0xfff) === 0;
-    const slot = samePage ? this.ctx.slotFor(target) : undefined;
-    if (slot !== undefined) {
-      this.mayContinue();
-      c.if();
-      this.pcPlus(offset).i32(target).i32(slot).returnCallIndirect(this.fns.blockType);
-      c.end();
-      c.i32(0);
-      this.pcPlus(offset).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
-      c.i32(0).op(Op.return);
-    } else {
-      this.pcPlus(offset).set(this.tmp);
-      this.jumpExit();
-    }
+    const slot = ((target ^ this.ctx.host) & ~0xfff) === 0 ? this.ctx.slotFor(target) : undefined;
+    this.pcPlus(offset).set(this.next);
+    if (slot !== undefined) this.c.i32(target).set(this.nextHost);
+    this.leave(retired, slot ?? SLOT_JUMP);
   }
 
-  /** Pushes 1 when the budget is not spent and no exit is requested. */
-  private mayContinue(): void {
-    const c = this.c;
-    c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s);
-    c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
-  }
-
-  /**
-   * Continues at the virtual pc in `tmp` through the fetch TLB and the jump
-   * cache, or stores it into PC and returns (registers are written back and
-   * the budget accounted already).
-   */
-  private jumpExit(): void {
-    const c = this.c;
-    if (this.ctx.jumpCache) {
-      const fetchTlb = this.ctx.tlbBase + TLB_FETCH;
-      this.mayContinue();
-      c.if();
-      c.get(this.tmp).i64(12).op(Op.i64_shr_u).tee(this.vpn);
-      c.op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl).tee(this.entry);
-      c.mem(MemOp.i64_load, fetchTlb, 3).get(this.vpn).op(Op.i64_eq);
-      c.if();
-      c.get(this.tmp);
-      c.get(this.tmp).op(Op.i32_wrap_i64).get(this.entry).mem(MemOp.i32_load, fetchTlb + 8, 2).op(Op.i32_add).tee(this.entry);
-      c.get(this.entry).i32(1).op(Op.i32_shr_u).i32(JUMP_CACHE_SIZE - 1).op(Op.i32_and);
-      c.returnCallIndirect(this.fns.blockType, 1);
-      c.end();
-      c.end();
-    }
-    c.i32(0).get(this.tmp).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3);
-    c.i32(0).op(Op.return);
+  /** Branches to the epilogue with `next` set. */
+  private leave(retired: number, slot: number): void {
+    this.c.i32(retired).set(this.retired).i32(slot).set(this.slot).br(this.depth + 1);
   }
 
   /** Leaves the block through the trap exit after instruction i faulted. */
@@ -391,9 +357,8 @@ class BlockTranslator {
     if (op === OP.jalr) {
       this.get(rs1); c.i64(imm).op(Op.i64_add).i64(-2).op(Op.i64_and).set(this.tmp);
       if (rd !== 0) { this.pcPlus(next); this.put(rd); }
-      this.writeBack();
-      this.account(i + 1);
-      this.jumpExit();
+      c.get(this.tmp).set(this.next);
+      this.leave(i + 1, SLOT_JUMP);
       return true;
     }
     if (rd === 0) return false; // every remaining translatable instruction is pure register arithmetic
@@ -558,10 +523,8 @@ class BlockTranslator {
 
   /** Leaves the block in front of instruction i with status 1: the engine runs it on the interpreter. */
   private toInterpreter(i: number): void {
-    this.writeBack();
-    this.account(i);
-    this.storePc(i);
-    this.c.i32(1).op(Op.return);
+    this.pcPlus(this.offsets[i]!).set(this.next);
+    this.leave(i, SLOT_INTERPRET);
   }
 
   private fpOp(i: number): void {
