@@ -6,10 +6,11 @@
  * file to prove an open of a hostile image left it unchanged.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { closeImage, openImage } from '../../src/block/open.js';
 import { collectImageInfo, formatImageInfoJson } from '../../src/block/ops/info.js';
+import { convertImage } from '../../src/block/ops/convert.js';
 import { mustRun, qemuImg } from '../helpers/peers.js';
 import { patternBytes } from '../helpers/pattern.js';
 
@@ -31,15 +32,21 @@ export interface ScriptedWrite {
   length: number;
 }
 
-/** Writes `writes` into `file` through tsemu and returns the whole disk as it should now read. */
-export async function writeScript(file: string, size: number, writes: readonly ScriptedWrite[], format?: string): Promise<Uint8Array> {
-  const expected = new Uint8Array(size);
+/** What a disk should read as: zeroes (or `base`) with these pieces laid over, in order. */
+export interface Expected {
+  size: number;
+  pieces: { offset: number; data: Uint8Array }[];
+}
+
+/** Writes `writes` into `file` through tsemu and returns what the disk should now read (over zeroes). */
+export async function writeScript(file: string, size: number, writes: readonly ScriptedWrite[], format?: string): Promise<Expected> {
+  const expected: Expected = { size, pieces: [] };
   const img = await openImage(file, { format });
   try {
     for (const [seq, w] of writes.entries()) {
       const data = patternBytes(17, seq, w.length);
       await img.write(w.offset, data);
-      expected.set(data, w.offset);
+      expected.pieces.push({ offset: w.offset, data });
     }
     await img.flush();
   } finally {
@@ -48,13 +55,32 @@ export async function writeScript(file: string, size: number, writes: readonly S
   return expected;
 }
 
+/** The expected disk as a (sparse) raw file in `dir`. */
+export async function expectedRaw(expected: Expected, dir: string, name: string): Promise<string> {
+  const raw = path.join(dir, `expected-${name}.raw`);
+  const fh = await open(raw, 'w');
+  try {
+    await fh.truncate(expected.size);
+    for (const p of expected.pieces) await fh.write(p.data, 0, p.data.length, p.offset);
+  } finally {
+    await fh.close();
+  }
+  return raw;
+}
+
 /** qemu-img check (when `checked`) passes and qemu-img compare finds `file` equal to `expected`. */
-export async function qemuAgrees(file: string, format: string, expected: Uint8Array, dir: string, checked = true): Promise<void> {
+export async function qemuAgrees(file: string, format: string, expected: Expected, dir: string, checked = true): Promise<void> {
   if (checked) {
     const check = await qemuImg(['check', '-f', format, file]);
     assert.equal(check.code, 0, `qemu-img check ${file}:\n${check.stdout}${check.stderr}`);
   }
-  const raw = path.join(dir, `expected-${path.basename(file)}.raw`);
-  await writeFile(raw, expected);
+  const raw = await expectedRaw(expected, dir, path.basename(file));
   await mustRun(qemuImg(['compare', '-f', format, '-F', 'raw', file, raw]), `qemu-img compare ${file}`);
+}
+
+/** tsemu's view of `file` (converted to raw by tsemu) is what qemu-img reads in it. */
+export async function tsemuReadsAsQemu(file: string, format: string, dir: string): Promise<void> {
+  const raw = path.join(dir, `tsemu-view-${path.basename(file)}.raw`);
+  await convertImage({ sources: [file], target: raw, sourceFormat: format, outputFormat: 'raw', forceShare: true });
+  await mustRun(qemuImg(['compare', '-U', '-f', format, '-F', 'raw', file, raw]), `qemu-img compare ${file} with tsemu's view`);
 }

@@ -1,8 +1,9 @@
 /**
- * `img check` for VMDK, counting what qemu-img 7.2 counts: a grain-table entry of
- * a sparse extent that points at or past the end of its file is a corruption
- * (qemu-img stops at the first one; so does this check). Flat extents have nothing
- * to check. The check only reads; there is no repair.
+ * `img check` for VMDK, as qemu-img 7.2 checks it: a grain-table entry of a sparse
+ * extent that points at or past the end of its file is logged and ends the check
+ * with an error (qemu-img reports "Check failed: Invalid argument" and exits 1);
+ * otherwise the image is clean. Flat extents have nothing to check. The check only
+ * reads; there is no repair.
  */
 import type { FileNode } from '../../protocols/file.js';
 import type { CheckCounts } from '../qcow2/check.js';
@@ -21,8 +22,7 @@ export async function checkVmdk(file: FileNode, opts: { log: (line: string) => v
         if (entry === 1 && extent.zeroedGrainFlag) continue;
         if (entry * SECTOR >= extent.file.size()) {
           opts.log(`ERROR: grain ${grain} of ${extent.file.filename} points to sector ${entry}, past the end of the file`);
-          counts.corruptions++;
-          return counts;
+          throw new Error('Invalid argument');
         }
       }
     }

@@ -1,6 +1,6 @@
 /**
  * The vmdk format driver: probing (a sparse extent's "KDMV" or "COWD" magic, or a
- * text descriptor), opening (VmdkNode: monolithic and split, sparse, flat and
+ * text descriptor, which may be padded with NULs), opening (VmdkNode: monolithic and split, sparse, flat and
  * stream-optimized images, vmfs and vmfsSparse descriptors), creating with
  * qemu-img 7.2's options (create.ts) and the check qemu-img runs for VMDK
  * (check.ts; img check reaches it once FormatDriver has a check hook). qemu-img
@@ -16,8 +16,8 @@ import { COWD_MAGIC, KDMV_MAGIC, sparseMagic } from './sparse-header.js';
 function probeVmdk(head: Uint8Array): number {
   const magic = sparseMagic(head);
   if (magic === KDMV_MAGIC || magic === COWD_MAGIC) return 100;
-  if (head.includes(0)) return 0;
-  return looksLikeDescriptor(new TextDecoder('latin1').decode(head)) ? 100 : 0;
+  const nul = head.indexOf(0);
+  return looksLikeDescriptor(new TextDecoder('latin1').decode(nul < 0 ? head : head.subarray(0, nul))) ? 100 : 0;
 }
 
 export const vmdkFormat: FormatDriver = {

@@ -104,8 +104,12 @@ export class VmdkNode implements ImageNode {
       if (file.size() > MAX_DESCRIPTOR_BYTES) throw new ImageFormatError('not a VMDK image (no sparse header, too large for a descriptor)');
       const raw = new Uint8Array(file.size());
       await file.read(0, raw);
-      if (raw.includes(0)) throw new ImageFormatError('not a VMDK image (neither a sparse header nor a text descriptor)');
-      const text = new TextDecoder('latin1').decode(raw);
+      // Descriptor files may be padded with NULs after the text (qemu-img pads them when it updates the CID).
+      const nul = raw.indexOf(0);
+      if (nul >= 0 && raw.subarray(nul).some((b) => b !== 0)) {
+        throw new ImageFormatError('not a VMDK image (neither a sparse header nor a text descriptor)');
+      }
+      const text = new TextDecoder('latin1').decode(nul < 0 ? raw : raw.subarray(0, nul));
       const descriptor = parseDescriptor(text);
       if (descriptor.extents.length === 0) throw new ImageFormatError('invalid VMDK descriptor: no extents');
       let start = 0;
