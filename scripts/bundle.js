@@ -6,7 +6,7 @@
  * Outputs, written flat into dist/bundle/:
  *   - cli.cjs: the whole CLI as one CommonJS file (exports run and the command
  *     table COMMANDS). CommonJS because bin/tsemu.js compiles it with node:vm,
- *     which can take a V8 code cache (cli.cjs.cache, see code-cache.js); ES
+ *     which can take a V8 code cache (cli.cjs.cache, made by build-cli.js); ES
  *     modules cannot on Node 20. Each command's module is still evaluated only
  *     when that command runs (esbuild turns the table's lazy import()s into
  *     on-demand initialisers).
@@ -18,10 +18,10 @@
  *     require.cache, so this gets the running copy instead of evaluating the
  *     bundle a second time, and no dynamic import() runs (code compiled with
  *     node:vm from a code cache cannot import() on Node 20).
- * oclif-manifest.js then adds oclif.manifest.json next to them.
  *   - worker.cjs and vcpu-worker.cjs: the worker threads (WORKERS: the compression
  *     worker, and a vCPU of `tsemu run`), each started from `./<name>.cjs` next to the
  *     code that starts it (same extension as that code).
+ * oclif-manifest.js then adds oclif.manifest.json next to them.
  * In CommonJS `import.meta.url` does not exist: it is defined as the URL of the
  * bundle file itself, which is what every use of it here means (a sibling file,
  * or a base for require). Packages that must stay files of their own are left
