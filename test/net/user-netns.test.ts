@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, get, type Server } from 'node:http';
 import { createSocket } from 'node:dgram';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { readdirSync } from 'node:fs';
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseNetdevSpec, type UserNetdev } from '../../src/net/spec.js';
@@ -120,6 +121,33 @@ test('hostfwd reaches a server in the namespace', async () => {
       if (Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+});
+
+test('1,000 concurrent TCP connections from the namespace are served, then every host socket is gone', async () => {
+  const echo = createNetServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+  const port = (echo.address() as AddressInfo).port;
+  const fdsBefore = readdirSync('/proc/self/fd').length;
+  const script = `const net=require('net');let ok=0,left=1000;` +
+    `for(let i=0;i<1000;i++){const s=net.connect(${port},'10.0.2.2');let got='';` +
+    `s.on('connect',()=>s.end('hello '+i));s.on('data',d=>got+=d);` +
+    `s.on('error',e=>{console.error(i,e.message);if(--left===0)done()});` +
+    `s.on('close',()=>{if(got==='hello '+i)ok++;if(--left===0)done()})}` +
+    `function done(){console.log(ok)}`;
+  try {
+    const r = await ns.run([process.execPath, '-e', script]);
+    assert.equal(r.stdout.trim(), '1000', r.stderr);
+    // Closing is asynchronous on the host side too: wait (generously) for the table to empty.
+    const deadline = Date.now() + 30_000;
+    while (stack.stats.tcpConnections > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(stack.stats.tcpConnections, 0);
+    assert.ok(readdirSync('/proc/self/fd').length <= fdsBefore + 2, 'no host sockets leak');
+  } finally {
+    echo.close();
   }
 });
 
