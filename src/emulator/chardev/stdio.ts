@@ -1,7 +1,8 @@
 /**
  * The terminal as a serial console (-serial stdio, the default). Guest output
- * goes to stdout as is; stdin is put in raw mode when it is a terminal (so
- * Ctrl-C reaches the guest) and passes through the Ctrl-A escape filter
+ * goes to stdout as is (the bytes of one event-loop turn in one write,
+ * coalesce.ts); stdin is put in raw mode when it is a terminal (so Ctrl-C
+ * reaches the guest) and passes through the Ctrl-A escape filter
  * (escape.ts). Escape commands are reported to the owner (the machine quits
  * on C-a x); help and the monitor notice are printed here.
  *
@@ -10,11 +11,13 @@
  * closes) just stops input; the guest keeps running.
  */
 import type { SerialBackend } from './backend.js';
+import { OutputCoalescer } from './coalesce.js';
 import { ESCAPE_HELP, EscapeFilter, type EscapeCommand } from './escape.js';
 
 export class StdioSerial implements SerialBackend {
   private inputHandler: (bytes: Uint8Array) => void = () => {};
   private readonly escapes: EscapeFilter;
+  private readonly out: OutputCoalescer;
   private rawMode = false;
   private opened = false;
   private readonly onData = (chunk: Buffer): void => {
@@ -28,16 +31,18 @@ export class StdioSerial implements SerialBackend {
     private readonly output: NodeJS.WritableStream = process.stdout,
   ) {
     this.escapes = new EscapeFilter((command) => this.runEscape(command));
+    this.out = new OutputCoalescer((bytes) => this.output.write(bytes));
   }
 
   private runEscape(command: EscapeCommand): void {
+    this.out.flush();
     if (command === 'quit') this.onQuit();
     else if (command === 'help') this.output.write(ESCAPE_HELP);
     else this.output.write('\r\ntsemu: the monitor is not available yet\r\n');
   }
 
   write(bytes: Uint8Array): void {
-    this.output.write(bytes);
+    this.out.write(bytes);
   }
 
   onInput(handler: (bytes: Uint8Array) => void): void {
@@ -57,6 +62,7 @@ export class StdioSerial implements SerialBackend {
   }
 
   async close(): Promise<void> {
+    this.out.flush();
     if (!this.opened) return;
     this.opened = false;
     this.input.off('data', this.onData);

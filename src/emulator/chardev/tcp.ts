@@ -10,11 +10,13 @@
  * Client (tcp:HOST:PORT): open() connects and fails with a clear error when
  * the peer is not there; when the peer goes away, output is dropped.
  *
- * No telnet negotiation, no reconnect for clients. close() closes the client
+ * Output of one event-loop turn goes out in one write (coalesce.ts). No telnet
+ * negotiation, no reconnect for clients. close() closes the client
  * connection and the listener.
  */
 import net from 'node:net';
 import type { SerialBackend } from './backend.js';
+import { OutputCoalescer } from './coalesce.js';
 
 export interface TcpSerialOptions {
   host: string;
@@ -29,11 +31,14 @@ export class TcpSerial implements SerialBackend {
   private inputHandler: (bytes: Uint8Array) => void = () => {};
   private client: net.Socket | null = null;
   private listener: net.Server | null = null;
+  private readonly out = new OutputCoalescer((bytes) => {
+    if (this.client && !this.client.destroyed) this.client.write(bytes);
+  });
 
   constructor(private readonly options: TcpSerialOptions) {}
 
   write(bytes: Uint8Array): void {
-    if (this.client && !this.client.destroyed) this.client.write(Buffer.from(bytes));
+    if (this.client && !this.client.destroyed) this.out.write(bytes);
   }
 
   onInput(handler: (bytes: Uint8Array) => void): void {
@@ -95,8 +100,11 @@ export class TcpSerial implements SerialBackend {
   }
 
   async close(): Promise<void> {
-    this.client?.destroy();
+    this.out.flush();
+    const client = this.client;
     this.client = null;
+    if (client && !client.destroyed) await new Promise<void>((resolve) => client.end(() => resolve()));
+    client?.destroy();
     const listener = this.listener;
     this.listener = null;
     if (listener) await new Promise<void>((resolve) => listener.close(() => resolve()));
