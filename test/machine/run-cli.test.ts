@@ -23,6 +23,22 @@ test('tsemu run --kernel prog.elf: the guest prints through the UART and SBI DBC
   }
 });
 
+test('tsemu run --bios opensbi: Debian OpenSBI (fw_dynamic, M-mode) boots the guest on 2 harts and powers it off', async () => {
+  requirePeer('riscv64-linux-gnu-gcc');
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const elf = await buildGuest(dir, 'HELLO');
+    const r = await tsemu(['run', '--bios', 'opensbi', '-smp', '2', '--kernel', elf]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /OpenSBI v\d/);
+    assert.match(r.stdout, /Platform HART Count\s+: 2/);
+    assert.match(r.stdout, /Domain0 Next Address\s+: 0x0*80200000/);
+    assert.match(r.stdout, /hello from the UART\n/);
+  } finally {
+    await cleanup();
+  }
+});
+
 test('tsemu run --serial file:PATH writes the console to the file', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
