@@ -3,7 +3,7 @@
  * objects the backend factory takes:
  *
  *   user[,id=ID][,net=ADDR[/PREFIX|/MASK]][,host=ADDR][,dns=ADDR][,dhcpstart=ADDR]
- *       [,restrict=on|off][,hostname=NAME][,domainname=NAME]
+ *       [,restrict=on|off][,hostname=NAME][,domainname=NAME][,tftp=DIR][,bootfile=NAME]
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no]
  *
@@ -38,6 +38,10 @@ export interface UserNetdev {
   restrict: boolean;
   hostname?: string;
   domainname?: string;
+  /** Folder the TFTP server serves (no TFTP server without it). */
+  tftp?: string;
+  /** Boot file name DHCP offers (BOOTP file field and option 67). */
+  bootfile?: string;
   hostfwd: HostForward[];
 }
 
@@ -117,7 +121,7 @@ function parseUser(pairs: [string, string][]): UserNetdev {
   const hostfwd: HostForward[] = [];
   for (const [key, value] of pairs) {
     if (key === 'hostfwd') hostfwd.push(parseHostForward(value));
-    else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname'].includes(key)) fields.set(key, value);
+    else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile'].includes(key)) fields.set(key, value);
     else throw new Error(`user: unknown option '${key}'`);
   }
   const { net, prefix } = parseNet(fields.get('net') ?? '10.0.2.0/24');
@@ -138,6 +142,8 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     restrict: parseBoolean(fields.get('restrict') ?? 'off', 'restrict'),
     hostname: fields.get('hostname'),
     domainname: fields.get('domainname'),
+    tftp: fields.get('tftp'),
+    bootfile: fields.get('bootfile'),
     hostfwd,
   };
 }

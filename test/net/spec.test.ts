@@ -28,6 +28,8 @@ test('user options: net with prefix or mask, restrict, repeated hostfwd, ,, esca
   assert.equal(spec.hostfwd[1]!.proto, 'udp');
   assert.equal(formatIpv4(spec.hostfwd[1]!.guestAddr!), '10.0.2.20');
   assert.equal(parseHostForward(':8080-:80').proto, 'tcp');
+  const boot = parseNetdevSpec('user,tftp=/srv/tftp,bootfile=pxelinux.0');
+  assert.ok(boot.type === 'user' && boot.tftp === '/srv/tftp' && boot.bootfile === 'pxelinux.0');
 });
 
 test('tap options: ifname, script=no, downscript=no', () => {

@@ -10,7 +10,8 @@ import { createServer, get, type Server } from 'node:http';
 import { createSocket } from 'node:dgram';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { readdirSync } from 'node:fs';
-import { writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseNetdevSpec, type UserNetdev } from '../../src/net/spec.js';
 import { UserStack } from '../../src/net/user/stack.js';
@@ -26,6 +27,8 @@ let stack: UserStack;
 let server: Server;
 let httpPort: number;
 let connections = 0;
+let tftpRoot: string;
+const BOOT = randomBytes(300_000);
 
 async function listen(s: Server): Promise<number> {
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
@@ -45,18 +48,22 @@ before(async () => {
   });
   server.on('connection', () => connections++);
   httpPort = await listen(server);
-  stack = await UserStack.create(parseNetdevSpec('user,hostfwd=tcp:127.0.0.1:0-:8080') as UserNetdev);
+  tftpRoot = await mkdtemp(path.join(tmpdir(), 'tsemu-tftp-'));
+  await writeFile(path.join(tftpRoot, 'boot.bin'), BOOT);
+  await writeFile(path.join(tftpRoot, 'exact.bin'), BOOT.subarray(0, 512 * 8));
+  stack = await UserStack.create(parseNetdevSpec(`user,hostfwd=tcp:127.0.0.1:0-:8080,tftp=${tftpRoot},bootfile=boot.bin`) as UserNetdev);
   ns = await GuestNamespace.create(stack);
 });
 
 after(async () => {
   await ns?.destroy();
   server?.close();
+  if (tftpRoot) await rm(tftpRoot, { recursive: true, force: true });
 });
 
-test('udhcpc in the namespace gets 10.0.2.15 with router 10.0.2.2 and DNS 10.0.2.3', async () => {
+test('udhcpc in the namespace gets 10.0.2.15 with router 10.0.2.2, DNS 10.0.2.3 and the boot file', async () => {
   const r = await ns.dhcp();
-  assert.match(r.stdout, /lease ip=10\.0\.2\.15 router=10\.0\.2\.2 dns=10\.0\.2\.3/);
+  assert.match(r.stdout, /lease ip=10\.0\.2\.15 router=10\.0\.2\.2 dns=10\.0\.2\.3 boot_file=boot\.bin bootfile=boot\.bin/);
 });
 
 test('ping 10.0.2.2 is answered', async () => {
@@ -122,6 +129,19 @@ test('hostfwd reaches a server in the namespace', async () => {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+});
+
+test('TFTP: busybox tftp fetches files from tftp= (512-byte and 1400-byte blocks, an exact multiple); escapes are refused', async () => {
+  for (const [name, block, expected] of [['boot.bin', '512', BOOT], ['boot.bin', '1400', BOOT], ['exact.bin', '512', BOOT.subarray(0, 4096)]] as const) {
+    const local = path.join(ns.dir, `got-${block}-${name}`);
+    await ns.run(['busybox', 'tftp', '-g', '-b', block, '-r', name, '-l', local, '10.0.2.2']);
+    assert.equal(sha256(await readFile(local)), sha256(expected), `${name} with ${block}-byte blocks`);
+  }
+  const escape = await ns.exec(['busybox', 'tftp', '-g', '-r', '../../../../etc/passwd', '-l', path.join(ns.dir, 'passwd'), '10.0.2.2']);
+  assert.notEqual(escape.code, 0);
+  assert.match(escape.stderr, /access violation/);
+  const missing = await ns.exec(['busybox', 'tftp', '-g', '-r', 'nothing.bin', '-l', path.join(ns.dir, 'nothing'), '10.0.2.2']);
+  assert.match(missing.stderr, /file not found/);
 });
 
 test('1,000 concurrent TCP connections from the namespace are served, then every host socket is gone', async () => {

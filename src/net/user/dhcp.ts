@@ -5,7 +5,8 @@
  * client MAC, handed out from dhcpstart upwards (16 addresses, within the network);
  * a client keeps its address for the life of the stack. Offered options: subnet
  * mask, router (the host address), DNS server, lease time (24 h), server id, and
- * the hostname/domain name when configured. Replies are broadcast (to
+ * the hostname, domain name and boot file (also in the BOOTP file field) when
+ * configured. Replies are broadcast (to
  * 255.255.255.255 and ff:ff:ff:ff:ff:ff), which every client accepts. Malformed
  * messages (short, wrong cookie, options running past the end) are ignored.
  */
@@ -115,6 +116,8 @@ export class DhcpServer {
     view.setUint32(16, addr);
     if (type !== NAK) view.setUint32(20, config.host);
     out.set(request.subarray(28, 44), 28); // chaddr
+    const text = (t: string): Uint8Array => new TextEncoder().encode(t.slice(0, 127));
+    if (config.bootfile && type !== NAK) out.set(text(config.bootfile), 108);
     view.setUint32(BOOTP_FIXED, MAGIC_COOKIE);
     let i = BOOTP_FIXED + 4;
     const put = (code: number, bytes: Uint8Array): void => {
@@ -135,9 +138,9 @@ export class DhcpServer {
       put(1, u32(prefixMask(config.prefix)));
       put(3, u32(config.host));
       put(6, u32(config.dns));
-      const text = (s: string): Uint8Array => new TextEncoder().encode(s.slice(0, 255));
       if (config.hostname) put(12, text(config.hostname));
       if (config.domainname) put(15, text(config.domainname));
+      if (config.bootfile) put(67, text(config.bootfile));
     }
     out[i] = 255;
     return out;

@@ -3,15 +3,17 @@
  * the router a guest sees, with no privileges on the host. Frames sent to it are
  * the guest's; frames it puts out are for the guest.
  *
- * ARP (arp.ts) answers for the host and DNS addresses and finds guests' MACs. IPv4 packets are checked (version,
- * header length, total length, header checksum) and fragments are dropped (no
- * reassembly yet); then ICMP echo to the host or DNS address is answered here, UDP
- * to port 67 goes to the DHCP server, UDP to the DNS address port 53 to the DNS
- * server, other UDP and TCP through NAT to host sockets: the host address stands
- * for the host's 127.0.0.1, other addresses of the user network are unreachable,
- * addresses outside it are reached as themselves. With restrict=on the guest
- * reaches only DHCP, ARP and ping of the router: no NAT and no DNS; host forwards
- * still work. IPv6 and other ethertypes are dropped.
+ * ARP (arp.ts) answers for the host and DNS addresses and finds guests' MACs.
+ * IPv4 packets are checked (version, header length, total length, header
+ * checksum) and fragments are dropped (no reassembly yet). Then: ICMP echo to the
+ * host or DNS address is answered here; UDP to port 67 goes to the DHCP server, to
+ * the DNS address port 53 to the DNS server, to the host address port 69 (and the
+ * transfers' ports) to the TFTP server when tftp= is set; other UDP and TCP go
+ * through NAT to host sockets: the host address stands for the host's 127.0.0.1,
+ * other addresses of the user network are unreachable, addresses outside it are
+ * reached as themselves. With restrict=on the guest reaches only DHCP, TFTP, ARP
+ * and ping of the router: no NAT and no DNS; host forwards still work. IPv6 and
+ * other ethertypes are dropped.
  *
  * Host forwards are started by create() and can be added and removed at run time
  * (addHostForward, removeHostForward). close() resets every connection and closes
@@ -32,6 +34,7 @@ import {
   PROTO_ICMP, PROTO_TCP, PROTO_UDP, type InPacket,
 } from './packet.js';
 import { TcpNat } from './tcp.js';
+import { TftpServer } from './tftp.js';
 import { udpPacket, UdpNat } from './udp.js';
 
 /** The router's MAC: locally administered, its last four bytes the default host address 10.0.2.2. */
@@ -58,6 +61,7 @@ export class UserStack implements FrameBackend {
   private readonly dhcp: DhcpServer;
   private readonly udp: UdpNat;
   private readonly tcp: TcpNat;
+  private readonly tftp: TftpServer | null;
   private readonly listeners: Listener[] = [];
   private readonly hostAddressFor = (dst: number): string | null => this.hostAddressOf(dst);
 
@@ -70,6 +74,8 @@ export class UserStack implements FrameBackend {
     this.dhcp = new DhcpServer(config);
     this.udp = new UdpNat(this);
     this.tcp = new TcpNat(this);
+    this.tftp = config.tftp === undefined ? null
+      : new TftpServer(config.tftp, (srcPort, guest, guestPort, payload) => this.emit(udpPacket(config.host, srcPort, guest, guestPort, payload)));
   }
 
   /** Creates the stack and starts its host forwards (an error if one cannot listen). */
@@ -173,6 +179,7 @@ export class UserStack implements FrameBackend {
       if (reply) this.put(udpPacket(config.host, 67, 0xffffffff, 68, reply).finalize(BROADCAST_MAC, ROUTER_MAC, this.ipId++));
       return;
     }
+    if (p.dst === config.host && this.tftp?.owns(dstPort)) return this.tftp.input(p.src, srcPort, dstPort, payload.slice());
     if (p.dst === config.dns && dstPort === 53) {
       if (config.restrict) return;
       const query = payload.slice();
@@ -233,6 +240,7 @@ export class UserStack implements FrameBackend {
     this.tcp.close();
     this.closed = true;
     this.udp.close();
+    this.tftp?.close();
     for (const l of this.listeners.splice(0)) l.close();
   }
 }
