@@ -15,7 +15,7 @@ import { assembleFile, ISA_FIXTURES } from './toolchain.js';
 export const MAX_INSNS = 5_000_000;
 
 /** The engines the ISA and differential tests run on. */
-export const TEST_ENGINES: readonly EngineName[] = ['interp'];
+export const TEST_ENGINES: readonly EngineName[] = ['interp', 'jit'];
 
 function describePc(cpu: TestCpu, pc: bigint): string {
   const gpa = Number(pc);

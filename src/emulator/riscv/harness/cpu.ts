@@ -16,6 +16,7 @@ import type { Engine, EngineName } from '../engine.js';
 import { Hart, type HartMmio } from '../hart.js';
 import { HS, RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../layout.js';
 import { Interpreter } from '../interp/interpreter.js';
+import { createJitEngine, DEFAULT_TUNING } from '../jit/index.js';
 import { parseElf64 } from '../../loader/elf64.js';
 
 export interface TestCpuOptions {
@@ -39,9 +40,15 @@ const TWO32 = 0x1_0000_0000;
 /** No devices: every MMIO access is an access fault. */
 const NO_MMIO: HartMmio = { load: () => false, store: () => false, lo: 0, hi: 0 };
 
-/** The engines the harness can build; the JIT registers itself here when it lands. */
+/**
+ * The engines the harness builds by name. The harness's 'jit' translates every
+ * block the first time it is reached (hotness threshold 1, no batching delay),
+ * so tests exercise translated code rather than the interpreter fallback; a
+ * benchmark may replace the entry with its own tuning.
+ */
 export const ENGINES: Partial<Record<EngineName, (hart: Hart) => Engine>> = {
   interp: (hart) => new Interpreter(hart),
+  jit: (hart) => createJitEngine(hart, { ...DEFAULT_TUNING, hotThreshold: 1, flushAfter: 1 }),
 };
 
 export class TestCpu {
