@@ -30,7 +30,8 @@
  * afford to drop everything — Linux runs fence.i whenever it maps an
  * executable page — and need not: only writers this hart did not see (other
  * harts, device DMA) can have changed translated code. So it marks every
- * translated page suspect; the dispatcher checks a suspect page before it next
+ * translated page suspect (by advancing a fence epoch: O(1)) and empties the
+ * jump-cache entries in use; the dispatcher checks a suspect page before it next
  * enters it, comparing the page with the snapshot taken when it was first
  * translated, and drops the page's translations only if the bytes differ.
  * Every page is entered through the dispatcher (chaining stays inside a
@@ -100,8 +101,11 @@ export class CodeCache implements CodeCacheHooks {
   private readonly byPage = new Map<number, CacheEntry[]>();
   /** Page contents when the page's first block was translated, by RAM page. */
   private readonly snapshots = new Map<number, Int32Array>();
-  /** 1 for RAM pages that must be compared with their snapshot before their code runs again. */
-  private readonly suspect: Uint8Array;
+  /** Fence epoch each RAM page was last validated in; a page is suspect while it differs from `epoch`. */
+  private readonly validatedIn: Uint32Array;
+  private epoch = 0;
+  /** Jump-cache entries filled since they were last emptied. */
+  private readonly jumpsInUse: number[] = [];
   private readonly queue: CacheEntry[] = [];
   private interpretedSinceQueued = 0;
   private readonly stub: Function;
@@ -114,7 +118,7 @@ export class CodeCache implements CodeCacheHooks {
   constructor(private readonly hart: HartServices, readonly tuning: JitTuning = DEFAULT_TUNING) {
     this.mem8 = new Uint8Array(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
-    this.suspect = new Uint8Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
+    this.validatedIn = new Uint32Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
     this.jumps = new WebAssembly.Table({ element: 'anyfunc', initial: JUMP_CACHE_SIZE });
     const entryPoints = hartEntryPoints(hart, this.table);
@@ -239,19 +243,21 @@ export class CodeCache implements CodeCacheHooks {
   }
 
   invalidateAll(): void {
-    for (const page of this.byPage.keys()) this.suspect[page] = 1;
-    for (let i = 0; i < JUMP_CACHE_SIZE; i++) {
+    this.epoch = (this.epoch + 1) >>> 0;
+    for (const i of this.jumpsInUse) {
       if (this.jumpOwners[i] !== undefined) {
         this.jumpOwners[i] = undefined;
         this.jumps.set(i, this.stub);
       }
     }
+    this.jumpsInUse.length = 0;
   }
 
   /** Called by the dispatcher when it enters translated `e` (its page validated): makes e reachable by jumps. */
   noteEntered(e: CacheEntry): void {
     const i = jumpCacheIndex(e.host);
     if (this.jumpOwners[i] === e) return;
+    if (this.jumpOwners[i] === undefined) this.jumpsInUse.push(i);
     this.jumpOwners[i] = e;
     this.jumps.set(i, this.table.get(e.slot));
   }
@@ -259,8 +265,9 @@ export class CodeCache implements CodeCacheHooks {
   /** Called by the dispatcher before it enters code at `host`: validates the page after a fence.i. */
   checkPage(host: number): void {
     const page = (host - RAM_HOST_BASE) >>> 12;
-    if (this.suspect[page] === 0) return;
-    this.suspect[page] = 0;
+    if (this.validatedIn[page] === this.epoch) return;
+    this.validatedIn[page] = this.epoch;
+    if (!this.byPage.has(page)) return;
     this.stats.validated++;
     const snapshot = this.snapshots.get(page);
     const word = (RAM_HOST_BASE >> 2) + page * 1024;
@@ -277,7 +284,6 @@ export class CodeCache implements CodeCacheHooks {
   private dropPage(page: number): void {
     const list = this.byPage.get(page);
     this.snapshots.delete(page);
-    this.suspect[page] = 0;
     if (list === undefined) return;
     this.byPage.delete(page);
     for (const e of list) this.reset(e);
