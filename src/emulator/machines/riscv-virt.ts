@@ -46,7 +46,7 @@ import { HSM, HartControl } from '../vcpu/hart-control.js';
 import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
 import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
-import { VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, virtPlicRegion } from './virt-map.js';
+import { VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, virtPlicRegion } from './virt-map.js';
 
 /** The ISA the harts implement, as the device tree states it. */
 export const VIRT_ISA = 'rv64imafdc_zicntr_zicsr_zifencei';
@@ -229,6 +229,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
           harts,
           ramBytes,
           engine: config.engine,
+          clint: VIRT_CLINT,
           firmware: firmware && { entry: firmware.entry, fdt: layout.fdt, info: firmware.info },
         }),
       );

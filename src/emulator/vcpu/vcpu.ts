@@ -35,7 +35,6 @@ import { Sbi, type SbiPlatform } from '../riscv/sbi/sbi.js';
 import { RAM_GPA_BASE, TIMEBASE_HZ } from '../riscv/layout.js';
 import { MmioBus } from '../bus/mmio-bus.js';
 import { Clint } from '../devices/aclint.js';
-import { VIRT_CLINT } from '../machines/virt-map.js';
 import { enterFirmware, enterSupervisor } from './boot-state.js';
 import { HSM, HartControl } from './hart-control.js';
 import { MailboxClient, MailboxOp, STATUS_OK } from './mailbox.js';
@@ -46,6 +45,8 @@ export interface VcpuConfig {
   harts: number;
   ramBytes: number;
   engine: EngineName;
+  /** The CLINT's guest-physical window (served on this thread). */
+  clint: { base: number; size: number };
   /** Firmware boot (--bios): harts start in M-mode and no SBI is served here; the timer raises MTIP. */
   firmware?: { entry: number; fdt: number; info: number };
 }
@@ -112,7 +113,7 @@ export class Vcpu {
     this.clint = new Clint({ memory, harts, sink: this.control, timerBit: config.firmware ? MIP_MTIP : MIP_STIP });
     const mailbox = new MailboxClient(memory, id);
     const local = new MmioBus();
-    local.map(VIRT_CLINT.base, VIRT_CLINT.size, this.clint, 'clint');
+    local.map(config.clint.base, config.clint.size, this.clint, 'clint');
     const options: HartOptions = {
       memory,
       id,
