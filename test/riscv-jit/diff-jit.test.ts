@@ -1,17 +1,13 @@
 /**
  * H1's differential driver on the JIT: random programs run on the interpreter
  * and on the JIT from the same state must agree on every register, pc, fcsr,
- * instret and memory. The JIT here translates every block the first time it
- * is reached (hotness threshold 1, no batching delay), so the translated code
- * — not the interpreter fallback — runs the programs.
+ * instret and memory. The harness's 'jit' translates every block the first
+ * time it is reached, so the translated code — not the interpreter fallback —
+ * runs the programs.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ENGINES } from '../../src/emulator/riscv/harness/cpu.js';
 import { differentialRun } from '../../src/emulator/riscv/harness/diff.js';
-import { createJitEngine, DEFAULT_TUNING } from '../../src/emulator/riscv/jit/index.js';
-
-ENGINES.jit = (hart) => createJitEngine(hart, { ...DEFAULT_TUNING, hotThreshold: 1, flushAfter: 1 });
 
 const PROGRAMS = 300;
 const LENGTH = 48;
