@@ -1,6 +1,6 @@
 /**
- * Shared steps of the format interop tests: tsemu's `img info` JSON next to
- * qemu-img's for the same file, writing a scripted set of patterned writes
+ * Shared steps of the format interop tests: tsemu's `img info` and `img map`
+ * JSON next to qemu-img's for the same file, writing a scripted set of patterned writes
  * through tsemu's block layer (and the raw bytes they should produce), the real
  * qemu-img's check and compare verdicts on an image of any format, and hashing a
  * file to prove an open of a hostile image left it unchanged.
@@ -11,6 +11,7 @@ import path from 'node:path';
 import { closeImage, openImage } from '../../src/block/open.js';
 import { collectImageInfo, formatImageInfoJson } from '../../src/block/ops/info.js';
 import { convertImage } from '../../src/block/ops/convert.js';
+import { mapImage } from '../../src/block/ops/map.js';
 import { mustRun, qemuImg } from '../helpers/peers.js';
 import { patternBytes } from '../helpers/pattern.js';
 
@@ -24,6 +25,14 @@ export async function infoBoth(file: string): Promise<{ tsemu: unknown; qemu: un
 export async function assertInfoMatches(file: string): Promise<void> {
   const { tsemu, qemu } = await infoBoth(file);
   assert.deepStrictEqual(tsemu, qemu, `img info --output=json ${file}`);
+}
+
+/** tsemu's `img map --output=json` of `file` is qemu-img's, entry for entry. */
+export async function assertMapMatches(file: string): Promise<void> {
+  const q = await mustRun(qemuImg(['map', '-U', '--output=json', file]), `qemu-img map ${file}`);
+  let out = '';
+  await mapImage({ filename: file, output: 'json', forceShare: true }, (t) => { out += t; });
+  assert.deepStrictEqual(JSON.parse(out), JSON.parse(q.stdout), `img map --output=json ${file}`);
 }
 
 /** One write of a script: `length` patterned bytes at `offset` (seq picks the pattern). */

@@ -18,7 +18,7 @@ import type { VdiNode } from '../../src/block/formats/vdi/node.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 import { describeMismatch, readImageWithQemu, readImageWithTsemu } from '../helpers/images.js';
 import { sha256File } from '../helpers/pattern.js';
-import { assertInfoMatches, qemuAgrees, writeScript } from './support.js';
+import { assertInfoMatches, assertMapMatches, qemuAgrees, writeScript } from './support.js';
 
 const MiB = 1 << 20;
 const WRITES = [
@@ -41,6 +41,7 @@ for (const opts of ['static=off', 'static=on']) {
         const expected = await writeScript(file, size, WRITES);
         await qemuAgrees(file, 'vdi', expected, dir);
         await assertInfoMatches(file);
+        await assertMapMatches(file);
         const counts = await withFile(file, (f) => checkVdi(f, { log: () => {} }));
         assert.equal(counts.corruptions, 0);
       } finally {
@@ -61,6 +62,7 @@ test('vdi: qemu-img creates, qemu-io writes, tsemu reads the same bytes and info
       const theirs = await readImageWithQemu(file, dir, 'vdi');
       assert.equal(describeMismatch(file, mine, theirs), null);
       await assertInfoMatches(file);
+      await assertMapMatches(file);
       const counts = await withFile(file, (f) => checkVdi(f, { log: () => {} }));
       assert.equal(counts.corruptions, 0);
     }

@@ -18,7 +18,7 @@ import { checkVmdk } from '../../src/block/formats/vmdk/check.js';
 import type { VmdkNode } from '../../src/block/formats/vmdk/node.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 import { describeMismatch, readImageWithQemu, readImageWithTsemu } from '../helpers/images.js';
-import { assertInfoMatches, qemuAgrees, tsemuReadsAsQemu, writeScript } from './support.js';
+import { assertInfoMatches, assertMapMatches, qemuAgrees, tsemuReadsAsQemu, writeScript } from './support.js';
 
 const MiB = 1 << 20;
 const GiB = 2 ** 30;
@@ -87,6 +87,7 @@ for (const c of CASES) {
       const expected = await writeScript(mine, c.size, c.writes);
       await qemuAgrees(mine, 'vmdk', expected, dir);
       await assertInfoMatches(mine);
+      await assertMapMatches(mine);
       const counts = await withFile(mine, (f) => checkVmdk(f, { log: () => {} }));
       assert.equal(counts.corruptions, 0);
     } finally {
@@ -112,6 +113,7 @@ for (const c of CASES) {
       }
       await tsemuReadsAsQemu(file, 'vmdk', dir);
       await assertInfoMatches(file);
+      await assertMapMatches(file);
     } finally {
       await cleanup();
     }

@@ -5,10 +5,10 @@
  * backing file in QEMU's reading, and neither here).
  *
  * Writes to an allocated block go straight to its place in the file. A write to
- * any other block allocates the next block of the data area (appended at the end,
- * sparse: only the written bytes are stored, the rest is a hole or explicitly
- * zeroed when the file already extends there), then updates the block-map entry,
- * then the header's allocated count: data before the metadata that points at it.
+ * any other block allocates the next block of the data area (appended at the end
+ * and written whole, zeroes around the new bytes, as QEMU writes it), then updates
+ * the block-map entry, then the header's allocated count: data before the
+ * metadata that points at it.
  * Allocations are serialised; everything else may run concurrently.
  *
  * writeZeroes leaves unallocated and zero blocks as they are and zeroes the stored
@@ -141,12 +141,9 @@ export class VdiNode implements ImageNode {
     if (index >= h.blocksInImage) {
       throw new ImageFormatError(`${this.filename}: VDI image has no free data block (allocated count is corrupt)`);
     }
-    const host = h.offsetData + index * h.blockSize;
-    const end = host + h.blockSize;
-    const fileSize = this.file.size();
-    if (fileSize > host) await this.file.writeZeroes(host, Math.min(end, fileSize) - host);
-    if (fileSize < end) await this.file.truncate(end);
-    await this.file.write(host + inBlock, part);
+    const whole = new Uint8Array(h.blockSize);
+    whole.set(part, inBlock);
+    await this.file.writeGrow(h.offsetData + index * h.blockSize, whole);
     this.bmap[block] = index;
     const entryBytes = new Uint8Array(4);
     new DataView(entryBytes.buffer).setUint32(0, index, true);
@@ -185,15 +182,19 @@ export class VdiNode implements ImageNode {
       if (nextStored !== stored || (stored && next !== entry! + (b - first))) break;
       end = Math.min(offset + length, (b + 1) * bs);
     }
-    return {
-      offset,
-      length: end - offset,
-      allocated: true,
-      data: stored,
-      zero: !stored,
-      compressed: false,
-      hostOffset: stored ? this.hostOffset(first, entry!) + (offset - first * bs) : null,
-    };
+    const host = stored ? this.hostOffset(first, entry!) + (offset - first * bs) : null;
+    let zero = !stored;
+    if (host !== null) {
+      // As QEMU does for stored blocks: holes in the file are data that reads as zeroes.
+      const inFile = Math.min(end - offset, this.file.size() - host);
+      if (inFile <= 0) zero = true;
+      else {
+        const st = await this.file.blockStatus(host, inFile);
+        zero = st.zero;
+        end = offset + st.length;
+      }
+    }
+    return { offset, length: end - offset, allocated: true, data: stored, zero, compressed: false, hostOffset: host };
   }
 
   async truncate(): Promise<void> {

@@ -282,6 +282,17 @@ export class VmdkNode implements ImageNode {
       len += next.length;
     }
     let zero = first.kind === RUN_ZERO;
+    if (first.kind === RUN_DATA) {
+      // As QEMU does for stored data: holes in the extent's file are data that reads as zeroes.
+      const file = p.extent.file!;
+      const inFile = Math.min(len, file.size() - first.host);
+      if (inFile <= 0) zero = true;
+      else {
+        const st = await file.blockStatus(first.host, inFile);
+        zero = st.zero;
+        len = st.length;
+      }
+    }
     if (first.kind === RUN_UNALLOCATED) {
       const backingSize = this.backingNode ? this.backingNode.size() : 0;
       if (offset >= backingSize) zero = true;
