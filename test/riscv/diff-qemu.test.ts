@@ -25,9 +25,17 @@ import { requirePeer } from '../helpers/peers.js';
 import { GCC, MARCH } from './toolchain.js';
 
 const QEMU_USER = 'qemu-riscv64-static';
-const PROGRAMS = 60;
-const LENGTH = 40;
+const PROGRAMS = 100;
+const LENGTH = 48;
 const DUMP_BYTES = 8 * 32 + 8 * 32 + 8;
+/**
+ * Left out where QEMU 7.2 and tsemu legitimately part: ctzw (QEMU counts into
+ * the upper word when the low word is zero; the Zbb spec says 32), and sc.w /
+ * sc.d, whose success after an LR of the other size or an intervening store
+ * of the same value is implementation-defined (QEMU compares the LR's whole
+ * value, tsemu the bytes the SC covers).
+ */
+const QEMU_DIFFERS = new Set(['ctzw', 'sc.w', 'sc.d']);
 
 const LINKER_SCRIPT = `
 OUTPUT_ARCH(riscv)
@@ -116,7 +124,7 @@ test(`interp and ${QEMU_USER} agree on ${PROGRAMS} random programs of ${LENGTH} 
   try {
     const sides = [engineSide('interp'), qemuSide(dir)] as const;
     for (let seed = 1; seed <= PROGRAMS; seed++) {
-      const report = differentialRun({ seed: 10_000 + seed, length: LENGTH, sides, fp: seed % 2 === 0 });
+      const report = differentialRun({ seed: 10_000 + seed, length: LENGTH, sides, fp: seed % 2 === 0, exclude: QEMU_DIFFERS });
       if (report) {
         assert.fail(`seed ${report.seed}: interp and qemu differ\n${report.differences.join('\n')}\nshortest failing program:\n${report.program.join('\n')}`);
       }

@@ -24,7 +24,7 @@ import { RAM_GPA_BASE } from '../layout.js';
 import { decode } from '../isa/decode.js';
 import { disassemble } from '../isa/disasm.js';
 import { encode } from '../isa/encode.js';
-import { IMM, OP, SPECS, type Kind } from '../isa/table.js';
+import { IMM, OP, OPCODE_NAMES, SPECS, type Kind } from '../isa/table.js';
 import { TestCpu } from './cpu.js';
 import { Random } from './random.js';
 
@@ -38,6 +38,8 @@ export interface DiffOptions {
   sides?: readonly [DiffSide, DiffSide];
   /** Include FP arithmetic, compares and conversions (H3's executor). */
   fp: boolean;
+  /** Mnemonics never to generate (e.g. where a peer legitimately differs). */
+  exclude?: ReadonlySet<string>;
 }
 
 export interface DiffReport {
@@ -69,9 +71,9 @@ const EDGE_VALUES = [
 
 const MEMORY_KINDS: ReadonlySet<Kind> = new Set(['load', 'store', 'fload', 'fstore', 'atomic']);
 
-function eligibleOpcodes(fp: boolean): number[] {
+function eligibleOpcodes(fp: boolean, exclude: ReadonlySet<string>): number[] {
   const kinds: ReadonlySet<Kind> = new Set<Kind>(['alu', 'load', 'store', 'fload', 'fstore', 'atomic', 'fence', ...(fp ? (['fp'] as const) : [])]);
-  return SPECS.flatMap((s, op) => (s && kinds.has(s.kind) ? [op] : []));
+  return SPECS.flatMap((s, op) => (s && kinds.has(s.kind) && !exclude.has(OPCODE_NAMES[op]!) ? [op] : []));
 }
 
 function randomValue(rnd: Random): bigint {
@@ -110,8 +112,8 @@ function randomInstruction(rnd: Random, op: number): number {
   });
 }
 
-function randomProgram(rnd: Random, length: number, fp: boolean): number[] {
-  const ops = eligibleOpcodes(fp);
+function randomProgram(rnd: Random, length: number, fp: boolean, exclude: ReadonlySet<string>): number[] {
+  const ops = eligibleOpcodes(fp, exclude);
   return Array.from({ length }, () => randomInstruction(rnd, rnd.pick(ops)));
 }
 
@@ -159,9 +161,9 @@ function randomState(rnd: Random): StartState {
 }
 
 /** The random program and start state of `seed`. */
-export function randomCase(seed: number, length: number, fp: boolean): { program: number[]; state: StartState } {
+export function randomCase(seed: number, length: number, fp: boolean, exclude: ReadonlySet<string> = new Set()): { program: number[]; state: StartState } {
   const rnd = new Random(seed);
-  const program = randomProgram(rnd, length, fp);
+  const program = randomProgram(rnd, length, fp, exclude);
   return { program, state: randomState(rnd) };
 }
 
@@ -241,7 +243,7 @@ function runBoth(program: readonly number[], state: StartState, sides: readonly 
 export function differentialRun(options: DiffOptions): DiffReport | undefined {
   const sides = options.sides ?? (options.engines?.map(engineSide) as [DiffSide, DiffSide] | undefined);
   if (!sides) throw new Error('differentialRun needs two engines or two sides');
-  const { program, state } = randomCase(options.seed, options.length, options.fp);
+  const { program, state } = randomCase(options.seed, options.length, options.fp, options.exclude);
   let differences = runBoth(program, state, sides);
   if (differences.length === 0) return undefined;
   let failing = program;
