@@ -5,10 +5,11 @@
  *   user[,id=ID][,net=ADDR[/PREFIX|/MASK]][,host=ADDR][,dns=ADDR][,dhcpstart=ADDR]
  *       [,restrict=on|off][,hostname=NAME][,domainname=NAME][,tftp=DIR][,bootfile=NAME]
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
+ *       [,guestfwd=[tcp:]SERVER:PORT-cmd:COMMAND | -tcp:HOST:PORT]...
  *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no]
  *
- * The text is "type,key=value,...", where ",," is a literal comma; hostfwd may
- * repeat. Unknown types and keys, bad addresses, ports and booleans are errors that
+ * The text is "type,key=value,...", where ",," is a literal comma; hostfwd and
+ * guestfwd may repeat. Unknown types and keys, bad addresses, ports and booleans are errors that
  * name the offending text. Addresses default as in QEMU: net 10.0.2.0/24, host
  * .2, dns .3, dhcpstart .15. TAP setup scripts are not run: script= and
  * downscript= accept only "no" (tsemu configures nothing on the host side).
@@ -24,6 +25,13 @@ export interface HostForward {
   /** Guest address; null means the first DHCP address. */
   guestAddr: number | null;
   guestPort: number;
+}
+
+/** Guest connections to SERVER:PORT (an address of the user network) go to a command or a host socket. */
+export interface GuestForward {
+  addr: number;
+  port: number;
+  target: { kind: 'cmd'; command: string } | { kind: 'tcp'; host: string; port: number };
 }
 
 export interface UserNetdev {
@@ -43,6 +51,7 @@ export interface UserNetdev {
   /** Boot file name DHCP offers (BOOTP file field and option 67). */
   bootfile?: string;
   hostfwd: HostForward[];
+  guestfwd: GuestForward[];
 }
 
 export interface TapNetdev {
@@ -100,6 +109,19 @@ export function parseHostForward(text: string): HostForward {
   };
 }
 
+/** "[tcp:]SERVER:PORT-cmd:COMMAND" or "[tcp:]SERVER:PORT-tcp:HOST:PORT" */
+export function parseGuestForward(text: string): GuestForward {
+  const m = /^(?:tcp:)?([0-9.]+):(\d{1,5})-(cmd:(.+)|tcp:([^:]+):(\d{1,5}))$/s.exec(text);
+  if (!m) throw new Error(`guestfwd: '${text}' is not [tcp:]server:port-cmd:command or [tcp:]server:port-tcp:host:port`);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new Error(`guestfwd: '${m[2]}' is not a port number`);
+  const addr = parseIpv4(m[1]!, 'guestfwd server address');
+  if (m[4] !== undefined) return { addr, port, target: { kind: 'cmd', command: m[4] } };
+  const hostPort = Number(m[6]);
+  if (hostPort < 1 || hostPort > 65535) throw new Error(`guestfwd: '${m[6]}' is not a port number`);
+  return { addr, port, target: { kind: 'tcp', host: m[5]!, port: hostPort } };
+}
+
 function parseNet(value: string): { net: number; prefix: number } {
   const [addr = '', mask] = value.split('/');
   const net = parseIpv4(addr, 'net');
@@ -119,8 +141,10 @@ function parseNet(value: string): { net: number; prefix: number } {
 function parseUser(pairs: [string, string][]): UserNetdev {
   const fields = new Map<string, string>();
   const hostfwd: HostForward[] = [];
+  const guestfwd: GuestForward[] = [];
   for (const [key, value] of pairs) {
     if (key === 'hostfwd') hostfwd.push(parseHostForward(value));
+    else if (key === 'guestfwd') guestfwd.push(parseGuestForward(value));
     else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile'].includes(key)) fields.set(key, value);
     else throw new Error(`user: unknown option '${key}'`);
   }
@@ -131,13 +155,20 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     if (!inNetwork(addr, net, prefix)) throw new Error(`${key}: ${formatIpv4(addr)} is outside the network ${formatIpv4(net)}/${prefix}`);
     return addr;
   };
+  const host = inNet('host', 2);
+  const dns = inNet('dns', 3);
+  for (const g of guestfwd) {
+    if (!inNetwork(g.addr, net, prefix) || g.addr === host || g.addr === dns) {
+      throw new Error(`guestfwd: ${formatIpv4(g.addr)} must be an address of the network ${formatIpv4(net)}/${prefix} other than the host and DNS addresses`);
+    }
+  }
   return {
     type: 'user',
     id: fields.get('id'),
     net,
     prefix,
-    host: inNet('host', 2),
-    dns: inNet('dns', 3),
+    host,
+    dns,
     dhcpStart: inNet('dhcpstart', 15),
     restrict: parseBoolean(fields.get('restrict') ?? 'off', 'restrict'),
     hostname: fields.get('hostname'),
@@ -145,6 +176,7 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     tftp: fields.get('tftp'),
     bootfile: fields.get('bootfile'),
     hostfwd,
+    guestfwd,
   };
 }
 

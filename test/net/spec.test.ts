@@ -30,6 +30,9 @@ test('user options: net with prefix or mask, restrict, repeated hostfwd, ,, esca
   assert.equal(parseHostForward(':8080-:80').proto, 'tcp');
   const boot = parseNetdevSpec('user,tftp=/srv/tftp,bootfile=pxelinux.0');
   assert.ok(boot.type === 'user' && boot.tftp === '/srv/tftp' && boot.bootfile === 'pxelinux.0');
+  const fwd = parseNetdevSpec('user,guestfwd=tcp:10.0.2.100:1234-cmd:nc host 80,,81,guestfwd=10.0.2.101:22-tcp:127.0.0.1:2222');
+  assert.ok(fwd.type === 'user');
+  assert.deepEqual(fwd.guestfwd.map((g) => g.target), [{ kind: 'cmd', command: 'nc host 80,81' }, { kind: 'tcp', host: '127.0.0.1', port: 2222 }]);
 });
 
 test('tap options: ifname, script=no, downscript=no', () => {
@@ -48,6 +51,9 @@ test('bad specs are clear errors', () => {
     ['user,hostfwd=tcp::22', /is not \[tcp\|udp\]/],
     ['user,hostfwd=sctp::1-:2', /is not \[tcp\|udp\]/],
     ['tap,script=/etc/qemu-ifup', /runs no setup scripts/],
+    ['user,guestfwd=tcp:10.0.2.100:1234', /is not \[tcp:\]server:port-cmd/],
+    ['user,guestfwd=tcp:10.0.2.2:1234-cmd:true', /other than the host and DNS/],
+    ['user,guestfwd=tcp:192.168.0.1:1234-cmd:true', /must be an address of the network/],
     ['tap,ifname=much-too-long-name0', /not an interface name/],
     ['tap,vhost=on', /unknown option 'vhost'/],
   ];

@@ -51,7 +51,8 @@ before(async () => {
   tftpRoot = await mkdtemp(path.join(tmpdir(), 'tsemu-tftp-'));
   await writeFile(path.join(tftpRoot, 'boot.bin'), BOOT);
   await writeFile(path.join(tftpRoot, 'exact.bin'), BOOT.subarray(0, 512 * 8));
-  stack = await UserStack.create(parseNetdevSpec(`user,hostfwd=tcp:127.0.0.1:0-:8080,tftp=${tftpRoot},bootfile=boot.bin`) as UserNetdev);
+  stack = await UserStack.create(parseNetdevSpec(`user,hostfwd=tcp:127.0.0.1:0-:8080,tftp=${tftpRoot},bootfile=boot.bin,` +
+    'guestfwd=tcp:10.0.2.100:1234-cmd:tr a-z A-Z') as UserNetdev);
   ns = await GuestNamespace.create(stack);
 });
 
@@ -144,6 +145,13 @@ test('TFTP: busybox tftp fetches files from tftp= (512-byte and 1400-byte blocks
   assert.match(missing.stderr, /file not found/);
 });
 
+test('guestfwd to a command: the guest talks to its standard input and output', async () => {
+  const script = `const s=require('net').connect(1234,'10.0.2.100');let got='';s.on('data',d=>got+=d);` +
+    `s.on('end',()=>console.log(got));s.end('hello guest forward');`;
+  const r = await ns.run([process.execPath, '-e', script]);
+  assert.equal(r.stdout.trim(), 'HELLO GUEST FORWARD');
+});
+
 test('1,000 concurrent TCP connections from the namespace are served, then every host socket is gone', async () => {
   const echo = createNetServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => {});
@@ -171,8 +179,8 @@ test('1,000 concurrent TCP connections from the namespace are served, then every
   }
 });
 
-test('restrict=on: DHCP and ping of the router work, nothing reaches the host', async () => {
-  const restricted = await UserStack.create(parseNetdevSpec('user,restrict=on') as UserNetdev);
+test('restrict=on: DHCP and ping of the router work, nothing reaches the host but a guest forward', async () => {
+  const restricted = await UserStack.create(parseNetdevSpec(`user,restrict=on,guestfwd=tcp:10.0.2.101:80-tcp:127.0.0.1:${httpPort}`) as UserNetdev);
   const guest = await GuestNamespace.create(restricted);
   try {
     assert.match((await guest.dhcp()).stdout, /ip=10\.0\.2\.15/);
@@ -183,6 +191,9 @@ test('restrict=on: DHCP and ping of the router work, nothing reaches the host', 
     assert.equal(connections, before);
     const dns = await guest.exec(['busybox', 'nslookup', '-timeout=2', 'localhost', '10.0.2.3']);
     assert.doesNotMatch(dns.stdout, /10\.0\.2\.2/);
+    // A guest forward is the one way out.
+    const forwarded = await guest.run(['busybox', 'wget', '-q', '-O', '-', 'http://10.0.2.101/']);
+    assert.equal(forwarded.stdout, 'hello from the host\n');
   } finally {
     await guest.destroy();
   }

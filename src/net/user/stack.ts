@@ -3,7 +3,8 @@
  * the router a guest sees, with no privileges on the host. Frames sent to it are
  * the guest's; frames it puts out are for the guest.
  *
- * ARP (arp.ts) answers for the host and DNS addresses and finds guests' MACs.
+ * ARP (arp.ts) answers for the host, DNS and guest forward addresses and finds
+ * guests' MACs.
  * IPv4 packets are checked (version, header length, total length, header
  * checksum) and fragments are dropped (no reassembly yet). Then: ICMP echo to the
  * host or DNS address is answered here; UDP to port 67 goes to the DHCP server, to
@@ -11,9 +12,10 @@
  * transfers' ports) to the TFTP server when tftp= is set; other UDP and TCP go
  * through NAT to host sockets: the host address stands for the host's 127.0.0.1,
  * other addresses of the user network are unreachable, addresses outside it are
- * reached as themselves. With restrict=on the guest reaches only DHCP, TFTP, ARP
- * and ping of the router: no NAT and no DNS; host forwards still work. IPv6 and
- * other ethertypes are dropped.
+ * reached as themselves; guest forwards (guestfwd=) take TCP connections to their
+ * server address and port to a command or a host socket. With restrict=on the
+ * guest reaches only DHCP, TFTP, ARP, ping of the router and the guest forwards:
+ * no NAT and no DNS; host forwards still work. IPv6 and other ethertypes are dropped.
  *
  * Host forwards are started by create() and can be added and removed at run time
  * (addHostForward, removeHostForward). close() resets every connection and closes
@@ -24,7 +26,8 @@ import { createSocket } from 'node:dgram';
 import type { AddressInfo, Server } from 'node:net';
 import { formatIpv4, inNetwork, parseIpv4, prefixMask } from '../address.js';
 import { MIN_FRAME, type FrameBackend, type FrameHandler } from '../backend.js';
-import type { HostForward, UserNetdev } from '../spec.js';
+import type { Duplex } from 'node:stream';
+import type { GuestForward, HostForward, UserNetdev } from '../spec.js';
 import { Arp } from './arp.js';
 import { finish, sum } from './checksum.js';
 import { DhcpServer } from './dhcp.js';
@@ -33,7 +36,8 @@ import {
   BROADCAST_MAC, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, l4ChecksumOk, OutPacket,
   PROTO_ICMP, PROTO_TCP, PROTO_UDP, type InPacket,
 } from './packet.js';
-import { TcpNat } from './tcp.js';
+import { commandStream } from './command-stream.js';
+import { connectHost, TcpNat } from './tcp.js';
 import { TftpServer } from './tftp.js';
 import { udpPacket, UdpNat } from './udp.js';
 
@@ -63,10 +67,11 @@ export class UserStack implements FrameBackend {
   private readonly tcp: TcpNat;
   private readonly tftp: TftpServer | null;
   private readonly listeners: Listener[] = [];
-  private readonly hostAddressFor = (dst: number): string | null => this.hostAddressOf(dst);
+  private readonly guestForwards = new Map<string, GuestForward>();
+  private readonly openHost = (dst: number, port: number): Duplex | null => this.openHostEnd(dst, port);
 
   private constructor(readonly config: UserNetdev) {
-    const isRouter = (addr: number): boolean => addr === config.host || addr === config.dns;
+    const isRouter = (addr: number): boolean => addr === config.host || addr === config.dns || config.guestfwd.some((g) => g.addr === addr);
     const broadcast = (config.net | ~prefixMask(config.prefix)) >>> 0;
     const isNeighbour = (addr: number): boolean =>
       inNetwork(addr, config.net, config.prefix) && !isRouter(addr) && addr !== config.net && addr !== broadcast;
@@ -74,6 +79,7 @@ export class UserStack implements FrameBackend {
     this.dhcp = new DhcpServer(config);
     this.udp = new UdpNat(this);
     this.tcp = new TcpNat(this);
+    for (const g of config.guestfwd) this.guestForwards.set(`${g.addr}:${g.port}`, g);
     this.tftp = config.tftp === undefined ? null
       : new TftpServer(config.tftp, (srcPort, guest, guestPort, payload) => this.emit(udpPacket(config.host, srcPort, guest, guestPort, payload)));
   }
@@ -142,7 +148,7 @@ export class UserStack implements FrameBackend {
     switch (view.getUint8(23)) {
       case PROTO_ICMP: return this.icmp(p);
       case PROTO_UDP: return this.udpIn(p);
-      case PROTO_TCP: return this.tcp.input(p, this.hostAddressFor);
+      case PROTO_TCP: return this.tcp.input(p, this.openHost);
     }
   }
 
@@ -153,6 +159,14 @@ export class UserStack implements FrameBackend {
     if (dst === config.host) return '127.0.0.1';
     if (inNetwork(dst, config.net, config.prefix) || dst >>> 28 >= 14 || dst >>> 24 === 0 || dst >>> 24 === 127) return null;
     return formatIpv4(dst);
+  }
+
+  /** The host end of a new guest TCP connection: a guest forward's target, else NAT. */
+  private openHostEnd(dst: number, port: number): Duplex | null {
+    const g = this.guestForwards.get(`${dst}:${port}`);
+    if (g) return g.target.kind === 'cmd' ? commandStream(g.target.command) : connectHost(g.target.host, g.target.port);
+    const host = this.hostAddressOf(dst);
+    return host === null ? null : connectHost(host, port);
   }
 
   private icmp(p: InPacket): void {

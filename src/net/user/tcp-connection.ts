@@ -1,6 +1,7 @@
 /**
- * One TCP connection between the guest and a host socket. The guest talks real TCP
- * to this object; the host side is an ordinary net.Socket, so the bytes are relayed
+ * One TCP connection between the guest and a host stream. The guest talks real TCP
+ * to this object; the host side is an ordinary net.Socket (or a command's stdio for
+ * a guest forward: any Duplex that emits 'connect' once usable), so the bytes are relayed
  * and the two TCP sessions are independent (a splice, as in slirp and passt).
  *
  * States: connecting (guest SYN received, host connect pending: the guest gets a
@@ -25,7 +26,8 @@
  * a duplicate ACK; no SACK yet). ACKs for received data are sent once per turn of
  * the event loop, so a burst of segments is acknowledged once.
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
 import { OutPacket, PROTO_TCP, type InPacket } from './packet.js';
 
@@ -133,7 +135,7 @@ export class TcpConnection {
     /** The address and port the guest sees the other end as. */
     readonly peerAddr: number,
     readonly peerPort: number,
-    private readonly socket: Socket,
+    private readonly socket: Duplex,
     private readonly onClosed: (c: TcpConnection) => void,
     guestSyn?: { seq: number; options: SynOptions },
   ) {
@@ -150,7 +152,6 @@ export class TcpConnection {
       socket.pause();
       this.sendSyn();
     }
-    socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.fromHost(chunk));
     socket.on('end', () => {
       this.hostEnded = true;
@@ -417,7 +418,7 @@ export class TcpConnection {
     this.state = 'closed';
     this.stopTimer();
     if (!abort) this.socket.end();
-    else if (this.socket.readyState === 'open' || this.socket.readyState === 'readOnly' || this.socket.readyState === 'writeOnly') {
+    else if (this.socket instanceof Socket && ['open', 'readOnly', 'writeOnly'].includes(this.socket.readyState)) {
       this.socket.resetAndDestroy(); // the host peer sees the reset too
     } else this.socket.destroy();
     this.onClosed(this);

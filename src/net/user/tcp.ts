@@ -1,13 +1,22 @@
+/** Opens a host TCP connection for a guest connection (the guest hears SYN-ACK once it connects). */
+export function connectHost(host: string, port: number): Duplex {
+  const socket = connect({ host, port, allowHalfOpen: true });
+  socket.setNoDelay(true);
+  return socket;
+}
+
 /**
  * TCP NAT: the table of guest TCP connections and the host forwards' listeners.
- * A guest SYN to an address the stack lets it reach opens a host socket to the
- * matching host address (the connection answers the guest once the host accepted);
+ * A guest SYN to an address the stack lets it reach opens the host end the stack
+ * chooses (a socket to the matching host address, or a guest forward's target; the
+ * connection answers the guest once the host end is up);
  * a segment for no connection gets a RST (RFC 793's rules), so guests fail fast. A
  * host forward listens on a host address; each accepted host connection becomes a
  * connection into the guest from the user network's host address and a port of
  * the ephemeral range. At most 4096 connections at once (SYNs beyond are reset).
  */
 import { connect, createServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { HostForward } from '../spec.js';
 import { l4ChecksumOk, PROTO_TCP, type InPacket } from './packet.js';
 import { ACK, FIN, readSynOptions, RST, SYN, TcpConnection, tcpSegment, type TcpOutput } from './tcp-connection.js';
@@ -30,10 +39,11 @@ export class TcpNat {
   }
 
   /**
-   * A TCP segment from the guest. `hostAddressFor` maps the destination to the host
-   * address to connect to, or null when the guest may not reach it.
+   * A TCP segment from the guest. `openHost` opens the host end for a new
+   * connection to dst:port (a socket connecting, or a command), or returns null
+   * when the guest may not reach it.
    */
-  input(p: InPacket, hostAddressFor: (dst: number) => string | null): void {
+  input(p: InPacket, openHost: (dst: number, port: number) => Duplex | null): void {
     if (p.l4Length < 20 || !l4ChecksumOk(p, PROTO_TCP)) return;
     const v = p.view;
     const t = p.l4;
@@ -45,9 +55,8 @@ export class TcpNat {
     const key = this.key(p.src, guestPort, p.dst, peerPort);
     const existing = this.connections.get(key);
     if (existing) return existing.input(p, headerLength);
-    const host = (flags & (SYN | ACK | RST | FIN)) === SYN && this.connections.size < MAX_CONNECTIONS ? hostAddressFor(p.dst) : null;
-    if (host === null) return this.refuse(p, headerLength);
-    const socket = connect({ host, port: peerPort, allowHalfOpen: true });
+    const socket = (flags & (SYN | ACK | RST | FIN)) === SYN && this.connections.size < MAX_CONNECTIONS ? openHost(p.dst, peerPort) : null;
+    if (socket === null) return this.refuse(p, headerLength);
     const syn = { seq: v.getUint32(t + 4), options: readSynOptions(v, t, headerLength) };
     this.connections.set(key, new TcpConnection(this.out, p.src, guestPort, p.dst, peerPort, socket, () => this.connections.delete(key), syn));
   }
@@ -87,6 +96,7 @@ export class TcpNat {
       if (guestAddr === null || port === 0) return void socket.destroy();
       const key = this.key(guestAddr, fwd.guestPort, peerAddr, port);
       socket.on('error', () => {});
+      socket.setNoDelay(true);
       this.connections.set(key, new TcpConnection(this.out, guestAddr, fwd.guestPort, peerAddr, port, socket, () => this.connections.delete(key)));
     });
     await new Promise<void>((resolve, reject) => {
