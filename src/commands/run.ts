@@ -78,11 +78,11 @@ export default class Run extends TsemuCommand {
     'default: Ctrl-A x quits, Ctrl-A h lists the escapes. Guest poweroff ends tsemu with exit 0; a guest ' +
     'reboot restarts the machine unless --no-reboot. Without --kernel the bundled guest boots to a shell.';
   static override usage = 'run [-M virt] [-m SIZE] [--smp N] [--kernel FILE] [--initrd FILE] [--append CMDLINE] ' +
-    '[--dtb FILE] [--dump-dtb FILE] [--bios FILE|default|none] [--serial stdio|file:PATH|tcp:HOST:PORT,server] ' +
+    '[--dtb FILE] [--dump-dtb FILE] [--bios FILE|opensbi|default|none] [--serial stdio|file:PATH|tcp:HOST:PORT,server] ' +
     '[--no-reboot] [--accel tcg[,engine=jit|interp]]';
   static override flags = {
     machine: Flags.string({ char: 'M', description: 'machine type (virt)', default: 'virt' }),
-    memory: Flags.string({ char: 'm', description: 'guest RAM size (default unit MiB; default 128M)', default: '128M' }),
+    memory: Flags.string({ char: 'm', description: 'guest RAM size (a bare number is MiB)', default: '128M' }),
     smp: Flags.string({ description: 'number of harts (N or cpus=N)', default: '1' }),
     kernel: Flags.string({ description: 'kernel: flat RISC-V Image (optionally gzipped) or ELF' }),
     initrd: Flags.string({ description: 'initial ramdisk' }),
