@@ -26,7 +26,7 @@
  */
 import type { GuestMemory } from '../bus/interfaces.js';
 import { GuestMemoryError } from '../bus/interfaces.js';
-import { MmioBus } from '../bus/mmio-bus.js';
+import { MmioBus, type BusAccessSize } from '../bus/mmio-bus.js';
 import type { CharBackend } from '../devices/char-backend.js';
 import { Clint } from '../devices/aclint.js';
 import { GoldfishRtc } from '../devices/goldfish-rtc.js';
@@ -110,6 +110,70 @@ function exitForFinisher(event: TestFinisherEvent): MachineExit {
   return event.kind === 'reset' ? { kind: 'reboot' } : { kind: 'poweroff', code: event.code };
 }
 
+/** The main-thread devices of virt-map.ts on an MMIO bus (the CLINT is served on the vCPU threads). */
+function virtDevices(harts: number, serial: CharBackend, control: HartControl, end: (exit: MachineExit) => void): MmioBus {
+  const plic = new Plic({
+    harts,
+    ndev: VIRT_PLIC_NDEV,
+    maxPriority: VIRT_PLIC_MAX_PRIORITY,
+    output: (hart, mode, level) => {
+      const bit = mode === 'M' ? MIP_MEIP : MIP_SEIP;
+      if (level) control.raiseInterrupt(hart, bit);
+      else control.lowerInterrupt(hart, bit);
+    },
+  });
+  const bus = new MmioBus();
+  bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
+  bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'goldfish_rtc');
+  bus.map(VIRT_UART0.base, VIRT_UART0.size, new Uart16550(plic.irqLine(VIRT_IRQ.UART0), serial), 'uart0');
+  const plicRegion = virtPlicRegion(harts);
+  bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
+  return bus;
+}
+
+/** Serves the vCPU threads' mailbox requests: MMIO on the bus, the SBI console and system reset. */
+function mainThreadRequests(
+  bus: MmioBus,
+  ram: GuestMemory,
+  serial: CharBackend,
+  end: (exit: MachineExit) => void,
+): (request: MailboxRequest) => number {
+  return (r) => {
+    switch (r.op) {
+      case MailboxOp.MMIO_LOAD:
+        if (!bus.load(r.arg, r.size as BusAccessSize)) return STATUS_FAILED;
+        r.resultLo = bus.lo;
+        r.resultHi = bus.hi;
+        return STATUS_OK;
+      case MailboxOp.MMIO_STORE:
+        return bus.store(r.arg, r.size as BusAccessSize, r.valueLo, r.valueHi) ? STATUS_OK : STATUS_FAILED;
+      case MailboxOp.CONSOLE_WRITE: {
+        const bytes = new Uint8Array(r.size);
+        ram.read(r.arg, bytes);
+        serial.write(bytes);
+        r.resultLo = r.size;
+        return STATUS_OK;
+      }
+      case MailboxOp.CONSOLE_PUTCHAR:
+        serial.write(Uint8Array.of(r.valueLo & 0xff));
+        return STATUS_OK;
+      case MailboxOp.CONSOLE_READ:
+        // Console input belongs to the UART; the SBI console reads nothing.
+        r.resultLo = 0;
+        return STATUS_OK;
+      case MailboxOp.CONSOLE_GETCHAR:
+        r.resultLo = -1;
+        return STATUS_OK;
+      case MailboxOp.SYSTEM_RESET:
+        if (r.arg === SRST_TYPE.SHUTDOWN) end({ kind: 'poweroff', code: r.valueLo === SRST_REASON.SYSTEM_FAILURE ? 1 : 0 });
+        else end({ kind: 'reboot' });
+        return STATUS_OK;
+      default:
+        return STATUS_FAILED;
+    }
+  };
+}
+
 export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   const { harts, ramBytes } = config;
   if (!Number.isInteger(harts) || harts < 1 || harts > MAX_HARTS) throw new Error(`-smp: the virt machine takes 1 to ${MAX_HARTS} harts`);
@@ -134,61 +198,8 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   };
 
   const control = new HartControl(memory);
-  const plic = new Plic({
-    harts,
-    ndev: VIRT_PLIC_NDEV,
-    maxPriority: VIRT_PLIC_MAX_PRIORITY,
-    output: (hart, mode, level) => {
-      const bit = mode === 'M' ? MIP_MEIP : MIP_SEIP;
-      if (level) control.raiseInterrupt(hart, bit);
-      else control.lowerInterrupt(hart, bit);
-    },
-  });
-  const bus = new MmioBus();
-  bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
-  bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'goldfish_rtc');
-  bus.map(VIRT_UART0.base, VIRT_UART0.size, new Uart16550(plic.irqLine(VIRT_IRQ.UART0), config.serial), 'uart0');
-  const plicRegion = virtPlicRegion(harts);
-  bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
-
-  const systemReset = (type: number, reason: number): void => {
-    if (type === SRST_TYPE.SHUTDOWN) end({ kind: 'poweroff', code: reason === SRST_REASON.SYSTEM_FAILURE ? 1 : 0 });
-    else end({ kind: 'reboot' });
-  };
-  const handle = (r: MailboxRequest): number => {
-    switch (r.op) {
-      case MailboxOp.MMIO_LOAD:
-        if (!bus.load(r.arg, r.size as 1 | 2 | 4 | 8)) return STATUS_FAILED;
-        r.resultLo = bus.lo;
-        r.resultHi = bus.hi;
-        return STATUS_OK;
-      case MailboxOp.MMIO_STORE:
-        return bus.store(r.arg, r.size as 1 | 2 | 4 | 8, r.valueLo, r.valueHi) ? STATUS_OK : STATUS_FAILED;
-      case MailboxOp.CONSOLE_WRITE: {
-        const bytes = new Uint8Array(r.size);
-        ram.read(r.arg, bytes);
-        config.serial.write(bytes);
-        r.resultLo = r.size;
-        return STATUS_OK;
-      }
-      case MailboxOp.CONSOLE_PUTCHAR:
-        config.serial.write(Uint8Array.of(r.valueLo & 0xff));
-        return STATUS_OK;
-      case MailboxOp.CONSOLE_READ:
-        // Console input belongs to the UART; the SBI console reads nothing.
-        r.resultLo = 0;
-        return STATUS_OK;
-      case MailboxOp.CONSOLE_GETCHAR:
-        r.resultLo = -1;
-        return STATUS_OK;
-      case MailboxOp.SYSTEM_RESET:
-        systemReset(r.arg, r.valueLo >>> 0);
-        return STATUS_OK;
-      default:
-        return STATUS_FAILED;
-    }
-  };
-  const mailbox = new MailboxServer(memory, harts, handle);
+  const bus = virtDevices(harts, config.serial, control, end);
+  const mailbox = new MailboxServer(memory, harts, mainThreadRequests(bus, ram, config.serial, end));
 
   new Clint({ memory, harts, sink: control }).reset();
   mailbox.reset();
