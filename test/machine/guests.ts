@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mustRun, requirePeer, runProgram } from '../helpers/peers.js';
 
-export type GuestMode = 'HELLO' | 'IDLE' | 'REBOOT' | 'SMP';
+export type GuestMode = 'HELLO' | 'IDLE' | 'REBOOT' | 'SMP' | 'SUSPEND';
 
 const SOURCE = fileURLToPath(new URL('./guest.S', import.meta.url));
 const LINKER_SCRIPT = 'SECTIONS { . = 0x80200000; .text : { *(.text) } .data : { *(.data) } .bss : { *(.bss) } }\n';

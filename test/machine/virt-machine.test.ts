@@ -61,6 +61,18 @@ test('two harts: hart 0 starts hart 1 with SBI HSM hart_start (its own vCPU thre
   }
 });
 
+test('HSM hart_suspend: a retentive suspend returns when the SBI timer fires; a non-retentive one resumes at its address', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { config, serial } = await guestConfig(dir, 'SUSPEND');
+    const exit = await runVirtMachine(config, { noReboot: true });
+    assert.equal(serial.outputText(), 'retentive suspend returned\nnon-retentive suspend resumed\n');
+    assert.deepEqual(exit, { kind: 'poweroff', code: 0 });
+  } finally {
+    await cleanup();
+  }
+});
+
 test('guest reboot: restarts the machine with fresh RAM, or ends with reboot under noReboot', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
