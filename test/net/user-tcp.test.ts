@@ -78,7 +78,7 @@ test('handshake: SYN-ACK only once the host accepted, with MSS 1460 and window s
   assert.equal(optionsOf(plain.synAck).has(3), false, 'no window scaling unless the guest offered it');
 });
 
-test('guest → host data is relayed and acknowledged; out-of-order data gets a duplicate ACK', async () => {
+test('guest → host data is relayed and acknowledged; out-of-order data gets a duplicate ACK and waits for the hole', async () => {
   const s = await open(65535, 0);
   const received: Buffer[] = [];
   s.host.on('data', (d: Buffer) => received.push(d));
@@ -86,10 +86,11 @@ test('guest → host data is relayed and acknowledged; out-of-order data gets a 
   const dup = await s.g.next((f) => f.isTcp(ACK), 'duplicate ACK');
   assert.equal(dup.ack, s.seq);
   s.g.send(s.g.tcp(HOST_IP, s.guestPort, s.port, s.seq, s.ack, ACK | PSH, 65535, Buffer.from('hello')));
-  const ack = await s.g.next((f) => f.isTcp(ACK) && f.ack === s.seq + 5, 'ACK of hello');
+  // The hole is filled: the kept "world" goes on with "hello", one ACK covers both.
+  const ack = await s.g.next((f) => f.isTcp(ACK) && f.ack === s.seq + 10, 'ACK of helloworld');
   assert.ok(ack.window > 0);
-  while (received.length === 0) await new Promise((r) => setTimeout(r, 5));
-  assert.equal(Buffer.concat(received).toString(), 'hello');
+  while (Buffer.concat(received).length < 10) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(Buffer.concat(received).toString(), 'helloworld');
 });
 
 test('host → guest data respects the guest\'s scaled window and MSS, and a lost segment is sent again', async () => {
@@ -161,4 +162,35 @@ test('hostile TCP options end the option walk, never the stack', async () => {
   const synAcks = [];
   while (synAcks.length < 4) synAcks.push(await s.g.next((f) => f.isTcp(SYN | ACK), 'SYN-ACK'));
   assert.equal(synAcks.length, 4);
+});
+
+test('SACK: offered back when the guest offers it; data beyond a hole is kept, reported in SACK blocks, delivered once the hole fills', async () => {
+  const g = await SyntheticGuest.create();
+  cleanup.push(() => g.close());
+  let accept!: (s: Socket) => void;
+  const accepted = new Promise<Socket>((resolve) => (accept = resolve));
+  const { port } = await hostServer((s) => accept(s));
+  g.send(g.tcp(HOST_IP, 40010, port, 5000, 0, SYN, 65535, new Uint8Array(0), Uint8Array.of(2, 4, 5, 180, 1, 1, 4, 2, 1, 3, 3, 7)));
+  const host = await accepted;
+  const synAck = await g.next((f) => f.isTcp(SYN | ACK), 'SYN-ACK');
+  assert.deepEqual(optionsOf(synAck).get(4), [], 'SACK-permitted');
+  const ack = synAck.seq + 1;
+  g.send(g.tcp(HOST_IP, 40010, port, 5001, ack, ACK, 65535));
+  const received: Buffer[] = [];
+  host.on('data', (d: Buffer) => received.push(d));
+  // Segments 2 and 4 of "aaaa" "bbbb" "cccc" "dddd" arrive first.
+  g.send(g.tcp(HOST_IP, 40010, port, 5005, ack, ACK, 65535, Buffer.from('bbbb')));
+  g.send(g.tcp(HOST_IP, 40010, port, 5013, ack, ACK, 65535, Buffer.from('dddd')));
+  await g.next((f) => f.isTcp(ACK), 'first duplicate ACK');
+  const dup = await g.next((f) => f.isTcp(ACK), 'second duplicate ACK');
+  assert.equal(dup.ack, 5001);
+  const blocks = optionsOf(dup).get(5)!;
+  const words = [0, 4, 8, 12].map((i) => ((blocks[i]! << 24) | (blocks[i + 1]! << 16) | (blocks[i + 2]! << 8) | blocks[i + 3]!) >>> 0);
+  assert.deepEqual(words, [5005, 5009, 5013, 5017]);
+  g.send(g.tcp(HOST_IP, 40010, port, 5001, ack, ACK, 65535, Buffer.from('aaaa')));
+  assert.equal((await g.next((f) => f.isTcp(ACK), 'ACK after the first hole')).ack, 5009);
+  g.send(g.tcp(HOST_IP, 40010, port, 5009, ack, ACK, 65535, Buffer.from('cccc')));
+  assert.equal((await g.next((f) => f.isTcp(ACK), 'ACK after the second hole')).ack, 5017);
+  while (Buffer.concat(received).length < 16) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(Buffer.concat(received).toString(), 'aaaabbbbccccdddd');
 });

@@ -22,13 +22,17 @@
  * Retransmission timeout per RFC 6298 (RTT samples from one timed segment at a time,
  * never from a resent one; 200 ms to 60 s, doubling on each timeout); a zero window
  * is probed with one byte on the same timer. A SYN goes 5 times, data 12 times before
- * the connection is reset. Only in-order data is accepted (out-of-order segments get
- * a duplicate ACK; no SACK yet). ACKs for received data are sent once per turn of
+ * the connection is reset. Receiving: data beyond a hole waits in a reassembly
+ * (within the window) and leaves once the hole is filled; each such segment gets a
+ * duplicate ACK with SACK blocks when the guest offered SACK (we always offer it).
+ * As a sender we do not yet use the guest's SACK blocks (fast retransmit resends the
+ * first unacknowledged segment). ACKs for in-order data are sent once per turn of
  * the event loop, so a burst of segments is acknowledged once.
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
+import { Reassembly } from './reassembly.js';
 import { OutPacket, PROTO_TCP, type InPacket } from './packet.js';
 
 export const FIN = 0x01;
@@ -59,11 +63,13 @@ export interface SynOptions {
   mss: number;
   /** The window shift the guest announced, or -1 when it did not offer scaling. */
   wscale: number;
+  /** The guest takes SACK blocks (SACK-permitted option). */
+  sack: boolean;
 }
 
 /** Reads MSS and window scale from a SYN's options; hostile option lists end the walk, never the host. */
 export function readSynOptions(view: DataView, tcp: number, headerLength: number): SynOptions {
-  const out: SynOptions = { mss: 536, wscale: -1 };
+  const out: SynOptions = { mss: 536, wscale: -1, sack: false };
   const end = tcp + headerLength;
   for (let i = tcp + 20; i < end; ) {
     const kind = view.getUint8(i);
@@ -74,6 +80,7 @@ export function readSynOptions(view: DataView, tcp: number, headerLength: number
     if (len < 2 || i + len > end) break;
     if (kind === 2 && len === 4) out.mss = view.getUint16(i + 2);
     if (kind === 3 && len === 3) out.wscale = Math.min(view.getUint8(i + 2), 14);
+    if (kind === 4 && len === 2) out.sack = true;
     i += len;
   }
   out.mss = Math.max(256, Math.min(out.mss, OUR_MSS));
@@ -112,6 +119,8 @@ export class TcpConnection {
   private cwnd = 0;
   private ssthresh = 0x7fffffff;
   private readonly queue = new ByteQueue();
+  private readonly outOfOrder = new Reassembly(RCV_ALLOWANCE);
+  private sackOk = false;
   private hostEnded = false;
   private finSent = false;
   private finAcked = false;
@@ -167,6 +176,7 @@ export class TcpConnection {
   private applySynOptions(options: SynOptions): void {
     this.mss = options.mss;
     this.cwnd = 10 * this.mss;
+    this.sackOk = options.sack;
     if (options.wscale >= 0) {
       this.sndShift = options.wscale;
       this.rcvShift = OUR_WSCALE;
@@ -184,20 +194,35 @@ export class TcpConnection {
   }
 
   private sendSyn(): void {
-    // SYN carries MSS and (when the guest offered it, or we are asking) the window shift.
-    const offerScale = this.state === 'syn-sent' || this.rcvShift > 0;
-    const p = this.segment(this.iss, this.state === 'syn-sent' ? SYN : SYN | ACK, 0, offerScale ? 8 : 4);
-    const o = p.l4 + 20;
+    // SYN carries MSS and (when the guest offered them, or we are asking) the window shift and SACK-permitted.
+    const asking = this.state === 'syn-sent';
+    const offerScale = asking || this.rcvShift > 0;
+    const offerSack = asking || this.sackOk;
+    const p = this.segment(this.iss, asking ? SYN : SYN | ACK, 0, 4 + (offerScale ? 4 : 0) + (offerSack ? 4 : 0));
+    let o = p.l4 + 20;
     p.view.setUint32(o, (2 << 24) | (4 << 16) | OUR_MSS);
-    if (offerScale) p.view.setUint32(o + 4, (1 << 24) | (3 << 16) | (3 << 8) | OUR_WSCALE);
+    if (offerScale) p.view.setUint32((o += 4), (1 << 24) | (3 << 16) | (3 << 8) | OUR_WSCALE);
+    if (offerSack) p.view.setUint32((o += 4), (1 << 24) | (1 << 16) | (4 << 8) | 2);
     p.view.setUint16(p.l4 + 14, 0xffff); // a SYN's window is never scaled
     this.sndNxt = this.sndMax = (this.iss + 1) >>> 0;
     this.out.emit(p);
     this.armTimer();
   }
 
+  /** A pure ACK, with SACK blocks for the out-of-order data held when the guest takes them. */
   private sendAck(): void {
-    if (this.state === 'open') this.out.emit(this.segment(this.sndNxt, ACK));
+    if (this.state !== 'open') return;
+    const ranges = this.sackOk ? this.outOfOrder.ranges(3) : [];
+    const p = this.segment(this.sndNxt, ACK, 0, ranges.length > 0 ? 4 + 8 * ranges.length : 0);
+    if (ranges.length > 0) {
+      let o = p.l4 + 20;
+      p.view.setUint32(o, (1 << 24) | (1 << 16) | (5 << 8) | (2 + 8 * ranges.length));
+      for (const [start, end] of ranges) {
+        p.view.setUint32((o += 4), start);
+        p.view.setUint32((o += 4), end);
+      }
+    }
+    this.out.emit(p);
   }
 
   private scheduleAck(): void {
@@ -333,21 +358,35 @@ export class TcpConnection {
         break;
     }
     if (flags & ACK) this.onAck(ack, window << this.sndShift, dataLength === 0 && !(flags & FIN));
-    if (dataLength > 0 || flags & FIN) {
-      if (seq === this.rcvNxt && !this.guestFin) {
-        if (dataLength > 0) {
-          this.socket.write(p.frame.subarray(t + headerLength, t + headerLength + dataLength));
-          this.rcvNxt = (this.rcvNxt + dataLength) >>> 0;
-        }
-        if (flags & FIN) {
-          this.rcvNxt = (this.rcvNxt + 1) >>> 0;
-          this.guestFin = true;
-          this.socket.end();
-          this.sendAck();
-        } else this.scheduleAck();
-      } else this.sendAck(); // out of order or a resend: tell the guest what we expect
-    }
+    if ((dataLength > 0 || flags & FIN) && !this.guestFin) this.receive(p.frame.subarray(t + headerLength, t + headerLength + dataLength), seq, (flags & FIN) !== 0);
+    else if (dataLength > 0) this.sendAck(); // data after the guest's FIN: a resend
     if (this.guestFin && this.finAcked) this.close(false);
+  }
+
+  /** Data (and FIN) from the guest: in-order bytes go to the host, later ones wait in the reassembly. */
+  private receive(data: Uint8Array, seq: number, fin: boolean): void {
+    const skip = (this.rcvNxt - seq) | 0; // bytes already received (a resend overlapping new data)
+    if (skip < 0) {
+      if (-skip < RCV_ALLOWANCE) this.outOfOrder.add(this.rcvNxt, seq, data); // a FIN waits for its resend
+      return this.sendAck(); // a hole before it: duplicate ACK (with SACK blocks)
+    }
+    if (skip > data.length || (skip === data.length && !fin)) return this.sendAck(); // all old
+    const hadHole = !this.outOfOrder.empty;
+    if (skip < data.length) {
+      this.socket.write(data.subarray(skip));
+      this.rcvNxt = (this.rcvNxt + data.length - skip) >>> 0;
+      for (const chunk of this.outOfOrder.take(this.rcvNxt)) {
+        this.socket.write(chunk);
+        this.rcvNxt = (this.rcvNxt + chunk.length) >>> 0;
+      }
+    }
+    if (fin && ((seq + data.length - this.rcvNxt) | 0) === 0) {
+      this.rcvNxt = (this.rcvNxt + 1) >>> 0;
+      this.guestFin = true;
+      this.socket.end();
+      this.sendAck();
+    } else if (hadHole) this.sendAck(); // a filled hole is acknowledged at once
+    else this.scheduleAck();
   }
 
   private established(): void {
