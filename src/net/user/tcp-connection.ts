@@ -17,8 +17,10 @@
  * host socket still buffers, so a slow host reader closes the guest's window (a
  * window update follows when the socket drains). Sending: bytes from the host wait
  * in a queue (the host socket is paused above 4 MiB) and leave as segments within
- * the guest's window and a Reno-style congestion window (slow start, halving on
- * three duplicate ACKs with a fast retransmit, one segment after a timeout).
+ * the guest's window and a NewReno congestion window (slow start, halving on three
+ * duplicate ACKs with a fast retransmit, each partial ACK in recovery resending the
+ * next hole, one segment after a timeout; at most 512 segments, so a burst fits
+ * a tap's backlog).
  * Retransmission timeout per RFC 6298 (RTT samples from one timed segment at a time,
  * never from a resent one; 200 ms to 60 s, doubling on each timeout); a zero window
  * is probed with one byte on the same timer. A SYN goes 5 times, data 12 times before
@@ -45,6 +47,8 @@ const OUR_MSS = 1460;
 const OUR_WSCALE = 7;
 const RCV_ALLOWANCE = 4 << 20;
 const SND_QUEUE_LIMIT = 4 << 20;
+/** The congestion window's ceiling in segments: far above what a host link needs, below a tap's backlog (1000 frames). */
+const MAX_CWND_SEGMENTS = 512;
 const RTO_INITIAL = 1000;
 const RTO_MIN = 200;
 const RTO_MAX = 60_000;
@@ -134,6 +138,9 @@ export class TcpConnection {
   private deadline = 0;
   private tries = 0;
   private dupAcks = 0;
+  /** In fast recovery until everything sent before it began (up to recoverSeq) is acknowledged. */
+  private recovering = false;
+  private recoverSeq = 0;
   private ackScheduled = false;
   private hostPaused = false;
 
@@ -309,6 +316,7 @@ export class TcpConnection {
     if (outstanding && ++this.tries >= DATA_TRIES) return this.reset();
     this.ssthresh = Math.max(((this.sndMax - this.sndUna) | 0) >>> 1, 2 * this.mss);
     this.cwnd = this.mss;
+    this.recovering = false;
     this.sndNxt = this.sndUna;
     this.finSent = false;
     if (this.sndWnd === 0 && this.queue.length > 0) {
@@ -413,7 +421,17 @@ export class TcpConnection {
         this.sampleRtt(performance.now() - this.rttStart);
         this.rttSeq = -1;
       }
-      this.cwnd += this.cwnd < this.ssthresh ? Math.min(acked, this.mss) : Math.max(1, Math.floor((this.mss * this.mss) / this.cwnd));
+      if (this.recovering && ((ack - this.recoverSeq) | 0) < 0) {
+        // A partial ACK in fast recovery (NewReno): the next hole is resent at once.
+        this.cwnd = Math.max(this.cwnd - dataAcked + this.mss, this.mss);
+        this.resendFirst();
+      } else if (this.recovering) {
+        this.recovering = false;
+        this.cwnd = this.ssthresh;
+      } else {
+        const growth = this.cwnd < this.ssthresh ? Math.min(acked, this.mss) : Math.max(1, Math.floor((this.mss * this.mss) / this.cwnd));
+        this.cwnd = Math.min(this.cwnd + growth, MAX_CWND_SEGMENTS * this.mss);
+      }
       this.dupAcks = 0;
       this.tries = 0;
       if (this.sndUna === this.sndMax) this.stopTimer();
@@ -422,15 +440,24 @@ export class TcpConnection {
         this.hostPaused = false;
         this.socket.resume();
       }
-    } else if (acked === 0 && pureAck && this.sndUna !== this.sndMax && window === this.sndWnd && ++this.dupAcks === 3) {
-      this.ssthresh = Math.max(((this.sndMax - this.sndUna) | 0) >>> 1, 2 * this.mss);
-      this.cwnd = this.ssthresh + 3 * this.mss;
-      this.rttSeq = -1;
-      const length = Math.min(this.queue.length, this.mss);
-      if (length > 0) this.sendData(this.sndUna, 0, length);
+    } else if (acked === 0 && pureAck && this.sndUna !== this.sndMax && window === this.sndWnd) {
+      if (++this.dupAcks === 3 && !this.recovering) {
+        this.ssthresh = Math.max(((this.sndMax - this.sndUna) | 0) >>> 1, 2 * this.mss);
+        this.cwnd = this.ssthresh + 3 * this.mss;
+        this.recovering = true;
+        this.recoverSeq = this.sndMax;
+        this.resendFirst();
+      } else if (this.recovering) this.cwnd += this.mss; // each duplicate ACK: a segment has left the network
     }
     this.sndWnd = window;
     this.output();
+  }
+
+  /** Resends the first unacknowledged segment (fast retransmit). */
+  private resendFirst(): void {
+    this.rttSeq = -1;
+    const length = Math.min(this.queue.length, this.mss);
+    if (length > 0) this.sendData(this.sndUna, 0, length);
   }
 
   private sampleRtt(ms: number): void {
