@@ -406,12 +406,16 @@ export class Hart implements HartServices {
     }
   }
 
-  /** Host offset for an LR/SC/AMO (aligned, RAM only), or -1 after raising the fault. */
+  /** Host offset for an LR (load access) or SC/AMO (store access): aligned, RAM only; -1 after raising the fault. */
   private atomicHost(vaLo: number, vaHi: number, size: 4 | 8, access: AccessKind): number {
     if ((vaLo & (size - 1)) !== 0) {
       this.traps.exception(access === ACCESS_LOAD ? CAUSE.LOAD_MISALIGNED : CAUSE.STORE_MISALIGNED, vaLo, vaHi);
       return -1;
     }
+    const table = access === ACCESS_LOAD ? this.loadTlb : this.storeTlb;
+    const e = (table + ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+    const i32 = this.i32;
+    if (i32[e] === ((vaLo >>> 12) | (vaHi << 20)) && i32[e + 1] === vaHi >>> 12) return (vaLo + i32[e + 2]) >>> 0;
     const pa = this.mmu.translate(vaLo, vaHi, access, size);
     if (pa < 0) return -1;
     if (!this.mmu.isRam(pa, size)) {
