@@ -8,8 +8,9 @@ import { rawFormat } from './raw.js';
 import { qcow2Format } from './qcow2/driver.js';
 import { vdiFormat } from './vdi/driver.js';
 import { vmdkFormat } from './vmdk/driver.js';
+import { vpcFormat } from './vpc/driver.js';
 
-const FORMATS: FormatDriver[] = [rawFormat, qcow2Format, vdiFormat, vmdkFormat];
+const FORMATS: FormatDriver[] = [rawFormat, qcow2Format, vdiFormat, vmdkFormat, vpcFormat];
 
 export function registerFormat(driver: FormatDriver): void {
   if (!FORMATS.some((f) => f.name === driver.name)) FORMATS.push(driver);
