@@ -31,6 +31,17 @@ const BUNDLED = new URL('../../fixtures/images/riscv64/', import.meta.url);
 const BUNDLED_APPEND = 'console=ttyS0 earlycon=sbi';
 const DEBIAN_OPENSBI = '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin';
 
+/** Checks -M (virt, with QEMU's dumpdtb=FILE option); returns the dumpdtb file if given. */
+function parseMachine(text: string): string | undefined {
+  const options = parseOptionString(text);
+  const [type] = [...options.keys()];
+  if (type !== 'virt') throw new UserError(`-M: unsupported machine type '${type ?? ''}' (tsemu has: virt)`);
+  for (const name of options.keys()) {
+    if (name !== 'virt' && name !== 'dumpdtb') throw new UserError(`-M: the virt machine has no option '${name}'`);
+  }
+  return options.get('dumpdtb');
+}
+
 function parseSmp(text: string): number {
   const options = parseOptionString(text);
   const first = [...options.keys()][0] ?? '';
@@ -81,7 +92,7 @@ export default class Run extends TsemuCommand {
     '[--dtb FILE] [--dump-dtb FILE] [--bios FILE|opensbi|default|none] [--serial stdio|file:PATH|tcp:HOST:PORT,server] ' +
     '[--no-reboot] [--accel tcg[,engine=jit|interp]]';
   static override flags = {
-    machine: Flags.string({ char: 'M', description: 'machine type (virt)', default: 'virt' }),
+    machine: Flags.string({ char: 'M', description: 'machine type: virt[,dumpdtb=FILE]', default: 'virt' }),
     memory: Flags.string({ char: 'm', description: 'guest RAM size (a bare number is MiB)', default: '128M' }),
     smp: Flags.string({ description: 'number of harts (N or cpus=N)', default: '1' }),
     kernel: Flags.string({ description: 'kernel: flat RISC-V Image (optionally gzipped) or ELF' }),
@@ -100,8 +111,7 @@ export default class Run extends TsemuCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Run, qemuStyleArgv(this.argv));
-    const machineType = flags.machine.split(',')[0];
-    if (machineType !== 'virt') throw new UserError(`-M: unsupported machine type '${machineType}' (tsemu has: virt)`);
+    const dumpDtb = parseMachine(flags.machine) ?? flags['dump-dtb'];
     const bundled = flags.kernel === undefined;
     if (bundled && !existsSync(new URL('Image.gz', BUNDLED))) {
       throw new UserError('no --kernel given and the bundled guest is missing (scripts/guests/build-bundled-riscv64.sh makes it)');
@@ -138,8 +148,8 @@ export default class Run extends TsemuCommand {
       bios,
       serial: console,
     };
-    if (flags['dump-dtb'] !== undefined) {
-      await writeFile(flags['dump-dtb'], this.build(config).deviceTree());
+    if (dumpDtb !== undefined) {
+      await writeFile(dumpDtb, this.build(config).deviceTree());
       return;
     }
     await serial.open();

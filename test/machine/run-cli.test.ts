@@ -111,6 +111,9 @@ test('tsemu run --dump-dtb writes the generated device tree (dtc reads it back, 
     const dts = (await mustRun(runProgram('dtc', ['-I', 'dtb', '-O', 'dts', dtb]), 'dtc')).stdout;
     assert.match(dts, /bootargs = "console=ttyS0 hello"/);
     assert.match(dts, /cpu@1 \{/);
+    const qemuSpelling = path.join(dir, 'qemu-spelling.dtb');
+    assert.equal((await tsemu(['run', '-M', `virt,dumpdtb=${qemuSpelling}`, '--kernel', elf, '-smp', '2', '--append', 'console=ttyS0 hello'])).code, 0);
+    assert.deepEqual(await readFile(qemuSpelling), await readFile(dtb));
     const again = await tsemu(['run', '--kernel', elf, '--dtb', dtb]);
     assert.equal(again.stdout, 'hello from the UART\nhello from SBI DBCN\n', again.stderr);
   } finally {
@@ -124,6 +127,8 @@ test('tsemu run: wrong arguments are clear errors with exit 1', async () => {
   assert.match(missing.stderr, /^tsemu: could not load kernel '\/nonexistent\/Image'/);
   const machine = await tsemu(['run', '-M', 'pc', '--kernel', '/nonexistent/Image']);
   assert.match(machine.stderr, /unsupported machine type 'pc'/);
+  const machineOption = await tsemu(['run', '-M', 'virt,acpi=off', '--kernel', '/nonexistent/Image']);
+  assert.match(machineOption.stderr, /no option 'acpi'/);
   const memory = await tsemu(['run', '-m', '8G', '--kernel', TSEMU_BIN]);
   assert.equal(memory.code, 1);
   assert.match(memory.stderr, /does not fit/);
