@@ -6,6 +6,7 @@
  * whole image (no crash, no hang), must leave the file unchanged, and where
  * qemu-img check fails, tsemu's check fails too.
  */
+import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -139,6 +140,14 @@ const CASES: HostileCase[] = [
     name: 'descriptor with a garbage line',
     make: (dir) => descriptorFile(dir, descriptor('RW 100 FLAT "data.bin" 0\n\u0001\u0002 nonsense "')),
     pattern: /cannot parse line/,
+  },
+  {
+    name: 'descriptor naming a FIFO as an extent (would block forever)',
+    make: async (dir) => {
+      execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+      return descriptorFile(dir, descriptor('RW 100 FLAT "fifo" 0'));
+    },
+    pattern: /must be a regular file or a block device/,
   },
   {
     name: 'image that names itself as its parent',

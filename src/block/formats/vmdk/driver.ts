@@ -20,8 +20,21 @@ function probeVmdk(head: Uint8Array): number {
   return looksLikeDescriptor(new TextDecoder('latin1').decode(nul < 0 ? head : head.subarray(0, nul))) ? 100 : 0;
 }
 
-export const vmdkFormat: FormatDriver = {
+/**
+ * Whether a new image with these options is one file. Split and flat subformats
+ * write a descriptor that names its extent files after the image's own name, so
+ * an image created under a temporary name and renamed afterwards would keep
+ * extents named after the temporary one: callers that do that (convert) must
+ * create such images under their final name.
+ */
+export function vmdkCreatesOneFile(options: Map<string, string>): boolean {
+  const subformat = options.get('subformat') ?? 'monolithicSparse';
+  return subformat === 'monolithicSparse' || subformat === 'streamOptimized';
+}
+
+export const vmdkFormat: FormatDriver & { createsOneFile(options: Map<string, string>): boolean } = {
   name: 'vmdk',
+  createsOneFile: vmdkCreatesOneFile,
   probe: probeVmdk,
   open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => VmdkNode.open(file, ctx),
   create: createVmdk,

@@ -13,6 +13,7 @@
  * per extent.
  */
 import { randomInt } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type BlockExtent,
@@ -370,6 +371,11 @@ async function openExtent(descriptorFile: FileNode, line: ExtentLine, ctx: OpenC
   if (line.type === 'ZERO') return new ZeroExtent(size);
   const readOnly = ctx.readOnly || line.access !== 'RW';
   const name = extentPath(descriptorFile.filename, line.filename);
+  // A FIFO, socket or character device would block or stream forever: extents are files or disks.
+  const st = await stat(name).catch(() => null);
+  if (st && !st.isFile() && !st.isBlockDevice()) {
+    throw new ImageFormatError(`${name}: a VMDK extent must be a regular file or a block device`);
+  }
   const file = await FileNode.open(name, { readOnly, forceShare: readOnly && descriptorFile.forceShare });
   try {
     if (line.type === 'FLAT' || line.type === 'VMFS') return new FlatExtent(file, size, line.offset * SECTOR, true);
