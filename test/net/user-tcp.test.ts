@@ -194,3 +194,38 @@ test('SACK: offered back when the guest offers it; data beyond a hole is kept, r
   while (Buffer.concat(received).length < 16) await new Promise((r) => setTimeout(r, 5));
   assert.equal(Buffer.concat(received).toString(), 'aaaabbbbccccdddd');
 });
+
+test('SACK as a sender: fast recovery resends exactly the holes the guest\'s SACK blocks leave', async () => {
+  const g = await SyntheticGuest.create();
+  cleanup.push(() => g.close());
+  let accept!: (s: Socket) => void;
+  const accepted = new Promise<Socket>((resolve) => (accept = resolve));
+  const { port } = await hostServer((s) => accept(s));
+  g.send(g.tcp(HOST_IP, 40020, port, 7000, 0, SYN, 65535, new Uint8Array(0), Uint8Array.of(2, 4, 3, 232, 1, 1, 4, 2, 1, 3, 3, 7)));
+  const host = await accepted;
+  const synAck = await g.next((f) => f.isTcp(SYN | ACK), 'SYN-ACK');
+  const base = (synAck.seq + 1) >>> 0;
+  const ackTo = (ack: number, blocks: [number, number][]): Uint8Array => {
+    const options = new Uint8Array(4 + 8 * blocks.length);
+    const v = new DataView(options.buffer);
+    v.setUint32(0, (1 << 24) | (1 << 16) | (5 << 8) | (2 + 8 * blocks.length));
+    blocks.forEach(([s, e], i) => { v.setUint32(4 + 8 * i, (base + s) >>> 0); v.setUint32(8 + 8 * i, (base + e) >>> 0); });
+    return g.tcp(HOST_IP, 40020, port, 7001, (base + ack) >>> 0, ACK, 65535, new Uint8Array(0), options);
+  };
+  g.send(ackTo(0, []));
+  host.write(Buffer.alloc(10_000, 1)); // ten segments of the guest's MSS, 1000
+  for (let n = 0; n < 10; n++) await g.next((f) => f.isTcp() && f.tcpData.length === 1000, `segment ${n}`);
+  // Segments 0 and 2 are lost; the guest holds 1 and 3..9.
+  g.send(ackTo(0, [[1000, 2000]]));
+  g.send(ackTo(0, [[3000, 10_000], [1000, 2000]]));
+  g.send(ackTo(0, [[3000, 10_000], [1000, 2000]]));
+  const first = await g.next((f) => f.isTcp() && f.tcpData.length > 0, 'fast retransmit');
+  assert.equal((first.seq - base) >>> 0, 0);
+  g.send(ackTo(0, [[3000, 10_000], [1000, 2000]]));
+  const second = await g.next((f) => f.isTcp() && f.tcpData.length > 0, 'the second hole');
+  assert.equal((second.seq - base) >>> 0, 2000);
+  assert.equal(second.tcpData.length, 1000);
+  g.send(ackTo(10_000, []));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(g.received.filter((f) => new Frame(f).tcpData.length > 0).length, 0, 'nothing else resent');
+});

@@ -27,8 +27,9 @@
  * the connection is reset. Receiving: data beyond a hole waits in a reassembly
  * (within the window) and leaves once the hole is filled; each such segment gets a
  * duplicate ACK with SACK blocks when the guest offered SACK (we always offer it).
- * As a sender we do not yet use the guest's SACK blocks (fast retransmit resends the
- * first unacknowledged segment). ACKs for in-order data are sent once per turn of
+ * As a sender we keep the guest's SACK blocks as a scoreboard: in fast recovery each
+ * duplicate or partial ACK resends the next hole below the highest SACKed byte
+ * (without SACK, the first unacknowledged segment); a timeout forgets the board. ACKs for in-order data are sent once per turn of
  * the event loop, so a burst of segments is acknowledged once.
  */
 import { Socket } from 'node:net';
@@ -141,6 +142,10 @@ export class TcpConnection {
   /** In fast recovery until everything sent before it began (up to recoverSeq) is acknowledged. */
   private recovering = false;
   private recoverSeq = 0;
+  /** The guest's SACK scoreboard: ranges above sndUna it holds, sorted, merged. */
+  private sacked: [number, number][] = [];
+  /** In recovery, where the search for the next hole to resend starts. */
+  private retransmitNext = 0;
   private ackScheduled = false;
   private hostPaused = false;
 
@@ -317,6 +322,7 @@ export class TcpConnection {
     this.ssthresh = Math.max(((this.sndMax - this.sndUna) | 0) >>> 1, 2 * this.mss);
     this.cwnd = this.mss;
     this.recovering = false;
+    this.sacked = [];
     this.sndNxt = this.sndUna;
     this.finSent = false;
     if (this.sndWnd === 0 && this.queue.length > 0) {
@@ -365,6 +371,7 @@ export class TcpConnection {
         if (flags & SYN) return this.sendAck();
         break;
     }
+    if (flags & ACK && this.sackOk && headerLength > 20) this.readSackBlocks(v, t, headerLength);
     if (flags & ACK) this.onAck(ack, window << this.sndShift, dataLength === 0 && !(flags & FIN));
     if ((dataLength > 0 || flags & FIN) && !this.guestFin) this.receive(p.frame.subarray(t + headerLength, t + headerLength + dataLength), seq, (flags & FIN) !== 0);
     else if (dataLength > 0) this.sendAck(); // data after the guest's FIN: a resend
@@ -416,6 +423,7 @@ export class TcpConnection {
       }
       this.queue.drop(dataAcked);
       this.sndUna = ack;
+      this.pruneSacked();
       if (((this.sndNxt - ack) | 0) < 0) this.sndNxt = ack;
       if (this.rttSeq >= 0 && ((ack - this.rttSeq) | 0) >= 0) {
         this.sampleRtt(performance.now() - this.rttStart);
@@ -424,7 +432,8 @@ export class TcpConnection {
       if (this.recovering && ((ack - this.recoverSeq) | 0) < 0) {
         // A partial ACK in fast recovery (NewReno): the next hole is resent at once.
         this.cwnd = Math.max(this.cwnd - dataAcked + this.mss, this.mss);
-        this.resendFirst();
+        if (this.sacked.length === 0) this.retransmitNext = this.sndUna;
+        this.resendHole();
       } else if (this.recovering) {
         this.recovering = false;
         this.cwnd = this.ssthresh;
@@ -446,18 +455,86 @@ export class TcpConnection {
         this.cwnd = this.ssthresh + 3 * this.mss;
         this.recovering = true;
         this.recoverSeq = this.sndMax;
-        this.resendFirst();
-      } else if (this.recovering) this.cwnd += this.mss; // each duplicate ACK: a segment has left the network
+        this.retransmitNext = this.sndUna;
+        this.resendHole();
+      } else if (this.recovering) {
+        this.cwnd += this.mss; // each duplicate ACK: a segment has left the network
+        if (this.sacked.length > 0) this.resendHole();
+      }
     }
     this.sndWnd = window;
     this.output();
   }
 
-  /** Resends the first unacknowledged segment (fast retransmit). */
-  private resendFirst(): void {
+  /**
+   * Resends the next segment known lost from retransmitNext on: with SACK, the next
+   * range the guest does not hold below its highest SACKed byte; without, only the
+   * first unacknowledged segment.
+   */
+  private resendHole(): void {
+    let from = Math.max((this.retransmitNext - this.sndUna) | 0, 0);
+    let limit = -1;
+    if (this.sacked.length === 0) {
+      if (from > 0) return;
+      limit = this.queue.length;
+    }
+    for (const [start, end] of this.sacked) {
+      const s = (start - this.sndUna) | 0;
+      const e = (end - this.sndUna) | 0;
+      if (from >= s && from < e) from = e;
+      else if (from < s) {
+        limit = s;
+        break;
+      }
+    }
+    const length = Math.min(this.mss, limit - from, this.queue.length - from);
+    if (limit < 0 || length <= 0) return;
     this.rttSeq = -1;
-    const length = Math.min(this.queue.length, this.mss);
-    if (length > 0) this.sendData(this.sndUna, 0, length);
+    this.sendData((this.sndUna + from) >>> 0, from, length);
+    this.retransmitNext = (this.sndUna + from + length) >>> 0;
+  }
+
+  /** Adds the SACK blocks of a guest ACK to the scoreboard (blocks outside what was sent are ignored). */
+  private readSackBlocks(view: DataView, tcp: number, headerLength: number): void {
+    const end = tcp + headerLength;
+    for (let i = tcp + 20; i < end; ) {
+      const kind = view.getUint8(i);
+      if (kind === 0) break;
+      if (kind === 1) { i++; continue; }
+      if (i + 1 >= end) break;
+      const len = view.getUint8(i + 1);
+      if (len < 2 || i + len > end) break;
+      if (kind === 5) {
+        for (let b = i + 2; b + 8 <= i + len; b += 8) this.addSacked(view.getUint32(b), view.getUint32(b + 4));
+      }
+      i += len;
+    }
+  }
+
+  private addSacked(start: number, end: number): void {
+    if (((start - this.sndUna) | 0) <= 0 || ((end - start) | 0) <= 0 || ((this.sndMax - end) | 0) < 0) return;
+    const at = (x: number): number => (x - this.sndUna) | 0;
+    const merged: [number, number][] = [];
+    let block: [number, number] = [start, end];
+    let placed = false;
+    for (const r of this.sacked) {
+      if (at(r[1]) < at(block[0])) merged.push(r);
+      else if (at(r[0]) > at(block[1])) {
+        if (!placed) merged.push(block);
+        placed = true;
+        merged.push(r);
+      } else block = [at(r[0]) < at(block[0]) ? r[0] : block[0], at(r[1]) > at(block[1]) ? r[1] : block[1]];
+    }
+    if (!placed) merged.push(block);
+    this.sacked = merged;
+  }
+
+  /** Drops what the cumulative ACK now covers from the scoreboard. */
+  private pruneSacked(): void {
+    if (this.sacked.length === 0) return;
+    this.sacked = this.sacked.filter(([, end]) => ((end - this.sndUna) | 0) > 0);
+    const first = this.sacked[0];
+    if (first && ((first[0] - this.sndUna) | 0) < 0) first[0] = this.sndUna;
   }
 
   private sampleRtt(ms: number): void {
