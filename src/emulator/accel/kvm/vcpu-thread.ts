@@ -1,0 +1,109 @@
+/**
+ * Starts a KVM vCPU on its own worker thread (vcpu-worker.ts) and serves its
+ * port I/O and MMIO on the main thread through the handlers it is given.
+ *
+ * Reads are answered through the shared reply area (the worker waits for
+ * them); writes arrive as posted messages, in order. stop() kicks the thread
+ * out of KVM_RUN: it sets the stop flag and kvm_run's immediate_exit (on a
+ * mapping of its own), then sends SIGUSR2 to the thread, for which a no-op
+ * handler is installed so the signal only interrupts the ioctl.
+ */
+import { siblingModule, startModuleWorker } from '../../vcpu/start-worker.js';
+import { RUN } from './abi.js';
+import type { KvmVcpu } from './kvm.js';
+import { mapShared, signalThread } from './sys.js';
+import { CONTROL, REPLY_BYTES, controlBuffer, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
+
+const SIGUSR2 = 12;
+
+export interface IoHandlers {
+  /** Reads `size` bytes at `port` (1, 2 or 4); returns them zero-extended. */
+  portRead(port: number, size: 1 | 2 | 4): number;
+  portWrite(port: number, size: 1 | 2 | 4, value: number): void;
+  /** Reads `size` bytes (1 to 8) at guest-physical `address` into `data`. */
+  mmioRead(address: number, data: Uint8Array): void;
+  mmioWrite(address: number, data: Uint8Array): void;
+}
+
+export interface KvmVcpuThread {
+  readonly ended: Promise<VcpuEnd>;
+  stop(): void;
+}
+
+let kickHandlerInstalled = false;
+
+function valueAt(data: Uint8Array, at: number, size: number): number {
+  let value = 0;
+  for (let i = size - 1; i >= 0; i--) value = value * 256 + data[at + i];
+  return value;
+}
+
+function putValue(data: Uint8Array, at: number, size: number, value: number): void {
+  for (let i = 0; i < size; i++, value = Math.floor(value / 256)) data[at + i] = value & 0xff;
+}
+
+export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: IoHandlers): KvmVcpuThread {
+  if (!kickHandlerInstalled) {
+    process.on('SIGUSR2', () => {});
+    kickHandlerInstalled = true;
+  }
+  const buffer = controlBuffer();
+  const control = new Int32Array(buffer, 0, CONTROL.WORDS);
+  const reply = new Uint8Array(buffer, CONTROL.WORDS * 4, REPLY_BYTES);
+  const run = mapShared(vcpu.fd, mmapSize);
+  const runBytes = new Uint8Array(run.buffer);
+  const workerData: VcpuWorkerData = { fd: vcpu.fd, id: vcpu.id, mmapSize, control: buffer };
+  const worker = startModuleWorker(siblingModule('vcpu-worker', import.meta.url), workerData);
+
+  const answer = (): void => {
+    Atomics.add(control, CONTROL.REPLY_SEQ, 1);
+    Atomics.notify(control, CONTROL.REPLY_SEQ);
+  };
+  const serve = (m: VcpuMessage): VcpuEnd | undefined => {
+    if (m.type === 'end') return m.end;
+    if (m.type === 'io') {
+      for (let i = 0; i < m.count; i++) {
+        if (m.write) handlers.portWrite(m.port, m.size, valueAt(m.data!, i * m.size, m.size));
+        else putValue(reply, i * m.size, m.size, handlers.portRead(m.port, m.size));
+      }
+    } else if (m.write) handlers.mmioWrite(m.address, m.data!);
+    else handlers.mmioRead(m.address, reply.subarray(0, m.size));
+    if (!m.write) answer();
+    return undefined;
+  };
+
+  let exited = false;
+  const ended = new Promise<VcpuEnd>((resolve) => {
+    let end: VcpuEnd | undefined;
+    worker.on('message', (m: VcpuMessage) => {
+      try {
+        end = serve(m) ?? end;
+      } catch (err) {
+        end = { kind: 'error', message: `vCPU ${vcpu.id}: device failed: ${(err as Error).message}` };
+        if (m.type !== 'end' && !m.write) answer();
+        stop();
+      }
+    });
+    worker.on('error', (err) => (end = { kind: 'error', message: err.stack ?? err.message }));
+    worker.on('exit', (code) => {
+      exited = true;
+      run.unmap();
+      resolve(end ?? { kind: 'error', message: `vCPU ${vcpu.id} thread exited with code ${code}` });
+    });
+  });
+
+  function stop(): void {
+    if (exited) return;
+    Atomics.store(control, CONTROL.STOP, 1);
+    runBytes[RUN.IMMEDIATE_EXIT] = 1;
+    const tid = Atomics.load(control, CONTROL.THREAD_ID);
+    if (tid !== 0) {
+      try {
+        signalThread(tid, SIGUSR2);
+      } catch {
+        // The thread has already ended.
+      }
+    }
+  }
+  return { ended, stop };
+}

@@ -1,0 +1,129 @@
+/**
+ * The body of one KVM vCPU thread: KVM_RUN in a loop. Exits the kernel
+ * handles itself never reach here (with the in-kernel irqchip, HLT waits in
+ * the kernel); port I/O and MMIO go to the main thread (vcpu-protocol.ts);
+ * SYSTEM_EVENT and SHUTDOWN (a triple fault, which resets a PC) end the
+ * thread with the guest's request; INTERNAL_ERROR and FAIL_ENTRY end it with
+ * a clear error and the registers. An interrupted KVM_RUN (EINTR, the kick)
+ * checks the stop flag and runs on.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { KVM, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT, RUN, exitReasonName } from './abi.js';
+import { KvmVcpu } from './kvm.js';
+import { EINTR, KvmSysError, currentThreadId, ioctlValueRaw, mapShared } from './sys.js';
+import { CONTROL, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
+
+const data = workerData as VcpuWorkerData;
+const control = new Int32Array(data.control, 0, CONTROL.WORDS);
+const reply = new Uint8Array(data.control, CONTROL.WORDS * 4);
+const port = parentPort!;
+const post = (message: VcpuMessage): void => port.postMessage(message);
+
+const run = mapShared(data.fd, data.mmapSize);
+const runBytes = new Uint8Array(run.buffer);
+const runView = new DataView(run.buffer);
+
+/** Waits for the main thread's answer to the read just posted and copies `length` bytes of it to kvm_run at `at`. */
+function awaitReply(sequence: number, at: number, length: number): void {
+  while (Atomics.load(control, CONTROL.REPLY_SEQ) === sequence) Atomics.wait(control, CONTROL.REPLY_SEQ, sequence);
+  runBytes.set(reply.subarray(0, length), at);
+}
+
+function portIo(): void {
+  const write = runView.getUint8(RUN.IO_DIRECTION) === KVM_EXIT_IO_OUT;
+  const size = runView.getUint8(RUN.IO_SIZE) as 1 | 2 | 4;
+  const count = runView.getUint32(RUN.IO_COUNT, true);
+  const at = Number(runView.getBigUint64(RUN.IO_DATA_OFFSET, true));
+  const length = size * count;
+  const ioPort = runView.getUint16(RUN.IO_PORT, true);
+  if (write) {
+    post({ type: 'io', write, port: ioPort, size, count, data: runBytes.slice(at, at + length) });
+    return;
+  }
+  const sequence = Atomics.load(control, CONTROL.REPLY_SEQ);
+  post({ type: 'io', write, port: ioPort, size, count });
+  awaitReply(sequence, at, length);
+}
+
+function mmio(): void {
+  const address = Number(runView.getBigUint64(RUN.MMIO_PHYS_ADDR, true));
+  const size = runView.getUint32(RUN.MMIO_LEN, true);
+  const write = runView.getUint8(RUN.MMIO_IS_WRITE) !== 0;
+  if (write) {
+    post({ type: 'mmio', write, address, size, data: runBytes.slice(RUN.MMIO_DATA, RUN.MMIO_DATA + size) });
+    return;
+  }
+  const sequence = Atomics.load(control, CONTROL.REPLY_SEQ);
+  post({ type: 'mmio', write, address, size });
+  awaitReply(sequence, RUN.MMIO_DATA, size);
+}
+
+function registers(): string {
+  try {
+    const r = new KvmVcpu(data.fd, data.id).getRegs();
+    return `rip=0x${r.rip.toString(16)} rsp=0x${r.rsp.toString(16)} rflags=0x${r.rflags.toString(16)}`;
+  } catch {
+    return 'registers unreadable';
+  }
+}
+
+function words(count: number): string {
+  const n = Math.min(runView.getUint32(RUN.INTERNAL_NDATA, true), count);
+  return Array.from({ length: n }, (_, i) => `0x${runView.getBigUint64(RUN.INTERNAL_DATA + i * 8, true).toString(16)}`).join(' ');
+}
+
+/** Runs the vCPU until something ends it. */
+function loop(): VcpuEnd {
+  for (;;) {
+    if (Atomics.load(control, CONTROL.STOP) !== 0) return { kind: 'stopped' };
+    const r = ioctlValueRaw(data.fd, KVM.RUN);
+    if (r < 0) {
+      if (-r === EINTR) {
+        runView.setUint8(RUN.IMMEDIATE_EXIT, 0);
+        continue;
+      }
+      return { kind: 'error', message: `vCPU ${data.id}: KVM_RUN failed with errno ${-r} (${registers()})` };
+    }
+    const reason = runView.getUint32(RUN.EXIT_REASON, true);
+    switch (reason) {
+      case KVM_EXIT.IO:
+        portIo();
+        break;
+      case KVM_EXIT.MMIO:
+        mmio();
+        break;
+      case KVM_EXIT.INTR:
+        break;
+      case KVM_EXIT.SYSTEM_EVENT: {
+        const type = runView.getUint32(RUN.EVENT_TYPE, true);
+        if (type === KVM_SYSTEM_EVENT.SHUTDOWN) return { kind: 'shutdown' };
+        if (type === KVM_SYSTEM_EVENT.RESET) return { kind: 'reset', why: 'the guest asked for a reset' };
+        return { kind: 'error', message: `vCPU ${data.id}: guest crash event (system event ${type}, ${registers()})` };
+      }
+      case KVM_EXIT.SHUTDOWN:
+        return { kind: 'reset', why: `vCPU ${data.id} triple-faulted (${registers()})` };
+      case KVM_EXIT.INTERNAL_ERROR:
+        return {
+          kind: 'error',
+          message: `vCPU ${data.id}: KVM internal error, suberror ${runView.getUint32(RUN.EVENT_TYPE, true)} [${words(8)}] (${registers()})`,
+        };
+      case KVM_EXIT.FAIL_ENTRY:
+        return {
+          kind: 'error',
+          message: `vCPU ${data.id}: KVM could not enter the guest (hardware reason 0x${runView.getBigUint64(RUN.EVENT_TYPE, true).toString(16)}, ${registers()})`,
+        };
+      default:
+        return { kind: 'error', message: `vCPU ${data.id}: unexpected KVM exit ${exitReasonName(reason)} (${registers()})` };
+    }
+  }
+}
+
+let end: VcpuEnd;
+try {
+  Atomics.store(control, CONTROL.THREAD_ID, currentThreadId());
+  end = loop();
+} catch (err) {
+  end = { kind: 'error', message: err instanceof KvmSysError ? `vCPU ${data.id}: ${err.message}` : String((err as Error).stack ?? err) };
+}
+run.unmap();
+post({ type: 'end', end });
