@@ -222,3 +222,24 @@ test('a host forward to a guest not heard from yet asks ARP first, then sends it
     socket.destroy();
   }
 });
+
+test('host forwards can be added and removed at run time', async () => {
+  const g = await guest();
+  const added = await g.stack.addHostForward({ proto: 'tcp', hostAddr: '127.0.0.1', hostPort: 0, guestAddr: null, guestPort: 80 });
+  const udp = await g.stack.addHostForward({ proto: 'udp', hostAddr: '127.0.0.1', hostPort: 0, guestAddr: null, guestPort: 53 });
+  assert.equal(g.stack.forwards.length, 2);
+  assert.ok(added.port > 0 && udp.port > 0);
+  assert.equal(g.stack.removeHostForward('tcp', '127.0.0.1', added.port), true);
+  assert.equal(g.stack.removeHostForward('tcp', '127.0.0.1', added.port), false);
+  assert.equal(g.stack.removeHostForward('udp', '127.0.0.1', udp.port), true);
+  assert.equal(g.stack.forwards.length, 0);
+  const refused = await new Promise<string>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port: added.port });
+    s.on('connect', () => { s.destroy(); resolve('connected'); });
+    s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+  });
+  assert.equal(refused, 'ECONNREFUSED');
+  await assert.rejects(g.stack.addHostForward({ proto: 'tcp', hostAddr: '127.0.0.1', hostPort: udp.port, guestAddr: null, guestPort: 1 }).then(
+    () => g.stack.addHostForward({ proto: 'tcp', hostAddr: '127.0.0.1', hostPort: g.stack.forwards[0]!.port, guestAddr: null, guestPort: 1 }),
+  ), /hostfwd: cannot listen on 127\.0\.0\.1:\d+/);
+});
