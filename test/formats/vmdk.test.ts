@@ -71,6 +71,23 @@ async function descriptorText(file: string): Promise<string> {
   return bytes.toString('latin1');
 }
 
+/** The LBAs of a stream's grain markers, front to back (walking markers from the first grain). */
+function streamGrainLbas(bytes: Buffer): number[] {
+  const lbas: number[] = [];
+  for (let pos = Number(bytes.readBigUInt64LE(64)) * 512; pos + 16 <= bytes.length;) {
+    const value = Number(bytes.readBigUInt64LE(pos));
+    const size = bytes.readUInt32LE(pos + 8);
+    if (size === 0) {
+      if (bytes.readUInt32LE(pos + 12) === 0) break;
+      pos += 512 + value * 512;
+    } else {
+      lbas.push(value);
+      pos += Math.ceil((12 + size) / 512) * 512;
+    }
+  }
+  return lbas;
+}
+
 for (const c of CASES) {
   test(`vmdk ${c.options} ${c.size}: tsemu creates and writes, qemu-img checks and compares`, async () => {
     const { dir, cleanup } = await scratchDir();
@@ -138,6 +155,9 @@ test('vmdk streamOptimized: tsemu convert writes the footer layout and importer 
     assert.deepEqual([bytes.readUInt32LE(n - 1536 + 8), bytes.readUInt32LE(n - 1536 + 12)], [0, 3], 'footer marker');
     assert.equal(bytes.readUInt32LE(n - 1024), 0x564d444b, 'footer header');
     assert.ok(bytes.subarray(n - 512).every((b) => b === 0), 'end-of-stream marker');
+    const lbas = streamGrainLbas(bytes);
+    assert.ok(lbas.length > 20, 'grains in the stream');
+    assert.deepEqual(lbas, [...lbas].sort((a, b) => a - b), 'grains in increasing LBA order');
     const text = await descriptorText(out);
     for (const line of ['createType="streamOptimized"', 'ddb.adapterType = "lsilogic"', 'ddb.virtualHWVersion = "4"',
       'ddb.geometry.heads = "255"', 'ddb.geometry.sectors = "63"', 'ddb.toolsVersion = "2147483647"', 'ddb.toolsInstallType = "4"']) {

@@ -60,7 +60,7 @@ export class VmdkNode implements ImageNode {
   readonly driver = 'vmdk';
   readonly dirtyFlag = false;
   private backingNode: BlockNode | null = null;
-  private cidUpdated = false;
+  private cidUpdate: Promise<void> | null = null;
   private readonly totalSize: number;
 
   private constructor(
@@ -215,7 +215,7 @@ export class VmdkNode implements ImageNode {
     await this.eachExtent(offset, buf.length, async (p, inExtent, at, n) => {
       for (let done = 0; done < n;) {
         const step = Math.min(n - done, p.extent.granularity - ((inExtent + done) % p.extent.granularity));
-        const piece = p.extent instanceof FlatExtent ? n - done : step;
+        const piece = p.extent.wholeWrites ? n - done : step;
         await p.extent.write(inExtent + done, buf.subarray(at + done, at + done + piece), (o, b) => this.readBelow(p.start + o, b));
         done += piece;
       }
@@ -243,9 +243,13 @@ export class VmdkNode implements ImageNode {
   }
 
   /** Gives the image a new CID before its first change, so children of the old content stop matching. */
-  private async updateCid(): Promise<void> {
-    if (this.cidUpdated) return;
-    this.cidUpdated = true;
+  private updateCid(): Promise<void> {
+    // One promise for every caller: writes made together resume in the order they were made.
+    this.cidUpdate ??= this.writeNewCid();
+    return this.cidUpdate;
+  }
+
+  private async writeNewCid(): Promise<void> {
     let cid = randomInt(0, 2 ** 32 - 1);
     if (cid === this.descriptor.cid) cid ^= 1;
     if (this.descriptorText === '') return;

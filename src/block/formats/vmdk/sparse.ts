@@ -188,7 +188,11 @@ export class SparseExtent implements Extent {
     return data;
   }
 
+  /** Stream extents take a write of many grains at once (see writeStream). */
+  get wholeWrites(): boolean { return this.tail !== null; }
+
   async write(offset: number, buf: Uint8Array, below: ReadBelow): Promise<void> {
+    if (this.tail) return this.writeStream(offset, buf, below);
     const grain = Math.floor(offset / this.granularity);
     const grainStart = grain * this.granularity;
     const run = await this.lookup(offset, buf.length);
@@ -196,13 +200,8 @@ export class SparseExtent implements Extent {
       await this.file.write(run.host, buf);
       return;
     }
-    const whole = await this.grainContent(grain, run.kind, offset === grainStart && buf.length === this.granularity ? null : below);
+    const whole = await this.grainContent(grain, run.kind, this.coversGrain(grain, offset, buf.length) ? null : below);
     whole.set(buf, offset - grainStart);
-    if (this.tail) {
-      const packed = await deflate(whole.subarray(0, Math.min(this.granularity, this.size - grainStart)), { chunkSize: this.granularity + SECTOR });
-      await this.serialised(async () => this.setEntry(grain, await this.tail!.appendGrain(this.file, grainStart / SECTOR, packed)));
-      return;
-    }
     await this.serialised(async () => {
       const again = await this.lookup(offset, buf.length);
       if (again.kind === RUN_DATA) {
@@ -213,6 +212,44 @@ export class SparseExtent implements Extent {
       this.nextSector += this.header.grainSectors;
       await this.file.writeGrow(sector * SECTOR, whole);
       await this.setEntry(grain, sector);
+    });
+  }
+
+  /** True when [offset, offset+length) is all of grain `grain` (the extent's last grain may be short). */
+  private coversGrain(grain: number, offset: number, length: number): boolean {
+    const start = grain * this.granularity;
+    return offset === start && offset + length === Math.min(start + this.granularity, this.size);
+  }
+
+  /**
+   * A stream write: every grain the write touches is merged and compressed at once
+   * (in parallel, on libuv's pool), then the grains are appended in LBA order, and
+   * whole writes are appended in the order they were made. So a converter writing
+   * its chunks in order gets grains in increasing LBA order, as stream readers
+   * (importers that read the image front to back) expect.
+   */
+  private async writeStream(offset: number, buf: Uint8Array, below: ReadBelow): Promise<void> {
+    const first = Math.floor(offset / this.granularity);
+    const last = Math.floor((offset + buf.length - 1) / this.granularity);
+    const grains: Promise<{ grain: number; packed: Uint8Array }>[] = [];
+    for (let grain = first; grain <= last; grain++) {
+      const start = grain * this.granularity;
+      const from = Math.max(offset, start);
+      const to = Math.min(offset + buf.length, start + this.granularity);
+      grains.push((async () => {
+        const run = await this.lookup(from, to - from);
+        const whole = await this.grainContent(grain, run.kind, this.coversGrain(grain, from, to - from) ? null : below);
+        whole.set(buf.subarray(from - offset, to - offset), from - start);
+        const packed = await deflate(whole.subarray(0, Math.min(this.granularity, this.size - start)), { chunkSize: this.granularity + SECTOR });
+        return { grain, packed };
+      })());
+    }
+    const ready = Promise.all(grains);
+    await this.serialised(async () => {
+      for (const { grain, packed } of await ready) {
+        const sector = await this.tail!.appendGrain(this.file, (grain * this.granularity) / SECTOR, packed);
+        await this.setEntry(grain, sector);
+      }
     });
   }
 
