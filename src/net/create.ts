@@ -6,6 +6,8 @@
 import type { FrameBackend } from './backend.js';
 import { Hub } from './hub.js';
 import { parseNetdevSpec, type NetdevSpec } from './spec.js';
+import { StreamBackend } from './stream.js';
+import { DgramBackend } from './dgram.js';
 import { TapBackend } from './tap.js';
 import { UserStack } from './user/stack.js';
 
@@ -13,6 +15,8 @@ export async function openBackend(spec: NetdevSpec): Promise<FrameBackend> {
   switch (spec.type) {
     case 'user': return UserStack.create(spec);
     case 'tap': return TapBackend.open(spec.ifname);
+    case 'stream': return spec.server ? StreamBackend.listen(spec.address) : StreamBackend.connect(spec.address);
+    case 'dgram': return DgramBackend.open(spec.local, spec.remote);
   }
 }
 

@@ -7,6 +7,10 @@
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *       [,guestfwd=[tcp:]SERVER:PORT-cmd:COMMAND | -tcp:HOST:PORT]...
  *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no]
+ *   socket,listen=[HOST]:PORT | socket,connect=HOST:PORT     (length-framed stream)
+ *   stream,server=on|off,addr.type=inet,addr.host=H,addr.port=P | addr.type=unix,addr.path=PATH
+ *   socket,udp=HOST:PORT,localaddr=[HOST]:PORT
+ *   dgram,local.host=H,local.port=P,remote.host=H,remote.port=P[,local.type=inet][,remote.type=inet]
  *
  * The text is "type,key=value,...", where ",," is a literal comma; hostfwd and
  * guestfwd may repeat. Unknown types and keys, bad addresses, ports and booleans are errors that
@@ -15,6 +19,8 @@
  * downscript= accept only "no" (tsemu configures nothing on the host side).
  */
 import { inNetwork, parseIpv4, prefixMask, formatIpv4 } from './address.js';
+import type { UdpAddress } from './dgram.js';
+import type { StreamAddress } from './stream.js';
 
 export interface HostForward {
   proto: 'tcp' | 'udp';
@@ -61,7 +67,21 @@ export interface TapNetdev {
   ifname?: string;
 }
 
-export type NetdevSpec = UserNetdev | TapNetdev;
+export interface StreamNetdev {
+  type: 'stream';
+  id?: string;
+  server: boolean;
+  address: StreamAddress;
+}
+
+export interface DgramNetdev {
+  type: 'dgram';
+  id?: string;
+  local: UdpAddress;
+  remote: UdpAddress;
+}
+
+export type NetdevSpec = UserNetdev | TapNetdev | StreamNetdev | DgramNetdev;
 
 /** Splits "a=1,b=x,,y,flag" into ordered pairs, keeping repeated keys ("flag" alone is "flag=on"). */
 function splitPairs(text: string): [string, string][] {
@@ -194,6 +214,70 @@ function parseTap(pairs: [string, string][]): TapNetdev {
   return spec;
 }
 
+/** "[HOST]:PORT" (an empty host only where `hostOptional`). */
+function parseHostPort(text: string, what: string, hostOptional: boolean): UdpAddress {
+  const m = /^(.*):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535 || (!hostOptional && m[1] === '')) throw new Error(`${what}: '${text}' is not ${hostOptional ? '[host]' : 'host'}:port`);
+  return { host: m[1]!, port };
+}
+
+/** Reads key=value pairs into a map, refusing keys outside `allowed` and repeats. */
+function fieldsOf(type: string, pairs: [string, string][], allowed: readonly string[]): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const [key, value] of pairs) {
+    if (!allowed.includes(key)) throw new Error(`${type}: unknown option '${key}'`);
+    if (fields.has(key)) throw new Error(`${type}: option '${key}' given twice`);
+    fields.set(key, value);
+  }
+  return fields;
+}
+
+function parseSocket(pairs: [string, string][]): StreamNetdev | DgramNetdev {
+  const f = fieldsOf('socket', pairs, ['id', 'listen', 'connect', 'udp', 'localaddr']);
+  const id = f.get('id');
+  const modes = ['listen', 'connect', 'udp'].filter((k) => f.has(k));
+  if (modes.length !== 1) throw new Error('socket: give exactly one of listen=, connect=, udp=');
+  if (f.has('localaddr') !== f.has('udp')) throw new Error('socket: localaddr= goes with udp= (and udp= needs it)');
+  const listen = f.get('listen');
+  if (listen !== undefined) return { type: 'stream', id, server: true, address: { kind: 'inet', ...parseHostPort(listen, 'socket listen', true) } };
+  const target = f.get('connect');
+  if (target !== undefined) return { type: 'stream', id, server: false, address: { kind: 'inet', ...parseHostPort(target, 'socket connect', false) } };
+  return { type: 'dgram', id, remote: parseHostPort(f.get('udp')!, 'socket udp', false), local: parseHostPort(f.get('localaddr')!, 'socket localaddr', true) };
+}
+
+function parseStream(pairs: [string, string][]): StreamNetdev {
+  const f = fieldsOf('stream', pairs, ['id', 'server', 'addr.type', 'addr.host', 'addr.port', 'addr.path']);
+  const server = parseBoolean(f.get('server') ?? 'off', 'server');
+  const type = f.get('addr.type') ?? 'inet';
+  let address: StreamAddress;
+  if (type === 'unix') {
+    const path = f.get('addr.path');
+    if (!path) throw new Error('stream: addr.type=unix needs addr.path=');
+    address = { kind: 'unix', path };
+  } else if (type === 'inet') {
+    const port = f.get('addr.port');
+    if (port === undefined) throw new Error('stream: addr.type=inet needs addr.port=');
+    address = { kind: 'inet', ...parseHostPort(`${f.get('addr.host') ?? ''}:${port}`, 'stream addr', server) };
+  } else throw new Error(`stream: addr.type '${type}' is not inet or unix`);
+  return { type: 'stream', id: f.get('id'), server, address };
+}
+
+function parseDgram(pairs: [string, string][]): DgramNetdev {
+  const f = fieldsOf('dgram', pairs, ['id', 'local.type', 'local.host', 'local.port', 'remote.type', 'remote.host', 'remote.port']);
+  for (const side of ['local', 'remote']) {
+    const type = f.get(`${side}.type`) ?? 'inet';
+    if (type !== 'inet') throw new Error(`dgram: ${side}.type '${type}' is not supported (inet only)`);
+    if (!f.has(`${side}.port`)) throw new Error(`dgram: ${side}.port= is missing`);
+  }
+  return {
+    type: 'dgram',
+    id: f.get('id'),
+    local: parseHostPort(`${f.get('local.host') ?? ''}:${f.get('local.port')}`, 'dgram local', true),
+    remote: parseHostPort(`${f.get('remote.host') ?? ''}:${f.get('remote.port')}`, 'dgram remote', false),
+  };
+}
+
 /** Parses one -netdev style specification. */
 export function parseNetdevSpec(text: string): NetdevSpec {
   const pairs = splitPairs(text);
@@ -201,6 +285,9 @@ export function parseNetdevSpec(text: string): NetdevSpec {
   switch (type) {
     case 'user': return parseUser(pairs);
     case 'tap': return parseTap(pairs);
-    default: throw new Error(`'${type}' is not a network backend (user, tap)`);
+    case 'socket': return parseSocket(pairs);
+    case 'stream': return parseStream(pairs);
+    case 'dgram': return parseDgram(pairs);
+    default: throw new Error(`'${type}' is not a network backend (user, tap, socket, stream, dgram)`);
   }
 }

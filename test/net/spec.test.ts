@@ -39,6 +39,14 @@ test('tap options: ifname, script=no, downscript=no', () => {
   assert.deepEqual(parseNetdevSpec('tap,ifname=tsemu0,script=no,downscript=no'), { type: 'tap', ifname: 'tsemu0' });
 });
 
+test('socket, stream and dgram spellings', () => {
+  assert.deepEqual(parseNetdevSpec('socket,listen=:1234'), { type: 'stream', id: undefined, server: true, address: { kind: 'inet', host: '', port: 1234 } });
+  assert.deepEqual(parseNetdevSpec('socket,connect=127.0.0.1:1234'), { type: 'stream', id: undefined, server: false, address: { kind: 'inet', host: '127.0.0.1', port: 1234 } });
+  assert.deepEqual(parseNetdevSpec('stream,server=off,addr.type=unix,addr.path=/tmp/s'), { type: 'stream', id: undefined, server: false, address: { kind: 'unix', path: '/tmp/s' } });
+  assert.deepEqual(parseNetdevSpec('socket,udp=127.0.0.1:2,localaddr=:1'), { type: 'dgram', id: undefined, local: { host: '', port: 1 }, remote: { host: '127.0.0.1', port: 2 } });
+  assert.deepEqual(parseNetdevSpec('dgram,local.host=127.0.0.1,local.port=1,remote.host=127.0.0.1,remote.port=2').type, 'dgram');
+});
+
 test('bad specs are clear errors', () => {
   const bad: [string, RegExp][] = [
     ['vde', /not a network backend/],
@@ -56,6 +64,13 @@ test('bad specs are clear errors', () => {
     ['user,guestfwd=tcp:192.168.0.1:1234-cmd:true', /must be an address of the network/],
     ['tap,ifname=much-too-long-name0', /not an interface name/],
     ['tap,vhost=on', /unknown option 'vhost'/],
+    ['socket,listen=:1,connect=a:2', /exactly one of/],
+    ['socket,connect=:2', /is not host:port/],
+    ['socket,udp=a:1', /localaddr= goes with udp=/],
+    ['socket,mcast=230.0.0.1:1234', /unknown option 'mcast'/],
+    ['stream,addr.type=inet', /needs addr.port=/],
+    ['stream,addr.type=vsock,addr.port=1', /not inet or unix/],
+    ['dgram,local.port=1', /remote.port= is missing/],
   ];
   for (const [text, message] of bad) assert.throws(() => parseNetdevSpec(text), message, text);
 });
