@@ -243,3 +243,11 @@ test('host forwards can be added and removed at run time', async () => {
     () => g.stack.addHostForward({ proto: 'tcp', hostAddr: '127.0.0.1', hostPort: g.stack.forwards[0]!.port, guestAddr: null, guestPort: 1 }),
   ), /hostfwd: cannot listen on 127\.0\.0\.1:\d+/);
 });
+
+test('DNS: a burst of 200 queries is answered (lookups queued) or refused with SERVFAIL, never dropped silently', async () => {
+  const answers = await Promise.all(Array.from({ length: 200 }, () => answerDnsQuery(dnsQuery('localhost', 1), HOST_IP)));
+  const codes = answers.map((a) => a![3]! & 15);
+  assert.ok(codes.every((c) => c === 0 || c === 2));
+  assert.ok(codes.filter((c) => c === 0).length >= 66, 'at least the running and waiting lookups are answered');
+  assert.equal((await answerDnsQuery(dnsQuery('localhost', 1), HOST_IP))![3]! & 15, 0, 'the limiter recovers');
+});

@@ -8,6 +8,11 @@
  * the host cannot resolve gets NXDOMAIN, a failing resolver SERVFAIL, a malformed
  * query FORMERR (or nothing when not even the header is there). Answers fit in
  * 512 bytes (extra records are left out).
+ *
+ * dns.lookup runs getaddrinfo on libuv's thread pool, which the tap backend's poll
+ * and file I/O share: at most 2 lookups run at once in the process, 64 more wait,
+ * and queries beyond that get SERVFAIL, so a guest flooding names cannot stall the
+ * pool.
  */
 import { lookup } from 'node:dns/promises';
 
@@ -18,6 +23,25 @@ const RCODE_SERVFAIL = 2;
 const RCODE_NXDOMAIN = 3;
 const MAX_UDP_ANSWER = 512;
 const TTL = 60;
+const MAX_LOOKUPS = 2;
+const MAX_WAITING = 64;
+
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function limitedLookup(name: string, family: 4 | 6): Promise<{ address: string }[]> {
+  if (running >= MAX_LOOKUPS) {
+    if (waiting.length >= MAX_WAITING) throw Object.assign(new Error('too many lookups'), { code: 'EBUSY' });
+    await new Promise<void>((resolve) => waiting.push(resolve)); // a finishing lookup hands its slot over
+  } else running++;
+  try {
+    return await lookup(name, { family, all: true });
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
+}
 
 interface Question {
   name: string;
@@ -60,7 +84,7 @@ export async function answerDnsQuery(query: Uint8Array, hostAddress: number): Pr
   if (question.type !== TYPE_A && question.type !== TYPE_AAAA) return header(query, 0, 0, question.end).subarray(0, question.end);
   let addresses: { address: string }[];
   try {
-    addresses = await lookup(question.name, { family: question.type === TYPE_A ? 4 : 6, all: true });
+    addresses = await limitedLookup(question.name, question.type === TYPE_A ? 4 : 6);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const rcode = code === 'ENOTFOUND' || code === 'ENODATA' ? RCODE_NXDOMAIN : RCODE_SERVFAIL;
