@@ -64,6 +64,8 @@ export interface JitTuning {
 
 export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 200, flushAfter: 2000, chaining: true };
 
+const RECENT_SIZE = 1 << 14;
+
 export const COLD = 0;
 export const QUEUED = 1;
 export const TRANSLATED = 2;
@@ -98,6 +100,8 @@ export class CodeCache implements CodeCacheHooks {
   private readonly jumpOwners: (CacheEntry | undefined)[] = new Array(JUMP_CACHE_SIZE).fill(undefined);
   readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0, dropped: 0, validated: 0, changed: 0, failed: 0 };
   private readonly entries = new Map<number, CacheEntry>();
+  /** A direct-mapped front for `entries`, by (host >>> 1) & (RECENT_SIZE - 1): the dispatcher looks up every block. */
+  private readonly recent: (CacheEntry | undefined)[] = new Array(RECENT_SIZE).fill(undefined);
   private readonly byPage = new Map<number, CacheEntry[]>();
   /** Page contents when the page's first block was translated, by RAM page. */
   private readonly snapshots = new Map<number, Int32Array>();
@@ -145,13 +149,17 @@ export class CodeCache implements CodeCacheHooks {
 
   /** The entry for the block at host offset `host`, created cold if new. */
   entry(host: number): CacheEntry {
-    let e = this.entries.get(host);
+    const r = (host >>> 1) & (RECENT_SIZE - 1);
+    let e = this.recent[r];
+    if (e !== undefined && e.host === host) return e;
+    e = this.entries.get(host);
     if (e === undefined) {
       const slot = this.entries.size;
       if (slot >= this.table.length) this.table.grow(this.table.length, this.stub);
       e = { host, slot, state: COLD, count: 0 };
       this.entries.set(host, e);
     }
+    this.recent[r] = e;
     return e;
   }
 
