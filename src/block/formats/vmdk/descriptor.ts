@@ -34,7 +34,6 @@ export interface Descriptor {
   createType: string;
   parentFileNameHint: string | null;
   extents: ExtentLine[];
-  ddb: Map<string, string>;
 }
 
 export const NO_PARENT_CID = 0xffffffff;
@@ -65,7 +64,7 @@ export function looksLikeDescriptor(text: string): boolean {
 export function parseDescriptor(text: string): Descriptor {
   if (text.length > MAX_DESCRIPTOR_BYTES) throw new ImageFormatError('invalid VMDK descriptor: larger than 1 MiB');
   const d: Descriptor = {
-    version: 1, cid: NO_PARENT_CID, parentCid: NO_PARENT_CID, createType: '', parentFileNameHint: null, extents: [], ddb: new Map(),
+    version: 1, cid: NO_PARENT_CID, parentCid: NO_PARENT_CID, createType: '', parentFileNameHint: null, extents: [],
   };
   let total = 0;
   const lines = text.split(/\r?\n/);
@@ -97,7 +96,6 @@ export function parseDescriptor(text: string): Descriptor {
     else if (key === 'parentCID') d.parentCid = parseHex32(value, 'parentCID');
     else if (key === 'createType') d.createType = value;
     else if (key === 'parentFileNameHint') d.parentFileNameHint = value;
-    else if (key.startsWith('ddb.')) d.ddb.set(key, value);
   }
   if (![1, 2, 3].includes(d.version)) throw new ImageFormatError(`invalid VMDK descriptor: version ${d.version} is not supported`);
   if (d.createType === '') throw new ImageFormatError('invalid VMDK descriptor: no createType');

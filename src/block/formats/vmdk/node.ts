@@ -93,9 +93,15 @@ export class VmdkNode implements ImageNode {
           const nul = raw.indexOf(0);
           text = new TextDecoder('latin1').decode(nul < 0 ? raw : raw.subarray(0, nul));
         }
-        const descriptor = text.trim() === ''
-          ? { version: 1, cid: NO_PARENT_CID, parentCid: NO_PARENT_CID, createType: magic === KDMV_MAGIC ? 'monolithicSparse' : 'vmfsSparse', parentFileNameHint: null, extents: [], ddb: new Map<string, string>() }
-          : parseDescriptor(text);
+        // An extent of a split image opened alone has an empty descriptor area.
+        const descriptor: Descriptor = text.trim() !== '' ? parseDescriptor(text) : {
+          version: 1,
+          cid: NO_PARENT_CID,
+          parentCid: NO_PARENT_CID,
+          createType: magic === KDMV_MAGIC ? 'monolithicSparse' : 'vmfsSparse',
+          parentFileNameHint: null,
+          extents: [],
+        };
         if (!ctx.readOnly) file.lockForFormat(true);
         const extent = await SparseExtent.open(file, header, false);
         opened.push({ start: 0, extent, infoName: file.filename, infoFormat: '' });
@@ -139,9 +145,6 @@ export class VmdkNode implements ImageNode {
   }
   get cid(): number { return this.descriptor.cid; }
   get parentCid(): number { return this.descriptor.parentCid; }
-  get createType(): string { return this.descriptor.createType; }
-  /** The descriptor's disk database (ddb.*), for tests and tools. */
-  get ddb(): ReadonlyMap<string, string> { return this.descriptor.ddb; }
   /** The sparse extents (for check). */
   sparseExtents(): SparseExtent[] {
     return this.extents.map((p) => p.extent).filter((e): e is SparseExtent => e instanceof SparseExtent);

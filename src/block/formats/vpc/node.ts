@@ -32,7 +32,6 @@ import {
   parseDynHeader,
   parseFooter,
   virtualSize,
-  type VhdFooter,
 } from './footer.js';
 
 export class VpcNode implements ImageNode {
@@ -46,7 +45,6 @@ export class VpcNode implements ImageNode {
 
   private constructor(
     readonly file: FileNode,
-    private readonly footer: VhdFooter,
     /** The footer's bytes, written again after each new block. */
     private readonly footerBytes: Uint8Array,
     private readonly diskSize: number,
@@ -70,7 +68,7 @@ export class VpcNode implements ImageNode {
     const end = Math.ceil((size - FOOTER_BYTES) / 512) * 512;
     if (footer.diskType !== DISK_DYNAMIC) {
       if (disk > size - FOOTER_BYTES) throw new ImageFormatError(`invalid VHD: fixed disk of ${disk} bytes in a file of ${size}`);
-      return new VpcNode(file, footer, raw, disk, null, null, end);
+      return new VpcNode(file, raw, disk, null, null, end);
     }
     if (footer.dataOffset < 0 || footer.dataOffset + DYN_HEADER_BYTES > size) {
       throw new ImageFormatError('invalid VHD: dynamic disk header is past the end of the file');
@@ -88,14 +86,13 @@ export class VpcNode implements ImageNode {
     for (let i = 0; i < bat.length; i++) bat[i] = view.getUint32(i * 4);
     const footerBytes = new Uint8Array(FOOTER_BYTES);
     await file.read(0, footerBytes);
-    return new VpcNode(file, footer, footerBytes, disk, dyn, bat, end);
+    return new VpcNode(file, footerBytes, disk, dyn, bat, end);
   }
 
   get filename(): string { return this.file.filename; }
   get readOnly(): boolean { return this.file.readOnly; }
   get granularity(): number { return this.dyn?.blockSize ?? 512; }
   get clusterSize(): number | undefined { return this.dyn?.blockSize; }
-  get diskType(): number { return this.footer.diskType; }
 
   attachBacking(node: BlockNode | null): void {
     if (node) throw new Error(`${this.filename}: vpc images cannot have a backing file`);
