@@ -4,6 +4,7 @@
  * already opened are closed again when a later one fails.
  */
 import type { FrameBackend } from './backend.js';
+import { BridgeBackend } from './bridge.js';
 import { Hub } from './hub.js';
 import { parseNetdevSpec, type NetdevSpec } from './spec.js';
 import { StreamBackend } from './stream.js';
@@ -15,6 +16,7 @@ export async function openBackend(spec: NetdevSpec): Promise<FrameBackend> {
   switch (spec.type) {
     case 'user': return UserStack.create(spec);
     case 'tap': return TapBackend.open(spec.ifname);
+    case 'bridge': return BridgeBackend.open(spec.br, spec.ifname);
     case 'stream': return spec.server ? StreamBackend.listen(spec.address) : StreamBackend.connect(spec.address);
     case 'dgram': return DgramBackend.open(spec.local, spec.remote);
   }

@@ -7,6 +7,7 @@
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *       [,guestfwd=[tcp:]SERVER:PORT-cmd:COMMAND | -tcp:HOST:PORT]...
  *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no]
+ *   bridge[,id=ID],br=BRIDGE[,ifname=NAME]
  *   socket,listen=[HOST]:PORT | socket,connect=HOST:PORT     (length-framed stream)
  *   stream,server=on|off,addr.type=inet,addr.host=H,addr.port=P | addr.type=unix,addr.path=PATH
  *   socket,udp=HOST:PORT,localaddr=[HOST]:PORT
@@ -81,7 +82,14 @@ export interface DgramNetdev {
   remote: UdpAddress;
 }
 
-export type NetdevSpec = UserNetdev | TapNetdev | StreamNetdev | DgramNetdev;
+export interface BridgeNetdev {
+  type: 'bridge';
+  id?: string;
+  br: string;
+  ifname?: string;
+}
+
+export type NetdevSpec = UserNetdev | TapNetdev | BridgeNetdev | StreamNetdev | DgramNetdev;
 
 /** Splits "a=1,b=x,,y,flag" into ordered pairs, keeping repeated keys ("flag" alone is "flag=on"). */
 function splitPairs(text: string): [string, string][] {
@@ -200,14 +208,26 @@ function parseUser(pairs: [string, string][]): UserNetdev {
   };
 }
 
+function interfaceName(type: string, key: string, value: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(value)) throw new Error(`${type}: ${key} '${value}' is not an interface name (1 to 15 letters, digits, _ . -)`);
+  return value;
+}
+
+function parseBridge(pairs: [string, string][]): BridgeNetdev {
+  const f = fieldsOf('bridge', pairs, ['id', 'br', 'ifname', 'helper']);
+  if (f.has('helper')) throw new Error('bridge: tsemu runs no helper; it attaches the tap itself (needs CAP_NET_ADMIN)');
+  const br = f.get('br');
+  if (br === undefined) throw new Error('bridge: br= names the bridge to attach to');
+  const ifname = f.get('ifname');
+  return { type: 'bridge', id: f.get('id'), br: interfaceName('bridge', 'br', br), ifname: ifname === undefined ? undefined : interfaceName('bridge', 'ifname', ifname) };
+}
+
 function parseTap(pairs: [string, string][]): TapNetdev {
   const spec: TapNetdev = { type: 'tap' };
   for (const [key, value] of pairs) {
     if (key === 'id') spec.id = value;
-    else if (key === 'ifname') {
-      if (!/^[A-Za-z0-9_.-]{1,15}$/.test(value)) throw new Error(`tap: ifname '${value}' is not an interface name (1 to 15 letters, digits, _ . -)`);
-      spec.ifname = value;
-    } else if (key === 'script' || key === 'downscript') {
+    else if (key === 'ifname') spec.ifname = interfaceName('tap', 'ifname', value);
+    else if (key === 'script' || key === 'downscript') {
       if (value !== 'no') throw new Error(`tap: ${key}=${value}: tsemu runs no setup scripts; use ${key}=no and configure the interface yourself`);
     } else throw new Error(`tap: unknown option '${key}'`);
   }
@@ -285,9 +305,10 @@ export function parseNetdevSpec(text: string): NetdevSpec {
   switch (type) {
     case 'user': return parseUser(pairs);
     case 'tap': return parseTap(pairs);
+    case 'bridge': return parseBridge(pairs);
     case 'socket': return parseSocket(pairs);
     case 'stream': return parseStream(pairs);
     case 'dgram': return parseDgram(pairs);
-    default: throw new Error(`'${type}' is not a network backend (user, tap, socket, stream, dgram)`);
+    default: throw new Error(`'${type}' is not a network backend (user, tap, bridge, socket, stream, dgram)`);
   }
 }

@@ -39,7 +39,8 @@ test('tap options: ifname, script=no, downscript=no', () => {
   assert.deepEqual(parseNetdevSpec('tap,ifname=tsemu0,script=no,downscript=no'), { type: 'tap', ifname: 'tsemu0' });
 });
 
-test('socket, stream and dgram spellings', () => {
+test('socket, stream, dgram and bridge spellings', () => {
+  assert.deepEqual(parseNetdevSpec('bridge,br=br0'), { type: 'bridge', id: undefined, br: 'br0', ifname: undefined });
   assert.deepEqual(parseNetdevSpec('socket,listen=:1234'), { type: 'stream', id: undefined, server: true, address: { kind: 'inet', host: '', port: 1234 } });
   assert.deepEqual(parseNetdevSpec('socket,connect=127.0.0.1:1234'), { type: 'stream', id: undefined, server: false, address: { kind: 'inet', host: '127.0.0.1', port: 1234 } });
   assert.deepEqual(parseNetdevSpec('stream,server=off,addr.type=unix,addr.path=/tmp/s'), { type: 'stream', id: undefined, server: false, address: { kind: 'unix', path: '/tmp/s' } });
@@ -65,6 +66,8 @@ test('bad specs are clear errors', () => {
     ['tap,ifname=much-too-long-name0', /not an interface name/],
     ['tap,vhost=on', /unknown option 'vhost'/],
     ['socket,listen=:1,connect=a:2', /exactly one of/],
+    ['bridge', /br= names the bridge/],
+    ['bridge,br=br0,helper=/usr/lib/qemu/qemu-bridge-helper', /runs no helper/],
     ['socket,connect=:2', /is not host:port/],
     ['socket,udp=a:1', /localaddr= goes with udp=/],
     ['socket,mcast=230.0.0.1:1234', /unknown option 'mcast'/],
