@@ -208,3 +208,21 @@ test('withCompressedClusters compresses every cluster in place, pads the last on
     assert.deepEqual(outs[3], last, `${type}: the last cluster, zero-padded`);
   }
 });
+
+test('withCompressedClusters reads whole clusters in shared memory where they are, and leaves them unchanged', async () => {
+  for (const type of TYPES) {
+    const shared = Buffer.from(new SharedArrayBuffer(2 * 65536));
+    shared.set(clusterData(70, 65536), 0);
+    shared.set(clusterData(71, 65536), 65536);
+    const copy = Buffer.from(shared);
+    const outs = await withCompressedClusters(type, shared, 65536, (packed) =>
+      Promise.all(packed.map(async (p) => {
+        const out = new Uint8Array(65536);
+        await decompressCluster(type, p!, out);
+        return out;
+      })));
+    assert.deepEqual(shared, copy, `${type}: the shared data is unchanged`);
+    assert.deepEqual(outs[0], new Uint8Array(copy.subarray(0, 65536)), `${type}: cluster 0`);
+    assert.deepEqual(outs[1], new Uint8Array(copy.subarray(65536)), `${type}: cluster 1`);
+  }
+});

@@ -10,13 +10,15 @@
  * read in place by the worker). warmCompression(type) starts the workers early.
  *
  * withCompressedClusters(type, data, clusterSize, use) is the bulk form a format's
- * compressed write uses: `data` is copied into a staging SharedArrayBuffer (the
- * last cluster zero-padded to a whole one), the workers compress every cluster in
- * place there, and `use` gets the results in order (views into the staging
- * buffer, null where a cluster did not shrink), valid until `use` settles. So the
- * caller's thread allocates nothing per cluster and copies nothing back, which
- * keeps the garbage collector out of a long compressed convert. Staging buffers
- * are reused; up to MAX_IDLE_STAGING of them are kept between calls.
+ * compressed write uses: the workers compress every cluster of `data` (the last
+ * one zero-padded to a whole cluster) into a staging SharedArrayBuffer, and `use`
+ * gets the results in order (views into the staging buffer, null where a cluster
+ * did not shrink), valid until `use` settles. `data` in a SharedArrayBuffer
+ * (whole clusters) is read where it is; other data is first copied into a second
+ * staging buffer. So the caller's thread allocates nothing per cluster and copies
+ * nothing back, which keeps the garbage collector out of a long compressed
+ * convert. Staging buffers are reused; up to MAX_IDLE_STAGING of them are kept
+ * between calls.
  */
 import { type CompressionType, checkCompressionType } from './codec.js';
 import { CodecPool } from './pool.js';
@@ -58,22 +60,30 @@ export async function withCompressedClusters<T>(
 ): Promise<T> {
   checkCompressionType(type);
   const length = Math.ceil(data.length / clusterSize) * clusterSize;
-  const staging = takeStaging(length);
+  // Shared whole clusters are read where they are; anything else is copied (and padded) first.
+  const inPlace = data.buffer instanceof SharedArrayBuffer && data.length === length;
+  const taken = [takeStaging(length)];
   try {
-    const view = new Uint8Array(staging, 0, length);
-    view.set(data);
-    view.fill(0, data.length);
+    const output = new Uint8Array(taken[0]!, 0, length);
+    let input = data;
+    if (!inPlace) {
+      taken.push(takeStaging(length));
+      input = new Uint8Array(taken[1]!, 0, length);
+      input.set(data);
+      input.fill(0, data.length);
+    }
     const requests: Promise<Uint8Array | null>[] = [];
     for (let at = 0; at < length; at += clusterSize) {
-      requests.push(sharedPool().run('compress-in-place', type, view.subarray(at, at + clusterSize)));
+      const end = at + clusterSize;
+      requests.push(sharedPool().run('compress-into', type, input.subarray(at, end), 0, output.subarray(at, end)));
     }
-    // Every request settles before the staging buffer can be reused.
+    // Every request settles before the staging buffers can be reused.
     const settled = await Promise.allSettled(requests);
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     return await use(settled.map((r) => (r as PromiseFulfilledResult<Uint8Array | null>).value));
   } finally {
-    if (idleStaging.length < MAX_IDLE_STAGING) idleStaging.push(staging);
+    for (const b of taken) if (idleStaging.length < MAX_IDLE_STAGING) idleStaging.push(b);
   }
 }
 

@@ -16,9 +16,9 @@
  * ArrayBuffer that is transferred, never cloned (cloning a view clones the whole buffer behind it,
  * and clusters are often views into multi-megabyte buffers); the caller's buffer is
  * never detached. Replies carry all of a batch's results in one transferred buffer,
- * except for 'compress-in-place' (data in a SharedArrayBuffer only): the worker
- * writes each result over the start of its own data and the request resolves to
- * a view of it, so nothing is allocated or copied back on the caller's thread.
+ * except for 'compress-into': the worker writes each result into the request's
+ * `into` view of a SharedArrayBuffer and the request resolves to a view of that,
+ * so nothing is allocated or copied back on the caller's thread.
  *
  * A worker is unref'ed while idle, so an idle pool never keeps the process alive,
  * and ref'ed while it works, so pending work does. A worker that dies fails its
@@ -35,7 +35,7 @@ import { Worker } from 'node:worker_threads';
 import { ImageFormatError } from '../node.js';
 import type { CompressionType } from './codec.js';
 
-export type CodecOp = 'compress' | 'compress-in-place' | 'decompress' | 'load';
+export type CodecOp = 'compress' | 'compress-into' | 'decompress' | 'load';
 
 /** One batch: every piece gets `op` with `type`. */
 export interface WorkerRequest {
@@ -45,6 +45,8 @@ export interface WorkerRequest {
   pieces: Uint8Array[];
   /** For decompress: the exact number of bytes each piece must produce. */
   outLengths: number[];
+  /** For compress-into: where each piece's result goes (shared memory). */
+  into: Array<Uint8Array | null>;
 }
 
 /** Per piece: its result's length in `data` (-1: null), or why it failed. */
@@ -65,6 +67,7 @@ interface Pending {
   type: CompressionType;
   data: Uint8Array;
   outLength: number;
+  into: Uint8Array | null;
   resolve: (r: Uint8Array | null) => void;
   reject: (e: Error) => void;
 }
@@ -96,13 +99,18 @@ export class CodecPool {
 
   constructor(readonly size = Math.max(1, availableParallelism())) {}
 
-  run(op: CodecOp, type: CompressionType, data: Uint8Array, outLength = 0): Promise<Uint8Array | null> {
+  /**
+   * One request: `outLength` is what a decompression must produce; `into` (op
+   * compress-into: a view of a SharedArrayBuffer at least as long as `data`)
+   * receives the compressed bytes.
+   */
+  run(op: CodecOp, type: CompressionType, data: Uint8Array, outLength = 0, into: Uint8Array | null = null): Promise<Uint8Array | null> {
     if (this.closed) return Promise.reject(new Error('the compression worker pool is closed'));
-    if (op === 'compress-in-place' && !(data.buffer instanceof SharedArrayBuffer)) {
-      return Promise.reject(new Error('compress-in-place needs data in a SharedArrayBuffer'));
+    if (op === 'compress-into' && !(into && into.buffer instanceof SharedArrayBuffer && into.length >= data.length)) {
+      return Promise.reject(new Error('compress-into needs a shared output view as long as the data'));
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ op, type, data, outLength, resolve, reject });
+      this.queue.push({ op, type, data, outLength, into, resolve, reject });
       if (!this.dispatchQueued) {
         this.dispatchQueued = true;
         queueMicrotask(() => {
@@ -122,7 +130,7 @@ export class CodecPool {
     if (this.closed) return;
     while (this.slots.length < this.size) {
       const slot = this.spawn();
-      this.send(slot, [{ op: 'load', type, data: NOTHING, outLength: 0, resolve: () => {}, reject: () => {} }]);
+      this.send(slot, [{ op: 'load', type, data: NOTHING, outLength: 0, into: null, resolve: () => {}, reject: () => {} }]);
     }
   }
 
@@ -163,7 +171,9 @@ export class CodecPool {
       at += j.data.length;
       return packed.subarray(at - j.data.length, at);
     });
-    const req: WorkerRequest = { id, op: jobs[0]!.op, type: jobs[0]!.type, pieces, outLengths: jobs.map((j) => j.outLength) };
+    const req: WorkerRequest = {
+      id, op: jobs[0]!.op, type: jobs[0]!.type, pieces, outLengths: jobs.map((j) => j.outLength), into: jobs.map((j) => j.into),
+    };
     slot.busy = { id, jobs };
     slot.worker.ref();
     slot.worker.postMessage(req, [packed.buffer]);
@@ -200,7 +210,7 @@ function settle(jobs: Pending[], reply: WorkerReply): void {
     const r = reply.results[i]!;
     if (typeof r !== 'number') job.reject(r.formatError ? new ImageFormatError(r.error) : new Error(r.error));
     else if (r < 0) job.resolve(null);
-    else if (job.op === 'compress-in-place') job.resolve(job.data.subarray(0, r));
+    else if (job.op === 'compress-into') job.resolve(job.into!.subarray(0, r));
     else {
       job.resolve(reply.data.subarray(at, at + r));
       at += r;

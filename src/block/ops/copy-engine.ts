@@ -23,8 +23,10 @@
  * Writes are issued in chunk order unless `outOfOrder` (requests still overlap:
  * a chunk waits only until the previous one has *issued* its writes, which keeps
  * allocation order sequential while reads, compression and writes run in
- * parallel). A buffer is reused only after its chunk's writes, compression
- * included, have settled. The first error stops the workers and is rethrown.
+ * parallel). With compression the chunk buffers are SharedArrayBuffers, which
+ * the compression workers read in place. A buffer is reused only after its
+ * chunk's writes, compression included, have settled. The first error stops the
+ * workers and is rethrown.
  * `sparseSize` = 0 writes every byte (fully allocated target).
  */
 import { Buffer } from 'node:buffer';
@@ -101,7 +103,8 @@ export async function copySegments(o: CopyOptions): Promise<void> {
   let failure: unknown = null;
 
   const worker = async (): Promise<void> => {
-    const buf = Buffer.allocUnsafe(chunkSize);
+    // Compressing: shared memory, so the codec workers read the chunk where it is.
+    const buf = o.compress ? Buffer.from(new SharedArrayBuffer(chunkSize)) : Buffer.allocUnsafe(chunkSize);
     for (;;) {
       if (failure !== null) return;
       const next = await chunks.next();
