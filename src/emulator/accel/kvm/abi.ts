@@ -117,9 +117,11 @@ export function irqLevel(irq: number, level: boolean): Uint8Array {
   return b;
 }
 
-/** struct kvm_pit_config with flags 0 (the PIT's speaker port is not emulated). */
+/** struct kvm_pit_config with KVM_PIT_SPEAKER_DUMMY: the kernel also answers port 0x61. */
 export function pitConfig(): Uint8Array {
-  return new Uint8Array(64);
+  const b = new Uint8Array(64);
+  b[0] = 1;
+  return b;
 }
 
 export const REG_NAMES = [

@@ -28,6 +28,7 @@ const MAP_PRIVATE = 0x02;
 const MAP_ANONYMOUS = 0x20;
 const MAP_NORESERVE = 0x4000;
 export const EINTR = 4;
+export const EAGAIN = 11;
 
 interface Libc {
   koffi: typeof Koffi;

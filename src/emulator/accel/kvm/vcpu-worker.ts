@@ -5,12 +5,13 @@
  * SYSTEM_EVENT and SHUTDOWN (a triple fault, which resets a PC) end the
  * thread with the guest's request; INTERNAL_ERROR and FAIL_ENTRY end it with
  * a clear error and the registers. An interrupted KVM_RUN (EINTR, the kick)
- * checks the stop flag and runs on.
+ * checks the stop flag and runs on; so does EAGAIN, which KVM returns when an
+ * application processor leaves wait-for-SIPI.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { KVM, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT, RUN, exitReasonName } from './abi.js';
 import { KvmVcpu } from './kvm.js';
-import { EINTR, KvmSysError, currentThreadId, ioctlValueRaw, mapShared } from './sys.js';
+import { EAGAIN, EINTR, KvmSysError, currentThreadId, ioctlValueRaw, mapShared } from './sys.js';
 import { CONTROL, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
 
 const data = workerData as VcpuWorkerData;
@@ -78,7 +79,8 @@ function loop(): VcpuEnd {
     if (Atomics.load(control, CONTROL.STOP) !== 0) return { kind: 'stopped' };
     const r = ioctlValueRaw(data.fd, KVM.RUN);
     if (r < 0) {
-      if (-r === EINTR) {
+      // EINTR: kicked; EAGAIN: an AP woke from wait-for-SIPI and must be entered again.
+      if (-r === EINTR || -r === EAGAIN) {
         runView.setUint8(RUN.IMMEDIATE_EXIT, 0);
         continue;
       }

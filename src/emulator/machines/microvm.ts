@@ -1,0 +1,214 @@
+/**
+ * The x86-64 `microvm` machine on KVM: guest RAM, the in-kernel irqchip and
+ * PIT, the port devices of microvm-map.ts, a bzImage loaded for the 64-bit
+ * boot protocol (microvm-boot.ts), and one vCPU thread per CPU.
+ *
+ * Theory of operation. createMicrovmMachine() opens /dev/kvm (a clear
+ * KvmUnavailableError when KVM is missing or unusable), maps guest RAM
+ * (anonymous memory, one KVM slot, one zero-copy view), loads the boot images
+ * and creates the vCPUs: CPU 0 enters the kernel's 64-bit entry in long mode
+ * with RSI = boot_params; the others wait in KVM (wait-for-SIPI) until the
+ * guest starts them with INIT/SIPI through its local APIC, as on a PC. The
+ * devices are the shared models (the 16550 on the serial backend) plus the
+ * PC parts of src/emulator/x86, on a port bus served on the main thread.
+ * Device interrupts reach the in-kernel irqchip through KVM_IRQ_LINE. MMIO no
+ * device claims reads as all ones and drops writes (the APICs are in KVM).
+ *
+ * The machine ends once: ACPI S5 (poweroff, exit 0), a KVM shutdown event
+ * (exit 0), a reset request (i8042, KVM reset event, triple fault: 'reboot'),
+ * stop() (Ctrl-A x), or a vCPU failing (error, with KVM's reason). `exit`
+ * resolves after every vCPU thread has returned and KVM is closed.
+ * runMicrovmMachine() boots again after a reboot unless noReboot.
+ */
+import { GuestMemoryError, type GuestMemory } from '../bus/interfaces.js';
+import { MmioBus, type BusAccessSize } from '../bus/mmio-bus.js';
+import type { CharBackend } from '../devices/char-backend.js';
+import { Uart16550 } from '../devices/uart16550.js';
+import { KvmSystem, type KvmVm } from '../accel/kvm/kvm.js';
+import { mapAnonymous, type Mapping } from '../accel/kvm/sys.js';
+import { startKvmVcpuThread, type IoHandlers, type KvmVcpuThread } from '../accel/kvm/vcpu-thread.js';
+import type { VcpuEnd } from '../accel/kvm/vcpu-protocol.js';
+import { AcpiPmControl, AcpiPmEvents } from '../x86/acpi-pm.js';
+import { CmosRtc } from '../x86/cmos-rtc.js';
+import { vcpuCpuid } from '../x86/cpuid.js';
+import { I8042 } from '../x86/i8042.js';
+import { bootSregs } from '../x86/long-mode.js';
+import { PciHost } from '../x86/pci-host.js';
+import type { MachineExit } from './riscv-virt.js';
+import { loadMicrovmBoot, type MicrovmBootLayout } from './microvm-boot.js';
+import { MICROVM_IRQ, MICROVM_MEMORY, MICROVM_PORTS, MICROVM_RAM_MAX } from './microvm-map.js';
+
+export type { MachineExit };
+
+export interface MicrovmConfig {
+  ramBytes: number;
+  cpus: number;
+  /** A bzImage (64-bit boot protocol, 2.12 or later). */
+  kernel: Uint8Array;
+  initrd?: Uint8Array;
+  append?: string;
+  serial: CharBackend;
+  /** The KVM device node (default /dev/kvm). */
+  kvmPath?: string;
+}
+
+export interface MicrovmMachine {
+  readonly layout: MicrovmBootLayout;
+  start(): void;
+  /** Ends the machine (as Ctrl-A x does); `exit` resolves with { kind: 'quit' } unless it had ended already. */
+  stop(): void;
+  readonly exit: Promise<MachineExit>;
+}
+
+const MSR_IA32_MISC_ENABLE = 0x1a0;
+const MISC_ENABLE_FAST_STRING = 1;
+const MAX_CPUS = 255;
+
+function guestRam(buffer: ArrayBuffer, ramBytes: number): GuestMemory {
+  const u8 = new Uint8Array(buffer);
+  const check = (gpa: number, length: number): void => {
+    if (gpa < 0 || gpa + length > ramBytes) throw new GuestMemoryError(gpa, length);
+  };
+  return {
+    read: (gpa, dst) => {
+      check(gpa, dst.length);
+      dst.set(u8.subarray(gpa, gpa + dst.length));
+    },
+    write: (gpa, src) => {
+      check(gpa, src.length);
+      u8.set(src, gpa);
+    },
+  };
+}
+
+function portDevices(vm: KvmVm, config: MicrovmConfig, s5SleepType: number, end: (exit: MachineExit) => void): MmioBus {
+  const ports = new MmioBus();
+  const i8042 = new I8042(() => end({ kind: 'reboot' }));
+  ports.map(MICROVM_PORTS.I8042_DATA, 1, i8042.data, 'i8042 data');
+  ports.map(MICROVM_PORTS.I8042_COMMAND, 1, i8042.command, 'i8042 command');
+  ports.map(MICROVM_PORTS.RTC, 2, new CmosRtc(), 'cmos rtc');
+  ports.map(MICROVM_PORTS.COM1, 8, new Uart16550({ set: (level) => vm.setIrq(MICROVM_IRQ.COM1, level) }, config.serial), 'com1');
+  ports.map(MICROVM_PORTS.PM1A_EVENT, 4, new AcpiPmEvents(), 'pm1a event');
+  ports.map(MICROVM_PORTS.PM1A_CONTROL, 2, new AcpiPmControl(s5SleepType, () => end({ kind: 'poweroff', code: 0 })), 'pm1a control');
+  ports.map(MICROVM_PORTS.PCI_CONFIG, 8, new PciHost(), 'pci host');
+  return ports;
+}
+
+function ioHandlers(ports: MmioBus): IoHandlers {
+  const allOnes = (size: number): number => 0xffff_ffff >>> (32 - size * 8);
+  return {
+    portRead: (port, size) => (ports.load(port, size as BusAccessSize) ? ports.lo : allOnes(size)),
+    portWrite: (port, size, value) => void ports.store(port, size as BusAccessSize, value, 0),
+    mmioRead: (_address, data) => data.fill(0xff),
+    mmioWrite: () => {},
+  };
+}
+
+function exitFor(end: VcpuEnd): MachineExit {
+  switch (end.kind) {
+    case 'stopped':
+      return { kind: 'quit' };
+    case 'shutdown':
+      return { kind: 'poweroff', code: 0 };
+    case 'reset':
+      return { kind: 'reboot' };
+    case 'error':
+      return { kind: 'error', message: end.message };
+  }
+}
+
+export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
+  const { ramBytes, cpus } = config;
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) throw new Error(`-smp: the microvm machine takes 1 to ${MAX_CPUS} CPUs`);
+  if (ramBytes < 2 * 1024 ** 2 || ramBytes > MICROVM_RAM_MAX || ramBytes % 4096 !== 0) {
+    throw new Error(`-m: the microvm machine takes 2 MiB to ${MICROVM_RAM_MAX / 1024 ** 3} GiB of RAM in whole pages`);
+  }
+  const kvm = KvmSystem.open({ path: config.kvmPath });
+  let vm: KvmVm | undefined;
+  let ram: Mapping | undefined;
+  const release = (): void => {
+    vm?.close();
+    ram?.unmap();
+    kvm.close();
+  };
+  try {
+    if (cpus > kvm.maxVcpus()) throw new Error(`-smp: this host's KVM takes at most ${kvm.maxVcpus()} vCPUs`);
+    vm = kvm.createVm();
+    ram = mapAnonymous(ramBytes);
+    vm.addMemory(0, ramBytes, ram.address);
+    vm.setTssAddress(MICROVM_MEMORY.KVM_TSS);
+    vm.createIrqchip();
+    vm.createPit();
+    const layout = loadMicrovmBoot(guestRam(ram.buffer, ramBytes), config);
+    const supported = kvm.supportedCpuid();
+    const vcpus = Array.from({ length: cpus }, (_, id) => {
+      const vcpu = vm!.createVcpu(id);
+      vcpu.setCpuid(vcpuCpuid(supported, id, cpus));
+      vcpu.setMsrs([[MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING]]);
+      return vcpu;
+    });
+    vcpus[0].updateSregs(bootSregs);
+    vcpus[0].setRegs({ rip: layout.entry, rsi: layout.bootParams, rflags: 0x2 });
+    return assemble(config, kvm, vm, layout, vcpus, release);
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
+function assemble(
+  config: MicrovmConfig,
+  kvm: KvmSystem,
+  vm: KvmVm,
+  layout: MicrovmBootLayout,
+  vcpus: ReturnType<KvmVm['createVcpu']>[],
+  release: () => void,
+): MicrovmMachine {
+  let finish: (exit: MachineExit) => void = () => {};
+  const ending = new Promise<MachineExit>((resolve) => (finish = resolve));
+  let ended = false;
+  const end = (exit: MachineExit): void => {
+    if (ended) return;
+    ended = true;
+    finish(exit);
+  };
+  const handlers = ioHandlers(portDevices(vm, config, layout.s5SleepType, end));
+  let threads: KvmVcpuThread[] = [];
+  let started = false;
+
+  const exit = ending.then(async (reason) => {
+    for (const thread of threads) thread.stop();
+    const ends = await Promise.all(threads.map((t) => t.ended));
+    release();
+    const failed = ends.find((e) => e.kind === 'error');
+    return failed && reason.kind !== 'error' ? exitFor(failed) : reason;
+  });
+
+  return {
+    layout,
+    exit,
+    start() {
+      if (started) return;
+      started = true;
+      threads = vcpus.map((vcpu) => startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers));
+      for (const thread of threads) void thread.ended.then((e) => end(exitFor(e)));
+    },
+    stop() {
+      end({ kind: 'quit' });
+    },
+  };
+}
+
+/** Boots the machine, again after each guest reboot unless `noReboot`; resolves with how it finally ended. */
+export async function runMicrovmMachine(
+  config: MicrovmConfig,
+  options: { noReboot: boolean; onMachine?: (machine: MicrovmMachine) => void },
+): Promise<MachineExit> {
+  for (;;) {
+    const machine = createMicrovmMachine(config);
+    options.onMachine?.(machine);
+    machine.start();
+    const exit = await machine.exit;
+    if (exit.kind !== 'reboot' || options.noReboot) return exit;
+  }
+}
