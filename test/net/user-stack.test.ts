@@ -251,3 +251,19 @@ test('DNS: a burst of 200 queries is answered (lookups queued) or refused with S
   assert.ok(codes.filter((c) => c === 0).length >= 66, 'at least the running and waiting lookups are answered');
   assert.equal((await answerDnsQuery(dnsQuery('localhost', 1), HOST_IP))![3]! & 15, 0, 'the limiter recovers');
 });
+
+test('TTL: a packet that would be passed on with TTL 1 gets ICMP time exceeded, quoting its header', async () => {
+  const g = await guest();
+  const frame = g.udp(0xc0000201, 33434, 33434, Buffer.from('probe'));
+  const v = new DataView(frame.buffer);
+  v.setUint8(22, 1);
+  v.setUint16(24, 0);
+  v.setUint16(24, finish(sum(frame, 14, 20)));
+  g.send(frame);
+  const reply = await g.next((f) => f.protocol === PROTO_ICMP, 'time exceeded');
+  assert.equal(reply.view.getUint8(reply.l4), 11);
+  assert.equal(reply.src, HOST_IP);
+  assert.deepEqual(reply.bytes.subarray(reply.l4 + 8, reply.l4 + 36), frame.subarray(14, 42));
+  assert.equal(finish(sum(reply.bytes, reply.l4, reply.bytes.length - reply.l4)), 0);
+  assert.equal(g.stack.stats.udpFlows, 0, 'nothing was sent on');
+});

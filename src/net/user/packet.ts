@@ -73,7 +73,6 @@ export interface InPacket {
   view: DataView;
   src: number;
   dst: number;
-  srcMac: Uint8Array;
   /** Offset and length of the L4 bytes (the IP total length, not the frame's padding). */
   l4: number;
   l4Length: number;

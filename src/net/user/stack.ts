@@ -6,7 +6,9 @@
  * ARP (arp.ts) answers for the host, DNS and guest forward addresses and finds
  * guests' MACs.
  * IPv4 packets are checked (version, header length, total length, header
- * checksum) and fragments are dropped (no reassembly yet). Then: ICMP echo to the
+ * checksum) and fragments are dropped (no reassembly yet); a packet that would be
+ * passed on with its TTL at 1 or 0 gets ICMP time exceeded from the host address.
+ * Then: ICMP echo to the
  * host or DNS address is answered here; UDP to port 67 goes to the DHCP server, to
  * the DNS address port 53 to the DNS server, to the host address port 69 (and the
  * transfers' ports) to the TFTP server when tftp= is set; other UDP and TCP go
@@ -69,13 +71,15 @@ export class UserStack implements FrameBackend {
   private readonly listeners: Listener[] = [];
   private readonly guestForwards = new Map<string, GuestForward>();
   private readonly openHost = (dst: number, port: number): Duplex | null => this.openHostEnd(dst, port);
+  /** The addresses the router itself answers for: host, DNS, guest forwards. */
+  private readonly isRouter = (addr: number): boolean =>
+    addr === this.config.host || addr === this.config.dns || this.config.guestfwd.some((g) => g.addr === addr);
 
   private constructor(readonly config: UserNetdev) {
-    const isRouter = (addr: number): boolean => addr === config.host || addr === config.dns || config.guestfwd.some((g) => g.addr === addr);
     const broadcast = (config.net | ~prefixMask(config.prefix)) >>> 0;
     const isNeighbour = (addr: number): boolean =>
-      inNetwork(addr, config.net, config.prefix) && !isRouter(addr) && addr !== config.net && addr !== broadcast;
-    this.arp = new Arp(ROUTER_MAC, config.host, isRouter, isNeighbour, (frame) => this.put(frame));
+      inNetwork(addr, config.net, config.prefix) && !this.isRouter(addr) && addr !== config.net && addr !== broadcast;
+    this.arp = new Arp(ROUTER_MAC, config.host, this.isRouter, isNeighbour, (frame) => this.put(frame));
     this.dhcp = new DhcpServer(config);
     this.udp = new UdpNat(this);
     this.tcp = new TcpNat(this);
@@ -136,15 +140,16 @@ export class UserStack implements FrameBackend {
     if (vihl >> 4 !== 4 || headerLength < 20 || total < headerLength || ETH_HEADER + total > frame.length) return;
     if (finish(sum(frame, ETH_HEADER, headerLength)) !== 0) return;
     if ((view.getUint16(20) & 0x3fff) !== 0) return; // a fragment (MF set or an offset)
+    const dst = view.getUint32(30);
+    this.arp.learn(view.getUint32(26), frame.subarray(6, 12));
+    if (view.getUint8(22) <= 1 && !this.isRouter(dst) && dst !== 0xffffffff) return this.timeExceeded(frame, headerLength, total);
     const p: InPacket = {
       frame, view,
       src: view.getUint32(26),
-      dst: view.getUint32(30),
-      srcMac: frame.subarray(6, 12),
+      dst,
       l4: ETH_HEADER + headerLength,
       l4Length: total - headerLength,
     };
-    this.arp.learn(p.src, p.srcMac);
     switch (view.getUint8(23)) {
       case PROTO_ICMP: return this.icmp(p);
       case PROTO_UDP: return this.udpIn(p);
@@ -167,6 +172,16 @@ export class UserStack implements FrameBackend {
     if (g) return g.target.kind === 'cmd' ? commandStream(g.target.command) : connectHost(g.target.host, g.target.port);
     const host = this.hostAddressOf(dst);
     return host === null ? null : connectHost(host, port);
+  }
+
+  /** A packet whose TTL ends here instead of being passed on: ICMP time exceeded (so traceroute works). */
+  private timeExceeded(frame: Uint8Array, headerLength: number, total: number): void {
+    const quoted = headerLength + Math.min(8, total - headerLength);
+    const src = new DataView(frame.buffer, frame.byteOffset).getUint32(26);
+    const p = new OutPacket(PROTO_ICMP, this.config.host, src, 8 + quoted);
+    p.view.setUint8(p.l4, 11);
+    p.frame.set(frame.subarray(ETH_HEADER, ETH_HEADER + quoted), p.l4 + 8);
+    this.emit(p);
   }
 
   private icmp(p: InPacket): void {
