@@ -33,6 +33,7 @@ import { GoldfishRtc } from '../devices/goldfish-rtc.js';
 import { Plic } from '../devices/plic.js';
 import { SifiveTest, type TestFinisherEvent } from '../devices/sifive-test.js';
 import { Uart16550 } from '../devices/uart16550.js';
+import { EmptyVirtioSlot } from '../devices/virtio-mmio-empty.js';
 import { writeChosen } from '../fdt/fdt-query.js';
 import { parseFdt } from '../fdt/fdt-reader.js';
 import { serializeFdt } from '../fdt/fdt-writer.js';
@@ -46,7 +47,10 @@ import { HSM, HartControl } from '../vcpu/hart-control.js';
 import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
 import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
-import { VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, virtPlicRegion } from './virt-map.js';
+import {
+  VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, VIRT_VIRTIO_COUNT, virtPlicRegion,
+  virtioSlotRegion,
+} from './virt-map.js';
 
 /** The ISA the harts implement, as the device tree states it. */
 export const VIRT_ISA = 'rv64imafdc_zicntr_zicsr_zifencei';
@@ -89,7 +93,7 @@ export interface VirtMachine {
 export function virtDeviceTree(config: Omit<VirtMachineConfig, 'serial' | 'kernel' | 'engine'>, initrd?: InitrdRange): Uint8Array {
   const tree: FdtTree = config.dtb
     ? parseFdt(config.dtb)
-    : buildVirtFdt({ ramSize: config.ramBytes, harts: config.harts, isa: VIRT_ISA, virtioSlots: 0 });
+    : buildVirtFdt({ ramSize: config.ramBytes, harts: config.harts, isa: VIRT_ISA, virtioSlots: VIRT_VIRTIO_COUNT });
   writeChosen(tree, { bootargs: config.append, initrdStart: initrd?.start, initrdEnd: initrd?.end });
   return serializeFdt(tree);
 }
@@ -128,6 +132,12 @@ function virtDevices(harts: number, serial: CharBackend, control: HartControl, e
   bus.map(VIRT_UART0.base, VIRT_UART0.size, new Uart16550(plic.irqLine(VIRT_IRQ.UART0), serial), 'uart0');
   const plicRegion = virtPlicRegion(harts);
   bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
+  // The virtio-mmio slots the device tree lists hold no device until the devices issue fills them.
+  const empty = new EmptyVirtioSlot();
+  for (let slot = 0; slot < VIRT_VIRTIO_COUNT; slot++) {
+    const region = virtioSlotRegion(slot);
+    bus.map(region.base, region.size, empty, `virtio-mmio.${slot}`);
+  }
   return bus;
 }
 
