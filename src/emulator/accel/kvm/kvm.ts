@@ -2,7 +2,7 @@
  * /dev/kvm as objects: the system (capability checks with clear errors), a
  * VM (guest RAM slots, the in-kernel irqchip and PIT, interrupt lines) and a
  * vCPU's setup (registers, special registers, CPUID, MSRs). Running a vCPU
- * happens on its worker thread (vcpu-worker.ts), which opens nothing itself:
+ * happens on its worker thread (kvm-vcpu-worker.ts), which opens nothing itself:
  * the file descriptors are process-wide.
  *
  * openKvm() checks, in order, and names the first failure: /dev/kvm exists,

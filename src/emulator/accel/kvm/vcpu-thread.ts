@@ -1,5 +1,5 @@
 /**
- * Starts a KVM vCPU on its own worker thread (vcpu-worker.ts) and serves its
+ * Starts a KVM vCPU on its own worker thread (kvm-vcpu-worker.ts) and serves its
  * port I/O and MMIO on the main thread through the handlers it is given.
  *
  * Reads are answered through the shared reply area (the worker waits for
@@ -53,7 +53,7 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
   const run = mapShared(vcpu.fd, mmapSize);
   const runBytes = new Uint8Array(run.buffer);
   const workerData: VcpuWorkerData = { fd: vcpu.fd, id: vcpu.id, mmapSize, control: buffer };
-  const worker = startModuleWorker(siblingModule('vcpu-worker', import.meta.url), workerData);
+  const worker = startModuleWorker(siblingModule('kvm-vcpu-worker', import.meta.url), workerData);
 
   const answer = (): void => {
     Atomics.add(control, CONTROL.REPLY_SEQ, 1);
