@@ -43,9 +43,9 @@
  * S-mode first offers the call to the `sbi` option (true: PC = pc + 4). mret
  * and sret set PC to the return address; after a successful wfi, csrAccess,
  * sfenceVma or fenceI the engine moves PC past the instruction itself (after
- * wfi the vCPU loop may sleep until wakeable()). checkInterrupts() also
- * serves the FLUSH_REQUEST word other threads set (remote fences): it
- * flushes the TLB and drops all translated code.
+ * wfi, which sets waitingForInterrupt, the vCPU loop may sleep until
+ * wakeable()). checkInterrupts() also serves the FLUSH_REQUEST word other
+ * threads set (remote fences): it flushes the TLB and drops all translated code.
  */
 import type { AmoOp, CodeCacheHooks, HartServices, MemSize } from './hart-api.js';
 import {
@@ -126,6 +126,8 @@ export class Hart implements HartServices {
   private readonly loadTlb: number;
   private readonly storeTlb: number;
   private readonly fetchTlb: number;
+  /** Set by a successful wfi; the vCPU loop sleeps until wakeable() and clears it (nothing else reads it). */
+  waitingForInterrupt = false;
   /** The bytes of a page-crossing load, gathered before they reach SCRATCH0. */
   private readonly crossPageBytes = new Uint8Array(8);
 
@@ -309,7 +311,9 @@ export class Hart implements HartServices {
 
   wfi(insn: number): boolean {
     const priv = this.st.priv;
-    return priv === PRIV_U || (priv === PRIV_S && (this.st.mstatus & MSTATUS.TW) !== 0) ? this.illegal(insn) : true;
+    if (priv === PRIV_U || (priv === PRIV_S && (this.st.mstatus & MSTATUS.TW) !== 0)) return this.illegal(insn);
+    this.waitingForInterrupt = true;
+    return true;
   }
 
   sfenceVma(vaLo: number, vaHi: number, hasAddr: boolean, _asid: number, _hasAsid: boolean, insn: number): boolean {

@@ -32,6 +32,9 @@
  *   RESERVATION_ADDR / RESERVATION_VALUE  LR/SC reservation (address -1 = none)
  *   INSTRET retired-instruction count (8 bytes)
  *   SCRATCH0..3  8-byte slots for values passed between translated code and JS helpers
+ *   JIT_BUDGET  the low word of SCRATCH3 (i32): instructions translated code may still
+ *          run before it returns to the JIT's dispatcher (jit/engine.ts); only the JIT
+ *          uses it, and no JS helper that translated code calls touches SCRATCH3
  *   CSR_AREA..HART_STATE_SIZE  owned by csr.ts (the other CSRs, at offsets it defines)
  *
  * Software TLB (per hart, at tlbBase(hart)): three tables of TLB_ENTRIES
@@ -44,6 +47,12 @@
  * for a page in the code-page map); everything else takes the slow path. The
  * MMU fills entries and flushes all three tables whenever the translation
  * context changes (privilege mode, satp, mstatus MPRV/MPP/SUM/MXR, sfence.vma).
+ *
+ * JIT jump cache (per hart, at tlbBase(hart) + TLB_JUMPS, after the three
+ * tables): JUMP_CACHE_SIZE i32 words, each the code cache's table slot of a
+ * block it entered last at that index (jit/batch-module.ts jumpCacheIndex), or
+ * 0 (the stub). Only the JIT reads or writes it; a hart reset leaves it alone
+ * (a stale slot is harmless: every block checks the host it was entered for).
  *
  * Code-page map: byte p is non-zero while some hart holds translated code for
  * guest-RAM page p ((gpa - RAM_GPA_BASE) >>> 12). A store to such a page goes
@@ -63,6 +72,8 @@ export const TLB_TABLE_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
 export const TLB_LOAD = 0;
 export const TLB_STORE = TLB_TABLE_SIZE;
 export const TLB_FETCH = 2 * TLB_TABLE_SIZE;
+export const TLB_JUMPS = 3 * TLB_TABLE_SIZE;
+export const JUMP_CACHE_SIZE = 1024;
 export const TLB_STRIDE = 0x4000;
 
 export const CODE_PAGE_MAP_BASE = 0x0020_0000;
@@ -90,6 +101,8 @@ export const HS = {
   SCRATCH1: 584,
   SCRATCH2: 592,
   SCRATCH3: 600,
+  /** Alias of SCRATCH3's low word: the JIT's instruction budget. */
+  JIT_BUDGET: 600,
   CSR_AREA: 1024,
 } as const;
 

@@ -56,17 +56,6 @@ const RUN_SLICE = 200_000;
 const MAX_SLEEP_MS = 500;
 const TICKS_PER_MS = TIMEBASE_HZ / 1000;
 
-/** A hart that remembers it executed a wfi, so the loop sleeps instead of spinning. */
-class VcpuHart extends Hart {
-  waiting = false;
-
-  override wfi(insn: number): boolean {
-    const ok = super.wfi(insn);
-    if (ok) this.waiting = true;
-    return ok;
-  }
-}
-
 /** MMIO for one vCPU: the CLINT locally, everything else through the mailbox. */
 class VcpuMmio implements HartMmio {
   lo = 0;
@@ -102,7 +91,7 @@ function createEngine(name: EngineName, hart: Hart): Engine {
 export class Vcpu {
   private readonly control: HartControl;
   private readonly clint: Clint;
-  private readonly hart: VcpuHart;
+  private readonly hart: Hart;
   private readonly engine: Engine;
   private readonly id: number;
 
@@ -128,7 +117,7 @@ export class Vcpu {
         return true;
       };
     }
-    this.hart = new VcpuHart(options);
+    this.hart = new Hart(options);
     this.engine = createEngine(config.engine, this.hart);
   }
 
@@ -158,9 +147,9 @@ export class Vcpu {
     while (control.running()) {
       switch (control.state(this.id)) {
         case HSM.STARTED:
-          if (this.hart.waiting) {
+          if (this.hart.waitingForInterrupt) {
             if (!this.sleepUntilWakeable()) break;
-            this.hart.waiting = false;
+            this.hart.waitingForInterrupt = false;
           }
           retired += this.engine.run(RUN_SLICE);
           this.clint.updateTimer(this.id);
@@ -184,7 +173,7 @@ export class Vcpu {
     const fw = this.config.firmware;
     if (fw) enterFirmware(this.hart, fw.entry, fw.fdt, fw.info);
     else enterSupervisor(this.hart, pcLo, pcHi, opaqueLo, opaqueHi);
-    this.hart.waiting = false;
+    this.hart.waitingForInterrupt = false;
   }
 
   private resume(): void {

@@ -7,7 +7,6 @@
  *
  *   env.memory   the machine's shared memory (guest RAM, hart state, TLBs)
  *   env.table    the hart's table of block functions (the chaining slots)
- *   env.jumps    the hart's jump cache (translate.ts JUMP_CACHE_SIZE entries)
  *   env.load / env.store   HartServices.load/store (the slow path of the
  *                inline TLB): (vaLo, vaHi, size) → 1 ok / 0 trapped
  *   env.lr / env.sc        HartServices.loadReserved/storeConditional, same shape
@@ -22,14 +21,16 @@
  * block exit goes (next: i64, nextHost: i32, slot: i32) → i32: if budget
  * remains (JIT_BUDGET) and EXIT_REQUEST is clear it tail-calls `slot` of the
  * block table (a constant same-page target) or, for SLOT_JUMP, translates
- * `next` through the fetch TLB and tail-calls the jump-cache entry of its host
- * offset; otherwise it stores `next` into PC and returns 0 to the dispatcher.
+ * `next` through the fetch TLB and tail-calls the slot that the jump cache
+ * (layout.ts TLB_JUMPS: slot numbers in memory, so filling it is a plain store
+ * and no wasm table is shared by more modules than it must be) holds for its
+ * host offset; otherwise it stores `next` into PC and returns 0 to the dispatcher.
  * SLOT_INTERPRET stores `next` and returns 1 (the engine interprets there). Each translated block is a
  * function of type (pc: i64, host: i32) → i32 that an element segment places into the
  * block's slot of env.table when the module is instantiated.
  */
 import { MemOp, ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
-import { HS, TLB_ENTRIES, TLB_FETCH } from '../layout.js';
+import { HS, JUMP_CACHE_SIZE, TLB_ENTRIES, TLB_FETCH, TLB_JUMPS } from '../layout.js';
 import type { AmoOp } from '../hart-api.js';
 
 /** AMO operations by the index translated code passes to env.amo. */
@@ -37,15 +38,8 @@ export const AMO_OPS: readonly AmoOp[] = ['swap', 'add', 'xor', 'and', 'or', 'mi
 
 const { i32, i64 } = Type;
 
-/**
- * The JIT's budget word: the low half of the state block's SCRATCH3 slot
- * (a value passed between translated code and JS, as layout.ts allows):
- * instructions the hart may still run before returning to the dispatcher.
- */
-export const JIT_BUDGET = HS.SCRATCH3;
-
-/** Entries of the jump cache (table 1 of a batch module); a host offset's entry is jumpCacheIndex(host). */
-export const JUMP_CACHE_SIZE = 1024;
+/** The JIT's budget word (layout.ts HS.JIT_BUDGET): instructions the hart may still run before returning to the dispatcher. */
+export const JIT_BUDGET = HS.JIT_BUDGET;
 
 export function jumpCacheIndex(host: number): number {
   return (host >>> 1) & (JUMP_CACHE_SIZE - 1);
@@ -102,7 +96,6 @@ export function newBatchModule(stateBase: number, tlbBase: number, jumpCache: bo
   const fp = m.importFunction('env', 'fp', [i32, i32, i32, i32, i32, i32], [i32]);
   m.importMemory('env', 'memory', 1, MAX_PAGES, true);
   m.importTable('env', 'table', 1);
-  m.importTable('env', 'jumps', 1);
   const blockType = m.type([i64, i32], [i32]);
 
   const mulhu = binary(m, emitMulhu);
@@ -142,8 +135,9 @@ function emitLeave(c: Code, blockType: number, stateBase: number, tlbBase: numbe
     c.if();
     c.get(next);
     c.get(next).op(Op.i32_wrap_i64).get(entry).mem(MemOp.i32_load, fetchTlb + 8, 2).op(Op.i32_add).tee(host);
-    c.get(host).i32(1).op(Op.i32_shr_u).i32(JUMP_CACHE_SIZE - 1).op(Op.i32_and);
-    c.returnCallIndirect(blockType, 1);
+    c.get(host).i32(1).op(Op.i32_shr_u).i32(JUMP_CACHE_SIZE - 1).op(Op.i32_and).i32(2).op(Op.i32_shl);
+    c.mem(MemOp.i32_load, tlbBase + TLB_JUMPS, 2);
+    c.returnCallIndirect(blockType);
     c.end();
   }
   c.end();

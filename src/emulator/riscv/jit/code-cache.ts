@@ -4,15 +4,19 @@
  *
  * Theory of operation. Blocks are keyed by the host offset of their first
  * instruction (a guest-physical address moved into the shared memory). Each
- * key ever seen gets an entry with a permanent slot in the hart's function
- * table; a slot holds either the block's translated function or a stub that
- * stores the pc it is given into PC and returns to the JS dispatcher, so
- * translated code can tail-call any slot without knowing whether its target
+ * key ever seen gets an entry with a permanent slot (from 1; slot 0 always
+ * holds the stub) in the hart's function table; a slot holds either the
+ * block's translated function or a stub that stores the pc it is given into
+ * PC and returns to the JS dispatcher, so translated code can tail-call any slot without knowing whether its target
  * is translated yet. The dispatcher enters a block through `enter(slot, host)`,
  * a small wasm function that passes PC from the state block (no i64 crosses
- * into JS). The jump cache (translate.ts) holds the blocks the dispatcher
- * entered last, by host offset, for exits to other pages and jalr; it holds
- * only blocks on validated pages (see below) and is emptied on invalidateAll.
+ * into JS). The jump cache (layout.ts TLB_JUMPS) holds the slots of the blocks
+ * the dispatcher entered last, by host offset, for exits to other pages and
+ * jalr; it holds only blocks on validated pages (see below) and is emptied on
+ * invalidateAll. It lives in memory rather than in a wasm table because on
+ * Node 20's V8 every table write costs time in proportion to the number of
+ * instances that import the table (hundreds of batch modules), and the
+ * dispatcher rewrites jump-cache entries all the time.
  *
  * States of an entry: cold (counted each time the dispatcher runs it on the
  * interpreter) → queued (reached the hotness threshold) → translated, or
@@ -44,11 +48,12 @@
 import { MemOp, ModuleBuilder, Type } from '../../wasm/encoder.js';
 import { decodeBlock } from '../isa/index.js';
 import {
-  CODE_PAGE_MAP_BASE, HS, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE, tlbBase,
+  CODE_PAGE_MAP_BASE, HS, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_JUMPS, TLB_STORE,
+  tlbBase,
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
-import { AMO_OPS, JUMP_CACHE_SIZE, jumpCacheIndex, newBatchModule } from './batch-module.js';
+import { AMO_OPS, jumpCacheIndex, newBatchModule } from './batch-module.js';
 import { translatableLength, translateBlock } from './translate.js';
 
 export interface JitTuning {
@@ -95,7 +100,6 @@ export interface CompileStats {
 
 export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
-  readonly jumps: WebAssembly.Table;
   /** Which entry each jump-cache entry holds. */
   private readonly jumpOwners: (CacheEntry | undefined)[] = new Array(JUMP_CACHE_SIZE).fill(undefined);
   readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0, dropped: 0, validated: 0, changed: 0, failed: 0 };
@@ -118,23 +122,24 @@ export class CodeCache implements CodeCacheHooks {
   private readonly imports: WebAssembly.Imports;
   private readonly mem8: Uint8Array;
   private readonly mem32: Int32Array;
+  /** Word index of the jump cache's first entry. */
+  private readonly jumpWords: number;
 
   constructor(private readonly hart: HartServices, readonly tuning: JitTuning = DEFAULT_TUNING) {
     this.mem8 = new Uint8Array(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
     this.validatedIn = new Uint32Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
-    this.jumps = new WebAssembly.Table({ element: 'anyfunc', initial: JUMP_CACHE_SIZE });
     const entryPoints = hartEntryPoints(hart, this.table);
     this.stub = entryPoints.stub;
     this.enter = entryPoints.enter;
     for (let i = 0; i < this.table.length; i++) this.table.set(i, this.stub);
-    for (let i = 0; i < JUMP_CACHE_SIZE; i++) this.jumps.set(i, this.stub);
+    this.jumpWords = (tlbBase(hart.id) + TLB_JUMPS) >> 2;
+    this.mem32.fill(0, this.jumpWords, this.jumpWords + JUMP_CACHE_SIZE);
     this.imports = {
       env: {
         memory: hart.memory,
         table: this.table,
-        jumps: this.jumps,
         load: (lo: number, hi: number, size: number) => (hart.load(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         store: (lo: number, hi: number, size: number) => (hart.store(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         lr: (lo: number, hi: number, size: number) => (hart.loadReserved(lo, hi, size as 4 | 8) ? 1 : 0),
@@ -154,7 +159,7 @@ export class CodeCache implements CodeCacheHooks {
     if (e !== undefined && e.host === host) return e;
     e = this.entries.get(host);
     if (e === undefined) {
-      const slot = this.entries.size;
+      const slot = this.entries.size + 1;
       if (slot >= this.table.length) this.table.grow(this.table.length, this.stub);
       e = { host, slot, state: COLD, count: 0 };
       this.entries.set(host, e);
@@ -255,7 +260,7 @@ export class CodeCache implements CodeCacheHooks {
     for (const i of this.jumpsInUse) {
       if (this.jumpOwners[i] !== undefined) {
         this.jumpOwners[i] = undefined;
-        this.jumps.set(i, this.stub);
+        this.mem32[this.jumpWords + i] = 0;
       }
     }
     this.jumpsInUse.length = 0;
@@ -267,7 +272,7 @@ export class CodeCache implements CodeCacheHooks {
     if (this.jumpOwners[i] === e) return;
     if (this.jumpOwners[i] === undefined) this.jumpsInUse.push(i);
     this.jumpOwners[i] = e;
-    this.jumps.set(i, this.table.get(e.slot));
+    this.mem32[this.jumpWords + i] = e.slot;
   }
 
   /** Called by the dispatcher before it enters code at `host`: validates the page after a fence.i. */
@@ -305,7 +310,7 @@ export class CodeCache implements CodeCacheHooks {
       const i = jumpCacheIndex(e.host);
       if (this.jumpOwners[i] === e) {
         this.jumpOwners[i] = undefined;
-        this.jumps.set(i, this.stub);
+        this.mem32[this.jumpWords + i] = 0;
       }
     }
     e.state = COLD;

@@ -29,7 +29,7 @@
  *     dispatcher until the target is translated);
  *   - any other target (jalr, other pages) is translated through the fetch TLB
  *     inline, and the host offset picks an entry of the jump cache, a small
- *     direct-mapped table the dispatcher fills with blocks it has entered.
+ *     direct-mapped array of slots the dispatcher fills with blocks it has entered.
  * Each block starts by checking that the host it was called for is its own
  * (a jump-cache collision, or a stub) and otherwise stores PC and returns.
  * Exits that cannot continue store the next pc into PC and return.
