@@ -10,6 +10,7 @@ import { KVM_CAP, decodeSregs, encodeSregs } from '../../src/emulator/accel/kvm/
 import { KvmSystem, KvmUnavailableError } from '../../src/emulator/accel/kvm/kvm.js';
 import { mapAnonymous } from '../../src/emulator/accel/kvm/sys.js';
 import { startKvmVcpuThread, type IoHandlers } from '../../src/emulator/accel/kvm/vcpu-thread.js';
+import { MAX_POSTED_WRITES } from '../../src/emulator/accel/kvm/vcpu-protocol.js';
 import { bootSregs, writeBootPageTables } from '../../src/emulator/x86/long-mode.js';
 
 describe('KVM capability checks', () => {
@@ -107,6 +108,35 @@ describe('KVM vCPU thread', () => {
     assert.deepEqual(await thread.ended, { kind: 'stopped' });
     assert.deepEqual(log, ['out 3f8/1=41', 'in 3f8/4', 'out 3f8/2=5678', 'read d0000000/4', 'write d0000008=abababab']);
     assert.equal(vcpu.getRegs().rbx, 0x1234_5678);
+    close();
+  });
+
+  it('holds a flooding guest at MAX_POSTED_WRITES unapplied writes, and loses none', async () => {
+    const code = [
+      0xb9, 0x88, 0x13, 0x00, 0x00, // mov ecx, 5000
+      0x66, 0xba, 0xf8, 0x03, //       mov dx, 0x3f8
+      0x88, 0xc8, 0xee, //             L: mov al, cl; out dx, al
+      0xe2, 0xfb, //                   loop L
+      0xfa, 0xf4, 0xeb, 0xfc, //       cli; hlt; jmp back to cli
+    ];
+    const { kvm, vcpu, close } = vmWith(code);
+    const values: number[] = [];
+    let remainingWhileBlocked = -1;
+    const { handlers } = recorder();
+    handlers.portWrite = (_port, _size, value) => {
+      if (values.length === 0) {
+        // Keep the main thread busy: the worker posts until the bound and then waits.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+        remainingWhileBlocked = vcpu.getRegs().rcx;
+      }
+      values.push(value);
+    };
+    const thread = startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers);
+    while (values.length < 5000) await new Promise((r) => setTimeout(r, 10));
+    thread.stop();
+    assert.deepEqual(await thread.ended, { kind: 'stopped' });
+    assert.equal(remainingWhileBlocked, 5000 - (MAX_POSTED_WRITES - 1));
+    assert.deepEqual(values, Array.from({ length: 5000 }, (_, i) => (5000 - i) & 0xff));
     close();
   });
 

@@ -12,7 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { KVM, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT, RUN, exitReasonName } from './abi.js';
 import { KvmVcpu } from './kvm.js';
 import { EAGAIN, EINTR, KvmSysError, currentThreadId, ioctlValueRaw, mapShared } from './sys.js';
-import { CONTROL, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
+import { CONTROL, MAX_POSTED_WRITES, type IoRequest, type MmioRequest, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
 
 const data = workerData as VcpuWorkerData;
 const control = new Int32Array(data.control, 0, CONTROL.WORDS);
@@ -23,6 +23,16 @@ const post = (message: VcpuMessage): void => port.postMessage(message);
 const run = mapShared(data.fd, data.mmapSize);
 const runBytes = new Uint8Array(run.buffer);
 const runView = new DataView(run.buffer);
+
+/** Posts a write; waits while too many are still unapplied. */
+function postWrite(message: IoRequest | MmioRequest): void {
+  post(message);
+  let pending = Atomics.add(control, CONTROL.POSTED, 1) + 1;
+  while (pending >= MAX_POSTED_WRITES) {
+    Atomics.wait(control, CONTROL.POSTED, pending);
+    pending = Atomics.load(control, CONTROL.POSTED);
+  }
+}
 
 /** Waits for the main thread's answer to the read just posted and copies `length` bytes of it to kvm_run at `at`. */
 function awaitReply(sequence: number, at: number, length: number): void {
@@ -38,7 +48,7 @@ function portIo(): void {
   const length = size * count;
   const ioPort = runView.getUint16(RUN.IO_PORT, true);
   if (write) {
-    post({ type: 'io', write, port: ioPort, size, count, data: runBytes.slice(at, at + length) });
+    postWrite({ type: 'io', write, port: ioPort, size, count, data: runBytes.slice(at, at + length) });
     return;
   }
   const sequence = Atomics.load(control, CONTROL.REPLY_SEQ);
@@ -51,7 +61,7 @@ function mmio(): void {
   const size = runView.getUint32(RUN.MMIO_LEN, true);
   const write = runView.getUint8(RUN.MMIO_IS_WRITE) !== 0;
   if (write) {
-    post({ type: 'mmio', write, address, size, data: runBytes.slice(RUN.MMIO_DATA, RUN.MMIO_DATA + size) });
+    postWrite({ type: 'mmio', write, address, size, data: runBytes.slice(RUN.MMIO_DATA, RUN.MMIO_DATA + size) });
     return;
   }
   const sequence = Atomics.load(control, CONTROL.REPLY_SEQ);

@@ -7,15 +7,20 @@
  * to put the bytes in the shared reply area and bump REPLY_SEQ, so a read
  * sees every write posted before it. The control words also carry the stop
  * flag the main thread sets before kicking the thread out of KVM_RUN, and
- * the worker's thread id for that kick.
+ * the worker's thread id for that kick, and the count of posted writes not
+ * yet applied: at MAX_POSTED_WRITES the worker waits, so a guest that floods
+ * a port cannot grow the main thread's queue without bound.
  */
 
 export const CONTROL = {
   STOP: 0,
   THREAD_ID: 1,
   REPLY_SEQ: 2,
+  POSTED: 3,
   WORDS: 4,
 } as const;
+
+export const MAX_POSTED_WRITES = 1024;
 
 /** Bytes of reply data after the control words (one page covers any string I/O exit). */
 export const REPLY_BYTES = 4096;

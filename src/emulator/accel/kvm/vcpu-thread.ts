@@ -3,7 +3,9 @@
  * port I/O and MMIO on the main thread through the handlers it is given.
  *
  * Reads are answered through the shared reply area (the worker waits for
- * them); writes arrive as posted messages, in order. stop() kicks the thread
+ * them); writes arrive as posted messages, in order, and each one applied
+ * is counted back (vcpu-protocol.ts bounds how many may wait). A device
+ * that throws ends the vCPU with an error; the worker is still released. stop() kicks the thread
  * out of KVM_RUN: it sets the stop flag and kvm_run's immediate_exit (on a
  * mapping of its own), then sends SIGUSR2 to the thread, for which a no-op
  * handler is installed so the signal only interrupts the ioctl.
@@ -12,7 +14,7 @@ import { siblingModule, startModuleWorker } from '../../vcpu/start-worker.js';
 import { RUN } from './abi.js';
 import type { KvmVcpu } from './kvm.js';
 import { mapShared, signalThread } from './sys.js';
-import { CONTROL, REPLY_BYTES, controlBuffer, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
+import { CONTROL, MAX_POSTED_WRITES, REPLY_BYTES, controlBuffer, type IoRequest, type MmioRequest, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
 
 const SIGUSR2 = 12;
 
@@ -55,12 +57,16 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
   const workerData: VcpuWorkerData = { fd: vcpu.fd, id: vcpu.id, mmapSize, control: buffer };
   const worker = startModuleWorker(siblingModule('kvm-vcpu-worker', import.meta.url), workerData);
 
-  const answer = (): void => {
-    Atomics.add(control, CONTROL.REPLY_SEQ, 1);
-    Atomics.notify(control, CONTROL.REPLY_SEQ);
+  /** Lets the worker go on: a read's reply is ready, or one posted write fewer is pending. */
+  const settle = (m: IoRequest | MmioRequest): void => {
+    if (!m.write) {
+      Atomics.add(control, CONTROL.REPLY_SEQ, 1);
+      Atomics.notify(control, CONTROL.REPLY_SEQ);
+    } else if (Atomics.sub(control, CONTROL.POSTED, 1) >= MAX_POSTED_WRITES) {
+      Atomics.notify(control, CONTROL.POSTED);
+    }
   };
-  const serve = (m: VcpuMessage): VcpuEnd | undefined => {
-    if (m.type === 'end') return m.end;
+  const serve = (m: IoRequest | MmioRequest): void => {
     if (m.type === 'io') {
       for (let i = 0; i < m.count; i++) {
         if (m.write) handlers.portWrite(m.port, m.size, valueAt(m.data!, i * m.size, m.size));
@@ -68,21 +74,23 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
       }
     } else if (m.write) handlers.mmioWrite(m.address, m.data!);
     else handlers.mmioRead(m.address, reply.subarray(0, m.size));
-    if (!m.write) answer();
-    return undefined;
   };
 
   let exited = false;
   const ended = new Promise<VcpuEnd>((resolve) => {
     let end: VcpuEnd | undefined;
     worker.on('message', (m: VcpuMessage) => {
+      if (m.type === 'end') {
+        end = m.end;
+        return;
+      }
       try {
-        end = serve(m) ?? end;
+        serve(m);
       } catch (err) {
         end = { kind: 'error', message: `vCPU ${vcpu.id}: device failed: ${(err as Error).message}` };
-        if (m.type !== 'end' && !m.write) answer();
         stop();
       }
+      settle(m);
     });
     worker.on('error', (err) => (end = { kind: 'error', message: err.stack ?? err.message }));
     worker.on('exit', (code) => {
