@@ -3,7 +3,8 @@
  * mirror in both apt source formats (one-line .list and deb822 .sources, skipping
  * security suites, disabled paragraphs, non-deb types and other file names), and
  * the initramfs archives of both guests are newc cpio, owned by root, with the
- * entries /init needs.
+ * entries /init needs; and the boot watcher reads the marker line through the kernel
+ * messages that the console interleaves with /init's output.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { mustRun, ROOT, runProgram, scratchDir } from '../helpers/peers.js';
-import { requireGuest, RISCV_GUESTS } from './riscv-guests.js';
+import { requireGuest, RISCV_GUESTS, watchBoot } from './riscv-guests.js';
 
 test('debian-apt.sh: mirror candidates from sources.list, *.list and *.sources, in order', async () => {
   const { dir, cleanup } = await scratchDir();
@@ -102,3 +103,19 @@ for (const guest of RISCV_GUESTS) {
     for (const e of entries) assert.deepEqual([e.uid, e.gid], [0, 0], `${e.name} owned by root`);
   });
 }
+
+test('watchBoot: the marker line with kernel messages inside it or right after it', async () => {
+  const consoles: [string, string][] = [
+    ['x\r\nTSEMU-BOOT-OK 6.12.1 1\r\n', 'TSEMU-BOOT-OK 6.12.1 1'],
+    ['TSEMU-BOOT-OK 6.1.2-t 2[    8.671623] reboot: Power down\r\n', 'TSEMU-BOOT-OK 6.1.2-t 2'],
+    ['TSEMU-BOOT-OK 6.1.2-t [    2.100000] random: crng init done\r\n2\r\n', 'TSEMU-BOOT-OK 6.1.2-t 2'],
+    ['TSEMU-BOOT-OK 6.1.2-t 2[    8.6] reboot: Pow', 'TSEMU-BOOT-OK 6.1.2-t 2'],
+    ['no marker\n', ''],
+  ];
+  for (const [text, line] of consoles) {
+    const run = await watchBoot('printf', ['%s', text], { deadlineSeconds: 60 });
+    assert.equal(run.markerLine, line, JSON.stringify(text));
+    assert.equal(run.markerSeconds === null, line === '');
+  }
+});
+

@@ -13,8 +13,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { requirePeer, scratchDir } from '../helpers/peers.js';
 import {
-  BUNDLED_GUEST, type BootRun, consoleTail, DEBIAN_GUEST, DEBIAN_OPENSBI, flatKernel, POWEROFF_APPEND, qemuBootArgs, requireGuest, RISCV_GUESTS,
-  type RiscvGuest, watchBoot,
+  assertCleanPoweroff, BUNDLED_GUEST, type BootRun, consoleTail, DEBIAN_GUEST, DEBIAN_OPENSBI, flatKernel,
+  POWEROFF_APPEND, qemuBootArgs, requireGuest, RISCV_GUESTS, type RiscvGuest, watchBoot,
 } from './riscv-guests.js';
 
 const QEMU = 'qemu-system-riscv64';
@@ -41,15 +41,6 @@ async function bootOnQemu(guest: RiscvGuest, { append = POWEROFF_APPEND, smp = 1
   } finally {
     await cleanup();
   }
-}
-
-function assertCleanPoweroff(run: BootRun, smp: number): void {
-  const log = `\n--- console (tail) ---\n${consoleTail(run)}`;
-  assert.notEqual(run.markerSeconds, null, `no marker line${log}`);
-  assert.match(run.markerLine, new RegExp(` ${smp}$`), `marker line '${run.markerLine}' should end with the CPU count ${smp}${log}`);
-  assert.notEqual(run.exitSeconds, null, `still running ${DEADLINE_SECONDS} s after start${log}`);
-  assert.equal(run.code, 0, `QEMU exit code${log}`);
-  assert.match(run.console, /reboot: Power down/, `no kernel poweroff message${log}`);
 }
 
 for (const guest of RISCV_GUESTS) {

@@ -14,7 +14,9 @@
  * line and to the process's exit. Input can be typed once the marker shows. A
  * machine still running at the deadline is killed (SIGKILL) and reported as such:
  * the deadline is only a bound on a wait for a marker, never a speed requirement.
+ * assertCleanPoweroff checks a run that was to power off right after the marker.
  */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -153,17 +155,35 @@ export function watchBoot(program: string, args: readonly string[], opts: WatchO
 }
 
 const MARKER_LINE = new RegExp(`${BOOT_MARKER}[^\\r\\n[]*`);
+/** A kernel message as the console prints it: "[    1.234567] text" and its line end. */
+const KERNEL_MESSAGE = /\[ *\d+\.\d+\][^\n]*\n/g;
 
 /**
- * The marker line as /init printed it. The line may lack its newline: a poweroff right
- * after the marker can print the kernel's "[ t] reboot: Power down" before the UART
- * driver sends the newline still in its buffer; the text stops at such a message.
+ * The marker line as /init printed it. The kernel writes its messages to the UART
+ * directly, so one can land inside the line (/init's text still queued in the tty
+ * driver) or end it (a poweroff right after the marker prints "[ t] reboot: Power
+ * down" before the UART sends /init's newline): kernel messages are taken out first,
+ * and the line stops where one without a line end begins.
  */
 function markerLineIn(text: string): string {
-  return MARKER_LINE.exec(text)?.[0].trim() ?? '';
+  return MARKER_LINE.exec(text.replace(KERNEL_MESSAGE, ''))?.[0].trim() ?? '';
 }
 
 /** The last `lines` lines of a console log, for failure messages. */
 export function consoleTail(run: BootRun, lines = 40): string {
   return run.console.replace(/\r/g, '').split('\n').slice(-lines).join('\n');
+}
+
+/**
+ * Asserts a boot with `tsemu.test=poweroff` went right: the marker line names `smp`
+ * CPUs, the kernel powered off, and the machine program exited 0 before the deadline.
+ * Failure messages end with the console's tail.
+ */
+export function assertCleanPoweroff(run: BootRun, smp: number): void {
+  const log = `\n--- console (tail) ---\n${consoleTail(run)}`;
+  assert.notEqual(run.markerSeconds, null, `no marker line${log}`);
+  assert.match(run.markerLine, new RegExp(` ${smp}$`), `marker line '${run.markerLine}' should end with the CPU count ${smp}${log}`);
+  assert.notEqual(run.exitSeconds, null, `killed at the deadline${log}`);
+  assert.match(run.console, /reboot: Power down/, `no kernel poweroff message${log}`);
+  assert.equal(run.code, 0, `exit code${log}`);
 }
