@@ -3,8 +3,10 @@
  * (fixtures/x86-guest, built here with the host's gcc and binutils): boot
  * through the bzImage 64-bit path, boot_params/e820/cmdline/initrd, ACPI,
  * PIT and UART interrupts through the in-kernel irqchip, the PCI walk, a
- * user-mode loop, INIT/SIPI for the other CPUs, and ACPI poweroff (exit 0),
- * with -smp 1 and -smp 2. Also: bad boot images are clear errors.
+ * user-mode loop, the CMOS RTC's date, INIT/SIPI for the other CPUs, and
+ * ACPI poweroff (exit 0), with -smp 1 and -smp 2; an i8042 reset reboots
+ * (runMicrovmMachine boots again, or ends with 'reboot' under noReboot).
+ * Also: bad boot images are clear errors.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { QueuedCharBackend } from '../../src/emulator/devices/char-backend.js';
-import { createMicrovmMachine, type MachineExit } from '../../src/emulator/machines/microvm.js';
+import { createMicrovmMachine, runMicrovmMachine, type MachineExit, type MicrovmConfig } from '../../src/emulator/machines/microvm.js';
 import { ROOT, requirePeer, scratchDir } from '../helpers/peers.js';
 
 const MARKER = 'TSEMU-X86-GUEST-OK';
@@ -34,10 +36,14 @@ before(async () => {
 
 after(() => cleanup());
 
+function guestConfig(cpus: number, append: string, output: (text: string) => void): MicrovmConfig {
+  const serial = new QueuedCharBackend((bytes) => output(Buffer.from(bytes).toString('latin1')));
+  return { ramBytes: 64 << 20, cpus, kernel, initrd: INITRD, append, serial };
+}
+
 async function boot(cpus: number): Promise<{ exit: MachineExit; console: string }> {
   let output = '';
-  const serial = new QueuedCharBackend((bytes) => (output += Buffer.from(bytes).toString('latin1')));
-  const machine = createMicrovmMachine({ ramBytes: 64 << 20, cpus, kernel, initrd: INITRD, append: 'console=ttyS0 tsemu.test=1', serial });
+  const machine = createMicrovmMachine(guestConfig(cpus, 'console=ttyS0 tsemu.test=1', (text) => (output += text)));
   machine.start();
   // A deadline on the marker only: a guest that hangs is stopped and its console shown.
   const deadline = setTimeout(() => machine.stop(), 120_000);
@@ -67,6 +73,8 @@ describe('microvm with the x86 test guest', () => {
       assert.ok(user, console);
       assert.equal(user[1], USER_RESULT);
       assert.ok(Number(user[3]) > 0, 'timer interrupts arrive while the guest is in user mode');
+      const today = new Date();
+      assert.match(console, new RegExp(`^rtc: ${today.getUTCFullYear()}-${today.getUTCMonth() + 1}-\\d+$`, 'm'));
       if (cpus > 1) {
         assert.match(console, /^cpu 1: up, apic id 1$/m);
         assert.match(console, /^smp: 2 of 2 cpus up$/m);
@@ -74,6 +82,26 @@ describe('microvm with the x86 test guest', () => {
       assert.doesNotMatch(console, /FAIL/);
     });
   }
+
+  it('reboots on an i8042 reset: boots again, or ends with reboot under noReboot', async () => {
+    let output = '';
+    let boots = 0;
+    const config = guestConfig(1, 'tsemu.reboot', (text) => (output += text));
+    assert.deepEqual(await runMicrovmMachine(config, { noReboot: true, onMachine: () => boots++ }), { kind: 'reboot' });
+    assert.equal(boots, 1);
+    assert.equal(output.split('TSEMU-X86-GUEST-OK').length, 2, output);
+    let second = false;
+    const exit = await runMicrovmMachine(config, {
+      noReboot: false,
+      onMachine: (machine) => {
+        boots++;
+        if (second) machine.stop();
+        second = true;
+      },
+    });
+    assert.deepEqual(exit, { kind: 'quit' });
+    assert.equal(boots, 3);
+  });
 
   it('refuses a kernel that is not a 64-bit bzImage, and RAM that cannot hold it', () => {
     const serial = new QueuedCharBackend(() => {});

@@ -188,7 +188,7 @@ function assemble(
     layout,
     exit,
     start() {
-      if (started) return;
+      if (started || ended) return;
       started = true;
       threads = vcpus.map((vcpu) => startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers));
       for (const thread of threads) void thread.ended.then((e) => end(exitFor(e)));
