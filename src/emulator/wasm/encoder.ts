@@ -157,6 +157,8 @@ export class Code {
   tee(i: number): this { this.w.byte(0x22).u32(i); return this; }
   globalGet(i: number): this { this.w.byte(0x23).u32(i); return this; }
   globalSet(i: number): this { this.w.byte(0x24).u32(i); return this; }
+  tableGet(table: number): this { this.w.byte(0x25).u32(table); return this; }
+  refIsNull(): this { this.w.byte(0xd1); return this; }
   i32(v: number): this { this.w.byte(0x41).s32(v); return this; }
   i64(lo: number, hi: number = lo < 0 ? -1 : 0): this { this.w.byte(0x42).s64(lo, hi); return this; }
   f64(v: number): this {

@@ -24,8 +24,8 @@
  * `next` through the fetch TLB and tail-calls the slot that the jump cache
  * (layout.ts TLB_JUMPS: slot numbers in memory, so filling it is a plain store
  * and no wasm table is shared by more modules than it must be) holds for its
- * host offset; otherwise it stores `next` into PC and returns 0 to the dispatcher.
- * SLOT_INTERPRET stores `next` and returns 1 (the engine interprets there). Each translated block is a
+ * host offset, unless that slot is null (no translation yet); otherwise it
+ * stores `next` into PC and returns 0 to the dispatcher. SLOT_INTERPRET stores `next` and returns 1 (the engine interprets there). Each translated block is a
  * function of type (pc: i64, host: i32) → i32 that an element segment places into the
  * block's slot of env.table when the module is instantiated.
  */
@@ -122,24 +122,28 @@ function emitLeave(c: Code, blockType: number, stateBase: number, tlbBase: numbe
   c.i32(0).mem(MemOp.i32_load, stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s);
   c.i32(0).mem(MemOp.i32_load, stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
   c.if();
-  c.get(slot).i32(0).op(Op.i32_ge_s).if();
-  c.get(next).get(host).get(slot).returnCallIndirect(blockType);
-  c.end();
   if (jumpCache) {
+    // SLOT_JUMP: the slot the jump cache holds for next's host offset (a fetch-TLB miss leaves SLOT_JUMP).
     const fetchTlb = tlbBase + TLB_FETCH;
     const vpn = c.local(i64);
     const entry = c.local(i32);
+    c.get(slot).i32(SLOT_JUMP).op(Op.i32_eq).if();
     c.get(next).i64(12).op(Op.i64_shr_u).tee(vpn);
     c.op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl).tee(entry);
     c.mem(MemOp.i64_load, fetchTlb, 3).get(vpn).op(Op.i64_eq);
     c.if();
-    c.get(next);
-    c.get(next).op(Op.i32_wrap_i64).get(entry).mem(MemOp.i32_load, fetchTlb + 8, 2).op(Op.i32_add).tee(host);
+    c.get(next).op(Op.i32_wrap_i64).get(entry).mem(MemOp.i32_load, fetchTlb + 8, 2).op(Op.i32_add).set(host);
     c.get(host).i32(1).op(Op.i32_shr_u).i32(JUMP_CACHE_SIZE - 1).op(Op.i32_and).i32(2).op(Op.i32_shl);
-    c.mem(MemOp.i32_load, tlbBase + TLB_JUMPS, 2);
-    c.returnCallIndirect(blockType);
+    c.mem(MemOp.i32_load, tlbBase + TLB_JUMPS, 2).set(slot);
+    c.end();
     c.end();
   }
+  // A slot with no translation yet holds null: return to the dispatcher instead.
+  c.get(slot).i32(0).op(Op.i32_ge_s).if();
+  c.get(slot).tableGet(0).refIsNull().op(Op.i32_eqz).if();
+  c.get(next).get(host).get(slot).returnCallIndirect(blockType);
+  c.end();
+  c.end();
   c.end();
   c.i32(0).get(next).mem(MemOp.i64_store, pcAt, 3);
   c.i32(0);

@@ -4,11 +4,14 @@
  *
  * Theory of operation. Blocks are keyed by the host offset of their first
  * instruction (a guest-physical address moved into the shared memory). Each
- * key ever seen gets an entry with a permanent slot (from 1; slot 0 always
- * holds the stub) in the hart's function table; a slot holds either the
- * block's translated function or a stub that stores the pc it is given into
- * PC and returns to the JS dispatcher, so translated code can tail-call any slot without knowing whether its target
- * is translated yet. The dispatcher enters a block through `enter(slot, host)`,
+ * key ever seen gets an entry with a permanent slot (from 1; slot 0 stays
+ * empty) in the hart's function table; a slot holds either the block's
+ * translated function or null, and the module's `leave` tail-calls a slot only
+ * when it is not null (otherwise it stores the pc into PC and returns to the
+ * JS dispatcher), so translated code can exit to any slot without knowing
+ * whether its target is translated yet. Slots are null rather than a stub
+ * function because Node 20's V8 makes every table write (a grow's fill
+ * included) cost time per instance that imports the table. The dispatcher enters a block through `enter(slot, host)`,
  * a small wasm function that passes PC from the state block (no i64 crosses
  * into JS). The jump cache (layout.ts TLB_JUMPS) holds the slots of the blocks
  * the dispatcher entered last, by host offset, for exits to other pages and
@@ -29,7 +32,7 @@
  * page, so later guest stores to it take the slow path and invalidate.
  *
  * Invalidation (CodeCacheHooks): invalidatePage resets the entries on one page
- * to cold and their slots to the stub (this hart's stores to a code page land
+ * to cold and their slots to null (this hart's stores to a code page land
  * here through the slow path). invalidateAll (fence.i, remote fences) cannot
  * afford to drop everything — Linux runs fence.i whenever it maps an
  * executable page — and need not: only writers this hart did not see (other
@@ -116,7 +119,6 @@ export class CodeCache implements CodeCacheHooks {
   private readonly jumpsInUse: number[] = [];
   private readonly queue: CacheEntry[] = [];
   private interpretedSinceQueued = 0;
-  private readonly stub: Function;
   /** Runs the block in `slot` (at host offset `host`) at the current PC; returns its status (0, or 1: interpret the instruction at PC). */
   readonly enter: (slot: number, host: number) => number;
   private readonly imports: WebAssembly.Imports;
@@ -130,10 +132,7 @@ export class CodeCache implements CodeCacheHooks {
     this.mem32 = new Int32Array(hart.memory.buffer);
     this.validatedIn = new Uint32Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
-    const entryPoints = hartEntryPoints(hart, this.table);
-    this.stub = entryPoints.stub;
-    this.enter = entryPoints.enter;
-    for (let i = 0; i < this.table.length; i++) this.table.set(i, this.stub);
+    this.enter = enterFunction(hart, this.table);
     this.jumpWords = (tlbBase(hart.id) + TLB_JUMPS) >> 2;
     this.mem32.fill(0, this.jumpWords, this.jumpWords + JUMP_CACHE_SIZE);
     this.imports = {
@@ -160,7 +159,7 @@ export class CodeCache implements CodeCacheHooks {
     e = this.entries.get(host);
     if (e === undefined) {
       const slot = this.entries.size + 1;
-      if (slot >= this.table.length) this.table.grow(this.table.length, this.stub);
+      if (slot >= this.table.length) this.table.grow(this.table.length);
       e = { host, slot, state: COLD, count: 0 };
       this.entries.set(host, e);
     }
@@ -305,7 +304,7 @@ export class CodeCache implements CodeCacheHooks {
 
   private reset(e: CacheEntry): void {
     if (e.state === TRANSLATED) {
-      this.table.set(e.slot, this.stub);
+      this.table.set(e.slot, null);
       this.stats.dropped++;
       const i = jumpCacheIndex(e.host);
       if (this.jumpOwners[i] === e) {
@@ -318,22 +317,14 @@ export class CodeCache implements CodeCacheHooks {
   }
 }
 
-/**
- * The hart's fixed wasm functions: `stub(pc, host)` stores pc into PC and
- * returns 0 (it fills every slot without a translation), and `enter(slot,
- * host)` calls the slot with PC.
- */
-function hartEntryPoints(hart: HartServices, table: WebAssembly.Table): { stub: Function; enter: (slot: number, host: number) => number } {
+/** The hart's `enter(slot, host)`: a wasm function that calls the slot with PC (no i64 crosses into JS). */
+function enterFunction(hart: HartServices, table: WebAssembly.Table): (slot: number, host: number) => number {
   const m = new ModuleBuilder();
   m.importMemory('env', 'memory', 1, 65536, true);
   m.importTable('env', 'table', 1);
-  const pcAt = hart.stateBase + HS.PC;
-  const stub = m.func([Type.i64, Type.i32], [Type.i32]);
-  stub.code.i32(0).get(0).mem(MemOp.i64_store, pcAt, 3).i32(0);
-  m.exportFunction('stub', stub.index);
   const enter = m.func([Type.i32, Type.i32], [Type.i32]);
-  enter.code.i32(0).mem(MemOp.i64_load, pcAt, 3).get(1).get(0).callIndirect(m.type([Type.i64, Type.i32], [Type.i32]));
+  enter.code.i32(0).mem(MemOp.i64_load, hart.stateBase + HS.PC, 3).get(1).get(0).callIndirect(m.type([Type.i64, Type.i32], [Type.i32]));
   m.exportFunction('enter', enter.index);
   const { exports } = new WebAssembly.Instance(new WebAssembly.Module(m.bytes()), { env: { memory: hart.memory, table } });
-  return { stub: exports.stub as Function, enter: exports.enter as (slot: number, host: number) => number };
+  return exports.enter as (slot: number, host: number) => number;
 }

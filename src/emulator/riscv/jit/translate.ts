@@ -25,13 +25,13 @@
  * WebAssembly by a tail call (pc, host) → i32:
  *   - a constant target on the same 4 KiB page (same virtual page, so the same
  *     physical page) calls the target's slot in the hart's block table (the
- *     code cache keeps a stub there that stores PC and returns to the
- *     dispatcher until the target is translated);
+ *     slot is null until the target is translated: then `leave` stores PC
+ *     and returns to the dispatcher);
  *   - any other target (jalr, other pages) is translated through the fetch TLB
  *     inline, and the host offset picks an entry of the jump cache, a small
  *     direct-mapped array of slots the dispatcher fills with blocks it has entered.
  * Each block starts by checking that the host it was called for is its own
- * (a jump-cache collision, or a stub) and otherwise stores PC and returns.
+ * (a jump-cache collision) and otherwise stores PC and returns.
  * Exits that cannot continue store the next pc into PC and return.
  *
  * FP arithmetic calls the FPU's executor on the state block (after one
