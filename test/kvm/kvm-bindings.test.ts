@@ -140,6 +140,18 @@ describe('KVM vCPU thread', () => {
     close();
   });
 
+  it('ends the vCPU with the reason when a device model throws', async () => {
+    const code = [0x66, 0xba, 0xf8, 0x03, 0xec, 0xfa, 0xf4, 0xeb, 0xfc]; // in al, dx; cli; hlt
+    const { kvm, vcpu, close } = vmWith(code);
+    const { handlers } = recorder();
+    handlers.portRead = () => {
+      throw new Error('model bug');
+    };
+    const end = await startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers).ended;
+    assert.deepEqual(end, { kind: 'error', message: 'vCPU 0: device failed: model bug' });
+    close();
+  });
+
   // Hardware KVM exits with SHUTDOWN (a reset, as on a PC); kvm-pvm cannot deliver through an
   // empty IDT and reports an emulation failure instead. Either way the host names it.
   it('ends the vCPU on a triple fault with a clear report', async () => {

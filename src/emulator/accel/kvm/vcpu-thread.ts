@@ -81,7 +81,7 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
     let end: VcpuEnd | undefined;
     worker.on('message', (m: VcpuMessage) => {
       if (m.type === 'end') {
-        end = m.end;
+        if (end?.kind !== 'error') end = m.end; // a device failure stopped it: keep that reason
         return;
       }
       try {
