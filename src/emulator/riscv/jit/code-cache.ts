@@ -73,6 +73,11 @@ export interface JitTuning {
 export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 200, flushAfter: 2000, chaining: true };
 
 const RECENT_SIZE = 1 << 14;
+/**
+ * Slots the table starts with: a bundled boot creates ~37 k entries, and each grow
+ * costs time per instance importing the table (a few hundred ms a boot in all).
+ */
+const INITIAL_SLOTS = 1 << 16;
 
 export const COLD = 0;
 export const QUEUED = 1;
@@ -131,7 +136,7 @@ export class CodeCache implements CodeCacheHooks {
     this.mem8 = new Uint8Array(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
     this.validatedIn = new Uint32Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
-    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: INITIAL_SLOTS });
     this.enter = enterFunction(hart, this.table);
     this.jumpWords = (tlbBase(hart.id) + TLB_JUMPS) >> 2;
     this.mem32.fill(0, this.jumpWords, this.jumpWords + JUMP_CACHE_SIZE);
