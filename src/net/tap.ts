@@ -146,7 +146,8 @@ export class TapBackend implements FrameBackend {
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') return;
         return this.fail(err as Error);
       }
-      if (length >= MIN_FRAME) this.handler(this.readBuffer.slice(0, length).slice());
+      // A copy of its own (a plain Uint8Array): the read buffer is reused at once.
+      if (length >= MIN_FRAME) this.handler(new Uint8Array(this.readBuffer.subarray(0, length)));
     }
   }
 

@@ -91,19 +91,25 @@ test('a name from the host\'s /etc/hosts resolves through 10.0.2.3 (host loopbac
   assert.match(r.stdout, /Address:\s*10\.0\.2\.2\b/);
 });
 
-test('UDP from the namespace reaches a host socket on 127.0.0.1 and the reply comes back', async () => {
+test('UDP from the namespace reaches a host socket on 127.0.0.1 and the reply comes back; 8 KB datagrams fragmented both ways', async () => {
   const echo = createSocket('udp4');
   echo.on('message', (msg, from) => echo.send(Buffer.concat([Buffer.from('echo:'), msg]), from.port, from.address));
   await new Promise<void>((resolve) => echo.bind(0, '127.0.0.1', resolve));
   const port = echo.address().port;
-  const script = `const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(String(m));process.exit(0)});` +
-    `const t=setInterval(()=>s.send('ping',${port},'10.0.2.2'),200);s.send('ping',${port},'10.0.2.2');`;
+  const script = (payload: string): string => `const s=require('dgram').createSocket('udp4');const p=${payload};` +
+    `s.on('message',m=>{console.log(m.length+':'+String(m).slice(0,9));process.exit(0)});` +
+    `setInterval(()=>s.send(p,${port},'10.0.2.2'),500);s.send(p,${port},'10.0.2.2');`;
   try {
-    const r = await ns.run([process.execPath, '-e', script]);
-    assert.equal(r.stdout.trim(), 'echo:ping');
+    assert.equal((await ns.run([process.execPath, '-e', script("'ping'")])).stdout.trim(), '9:echo:ping');
+    assert.equal((await ns.run([process.execPath, '-e', script("'x'.repeat(8000)")])).stdout.trim(), '8005:echo:xxxx');
   } finally {
     echo.close();
   }
+});
+
+test('ping with 4,000-byte payloads: fragmented requests are reassembled and the replies fragmented', async () => {
+  const r = await ns.run(['busybox', 'ping', '-c', '2', '-s', '4000', '-W', '5', '10.0.2.2']);
+  assert.match(r.stdout, /2 packets received/);
 });
 
 test('hostfwd reaches a server in the namespace', async () => {

@@ -13,8 +13,11 @@ const MAX_WAITING = 16;
 const REQUEST_INTERVAL_MS = 1000;
 const ARP_LENGTH = 42;
 
+/** Builds the frames of one packet once the destination MAC is known. */
+export type FrameBuilder = (mac: Uint8Array) => Uint8Array[];
+
 interface Waiting {
-  frames: ((mac: Uint8Array) => Uint8Array)[];
+  frames: FrameBuilder[];
   lastRequest: number;
 }
 
@@ -47,7 +50,7 @@ export class Arp {
     const w = this.waiting.get(addr);
     if (w) {
       this.waiting.delete(addr);
-      for (const build of w.frames) this.put(build(copy));
+      for (const build of w.frames) for (const frame of build(copy)) this.put(frame);
     }
   }
 
@@ -61,11 +64,13 @@ export class Arp {
     if (op === 1 && this.isRouter(targetIp)) this.put(this.message(2, targetIp, frame.subarray(22, 28), senderIp));
   }
 
-  /** Sends a frame to `addr` once its MAC is known; broadcast addresses go at once. */
-  deliver(addr: number, build: (mac: Uint8Array) => Uint8Array): void {
-    const mac = this.macs.get(addr);
-    if (mac) return this.put(build(mac));
-    if (!this.isNeighbour(addr)) return this.put(build(BROADCAST_MAC));
+  /** Sends a packet's frames to `addr` once its MAC is known; broadcast addresses go at once. */
+  deliver(addr: number, build: FrameBuilder): void {
+    const mac = this.macs.get(addr) ?? (this.isNeighbour(addr) ? undefined : BROADCAST_MAC);
+    if (mac) {
+      for (const frame of build(mac)) this.put(frame);
+      return;
+    }
     let w = this.waiting.get(addr);
     if (!w) {
       if (this.waiting.size >= MAX_NEIGHBOURS) return;

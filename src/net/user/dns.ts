@@ -4,8 +4,9 @@
  * resolv.conf all apply, as for any host program). Only the first question is
  * answered. A and AAAA get the host's addresses (TTL 60 s); a host loopback address
  * (127.0.0.0/8) in an A answer becomes the user network's host address, where the
- * guest reaches the host's loopback. Other types get an empty NOERROR answer; a name
- * the host cannot resolve gets NXDOMAIN, a failing resolver SERVFAIL, a malformed
+ * guest reaches the host's loopback. Other types, and A or AAAA for a name that has
+ * addresses of the other family only, get an empty NOERROR answer; a name the host
+ * cannot resolve gets NXDOMAIN, a failing resolver SERVFAIL, a malformed
  * query FORMERR (or nothing when not even the header is there). Answers fit in
  * 512 bytes (extra records are left out).
  *
@@ -87,8 +88,10 @@ export async function answerDnsQuery(query: Uint8Array, hostAddress: number): Pr
     addresses = await limitedLookup(question.name, question.type === TYPE_A ? 4 : 6);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const rcode = code === 'ENOTFOUND' || code === 'ENODATA' ? RCODE_NXDOMAIN : RCODE_SERVFAIL;
-    return header(query, code === 'ENODATA' ? 0 : rcode, 0, question.end).subarray(0, question.end);
+    let rcode = code === 'ENOTFOUND' || code === 'ENODATA' ? RCODE_NXDOMAIN : RCODE_SERVFAIL;
+    // A name with addresses of the other family only exists: no data, not NXDOMAIN.
+    if (rcode === RCODE_NXDOMAIN && (code === 'ENODATA' || (await nameExists(question.name, question.type === TYPE_A ? 6 : 4)))) rcode = 0;
+    return header(query, rcode, 0, question.end).subarray(0, question.end);
   }
   const size = question.type === TYPE_A ? 4 : 16;
   const recordLength = 12 + size;
@@ -106,6 +109,14 @@ export async function answerDnsQuery(query: Uint8Array, hostAddress: number): Pr
     at += recordLength;
   }
   return out.subarray(0, at);
+}
+
+async function nameExists(name: string, family: 4 | 6): Promise<boolean> {
+  try {
+    return (await limitedLookup(name, family)).length > 0;
+  } catch {
+    return false;
+  }
 }
 
 function writeAddress(out: Uint8Array, at: number, text: string, hostAddress: number): void {

@@ -6,12 +6,13 @@
  * ARP (arp.ts) answers for the host, DNS and guest forward addresses and finds
  * guests' MACs.
  * IPv4 packets are checked (version, header length, total length, header
- * checksum) and fragments are dropped (no reassembly yet); a packet that would be
- * passed on with its TTL at 1 or 0 gets ICMP time exceeded from the host address.
- * Then: ICMP echo to the
- * host or DNS address is answered here; UDP to port 67 goes to the DHCP server, to
- * the DNS address port 53 to the DNS server, to the host address port 69 (and the
- * transfers' ports) to the TFTP server when tftp= is set; other UDP and TCP go
+ * checksum); fragments are reassembled (fragments.ts) and datagrams larger than
+ * the MTU are fragmented on their way to the guest; a packet that would be passed
+ * on with its TTL at 1 or 0 gets ICMP time exceeded from the host address. Then:
+ * ICMP echo to the host or DNS address is answered here; UDP to port 67 goes to
+ * the DHCP server, to the DNS address port 53 to the DNS server, to the host
+ * address port 69 (and the transfers' ports) to the TFTP server when tftp= is set;
+ * other UDP and TCP go
  * through NAT to host sockets: the host address stands for the host's 127.0.0.1,
  * other addresses of the user network are unreachable, addresses outside it are
  * reached as themselves; guest forwards (guestfwd=) take TCP connections to their
@@ -32,6 +33,7 @@ import type { Duplex } from 'node:stream';
 import type { GuestForward, HostForward, UserNetdev } from '../spec.js';
 import { Arp } from './arp.js';
 import { finish, sum } from './checksum.js';
+import { fragment, Reassembler } from './fragments.js';
 import { DhcpServer } from './dhcp.js';
 import { answerDnsQuery } from './dns.js';
 import {
@@ -42,6 +44,9 @@ import { commandStream } from './command-stream.js';
 import { connectHost, TcpNat } from './tcp.js';
 import { TftpServer } from './tftp.js';
 import { udpPacket, UdpNat } from './udp.js';
+
+/** The link MTU the stack assumes (its frames carry at most this many IP bytes). */
+const MTU = 1500;
 
 /** The router's MAC: locally administered, its last four bytes the default host address 10.0.2.2. */
 export const ROUTER_MAC = new Uint8Array([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
@@ -68,6 +73,7 @@ export class UserStack implements FrameBackend {
   private readonly udp: UdpNat;
   private readonly tcp: TcpNat;
   private readonly tftp: TftpServer | null;
+  private readonly reassembler = new Reassembler();
   private readonly listeners: Listener[] = [];
   private readonly guestForwards = new Map<string, GuestForward>();
   private readonly openHost = (dst: number, port: number): Duplex | null => this.openHostEnd(dst, port);
@@ -117,7 +123,7 @@ export class UserStack implements FrameBackend {
   emit(packet: OutPacket): void {
     if (this.closed) return;
     const id = this.ipId++;
-    this.arp.deliver(packet.dst, (mac) => packet.finalize(mac, ROUTER_MAC, id));
+    this.arp.deliver(packet.dst, (mac) => fragment(packet.finalize(mac, ROUTER_MAC, id), MTU));
   }
 
   private put(frame: Uint8Array): void {
@@ -139,7 +145,12 @@ export class UserStack implements FrameBackend {
     const total = view.getUint16(16);
     if (vihl >> 4 !== 4 || headerLength < 20 || total < headerLength || ETH_HEADER + total > frame.length) return;
     if (finish(sum(frame, ETH_HEADER, headerLength)) !== 0) return;
-    if ((view.getUint16(20) & 0x3fff) !== 0) return; // a fragment (MF set or an offset)
+    if ((view.getUint16(20) & 0x3fff) !== 0) {
+      // A fragment (MF set or an offset): handled once its datagram is whole.
+      const whole = this.reassembler.add(frame, view, headerLength, total);
+      if (whole) this.ipv4(whole, new DataView(whole.buffer));
+      return;
+    }
     const dst = view.getUint32(30);
     this.arp.learn(view.getUint32(26), frame.subarray(6, 12));
     if (view.getUint8(22) <= 1 && !this.isRouter(dst) && dst !== 0xffffffff) return this.timeExceeded(frame, headerLength, total);
