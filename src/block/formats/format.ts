@@ -7,6 +7,7 @@
  */
 import type { BlockNode, Preallocation } from '../node.js';
 import type { FileNode } from '../protocols/file.js';
+import type { CheckCounts, RepairMode } from './qcow2/check.js';
 
 /** One `-o` option a format accepts, as `-o help` lists it. */
 export interface CreateOptionSpec {
@@ -117,4 +118,15 @@ export interface FormatDriver {
    * except raw, whose image is the disk byte for byte (both sizes = virtual size).
    */
   measure?(req: MeasureRequest): Promise<MeasureResult>;
+  /**
+   * `img check`: the format's consistency check on its image file. Absent: the
+   * format has none (qemu-img's "does not support checks", exit 63). Only qcow2 repairs.
+   */
+  check?(file: FileNode, opts: { fix?: RepairMode; log: (line: string) => void }): Promise<CheckCounts>;
+  /**
+   * False when create() writes files beside the named one (split or flat extents
+   * that the descriptor names): convert must then create the target under its
+   * final name. Absent: true.
+   */
+  createsOneFile?(options: Map<string, string>): boolean;
 }

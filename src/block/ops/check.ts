@@ -1,8 +1,10 @@
 /**
  * `img check`: the format-generic entry point. Opens the image file (read-write
  * only when repairing), finds the format (given, or probed), and runs that
- * format's consistency check. Only qcow2 has one; every other format answers
- * "This image format does not support checks" with exit code 63, as qemu-img 7.2.
+ * format's consistency check (FormatDriver.check: qcow2, vdi, vmdk). A format
+ * without one answers "This image format does not support checks" with exit
+ * code 63, as qemu-img 7.2; a check that cannot complete on a format other than
+ * qcow2 is qemu-img's "Check failed: <reason>" (exit 1).
  *
  * A repair that fixed anything is followed by a second, read-only pass (qemu-img's
  * "Double checking the fixed image now..."), whose result is reported with the
@@ -11,10 +13,11 @@
  * 1 the check could not complete, 2 corruptions, 3 leaks only.
  */
 import { FileNode } from '../protocols/file.js';
-import { probeFormat } from '../formats/index.js';
+import { getFormat, probeFormat } from '../formats/index.js';
+import { ImageFormatError } from '../node.js';
 import { readQcow2Header } from '../formats/qcow2/header.js';
 import { closeImage, openImage, resolveBackingPath } from '../open.js';
-import { checkQcow2, type CheckCounts, type RepairMode } from '../formats/qcow2/check.js';
+import type { CheckCounts, RepairMode } from '../formats/qcow2/check.js';
 import { toQemuJson } from '../../cli/format-output.js';
 
 export interface CheckImageArgs {
@@ -139,9 +142,14 @@ export async function checkImage(a: CheckImageArgs): Promise<CheckOutcome> {
   const repairing = a.repair !== undefined;
   const { file, format } = await openImageFile(a.filename, { format: a.format, readOnly: !repairing, forceShare: a.forceShare });
   try {
-    if (format !== 'qcow2') throw new CheckNotSupportedError();
+    const driver = getFormat(format);
+    if (!driver.check) throw new CheckNotSupportedError();
+    const check = driver.check;
     const fix: RepairMode = { leaks: repairing, errors: a.repair === 'all' };
-    let counts = await checkQcow2(file, { fix, log: a.log });
+    let counts = await check(file, { fix, log: a.log }).catch((e: Error) => {
+      if (e instanceof ImageFormatError || format === 'qcow2') throw e;
+      throw new Error(`Check failed: ${e.message}`);
+    });
     let repairSummary: string | null = null;
     if (counts.corruptionsFixed || counts.leaksFixed) {
       repairSummary =
@@ -149,7 +157,7 @@ export async function checkImage(a: CheckImageArgs): Promise<CheckOutcome> {
         `    ${counts.leaksFixed} leaked clusters\n` +
         `    ${counts.corruptionsFixed} corruptions\n\n` +
         'Double checking the fixed image now...\n';
-      const second = await checkQcow2(file, { log: a.log });
+      const second = await check(file, { log: a.log });
       counts = { ...second, leaksFixed: counts.leaksFixed, corruptionsFixed: counts.corruptionsFixed };
     }
     const exitCode = counts.checkErrors ? 1 : counts.corruptions ? 2 : counts.leaks ? 3 : 0;

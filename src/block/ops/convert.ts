@@ -118,8 +118,10 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
 
 async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode[], total: number): Promise<void> {
   const created = !a.noCreate;
-  // A new target is written under a hidden name and renamed into place when done.
-  const work = created && !(await exists(a.target)) ? partialName(a.target) : a.target;
+  // A new target is written under a hidden name and renamed into place when done,
+  // unless its format writes files named after it (split or flat VMDK extents).
+  const oneFile = getFormat(outFormat).createsOneFile?.(mergeOptionStrings(a.options ?? [])) ?? true;
+  const work = created && oneFile && !(await exists(a.target)) ? partialName(a.target) : a.target;
   if (created) {
     await createImage({
       filename: work,

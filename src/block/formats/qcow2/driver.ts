@@ -2,10 +2,11 @@
  * The qcow2 format driver: probing (the magic "QFI\xfb"; the version is checked by open),
  * opening (Qcow2Node, which also answers the chain operations and lists its persistent
  * bitmaps), creating (create.ts), the `-o` option list and sizing a new image for
- * `img measure` (measure.ts).
+ * `img measure` (measure.ts), and the check with repair (check.ts).
  */
 import type { FileNode } from '../../protocols/file.js';
 import type { CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
+import { checkQcow2 } from './check.js';
 import { QCOW2_CREATE_OPTIONS, createQcow2 } from './create.js';
 import { looksLikeQcow2 } from './header.js';
 import { measureQcow2 } from './measure.js';
@@ -18,4 +19,5 @@ export const qcow2Format: FormatDriver = {
   create: (req: CreateRequest) => createQcow2(req),
   createOptions: QCOW2_CREATE_OPTIONS,
   measure: measureQcow2,
+  check: checkQcow2,
 };

@@ -1,7 +1,7 @@
 /**
  * The vdi format driver: probing (the signature at 0x40), opening (VdiNode),
  * creating with qemu-img 7.2's options (size, static) and the check qemu-img runs
- * for VDI (check.ts; img check reaches it once FormatDriver has a check hook).
+ * for VDI (check.ts).
  *
  * A new image gets fresh random image and snapshot UUIDs, so every created or
  * converted disk is unique to VirtualBox's media registry. A dynamic image is the
@@ -13,6 +13,7 @@ import { parseBool } from '../../options.js';
 import { FileNode } from '../../protocols/file.js';
 import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
 import { looksLikeVdi, newVdiHeader, serializeVdiHeader, VDI_MAX_BLOCKS, VDI_UNALLOCATED } from './header.js';
+import { checkVdi } from './check.js';
 import { VdiNode } from './node.js';
 
 export const VDI_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
@@ -49,4 +50,5 @@ export const vdiFormat: FormatDriver = {
   open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => VdiNode.open(file, ctx),
   create: createVdi,
   createOptions: VDI_CREATE_OPTIONS,
+  check: checkVdi,
 };

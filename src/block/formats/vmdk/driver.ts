@@ -3,11 +3,12 @@
  * text descriptor, which may be padded with NULs), opening (VmdkNode: monolithic and split, sparse, flat and
  * stream-optimized images, vmfs and vmfsSparse descriptors), creating with
  * qemu-img 7.2's options (create.ts) and the check qemu-img runs for VMDK
- * (check.ts; img check reaches it once FormatDriver has a check hook). qemu-img
+ * (check.ts). qemu-img
  * does not measure VMDK, and neither does this driver.
  */
 import type { FileNode } from '../../protocols/file.js';
 import type { FormatDriver, ImageNode, OpenContext } from '../format.js';
+import { checkVmdk } from './check.js';
 import { createVmdk, VMDK_CREATE_OPTIONS } from './create.js';
 import { looksLikeDescriptor } from './descriptor.js';
 import { VmdkNode } from './node.js';
@@ -32,11 +33,12 @@ export function vmdkCreatesOneFile(options: Map<string, string>): boolean {
   return subformat === 'monolithicSparse' || subformat === 'streamOptimized';
 }
 
-export const vmdkFormat: FormatDriver & { createsOneFile(options: Map<string, string>): boolean } = {
+export const vmdkFormat: FormatDriver = {
   name: 'vmdk',
   createsOneFile: vmdkCreatesOneFile,
   probe: probeVmdk,
   open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => VmdkNode.open(file, ctx),
   create: createVmdk,
   createOptions: VMDK_CREATE_OPTIONS,
+  check: checkVmdk,
 };
