@@ -1,7 +1,6 @@
 /**
  * IPv4 addresses as unsigned 32-bit numbers (10.0.2.15 is 0x0a00020f), the form the
- * user stack keeps them in, and MAC addresses as 6-byte arrays: parsing with clear
- * errors and formatting.
+ * user stack keeps them in: parsing with clear errors, formatting, netmasks.
  */
 
 export function parseIpv4(text: string, what = 'address'): number {
@@ -25,14 +24,4 @@ export function prefixMask(prefix: number): number {
 export function inNetwork(addr: number, network: number, prefix: number): boolean {
   const mask = prefixMask(prefix);
   return ((addr & mask) >>> 0) === ((network & mask) >>> 0);
-}
-
-export function formatMac(mac: Uint8Array): string {
-  return [...mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
-}
-
-export function parseMac(text: string): Uint8Array {
-  const m = /^([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2})$/i.exec(text);
-  if (!m) throw new Error(`'${text}' is not a MAC address`);
-  return Uint8Array.from(m.slice(1), (h) => parseInt(h, 16));
 }
