@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KVM_CAP, decodeSregs, encodeSregs } from '../../src/emulator/accel/kvm/abi.js';
-import { KvmSystem, KvmUnavailableError } from '../../src/emulator/accel/kvm/kvm.js';
+import { readFileSync } from 'node:fs';
+import { KvmSystem, KvmUnavailableError, hostHasHardwareVirtualization } from '../../src/emulator/accel/kvm/kvm.js';
 import { mapAnonymous } from '../../src/emulator/accel/kvm/sys.js';
 import { startKvmVcpuThread, type IoHandlers } from '../../src/emulator/accel/kvm/vcpu-thread.js';
 import { MAX_POSTED_WRITES } from '../../src/emulator/accel/kvm/vcpu-protocol.js';
@@ -22,6 +23,12 @@ describe('KVM capability checks', () => {
   it('names a device that is not KVM', () => {
     assert.throws(() => KvmSystem.open({ path: '/dev/null' }), (err: Error) =>
       err instanceof KvmUnavailableError && /is not a KVM device/.test(err.message));
+  });
+
+  it('tells hardware virtualization from a software KVM by the CPU flags', () => {
+    const flags = readFileSync('/proc/cpuinfo', 'latin1');
+    assert.equal(hostHasHardwareVirtualization(), /\b(vmx|svm)\b/.test(flags));
+    assert.equal(hostHasHardwareVirtualization('/nonexistent'), false);
   });
 
   it('opens /dev/kvm with the capabilities the machine needs', () => {

@@ -9,8 +9,12 @@
  * it can be opened (permission), the API version is 12, and the capabilities
  * the microvm machine relies on are present (user memory, irqchip, PIT2,
  * immediate_exit, extended CPUID). Every file descriptor is closed by close().
+ *
+ * hostHasHardwareVirtualization() tells a KVM on VT-x/AMD-V from a software
+ * one such as kvm-pvm (no vmx/svm CPU flag), where stock Linux guests do not
+ * boot: tests and benchmarks that need a Linux guest ask it first.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import {
   KVM, KVM_API_VERSION, KVM_CAP, cpuidBuffer, decodeCpuid, decodeRegs, decodeSregs, encodeCpuid, encodeMsrs,
   encodeRegs, encodeSregs, irqLevel, memoryRegion, pitConfig, type CpuidEntry, type Regs, type Sregs,
@@ -36,6 +40,15 @@ export const REQUIRED_CAPS: ReadonlyArray<readonly [keyof typeof KVM_CAP, string
 export interface KvmOpenOptions {
   /** The device node (tests point it elsewhere to see the errors). */
   path?: string;
+}
+
+/** Whether the host CPU shows VT-x or AMD-V (the "vmx" or "svm" flag in /proc/cpuinfo). */
+export function hostHasHardwareVirtualization(cpuinfo = '/proc/cpuinfo'): boolean {
+  try {
+    return /^flags\s*:.*\b(vmx|svm)\b/m.test(readFileSync(cpuinfo, 'latin1'));
+  } catch {
+    return false;
+  }
 }
 
 export class KvmSystem {
