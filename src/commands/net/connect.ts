@@ -13,6 +13,7 @@ export default class NetConnect extends TsemuCommand {
     'go to every other. For example `tsemu net connect user,hostfwd=tcp:127.0.0.1:8080-:80 tap,ifname=tsemu0` ' +
     'gives the network namespace holding tsemu0 NAT networking. Runs until SIGINT or SIGTERM.';
   static override strict = false;
+  static override flags = {};
   static override usage = 'net connect SPEC SPEC...';
   static override args = {
     spec: Args.string({ description: 'a backend specification (repeat for more)', required: true }),
