@@ -20,7 +20,6 @@
  * resolves after every vCPU thread has returned and KVM is closed.
  * runMicrovmMachine() boots again after a reboot unless noReboot.
  */
-import { GuestMemoryError, type GuestMemory } from '../bus/interfaces.js';
 import { MmioBus, type BusAccessSize } from '../bus/mmio-bus.js';
 import type { CharBackend } from '../devices/char-backend.js';
 import { Uart16550 } from '../devices/uart16550.js';
@@ -34,7 +33,7 @@ import { vcpuCpuid } from '../x86/cpuid.js';
 import { I8042 } from '../x86/i8042.js';
 import { bootSregs } from '../x86/long-mode.js';
 import { PciHost } from '../x86/pci-host.js';
-import type { MachineExit } from './riscv-virt.js';
+import { endOnce, flatGuestRam, runMachine, type MachineExit } from './machine-run.js';
 import { loadMicrovmBoot, type MicrovmBootLayout } from './microvm-boot.js';
 import { MICROVM_IRQ, MICROVM_MEMORY, MICROVM_PORTS, MICROVM_RAM_MAX } from './microvm-map.js';
 
@@ -63,23 +62,6 @@ export interface MicrovmMachine {
 const MSR_IA32_MISC_ENABLE = 0x1a0;
 const MISC_ENABLE_FAST_STRING = 1;
 const MAX_CPUS = 255;
-
-function guestRam(buffer: ArrayBuffer, ramBytes: number): GuestMemory {
-  const u8 = new Uint8Array(buffer);
-  const check = (gpa: number, length: number): void => {
-    if (gpa < 0 || gpa + length > ramBytes) throw new GuestMemoryError(gpa, length);
-  };
-  return {
-    read: (gpa, dst) => {
-      check(gpa, dst.length);
-      dst.set(u8.subarray(gpa, gpa + dst.length));
-    },
-    write: (gpa, src) => {
-      check(gpa, src.length);
-      u8.set(src, gpa);
-    },
-  };
-}
 
 function portDevices(vm: KvmVm, config: MicrovmConfig, s5SleepType: number, end: (exit: MachineExit) => void): MmioBus {
   const ports = new MmioBus();
@@ -139,7 +121,7 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
     vm.setTssAddress(MICROVM_MEMORY.KVM_TSS);
     vm.createIrqchip();
     vm.createPit();
-    const layout = loadMicrovmBoot(guestRam(ram.buffer, ramBytes), config);
+    const layout = loadMicrovmBoot(flatGuestRam(new Uint8Array(ram.buffer), 0, 0, ramBytes), config);
     const supported = kvm.supportedCpuid();
     const vcpus = Array.from({ length: cpus }, (_, id) => {
       const vcpu = vm!.createVcpu(id);
@@ -164,14 +146,7 @@ function assemble(
   vcpus: ReturnType<KvmVm['createVcpu']>[],
   release: () => void,
 ): MicrovmMachine {
-  let finish: (exit: MachineExit) => void = () => {};
-  const ending = new Promise<MachineExit>((resolve) => (finish = resolve));
-  let ended = false;
-  const end = (exit: MachineExit): void => {
-    if (ended) return;
-    ended = true;
-    finish(exit);
-  };
+  const { ending, end, hasEnded } = endOnce();
   const handlers = ioHandlers(portDevices(vm, config, layout.s5SleepType, end));
   let threads: KvmVcpuThread[] = [];
   let started = false;
@@ -188,7 +163,7 @@ function assemble(
     layout,
     exit,
     start() {
-      if (started || ended) return;
+      if (started || hasEnded()) return;
       started = true;
       threads = vcpus.map((vcpu) => startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers));
       for (const thread of threads) void thread.ended.then((e) => end(exitFor(e)));
@@ -200,15 +175,9 @@ function assemble(
 }
 
 /** Boots the machine, again after each guest reboot unless `noReboot`; resolves with how it finally ended. */
-export async function runMicrovmMachine(
+export function runMicrovmMachine(
   config: MicrovmConfig,
   options: { noReboot: boolean; onMachine?: (machine: MicrovmMachine) => void },
 ): Promise<MachineExit> {
-  for (;;) {
-    const machine = createMicrovmMachine(config);
-    options.onMachine?.(machine);
-    machine.start();
-    const exit = await machine.exit;
-    if (exit.kind !== 'reboot' || options.noReboot) return exit;
-  }
+  return runMachine(() => createMicrovmMachine(config), options);
 }

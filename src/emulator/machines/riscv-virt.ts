@@ -25,7 +25,6 @@
  * reason "system failure" 1, host error 1.
  */
 import type { GuestMemory } from '../bus/interfaces.js';
-import { GuestMemoryError } from '../bus/interfaces.js';
 import { MmioBus, type BusAccessSize } from '../bus/mmio-bus.js';
 import type { CharBackend } from '../devices/char-backend.js';
 import { Clint } from '../devices/aclint.js';
@@ -47,10 +46,13 @@ import { HSM, HartControl } from '../vcpu/hart-control.js';
 import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
 import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
+import { endOnce, flatGuestRam, runMachine, type MachineExit } from './machine-run.js';
 import {
   VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, VIRT_VIRTIO_COUNT, virtPlicRegion,
   virtioSlotRegion,
 } from './virt-map.js';
+
+export type { MachineExit };
 
 /** The ISA the harts implement, as the device tree states it. */
 export const VIRT_ISA = 'rv64imafdc_zicntr_zicsr_zifencei';
@@ -72,12 +74,6 @@ export interface VirtMachineConfig {
   serial: CharBackend;
 }
 
-export type MachineExit =
-  | { kind: 'poweroff'; code: number }
-  | { kind: 'reboot' }
-  | { kind: 'quit' }
-  | { kind: 'error'; message: string };
-
 export interface VirtMachine {
   /** Where the boot images went (for messages and tests). */
   readonly layout: BootLayout;
@@ -96,18 +92,6 @@ export function virtDeviceTree(config: Omit<VirtMachineConfig, 'serial' | 'kerne
     : buildVirtFdt({ ramSize: config.ramBytes, harts: config.harts, isa: VIRT_ISA, virtioSlots: VIRT_VIRTIO_COUNT });
   writeChosen(tree, { bootargs: config.append, initrdStart: initrd?.start, initrdEnd: initrd?.end });
   return serializeFdt(tree);
-}
-
-function guestRam(memory: WebAssembly.Memory, ramBytes: number): GuestMemory {
-  const u8 = new Uint8Array(memory.buffer);
-  const host = (gpa: number, length: number): number => {
-    if (gpa < RAM_GPA_BASE || gpa + length > RAM_GPA_BASE + ramBytes) throw new GuestMemoryError(gpa, length);
-    return gpa - RAM_GPA_BASE + RAM_HOST_BASE;
-  };
-  return {
-    read: (gpa, dst) => dst.set(u8.subarray(host(gpa, dst.length), host(gpa, dst.length) + dst.length)),
-    write: (gpa, src) => u8.set(src, host(gpa, src.length)),
-  };
 }
 
 function exitForFinisher(event: TestFinisherEvent): MachineExit {
@@ -189,7 +173,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   if (!Number.isInteger(harts) || harts < 1 || harts > MAX_HARTS) throw new Error(`-smp: the virt machine takes 1 to ${MAX_HARTS} harts`);
   const pages = memoryPagesFor(ramBytes);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  const ram = guestRam(memory, ramBytes);
+  const ram = flatGuestRam(new Uint8Array(memory.buffer), RAM_GPA_BASE, RAM_HOST_BASE, ramBytes);
   const layout = loadBootImages(
     ram,
     { base: RAM_GPA_BASE, size: ramBytes },
@@ -198,14 +182,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   );
   const firmware = config.bios === 'none' ? { entry: layout.kernel.entry, info: 0 } : layout.firmware;
 
-  let finish: (exit: MachineExit) => void = () => {};
-  const ending = new Promise<MachineExit>((resolve) => (finish = resolve));
-  let ended = false;
-  const end = (exit: MachineExit): void => {
-    if (ended) return;
-    ended = true;
-    finish(exit);
-  };
+  const { ending, end } = endOnce();
 
   const control = new HartControl(memory);
   const bus = virtDevices(harts, config.serial, control, end);
@@ -267,15 +244,9 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
 }
 
 /** Boots the machine, again after each guest reboot unless `noReboot`; resolves with how it finally ended. */
-export async function runVirtMachine(
+export function runVirtMachine(
   config: VirtMachineConfig,
   options: { noReboot: boolean; onMachine?: (machine: VirtMachine) => void },
 ): Promise<MachineExit> {
-  for (;;) {
-    const machine = createVirtMachine(config);
-    options.onMachine?.(machine);
-    machine.start();
-    const exit = await machine.exit;
-    if (exit.kind !== 'reboot' || options.noReboot) return exit;
-  }
+  return runMachine(() => createVirtMachine(config), options);
 }
