@@ -3,7 +3,8 @@
  * objects the backend factory takes:
  *
  *   user[,id=ID][,net=ADDR[/PREFIX|/MASK]][,host=ADDR][,dns=ADDR][,dhcpstart=ADDR]
- *       [,restrict=on|off][,hostname=NAME][,domainname=NAME][,tftp=DIR][,bootfile=NAME]
+ *       [,restrict=on|off][,hostname=NAME][,domainname=NAME][,dnssearch=DOMAIN]...
+ *       [,tftp=DIR][,bootfile=NAME]
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *       [,guestfwd=[tcp:]SERVER:PORT-cmd:COMMAND | -tcp:HOST:PORT]...
  *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no]
@@ -13,14 +14,15 @@
  *   socket,udp=HOST:PORT,localaddr=[HOST]:PORT
  *   dgram,local.host=H,local.port=P,remote.host=H,remote.port=P[,local.type=inet][,remote.type=inet]
  *
- * The text is "type,key=value,...", where ",," is a literal comma; hostfwd and
- * guestfwd may repeat. Unknown types and keys, bad addresses, ports and booleans are errors that
+ * The text is "type,key=value,...", where ",," is a literal comma; hostfwd,
+ * guestfwd and dnssearch may repeat. Unknown types and keys, bad addresses, ports and booleans are errors that
  * name the offending text. Addresses default as in QEMU: net 10.0.2.0/24, host
  * .2, dns .3, dhcpstart .15. TAP setup scripts are not run: script= and
  * downscript= accept only "no" (tsemu configures nothing on the host side).
  */
 import { inNetwork, parseIpv4, prefixMask, formatIpv4 } from './address.js';
 import type { UdpAddress } from './dgram.js';
+import { checkSearchDomain } from './user/search-list.js';
 import type { StreamAddress } from './stream.js';
 
 export interface HostForward {
@@ -53,6 +55,8 @@ export interface UserNetdev {
   restrict: boolean;
   hostname?: string;
   domainname?: string;
+  /** Domain search list offered by DHCP (option 119), in order. */
+  dnssearch: string[];
   /** Folder the TFTP server serves (no TFTP server without it). */
   tftp?: string;
   /** Boot file name DHCP offers (BOOTP file field and option 67). */
@@ -170,8 +174,10 @@ function parseUser(pairs: [string, string][]): UserNetdev {
   const fields = new Map<string, string>();
   const hostfwd: HostForward[] = [];
   const guestfwd: GuestForward[] = [];
+  const dnssearch: string[] = [];
   for (const [key, value] of pairs) {
     if (key === 'hostfwd') hostfwd.push(parseHostForward(value));
+    else if (key === 'dnssearch') dnssearch.push(checkSearchDomain(value));
     else if (key === 'guestfwd') guestfwd.push(parseGuestForward(value));
     else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile'].includes(key)) fields.set(key, value);
     else throw new Error(`user: unknown option '${key}'`);
@@ -201,6 +207,7 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     restrict: parseBoolean(fields.get('restrict') ?? 'off', 'restrict'),
     hostname: fields.get('hostname'),
     domainname: fields.get('domainname'),
+    dnssearch,
     tftp: fields.get('tftp'),
     bootfile: fields.get('bootfile'),
     hostfwd,

@@ -23,7 +23,7 @@ case "$1" in
     ip addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
     [ -n "$router" ] && ip route replace default via "$router" dev "$interface"
-    echo "lease ip=$ip router=$router dns=$dns boot_file=$boot_file bootfile=$bootfile"
+    echo "lease ip=$ip router=$router dns=$dns boot_file=$boot_file bootfile=$bootfile domain=$domain search=$search"
     ;;
 esac
 `;

@@ -52,7 +52,7 @@ before(async () => {
   await writeFile(path.join(tftpRoot, 'boot.bin'), BOOT);
   await writeFile(path.join(tftpRoot, 'exact.bin'), BOOT.subarray(0, 512 * 8));
   stack = await UserStack.create(parseNetdevSpec(`user,hostfwd=tcp:127.0.0.1:0-:8080,tftp=${tftpRoot},bootfile=boot.bin,` +
-    'guestfwd=tcp:10.0.2.100:1234-cmd:tr a-z A-Z') as UserNetdev);
+    'guestfwd=tcp:10.0.2.100:1234-cmd:tr a-z A-Z,domainname=lab.test,dnssearch=lab.test,dnssearch=corp.lab.test,dnssearch=example.org') as UserNetdev);
   ns = await GuestNamespace.create(stack);
 });
 
@@ -62,9 +62,9 @@ after(async () => {
   if (tftpRoot) await rm(tftpRoot, { recursive: true, force: true });
 });
 
-test('udhcpc in the namespace gets 10.0.2.15 with router 10.0.2.2, DNS 10.0.2.3 and the boot file', async () => {
+test('udhcpc in the namespace gets 10.0.2.15 with router 10.0.2.2, DNS 10.0.2.3, the boot file, domain and search list', async () => {
   const r = await ns.dhcp();
-  assert.match(r.stdout, /lease ip=10\.0\.2\.15 router=10\.0\.2\.2 dns=10\.0\.2\.3 boot_file=boot\.bin bootfile=boot\.bin/);
+  assert.match(r.stdout, /lease ip=10\.0\.2\.15 router=10\.0\.2\.2 dns=10\.0\.2\.3 boot_file=boot\.bin bootfile=boot\.bin domain=lab\.test search=lab\.test corp\.lab\.test example\.org\n/);
 });
 
 test('ping 10.0.2.2 is answered', async () => {

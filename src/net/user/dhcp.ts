@@ -5,13 +5,17 @@
  * client MAC, handed out from dhcpstart upwards (16 addresses, within the network);
  * a client keeps its address for the life of the stack. Offered options: subnet
  * mask, router (the host address), DNS server, lease time (24 h), server id, and
- * the hostname, domain name and boot file (also in the BOOTP file field) when
- * configured. Replies are broadcast (to
+ * the hostname, domain name, domain search list (option 119, split over several
+ * instances when longer than 255 bytes) and boot file (also in the BOOTP file
+ * field) when configured. A reply is at least 548 bytes of UDP payload (576 with
+ * IP and UDP headers, the size every client accepts) and longer only when the
+ * options need it. Replies are broadcast (to
  * 255.255.255.255 and ff:ff:ff:ff:ff:ff), which every client accepts. Malformed
  * messages (short, wrong cookie, options running past the end) are ignored.
  */
 import type { UserNetdev } from '../spec.js';
 import { prefixMask } from '../address.js';
+import { encodeSearchList } from './search-list.js';
 
 const BOOTP_FIXED = 236;
 const MAGIC_COOKIE = 0x63825363;
@@ -104,27 +108,15 @@ export class DhcpServer {
     }
   }
 
-  private reply(request: Uint8Array, type: number, addr: number): Uint8Array {
+  /** The options of a reply after the magic cookie, ending with 255. */
+  private options(type: number): Uint8Array {
     const { config } = this;
-    const out = new Uint8Array(576 - 28); // the minimum a client must accept, less IP and UDP headers
-    const view = new DataView(out.buffer);
-    out[0] = 2; // BOOTREPLY
-    out[1] = 1;
-    out[2] = 6;
-    out.set(request.subarray(4, 8), 4); // xid
-    out.set(request.subarray(10, 12), 10); // flags
-    view.setUint32(16, addr);
-    if (type !== NAK) view.setUint32(20, config.host);
-    out.set(request.subarray(28, 44), 28); // chaddr
-    const text = (t: string): Uint8Array => new TextEncoder().encode(t.slice(0, 127));
-    if (config.bootfile && type !== NAK) out.set(text(config.bootfile), 108);
-    view.setUint32(BOOTP_FIXED, MAGIC_COOKIE);
-    let i = BOOTP_FIXED + 4;
+    const out: number[] = [];
     const put = (code: number, bytes: Uint8Array): void => {
-      out[i] = code;
-      out[i + 1] = bytes.length;
-      out.set(bytes, i + 2);
-      i += 2 + bytes.length;
+      for (let at = 0; at === 0 || at < bytes.length; at += 255) {
+        const part = bytes.subarray(at, at + 255);
+        out.push(code, part.length, ...part);
+      }
     };
     const u32 = (v: number): Uint8Array => {
       const b = new Uint8Array(4);
@@ -140,9 +132,35 @@ export class DhcpServer {
       put(6, u32(config.dns));
       if (config.hostname) put(12, text(config.hostname));
       if (config.domainname) put(15, text(config.domainname));
+      if (config.dnssearch.length > 0) put(119, encodeSearchList(config.dnssearch));
       if (config.bootfile) put(67, text(config.bootfile));
     }
-    out[i] = 255;
+    out.push(255);
+    return Uint8Array.from(out);
+  }
+
+  private reply(request: Uint8Array, type: number, addr: number): Uint8Array {
+    const { config } = this;
+    const options = this.options(type);
+    // The minimum a client must accept (576) less IP and UDP headers, or more when the options need it.
+    const out = new Uint8Array(Math.max(576 - 28, BOOTP_FIXED + 4 + options.length));
+    const view = new DataView(out.buffer);
+    out[0] = 2; // BOOTREPLY
+    out[1] = 1;
+    out[2] = 6;
+    out.set(request.subarray(4, 8), 4); // xid
+    out.set(request.subarray(10, 12), 10); // flags
+    view.setUint32(16, addr);
+    if (type !== NAK) view.setUint32(20, config.host);
+    out.set(request.subarray(28, 44), 28); // chaddr
+    if (config.bootfile && type !== NAK) out.set(text(config.bootfile), 108);
+    view.setUint32(BOOTP_FIXED, MAGIC_COOKIE);
+    out.set(options, BOOTP_FIXED + 4);
     return out;
   }
+}
+
+/** A configured string as option bytes (at most 127, which also fits the BOOTP file field). */
+function text(t: string): Uint8Array {
+  return new TextEncoder().encode(t.slice(0, 127));
 }
