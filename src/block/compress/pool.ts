@@ -25,13 +25,11 @@
  * batch with the error and is replaced on demand.
  *
  * The worker file sits next to this module with this module's extension: .js in the
- * built dist/, .ts when running from sources under tsx. Node 20 does not carry tsx's
- * loader into workers, so a .ts worker is started through a small bootstrap that
- * registers tsx's loader first. Workers get no execArgv of the parent's (some of its
- * options are refused in workers).
+ * built dist/, .ts when running from sources under tsx (src/util/worker.ts starts it).
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { siblingModule, startModuleWorker } from '../../util/worker.js';
 import { ImageFormatError } from '../node.js';
 import type { CompressionType } from './codec.js';
 
@@ -79,16 +77,7 @@ interface Slot {
 
 const NOTHING = new Uint8Array(0);
 
-const WORKER_URL = new URL(`./worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url);
-
-function startWorker(): Worker {
-  // No inherited execArgv: options such as --input-type are not valid for a worker.
-  if (!WORKER_URL.pathname.endsWith('.ts')) return new Worker(WORKER_URL, { execArgv: [] });
-  const boot =
-    `import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))};\n` +
-    `register();\nawait import(${JSON.stringify(WORKER_URL.href)});\n`;
-  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { execArgv: [] });
-}
+const WORKER_URL = siblingModule('worker', import.meta.url);
 
 export class CodecPool {
   private readonly slots: Slot[] = [];
@@ -180,7 +169,7 @@ export class CodecPool {
   }
 
   private spawn(): Slot {
-    const slot: Slot = { worker: startWorker(), busy: null };
+    const slot: Slot = { worker: startModuleWorker(WORKER_URL), busy: null };
     slot.worker.unref();
     slot.worker.on('message', (reply: WorkerReply) => {
       const batch = slot.busy;
