@@ -9,6 +9,7 @@ import { Hub } from './hub.js';
 import { parseNetdevSpec, type NetdevSpec } from './spec.js';
 import { StreamBackend } from './stream.js';
 import { DgramBackend } from './dgram.js';
+import { McastBackend } from './mcast.js';
 import { TapBackend } from './tap.js';
 import { UserStack } from './user/stack.js';
 
@@ -19,6 +20,7 @@ export async function openBackend(spec: NetdevSpec): Promise<FrameBackend> {
     case 'bridge': return BridgeBackend.open(spec.br, spec.ifname);
     case 'stream': return spec.server ? StreamBackend.listen(spec.address) : StreamBackend.connect(spec.address);
     case 'dgram': return DgramBackend.open(spec.local, spec.remote);
+    case 'mcast': return McastBackend.open(spec.group, spec.localAddr);
   }
 }
 

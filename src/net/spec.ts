@@ -12,6 +12,7 @@
  *   socket,listen=[HOST]:PORT | socket,connect=HOST:PORT     (length-framed stream)
  *   stream,server=on|off,addr.type=inet,addr.host=H,addr.port=P | addr.type=unix,addr.path=PATH
  *   socket,udp=HOST:PORT,localaddr=[HOST]:PORT
+ *   socket,mcast=GROUP:PORT[,localaddr=ADDR]               (GROUP an IPv4 multicast address)
  *   dgram,local.host=H,local.port=P,remote.host=H,remote.port=P[,local.type=inet][,remote.type=inet]
  *
  * The text is "type,key=value,...", where ",," is a literal comma; hostfwd,
@@ -86,6 +87,14 @@ export interface DgramNetdev {
   remote: UdpAddress;
 }
 
+export interface McastNetdev {
+  type: 'mcast';
+  id?: string;
+  group: UdpAddress;
+  /** The address whose interface joins the group and sends (every interface when absent). */
+  localAddr?: string;
+}
+
 export interface BridgeNetdev {
   type: 'bridge';
   id?: string;
@@ -93,7 +102,7 @@ export interface BridgeNetdev {
   ifname?: string;
 }
 
-export type NetdevSpec = UserNetdev | TapNetdev | BridgeNetdev | StreamNetdev | DgramNetdev;
+export type NetdevSpec = UserNetdev | TapNetdev | BridgeNetdev | StreamNetdev | DgramNetdev | McastNetdev;
 
 /** Splits "a=1,b=x,,y,flag" into ordered pairs, keeping repeated keys ("flag" alone is "flag=on"). */
 function splitPairs(text: string): [string, string][] {
@@ -260,17 +269,29 @@ function fieldsOf(type: string, pairs: [string, string][], allowed: readonly str
   return fields;
 }
 
-function parseSocket(pairs: [string, string][]): StreamNetdev | DgramNetdev {
-  const f = fieldsOf('socket', pairs, ['id', 'listen', 'connect', 'udp', 'localaddr']);
+function parseSocket(pairs: [string, string][]): StreamNetdev | DgramNetdev | McastNetdev {
+  const f = fieldsOf('socket', pairs, ['id', 'listen', 'connect', 'udp', 'mcast', 'localaddr']);
   const id = f.get('id');
-  const modes = ['listen', 'connect', 'udp'].filter((k) => f.has(k));
-  if (modes.length !== 1) throw new Error('socket: give exactly one of listen=, connect=, udp=');
-  if (f.has('localaddr') !== f.has('udp')) throw new Error('socket: localaddr= goes with udp= (and udp= needs it)');
+  const modes = ['listen', 'connect', 'udp', 'mcast'].filter((k) => f.has(k));
+  if (modes.length !== 1) throw new Error('socket: give exactly one of listen=, connect=, udp=, mcast=');
   const listen = f.get('listen');
-  if (listen !== undefined) return { type: 'stream', id, server: true, address: { kind: 'inet', ...parseHostPort(listen, 'socket listen', true) } };
   const target = f.get('connect');
+  const mcast = f.get('mcast');
+  const localaddr = f.get('localaddr');
+  if (mcast !== undefined) return parseMcast(id, mcast, localaddr);
+  if ((localaddr !== undefined) !== f.has('udp')) throw new Error('socket: localaddr= goes with udp= or mcast= (and udp= needs it)');
+  if (listen !== undefined) return { type: 'stream', id, server: true, address: { kind: 'inet', ...parseHostPort(listen, 'socket listen', true) } };
   if (target !== undefined) return { type: 'stream', id, server: false, address: { kind: 'inet', ...parseHostPort(target, 'socket connect', false) } };
-  return { type: 'dgram', id, remote: parseHostPort(f.get('udp')!, 'socket udp', false), local: parseHostPort(f.get('localaddr')!, 'socket localaddr', true) };
+  return { type: 'dgram', id, remote: parseHostPort(f.get('udp')!, 'socket udp', false), local: parseHostPort(localaddr!, 'socket localaddr', true) };
+}
+
+/** "GROUP:PORT" with GROUP in 224.0.0.0/4, and an optional plain local address. */
+function parseMcast(id: string | undefined, text: string, localaddr: string | undefined): McastNetdev {
+  const group = parseHostPort(text, 'socket mcast', false);
+  if (parseIpv4(group.host, 'socket mcast group') >>> 28 !== 14) throw new Error(`socket mcast: ${group.host} is not a multicast address (224.0.0.0 to 239.255.255.255)`);
+  if (group.port === 0) throw new Error(`socket mcast: '${text}' needs a port`);
+  if (localaddr !== undefined) parseIpv4(localaddr, 'socket localaddr');
+  return { type: 'mcast', id, group, localAddr: localaddr };
 }
 
 function parseStream(pairs: [string, string][]): StreamNetdev {
