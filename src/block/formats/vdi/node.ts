@@ -18,13 +18,13 @@
  */
 import {
   type BlockExtent,
-  type BlockNode,
   checkRange,
   ImageFormatError,
   type WriteOptions,
 } from '../../node.js';
 import type { FileNode } from '../../protocols/file.js';
 import type { ImageNode, OpenContext } from '../format.js';
+import { StandaloneImageNode } from '../standalone-node.js';
 import {
   parseVdiHeader,
   serializeVdiHeader,
@@ -34,17 +34,13 @@ import {
   type VdiHeader,
 } from './header.js';
 
-export class VdiNode implements ImageNode {
+export class VdiNode extends StandaloneImageNode implements ImageNode {
   readonly driver = 'vdi';
-  readonly backing = null;
-  readonly backingFilename = null;
-  readonly backingFormat = null;
-  readonly dirtyFlag = false;
   /** The block map (entries decoded from little-endian). */
   private readonly bmap: Uint32Array;
-  private allocation: Promise<void> = Promise.resolve();
 
-  private constructor(readonly file: FileNode, private readonly header: VdiHeader, bmap: Uint32Array) {
+  private constructor(file: FileNode, private readonly header: VdiHeader, bmap: Uint32Array) {
+    super(file);
     this.bmap = bmap;
   }
 
@@ -61,16 +57,10 @@ export class VdiNode implements ImageNode {
     return new VdiNode(file, header, bmap);
   }
 
-  get filename(): string { return this.file.filename; }
-  get readOnly(): boolean { return this.file.readOnly; }
   get granularity(): number { return this.header.blockSize; }
   get clusterSize(): number { return this.header.blockSize; }
   /** The header as opened (UUIDs, type), for check and tests. */
   get vdiHeader(): Readonly<VdiHeader> { return this.header; }
-
-  attachBacking(node: BlockNode | null): void {
-    if (node) throw new Error(`${this.filename}: vdi images cannot have a backing file`);
-  }
 
   size(): number { return this.header.diskSize; }
 
@@ -82,26 +72,9 @@ export class VdiNode implements ImageNode {
     return this.header.offsetData + entry * this.header.blockSize;
   }
 
-  /** Calls fn for each piece of [offset, offset+length) that lies in one block. */
-  private async eachBlock(
-    offset: number,
-    length: number,
-    fn: (block: number, inBlock: number, at: number, n: number) => Promise<void>,
-  ): Promise<void> {
-    const bs = this.header.blockSize;
-    for (let at = 0; at < length;) {
-      const pos = offset + at;
-      const block = Math.floor(pos / bs);
-      const inBlock = pos - block * bs;
-      const n = Math.min(length - at, bs - inBlock);
-      await fn(block, inBlock, at, n);
-      at += n;
-    }
-  }
-
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    await this.eachBlock(offset, buf.length, async (block, inBlock, at, n) => {
+    await this.eachBlock(offset, buf.length, this.header.blockSize, async (block, inBlock, at, n) => {
       const entry = this.bmap[block]!;
       const part = buf.subarray(at, at + n);
       if (entry === VDI_UNALLOCATED || entry === VDI_ZERO) part.fill(0);
@@ -112,7 +85,7 @@ export class VdiNode implements ImageNode {
   async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
-    await this.eachBlock(offset, buf.length, async (block, inBlock, at, n) => {
+    await this.eachBlock(offset, buf.length, this.header.blockSize, async (block, inBlock, at, n) => {
       const part = buf.subarray(at, at + n);
       const entry = this.bmap[block]!;
       if (entry !== VDI_UNALLOCATED && entry !== VDI_ZERO) {
@@ -121,12 +94,6 @@ export class VdiNode implements ImageNode {
         await this.serialised(() => this.writeNewBlock(block, inBlock, part));
       }
     });
-  }
-
-  private serialised(fn: () => Promise<void>): Promise<void> {
-    const run = this.allocation.then(fn);
-    this.allocation = run.catch(() => {});
-    return run;
   }
 
   /** Stores a write to a block that has no data yet (or got some while this one waited). */
@@ -155,19 +122,12 @@ export class VdiNode implements ImageNode {
   async writeZeroes(offset: number, length: number): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, length);
-    await this.eachBlock(offset, length, async (block, inBlock, _at, n) => {
+    await this.eachBlock(offset, length, this.header.blockSize, async (block, inBlock, _at, n) => {
       const entry = this.bmap[block]!;
       if (entry === VDI_UNALLOCATED || entry === VDI_ZERO) return;
       await this.file.writeZeroes(this.hostOffset(block, entry) + inBlock, n);
     });
   }
-
-  async discard(offset: number, length: number): Promise<void> {
-    this.checkWritable();
-    checkRange(this, this.size(), offset, length);
-  }
-
-  flush(): Promise<void> { return this.file.flush(); }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent> {
     checkRange(this, this.size(), offset, length);
@@ -197,18 +157,7 @@ export class VdiNode implements ImageNode {
     return { offset, length: end - offset, allocated: true, data: stored, zero, compressed: false, hostOffset: host };
   }
 
-  async truncate(): Promise<void> {
-    throw new Error('Image format driver does not support resize');
-  }
-
-  allocatedSize(): Promise<number> { return this.file.allocatedSize(); }
-  close(): Promise<void> { return this.file.close(); }
-
   /** The block map entries (read-only view) for check. */
   blockMap(): Readonly<Uint32Array> { return this.bmap; }
-
-  private checkWritable(): void {
-    if (this.readOnly) throw new Error(`${this.filename}: the image is opened read-only`);
-  }
 }
 

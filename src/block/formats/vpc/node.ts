@@ -16,12 +16,12 @@
  */
 import {
   type BlockExtent,
-  type BlockNode,
   checkRange,
   ImageFormatError,
 } from '../../node.js';
 import type { FileNode } from '../../protocols/file.js';
 import type { ImageNode, OpenContext } from '../format.js';
+import { StandaloneImageNode } from '../standalone-node.js';
 import {
   BAT_UNALLOCATED,
   DISK_DYNAMIC,
@@ -34,17 +34,12 @@ import {
   virtualSize,
 } from './footer.js';
 
-export class VpcNode implements ImageNode {
+export class VpcNode extends StandaloneImageNode implements ImageNode {
   readonly driver = 'vpc';
-  readonly backing = null;
-  readonly backingFilename = null;
-  readonly backingFormat = null;
-  readonly dirtyFlag = false;
-  private allocation: Promise<void> = Promise.resolve();
   private readonly bitmapBytes: number;
 
   private constructor(
-    readonly file: FileNode,
+    file: FileNode,
     /** The footer's bytes, written again after each new block. */
     private readonly footerBytes: Uint8Array,
     private readonly diskSize: number,
@@ -53,6 +48,7 @@ export class VpcNode implements ImageNode {
     /** Where the next block goes (the end-of-file footer's place). */
     private nextBlock: number,
   ) {
+    super(file);
     this.bitmapBytes = dyn ? Math.ceil(dyn.blockSize / 512 / 8 / 512) * 512 : 0;
   }
 
@@ -89,14 +85,8 @@ export class VpcNode implements ImageNode {
     return new VpcNode(file, footerBytes, disk, dyn, bat, end);
   }
 
-  get filename(): string { return this.file.filename; }
-  get readOnly(): boolean { return this.file.readOnly; }
   get granularity(): number { return this.dyn?.blockSize ?? 512; }
   get clusterSize(): number | undefined { return this.dyn?.blockSize; }
-
-  attachBacking(node: BlockNode | null): void {
-    if (node) throw new Error(`${this.filename}: vpc images cannot have a backing file`);
-  }
 
   size(): number { return this.diskSize; }
 
@@ -111,23 +101,10 @@ export class VpcNode implements ImageNode {
     return host;
   }
 
-  /** Calls fn for each piece in one block (fixed disks: one piece). */
-  private async eachBlock(offset: number, length: number, fn: (block: number, inBlock: number, at: number, n: number) => Promise<void>): Promise<void> {
-    const bs = this.dyn ? this.dyn.blockSize : Math.max(length, 1);
-    for (let at = 0; at < length;) {
-      const pos = offset + at;
-      const block = this.dyn ? Math.floor(pos / bs) : 0;
-      const inBlock = this.dyn ? pos - block * bs : pos;
-      const n = Math.min(length - at, this.dyn ? bs - inBlock : length);
-      await fn(block, inBlock, at, n);
-      at += n;
-    }
-  }
-
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
     if (!this.dyn) return this.file.read(offset, buf);
-    await this.eachBlock(offset, buf.length, async (block, inBlock, at, n) => {
+    await this.eachBlock(offset, buf.length, this.dyn.blockSize, async (block, inBlock, at, n) => {
       const part = buf.subarray(at, at + n);
       const host = this.hostOf(block, inBlock);
       if (host === null) {
@@ -144,18 +121,12 @@ export class VpcNode implements ImageNode {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
     if (!this.dyn) return this.file.write(offset, buf);
-    await this.eachBlock(offset, buf.length, async (block, inBlock, at, n) => {
+    await this.eachBlock(offset, buf.length, this.dyn.blockSize, async (block, inBlock, at, n) => {
       const part = buf.subarray(at, at + n);
       const host = this.hostOf(block, inBlock);
       if (host !== null) await this.file.writeGrow(host, part);
       else await this.serialised(() => this.writeNewBlock(block, inBlock, part));
     });
-  }
-
-  private serialised(fn: () => Promise<void>): Promise<void> {
-    const run = this.allocation.then(fn);
-    this.allocation = run.catch(() => {});
-    return run;
   }
 
   private async writeNewBlock(block: number, inBlock: number, part: Uint8Array): Promise<void> {
@@ -180,18 +151,11 @@ export class VpcNode implements ImageNode {
     this.checkWritable();
     checkRange(this, this.size(), offset, length);
     if (!this.dyn) return this.file.writeZeroes(offset, length);
-    await this.eachBlock(offset, length, async (block, inBlock, _at, n) => {
+    await this.eachBlock(offset, length, this.dyn.blockSize, async (block, inBlock, _at, n) => {
       const host = this.hostOf(block, inBlock);
       if (host !== null) await this.file.writeZeroes(host, Math.min(n, this.file.size() - host));
     });
   }
-
-  async discard(offset: number, length: number): Promise<void> {
-    this.checkWritable();
-    checkRange(this, this.size(), offset, length);
-  }
-
-  flush(): Promise<void> { return this.file.flush(); }
 
   async blockStatus(offset: number, length: number): Promise<BlockExtent> {
     checkRange(this, this.size(), offset, length);
@@ -210,16 +174,5 @@ export class VpcNode implements ImageNode {
     }
     const stored = host !== null;
     return { offset, length: end - offset, allocated: true, data: stored, zero: !stored, compressed: false, hostOffset: host };
-  }
-
-  async truncate(): Promise<void> {
-    throw new Error('Image format driver does not support resize');
-  }
-
-  allocatedSize(): Promise<number> { return this.file.allocatedSize(); }
-  close(): Promise<void> { return this.file.close(); }
-
-  private checkWritable(): void {
-    if (this.readOnly) throw new Error(`${this.filename}: the image is opened read-only`);
   }
 }
