@@ -9,13 +9,11 @@
  * Also: bad boot images are clear errors.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { QueuedCharBackend } from '../../src/emulator/devices/char-backend.js';
 import { createMicrovmMachine, runMicrovmMachine, type MachineExit, type MicrovmConfig } from '../../src/emulator/machines/microvm.js';
-import { ROOT, requirePeer, scratchDir } from '../helpers/peers.js';
+import { buildX86Guest } from './x86-guest.js';
 
 const MARKER = 'TSEMU-X86-GUEST-OK';
 const INITRD = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7) & 0xff);
@@ -26,12 +24,9 @@ let kernel: Uint8Array;
 let cleanup: () => Promise<void> = async () => {};
 
 before(async () => {
-  for (const tool of ['gcc', 'ld', 'objcopy', 'nm']) requirePeer(tool);
-  const scratch = await scratchDir();
-  cleanup = scratch.cleanup;
-  const out = path.join(scratch.dir, 'x86-guest');
-  execFileSync(path.join(ROOT, 'fixtures/x86-guest/build.sh'), [out], { stdio: 'pipe' });
-  kernel = readFileSync(path.join(out, 'bzImage'));
+  const guest = await buildX86Guest();
+  cleanup = guest.cleanup;
+  kernel = readFileSync(guest.bzImage);
 });
 
 after(() => cleanup());

@@ -5,21 +5,17 @@
  * options that do not apply to microvm are clear errors.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROOT, requirePeer, scratchDir, tsemu } from '../helpers/peers.js';
+import { tsemu } from '../helpers/peers.js';
+import { buildX86Guest } from './x86-guest.js';
 
 let bzImage = '';
 let cleanup: () => Promise<void> = async () => {};
 
 before(async () => {
-  for (const tool of ['gcc', 'ld', 'objcopy', 'nm']) requirePeer(tool);
-  const scratch = await scratchDir();
-  cleanup = scratch.cleanup;
-  const out = path.join(scratch.dir, 'x86-guest');
-  execFileSync(path.join(ROOT, 'fixtures/x86-guest/build.sh'), [out], { stdio: 'pipe' });
-  bzImage = path.join(out, 'bzImage');
+  const guest = await buildX86Guest();
+  cleanup = guest.cleanup;
+  bzImage = guest.bzImage;
 });
 
 after(() => cleanup());
