@@ -72,9 +72,12 @@ export interface SynOptions {
   sack: boolean;
 }
 
-/** Reads MSS and window scale from a SYN's options; hostile option lists end the walk, never the host. */
-export function readSynOptions(view: DataView, tcp: number, headerLength: number): SynOptions {
-  const out: SynOptions = { mss: 536, wscale: -1, sack: false };
+/**
+ * Calls fn(kind, at, length) for each option of the TCP header at `tcp` (at: the option's
+ * first byte); end-of-list stops the walk, no-ops are skipped, and a hostile option list
+ * (a length past the header or below 2) ends the walk, never the host.
+ */
+function forEachTcpOption(view: DataView, tcp: number, headerLength: number, fn: (kind: number, at: number, length: number) => void): void {
   const end = tcp + headerLength;
   for (let i = tcp + 20; i < end; ) {
     const kind = view.getUint8(i);
@@ -83,11 +86,19 @@ export function readSynOptions(view: DataView, tcp: number, headerLength: number
     if (i + 1 >= end) break;
     const len = view.getUint8(i + 1);
     if (len < 2 || i + len > end) break;
+    fn(kind, i, len);
+    i += len;
+  }
+}
+
+/** Reads MSS and window scale from a SYN's options. */
+export function readSynOptions(view: DataView, tcp: number, headerLength: number): SynOptions {
+  const out: SynOptions = { mss: 536, wscale: -1, sack: false };
+  forEachTcpOption(view, tcp, headerLength, (kind, i, len) => {
     if (kind === 2 && len === 4) out.mss = view.getUint16(i + 2);
     if (kind === 3 && len === 3) out.wscale = Math.min(view.getUint8(i + 2), 14);
     if (kind === 4 && len === 2) out.sack = true;
-    i += len;
-  }
+  });
   out.mss = Math.max(256, Math.min(out.mss, OUR_MSS));
   return out;
 }
@@ -496,19 +507,10 @@ export class TcpConnection {
 
   /** Adds the SACK blocks of a guest ACK to the scoreboard (blocks outside what was sent are ignored). */
   private readSackBlocks(view: DataView, tcp: number, headerLength: number): void {
-    const end = tcp + headerLength;
-    for (let i = tcp + 20; i < end; ) {
-      const kind = view.getUint8(i);
-      if (kind === 0) break;
-      if (kind === 1) { i++; continue; }
-      if (i + 1 >= end) break;
-      const len = view.getUint8(i + 1);
-      if (len < 2 || i + len > end) break;
-      if (kind === 5) {
-        for (let b = i + 2; b + 8 <= i + len; b += 8) this.addSacked(view.getUint32(b), view.getUint32(b + 4));
-      }
-      i += len;
-    }
+    forEachTcpOption(view, tcp, headerLength, (kind, i, len) => {
+      if (kind !== 5) return;
+      for (let b = i + 2; b + 8 <= i + len; b += 8) this.addSacked(view.getUint32(b), view.getUint32(b + 4));
+    });
   }
 
   private addSacked(start: number, end: number): void {
