@@ -9,7 +9,8 @@
  * checksum); fragments are reassembled (fragments.ts) and datagrams larger than
  * the MTU are fragmented on their way to the guest; a packet that would be passed
  * on with its TTL at 1 or 0 gets ICMP time exceeded from the host address. Then:
- * ICMP echo to the host or DNS address is answered here; UDP to port 67 goes to
+ * ICMP echo to the host or DNS address is answered here, to addresses NAT reaches
+ * through the host's unprivileged ICMP socket (icmp-echo.ts); UDP to port 67 goes to
  * the DHCP server, to the DNS address port 53 to the DNS server, to the host
  * address port 69 (and the transfers' ports) to the TFTP server when tftp= is set;
  * other UDP and TCP go
@@ -36,6 +37,7 @@ import { finish, sum } from './checksum.js';
 import { fragment, Reassembler } from './fragments.js';
 import { DhcpServer } from './dhcp.js';
 import { answerDnsQuery } from './dns.js';
+import { IcmpEcho } from './icmp-echo.js';
 import {
   BROADCAST_MAC, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, l4ChecksumOk, OutPacket,
   PROTO_ICMP, PROTO_TCP, PROTO_UDP, type InPacket,
@@ -73,6 +75,7 @@ export class UserStack implements FrameBackend {
   private readonly udp: UdpNat;
   private readonly tcp: TcpNat;
   private readonly tftp: TftpServer | null;
+  private readonly echo = new IcmpEcho((packet) => this.emit(packet));
   private readonly reassembler = new Reassembler();
   private readonly listeners: Listener[] = [];
   private readonly guestForwards = new Map<string, GuestForward>();
@@ -198,7 +201,11 @@ export class UserStack implements FrameBackend {
   private icmp(p: InPacket): void {
     const { frame, view, l4, l4Length } = p;
     if (l4Length < 8 || view.getUint8(l4) !== 8 || finish(sum(frame, l4, l4Length)) !== 0) return;
-    if (p.dst !== this.config.host && p.dst !== this.config.dns) return;
+    if (p.dst !== this.config.host && p.dst !== this.config.dns) {
+      const host = this.hostAddressOf(p.dst);
+      if (host !== null) this.echo.send(p.src, p.dst, parseIpv4(host), frame.slice(l4, l4 + l4Length));
+      return;
+    }
     const reply = new OutPacket(PROTO_ICMP, p.dst, p.src, l4Length);
     reply.frame.set(frame.subarray(l4, l4 + l4Length), reply.l4);
     reply.view.setUint8(reply.l4, 0); // echo reply, same identifier, sequence and data
@@ -281,6 +288,7 @@ export class UserStack implements FrameBackend {
     this.closed = true;
     this.udp.close();
     this.tftp?.close();
+    await this.echo.close();
     for (const l of this.listeners.splice(0)) l.close();
   }
 }
