@@ -23,7 +23,7 @@
  */
 import { inNetwork, parseIpv4, prefixMask, formatIpv4 } from './address.js';
 import type { UdpAddress } from './dgram.js';
-import { checkSearchDomain } from './user/search-list.js';
+import { checkSearchDomain, encodeSearchList, MAX_SEARCH_LIST } from './user/search-list.js';
 import type { StreamAddress } from './stream.js';
 
 export interface HostForward {
@@ -191,6 +191,8 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile'].includes(key)) fields.set(key, value);
     else throw new Error(`user: unknown option '${key}'`);
   }
+  const searchBytes = encodeSearchList(dnssearch).length;
+  if (searchBytes > MAX_SEARCH_LIST) throw new Error(`dnssearch: the list takes ${searchBytes} bytes encoded; at most ${MAX_SEARCH_LIST} fit a DHCP reply`);
   const { net, prefix } = parseNet(fields.get('net') ?? '10.0.2.0/24');
   const inNet = (key: string, offset: number): number => {
     const text = fields.get(key);

@@ -59,6 +59,8 @@ test('dnssearch= repeats, drops a trailing dot, and refuses names that are not d
     assert.throws(() => checkSearchDomain(bad), /dnssearch/);
   }
   assert.throws(() => parseNetdevSpec('user,dnssearch=a..b'), /dnssearch: 'a\.\.b'/);
+  const tooMany = Array.from({ length: 40 }, (_, i) => `dnssearch=d${i}.${'x'.repeat(20)}${i}.test`).join(',');
+  assert.throws(() => parseNetdevSpec(`user,${tooMany}`), /at most 800 fit a DHCP reply/);
 });
 
 const guests: SyntheticGuest[] = [];

@@ -12,6 +12,11 @@
  */
 
 const MAX_POINTER = 0x3fff;
+/**
+ * The longest encoded list a user netdev accepts: with the longest hostname, domain
+ * name and boot file (127 bytes each), the DHCP reply still fits one 1500-byte packet.
+ */
+export const MAX_SEARCH_LIST = 800;
 
 /** Throws when `name` is not a usable domain name; returns it without a trailing dot. */
 export function checkSearchDomain(name: string): string {
