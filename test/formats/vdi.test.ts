@@ -12,13 +12,12 @@ import path from 'node:path';
 import { createImage, createOptionsHelp } from '../../src/block/ops/create.js';
 import { convertImage } from '../../src/block/ops/convert.js';
 import { closeImage, openImage } from '../../src/block/open.js';
-import { FileNode } from '../../src/block/protocols/file.js';
 import { checkVdi } from '../../src/block/formats/vdi/check.js';
 import type { VdiNode } from '../../src/block/formats/vdi/node.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 import { describeMismatch, readImageWithQemu, readImageWithTsemu } from '../helpers/images.js';
-import { sha256File } from '../helpers/pattern.js';
-import { assertInfoMatches, assertMapMatches, qemuAgrees, writeScript } from './support.js';
+import { assertInfoMatches, qemuAgrees, writeScript } from './support.js';
+import { assertHostileOpenFails, assertReportsMatchAndClean, withReadOnlyFile } from './image-checks.js';
 
 const MiB = 1 << 20;
 const WRITES = [
@@ -40,10 +39,7 @@ for (const opts of ['static=off', 'static=on']) {
         await assertInfoMatches(file);
         const expected = await writeScript(file, size, WRITES);
         await qemuAgrees(file, 'vdi', expected, dir);
-        await assertInfoMatches(file);
-        await assertMapMatches(file);
-        const counts = await withFile(file, (f) => checkVdi(f, { log: () => {} }));
-        assert.equal(counts.corruptions, 0);
+        await assertReportsMatchAndClean(file, checkVdi);
       } finally {
         await cleanup();
       }
@@ -61,10 +57,7 @@ test('vdi: qemu-img creates, qemu-io writes, tsemu reads the same bytes and info
       const mine = await readImageWithTsemu(file);
       const theirs = await readImageWithQemu(file, dir, 'vdi');
       assert.equal(describeMismatch(file, mine, theirs), null);
-      await assertInfoMatches(file);
-      await assertMapMatches(file);
-      const counts = await withFile(file, (f) => checkVdi(f, { log: () => {} }));
-      assert.equal(counts.corruptions, 0);
+      await assertReportsMatchAndClean(file, checkVdi);
     }
   } finally {
     await cleanup();
@@ -135,17 +128,7 @@ for (const h of HOSTILE) {
       const view = new DataView(bytes.buffer);
       for (const [at, value] of h.patch) view.setUint32(at, value, true);
       await writeFile(file, h.truncate ? bytes.subarray(0, h.truncate) : bytes);
-      const before = await sha256File(file);
-      const attempt = async () => {
-        const img = await openImage(file, { format: 'vdi' });
-        try {
-          await img.read(0, new Uint8Array(4096));
-        } finally {
-          await closeImage(img);
-        }
-      };
-      await assert.rejects(attempt, h.pattern);
-      assert.equal(await sha256File(file), before);
+      await assertHostileOpenFails(file, 'vdi', h.pattern, 4096);
     } finally {
       await cleanup();
     }
@@ -162,19 +145,10 @@ test('vdi check: duplicate data blocks and a wrong allocated count are corruptio
     new DataView(bytes.buffer).setUint32(0x204, 0, true); // block 1 shares block 0's data
     await writeFile(file, bytes);
     const q = await qemuImg(['check', '--output=json', file]);
-    const counts = await withFile(file, (f) => checkVdi(f, { log: () => {} }));
+    const counts = await withReadOnlyFile(file, (f) => checkVdi(f, { log: () => {} }));
     assert.equal(counts.corruptions, JSON.parse(q.stdout).corruptions);
     assert.equal(counts.corruptions, 2);
   } finally {
     await cleanup();
   }
 });
-
-async function withFile<T>(file: string, fn: (f: FileNode) => Promise<T>): Promise<T> {
-  const f = await FileNode.open(file, { readOnly: true });
-  try {
-    return await fn(f);
-  } finally {
-    await f.close();
-  }
-}

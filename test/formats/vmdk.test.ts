@@ -13,12 +13,12 @@ import path from 'node:path';
 import { createImage, createOptionsHelp } from '../../src/block/ops/create.js';
 import { convertImage } from '../../src/block/ops/convert.js';
 import { closeImage, openImage } from '../../src/block/open.js';
-import { FileNode } from '../../src/block/protocols/file.js';
 import { checkVmdk } from '../../src/block/formats/vmdk/check.js';
 import type { VmdkNode } from '../../src/block/formats/vmdk/node.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 import { describeMismatch, readImageWithQemu, readImageWithTsemu } from '../helpers/images.js';
 import { assertInfoMatches, assertMapMatches, qemuAgrees, tsemuReadsAsQemu, writeScript } from './support.js';
+import { assertReportsMatchAndClean } from './image-checks.js';
 
 const MiB = 1 << 20;
 const GiB = 2 ** 30;
@@ -103,10 +103,7 @@ for (const c of CASES) {
       await assertInfoMatches(mine);
       const expected = await writeScript(mine, c.size, c.writes);
       await qemuAgrees(mine, 'vmdk', expected, dir);
-      await assertInfoMatches(mine);
-      await assertMapMatches(mine);
-      const counts = await withFile(mine, (f) => checkVmdk(f, { log: () => {} }));
-      assert.equal(counts.corruptions, 0);
+      await assertReportsMatchAndClean(mine, checkVmdk);
     } finally {
       await cleanup();
     }
@@ -288,12 +285,3 @@ test('vmdk: vmfs and vmfsSparse descriptors read as qemu-img reads them', async 
     await cleanup();
   }
 });
-
-async function withFile<T>(file: string, fn: (f: FileNode) => Promise<T>): Promise<T> {
-  const f = await FileNode.open(file, { readOnly: true });
-  try {
-    return await fn(f);
-  } finally {
-    await f.close();
-  }
-}
