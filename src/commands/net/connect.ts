@@ -9,7 +9,8 @@ export default class NetConnect extends TsemuCommand {
     'Each SPEC is a backend spelled as QEMU\'s -netdev: user[,net=…][,hostfwd=…][,restrict=on]… (the NAT ' +
     'router a QEMU guest sees), tap[,ifname=NAME][,script=no][,downscript=no], bridge,br=BRIDGE, ' +
     'socket,listen=|connect=HOST:PORT, ' +
-    'socket,udp=HOST:PORT,localaddr=HOST:PORT, stream,… or dgram,… (QEMU\'s wire formats). Frames one backend puts out ' +
+    'socket,udp=HOST:PORT,localaddr=HOST:PORT, socket,mcast=GROUP:PORT[,localaddr=ADDR], stream,… or dgram,… ' +
+    '(QEMU\'s wire formats). Frames one backend puts out ' +
     'go to every other. For example `tsemu net connect user,hostfwd=tcp:127.0.0.1:8080-:80 tap,ifname=tsemu0` ' +
     'gives the network namespace holding tsemu0 NAT networking. Runs until SIGINT or SIGTERM.';
   static override strict = false;
