@@ -6,32 +6,26 @@
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { FdtError } from '../../src/emulator/fdt/fdt-format.js';
 import { FdtNode, FdtTree } from '../../src/emulator/fdt/fdt-node.js';
 import { readChosen, readMemory, writeChosen } from '../../src/emulator/fdt/fdt-query.js';
 import { parseFdt } from '../../src/emulator/fdt/fdt-reader.js';
 import { serializeFdt } from '../../src/emulator/fdt/fdt-writer.js';
-import { mustRun, requirePeer, runProgram, scratchDir } from '../helpers/peers.js';
+import { mustRun, runProgram } from '../helpers/peers.js';
+import { dtcScratch } from './dtc-scratch.js';
 
-let dir = '';
-let cleanup = async () => {};
-before(async () => {
-  requirePeer('dtc');
-  ({ dir, cleanup } = await scratchDir());
-});
-after(() => cleanup());
+const scratchFile = dtcScratch();
 
 async function decompile(blob: Uint8Array, name: string): Promise<string> {
-  const file = path.join(dir, name);
+  const file = scratchFile(name);
   await writeFile(file, blob);
   return (await mustRun(runProgram('dtc', ['-q', '-I', 'dtb', '-O', 'dts', file]), 'dtc -O dts')).stdout;
 }
 
 async function compile(dts: string, name: string): Promise<Uint8Array> {
-  const src = path.join(dir, `${name}.dts`);
-  const out = path.join(dir, `${name}.dtb`);
+  const src = scratchFile(`${name}.dts`);
+  const out = scratchFile(`${name}.dtb`);
   await writeFile(src, dts);
   await mustRun(runProgram('dtc', ['-q', '-I', 'dts', '-O', 'dtb', '-o', out, src]), 'dtc -O dtb');
   return new Uint8Array(await readFile(out));
@@ -99,7 +93,7 @@ describe('FDT writer', () => {
   });
 
   it('writes a version 17 header that dtc accepts with the boot cpu id', async () => {
-    const file = path.join(dir, 'hdr.dtb');
+    const file = scratchFile('hdr.dtb');
     await writeFile(file, serializeFdt(sampleTree()));
     const r = await mustRun(runProgram('fdtdump', [file]), 'fdtdump');
     assert.match(r.stdout, /\/\/ version:\s+17/);

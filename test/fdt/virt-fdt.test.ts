@@ -6,25 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { FdtNode, FdtTree } from '../../src/emulator/fdt/fdt-node.js';
 import { readChosen, readMemory } from '../../src/emulator/fdt/fdt-query.js';
 import { parseFdt } from '../../src/emulator/fdt/fdt-reader.js';
 import { serializeFdt } from '../../src/emulator/fdt/fdt-writer.js';
 import { buildVirtFdt, splitIsa } from '../../src/emulator/machines/virt-fdt.js';
-import { mustRun, requirePeer, runProgram, scratchDir } from '../helpers/peers.js';
+import { mustRun, requirePeer, runProgram } from '../helpers/peers.js';
+import { dtcScratch } from './dtc-scratch.js';
 
 const ISA = 'rv64imafdc_zicsr_zifencei_zicntr';
 const RAM = 256 * 1024 * 1024;
 
-let dir = '';
-let cleanup = async () => {};
-before(async () => {
-  requirePeer('dtc');
-  ({ dir, cleanup } = await scratchDir());
-});
-after(() => cleanup());
+const scratchFile = dtcScratch();
 
 function twoHartTree(): FdtTree {
   return buildVirtFdt({
@@ -61,7 +55,7 @@ function resolvedInterrupts(tree: FdtTree, node: FdtNode): string[] {
 
 describe('virt device tree', () => {
   it('decompiles with dtc, without warnings, and holds the nodes a kernel needs', async () => {
-    const file = path.join(dir, 'virt.dtb');
+    const file = scratchFile('virt.dtb');
     await writeFile(file, serializeFdt(twoHartTree()));
     const r = await mustRun(runProgram('dtc', ['-I', 'dtb', '-O', 'dts', file]), 'dtc');
     assert.equal(r.stderr, '');
@@ -108,7 +102,7 @@ describe('virt device tree', () => {
 
   it('matches the nodes, registers and interrupt wiring of QEMU 7.2’s virt board', async () => {
     requirePeer('qemu-system-riscv64');
-    const dumped = path.join(dir, 'qemu.dtb');
+    const dumped = scratchFile('qemu.dtb');
     await mustRun(
       runProgram('qemu-system-riscv64', ['-M', `virt,dumpdtb=${dumped}`, '-smp', '2', '-m', '256M', '-nographic', '-nodefaults']),
       'qemu dumpdtb',
@@ -137,7 +131,7 @@ describe('virt device tree', () => {
       assert.equal(mine.has('interrupt-parent'), theirs.has('interrupt-parent'), `${p} interrupt-parent`);
     }
     assert.ok(checked > 50, `compared ${checked} properties`);
-    const again = path.join(dir, 'qemu-again.dtb');
+    const again = scratchFile('qemu-again.dtb');
     await writeFile(again, serializeFdt(qemu));
     const decompile = async (file: string) => (await mustRun(runProgram('dtc', ['-q', '-I', 'dtb', '-O', 'dts', file]), 'dtc')).stdout;
     assert.equal(await decompile(again), await decompile(dumped), 'QEMU’s own tree goes through the reader and writer unchanged');
