@@ -10,7 +10,7 @@
  * match line for line, and both must end with the finisher's "fail, code 42".
  */
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
@@ -18,45 +18,31 @@ import { MmioBus } from '../../src/emulator/bus/mmio-bus.js';
 import { Clint } from '../../src/emulator/devices/aclint.js';
 import { QueuedCharBackend } from '../../src/emulator/devices/char-backend.js';
 import { GoldfishRtc } from '../../src/emulator/devices/goldfish-rtc.js';
-import { Plic } from '../../src/emulator/devices/plic.js';
 import { SifiveTest, type TestFinisherEvent } from '../../src/emulator/devices/sifive-test.js';
 import { Uart16550 } from '../../src/emulator/devices/uart16550.js';
 import { EmptyVirtioSlot } from '../../src/emulator/devices/virtio-mmio-empty.js';
 import { parseElf64 } from '../../src/emulator/loader/elf64.js';
 import {
-  VIRT_CLINT, VIRT_IRQ, VIRT_PLIC_MAX_PRIORITY, VIRT_PLIC_NDEV, VIRT_RTC, VIRT_TEST, VIRT_UART0, VIRT_VIRTIO_COUNT, virtPlicRegion,
+  VIRT_CLINT, VIRT_IRQ, VIRT_RTC, VIRT_TEST, VIRT_UART0, VIRT_VIRTIO_COUNT, virtPlicRegion,
   virtioSlotRegion,
 } from '../../src/emulator/machines/virt-map.js';
+import { virtPlic } from '../../src/emulator/machines/riscv-virt.js';
 import { Hart } from '../../src/emulator/riscv/hart.js';
 import { Interpreter } from '../../src/emulator/riscv/interp/interpreter.js';
 import { RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../../src/emulator/riscv/layout.js';
-import { MIP_MEIP, MIP_SEIP } from '../../src/emulator/riscv/priv/csr-defs.js';
 import { HartControl } from '../../src/emulator/vcpu/hart-control.js';
 import { mustRun, requirePeer, runProgram, scratchDir } from '../helpers/peers.js';
-import { GCC } from '../riscv/toolchain.js';
+import { GCC, writeLinkerScript } from '../riscv/toolchain.js';
 
 const GUEST_SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'virt-devices-guest.c');
-const LINKER_SCRIPT = `
-OUTPUT_ARCH(riscv)
-ENTRY(_start)
-SECTIONS {
-  . = 0x80000000;
-  .text : { *(.text.init) *(.text .text.*) }
-  .rodata : { *(.rodata .rodata.* .srodata .srodata.*) }
-  .data : { *(.data .data.* .sdata .sdata.*) }
-  .bss : { *(.bss .bss.* .sbss .sbss.*) }
-  /DISCARD/ : { *(.note*) *(.comment) *(.riscv.attributes) }
-}
-`;
 const RAM_BYTES = 16 << 20;
 /** A bound on engine calls (10,000 instructions each), so a hung guest fails instead of spinning forever. */
 const MAX_ENGINE_CALLS = 50_000;
 
 async function buildGuest(dir: string): Promise<string> {
   requirePeer(GCC);
-  const lds = path.join(dir, 'guest.ld');
+  const lds = await writeLinkerScript(dir);
   const elf = path.join(dir, 'guest.elf');
-  await writeFile(lds, LINKER_SCRIPT);
   await mustRun(
     runProgram(GCC, [
       '-O2', '-Wall', '-Werror', '-ffreestanding', '-nostdlib', '-static', '-march=rv64imac_zicsr', '-mabi=lp64',
@@ -76,16 +62,7 @@ function runOnTsemu(elfBytes: Uint8Array): { console: string; event: TestFinishe
   let event: TestFinisherEvent | undefined;
 
   const plicRegion = virtPlicRegion(1);
-  const plic = new Plic({
-    harts: 1,
-    ndev: VIRT_PLIC_NDEV,
-    maxPriority: VIRT_PLIC_MAX_PRIORITY,
-    output: (hart, mode, level) => {
-      const bit = mode === 'M' ? MIP_MEIP : MIP_SEIP;
-      if (level) control.raiseInterrupt(hart, bit);
-      else control.lowerInterrupt(hart, bit);
-    },
-  });
+  const plic = virtPlic(1, control);
   const clint = new Clint({ memory, harts: 1, sink: control });
   clint.reset();
   const uart = new Uart16550(plic.irqLine(VIRT_IRQ.UART0), new QueuedCharBackend((bytes) => (consoleText += Buffer.from(bytes).toString('latin1'))));

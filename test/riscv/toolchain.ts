@@ -31,6 +31,13 @@ SECTIONS {
 }
 `;
 
+/** Writes the linker script (RAM at 0x8000_0000, .text first, _end after .bss) into `dir`; returns its path. */
+export async function writeLinkerScript(dir: string): Promise<string> {
+  const lds = path.join(dir, 'link.ld');
+  await writeFile(lds, LINKER_SCRIPT);
+  return lds;
+}
+
 export interface Assembled {
   elf: string;
   /** The raw bytes of .text. */
@@ -45,10 +52,9 @@ export async function assembleFile(dir: string, src: string, march: string = MAR
   requirePeer(OBJCOPY);
   requirePeer(NM);
   const name = path.basename(src).replace(/\.S$/, '');
-  const lds = path.join(dir, 'link.ld');
+  const lds = await writeLinkerScript(dir);
   const elf = path.join(dir, `${name}.elf`);
   const bin = path.join(dir, `${name}.text.bin`);
-  await writeFile(lds, LINKER_SCRIPT);
   await mustRun(
     runProgram(GCC, ['-nostdlib', '-static', '-Wl,--build-id=none', `-march=${march}`, '-mabi=lp64d', ...defines.map((d) => `-D${d}`), '-I', ISA_FIXTURES, '-T', lds, '-o', elf, src]),
     `${GCC} ${name}.S`,

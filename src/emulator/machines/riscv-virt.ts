@@ -98,9 +98,9 @@ function exitForFinisher(event: TestFinisherEvent): MachineExit {
   return event.kind === 'reset' ? { kind: 'reboot' } : { kind: 'poweroff', code: event.code };
 }
 
-/** The main-thread devices of virt-map.ts on an MMIO bus (the CLINT is served on the vCPU threads). */
-function virtDevices(harts: number, serial: CharBackend, control: HartControl, end: (exit: MachineExit) => void): MmioBus {
-  const plic = new Plic({
+/** The virt board's PLIC: its contexts drive each hart's MEIP (M-mode) and SEIP (S-mode) bits. */
+export function virtPlic(harts: number, control: HartControl): Plic {
+  return new Plic({
     harts,
     ndev: VIRT_PLIC_NDEV,
     maxPriority: VIRT_PLIC_MAX_PRIORITY,
@@ -110,6 +110,11 @@ function virtDevices(harts: number, serial: CharBackend, control: HartControl, e
       else control.lowerInterrupt(hart, bit);
     },
   });
+}
+
+/** The main-thread devices of virt-map.ts on an MMIO bus (the CLINT is served on the vCPU threads). */
+function virtDevices(harts: number, serial: CharBackend, control: HartControl, end: (exit: MachineExit) => void): MmioBus {
+  const plic = virtPlic(harts, control);
   const bus = new MmioBus();
   bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
   bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'goldfish_rtc');
