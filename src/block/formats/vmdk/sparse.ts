@@ -222,35 +222,55 @@ export class SparseExtent implements Extent {
   }
 
   /**
-   * A stream write: every grain the write touches is merged and compressed at once
-   * (in parallel, on libuv's pool), then the grains are appended in LBA order, and
-   * whole writes are appended in the order they were made. So a converter writing
-   * its chunks in order gets grains in increasing LBA order, as stream readers
-   * (importers that read the image front to back) expect.
+   * A stream write: the grains the write covers whole are compressed at once (in
+   * parallel, on libuv's pool); then, in the serialised section, grains it covers
+   * only in part are merged with their current content (after every earlier write
+   * has landed, so no write is lost) and compressed, and the grains are appended in
+   * LBA order. Writes are appended in the order they were made, so a converter
+   * writing its chunks in order gets grains in increasing LBA order, as stream
+   * readers (importers that read the image front to back) expect.
    */
   private async writeStream(offset: number, buf: Uint8Array, below: ReadBelow): Promise<void> {
-    const first = Math.floor(offset / this.granularity);
-    const last = Math.floor((offset + buf.length - 1) / this.granularity);
-    const grains: Promise<{ grain: number; packed: Uint8Array }>[] = [];
-    for (let grain = first; grain <= last; grain++) {
-      const start = grain * this.granularity;
-      const from = Math.max(offset, start);
-      const to = Math.min(offset + buf.length, start + this.granularity);
-      grains.push((async () => {
-        const run = await this.lookup(from, to - from);
-        const whole = await this.grainContent(grain, run.kind, this.coversGrain(grain, from, to - from) ? null : below);
-        whole.set(buf.subarray(from - offset, to - offset), from - start);
-        const packed = await deflate(whole.subarray(0, Math.min(this.granularity, this.size - start)), { chunkSize: this.granularity + SECTOR });
-        return { grain, packed };
-      })());
-    }
-    const ready = Promise.all(grains);
-    await this.serialised(async () => {
-      for (const { grain, packed } of await ready) {
-        const sector = await this.tail!.appendGrain(this.file, (grain * this.granularity) / SECTOR, packed);
-        await this.setEntry(grain, sector);
+    const packedWhole = new Map<number, Promise<Uint8Array>>();
+    for (const piece of this.grainPieces(offset, buf.length)) {
+      if (piece.from === piece.start && piece.to === piece.end) {
+        const packed = this.compressGrain(buf.subarray(piece.from - offset, piece.to - offset));
+        packed.catch(() => {}); // awaited (and its error thrown) in the serialised section
+        packedWhole.set(piece.grain, packed);
       }
-    });
+    }
+    await this.serialised(() => this.appendStreamGrains(offset, buf, below, packedWhole));
+  }
+
+  /** Appends the grains [offset, offset + buf.length) touches; call inside the serialised section. */
+  private async appendStreamGrains(offset: number, buf: Uint8Array, below: ReadBelow, packedWhole = new Map<number, Promise<Uint8Array>>()): Promise<void> {
+    for (const piece of this.grainPieces(offset, buf.length)) {
+      let packed = packedWhole.get(piece.grain);
+      if (!packed) {
+        const run = await this.lookup(piece.from, piece.to - piece.from);
+        const whole = await this.grainContent(piece.grain, run.kind, below);
+        whole.set(buf.subarray(piece.from - offset, piece.to - offset), piece.from - piece.start);
+        packed = this.compressGrain(whole.subarray(0, piece.end - piece.start));
+      }
+      const sector = await this.tail!.appendGrain(this.file, piece.start / SECTOR, await packed);
+      await this.setEntry(piece.grain, sector);
+    }
+  }
+
+  /** The grains [offset, offset + length) touches: each grain's bounds and the part of it inside the range. */
+  private grainPieces(offset: number, length: number): { grain: number; start: number; end: number; from: number; to: number }[] {
+    const pieces = [];
+    const last = Math.floor((offset + length - 1) / this.granularity);
+    for (let grain = Math.floor(offset / this.granularity); grain <= last; grain++) {
+      const start = grain * this.granularity;
+      const end = Math.min(start + this.granularity, this.size);
+      pieces.push({ grain, start, end, from: Math.max(offset, start), to: Math.min(offset + length, end) });
+    }
+    return pieces;
+  }
+
+  private compressGrain(data: Uint8Array): Promise<Uint8Array> {
+    return deflate(data, { chunkSize: this.granularity + SECTOR });
   }
 
   /** The current bytes of a grain that is not stored in place (for a merge); `below` null: not needed. */
@@ -265,6 +285,15 @@ export class SparseExtent implements Extent {
   }
 
   async writeZeroes(offset: number, length: number, below: ReadBelow, hasBacking: boolean): Promise<void> {
+    if (this.tail) {
+      // Decided in the serialised section, after earlier writes of the grain have landed.
+      await this.serialised(async () => {
+        const run = await this.lookup(offset, length);
+        if (run.kind === RUN_ZERO || (run.kind === RUN_UNALLOCATED && !hasBacking)) return;
+        await this.appendStreamGrains(offset, new Uint8Array(length), below);
+      });
+      return;
+    }
     const run = await this.lookup(offset, length);
     if (run.kind === RUN_ZERO || (run.kind === RUN_UNALLOCATED && !hasBacking)) return;
     const grain = Math.floor(offset / this.granularity);
