@@ -53,7 +53,7 @@ const COMMON = {
   define: { 'process.env.OCLIF_DISABLE_ENGINE_WARNING': '"1"', 'import.meta.url': META_URL },
   write: false,
   logLevel: 'warning',
-  // What is left of import.meta is import.meta.resolve in the pool's tsx-only branch
+  // What is left of import.meta is import.meta.resolve in src/util/worker.ts's tsx-only branch
   // (workers started from .ts sources), which never runs from the bundle.
   logOverride: { 'empty-import-meta': 'silent' },
 };
