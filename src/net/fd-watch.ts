@@ -9,8 +9,8 @@
  * watched descriptor stays the owner's to close, after stop() resolves.
  */
 import { closeSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type * as Koffi from 'koffi';
+import { libc } from '../util/libc.js';
 
 const POLLIN = 0x0001;
 const EFD_NONBLOCK = 0x800;
@@ -27,13 +27,12 @@ let calls: PollCalls | null = null;
 
 function load(): PollCalls {
   if (calls) return calls;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib, describe } = libc();
   calls = {
     koffi,
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as PollCalls['poll'],
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)') as PollCalls['eventfd'],
-    strerror: lib.func('const char *strerror(int errnum)') as PollCalls['strerror'],
+    strerror: describe,
   };
   return calls;
 }

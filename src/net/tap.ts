@@ -13,8 +13,8 @@
  * never blocks; a frame the kernel refuses is dropped, as on a wire).
  */
 import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type * as Koffi from 'koffi';
+import { libc } from '../util/libc.js';
 import { MAX_FRAME, MIN_FRAME, type FrameBackend, type FrameHandler } from './backend.js';
 import { FdWatch } from './fd-watch.js';
 
@@ -36,13 +36,12 @@ let calls: TunCalls | null = null;
 
 function load(): TunCalls {
   if (calls) return calls;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib, describe } = libc();
   calls = {
     koffi,
     // ioctl is variadic in C; TUNSETIFF takes one pointer argument.
     ioctl: lib.func('ioctl', 'int', ['int', 'unsigned long', 'void *']) as TunCalls['ioctl'],
-    strerror: lib.func('const char *strerror(int errnum)') as TunCalls['strerror'],
+    strerror: describe,
   };
   return calls;
 }

@@ -11,8 +11,8 @@
  * SysError that carries the errno name (`code`, e.g. "EOPNOTSUPP") and the C
  * library's message; callers decide which codes mean "not supported here, fall back".
  */
-import { createRequire } from 'node:module';
 import type * as Koffi from 'koffi';
+import { libc as sharedLibc } from '../../util/libc.js';
 
 /** fallocate(2) modes (linux/falloc.h). */
 export const FALLOC_DEFAULT = 0;
@@ -59,15 +59,13 @@ interface Libc {
   lseek: (fd: number, offset: number, whence: number) => number;
   fcntlLock: (fd: number, cmd: number, lock: Flock) => number;
   strerror: (errnum: number) => string;
-  errnoNames: Map<number, string>;
 }
 
 let libc: Libc | null = null;
 
 function load(): Libc {
   if (libc) return libc;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib, describe } = sharedLibc();
   const flock = koffi.struct('tsemu_flock', {
     l_type: 'short',
     l_whence: 'short',
@@ -75,18 +73,13 @@ function load(): Libc {
     l_len: 'int64_t',
     l_pid: 'int',
   });
-  const errnoNames = new Map<number, string>();
-  for (const [name, value] of Object.entries(koffi.os.errno)) {
-    if (!errnoNames.has(value)) errnoNames.set(value, name);
-  }
   libc = {
     koffi,
     fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as Libc['fallocate'],
     lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)') as Libc['lseek'],
     // fcntl is variadic in C; the lock commands take exactly one pointer argument.
     fcntlLock: lib.func('fcntl', 'int', ['int', 'int', koffi.inout(koffi.pointer(flock))]) as Libc['fcntlLock'],
-    strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
-    errnoNames,
+    strerror: describe,
   };
   return libc;
 }
@@ -94,7 +87,7 @@ function load(): Libc {
 function fail(c: Libc, call: string): never {
   const errno = c.koffi.errno();
   // koffi's table names EOPNOTSUPP as ENOTSUP on Linux (same number); name both alike.
-  const code = errno === 95 ? 'EOPNOTSUPP' : c.errnoNames.get(errno) ?? `errno ${errno}`;
+  const code = errno === 95 ? 'EOPNOTSUPP' : sharedLibc().errnoName(errno);
   throw new SysError(call, errno, code, c.strerror(errno));
 }
 

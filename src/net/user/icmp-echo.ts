@@ -13,8 +13,8 @@
  * echo requests to other hosts are dropped, as libslirp does, and that is said once
  * as a process warning. Reading uses an FdWatch (non-blocking recvfrom until EAGAIN).
  */
-import { createRequire } from 'node:module';
 import type * as Koffi from 'koffi';
+import { libc } from '../../util/libc.js';
 import { FdWatch } from '../fd-watch.js';
 import { OutPacket, PROTO_ICMP } from './packet.js';
 
@@ -44,15 +44,14 @@ let calls: SocketCalls | null = null;
 
 function load(): SocketCalls {
   if (calls) return calls;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib, describe } = libc();
   calls = {
     koffi,
     socket: lib.func('int socket(int domain, int type, int protocol)') as SocketCalls['socket'],
     sendto: lib.func('long sendto(int fd, const void *buf, unsigned long len, int flags, const void *addr, unsigned int addrlen)') as SocketCalls['sendto'],
     recvfrom: lib.func('long recvfrom(int fd, void *buf, unsigned long len, int flags, void *addr, void *addrlen)') as SocketCalls['recvfrom'],
     close: lib.func('int close(int fd)') as SocketCalls['close'],
-    strerror: lib.func('const char *strerror(int errnum)') as SocketCalls['strerror'],
+    strerror: describe,
   };
   return calls;
 }

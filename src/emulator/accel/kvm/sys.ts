@@ -9,8 +9,8 @@
  * blocks its calling thread, which is why vCPUs run on worker threads. A
  * failed call throws a KvmSysError carrying the errno name (`code`).
  */
-import { createRequire } from 'node:module';
 import type * as Koffi from 'koffi';
+import { libc as sharedLibc } from '../../../util/libc.js';
 
 export class KvmSysError extends Error {
   constructor(readonly call: string, readonly errno: number, readonly code: string, description: string) {
@@ -48,8 +48,7 @@ let libc: Libc | null = null;
 
 function load(): Libc {
   if (libc) return libc;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib, describe } = sharedLibc();
   libc = {
     koffi,
     open: lib.func('int open(const char *path, int flags)') as Libc['open'],
@@ -62,19 +61,14 @@ function load(): Libc {
     gettid: lib.func('int gettid(void)') as Libc['gettid'],
     getpid: lib.func('int getpid(void)') as Libc['getpid'],
     tgkill: lib.func('int tgkill(int tgid, int tid, int sig)') as Libc['tgkill'],
-    strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
+    strerror: describe,
   };
   return libc;
 }
 
-function errnoName(c: Libc, errno: number): string {
-  for (const [name, value] of Object.entries(c.koffi.os.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
-}
-
 function fail(c: Libc, call: string): never {
   const errno = c.koffi.errno();
-  throw new KvmSysError(call, errno, errnoName(c, errno), c.strerror(errno));
+  throw new KvmSysError(call, errno, sharedLibc().errnoName(errno), c.strerror(errno));
 }
 
 export function sysOpen(path: string, flags: number): number {

@@ -1,0 +1,42 @@
+/**
+ * The C library through koffi (an FFI: no compiler at install), shared by the
+ * modules that make system calls of their own: file locks and preallocation,
+ * TUN/TAP, poll and eventfd, ICMP sockets, KVM. koffi and libc load once per
+ * thread, on first use (koffi works in worker threads); each module declares the
+ * functions it needs on the one library handle and reports a failed call's errno
+ * by its name and its strerror text from here.
+ */
+import { createRequire } from 'node:module';
+import type * as Koffi from 'koffi';
+
+export interface Libc {
+  readonly koffi: typeof Koffi;
+  readonly lib: Koffi.LibraryHandle;
+  /** The errno the last call on this thread left. */
+  errno(): number;
+  /** strerror(errno). */
+  describe(errno: number): string;
+  /** The errno's symbolic name (e.g. EAGAIN), or "errno N". */
+  errnoName(errno: number): string;
+}
+
+let loaded: Libc | null = null;
+
+export function libc(): Libc {
+  if (loaded) return loaded;
+  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+  const lib = koffi.load('libc.so.6');
+  const strerror = lib.func('const char *strerror(int errnum)') as (errnum: number) => string;
+  const names = new Map<number, string>();
+  for (const [name, value] of Object.entries(koffi.os.errno)) {
+    if (!names.has(value)) names.set(value, name);
+  }
+  loaded = {
+    koffi,
+    lib,
+    errno: () => koffi.errno(),
+    describe: (errno) => strerror(errno),
+    errnoName: (errno) => names.get(errno) ?? `errno ${errno}`,
+  };
+  return loaded;
+}
