@@ -7,7 +7,7 @@
  */
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { FileNode } from './protocols/file.js';
+import { openProtocol } from './protocols/index.js';
 import { getFormat, probeFormat } from './formats/index.js';
 import type { ImageNode } from './formats/format.js';
 
@@ -39,7 +39,7 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
   }
   seen.add(real);
 
-  const file = await FileNode.open(filename, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
+  const file = await openProtocol(filename, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
   let image: ImageNode;
   try {
     const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));

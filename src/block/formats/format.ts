@@ -6,7 +6,7 @@
  * files, snapshots and format-specific details (`img info`).
  */
 import type { BlockNode, Preallocation } from '../node.js';
-import type { FileNode } from '../protocols/file.js';
+import type { ProtocolNode } from '../protocols/protocol.js';
 import type { CheckCounts, RepairMode } from './qcow2/check.js';
 
 /** One `-o` option a format accepts, as `-o help` lists it. */
@@ -45,6 +45,8 @@ export interface ImageNode extends BlockNode {
   readonly clusterSize?: number;
   /** The format's dirty/in-use flag, when it has one (qemu-img info's "dirty-flag"). */
   readonly dirtyFlag?: boolean;
+  /** The disk UUID for formats that carry one (disk-uuid.ts), as canonical text. */
+  readonly diskUuid?: string;
   formatSpecific?(): FormatSpecificInfo | undefined;
   listSnapshots?(): SnapshotInfo[];
 }
@@ -110,7 +112,7 @@ export interface FormatDriver {
   readonly name: string;
   /** 0 = not this format; higher = more certain. `header` is up to the first 4 KiB. */
   probe(header: Uint8Array, filename: string): number;
-  open(file: FileNode, ctx: OpenContext): Promise<ImageNode>;
+  open(file: ProtocolNode, ctx: OpenContext): Promise<ImageNode>;
   create(req: CreateRequest): Promise<void>;
   readonly createOptions: readonly CreateOptionSpec[];
   /**
@@ -122,7 +124,7 @@ export interface FormatDriver {
    * `img check`: the format's consistency check on its image file. Absent: the
    * format has none (qemu-img's "does not support checks", exit 63). Only qcow2 repairs.
    */
-  check?(file: FileNode, opts: { fix?: RepairMode; log: (line: string) => void }): Promise<CheckCounts>;
+  check?(file: ProtocolNode, opts: { fix?: RepairMode; log: (line: string) => void }): Promise<CheckCounts>;
   /**
    * False when create() writes files beside the named one (split or flat extents
    * that the descriptor names): convert must then create the target under its

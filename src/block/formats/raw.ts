@@ -4,7 +4,8 @@
  * sizing a file (sparse, or preallocated with falloc/full).
  */
 import type { BlockExtent, BlockNode, TruncateOptions, WriteOptions, ZeroOptions, Preallocation } from '../node.js';
-import { FileNode } from '../protocols/file.js';
+import { openProtocol } from '../protocols/index.js';
+import type { ProtocolNode } from '../protocols/protocol.js';
 import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from './format.js';
 
 export class RawNode implements ImageNode {
@@ -13,7 +14,7 @@ export class RawNode implements ImageNode {
   readonly backingFilename = null;
   readonly backingFormat = null;
 
-  constructor(readonly file: FileNode) {}
+  constructor(readonly file: ProtocolNode) {}
 
   get filename(): string { return this.file.filename; }
   get readOnly(): boolean { return this.file.readOnly; }
@@ -47,7 +48,7 @@ const RAW_PREALLOCATION: readonly Preallocation[] = ['off', 'falloc', 'full'];
 export const rawFormat: FormatDriver = {
   name: 'raw',
   probe: () => 1,
-  async open(file: FileNode, _ctx: OpenContext): Promise<ImageNode> {
+  async open(file: ProtocolNode, _ctx: OpenContext): Promise<ImageNode> {
     return new RawNode(file);
   },
   async create(req: CreateRequest): Promise<void> {
@@ -60,7 +61,7 @@ export const rawFormat: FormatDriver = {
     if (!RAW_PREALLOCATION.includes(prealloc as Preallocation)) {
       throw new Error(`invalid parameter value: ${prealloc}`);
     }
-    const file = await FileNode.open(req.filename, { create: true });
+    const file = await openProtocol(req.filename, { create: true });
     try {
       await file.truncate(req.size, { preallocation: prealloc as Preallocation });
     } finally {

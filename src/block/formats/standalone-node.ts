@@ -12,7 +12,7 @@
  * concurrently.
  */
 import { type BlockNode, checkRange } from '../node.js';
-import type { FileNode } from '../protocols/file.js';
+import type { ProtocolNode } from '../protocols/protocol.js';
 
 export abstract class StandaloneImageNode {
   abstract readonly driver: string;
@@ -22,7 +22,7 @@ export abstract class StandaloneImageNode {
   readonly dirtyFlag = false;
   private allocation: Promise<void> = Promise.resolve();
 
-  protected constructor(readonly file: FileNode) {}
+  protected constructor(readonly file: ProtocolNode) {}
 
   abstract size(): number;
 

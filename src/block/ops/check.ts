@@ -12,7 +12,8 @@
  * count of 0 is left out), and the exit code follows qemu-img: 0 clean,
  * 1 the check could not complete, 2 corruptions, 3 leaks only.
  */
-import { FileNode } from '../protocols/file.js';
+import { openProtocol } from '../protocols/index.js';
+import type { ProtocolNode } from '../protocols/protocol.js';
 import { getFormat, probeFormat } from '../formats/index.js';
 import { ImageFormatError } from '../node.js';
 import { readQcow2Header } from '../formats/qcow2/header.js';
@@ -81,7 +82,7 @@ function toImageCheck(filename: string, format: string, c: CheckCounts): ImageCh
 
 /** An image file opened for a whole-image metadata operation, with its format name. */
 export interface OpenedImageFile {
-  file: FileNode;
+  file: ProtocolNode;
   format: string;
 }
 
@@ -95,7 +96,7 @@ export async function openImageFile(
   filename: string,
   opts: { format?: string; readOnly: boolean; forceShare?: boolean },
 ): Promise<OpenedImageFile> {
-  const file = await FileNode.open(filename, { readOnly: opts.readOnly, forceShare: opts.forceShare }).catch((e: Error) => {
+  const file = await openProtocol(filename, { readOnly: opts.readOnly, forceShare: opts.forceShare }).catch((e: Error) => {
     throw new Error(`Could not open '${filename}': ${e.message}`);
   });
   try {
@@ -125,7 +126,7 @@ export async function openImageFile(
  * when it cannot (missing file, a chain that loops). A header too damaged to
  * name a backing file is left to the operation to report.
  */
-async function assertBackingChainOpens(file: FileNode, filename: string): Promise<void> {
+async function assertBackingChainOpens(file: ProtocolNode, filename: string): Promise<void> {
   const header = await readQcow2Header(file).catch(() => null);
   if (!header?.backingFilename) return;
   const backing = await openImage(resolveBackingPath(filename, header.backingFilename), {

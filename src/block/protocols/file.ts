@@ -26,7 +26,6 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants, read as fsRead, write as fsWrite, writev as fsWritev } from 'node:fs';
 import {
   type BlockExtent,
-  type BlockNode,
   BlockRequestError,
   type TruncateOptions,
   type WriteOptions,
@@ -50,22 +49,9 @@ import {
   PERM_RESIZE,
   imagePermissions,
 } from './image-lock.js';
+import type { ProtocolNode, ProtocolOpenOptions } from './protocol.js';
 
-export interface FileOpenOptions {
-  readOnly?: boolean;
-  /** Create the file (truncated to zero length, after taking the create locks) if needed. */
-  create?: boolean;
-  /**
-   * -U/--force-share: hold only the read lock and share everything (read-only opens
-   * only). Without it the node takes QEMU's byte-range locks for its permissions.
-   */
-  forceShare?: boolean;
-  /**
-   * cache=unsafe (QEMU's cache.no-flush): flush() returns at once, so nothing is
-   * forced to stable storage. convert's default, as in qemu-img.
-   */
-  noFlush?: boolean;
-}
+export type FileOpenOptions = ProtocolOpenOptions;
 
 /** errno codes that mean "this filesystem cannot do that fallocate mode". */
 const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL', 'ENODEV']);
@@ -78,7 +64,7 @@ function isUnsupported(e: unknown): boolean {
   return e instanceof SysError && UNSUPPORTED.has(e.code);
 }
 
-export class FileNode implements BlockNode {
+export class FileNode implements ProtocolNode {
   readonly driver = 'file';
   readonly file = null;
   readonly backing = null;

@@ -23,7 +23,7 @@
 import { ImageFormatError } from '../../node.js';
 import type { CreateOptionSpec } from '../format.js';
 import { QCOW2_CREATE_OPTIONS } from './create.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import { parseBool, parseSize } from '../../options.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -254,7 +254,7 @@ async function downgrade(s: ImageState): Promise<void> {
   });
 }
 
-async function setLazyRefcounts(file: FileNode, on: boolean): Promise<void> {
+async function setLazyRefcounts(file: ProtocolNode, on: boolean): Promise<void> {
   const h = await readQcow2Header(file);
   const compatibleFeatures = on ? h.compatibleFeatures | COMPAT_LAZY_REFCOUNTS : h.compatibleFeatures & ~COMPAT_LAZY_REFCOUNTS;
   if (compatibleFeatures !== h.compatibleFeatures) await commitHeader(file, { ...h, compatibleFeatures });
@@ -264,7 +264,7 @@ async function setLazyRefcounts(file: FileNode, on: boolean): Promise<void> {
  * Amends the image in `file` (opened read-write). Returns the new virtual size
  * when `size` asks for a change the caller must make through the driver.
  */
-export async function amendQcow2(file: FileNode, options: Map<string, string>): Promise<number | null> {
+export async function amendQcow2(file: ProtocolNode, options: Map<string, string>): Promise<number | null> {
   const h0 = await readQcow2Header(file);
   const req = parseQcow2AmendOptions(options, h0);
   const oldVersion = h0.version;

@@ -28,7 +28,7 @@
  * Limits: refcounts above 2^53 (64-bit refcounts) are compared as doubles.
  */
 import { ImageFormatError } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import {
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
@@ -116,7 +116,7 @@ export interface L1Entry {
   l2Offset: number;
 }
 
-export async function readL1Table(file: FileNode, offset: number, entries: number, pastEnd: PastEnd = 'strict'): Promise<L1Entry[]> {
+export async function readL1Table(file: ProtocolNode, offset: number, entries: number, pastEnd: PastEnd = 'strict'): Promise<L1Entry[]> {
   const buf = await readBytes(file, offset, entries * 8, pastEnd);
   const view = new DataView(buf.buffer);
   const out: L1Entry[] = [];
@@ -149,7 +149,7 @@ export type PastEnd = 'strict' | 'zeroes';
 const MAX_METADATA_READ = 64 * 2 ** 20;
 
 /** Reads `length` bytes of metadata at `offset`. */
-export async function readBytes(file: FileNode, offset: number, length: number, pastEnd: PastEnd = 'strict'): Promise<Uint8Array> {
+export async function readBytes(file: ProtocolNode, offset: number, length: number, pastEnd: PastEnd = 'strict'): Promise<Uint8Array> {
   if (length > MAX_METADATA_READ) throw new ImageFormatError(`metadata table of ${length} bytes at offset ${offset} is too large`);
   const buf = new Uint8Array(length);
   const inFile = Math.max(0, Math.min(length, file.size() - offset));
@@ -176,7 +176,7 @@ export class StoredRefcounts {
   private readonly blocks = new Map<number, Uint8Array>();
 
   private constructor(
-    private readonly file: FileNode,
+    private readonly file: ProtocolNode,
     private readonly h: Qcow2Header,
     /** Raw refcount table entries as [hi, lo] pairs. */
     readonly table: Array<[number, number]>,
@@ -185,7 +185,7 @@ export class StoredRefcounts {
     this.entriesPerBlock = (clusterSizeOf(h) * 8) / 2 ** h.refcountOrder;
   }
 
-  static async load(file: FileNode, h: Qcow2Header, pastEnd: PastEnd = 'strict'): Promise<StoredRefcounts> {
+  static async load(file: ProtocolNode, h: Qcow2Header, pastEnd: PastEnd = 'strict'): Promise<StoredRefcounts> {
     const buf = await readBytes(file, h.refcountTableOffset, h.refcountTableClusters * clusterSizeOf(h), pastEnd);
     const view = new DataView(buf.buffer);
     const table: Array<[number, number]> = [];
@@ -321,7 +321,7 @@ function emptyCounts(): CheckCounts {
 
 /** Everything one pass of the check works on. */
 interface Pass {
-  file: FileNode;
+  file: ProtocolNode;
   h: Qcow2Header;
   snapshots: SnapshotEntry[];
   snapshotTableBytes: number;
@@ -712,7 +712,7 @@ async function relocateSnapshotTable(p: Pass, table: Uint8Array): Promise<Qcow2H
 }
 
 /** All stored refcounts of the clusters in the file, as a ReferenceCounts array. */
-export async function loadStoredRefcounts(file: FileNode, h: Qcow2Header, stored: StoredRefcounts): Promise<ReferenceCounts> {
+export async function loadStoredRefcounts(file: ProtocolNode, h: Qcow2Header, stored: StoredRefcounts): Promise<ReferenceCounts> {
   const clusters = Math.ceil(file.size() / clusterSizeOf(h));
   const refs = new ReferenceCounts(clusters, refcountMax(6));
   const per = stored.entriesPerBlock;
@@ -761,7 +761,7 @@ export interface RefcountStructure {
  * touched: the caller switches to the result by committing a header.
  */
 export async function writeRefcountStructure(
-  file: FileNode,
+  file: ProtocolNode,
   h: Qcow2Header,
   refs: ReferenceCounts,
   isFree: (cluster: number) => boolean,
@@ -828,7 +828,7 @@ export async function writeRefcountStructure(
 }
 
 /** Writes the header cluster (one write: the switch point of every metadata transaction). */
-export async function commitHeader(file: FileNode, h: Qcow2Header): Promise<void> {
+export async function commitHeader(file: ProtocolNode, h: Qcow2Header): Promise<void> {
   await file.flush();
   await file.write(0, serializeQcow2Header(h));
   await file.flush();
@@ -840,7 +840,7 @@ export async function commitHeader(file: FileNode, h: Qcow2Header): Promise<void
  * (they become free); `isFree` keeps live clusters of the old state untouched.
  */
 export async function installRefcounts(
-  file: FileNode,
+  file: ProtocolNode,
   h: Qcow2Header,
   refs: ReferenceCounts,
   isFree: (cluster: number) => boolean,
@@ -917,7 +917,7 @@ async function checkRefcounts(p: Pass): Promise<void> {
  * Checks (and with `fix`, repairs) the qcow2 image in `file` — opened
  * read-write when repairing. Returns qemu-img's counts.
  */
-export async function checkQcow2(file: FileNode, opts: Qcow2CheckOptions = {}): Promise<CheckCounts> {
+export async function checkQcow2(file: ProtocolNode, opts: Qcow2CheckOptions = {}): Promise<CheckCounts> {
   const fix = opts.fix ?? NO_REPAIR;
   const log = opts.log ?? (() => {});
   const h = await readQcow2Header(file, { forCheck: true }).catch((e: Error) => {
@@ -947,7 +947,7 @@ export async function checkQcow2(file: FileNode, opts: Qcow2CheckOptions = {}): 
  * Call before building any caches over the image; throws if it cannot be made
  * consistent.
  */
-export async function repairDirtyQcow2(file: FileNode): Promise<CheckCounts> {
+export async function repairDirtyQcow2(file: ProtocolNode): Promise<CheckCounts> {
   const res = await checkQcow2(file, { fix: { leaks: true, errors: true } });
   if (res.corruptions > 0 || res.checkErrors > 0) {
     throw new ImageFormatError(`${file.filename}: the dirty image could not be repaired (${res.corruptions} corruptions left)`);

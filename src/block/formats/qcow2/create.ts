@@ -12,7 +12,7 @@
  */
 import { parseBool, parseSize } from '../../options.js';
 import type { Preallocation } from '../../node.js';
-import { FileNode } from '../../protocols/file.js';
+import { openProtocol } from '../../protocols/index.js';
 import type { CreateOptionSpec, CreateRequest } from '../format.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -171,7 +171,7 @@ export async function createQcow2(req: CreateRequest): Promise<void> {
   const refcountBlock = new DataView(image.buffer, 2 * cs, cs);
   for (let cluster = 0; cluster < 3; cluster++) setRefcountEntry(refcountBlock, cluster, 2 ** s.refcountOrder, 1);
 
-  const file = await FileNode.open(req.filename, { create: true });
+  const file = await openProtocol(req.filename, { create: true });
   try {
     await file.writeGrow(0, image);
     await file.flush();
@@ -179,7 +179,7 @@ export async function createQcow2(req: CreateRequest): Promise<void> {
     await file.close();
   }
   if (req.size === 0) return;
-  const reopened = await FileNode.open(req.filename);
+  const reopened = await openProtocol(req.filename);
   const node = await Qcow2Node.open(reopened, { readOnly: false }).catch(async (e: unknown) => {
     await reopened.close();
     throw e;

@@ -4,7 +4,7 @@
  * bitmaps), creating (create.ts), the `-o` option list and sizing a new image for
  * `img measure` (measure.ts), and the check with repair (check.ts).
  */
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
 import { checkQcow2 } from './check.js';
 import { QCOW2_CREATE_OPTIONS, createQcow2 } from './create.js';
@@ -15,7 +15,7 @@ import { Qcow2Node } from './node.js';
 export const qcow2Format: FormatDriver = {
   name: 'qcow2',
   probe: (header: Uint8Array) => (looksLikeQcow2(header) ? 100 : 0),
-  open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => Qcow2Node.open(file, ctx),
+  open: (file: ProtocolNode, ctx: OpenContext): Promise<ImageNode> => Qcow2Node.open(file, ctx),
   create: (req: CreateRequest) => createQcow2(req),
   createOptions: QCOW2_CREATE_OPTIONS,
   measure: measureQcow2,

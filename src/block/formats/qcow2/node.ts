@@ -47,7 +47,7 @@
  */
 import type { BlockExtent, BlockNode, Preallocation, TruncateOptions, WriteOptions, ZeroOptions } from '../../node.js';
 import { BlockRequestError, ImageFormatError, checkRange } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import { decompressCluster, withCompressedClusters } from '../../compress/index.js';
 import type { FormatSpecificInfo, ImageNode, OpenContext, SnapshotInfo } from '../format.js';
 import {
@@ -166,7 +166,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   private hostWrites = 0;
   private hostWritesEnd = 0;
 
-  private constructor(readonly file: FileNode, readonly header: Qcow2Header) {
+  private constructor(readonly file: ProtocolNode, readonly header: Qcow2Header) {
     this.clusterBits = header.clusterBits;
     this.clusterSize = 2 ** header.clusterBits;
     const extendedL2 = hasExtendedL2(header);
@@ -184,7 +184,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     }
   }
 
-  static async open(file: FileNode, ctx: OpenContext): Promise<Qcow2Node> {
+  static async open(file: ProtocolNode, ctx: OpenContext): Promise<Qcow2Node> {
     let header = await readQcow2Header(file);
     if (header.incompatibleFeatures & INCOMPAT_DATA_FILE) {
       throw new ImageFormatError(`${file.filename}: qcow2 images with an external data file are not supported`);

@@ -25,14 +25,14 @@
  *   touched cluster's refcount once per piece.
  */
 import { ImageFormatError } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { Qcow2Header } from './header.js';
 import { type CachedTable, TableCache } from './table-cache.js';
 
 const TWO_32 = 4294967296;
 
 export interface RefcountOwner {
-  readonly file: FileNode;
+  readonly file: ProtocolNode;
   readonly header: Qcow2Header;
   /** Writes the header (and syncs it to disk). */
   writeHeader(): Promise<void>;

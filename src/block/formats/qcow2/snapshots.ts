@@ -24,7 +24,7 @@
  * other whole-image changes (amend).
  */
 import { ImageFormatError } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { SnapshotInfo } from '../format.js';
 import {
   INCOMPAT_CORRUPT,
@@ -64,7 +64,7 @@ import {
 
 /** The image state one transaction starts from. */
 export interface ImageState {
-  file: FileNode;
+  file: ProtocolNode;
   h: Qcow2Header;
   stored: StoredRefcounts;
   /** R0: refcounts as stored. */
@@ -73,7 +73,7 @@ export interface ImageState {
   tableBytes: number;
 }
 
-async function loadState(file: FileNode, h: Qcow2Header): Promise<ImageState> {
+async function loadState(file: ProtocolNode, h: Qcow2Header): Promise<ImageState> {
   const stored = await StoredRefcounts.load(file, h);
   const before = await loadStoredRefcounts(file, h, stored);
   const t = h.nbSnapshots
@@ -85,7 +85,7 @@ async function loadState(file: FileNode, h: Qcow2Header): Promise<ImageState> {
 }
 
 /** Reads the header, refusing corrupt images and repairing dirty ones first. */
-export async function openForChange(file: FileNode): Promise<ImageState> {
+export async function openForChange(file: ProtocolNode): Promise<ImageState> {
   let h = await readQcow2Header(file);
   if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
     throw new ImageFormatError('the image is marked corrupt; repair it with img check -r all first');
@@ -99,7 +99,7 @@ export async function openForChange(file: FileNode): Promise<ImageState> {
 
 /** Calls `visit(offset, bytes)` for every L2 table and data cluster an L1 table reaches. */
 export async function forEachTreeCluster(
-  file: FileNode,
+  file: ProtocolNode,
   h: Qcow2Header,
   l1: readonly L1Entry[],
   visit: (offset: number, bytes: number) => void,
@@ -166,7 +166,7 @@ function releaseRefcountStructure(s: ImageState, after: ReferenceCounts): void {
  * Rewrites the COPIED bits of the active tree: a bit stays only where `refs`
  * says 1; with `allowSet`, missing bits are set where it says 1.
  */
-export async function fixCopiedFlags(file: FileNode, h: Qcow2Header, refs: ReferenceCounts, allowSet: boolean): Promise<void> {
+export async function fixCopiedFlags(file: ProtocolNode, h: Qcow2Header, refs: ReferenceCounts, allowSet: boolean): Promise<void> {
   const clusterSize = clusterSizeOf(h);
   const l1 = await readL1Table(file, h.l1TableOffset, h.l1Size);
   let l1Dirty = false;
@@ -215,7 +215,7 @@ export async function commitTransaction(s: ImageState, after: ReferenceCounts, h
 }
 
 /** The snapshots of the image in `file` as qemu-img reports them. */
-export async function listQcow2Snapshots(file: FileNode, h?: Qcow2Header): Promise<SnapshotInfo[]> {
+export async function listQcow2Snapshots(file: ProtocolNode, h?: Qcow2Header): Promise<SnapshotInfo[]> {
   const header = h ?? (await readQcow2Header(file));
   if (header.nbSnapshots === 0) return [];
   const t = await readSnapshotTable((o, n) => readBytes(file, o, n), header.snapshotsOffset, header.nbSnapshots, {
@@ -230,7 +230,7 @@ export interface CreateSnapshotOptions {
 }
 
 /** Creates snapshot `name` of the active state (qemu-img snapshot -c). */
-export async function createQcow2Snapshot(file: FileNode, name: string, opts: CreateSnapshotOptions = {}): Promise<void> {
+export async function createQcow2Snapshot(file: ProtocolNode, name: string, opts: CreateSnapshotOptions = {}): Promise<void> {
   const s = await openForChange(file);
   const { h } = s;
   if (Buffer.byteLength(name) > 0xffff) throw new ImageFormatError('the snapshot name is too long');
@@ -277,7 +277,7 @@ export class SnapshotNotFoundError extends Error {
 }
 
 /** Makes snapshot `idOrName` the active state (qemu-img snapshot -a). */
-export async function applyQcow2Snapshot(file: FileNode, idOrName: string): Promise<void> {
+export async function applyQcow2Snapshot(file: ProtocolNode, idOrName: string): Promise<void> {
   const s = await openForChange(file);
   const { h } = s;
   const sn = s.snapshots[findOrThrow(s, idOrName, 'Failed to load snapshot: No such file or directory')]!;
@@ -313,7 +313,7 @@ export async function applyQcow2Snapshot(file: FileNode, idOrName: string): Prom
 }
 
 /** Deletes snapshot `idOrName` (qemu-img snapshot -d). */
-export async function deleteQcow2Snapshot(file: FileNode, idOrName: string): Promise<void> {
+export async function deleteQcow2Snapshot(file: ProtocolNode, idOrName: string): Promise<void> {
   const s = await openForChange(file);
   const { h } = s;
   const index = findOrThrow(s, idOrName, 'snapshot not found');

@@ -11,7 +11,7 @@
  * order it needs; eviction only ever writes the table being evicted, after the
  * owner's beforeWrite hook (which writes what the table depends on).
  */
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 
 export interface CachedTable {
   readonly offset: number;
@@ -28,7 +28,7 @@ export class TableCache {
   private readonly tables = new Map<number, CachedTable>();
 
   constructor(
-    private readonly file: FileNode,
+    private readonly file: ProtocolNode,
     readonly tableSize: number,
     private readonly capacity: number,
     /** Names the tables in error messages ("L2 table", "refcount block"). */

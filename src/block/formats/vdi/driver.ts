@@ -10,7 +10,8 @@
  * does not measure VDI, and neither does this driver.
  */
 import { parseBool } from '../../options.js';
-import { FileNode } from '../../protocols/file.js';
+import { openProtocol } from '../../protocols/index.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
 import { looksLikeVdi, newVdiHeader, serializeVdiHeader, VDI_MAX_BLOCKS, VDI_UNALLOCATED } from './header.js';
 import { checkVdi } from './check.js';
@@ -34,7 +35,7 @@ export async function createVdi(req: CreateRequest): Promise<void> {
   meta.set(serializeVdiHeader(header), 0);
   const bmap = new DataView(meta.buffer, header.offsetBmap, header.blocksInImage * 4);
   for (let i = 0; i < header.blocksInImage; i++) bmap.setUint32(i * 4, isStatic ? i : VDI_UNALLOCATED, true);
-  const file = await FileNode.open(req.filename, { create: true });
+  const file = await openProtocol(req.filename, { create: true });
   try {
     await file.writeGrow(0, meta);
     if (isStatic) await file.truncate(header.offsetData + header.blocksInImage * header.blockSize);
@@ -47,7 +48,7 @@ export async function createVdi(req: CreateRequest): Promise<void> {
 export const vdiFormat: FormatDriver = {
   name: 'vdi',
   probe: (head: Uint8Array) => (looksLikeVdi(head) ? 100 : 0),
-  open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => VdiNode.open(file, ctx),
+  open: (file: ProtocolNode, ctx: OpenContext): Promise<ImageNode> => VdiNode.open(file, ctx),
   create: createVdi,
   createOptions: VDI_CREATE_OPTIONS,
   check: checkVdi,

@@ -22,7 +22,7 @@ import {
   ImageFormatError,
   type WriteOptions,
 } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { ImageNode, OpenContext } from '../format.js';
 import { StandaloneImageNode } from '../standalone-node.js';
 import {
@@ -39,12 +39,12 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
   /** The block map (entries decoded from little-endian). */
   private readonly bmap: Uint32Array;
 
-  private constructor(file: FileNode, private readonly header: VdiHeader, bmap: Uint32Array) {
+  private constructor(file: ProtocolNode, private readonly header: VdiHeader, bmap: Uint32Array) {
     super(file);
     this.bmap = bmap;
   }
 
-  static async open(file: FileNode, ctx: OpenContext): Promise<VdiNode> {
+  static async open(file: ProtocolNode, ctx: OpenContext): Promise<VdiNode> {
     const head = new Uint8Array(Math.min(VDI_BMAP_OFFSET, file.size()));
     await file.read(0, head);
     const header = parseVdiHeader(head, file.size());

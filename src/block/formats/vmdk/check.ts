@@ -5,12 +5,12 @@
  * otherwise the image is clean. Flat extents have nothing to check. The check only
  * reads; there is no repair.
  */
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { CheckCounts } from '../qcow2/check.js';
 import { VmdkNode } from './node.js';
 import { SECTOR } from './sparse-header.js';
 
-export async function checkVmdk(file: FileNode, opts: { log: (line: string) => void }): Promise<CheckCounts> {
+export async function checkVmdk(file: ProtocolNode, opts: { log: (line: string) => void }): Promise<CheckCounts> {
   const counts: CheckCounts = {
     checkErrors: 0, corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0,
     imageEndOffset: 0, totalClusters: 0, allocatedClusters: 0, fragmentedClusters: 0, compressedClusters: 0,

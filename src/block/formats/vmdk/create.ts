@@ -24,7 +24,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { parseBool } from '../../options.js';
 import { closeImage, openImage, resolveBackingPath } from '../../open.js';
-import { FileNode } from '../../protocols/file.js';
+import { openProtocol } from '../../protocols/index.js';
 import type { CreateOptionSpec, CreateRequest } from '../format.js';
 import { buildDescriptor, checkDescriptorName, type ExtentLine, NO_PARENT_CID } from './descriptor.js';
 import { VmdkNode } from './node.js';
@@ -146,7 +146,7 @@ async function createSparseExtent(filename: string, sectors: number, s: VmdkSett
       for (let g = 0; g < header.gdEntries; g++) v.setUint32(dir * SECTOR + g * 4, tablesAfter(dir) + g * gtSectors, true);
     }
   }
-  const file = await FileNode.open(filename, { create: true });
+  const file = await openProtocol(filename, { create: true });
   try {
     await file.writeGrow(0, meta);
     if (stream) await StreamTail.empty(header).finish(file, new Uint32Array(header.gdEntries), new Map());
@@ -157,7 +157,7 @@ async function createSparseExtent(filename: string, sectors: number, s: VmdkSett
 }
 
 async function createFlatExtent(filename: string, bytes: number): Promise<void> {
-  const file = await FileNode.open(filename, { create: true });
+  const file = await openProtocol(filename, { create: true });
   try {
     if (bytes > 0) await file.truncate(bytes);
   } finally {
@@ -225,7 +225,7 @@ export async function createVmdk(req: CreateRequest): Promise<void> {
     if (e.type === 'FLAT') await createFlatExtent(name, e.sectors * SECTOR);
     else await createSparseExtent(name, e.sectors, s, false, null);
   }
-  const file = await FileNode.open(req.filename, { create: true });
+  const file = await openProtocol(req.filename, { create: true });
   try {
     await file.writeGrow(0, new TextEncoder().encode(descriptor));
     await file.flush();

@@ -6,7 +6,7 @@
  * (check.ts). qemu-img
  * does not measure VMDK, and neither does this driver.
  */
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { FormatDriver, ImageNode, OpenContext } from '../format.js';
 import { checkVmdk } from './check.js';
 import { createVmdk, VMDK_CREATE_OPTIONS } from './create.js';
@@ -37,7 +37,7 @@ export const vmdkFormat: FormatDriver = {
   name: 'vmdk',
   createsOneFile: vmdkCreatesOneFile,
   probe: probeVmdk,
-  open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => VmdkNode.open(file, ctx),
+  open: (file: ProtocolNode, ctx: OpenContext): Promise<ImageNode> => VmdkNode.open(file, ctx),
   create: createVmdk,
   createOptions: VMDK_CREATE_OPTIONS,
   check: checkVmdk,

@@ -1,5 +1,5 @@
 /**
- * What a VMDK image is made of: extents laid end to end, each a FileNode region
+ * What a VMDK image is made of: extents laid end to end, each a ProtocolNode region
  * (FLAT, VMFS), a run of zeroes (ZERO), or a sparse extent (sparse.ts). The node
  * above asks an extent what backs a position (lookup: a run of one kind), reads
  * allocated runs through it, and hands it writes together with a way to read what
@@ -7,7 +7,7 @@
  * a grain it allocates.
  */
 import { ImageFormatError } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 
 export const RUN_UNALLOCATED = 0;
 export const RUN_ZERO = 1;
@@ -29,7 +29,7 @@ export type ReadBelow = (offset: number, buf: Uint8Array) => Promise<void>;
 export interface Extent {
   /** Virtual bytes. */
   readonly size: number;
-  readonly file: FileNode | null;
+  readonly file: ProtocolNode | null;
   /** Allocation unit in bytes (grain size; 512 for flat). */
   readonly granularity: number;
   /** Writes may span many allocation units (else the node splits them per unit). */
@@ -49,7 +49,7 @@ export interface Extent {
 export class FlatExtent implements Extent {
   readonly granularity = 512;
   readonly wholeWrites = true;
-  constructor(readonly file: FileNode, readonly size: number, private readonly base: number, private readonly owned: boolean) {}
+  constructor(readonly file: ProtocolNode, readonly size: number, private readonly base: number, private readonly owned: boolean) {}
 
   async lookup(offset: number, length: number): Promise<ExtentRun> {
     return { kind: RUN_DATA, length: Math.min(length, this.size - offset), host: this.base + offset };

@@ -22,7 +22,8 @@ import {
   ImageFormatError,
   type ZeroOptions,
 } from '../../node.js';
-import { FileNode } from '../../protocols/file.js';
+import { openProtocol } from '../../protocols/index.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { FormatSpecificInfo, ImageNode, OpenContext } from '../format.js';
 import {
   type Descriptor,
@@ -64,7 +65,7 @@ export class VmdkNode implements ImageNode {
   private readonly totalSize: number;
 
   private constructor(
-    readonly file: FileNode,
+    readonly file: ProtocolNode,
     private readonly descriptor: Descriptor,
     private descriptorText: string,
     private readonly place: DescriptorPlace,
@@ -74,7 +75,7 @@ export class VmdkNode implements ImageNode {
     this.totalSize = last ? last.start + last.extent.size : 0;
   }
 
-  static async open(file: FileNode, ctx: OpenContext): Promise<VmdkNode> {
+  static async open(file: ProtocolNode, ctx: OpenContext): Promise<VmdkNode> {
     const head = new Uint8Array(Math.min(SECTOR, file.size()));
     await file.read(0, head);
     const magic = sparseMagic(head);
@@ -323,7 +324,7 @@ export class VmdkNode implements ImageNode {
 
   async allocatedSize(): Promise<number> {
     let total = await this.file.allocatedSize();
-    const seen = new Set<FileNode>([this.file]);
+    const seen = new Set<ProtocolNode>([this.file]);
     for (const p of this.extents) {
       const f = p.extent.file;
       if (f && !seen.has(f)) {
@@ -373,7 +374,7 @@ function extentPath(descriptorName: string, name: string): string {
   return slash < 0 ? name : descriptorName.slice(0, slash + 1) + name;
 }
 
-async function openExtent(descriptorFile: FileNode, line: ExtentLine, ctx: OpenContext): Promise<Extent> {
+async function openExtent(descriptorFile: ProtocolNode, line: ExtentLine, ctx: OpenContext): Promise<Extent> {
   const size = line.sectors * SECTOR;
   if (line.type === 'ZERO') return new ZeroExtent(size);
   const readOnly = ctx.readOnly || line.access !== 'RW';
@@ -383,7 +384,7 @@ async function openExtent(descriptorFile: FileNode, line: ExtentLine, ctx: OpenC
   if (st && !st.isFile() && !st.isBlockDevice()) {
     throw new ImageFormatError(`${name}: a VMDK extent must be a regular file or a block device`);
   }
-  const file = await FileNode.open(name, { readOnly, forceShare: readOnly && descriptorFile.forceShare });
+  const file = await openProtocol(name, { readOnly, forceShare: readOnly && descriptorFile.forceShare });
   try {
     if (line.type === 'FLAT' || line.type === 'VMFS') return new FlatExtent(file, size, line.offset * SECTOR, true);
     const head = new Uint8Array(Math.min(SECTOR, file.size()));

@@ -28,7 +28,7 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { ImageFormatError } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import {
   type Extent,
   type ExtentRun,
@@ -68,7 +68,7 @@ export class SparseExtent implements Extent {
   private readonly recentGrains = new Map<number, { sector: number; data: Uint8Array }>();
 
   private constructor(
-    readonly file: FileNode,
+    readonly file: ProtocolNode,
     readonly header: SparseHeader,
     private readonly gd: Uint32Array,
     private readonly rgd: Uint32Array | null,
@@ -84,7 +84,7 @@ export class SparseExtent implements Extent {
     this.nextSector = Math.max(Math.ceil(file.size() / SECTOR), header.overhead);
   }
 
-  static async open(file: FileNode, header: SparseHeader, owned: boolean): Promise<SparseExtent> {
+  static async open(file: ProtocolNode, header: SparseHeader, owned: boolean): Promise<SparseExtent> {
     let gdHeader = header;
     if (header.gdOffset === GD_AT_END) gdHeader = await readStreamFooter(file, header);
     const gd = await readDirectory(file, gdHeader.gdOffset, gdHeader.gdEntries, 'grain directory');
@@ -367,7 +367,7 @@ export class SparseExtent implements Extent {
   }
 }
 
-async function readDirectory(file: FileNode, sector: number, entries: number, what: string): Promise<Uint32Array> {
+async function readDirectory(file: ProtocolNode, sector: number, entries: number, what: string): Promise<Uint32Array> {
   const raw = new Uint8Array(entries * 4);
   if (sector * SECTOR + raw.length > file.size()) {
     throw new ImageFormatError(`${file.filename}: VMDK ${what} is past the end of the file`);

@@ -14,7 +14,7 @@
  * change. readStreamFooter finds the directory of an image that has it at the end.
  */
 import { ImageFormatError } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import {
   encodeEntries,
   FLAG_RGD,
@@ -39,7 +39,7 @@ function markerSector(sectors: number, type: number): Uint8Array {
 }
 
 /** The header copy in the footer of a stream image whose start header says "directory at the end". */
-export async function readStreamFooter(file: FileNode, header: SparseHeader): Promise<SparseHeader> {
+export async function readStreamFooter(file: ProtocolNode, header: SparseHeader): Promise<SparseHeader> {
   const size = file.size();
   if (size < 3 * SECTOR + header.overhead * SECTOR) {
     throw new ImageFormatError(`${file.filename}: VMDK stream is truncated (no footer)`);
@@ -78,7 +78,7 @@ export class StreamTail {
   }
 
   /** Finds the end of the last grain (loading every grain table through `loadGt`). */
-  async start(file: FileNode, loadGt: (g: number) => Promise<Uint32Array | null>, gd: Uint32Array): Promise<void> {
+  async start(file: ProtocolNode, loadGt: (g: number) => Promise<Uint32Array | null>, gd: Uint32Array): Promise<void> {
     let last = 0;
     for (let g = 0; g < gd.length; g++) {
       const gt = await loadGt(g);
@@ -94,7 +94,7 @@ export class StreamTail {
   }
 
   /** Appends one compressed grain for virtual sector `lba`; returns its sector. */
-  async appendGrain(file: FileNode, lba: number, packed: Uint8Array): Promise<number> {
+  async appendGrain(file: ProtocolNode, lba: number, packed: Uint8Array): Promise<number> {
     const at = this.appendAt;
     const buf = new Uint8Array(Math.ceil((12 + packed.length) / SECTOR) * SECTOR);
     const v = new DataView(buf.buffer);
@@ -115,7 +115,7 @@ export class StreamTail {
   }
 
   /** Writes tables, directory, footer and end-of-stream after the grains, if anything changed. */
-  async finish(file: FileNode, gd: Uint32Array, gts: Map<number, Uint32Array>): Promise<void> {
+  async finish(file: ProtocolNode, gd: Uint32Array, gts: Map<number, Uint32Array>): Promise<void> {
     if (!this.dirty) return;
     const parts: Uint8Array[] = [];
     let sector = this.appendAt / SECTOR;

@@ -12,7 +12,8 @@
  * nor measures vpc, and neither does this driver.
  */
 import { parseBool } from '../../options.js';
-import { FileNode } from '../../protocols/file.js';
+import { openProtocol } from '../../protocols/index.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
 import {
   chsGeometry,
@@ -76,7 +77,7 @@ export async function createVpc(req: CreateRequest): Promise<void> {
     },
     newUniqueId(),
   );
-  const file = await FileNode.open(req.filename, { create: true });
+  const file = await openProtocol(req.filename, { create: true });
   try {
     if (dynamic) {
       const entries = Math.ceil(bytes / DEFAULT_BLOCK_SIZE);
@@ -98,7 +99,7 @@ export async function createVpc(req: CreateRequest): Promise<void> {
 export const vpcFormat: FormatDriver = {
   name: 'vpc',
   probe: (head: Uint8Array) => (isFooter(head) ? 100 : 0),
-  open: (file: FileNode, ctx: OpenContext): Promise<ImageNode> => VpcNode.open(file, ctx),
+  open: (file: ProtocolNode, ctx: OpenContext): Promise<ImageNode> => VpcNode.open(file, ctx),
   create: createVpc,
   createOptions: VPC_CREATE_OPTIONS,
 };

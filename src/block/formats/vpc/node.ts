@@ -19,7 +19,7 @@ import {
   checkRange,
   ImageFormatError,
 } from '../../node.js';
-import type { FileNode } from '../../protocols/file.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { ImageNode, OpenContext } from '../format.js';
 import { StandaloneImageNode } from '../standalone-node.js';
 import {
@@ -39,7 +39,7 @@ export class VpcNode extends StandaloneImageNode implements ImageNode {
   private readonly bitmapBytes: number;
 
   private constructor(
-    file: FileNode,
+    file: ProtocolNode,
     /** The footer's bytes, written again after each new block. */
     private readonly footerBytes: Uint8Array,
     private readonly diskSize: number,
@@ -52,7 +52,7 @@ export class VpcNode extends StandaloneImageNode implements ImageNode {
     this.bitmapBytes = dyn ? Math.ceil(dyn.blockSize / 512 / 8 / 512) * 512 : 0;
   }
 
-  static async open(file: FileNode, ctx: OpenContext): Promise<VpcNode> {
+  static async open(file: ProtocolNode, ctx: OpenContext): Promise<VpcNode> {
     const size = file.size();
     if (size < FOOTER_BYTES) throw new ImageFormatError('The image is not a VHD (shorter than a footer)');
     let raw = new Uint8Array(FOOTER_BYTES);

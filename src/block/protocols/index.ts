@@ -1,0 +1,19 @@
+/**
+ * The table of protocol drivers. openProtocol() gives a name to the first driver
+ * that claims it (by URL scheme) and every other name to the host-file protocol,
+ * as QEMU's protocol probing does for names with and without a "scheme:" prefix.
+ */
+import { FileNode } from './file.js';
+import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from './protocol.js';
+
+const PROTOCOLS: ProtocolDriver[] = [];
+
+/** The driver for `filename`, or null for a host file. */
+export function findProtocol(filename: string): ProtocolDriver | null {
+  return PROTOCOLS.find((p) => p.claims(filename)) ?? null;
+}
+
+export async function openProtocol(filename: string, opts: ProtocolOpenOptions = {}): Promise<ProtocolNode> {
+  const driver = findProtocol(filename);
+  return driver ? driver.open(filename, opts) : FileNode.open(filename, opts);
+}
