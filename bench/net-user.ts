@@ -1,0 +1,364 @@
+/**
+ * User-mode networking benchmark: `tsemu net connect user tap,ifname=…` beside
+ * slirp4netns and pasta in the same run, with the same namespace layout and the
+ * same traffic generator.
+ *
+ * Sandbox: the benchmark re-runs itself inside a network namespace of its own (the
+ * "host" namespace H: loopback, a veth pair holding the default route to nowhere, and
+ * 10.0.2.2/32 on its loopback so pasta's host-side pings to the gateway are
+ * answered there). Every program runs in H, so nothing it sends can leave the
+ * machine. For each path a fresh guest namespace G gets a tap (tsemu's is made in
+ * H and moved into G; slirp4netns and pasta make theirs in G) configured
+ * statically: 10.0.2.15/24 (slirp4netns: its own 10.0.2.100), default route via
+ * 10.0.2.2, which every tool maps to H's 127.0.0.1. Each tool keeps its default
+ * MTU (tsemu 1500, slirp4netns 1500, pasta 65520); slirp4netns also runs with
+ * --mtu=65520, as rootless container engines use it.
+ *
+ * Cases (connections always opened from G to a server on H's 127.0.0.1 reached as
+ * 10.0.2.2, the NAT path every tool has):
+ * - guest→host: a Node client in G sends --size bytes, the server reads to EOF;
+ * - host→guest: the server sends --size bytes, the client reads to EOF, then closes;
+ * - ping: busybox ping -c --pings -i 0.2 10.0.2.2 from G (average round trip).
+ * Throughput is timed on the server from accept to the end of the stream and the
+ * byte count checked; the best of --repeat runs counts (paths interleave per round).
+ * The table shows MB/s (10^6 bytes), round trips, and tsemu's throughput as a share
+ * of each peer's; the issue's target is tsemu >= slirp4netns (at its default MTU).
+ *
+ * --cpu-prof DIR runs the tsemu process with node --cpu-prof (one .cpuprofile per
+ * round in DIR) to see where its time goes.
+ *
+ * Usage: npx tsx bench/net-user.ts [--size 128M] [--repeat 3] [--pings 20] [--cpu-prof DIR]
+ * Needs root, the built CLI (npm run build), ip, busybox, slirp4netns and pasta
+ * (Debian packages iproute2, busybox, slirp4netns, passt). Not a test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseSize } from '../src/block/options.js';
+import { requirePeer, ROOT, runProgram } from '../test/helpers/peers.js';
+
+const TSEMU = path.join(ROOT, 'bin/tsemu.js');
+const INSIDE_FLAG = '--inside-sandbox';
+const GATEWAY = '10.0.2.2';
+/** A deadline for one transfer or one tool's start-up: only so a broken path reports instead of hanging. */
+const DEADLINE_MS = 300_000;
+
+/** The traffic generator in the guest namespace: `node -e CLIENT send|recv HOST PORT BYTES`. */
+const CLIENT = `
+const net = require('node:net');
+const [mode, host, port, size] = process.argv.slice(1);
+const s = net.connect(Number(port), host);
+s.on('error', (e) => { console.error(e.message); process.exit(1); });
+if (mode === 'send') {
+  s.on('connect', () => {
+    const buf = Buffer.alloc(1 << 20, 0x5a);
+    let left = Number(size);
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, buf.length);
+        left -= n;
+        if (!s.write(n === buf.length ? buf : buf.subarray(0, n))) return void s.once('drain', pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+  s.resume();
+} else {
+  let got = 0;
+  s.on('data', (d) => { got += d.length; });
+  s.on('end', () => { console.log(got); s.end(); });
+}
+`;
+
+async function must(args: string[]): Promise<string> {
+  const r = await runProgram(args[0]!, args.slice(1));
+  if (r.code !== 0) throw new Error(`${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
+}
+
+function inNs(ns: string, args: string[]): string[] {
+  return ['ip', 'netns', 'exec', ns, ...args];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `ready` every 50 ms until it holds; fails when `child` exits first or the deadline passes. */
+async function waitFor(what: string, child: ChildProcess, output: () => string, ready: () => Promise<boolean> | boolean): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (!(await ready())) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}): ${output().trim()}`);
+    if (Date.now() > deadline) throw new Error(`${what} was not ready after ${DEADLINE_MS / 1000} s: ${output().trim()}`);
+    await sleep(50);
+  }
+}
+
+function startLogged(args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(args[0]!, args.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
+  return { child, output: () => text };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** A networking path under test: sets up the guest namespace `ns` and returns the guest's address and a stop function. */
+interface NetPath {
+  name: string;
+  mtu: number;
+  start(ns: string, round: number): Promise<{ guestAddr: string; stop: () => Promise<void> }>;
+}
+
+async function configureGuest(ns: string, ifname: string, addr: string, mtu: number): Promise<void> {
+  await must(inNs(ns, ['ip', 'link', 'set', ifname, 'mtu', String(mtu), 'up']));
+  await must(inNs(ns, ['ip', 'addr', 'add', `${addr}/24`, 'dev', ifname]));
+  await must(inNs(ns, ['ip', 'route', 'add', 'default', 'via', GATEWAY]));
+}
+
+function tsemuPath(cpuProfDir: string | undefined): NetPath {
+  return {
+    name: 'tsemu net connect user tap',
+    mtu: 1500,
+    async start(ns, round) {
+      const ifname = `tsb${randomBytes(3).toString('hex')}`;
+      const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=tsemu-net-${round}.cpuprofile`] : [];
+      const { child, output } = startLogged([process.execPath, ...prof, TSEMU, 'net', 'connect', 'user', `tap,ifname=${ifname},script=no,downscript=no`]);
+      try {
+        await waitFor('tsemu net connect', child, output, () => output().includes('tsemu: joined'));
+        await must(['ip', 'link', 'set', ifname, 'netns', ns]);
+        await configureGuest(ns, ifname, '10.0.2.15', 1500);
+      } catch (err) {
+        await stopChild(child);
+        throw err;
+      }
+      return { guestAddr: '10.0.2.15', stop: () => stopChild(child) };
+    },
+  };
+}
+
+function slirpPath(mtu: number | null): NetPath {
+  return {
+    name: mtu === null ? 'slirp4netns' : `slirp4netns --mtu=${mtu}`,
+    mtu: mtu ?? 1500,
+    async start(ns) {
+      const { child, output } = startLogged(['slirp4netns', '--configure', ...(mtu === null ? [] : [`--mtu=${mtu}`]), '--netns-type=path', `/run/netns/${ns}`, 'tap0']);
+      try {
+        await waitFor('slirp4netns', child, output, async () => (await runProgram('ip', ['-n', ns, '-4', 'route', 'show', 'default'])).stdout.includes(GATEWAY));
+      } catch (err) {
+        await stopChild(child);
+        throw err;
+      }
+      return { guestAddr: '10.0.2.100', stop: () => stopChild(child) };
+    },
+  };
+}
+
+function pastaPath(): NetPath {
+  return {
+    name: 'pasta',
+    mtu: 65520,
+    async start(ns) {
+      const { child, output } = startLogged([
+        'pasta', '--foreground', '--quiet', '--runas', '0', '--ipv4-only', '--config-net', '--ns-ifname', 'tap0',
+        '--address', '10.0.2.15', '--netmask', '24', '--gateway', GATEWAY, '--dns', 'none',
+        '--tcp-ports', 'none', '--udp-ports', 'none', '--tcp-ns', 'none', '--udp-ns', 'none', '--netns', ns,
+      ]);
+      try {
+        await waitFor('pasta', child, output, async () => (await runProgram('ip', ['-n', ns, '-4', 'route', 'show', 'default'])).stdout.includes(GATEWAY));
+      } catch (err) {
+        await stopChild(child);
+        throw err;
+      }
+      return { guestAddr: '10.0.2.15', stop: () => stopChild(child) };
+    },
+  };
+}
+
+/** One connection from the guest to a server on 127.0.0.1: returns the server's seconds from accept to the stream's end. */
+async function transfer(ns: string, direction: 'guest→host' | 'host→guest', size: number): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const timed = new Promise<number>((resolve, reject) => {
+    server.once('connection', (sock: Socket) => {
+      server.close();
+      const start = process.hrtime.bigint();
+      const seconds = (): number => Number(process.hrtime.bigint() - start) / 1e9;
+      sock.on('error', reject);
+      if (direction === 'guest→host') {
+        let got = 0;
+        sock.on('data', (d: Buffer) => (got += d.length));
+        sock.on('end', () => {
+          const s = seconds();
+          sock.end();
+          if (got === size) resolve(s);
+          else reject(new Error(`the server received ${got} of ${size} bytes`));
+        });
+      } else {
+        const buf = Buffer.alloc(1 << 20, 0xa5);
+        let left = size;
+        const pump = (): void => {
+          while (left > 0) {
+            const n = Math.min(left, buf.length);
+            left -= n;
+            if (!sock.write(n === buf.length ? buf : buf.subarray(0, n))) return void sock.once('drain', pump);
+          }
+          sock.end();
+        };
+        pump();
+        sock.resume();
+        sock.on('end', () => resolve(seconds()));
+      }
+    });
+  });
+  const mode = direction === 'guest→host' ? 'send' : 'recv';
+  const client = runProgram('ip', ['netns', 'exec', ns, process.execPath, '-e', CLIENT, mode, GATEWAY, String(port), String(size)]);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${direction} transfer not finished after ${DEADLINE_MS / 1000} s`)), DEADLINE_MS);
+  });
+  try {
+    const [seconds, r] = await Promise.race([Promise.all([timed, client]), deadline]);
+    if (r.code !== 0) throw new Error(`the guest's client exited ${r.code}: ${r.stderr.trim()}`);
+    if (mode === 'recv' && Number(r.stdout) !== size) throw new Error(`the guest received ${r.stdout.trim()} of ${size} bytes`);
+    return seconds;
+  } finally {
+    clearTimeout(timer);
+    server.close();
+  }
+}
+
+/** Average ping round trip to the gateway in milliseconds. */
+async function ping(ns: string, count: number): Promise<number> {
+  const out = await must(inNs(ns, ['busybox', 'ping', '-c', String(count), '-i', '0.2', '-W', '5', GATEWAY]));
+  const m = /min\/avg\/max = [\d.]+\/([\d.]+)\//.exec(out);
+  if (!m) throw new Error(`ping ${GATEWAY}: no round-trip summary in: ${out.trim()}`);
+  return Number(m[1]);
+}
+
+interface PathResult {
+  up: number;
+  down: number;
+  pingMs: number;
+}
+
+async function measure(p: NetPath, round: number, size: number, pings: number): Promise<PathResult> {
+  const ns = `tsemu-bench-g-${randomBytes(3).toString('hex')}`;
+  await must(['ip', 'netns', 'add', ns]);
+  try {
+    await must(inNs(ns, ['ip', 'link', 'set', 'lo', 'up']));
+    const { stop } = await p.start(ns, round);
+    try {
+      const up = size / (await transfer(ns, 'guest→host', size)) / 1e6;
+      const down = size / (await transfer(ns, 'host→guest', size)) / 1e6;
+      return { up, down, pingMs: await ping(ns, pings) };
+    } finally {
+      await stop();
+    }
+  } finally {
+    await runProgram('ip', ['netns', 'del', ns]);
+  }
+}
+
+function pad(text: string, width: number): string {
+  return text.length >= width ? text : text + ' '.repeat(width - text.length);
+}
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
+  for (const r of rows) console.log(r.map((cell, col) => pad(cell, widths[col]!)).join('  ').trimEnd());
+}
+
+async function runInside(size: number, repeat: number, pings: number, cpuProfDir: string | undefined): Promise<void> {
+  const paths = [tsemuPath(cpuProfDir), slirpPath(null), slirpPath(65520), pastaPath()];
+  const best = new Map<NetPath, PathResult>();
+  for (let round = 0; round < repeat; round++) {
+    for (const p of paths) {
+      const r = await measure(p, round, size, pings);
+      const b = best.get(p);
+      best.set(p, b ? { up: Math.max(b.up, r.up), down: Math.max(b.down, r.down), pingMs: Math.min(b.pingMs, r.pingMs) } : r);
+    }
+  }
+  console.log(`TCP ${size} bytes each way, best of ${repeat}; ping: average of ${pings} echoes to ${GATEWAY} (best round)\n`);
+  const rows = [['path', 'MTU', 'guest→host MB/s', 'host→guest MB/s', 'ping ms']];
+  for (const p of paths) {
+    const r = best.get(p)!;
+    rows.push([p.name, String(p.mtu), r.up.toFixed(1), r.down.toFixed(1), r.pingMs.toFixed(3)]);
+  }
+  const t = best.get(paths[0]!)!;
+  rows.push(['', '', '', '', '']);
+  for (const p of paths.slice(1)) {
+    const r = best.get(p)!;
+    rows.push([`tsemu / ${p.name}`, '', (t.up / r.up).toFixed(2), (t.down / r.down).toFixed(2), (t.pingMs / r.pingMs).toFixed(2)]);
+  }
+  printTable(rows);
+  const slirp = best.get(paths[1]!)!;
+  const met = t.up >= slirp.up && t.down >= slirp.down;
+  console.log(`\ntarget (tsemu throughput >= slirp4netns's at its default MTU, both directions): ${met ? 'met' : 'MISSED'}`);
+}
+
+/** Makes the sandbox namespace and re-runs this script inside it. */
+async function runSandboxed(argv: string[]): Promise<void> {
+  const host = `tsemu-bench-h-${randomBytes(3).toString('hex')}`;
+  await must(['ip', 'netns', 'add', host]);
+  try {
+    await must(inNs(host, ['ip', 'link', 'set', 'lo', 'up']));
+    await must(inNs(host, ['ip', 'addr', 'add', `${GATEWAY}/32`, 'dev', 'lo']));
+    // A veth pair whose far end has no address: the default route pasta looks for, leading nowhere.
+    await must(inNs(host, ['ip', 'link', 'add', 'out0', 'type', 'veth', 'peer', 'name', 'out1']));
+    await must(inNs(host, ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'out0']));
+    await must(inNs(host, ['ip', 'link', 'set', 'out0', 'up']));
+    await must(inNs(host, ['ip', 'link', 'set', 'out1', 'up']));
+    await must(inNs(host, ['ip', 'route', 'add', 'default', 'via', '198.51.100.254']));
+    // pasta answers the guest's pings through unprivileged ICMP sockets.
+    await must(inNs(host, ['sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']));
+    const child = spawn('ip', ['netns', 'exec', host, process.execPath, ...process.execArgv, process.argv[1]!, INSIDE_FLAG, ...argv], { stdio: 'inherit' });
+    const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+    process.exitCode = code;
+  } finally {
+    await runProgram('ip', ['netns', 'del', host]);
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const inside = argv[0] === INSIDE_FLAG;
+  const { values } = parseArgs({
+    args: inside ? argv.slice(1) : argv,
+    options: {
+      size: { type: 'string', default: '128M' },
+      repeat: { type: 'string', default: '3' },
+      pings: { type: 'string', default: '20' },
+      'cpu-prof': { type: 'string' },
+    },
+  });
+  const size = parseSize(values.size!, 'transfer size');
+  const repeat = Number(values.repeat);
+  const pings = Number(values.pings);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
+  if (!Number.isInteger(pings) || pings < 1) throw new Error('--pings must be a positive integer');
+  if (size < 1) throw new Error('--size must be at least one byte');
+  if (inside) return runInside(size, repeat, pings, values['cpu-prof'] && path.resolve(values['cpu-prof']));
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, /dev/net/tun)');
+  for (const peer of ['ip', 'busybox', 'sysctl', 'slirp4netns', 'pasta']) requirePeer(peer);
+  if (!existsSync(path.join(ROOT, 'dist/bundle/cli.cjs'))) throw new Error('the CLI is not built: run `npm run build` first');
+  await runSandboxed(argv);
+}
+
+main().catch((e: Error) => {
+  console.error(`net-user bench: ${e.message}`);
+  process.exitCode = 1;
+});
