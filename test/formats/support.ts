@@ -13,7 +13,22 @@ import { collectImageInfo, formatImageInfoJson } from '../../src/block/ops/info.
 import { convertImage } from '../../src/block/ops/convert.js';
 import { mapImage } from '../../src/block/ops/map.js';
 import { mustRun, qemuImg } from '../helpers/peers.js';
+import { optionHelpLine } from '../../src/block/ops/create.js';
+import { DISK_UUID_OPTION } from '../../src/block/formats/disk-uuid.js';
 import { patternBytes } from '../helpers/pattern.js';
+
+/**
+ * qemu-img's `-o help` text of a format with tsemu's `uuid` option added where the
+ * sorted list puts it (qemu-img has no such option; tsemu's vdi, vmdk and vpc do).
+ */
+export function qemuHelpWithUuid(qemuHelp: string): string {
+  const lines = qemuHelp.split('\n');
+  const uuid = optionHelpLine(DISK_UUID_OPTION);
+  const at = lines.findIndex((l, i) => i > 0 && l.startsWith('  ') && l > uuid);
+  const end = lines.findIndex((l, i) => i > 0 && l === '');
+  lines.splice(at > 0 && at < end ? at : end, 0, uuid);
+  return lines.join('\n');
+}
 
 /** tsemu's and qemu-img's `info --output=json` of the same file, parsed. */
 export async function infoBoth(file: string): Promise<{ tsemu: unknown; qemu: unknown }> {

@@ -17,7 +17,7 @@ import { checkVmdk } from '../../src/block/formats/vmdk/check.js';
 import type { VmdkNode } from '../../src/block/formats/vmdk/node.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 import { describeMismatch, readImageWithQemu, readImageWithTsemu } from '../helpers/images.js';
-import { assertInfoMatches, assertMapMatches, qemuAgrees, tsemuReadsAsQemu, writeScript } from './support.js';
+import { assertInfoMatches, assertMapMatches, qemuAgrees, tsemuReadsAsQemu, writeScript, qemuHelpWithUuid } from './support.js';
 import { assertReportsMatchAndClean } from './image-checks.js';
 
 const MiB = 1 << 20;
@@ -209,7 +209,7 @@ test('vmdk backing: parentFileNameHint and parentCID; partial grains take the ba
 
 test('vmdk: -o help and option errors are qemu-img\'s', async () => {
   const q = await mustRun(qemuImg(['create', '-f', 'vmdk', '-o', 'help']), 'qemu-img -o help');
-  assert.equal(createOptionsHelp('vmdk'), q.stdout);
+  assert.equal(createOptionsHelp('vmdk'), qemuHelpWithUuid(q.stdout));
   const { dir, cleanup } = await scratchDir();
   try {
     const raw = path.join(dir, 'r.raw');

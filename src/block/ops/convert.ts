@@ -18,6 +18,9 @@
  * partial file. An existing file of the target's name is replaced in place, as
  * qemu-img does (its locks then protect an image in use). A -n target is left as
  * it is on failure (its content is then undefined, as with qemu-img).
+ *
+ * `-o uuid=keep` is resolved here, before the target is created: it becomes the
+ * (single) source image's disk UUID, so the target format only ever sees a UUID.
  */
 import { lstat, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -110,10 +113,21 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
     }
     await assertNotInChains(a.target, sources, outFormat);
     const total = views.reduce((n, s) => n + s.size(), 0);
-    await writeTarget(a, outFormat, views, total);
+    await writeTarget({ ...a, options: keepSourceUuid(a.options ?? [], sources) }, outFormat, views, total);
   } finally {
     for (const close of closers.reverse()) await close().catch(() => {});
   }
+}
+
+/** The -o arguments with `uuid=keep` turned into the source image's disk UUID. */
+function keepSourceUuid(options: readonly string[], sources: readonly ImageNode[]): readonly string[] {
+  if (mergeOptionStrings(options).get('uuid') !== 'keep') return options;
+  if (sources.length !== 1) throw new Error("Parameter 'uuid': 'keep' needs exactly one source image");
+  const source = sources[0]!;
+  if (source.diskUuid === undefined) {
+    throw new Error(`Parameter 'uuid': 'keep' needs a source with a disk UUID, and '${source.filename}' (${source.driver}) has none`);
+  }
+  return [...options, `uuid=${source.diskUuid}`];
 }
 
 async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode[], total: number): Promise<void> {

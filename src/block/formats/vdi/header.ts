@@ -21,6 +21,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ImageFormatError } from '../../node.js';
+import { uuidBytes, uuidText } from '../disk-uuid.js';
 
 export const VDI_SIGNATURE = 0xbeda107f;
 export const VDI_VERSION_1_1 = 0x00010001;
@@ -63,14 +64,22 @@ export function looksLikeVdi(head: Uint8Array): boolean {
   return new DataView(head.buffer, head.byteOffset, head.byteLength).getUint32(0x40, true) === VDI_SIGNATURE;
 }
 
-/** A random (version 4) UUID in VDI's byte order. */
-export function newVdiUuid(): Uint8Array {
-  const hex = randomUUID().replace(/-/g, '');
-  const bytes = Uint8Array.from(hex.match(/../g)!.map((h) => parseInt(h, 16)));
+/** Swaps a UUID's first three fields between RFC 4122 and VDI (little-endian) byte order, in place. */
+function swapUuidFields(bytes: Uint8Array): Uint8Array {
   bytes.subarray(0, 4).reverse();
   bytes.subarray(4, 6).reverse();
   bytes.subarray(6, 8).reverse();
   return bytes;
+}
+
+/** A UUID's 16 bytes in VDI's byte order. */
+export function vdiUuidBytes(uuid: string): Uint8Array {
+  return swapUuidFields(uuidBytes(uuid));
+}
+
+/** The canonical text of a UUID stored in VDI's byte order. */
+export function vdiUuidText(bytes: Uint8Array): string {
+  return uuidText(swapUuidFields(bytes.slice()));
 }
 
 export function parseVdiHeader(buf: Uint8Array, fileSize: number): VdiHeader {
@@ -163,8 +172,8 @@ export function serializeVdiHeader(h: VdiHeader): Uint8Array {
   return buf;
 }
 
-/** The header of a new image of `diskSize` bytes, with fresh image and snapshot UUIDs. */
-export function newVdiHeader(diskSize: number, isStatic: boolean, blockSize = VDI_DEFAULT_BLOCK_SIZE): VdiHeader {
+/** The header of a new image of `diskSize` bytes with image UUID `uuid` and a fresh snapshot UUID. */
+export function newVdiHeader(diskSize: number, isStatic: boolean, uuid: string, blockSize = VDI_DEFAULT_BLOCK_SIZE): VdiHeader {
   const blocks = Math.ceil(diskSize / blockSize);
   const bmapBytes = Math.ceil((blocks * 4) / VDI_SECTOR) * VDI_SECTOR;
   return {
@@ -182,8 +191,8 @@ export function newVdiHeader(diskSize: number, isStatic: boolean, blockSize = VD
     blockExtra: 0,
     blocksInImage: blocks,
     blocksAllocated: isStatic ? blocks : 0,
-    uuidImage: newVdiUuid(),
-    uuidLastSnap: newVdiUuid(),
+    uuidImage: vdiUuidBytes(uuid),
+    uuidLastSnap: vdiUuidBytes(randomUUID()),
     uuidLink: new Uint8Array(16),
     uuidParent: new Uint8Array(16),
   };

@@ -32,6 +32,7 @@ import {
   VDI_UNALLOCATED,
   VDI_ZERO,
   type VdiHeader,
+  vdiUuidText,
 } from './header.js';
 
 export class VdiNode extends StandaloneImageNode implements ImageNode {
@@ -61,6 +62,7 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
   get clusterSize(): number { return this.header.blockSize; }
   /** The header as opened (UUIDs, type), for check and tests. */
   get vdiHeader(): Readonly<VdiHeader> { return this.header; }
+  get diskUuid(): string { return vdiUuidText(this.header.uuidImage); }
 
   size(): number { return this.header.diskSize; }
 

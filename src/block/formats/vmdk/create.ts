@@ -15,17 +15,19 @@
  * The descriptor carries a random CID, the backing image's CID as parentCID with
  * parentFileNameHint (backing files must be VMDK), the hardware version (4, 6 with
  * compat6, or hwversion), the geometry for the adapter (16 heads for ide, else 255;
- * 63 sectors), the adapter type and tools version, and a new random
- * ddb.uuid.image, so every new disk is unique to VirtualBox's media registry.
+ * 63 sectors), the adapter type and tools version, and ddb.uuid.image: a new
+ * random one unless `-o uuid=` names it (disk-uuid.ts), so every new disk is
+ * unique to VirtualBox's media registry.
  * streamOptimized descriptors also name ddb.toolsInstallType, which importers such
  * as ESXi and cloud image services look for.
  */
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { parseBool } from '../../options.js';
 import { closeImage, openImage, resolveBackingPath } from '../../open.js';
 import { openProtocol } from '../../protocols/index.js';
 import type { CreateOptionSpec, CreateRequest } from '../format.js';
+import { DISK_UUID_OPTION, diskUuidFromOptions } from '../disk-uuid.js';
 import { buildDescriptor, checkDescriptorName, type ExtentLine, NO_PARENT_CID } from './descriptor.js';
 import { VmdkNode } from './node.js';
 import {
@@ -57,6 +59,7 @@ export const VMDK_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
     help: 'VMDK flat extent format, can be one of {monolithicSparse (default) | monolithicFlat | twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} ',
   },
   { name: 'zeroed_grain', type: 'bool', help: 'Enable efficient zero writes using the zeroed-grain GTE feature' },
+  DISK_UUID_OPTION,
 ];
 
 const SUBFORMATS = ['monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat', 'streamOptimized'];
@@ -74,6 +77,7 @@ interface VmdkSettings {
   toolsVersion: string;
   zeroedGrain: boolean;
   backingFile: string | null;
+  uuid: string;
 }
 
 export function parseVmdkCreateOptions(options: Map<string, string>): VmdkSettings {
@@ -99,7 +103,7 @@ export function parseVmdkCreateOptions(options: Map<string, string>): VmdkSettin
   checkDescriptorName(toolsVersion, 'toolsversion');
   checkDescriptorName(hwVersion, 'hwversion');
   if (backingFile !== null) checkDescriptorName(backingFile, 'backing file name');
-  return { subformat, adapterType, hwVersion, toolsVersion, zeroedGrain, backingFile };
+  return { subformat, adapterType, hwVersion, toolsVersion, zeroedGrain, backingFile, uuid: diskUuidFromOptions(options) };
 }
 
 /** The header and layout of an empty hosted sparse extent of `sectors` sectors. */
@@ -201,7 +205,7 @@ export async function createVmdk(req: CreateRequest): Promise<void> {
       extents.push({ access: 'RW', sectors: bytes / SECTOR, type: flat ? 'FLAT' : 'SPARSE', filename: extentName(base, s.subformat, i), offset: 0 });
     }
   }
-  const extraDdb: [string, string][] = [['ddb.uuid.image', randomUUID()]];
+  const extraDdb: [string, string][] = [['ddb.uuid.image', s.uuid]];
   if (s.subformat === 'streamOptimized') extraDdb.push(['ddb.toolsInstallType', '4']);
   const descriptor = buildDescriptor({
     cid: randomInt(0, 2 ** 32 - 1),

@@ -34,6 +34,8 @@ export interface Descriptor {
   createType: string;
   parentFileNameHint: string | null;
   extents: ExtentLine[];
+  /** ddb.uuid.image as canonical UUID text, or null when absent or not a UUID. */
+  uuidImage: string | null;
 }
 
 export const NO_PARENT_CID = 0xffffffff;
@@ -56,6 +58,13 @@ function parseHex32(text: string, what: string): number {
   return parseInt(text, 16);
 }
 
+/** A UUID written with or without dashes, or as VMware's space-separated bytes, as canonical text (null: not a UUID). */
+function canonicalUuid(text: string): string | null {
+  const hex = text.replace(/[\s-]/g, '').toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(hex)) return null;
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 /** True when `text` looks like a VMDK descriptor (for probing). */
 export function looksLikeDescriptor(text: string): boolean {
   return /^#\s*Disk DescriptorFile/m.test(text) || (/^\s*version\s*=\s*[123]\s*$/m.test(text) && /createType\s*=/.test(text));
@@ -64,7 +73,7 @@ export function looksLikeDescriptor(text: string): boolean {
 export function parseDescriptor(text: string): Descriptor {
   if (text.length > MAX_DESCRIPTOR_BYTES) throw new ImageFormatError('invalid VMDK descriptor: larger than 1 MiB');
   const d: Descriptor = {
-    version: 1, cid: NO_PARENT_CID, parentCid: NO_PARENT_CID, createType: '', parentFileNameHint: null, extents: [],
+    version: 1, cid: NO_PARENT_CID, parentCid: NO_PARENT_CID, createType: '', parentFileNameHint: null, extents: [], uuidImage: null,
   };
   let total = 0;
   const lines = text.split(/\r?\n/);
@@ -96,6 +105,7 @@ export function parseDescriptor(text: string): Descriptor {
     else if (key === 'parentCID') d.parentCid = parseHex32(value, 'parentCID');
     else if (key === 'createType') d.createType = value;
     else if (key === 'parentFileNameHint') d.parentFileNameHint = value;
+    else if (key === 'ddb.uuid.image') d.uuidImage = canonicalUuid(value);
   }
   if (![1, 2, 3].includes(d.version)) throw new ImageFormatError(`invalid VMDK descriptor: version ${d.version} is not supported`);
   if (d.createType === '') throw new ImageFormatError('invalid VMDK descriptor: no createType');

@@ -102,6 +102,7 @@ export class VmdkNode implements ImageNode {
           createType: magic === KDMV_MAGIC ? 'monolithicSparse' : 'vmfsSparse',
           parentFileNameHint: null,
           extents: [],
+          uuidImage: null,
         };
         if (!ctx.readOnly) file.lockForFormat(true);
         const extent = await SparseExtent.open(file, header, false);
@@ -145,6 +146,7 @@ export class VmdkNode implements ImageNode {
     return first instanceof SparseExtent ? first.granularity : undefined;
   }
   get cid(): number { return this.descriptor.cid; }
+  get diskUuid(): string | undefined { return this.descriptor.uuidImage ?? undefined; }
   get parentCid(): number { return this.descriptor.parentCid; }
   /** The sparse extents (for check). */
   sparseExtents(): SparseExtent[] {

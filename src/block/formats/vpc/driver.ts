@@ -8,13 +8,15 @@
  * with force_size=on it keeps the exact size and records the largest geometry
  * (creator "qem2"; readers take the footer's size). Dynamic images have 2 MiB
  * blocks and an all-unallocated BAT; fixed images are the disk (sparse) followed
- * by the footer. Every new image gets a random unique id. qemu-img neither checks
+ * by the footer. Every new image gets a random unique id, or the one `-o uuid=`
+ * names (disk-uuid.ts). qemu-img neither checks
  * nor measures vpc, and neither does this driver.
  */
 import { parseBool } from '../../options.js';
 import { openProtocol } from '../../protocols/index.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
+import { DISK_UUID_OPTION, diskUuidFromOptions, uuidBytes } from '../disk-uuid.js';
 import {
   chsGeometry,
   DEFAULT_BLOCK_SIZE,
@@ -25,7 +27,6 @@ import {
   type Geometry,
   isFooter,
   MAX_GEOMETRY,
-  newUniqueId,
   serializeDynHeader,
   serializeFooter,
 } from './footer.js';
@@ -39,6 +40,7 @@ export const VPC_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
     type: 'bool',
     help: 'Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation',
   },
+  DISK_UUID_OPTION,
 ];
 
 /** Dynamic disks: the largest size the specification allows (2040 GiB). */
@@ -75,7 +77,7 @@ export async function createVpc(req: CreateRequest): Promise<void> {
       geometry,
       diskType: dynamic ? DISK_DYNAMIC : DISK_FIXED,
     },
-    newUniqueId(),
+    uuidBytes(diskUuidFromOptions(req.options)),
   );
   const file = await openProtocol(req.filename, { create: true });
   try {

@@ -19,7 +19,6 @@
  * force_size images ("win ", "d2v ", "tap\0", "CTXS", "qem2"), and always the
  * current size when the geometry is the largest one (65535/16/255).
  */
-import { randomUUID } from 'node:crypto';
 import { ImageFormatError } from '../../node.js';
 
 export const FOOTER_BYTES = 512;
@@ -28,6 +27,8 @@ export const DISK_FIXED = 2;
 export const DISK_DYNAMIC = 3;
 export const DISK_DIFFERENCING = 4;
 export const BAT_UNALLOCATED = 0xffffffff;
+/** Where the footer holds the disk's unique id (a UUID in RFC 4122 byte order). */
+export const UNIQUE_ID_AT = 68;
 export const DEFAULT_BLOCK_SIZE = 2 << 20;
 export const MAX_GEOMETRY = { cylinders: 65535, heads: 16, sectors: 255 };
 const VHD_EPOCH_MS = Date.UTC(2000, 0, 1);
@@ -119,7 +120,7 @@ export function serializeFooter(f: VhdFooter, uniqueId: Uint8Array): Uint8Array 
   v.setUint8(58, f.geometry.heads);
   v.setUint8(59, f.geometry.sectors);
   v.setUint32(60, f.diskType);
-  buf.set(uniqueId, 68);
+  buf.set(uniqueId, UNIQUE_ID_AT);
   v.setUint32(64, checksum(buf, 64));
   return buf;
 }
@@ -176,8 +177,4 @@ export function chsGeometry(sectors: number): Geometry | null {
     }
   }
   return { cylinders: Math.floor(cth / heads), heads, sectors: spt };
-}
-
-export function newUniqueId(): Uint8Array {
-  return Uint8Array.from(randomUUID().replace(/-/g, '').match(/../g)!.map((h) => parseInt(h, 16)));
 }

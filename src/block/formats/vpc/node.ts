@@ -22,6 +22,7 @@ import {
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { ImageNode, OpenContext } from '../format.js';
 import { StandaloneImageNode } from '../standalone-node.js';
+import { uuidText } from '../disk-uuid.js';
 import {
   BAT_UNALLOCATED,
   DISK_DYNAMIC,
@@ -31,6 +32,7 @@ import {
   isFooter,
   parseDynHeader,
   parseFooter,
+  UNIQUE_ID_AT,
   virtualSize,
 } from './footer.js';
 
@@ -87,6 +89,7 @@ export class VpcNode extends StandaloneImageNode implements ImageNode {
 
   get granularity(): number { return this.dyn?.blockSize ?? 512; }
   get clusterSize(): number | undefined { return this.dyn?.blockSize; }
+  get diskUuid(): string { return uuidText(this.footerBytes.subarray(UNIQUE_ID_AT, UNIQUE_ID_AT + 16)); }
 
   size(): number { return this.diskSize; }
 
