@@ -12,13 +12,23 @@
  *   sends are dropped silently. Resolves when everything is released.
  *
  * Backends never throw from send(): bad frames are dropped, as on a wire.
+ *
+ * Offloads: a frame may come with a virtio-net header (vnet-hdr.ts), the second
+ * argument of send() and of the handler. A tap opened with vnet_hdr=on hands its
+ * handler the header the kernel put before a frame when the header says something
+ * (a partial checksum, a segment to cut); a future virtio-net device passes the
+ * guest's header to send() on such a tap. Backends that do not know headers
+ * ignore the argument and only ever see complete frames, because a tap produces
+ * headers that ask for work (a partial checksum, a segment) only after its
+ * consumer enabled offloads (TapBackend.setOffload), which only a consumer that
+ * handles them does.
  */
-export type FrameHandler = (frame: Uint8Array) => void;
+export type FrameHandler = (frame: Uint8Array, vnetHdr?: Uint8Array) => void;
 
 export interface FrameBackend {
   /** A short name for messages ("user", "tap tsemu0"). */
   readonly name: string;
-  send(frame: Uint8Array): void;
+  send(frame: Uint8Array, vnetHdr?: Uint8Array): void;
   onFrame(handler: FrameHandler): void;
   close(): Promise<void>;
 }

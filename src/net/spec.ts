@@ -7,7 +7,7 @@
  *       [,tftp=DIR][,bootfile=NAME]
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *       [,guestfwd=[tcp:]SERVER:PORT-cmd:COMMAND | -tcp:HOST:PORT]...
- *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no]
+ *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no][,vnet_hdr=on|off]
  *   bridge[,id=ID],br=BRIDGE[,ifname=NAME]
  *   socket,listen=[HOST]:PORT | socket,connect=HOST:PORT     (length-framed stream)
  *   stream,server=on|off,addr.type=inet,addr.host=H,addr.port=P | addr.type=unix,addr.path=PATH
@@ -71,6 +71,12 @@ export interface TapNetdev {
   id?: string;
   /** Interface name; the kernel picks tapN when absent. */
   ifname?: string;
+  /**
+   * vnet_hdr=on: frames carry virtio-net headers (IFF_VNET_HDR; an error where the
+   * kernel refuses). Absent means off: QEMU's absent means "when available", but
+   * no tsemu consumer uses the header yet, and the other backends see the same frames either way.
+   */
+  vnetHdr?: boolean;
 }
 
 export interface StreamNetdev {
@@ -245,6 +251,7 @@ function parseTap(pairs: [string, string][]): TapNetdev {
   for (const [key, value] of pairs) {
     if (key === 'id') spec.id = value;
     else if (key === 'ifname') spec.ifname = interfaceName('tap', 'ifname', value);
+    else if (key === 'vnet_hdr') spec.vnetHdr = parseBoolean(value, 'tap: vnet_hdr');
     else if (key === 'script' || key === 'downscript') {
       if (value !== 'no') throw new Error(`tap: ${key}=${value}: tsemu runs no setup scripts; use ${key}=no and configure the interface yourself`);
     } else throw new Error(`tap: unknown option '${key}'`);
