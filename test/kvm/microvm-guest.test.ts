@@ -4,7 +4,9 @@
  * through the bzImage 64-bit path, boot_params/e820/cmdline/initrd, ACPI,
  * PIT and UART interrupts through the in-kernel irqchip, the PCI walk, a
  * user-mode loop, the CMOS RTC's date, INIT/SIPI for the other CPUs, and
- * ACPI poweroff (exit 0), with -smp 1 and -smp 2; an i8042 reset reboots
+ * ACPI poweroff (exit 0), with -smp 1 and -smp 2; with -m 5G the e820 map
+ * splits RAM around the 32-bit hole and the guest writes and reads RAM above
+ * 4 GiB (a second KVM slot, untouched pages cost nothing); an i8042 reset reboots
  * (runMicrovmMachine boots again, or ends with 'reboot' under noReboot).
  * Also: bad boot images are clear errors.
  */
@@ -31,14 +33,14 @@ before(async () => {
 
 after(() => cleanup());
 
-function guestConfig(cpus: number, append: string, output: (text: string) => void): MicrovmConfig {
+function guestConfig(cpus: number, append: string, output: (text: string) => void, ramBytes = 64 << 20): MicrovmConfig {
   const serial = new QueuedCharBackend((bytes) => output(Buffer.from(bytes).toString('latin1')));
-  return { ramBytes: 64 << 20, cpus, kernel, initrd: INITRD, append, serial };
+  return { ramBytes, cpus, kernel, initrd: INITRD, append, serial };
 }
 
-async function boot(cpus: number): Promise<{ exit: MachineExit; console: string }> {
+async function boot(cpus: number, ramBytes?: number): Promise<{ exit: MachineExit; console: string }> {
   let output = '';
-  const machine = createMicrovmMachine(guestConfig(cpus, 'console=ttyS0 tsemu.test=1', (text) => (output += text)));
+  const machine = createMicrovmMachine(guestConfig(cpus, 'console=ttyS0 tsemu.test=1', (text) => (output += text), ramBytes));
   machine.start();
   // A deadline on the marker only: a guest that hangs is stopped and its console shown.
   const deadline = setTimeout(() => machine.stop(), 120_000);
@@ -58,6 +60,7 @@ describe('microvm with the x86 test guest', () => {
       assert.match(console, /^cmdline: console=ttyS0 tsemu\.test=1$/m);
       assert.match(console, /^e820: 0x100000-0x3ffffff type 1$/m);
       assert.match(console, /^e820: 3 entries, 65151 KiB RAM$/m);
+      assert.doesNotMatch(console, /^highmem:/m);
       assert.match(console, new RegExp(`^initrd: 5000 bytes at 0x[0-9a-f]+, byte sum ${initrdSum}$`, 'm'));
       assert.match(console, new RegExp(`^acpi: 2 tables, ${cpus} cpus, pm1a_cnt 0x604, s5 5, pit gsi 0$`, 'm'));
       assert.match(console, /^timer: [3-9] ticks$/m);
@@ -77,6 +80,17 @@ describe('microvm with the x86 test guest', () => {
       assert.doesNotMatch(console, /FAIL/);
     });
   }
+
+  it('-m 5G: RAM below 3 GiB and from 4 GiB up, written and read by the guest above 4 GiB', async () => {
+    const { exit, console } = await boot(1, 5 * 1024 ** 3);
+    assert.deepEqual(exit, { kind: 'poweroff', code: 0 }, console);
+    assert.match(console, /^e820: 0x100000-0xbfffffff type 1$/m);
+    assert.match(console, /^e820: 0x100000000-0x17fffffff type 1$/m);
+    assert.match(console, /^e820: 4 entries, 5242495 KiB RAM$/m);
+    assert.match(console, /^highmem: 0x100000000 and 0x17ffffff8 read back$/m);
+    assert.match(console, new RegExp(`^initrd: 5000 bytes at 0x7fffe000`, 'm'));
+    assert.ok(console.includes(MARKER), console);
+  });
 
   it('reboots on an i8042 reset: boots again, or ends with reboot under noReboot', async () => {
     let output = '';

@@ -1,9 +1,11 @@
 /**
  * Where things are in the x86-64 microvm machine.
  *
- * Guest-physical memory: RAM from 0 up to at most 3 GiB (the last GiB below
- * 4 GiB is the hole for the IOAPIC at 0xFEC00000, the local APICs at
- * 0xFEE00000 and future PCI BARs). In low RAM the loader puts the boot GDT
+ * Guest-physical memory: RAM from 0 up to at most 3 GiB, and the rest of it
+ * from 4 GiB up (microvm-ram.ts): the last GiB below 4 GiB is the hole for the
+ * IOAPIC at 0xFEC00000, the local APICs at 0xFEE00000 and future PCI BARs. The
+ * top of RAM is bounded by the physical address width the host's KVM reports
+ * (CPUID 0x80000008), nothing else. In low RAM the loader puts the boot GDT
  * (0x500), boot_params (0x7000), the boot page tables (0x9000-0xEFFF, see
  * x86/long-mode.ts) and the command line (0x20000); the ACPI tables sit at
  * 0xE0000, in the BIOS area Linux scans for the RSDP, which the e820 map
@@ -16,7 +18,6 @@
  * the 16550 COM1 (0x3F8, IRQ 4).
  */
 
-export const MICROVM_RAM_MAX = 3 * 1024 ** 3;
 export const MICROVM_MEMORY = {
   BOOT_PARAMS: 0x7000,
   CMDLINE: 0x2_0000,
@@ -24,6 +25,10 @@ export const MICROVM_MEMORY = {
   ACPI: 0xe_0000,
   BIOS_END: 0x10_0000,
   KERNEL: 0x10_0000,
+  /** The end of RAM below the 32-bit hole (3 GiB). */
+  LOW_RAM_MAX: 0xc000_0000,
+  /** Where RAM beyond LOW_RAM_MAX continues (4 GiB). */
+  HIGH_RAM: 0x1_0000_0000,
   /** Three pages KVM may claim on Intel hosts (KVM_SET_TSS_ADDR), in the hole below 4 GiB. */
   KVM_TSS: 0xfffb_d000,
 } as const;

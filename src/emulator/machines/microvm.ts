@@ -5,7 +5,8 @@
  *
  * Theory of operation. createMicrovmMachine() opens /dev/kvm (a clear
  * KvmUnavailableError when KVM is missing or unusable), maps guest RAM
- * (anonymous memory, one KVM slot, one zero-copy view), loads the boot images
+ * (microvm-ram.ts: split around the 32-bit hole, KVM slots and zero-copy views
+ * of at most 4 GiB), loads the boot images
  * and creates the vCPUs: CPU 0 enters the kernel's 64-bit entry in long mode
  * with RSI = boot_params; the others wait in KVM (wait-for-SIPI) until the
  * guest starts them with INIT/SIPI through its local APIC, as on a PC. The
@@ -24,18 +25,18 @@ import { MmioBus, type BusAccessSize } from '../bus/mmio-bus.js';
 import type { CharBackend } from '../devices/char-backend.js';
 import { Uart16550 } from '../devices/uart16550.js';
 import { KvmSystem, type KvmVm } from '../accel/kvm/kvm.js';
-import { mapAnonymous, type Mapping } from '../accel/kvm/sys.js';
 import { startKvmVcpuThread, type IoHandlers, type KvmVcpuThread } from '../accel/kvm/vcpu-thread.js';
 import type { VcpuEnd } from '../accel/kvm/vcpu-protocol.js';
 import { AcpiPmControl, AcpiPmEvents } from '../x86/acpi-pm.js';
 import { CmosRtc } from '../x86/cmos-rtc.js';
-import { vcpuCpuid } from '../x86/cpuid.js';
+import { physicalAddressBits, vcpuCpuid } from '../x86/cpuid.js';
 import { I8042 } from '../x86/i8042.js';
 import { bootSregs } from '../x86/long-mode.js';
 import { PciHost } from '../x86/pci-host.js';
-import { endOnce, flatGuestRam, runMachine, type MachineExit } from './machine-run.js';
+import { endOnce, runMachine, type MachineExit } from './machine-run.js';
 import { loadMicrovmBoot, type MicrovmBootLayout } from './microvm-boot.js';
-import { MICROVM_IRQ, MICROVM_MEMORY, MICROVM_PORTS, MICROVM_RAM_MAX } from './microvm-map.js';
+import { MICROVM_IRQ, MICROVM_MEMORY, MICROVM_PORTS } from './microvm-map.js';
+import { mapMicrovmRam, microvmRamLayout, type MicrovmRam } from './microvm-ram.js';
 
 export type { MachineExit };
 
@@ -99,15 +100,25 @@ function exitFor(end: VcpuEnd): MachineExit {
   }
 }
 
+/** RAM must end inside the guest-physical space the CPU addresses. */
+function checkRamTop(ramBytes: number, physicalBits: number): void {
+  const top = microvmRamLayout(ramBytes).reduce((end, r) => Math.max(end, r.gpa + r.size), 0);
+  const limit = 2 ** physicalBits;
+  if (top > limit) {
+    const most = limit - MICROVM_MEMORY.HIGH_RAM + MICROVM_MEMORY.LOW_RAM_MAX;
+    throw new Error(`-m: this host's CPU addresses ${physicalBits} bits of guest-physical space: the microvm machine takes at most ${most / 1024 ** 3} GiB of RAM`);
+  }
+}
+
 export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
   const { ramBytes, cpus } = config;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) throw new Error(`-smp: the microvm machine takes 1 to ${MAX_CPUS} CPUs`);
-  if (ramBytes < 2 * 1024 ** 2 || ramBytes > MICROVM_RAM_MAX || ramBytes % 4096 !== 0) {
-    throw new Error(`-m: the microvm machine takes 2 MiB to ${MICROVM_RAM_MAX / 1024 ** 3} GiB of RAM in whole pages`);
+  if (!Number.isSafeInteger(ramBytes) || ramBytes < 2 * 1024 ** 2 || ramBytes % 4096 !== 0) {
+    throw new Error('-m: the microvm machine takes 2 MiB or more of RAM in whole pages');
   }
   const kvm = KvmSystem.open({ path: config.kvmPath });
   let vm: KvmVm | undefined;
-  let ram: Mapping | undefined;
+  let ram: MicrovmRam | undefined;
   const release = (): void => {
     vm?.close();
     ram?.unmap();
@@ -115,14 +126,14 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
   };
   try {
     if (cpus > kvm.maxVcpus()) throw new Error(`-smp: this host's KVM takes at most ${kvm.maxVcpus()} vCPUs`);
+    const supported = kvm.supportedCpuid();
+    checkRamTop(ramBytes, physicalAddressBits(supported));
     vm = kvm.createVm();
-    ram = mapAnonymous(ramBytes);
-    vm.addMemory(0, ramBytes, ram.address);
+    ram = mapMicrovmRam(vm, ramBytes);
     vm.setTssAddress(MICROVM_MEMORY.KVM_TSS);
     vm.createIrqchip();
     vm.createPit();
-    const layout = loadMicrovmBoot(flatGuestRam(new Uint8Array(ram.buffer), 0, 0, ramBytes), config);
-    const supported = kvm.supportedCpuid();
+    const layout = loadMicrovmBoot(ram.memory, config);
     const vcpus = Array.from({ length: cpus }, (_, id) => {
       const vcpu = vm!.createVcpu(id);
       vcpu.setCpuid(vcpuCpuid(supported, id, cpus));
