@@ -110,9 +110,11 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
     if (index >= h.blocksInImage) {
       throw new ImageFormatError(`${this.filename}: VDI image has no free data block (allocated count is corrupt)`);
     }
-    const whole = new Uint8Array(h.blockSize);
-    whole.set(part, inBlock);
-    await this.file.writeGrow(h.offsetData + index * h.blockSize, whole);
+    const whole =
+      inBlock === 0 && part.length === h.blockSize
+        ? [part]
+        : [new Uint8Array(inBlock), part, new Uint8Array(h.blockSize - inBlock - part.length)];
+    await this.file.writevGrow(h.offsetData + index * h.blockSize, whole);
     this.bmap[block] = index;
     const entryBytes = new Uint8Array(4);
     new DataView(entryBytes.buffer).setUint32(0, index, true);
