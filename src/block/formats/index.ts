@@ -9,8 +9,10 @@ import { qcow2Format } from './qcow2/driver.js';
 import { vdiFormat } from './vdi/driver.js';
 import { vmdkFormat } from './vmdk/driver.js';
 import { vpcFormat } from './vpc/driver.js';
+import { ovaFormat } from './ova/driver.js';
+import { vhdxFormat } from './vhdx/driver.js';
 
-const FORMATS: FormatDriver[] = [rawFormat, qcow2Format, vdiFormat, vmdkFormat, vpcFormat];
+const FORMATS: FormatDriver[] = [rawFormat, qcow2Format, vdiFormat, vmdkFormat, vpcFormat, vhdxFormat, ovaFormat(probeFormat)];
 
 export function registerFormat(driver: FormatDriver): void {
   if (!FORMATS.some((f) => f.name === driver.name)) FORMATS.push(driver);

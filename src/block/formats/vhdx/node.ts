@@ -1,0 +1,311 @@
+/**
+ * An open VHDX image (dynamic or fixed; differencing images are refused).
+ *
+ * Open: the file identifier, the current header (layout.ts), then the log: a
+ * LogGuid in the header with an active sequence behind it means an unclean
+ * shutdown. A writable open replays it and clears the LogGuid (logReplayed says
+ * so, for check); a read-only open refuses, as QEMU does, and names the command
+ * that replays it. Then the region table (table 2 when table 1 is damaged), the
+ * metadata and the BAT. A stored block whose offset is past the end of the file
+ * makes the open fail (check reports it instead).
+ *
+ * Reads: blocks not stored (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED) read as
+ * zeroes; stored ones are read at their offset (a block's tail past the end of
+ * the file reads as zeroes). Writes: a stored block is written in place. Any
+ * other block is allocated, one at a time: a ZERO or UNMAPPED block that keeps a
+ * preallocated offset in the data area is written there whole; otherwise the
+ * block goes at the end of the file (1 MiB aligned), written as given with the
+ * file grown sparse to the block's end. The BAT entry changes in memory; the
+ * changed BAT sectors reach the file through the log (journal.ts) on flush(), on
+ * close, and whenever many are pending. A crash before that loses the
+ * unflushed blocks (their space leaks), never the image's consistency.
+ *
+ * Like QEMU 7.2, which gives VHDX no block-status function, blockStatus reports
+ * every range as allocated data; convert finds the zeroes by reading. writeZeroes
+ * leaves blocks that are not stored as they are and zeroes stored bytes; discard
+ * does nothing and resize is refused.
+ */
+import { type BlockExtent, checkRange, ImageFormatError } from '../../node.js';
+import type { ProtocolNode } from '../../protocols/protocol.js';
+import type { ImageNode, OpenContext } from '../format.js';
+import { StandaloneImageNode } from '../standalone-node.js';
+import {
+  Bat,
+  BAT_SECTOR,
+  type BatGeometry,
+  batGeometry,
+  BLOCK_FULLY_PRESENT,
+  BLOCK_PARTIALLY_PRESENT,
+  BLOCK_UNMAPPED,
+  BLOCK_ZERO,
+  payloadIndex,
+} from './bat.js';
+import { VhdxJournal } from './journal.js';
+import {
+  checkRegions,
+  currentHeader,
+  HEADER_BYTES,
+  HEADER_OFFSETS,
+  isVhdx,
+  MiB,
+  parseRegionTable,
+  type Region,
+  REGION_TABLE_BYTES,
+  REGION_TABLE_OFFSETS,
+  ZERO_GUID,
+} from './layout.js';
+import { findActiveSequence, readLog, replaySequence } from './log.js';
+import { parseMetadata, type VhdxMetadata } from './metadata.js';
+
+/** Dirty BAT sectors that trigger a commit without waiting for flush. */
+const COMMIT_THRESHOLD = 64;
+const MAX_METADATA_REGION = 64 * MiB;
+/** Largest request granularity advertised (blocks can be 256 MiB). */
+const MAX_GRANULARITY = 8 * MiB;
+
+/** A stored block's start offset that is past the end of the file, as QEMU words it. */
+export function pastEndMessage(index: number, offset: number, fileSize: number): string {
+  return `VHDX BAT entry ${index} start offset ${offset} points after end of file (${fileSize}). Image has probably been truncated.`;
+}
+
+export interface VhdxParts {
+  /** Header updates and BAT commits (it holds the current header). */
+  journal: VhdxJournal;
+  bat: Region;
+  metadataRegion: Region;
+  meta: VhdxMetadata;
+  geometry: BatGeometry;
+  table: Bat;
+  logReplayed: boolean;
+}
+
+/** Reads and checks everything but the BAT entries' targets; replays the log when writable. */
+export async function readVhdx(file: ProtocolNode, readOnly: boolean): Promise<VhdxParts> {
+  const size = file.size();
+  const id = new Uint8Array(Math.min(8, size));
+  await file.read(0, id);
+  if (!isVhdx(id)) throw new ImageFormatError('The image is not a VHDX (no "vhdxfile" identifier)');
+  if (size < MiB) throw new ImageFormatError('invalid VHDX: the file is shorter than its header area (truncated image?)');
+  const slots = await Promise.all(HEADER_OFFSETS.map(async (at) => {
+    const b = new Uint8Array(HEADER_BYTES);
+    await file.read(at, b);
+    return b;
+  }));
+  const { header, slot } = currentHeader(slots);
+  const journal = new VhdxJournal(file, header, slot);
+  const log = { offset: header.logOffset, length: header.logLength };
+  if (log.offset < MiB || log.offset % MiB !== 0 || log.length % MiB !== 0) {
+    throw new ImageFormatError(`invalid VHDX: log at ${log.offset} of ${log.length} bytes is not aligned to 1 MiB`);
+  }
+  if (log.offset + log.length > size) throw new ImageFormatError('invalid VHDX: the log is past the end of the file');
+  let logReplayed = false;
+  if (header.logGuid !== ZERO_GUID && log.length > 0) {
+    const active = findActiveSequence(await readLog(file, log.offset, log.length), header.logGuid);
+    if (active.length > 0) {
+      if (readOnly) {
+        throw new ImageFormatError(
+          `VHDX image file '${file.filename}' opened read-only, but contains a log that needs to be replayed\n` +
+            `To replay the log, open it read-write, e.g. run:\ntsemu img check -r all '${file.filename}'`,
+        );
+      }
+      await replaySequence(file, active, log);
+      logReplayed = true;
+    }
+    if (!readOnly) await journal.end();
+  }
+  const regions = await readRegionTable(file);
+  const { bat, metadata: metadataRegion } = checkRegions(regions, log, file.size());
+  if (metadataRegion.length > MAX_METADATA_REGION) {
+    throw new ImageFormatError(`unsupported VHDX: metadata region of ${metadataRegion.length} bytes`);
+  }
+  const mdBytes = new Uint8Array(metadataRegion.length);
+  await file.read(metadataRegion.offset, mdBytes);
+  const meta = parseMetadata(mdBytes);
+  if (meta.hasParent) {
+    const parent = meta.parentLocator?.get('relative_path') ?? meta.parentLocator?.get('absolute_win32_path') ?? '?';
+    throw new ImageFormatError(`unsupported VHDX: differencing images are not supported (parent '${parent}')`);
+  }
+  const geometry = batGeometry(meta.diskSize, meta.blockSize, meta.logicalSectorSize, meta.hasParent);
+  if (geometry.entries * 8 > bat.length) {
+    throw new ImageFormatError(`invalid VHDX: the BAT region holds ${bat.length / 8} entries, the disk needs ${geometry.entries}`);
+  }
+  const table = new Uint8Array(Math.ceil((geometry.entries * 8) / BAT_SECTOR) * BAT_SECTOR);
+  await file.read(bat.offset, table);
+  return { journal, bat, metadataRegion, meta, geometry, table: new Bat(table), logReplayed };
+}
+
+/** Region table 1, or table 2 when table 1 is damaged. */
+async function readRegionTable(file: ProtocolNode): Promise<Region[]> {
+  const reasons: string[] = [];
+  for (const at of REGION_TABLE_OFFSETS) {
+    const b = new Uint8Array(REGION_TABLE_BYTES);
+    await file.read(at, b);
+    const parsed = parseRegionTable(b);
+    if (typeof parsed !== 'string') return parsed;
+    reasons.push(parsed);
+  }
+  throw new ImageFormatError(`invalid VHDX: no valid region table (table 1: ${reasons[0]}; table 2: ${reasons[1]})`);
+}
+
+/** Calls fn for each stored payload block (FULLY or PARTIALLY_PRESENT) with its entry index and offset. */
+export function eachStoredBlock(p: VhdxParts, fn: (index: number, offset: number) => void): void {
+  for (let block = 0; block < p.geometry.payloadBlocks; block++) {
+    const index = payloadIndex(p.geometry, block);
+    const state = p.table.state(index);
+    if (state === BLOCK_FULLY_PRESENT || state === BLOCK_PARTIALLY_PRESENT) fn(index, p.table.offset(index));
+  }
+}
+
+/** Stored payload blocks whose start is past the end of the file: [entry index, offset]. */
+export function storedPastEnd(p: VhdxParts, fileSize: number): [number, number][] {
+  const bad: [number, number][] = [];
+  eachStoredBlock(p, (index, offset) => {
+    if (offset >= fileSize) bad.push([index, offset]);
+  });
+  return bad;
+}
+
+/** The end of the file or of the last stored block, whichever is further (new blocks go there). */
+function storedEnd(p: VhdxParts, fileSize: number): number {
+  let end = fileSize;
+  eachStoredBlock(p, (_index, offset) => {
+    end = Math.max(end, offset + p.meta.blockSize);
+  });
+  return end;
+}
+
+export class VhdxNode extends StandaloneImageNode implements ImageNode {
+  readonly driver = 'vhdx';
+  private readonly bat: Bat;
+  /** Where the next block at the end of the file goes. */
+  private fileEnd: number;
+  /** Start of the data area: past the header area, log, BAT and metadata. */
+  private readonly dataStart: number;
+
+  private constructor(file: ProtocolNode, private readonly parts: VhdxParts) {
+    super(file);
+    this.bat = parts.table;
+    this.fileEnd = Math.ceil(storedEnd(parts, file.size()) / MiB) * MiB;
+    const h = parts.journal.current;
+    this.dataStart = Math.max(
+      h.logOffset + h.logLength,
+      parts.bat.offset + parts.bat.length,
+      parts.metadataRegion.offset + parts.metadataRegion.length,
+    );
+  }
+
+  static async open(file: ProtocolNode, ctx: OpenContext): Promise<VhdxNode> {
+    const parts = await readVhdx(file, ctx.readOnly);
+    const bad = storedPastEnd(parts, file.size());
+    if (bad.length > 0) throw new ImageFormatError(`invalid VHDX: ${pastEndMessage(bad[0]![0], bad[0]![1], file.size())}`);
+    if (!ctx.readOnly) file.lockForFormat(true);
+    return new VhdxNode(file, parts);
+  }
+
+  get blockSize(): number { return this.parts.meta.blockSize; }
+  get granularity(): number { return Math.min(this.blockSize, MAX_GRANULARITY); }
+  get clusterSize(): number { return this.blockSize; }
+  get diskUuid(): string { return this.parts.meta.diskId; }
+  /** Whether opening replayed a log (check reports it as a fixed corruption). */
+  get logReplayed(): boolean { return this.parts.logReplayed; }
+  get metadata(): Readonly<VhdxMetadata> { return this.parts.meta; }
+
+  size(): number { return this.parts.meta.diskSize; }
+
+  /** Host offset of stored block `block` (null: not stored, reads as zeroes). */
+  private stored(block: number): number | null {
+    const index = payloadIndex(this.parts.geometry, block);
+    const state = this.bat.state(index);
+    if (state === BLOCK_FULLY_PRESENT) return this.bat.offset(index);
+    if (state === BLOCK_PARTIALLY_PRESENT) {
+      throw new ImageFormatError(`${this.filename}: VHDX block ${block} is partially present, which only differencing images may use`);
+    }
+    if (state === 4 || state > BLOCK_PARTIALLY_PRESENT) throw new ImageFormatError(`${this.filename}: VHDX block ${block} has invalid state ${state}`);
+    return null;
+  }
+
+  async read(offset: number, buf: Uint8Array): Promise<void> {
+    checkRange(this, this.size(), offset, buf.length);
+    await this.eachBlock(offset, buf.length, this.blockSize, async (block, inBlock, at, n) => {
+      const part = buf.subarray(at, at + n);
+      const host = this.stored(block);
+      if (host === null) return void part.fill(0);
+      const inFile = Math.max(0, Math.min(n, this.file.size() - (host + inBlock)));
+      await this.file.read(host + inBlock, part.subarray(0, inFile));
+      part.fill(0, inFile);
+    });
+  }
+
+  async write(offset: number, buf: Uint8Array): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, buf.length);
+    await this.parts.journal.beginSession();
+    await this.eachBlock(offset, buf.length, this.blockSize, async (block, inBlock, at, n) => {
+      const part = buf.subarray(at, at + n);
+      const host = this.stored(block);
+      if (host !== null) await this.file.writeGrow(host + inBlock, part);
+      else await this.serialised(() => this.writeNewBlock(block, inBlock, part));
+    });
+    if (this.bat.dirtyCount() >= COMMIT_THRESHOLD) await this.serialised(() => this.parts.journal.commitBat(this.bat, this.parts.bat.offset));
+  }
+
+  /** Stores a write to a block that is not stored yet (or got stored while this one waited). */
+  private async writeNewBlock(block: number, inBlock: number, part: Uint8Array): Promise<void> {
+    const again = this.stored(block);
+    if (again !== null) return this.file.writeGrow(again + inBlock, part);
+    const index = payloadIndex(this.parts.geometry, block);
+    const state = this.bat.state(index);
+    const kept = this.bat.offset(index);
+    const bs = this.blockSize;
+    const reuse = (state === BLOCK_ZERO || state === BLOCK_UNMAPPED) && kept >= this.dataStart && kept + bs <= this.file.size();
+    let at: number;
+    if (reuse) {
+      at = kept;
+      const whole = new Uint8Array(bs);
+      whole.set(part, inBlock);
+      await this.file.write(at, whole);
+    } else {
+      at = this.fileEnd;
+      this.fileEnd = at + bs;
+      if (inBlock === 0 && part.length === bs) await this.file.writeGrow(at, part);
+      else {
+        await this.file.truncate(at + bs);
+        await this.file.write(at + inBlock, part);
+      }
+    }
+    this.bat.set(index, BLOCK_FULLY_PRESENT, at);
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    checkRange(this, this.size(), offset, length);
+    await this.eachBlock(offset, length, this.blockSize, async (block, inBlock, _at, n) => {
+      const host = this.stored(block);
+      if (host === null) return;
+      await this.parts.journal.beginSession();
+      const inFile = Math.min(n, this.file.size() - (host + inBlock));
+      if (inFile > 0) await this.file.writeZeroes(host + inBlock, inFile);
+    });
+  }
+
+  async blockStatus(offset: number, length: number): Promise<BlockExtent> {
+    checkRange(this, this.size(), offset, length);
+    return { offset, length, allocated: true, data: true, zero: false, compressed: false, hostOffset: null };
+  }
+
+  override async flush(): Promise<void> {
+    if (!this.readOnly) await this.serialised(() => this.parts.journal.commitBat(this.bat, this.parts.bat.offset));
+    await this.file.flush();
+  }
+
+  override async close(): Promise<void> {
+    try {
+      if (!this.readOnly) {
+        await this.serialised(() => this.parts.journal.commitBat(this.bat, this.parts.bat.offset));
+        await this.parts.journal.end();
+      }
+    } finally {
+      await this.file.close();
+    }
+  }
+}
