@@ -52,5 +52,6 @@ export const COMMANDS: Record<string, LazyCommand> = {
   'img:amend': lazy(() => import('./img/amend.js')),
   io: lazy(() => import('./io.js')),
   'net:connect': lazy(() => import('./net/connect.js')),
+  'nbd:serve': lazy(() => import('./nbd/serve.js')),
   run: lazy(() => import('./run.js')),
 };

@@ -27,6 +27,7 @@ import path from 'node:path';
 import type { BlockNode } from '../node.js';
 import type { ImageNode } from '../formats/format.js';
 import { getFormat } from '../formats/index.js';
+import { findProtocol } from '../protocols/index.js';
 import { closeImage, openImage } from '../open.js';
 import { createImage } from './create.js';
 import { copySegments, type CopySegment } from './copy-engine.js';
@@ -135,7 +136,9 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
   // A new target is written under a hidden name and renamed into place when done,
   // unless its format writes files named after it (split or flat VMDK extents).
   const oneFile = getFormat(outFormat).createsOneFile?.(mergeOptionStrings(a.options ?? [])) ?? true;
-  const work = created && oneFile && !(await exists(a.target)) ? partialName(a.target) : a.target;
+  // A protocol target (nbd://…) is not a host file: it is written in place, never renamed or removed.
+  const hostFile = findProtocol(a.target) === null;
+  const work = created && oneFile && hostFile && !(await exists(a.target)) ? partialName(a.target) : a.target;
   if (created) {
     await createImage({
       filename: work,
@@ -186,7 +189,7 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
     if (work !== a.target) await rename(work, a.target);
   } catch (e) {
     if (target) await closeImage(target).catch(() => {});
-    if (created) await rm(work, { force: true });
+    if (created && hostFile) await rm(work, { force: true });
     throw e;
   }
 }

@@ -4,9 +4,12 @@
  * as QEMU's protocol probing does for names with and without a "scheme:" prefix.
  */
 import { FileNode } from './file.js';
+import { httpDriver, httpsDriver } from './http.js';
+import { nbdProtocol } from '../nbd/client.js';
+import { ovaDiskProtocol } from '../formats/ova/protocol.js';
 import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from './protocol.js';
 
-const PROTOCOLS: ProtocolDriver[] = [];
+const PROTOCOLS: ProtocolDriver[] = [nbdProtocol, httpDriver, httpsDriver, ovaDiskProtocol];
 
 /** The driver for `filename`, or null for a host file. */
 export function findProtocol(filename: string): ProtocolDriver | null {
