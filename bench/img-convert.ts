@@ -7,16 +7,18 @@
  * 64 KiB clusters in alternating runs of 1-16 data clusters (seeded pseudo-random
  * bytes) and 1-16 zero clusters (every other zero run written as zero bytes, the
  * rest left as holes), about half data, half zeroes; the layout and bytes depend
- * only on --seed. Cases: raw->qcow2, qcow2->raw (from a qcow2 that qemu-img made),
- * raw->qcow2 -c (zlib) and raw->qcow2 -c -o compression_type=zstd. Every output
+ * only on --seed. Cases: raw to qcow2, vmdk (monolithicSparse), vmdk streamOptimized,
+ * vdi and vhdx, each format back to raw (from an image qemu-img made of the input),
+ * and raw->qcow2 -c (zlib) and -c -o compression_type=zstd. Every output
  * is checked with `qemu-img compare` against the input. The table shows both
- * times (best of --repeat runs) and tsemu/qemu-img with its target (uncompressed
- * <= 1.25, compressed <= 1.0), then `img info` start-up latency (median of
+ * times (best of --repeat runs) and tsemu/qemu-img with its target (qcow2 -c
+ * <= 1.0, every other case <= 1.25), then `img info` start-up latency (median of
  * --info-runs runs) beside that of Node.js itself starting and exiting
  * (`node -e 0`, the floor of any Node program's start-up on the machine).
  * Scratch files live in os.tmpdir() and are removed at the end.
  *
  * Usage: npx tsx bench/img-convert.ts [--size 1G] [--seed 1] [--repeat 1] [--info-runs 10]
+ *        [--cases REGEX]   (only the cases whose name matches, e.g. --cases vdi)
  * Needs the built CLI (npm run build) and qemu-img on PATH. Not a test.
  */
 import { spawn } from 'node:child_process';
@@ -85,19 +87,39 @@ async function makeInput(file: string, size: number, seed: number): Promise<numb
   return dataBytes;
 }
 
+/** An input image: the raw input itself, or what qemu-img converts it to with these arguments. */
+interface Input {
+  format: string;
+  args: string[];
+}
+
 interface Case {
   name: string;
-  input: 'raw' | 'qcow2';
-  outFormat: 'raw' | 'qcow2';
+  input: Input;
+  outFormat: string;
   args: string[];
   target: number;
 }
 
+const RAW: Input = { format: 'raw', args: [] };
+const STREAM_OPTIMIZED = ['-o', 'subformat=streamOptimized'];
+
+/** A conversion to a format and, with `reverse`, from that format (made by qemu-img) back to raw. */
+function bothWays(name: string, format: string, args: string[], target: number): Case[] {
+  return [
+    { name: `raw -> ${name}`, input: RAW, outFormat: format, args, target },
+    { name: `${name} -> raw`, input: { format, args }, outFormat: 'raw', args: [], target },
+  ];
+}
+
 const CASES: Case[] = [
-  { name: 'raw -> qcow2', input: 'raw', outFormat: 'qcow2', args: [], target: 1.25 },
-  { name: 'qcow2 -> raw', input: 'qcow2', outFormat: 'raw', args: [], target: 1.25 },
-  { name: 'raw -> qcow2 -c (zlib)', input: 'raw', outFormat: 'qcow2', args: ['-c'], target: 1.0 },
-  { name: 'raw -> qcow2 -c zstd', input: 'raw', outFormat: 'qcow2', args: ['-c', '-o', 'compression_type=zstd'], target: 1.0 },
+  ...bothWays('qcow2', 'qcow2', [], 1.25),
+  { name: 'raw -> qcow2 -c (zlib)', input: RAW, outFormat: 'qcow2', args: ['-c'], target: 1.0 },
+  { name: 'raw -> qcow2 -c zstd', input: RAW, outFormat: 'qcow2', args: ['-c', '-o', 'compression_type=zstd'], target: 1.0 },
+  ...bothWays('vmdk', 'vmdk', [], 1.25),
+  ...bothWays('vmdk streamOptimized', 'vmdk', STREAM_OPTIMIZED, 1.25),
+  ...bothWays('vdi', 'vdi', [], 1.25),
+  ...bothWays('vhdx', 'vhdx', [], 1.25),
 ];
 
 function median(xs: number[]): number {
@@ -117,6 +139,7 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '1' },
       repeat: { type: 'string', default: '1' },
       'info-runs': { type: 'string', default: '10' },
+      cases: { type: 'string', default: '' },
     },
   });
   const size = parseSize(values.size!, 'benchmark size');
@@ -127,22 +150,33 @@ async function main(): Promise<void> {
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
   if (!Number.isInteger(infoRuns) || infoRuns < 1) throw new Error('--info-runs must be a positive integer');
   if (!existsSync(path.join(ROOT, 'dist/bundle/cli.cjs'))) throw new Error('the CLI is not built: run `npm run build` first');
+  const only = new RegExp(values.cases!, 'i');
+  const cases = CASES.filter((c) => only.test(c.name));
+  if (cases.length === 0) throw new Error(`--cases '${values.cases}' matches no case`);
 
   const dir = await mkdtemp(path.join(tmpdir(), 'tsemu-bench-'));
   const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
   process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {
     const raw = path.join(dir, 'input.raw');
-    const qcow2 = path.join(dir, 'input.qcow2');
     process.stdout.write(`building a ${size}-byte input (seed ${seed}) in ${dir} ... `);
     const dataBytes = await makeInput(raw, size, seed);
-    await mustRun('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
     process.stdout.write(`${((100 * dataBytes) / size).toFixed(1)}% data\n\n`);
+    const inputs = new Map<Input, string>([[RAW, raw]]);
+    const inputFile = async (input: Input): Promise<string> => {
+      let file = inputs.get(input);
+      if (!file) {
+        file = path.join(dir, `input-${inputs.size}.${input.format}`);
+        await mustRun('qemu-img', ['convert', '-O', input.format, ...input.args, raw, file]);
+        inputs.set(input, file);
+      }
+      return file;
+    };
 
     const rows: string[][] = [['case', 'qemu-img s', 'tsemu s', 'tsemu/qemu', 'target', '']];
     let allOk = true;
-    for (const c of CASES) {
-      const input = c.input === 'raw' ? raw : qcow2;
+    for (const c of cases) {
+      const input = await inputFile(c.input);
       const best = { qemu: Infinity, tsemu: Infinity };
       for (let i = 0; i < repeat; i++) {
         for (const who of ['qemu', 'tsemu'] as const) {
