@@ -3,11 +3,18 @@
  * first, the format is probed from its first bytes unless given, the format
  * driver opens the image, and then the backing file it names is opened the same
  * way, read-only, with relative names resolved against the folder of the image
- * that names them. A chain that comes back to a file already in it is an error.
+ * that names them (for a URL, against the URL's folder). A chain that comes back
+ * to a file already in it is an error.
+ *
+ * A `json:{…}` name (QEMU's pseudo-filename, json-filename.ts) gives the format,
+ * the protocol and its options in one string; it opens the same way, through the
+ * same protocol table, and `"backing": null` in it skips the backing chain.
  */
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { openProtocol } from './protocols/index.js';
+import { isJsonFilename } from './json-options.js';
+import { splitJsonFilename } from './json-filename.js';
 import { getFormat, probeFormat } from './formats/index.js';
 import type { ImageNode } from './formats/format.js';
 
@@ -33,18 +40,25 @@ export async function openImage(filename: string, opts: OpenImageOptions = {}): 
 
 async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<string>): Promise<ImageNode> {
   const readOnly = opts.readOnly ?? false;
-  const real = await realpath(filename).catch(() => path.resolve(filename));
+  const json = isJsonFilename(filename) ? splitJsonFilename(filename) : null;
+  if (json?.format && opts.format && json.format !== opts.format) {
+    throw new Error(`Cannot use image format '${opts.format}': the json: name says '${json.format}'`);
+  }
+  const location = json ? json.location : filename;
+  const real = hasScheme(location) ? location : await realpath(location).catch(() => path.resolve(location));
   if (seen.has(real)) {
     throw new Error(`Backing file chain of '${filename}' loops back to '${real}'`);
   }
   seen.add(real);
 
-  const file = await openProtocol(filename, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
+  const file = await openProtocol(json ? json.protocolName : filename, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
   let image: ImageNode;
   try {
     const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));
     await file.read(0, header);
-    const driver = opts.format ? getFormat(opts.format) : probeFormat(header, filename);
+    const format = opts.format ?? json?.format;
+    const driver = format ? getFormat(format) : probeFormat(header, location);
+    if (json?.unknown.length) throw new Error(`Block format '${driver.name}' does not support the option '${json.unknown[0]}'`);
     image = await driver.open(file, { readOnly, forRepair: opts.forRepair });
   } catch (e) {
     await file.close();
@@ -52,8 +66,8 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
   }
 
   try {
-    if ((opts.backing ?? true) && image.backingFilename) {
-      const backingPath = resolveBackingPath(filename, image.backingFilename);
+    if ((opts.backing ?? true) && (json?.backing ?? true) && image.backingFilename) {
+      const backingPath = resolveBackingPath(location, image.backingFilename);
       const backing = await openInChain(
         backingPath,
         { format: image.backingFormat ?? undefined, readOnly: true, backing: true, forceShare: opts.forceShare },
@@ -73,7 +87,13 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
 /** A backing name relative to the image's folder, as QEMU resolves it. */
 export function resolveBackingPath(imageFilename: string, backingName: string): string {
   if (path.isAbsolute(backingName) || /^[a-z][a-z0-9+.-]*:/i.test(backingName)) return backingName;
+  // A URL's folder is everything up to its last slash (QEMU's path_combine).
+  if (hasScheme(imageFilename)) return imageFilename.slice(0, imageFilename.lastIndexOf('/') + 1) + backingName;
   return path.join(path.dirname(imageFilename), backingName);
+}
+
+function hasScheme(name: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(name);
 }
 
 /** Closes an image and its whole backing chain. */

@@ -1,4 +1,5 @@
 import { Args, Flags } from '@oclif/core';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { TsemuCommand, UserError } from '../base.js';
 import { compareImages } from '../../block/ops/compare.js';
 import { ProgressBar } from '../../cli/progress.js';
@@ -13,8 +14,9 @@ export default class ImgCompare extends TsemuCommand {
     'sizes are identical when the extra part reads as zeroes, unless -s (strict) is given. -T accepts ' +
     'qemu-img\'s cache modes; tsemu always reads through the host page cache.';
   static override usage =
-    'img compare [-f FMT] [-F FMT] [-T SRC_CACHE] [-p] [-q] [-s] [-U] FILENAME1 FILENAME2';
+    'img compare [--object OBJECTDEF] [-f FMT] [-F FMT] [-T SRC_CACHE] [-p] [-q] [-s] [-U] FILENAME1 FILENAME2';
   static override flags = {
+    object: objectFlag,
     format: Flags.string({ char: 'f', description: 'format of FILENAME1 (probed when absent)' }),
     'second-format': Flags.string({ char: 'F', description: 'format of FILENAME2 (probed when absent)' }),
     'source-cache': Flags.string({ char: 'T', description: 'source cache mode (accepted for compatibility)' }),
@@ -30,6 +32,11 @@ export default class ImgCompare extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgCompare);
+    try {
+      defineObjects(flags.object);
+    } catch (e) {
+      throw new UserError((e as Error).message, 2);
+    }
     const cache = flags['source-cache'];
     if (cache !== undefined && !CACHE_MODES.includes(cache)) throw new UserError(`Invalid source cache option: ${cache}`, 2);
     const bar = new ProgressBar(flags.progress && !flags.quiet);

@@ -1,4 +1,5 @@
 import { Args, Flags } from '@oclif/core';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { TsemuCommand } from '../base.js';
 import { convertImage } from '../../block/ops/convert.js';
 import { parseCacheMode, parseCoroutines, parseRateLimit, parseSparseSize } from '../../block/ops/copy-args.js';
@@ -17,7 +18,7 @@ export default class ImgConvert extends TsemuCommand {
     '[-m NUM_COROUTINES] [-W] [-C] [--salvage] [--target-is-zero] [--bitmaps] [-U] FILENAME [FILENAME2 [...]] OUTPUT_FILENAME';
   static override strict = false;
   static override flags = {
-    object: Flags.string({ description: 'QEMU object definition (none are needed by the formats tsemu supports)', multiple: true, multipleNonGreedy: true }),
+    object: objectFlag,
     compress: Flags.boolean({ char: 'c', description: 'compress the output (formats that support it)' }),
     progress: Flags.boolean({ char: 'p', description: 'show progress' }),
     quiet: Flags.boolean({ char: 'q', description: 'quiet mode' }),
@@ -53,7 +54,7 @@ export default class ImgConvert extends TsemuCommand {
     }
     if (names.length < 2) throw new Error('Must specify image file name');
     if (flags['copy-offload'] && flags.compress) throw new Error('Compression not supported with copy offloading enabled');
-    if (flags.object?.length) throw new Error(`Invalid object definition: ${flags.object[0]}: no object types are supported`);
+    defineObjects(flags.object);
     const cache = parseCacheMode(flags.cache, 'cache', 'unsafe');
     parseCacheMode(flags['source-cache'], 'source cache', 'writeback');
     const bar = new ProgressBar(Boolean(flags.progress) && !flags.quiet);

@@ -1,4 +1,5 @@
 import { Args, Flags } from '@oclif/core';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { TsemuCommand } from '../base.js';
 import { collectImageInfo, formatImageInfoHuman, formatImageInfoJson } from '../../block/ops/info.js';
 import { parseOutputFormat } from '../../cli/format-output.js';
@@ -8,8 +9,9 @@ export default class ImgInfo extends TsemuCommand {
   static override description =
     'Print the image\'s format, virtual size, disk usage, cluster size, backing file and ' +
     'format-specific details, as qemu-img info does; --backing-chain shows every image below it too.';
-  static override usage = 'img info [-f FMT] [--output=OFMT] [--backing-chain] [-U] FILENAME';
+  static override usage = 'img info [--object OBJECTDEF] [-f FMT] [--output=OFMT] [--backing-chain] [-U] FILENAME';
   static override flags = {
+    object: objectFlag,
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
     output: Flags.string({ description: 'output format: human (default) or json' }),
     'backing-chain': Flags.boolean({ description: 'also show every image of the backing chain' }),
@@ -21,6 +23,7 @@ export default class ImgInfo extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgInfo);
+    defineObjects(flags.object);
     const output = parseOutputFormat(flags.output);
     const chain = flags['backing-chain'];
     const list = await collectImageInfo(args.filename, {

@@ -1,0 +1,87 @@
+/**
+ * QEMU's `json:{…}` pseudo-filenames: a JSON object in place of a file name, whose
+ * keys are block options. Nested objects are flattened to dotted keys first, so
+ * `{"file":{"driver":"https","url":"…"}}` and `{"file.driver":"https","file.url":"…"}`
+ * say the same thing.
+ *
+ * splitJsonFilename() turns one into what open.ts needs: the format (top-level
+ * "driver"), the name to give the protocol table, whether to open the backing
+ * chain (`"backing": null` says no), and the options neither understood (the
+ * caller names them in an error once it knows the format). The protocol name is:
+ * - the plain file name or URL, when that alone says everything ("file.filename",
+ *   a top-level "filename", or a "file" string);
+ * - otherwise a protocol-level `json:{"driver":…,"url":…,…}` name, which the
+ *   protocol driver that owns that driver name claims and parses itself
+ *   (json-options.ts); the host-file protocol takes no options beyond its name.
+ * A top-level "driver" that names a protocol (`{"driver":"https","url":…}`) opens
+ * that protocol as a raw image.
+ */
+import { findProtocol } from './protocols/index.js';
+import { type JsonOptionValue, parseJsonOptions, stringOption } from './json-options.js';
+
+const PREFIX = 'json:';
+
+export interface JsonImageSpec {
+  /** The format ("driver"), or undefined to probe. */
+  format?: string;
+  /** The name for openProtocol(): a plain file name or URL, or a protocol-level json: name. */
+  protocolName: string;
+  /** The plain file name or URL inside, against which relative backing names resolve. */
+  location: string;
+  /** False for `"backing": null`. */
+  backing: boolean;
+  /** Top-level options nobody took, for the caller's "does not support the option" error. */
+  unknown: string[];
+}
+
+export function splitJsonFilename(name: string): JsonImageSpec {
+  const opts = parseJsonOptions(name);
+  const driver = stringOption(opts, 'driver');
+  if (driver !== undefined && findProtocol(protocolJson(opts))) {
+    return { format: 'raw', protocolName: protocolJson(opts), location: locationOf(opts), backing: true, unknown: [] };
+  }
+  const file = new Map<string, JsonOptionValue>();
+  const unknown: string[] = [];
+  let backing = true;
+  for (const [key, v] of opts) {
+    if (key.startsWith('file.')) file.set(key.slice('file.'.length), v);
+    else if (key === 'file' || key === 'filename') file.set('filename', v);
+    else if (key === 'backing' && v === null) backing = false;
+    else if (key !== 'driver') unknown.push(key);
+  }
+  return { format: driver, protocolName: protocolName(file), location: locationOf(file), backing, unknown };
+}
+
+function protocolJson(opts: ReadonlyMap<string, JsonOptionValue>): string {
+  return PREFIX + JSON.stringify(Object.fromEntries(opts));
+}
+
+function locationOf(opts: ReadonlyMap<string, JsonOptionValue>): string {
+  return stringOption(opts, 'url') ?? stringOption(opts, 'filename') ?? '';
+}
+
+/** What to give the protocol table for the protocol options `file` (keys without "file."). */
+function protocolName(file: Map<string, JsonOptionValue>): string {
+  const filename = stringOption(file, 'filename');
+  let driver = stringOption(file, 'driver');
+  const extra = [...file.keys()].filter((k) => k !== 'driver' && k !== 'filename');
+  if (extra.length === 0 && filename !== undefined && (driver === undefined || driver === protocolOf(filename))) {
+    return filename;
+  }
+  if (driver === undefined && filename !== undefined) driver = protocolOf(filename);
+  if (driver === undefined) throw new Error("A block device must be specified for \"file\"");
+  if (driver === 'file') {
+    if (extra.length > 0) throw new Error(`Block protocol 'file' doesn't support the option '${extra[0]}'`);
+    if (filename === undefined) throw new Error("The 'file' block driver requires a file name");
+    return filename;
+  }
+  const json = protocolJson(new Map([['driver', driver], ...[...file].filter(([k]) => k !== 'driver')]));
+  if (!findProtocol(json)) throw new Error(`Unknown driver '${driver}'`);
+  return json;
+}
+
+/** The protocol a plain name goes to: its URL scheme, or "file". */
+function protocolOf(filename: string): string {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(filename);
+  return scheme && findProtocol(filename) ? scheme[1]!.toLowerCase() : 'file';
+}

@@ -1,0 +1,130 @@
+/**
+ * HTTP/1.1 requests for the http protocol driver: a pool of keep-alive
+ * connections per scheme (at most MAX_SOCKETS each, reused across requests), one
+ * request at a time per connection.
+ *
+ * request() sends one HEAD or GET and settles with the status and headers. A GET
+ * answered 206 streams its body straight into the caller's buffer, which must
+ * be the body's exact size; any other answer is not read: the connection is
+ * dropped instead (a server that ignores a Range header would otherwise send the
+ * whole file). Every failure is an HttpError whose `transient` says whether trying
+ * again may help: a connection reset or closed early, a body shorter than
+ * announced, or the per-transfer timeout are transient; a refused connection, an
+ * unknown host or a certificate the server cannot prove are not.
+ *
+ * Built on node:http / node:https agents, because undici is not among the
+ * project's installed dependencies; this module is the only one that knows.
+ */
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+
+export interface HttpTransportOptions {
+  sslverify: boolean;
+  /** Whole-transfer limit in milliseconds; 0 for none. */
+  timeoutMs: number;
+}
+
+export interface HttpAnswer {
+  status: number;
+  statusText: string;
+  headers: IncomingHttpHeaders;
+}
+
+export class HttpError extends Error {
+  constructor(message: string, readonly transient: boolean) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+const MAX_SOCKETS = 8;
+
+/** Socket errors after which a new connection may well succeed. */
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+export class HttpTransport {
+  private readonly agents = new Map<string, http.Agent>();
+
+  constructor(private readonly opts: HttpTransportOptions) {}
+
+  /** One request; with `body`, a 206 answer's body fills it exactly. */
+  request(url: URL, method: 'HEAD' | 'GET', headers: Record<string, string>, body?: Uint8Array): Promise<HttpAnswer> {
+    return new Promise<HttpAnswer>((resolve, reject) => {
+      const mod = url.protocol === 'https:' ? https : http;
+      let settled = false;
+      const finish = (err: Error | null, answer?: HttpAnswer): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) {
+          req.destroy();
+          reject(err);
+        } else resolve(answer!);
+      };
+      const req = mod.request(url, { method, headers, agent: this.agent(url.protocol) }, (res) => {
+        const answer: HttpAnswer = { status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', headers: res.headers };
+        if (method === 'HEAD') {
+          res.resume();
+          res.on('end', () => finish(null, answer));
+        } else if (answer.status === 206 && body) {
+          receiveBody(res, body, (err) => finish(err, answer));
+        } else {
+          // Not a body we asked for: drop the connection rather than download it.
+          res.destroy();
+          finish(null, answer);
+        }
+        res.on('error', (e) => finish(describeSocketError(e)));
+      });
+      const timer = this.opts.timeoutMs > 0
+        ? setTimeout(() => finish(new HttpError(`no complete answer within ${this.opts.timeoutMs / 1000} s`, true)), this.opts.timeoutMs)
+        : undefined;
+      req.on('error', (e) => finish(describeSocketError(e)));
+      req.end();
+    });
+  }
+
+  /** Closes the pooled connections. */
+  close(): void {
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+  }
+
+  private agent(protocol: string): http.Agent {
+    let agent = this.agents.get(protocol);
+    if (!agent) {
+      const common = { keepAlive: true, maxSockets: MAX_SOCKETS };
+      agent = protocol === 'https:'
+        ? new https.Agent({ ...common, rejectUnauthorized: this.opts.sslverify })
+        : new http.Agent(common);
+      this.agents.set(protocol, agent);
+    }
+    return agent;
+  }
+}
+
+function receiveBody(res: IncomingMessage, body: Uint8Array, done: (err: Error | null) => void): void {
+  let got = 0;
+  res.on('data', (chunk: Buffer) => {
+    if (got + chunk.length > body.length) {
+      done(new HttpError(`the server sent more than the ${body.length} bytes asked for`, false));
+      return;
+    }
+    body.set(chunk, got);
+    got += chunk.length;
+  });
+  res.on('end', () => done(got === body.length ? null : new HttpError(`the answer ended after ${got} of ${body.length} bytes`, true)));
+  res.on('close', () => {
+    if (!res.complete) done(new HttpError(`the connection closed after ${got} of ${body.length} bytes`, true));
+  });
+}
+
+const TLS_VERIFY = /CERT|SIGNATURE|ISSUER|ALTNAME|VERIFY/;
+
+function describeSocketError(e: Error): HttpError {
+  const code = (e as NodeJS.ErrnoException).code ?? '';
+  if (TLS_VERIFY.test(code)) {
+    return new HttpError(`server certificate verification failed: ${e.message} (sslverify=off skips the check)`, false);
+  }
+  if (code === 'ECONNREFUSED') return new HttpError(`connection refused (${e.message})`, false);
+  return new HttpError(e.message || code, TRANSIENT_CODES.has(code) || e.message === 'aborted' || e.message === 'socket hang up');
+}
