@@ -5,6 +5,8 @@
  *   user[,id=ID][,net=ADDR[/PREFIX|/MASK]][,host=ADDR][,dns=ADDR][,dhcpstart=ADDR]
  *       [,restrict=on|off][,hostname=NAME][,domainname=NAME][,dnssearch=DOMAIN]...
  *       [,tftp=DIR][,bootfile=NAME]
+ *       [,ipv6=on|off][,ipv6-net=ADDR[/LEN] | ,ipv6-prefix=ADDR,ipv6-prefixlen=LEN]
+ *       [,ipv6-host=ADDR][,ipv6-dns=ADDR]
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *       [,guestfwd=[tcp:]SERVER:PORT-cmd:COMMAND | -tcp:HOST:PORT]...
  *   tap[,id=ID][,ifname=NAME][,script=no][,downscript=no][,vnet_hdr=on|off]
@@ -18,12 +20,17 @@
  * The text is "type,key=value,...", where ",," is a literal comma; hostfwd,
  * guestfwd and dnssearch may repeat. Unknown types and keys, bad addresses, ports and booleans are errors that
  * name the offending text. Addresses default as in QEMU: net 10.0.2.0/24, host
- * .2, dns .3, dhcpstart .15. TAP setup scripts are not run: script= and
- * downscript= accept only "no" (tsemu configures nothing on the host side).
+ * .2, dns .3, dhcpstart .15; IPv6 on, prefix fec0::/64, host ::2, dns ::3
+ * (user/ipv6-options.ts). A hostfwd address in brackets is IPv6 ([::1], [fec0::15]);
+ * a forward with an IPv6 guest address, or with none and an IPv6 host address, goes
+ * to the guest's IPv6 side (its SLAAC address when none is given). TAP setup
+ * scripts are not run: script= and downscript= accept only "no" (tsemu configures nothing on the host side).
  */
 import { inNetwork, parseIpv4, prefixMask, formatIpv4 } from './address.js';
 import type { UdpAddress } from './dgram.js';
 import { checkSearchDomain, encodeSearchList, MAX_SEARCH_LIST } from './user/search-list.js';
+import { parseIpv6, type Ipv6Address } from './user/ip-address.js';
+import { IPV6_OPTIONS, parseIpv6Options, type Ipv6Config } from './user/ipv6-options.js';
 import type { StreamAddress } from './stream.js';
 
 export interface HostForward {
@@ -35,6 +42,8 @@ export interface HostForward {
   /** Guest address; null means the first DHCP address. */
   guestAddr: number | null;
   guestPort: number;
+  /** Present for a forward to the guest's IPv6 side: its guest address, null for the one the guest uses. */
+  guestAddr6?: Ipv6Address | null;
 }
 
 /** Guest connections to SERVER:PORT (an address of the user network) go to a command or a host socket. */
@@ -64,6 +73,8 @@ export interface UserNetdev {
   bootfile?: string;
   hostfwd: HostForward[];
   guestfwd: GuestForward[];
+  /** The IPv6 side (ipv6=off: null). */
+  ipv6: Ipv6Config | null;
 }
 
 export interface TapNetdev {
@@ -141,19 +152,26 @@ function parsePort(text: string, what: string, allowZero: boolean): number {
   return port;
 }
 
-/** "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" */
+/** "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT", an IPv6 address in brackets. */
 export function parseHostForward(text: string): HostForward {
-  const m = /^(?:(tcp|udp):)?([^:]*):(\d*)-([^:]*):(\d*)$/.exec(text);
+  const m = /^(?:(tcp|udp):)?(\[[^\]]*\]|[^:[\]]*):(\d*)-(\[[^\]]*\]|[^:[\]]*):(\d*)$/.exec(text);
   if (!m) throw new Error(`hostfwd: '${text}' is not [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport`);
-  const [, proto = 'tcp', hostAddr = '', hostPort = '', guestAddr = '', guestPort = ''] = m;
-  if (hostAddr !== '') parseIpv4(hostAddr, 'hostfwd host address');
-  return {
+  const [, proto = 'tcp', hostText = '', hostPort = '', guestText = '', guestPort = ''] = m;
+  const host6 = hostText.startsWith('[');
+  const guest6 = guestText.startsWith('[');
+  const hostAddr = host6 ? hostText.slice(1, -1) : hostText;
+  if (host6) parseIpv6(hostAddr, 'hostfwd host address');
+  else if (hostAddr !== '') parseIpv4(hostAddr, 'hostfwd host address');
+  const fwd: HostForward = {
     proto: proto as 'tcp' | 'udp',
     hostAddr,
     hostPort: parsePort(hostPort, 'host port', true),
-    guestAddr: guestAddr === '' ? null : parseIpv4(guestAddr, 'hostfwd guest address'),
+    guestAddr: guestText === '' || guest6 ? null : parseIpv4(guestText, 'hostfwd guest address'),
     guestPort: parsePort(guestPort, 'guest port', false),
   };
+  if (guest6) fwd.guestAddr6 = parseIpv6(guestText.slice(1, -1), 'hostfwd guest address');
+  else if (host6 && guestText === '') fwd.guestAddr6 = null;
+  return fwd;
 }
 
 /** "[tcp:]SERVER:PORT-cmd:COMMAND" or "[tcp:]SERVER:PORT-tcp:HOST:PORT" */
@@ -194,7 +212,7 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     if (key === 'hostfwd') hostfwd.push(parseHostForward(value));
     else if (key === 'dnssearch') dnssearch.push(checkSearchDomain(value));
     else if (key === 'guestfwd') guestfwd.push(parseGuestForward(value));
-    else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile'].includes(key)) fields.set(key, value);
+    else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile', ...IPV6_OPTIONS].includes(key)) fields.set(key, value);
     else throw new Error(`user: unknown option '${key}'`);
   }
   const searchBytes = encodeSearchList(dnssearch).length;
@@ -229,6 +247,7 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     bootfile: fields.get('bootfile'),
     hostfwd,
     guestfwd,
+    ipv6: parseIpv6Options(fields, parseBoolean(fields.get('ipv6') ?? 'on', 'ipv6')),
   };
 }
 

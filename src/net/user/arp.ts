@@ -1,29 +1,16 @@
 /**
  * ARP for the user network (RFC 826, Ethernet/IPv4 only): answers requests for the
  * router's own addresses (host and DNS, one MAC) and keeps the guests' MACs, learnt
- * from their ARP and IPv4 frames. A packet for a guest whose MAC is not known yet
- * (a host forward before the guest said anything) waits while an ARP request goes
- * out, at most 16 packets per address, and leaves when the answer comes; a request
- * is repeated at most once a second. At most 1024 guest addresses are remembered.
+ * from their ARP and IPv4 frames (neighbours.ts: packets for an unknown guest wait
+ * for the answer to an ARP request; broadcast addresses go at once).
  */
+import { Neighbours, type FrameBuilder } from './neighbours.js';
 import { BROADCAST_MAC, ETHERTYPE_ARP } from './packet.js';
 
-const MAX_NEIGHBOURS = 1024;
-const MAX_WAITING = 16;
-const REQUEST_INTERVAL_MS = 1000;
 const ARP_LENGTH = 42;
 
-/** Builds the frames of one packet once the destination MAC is known. */
-export type FrameBuilder = (mac: Uint8Array) => Uint8Array[];
-
-interface Waiting {
-  frames: FrameBuilder[];
-  lastRequest: number;
-}
-
 export class Arp {
-  private readonly macs = new Map<number, Uint8Array>();
-  private readonly waiting = new Map<number, Waiting>();
+  private readonly neighbours: Neighbours<number>;
 
   /**
    * @param routerMac the router's MAC
@@ -33,25 +20,23 @@ export class Arp {
    */
   constructor(
     private readonly routerMac: Uint8Array,
-    private readonly routerAddr: number,
+    routerAddr: number,
     private readonly isRouter: (addr: number) => boolean,
-    private readonly isNeighbour: (addr: number) => boolean,
+    isNeighbour: (addr: number) => boolean,
     private readonly put: (frame: Uint8Array) => void,
-  ) {}
+  ) {
+    this.neighbours = new Neighbours<number>((addr) => addr, isNeighbour, () => BROADCAST_MAC,
+      (addr) => put(this.message(1, routerAddr, new Uint8Array(6), addr)), put);
+  }
 
   /** Remembers a guest's MAC (from any of its frames) and releases packets that waited for it. */
   learn(addr: number, mac: Uint8Array): void {
-    if (!this.isNeighbour(addr)) return;
-    const known = this.macs.get(addr);
-    if (known && known.every((b, i) => b === mac[i])) return;
-    if (!known && this.macs.size >= MAX_NEIGHBOURS) return;
-    const copy = mac.slice();
-    this.macs.set(addr, copy);
-    const w = this.waiting.get(addr);
-    if (w) {
-      this.waiting.delete(addr);
-      for (const build of w.frames) for (const frame of build(copy)) this.put(frame);
-    }
+    this.neighbours.learn(addr, mac);
+  }
+
+  /** Sends a packet's frames to `addr` once its MAC is known; broadcast addresses go at once. */
+  deliver(addr: number, build: FrameBuilder): void {
+    this.neighbours.deliver(addr, build);
   }
 
   /** An ARP frame from the guest. */
@@ -62,27 +47,6 @@ export class Arp {
     const targetIp = view.getUint32(38);
     this.learn(senderIp, frame.subarray(22, 28));
     if (op === 1 && this.isRouter(targetIp)) this.put(this.message(2, targetIp, frame.subarray(22, 28), senderIp));
-  }
-
-  /** Sends a packet's frames to `addr` once its MAC is known; broadcast addresses go at once. */
-  deliver(addr: number, build: FrameBuilder): void {
-    const mac = this.macs.get(addr) ?? (this.isNeighbour(addr) ? undefined : BROADCAST_MAC);
-    if (mac) {
-      for (const frame of build(mac)) this.put(frame);
-      return;
-    }
-    let w = this.waiting.get(addr);
-    if (!w) {
-      if (this.waiting.size >= MAX_NEIGHBOURS) return;
-      w = { frames: [], lastRequest: 0 };
-      this.waiting.set(addr, w);
-    }
-    if (w.frames.length < MAX_WAITING) w.frames.push(build);
-    const now = Date.now();
-    if (now - w.lastRequest >= REQUEST_INTERVAL_MS) {
-      w.lastRequest = now;
-      this.put(this.message(1, this.routerAddr, new Uint8Array(6), addr));
-    }
   }
 
   private message(op: number, senderIp: number, targetMac: Uint8Array, targetIp: number): Uint8Array {

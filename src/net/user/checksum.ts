@@ -6,6 +6,7 @@
  * and complements. A received header or segment whose checksum field is included
  * verifies when finish() gives 0.
  */
+import type { IpAddress } from './ip-address.js';
 
 export function sum(bytes: Uint8Array, offset: number, length: number, initial = 0): number {
   let acc = initial;
@@ -23,7 +24,15 @@ export function finish(acc: number): number {
   return ~s & 0xffff;
 }
 
-/** The IPv4 pseudo header's sum (source, destination, protocol, L4 length). */
-export function pseudoHeader(src: number, dst: number, protocol: number, length: number): number {
-  return (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + protocol + length;
+/**
+ * The pseudo header's sum: source, destination, protocol (next header) and L4 length,
+ * for IPv4 (RFC 793) and IPv6 (RFC 8200 8.1) alike; the two differ only in the
+ * addresses' size and in where the fields sit, which a sum does not see.
+ */
+export function pseudoHeader(src: IpAddress, dst: IpAddress, protocol: number, length: number): number {
+  return addressSum(src) + addressSum(dst) + protocol + length;
+}
+
+function addressSum(addr: IpAddress): number {
+  return typeof addr === 'number' ? (addr >>> 16) + (addr & 0xffff) : sum(addr, 0, 16);
 }

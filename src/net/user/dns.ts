@@ -3,8 +3,8 @@
  * the host's own resolver (dns.lookup, so the host's /etc/hosts, nsswitch and
  * resolv.conf all apply, as for any host program). Only the first question is
  * answered. A and AAAA get the host's addresses (TTL 60 s); a host loopback address
- * (127.0.0.0/8) in an A answer becomes the user network's host address, where the
- * guest reaches the host's loopback. Other types, and A or AAAA for a name that has
+ * (127.0.0.0/8 in an A answer, ::1 in an AAAA answer) becomes the user network's
+ * host address of that family, where the guest reaches the host's loopback. Other types, and A or AAAA for a name that has
  * addresses of the other family only, get an empty NOERROR answer; a name the host
  * cannot resolve gets NXDOMAIN, a failing resolver SERVFAIL, a malformed
  * query FORMERR (or nothing when not even the header is there). Answers fit in
@@ -16,6 +16,7 @@
  * pool.
  */
 import { lookup } from 'node:dns/promises';
+import { isLoopback6, tryParseIpv6, type Ipv6Address } from './ip-address.js';
 
 const TYPE_A = 1;
 const TYPE_AAAA = 28;
@@ -77,8 +78,11 @@ function header(query: Uint8Array, rcode: number, answers: number, questionEnd: 
   return out;
 }
 
-/** Answers one DNS query (the UDP payload); null when it cannot even be answered with an error. */
-export async function answerDnsQuery(query: Uint8Array, hostAddress: number): Promise<Uint8Array | null> {
+/**
+ * Answers one DNS query (the UDP payload); null when it cannot even be answered with
+ * an error. `hostAddress` and `hostAddress6` stand for the host's loopback addresses.
+ */
+export async function answerDnsQuery(query: Uint8Array, hostAddress: number, hostAddress6?: Ipv6Address): Promise<Uint8Array | null> {
   if (query.length < 12 || (query[2]! & 0x80) !== 0) return null;
   const question = (query[2]! & 0x78) === 0 && query[5] === 1 && query[4] === 0 ? readQuestion(query) : null;
   if (!question) return header(query, RCODE_FORMERR, 0, 12).subarray(0, 12);
@@ -105,7 +109,7 @@ export async function answerDnsQuery(query: Uint8Array, hostAddress: number): Pr
     view.setUint16(at + 4, 1);
     view.setUint32(at + 6, TTL);
     view.setUint16(at + 10, size);
-    writeAddress(out, at + 12, addresses[n]!.address, hostAddress);
+    writeAddress(out, at + 12, addresses[n]!.address, hostAddress, hostAddress6);
     at += recordLength;
   }
   return out.subarray(0, at);
@@ -119,24 +123,13 @@ async function nameExists(name: string, family: 4 | 6): Promise<boolean> {
   }
 }
 
-function writeAddress(out: Uint8Array, at: number, text: string, hostAddress: number): void {
-  const view = new DataView(out.buffer);
-  if (!text.includes(':')) {
-    const parts = text.split('.').map(Number);
-    const addr = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
-    view.setUint32(at, parts[0] === 127 ? hostAddress : addr);
+function writeAddress(out: Uint8Array, at: number, text: string, hostAddress: number, hostAddress6: Ipv6Address | undefined): void {
+  const v6 = tryParseIpv6(text.replace(/%.*$/, ''));
+  if (v6) {
+    out.set(hostAddress6 && isLoopback6(v6) ? hostAddress6 : v6, at);
     return;
   }
-  // IPv6: expand "::" and write eight 16-bit groups (an embedded IPv4 tail is converted first).
-  let t = text.replace(/%.*$/, '');
-  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(t);
-  if (v4) {
-    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
-    t = `${t.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const [head = '', tail] = t.split('::');
-  const h = head ? head.split(':') : [];
-  const tl = tail !== undefined && tail ? tail.split(':') : [];
-  const groups = [...h, ...Array(8 - h.length - tl.length).fill('0'), ...tl];
-  groups.forEach((g, i) => view.setUint16(at + 2 * i, parseInt(g, 16) || 0));
+  const parts = text.split('.').map(Number);
+  const addr = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+  new DataView(out.buffer).setUint32(at, parts[0] === 127 ? hostAddress : addr);
 }

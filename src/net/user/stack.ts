@@ -19,7 +19,20 @@
  * reached as themselves; guest forwards (guestfwd=) take TCP connections to their
  * server address and port to a command or a host socket. With restrict=on the
  * guest reaches only DHCP, TFTP, ARP, ping of the router and the guest forwards:
- * no NAT and no DNS; host forwards still work. IPv6 and other ethertypes are dropped.
+ * no NAT and no DNS; host forwards still work.
+ *
+ * IPv6 (ipv6=on, the default): packets are checked and their extension headers
+ * walked (ipv6.ts); NDP and router advertisements give the guest its SLAAC address
+ * in the prefix and the DNS address (ndp.ts). ICMPv6 echo to the router's addresses
+ * is answered here, to other addresses through the host's ICMPv6 socket; UDP to the
+ * DNS address port 53 goes to the DNS server; other UDP and TCP go through the same
+ * NAT as IPv4's: the IPv6 host address stands for the host's ::1, other addresses
+ * of the prefix, link-local, multicast and IPv4-embedding addresses are
+ * unreachable, others are reached as themselves. A hop limit that ends here gets
+ * ICMPv6 time exceeded. restrict=on cuts IPv6 off the same way. Fragments are
+ * dropped, and packets to the guest larger than the MTU are not fragmented (TCP is
+ * sized by its MSS; only UDP datagrams larger than a frame suffer). TFTP, DHCPv6
+ * and guest forwards are IPv4 only. Other ethertypes are dropped.
  *
  * Host forwards are started by create() and can be added and removed at run time
  * (addHostForward, removeHostForward). close() resets every connection and closes
@@ -39,8 +52,14 @@ import { DhcpServer } from './dhcp.js';
 import { answerDnsQuery } from './dns.js';
 import { IcmpEcho } from './icmp-echo.js';
 import {
-  BROADCAST_MAC, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, l4ChecksumOk, OutPacket,
-  PROTO_ICMP, PROTO_TCP, PROTO_UDP, type InPacket,
+  addressKey, formatAddress, formatIpv6, hostPortText, inPrefix6, isEmbeddedIpv4, isLinkLocal6, isMulticast6, parseIpv6,
+  sameAddress, type IpAddress,
+} from './ip-address.js';
+import { readIpv6, type Ipv6Packet } from './ipv6.js';
+import { Ndp } from './ndp.js';
+import {
+  BROADCAST_MAC, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, l4ChecksumOk, OutPacket,
+  PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, type InPacket,
 } from './packet.js';
 import { commandStream } from './command-stream.js';
 import { connectHost, TcpNat } from './tcp.js';
@@ -49,6 +68,10 @@ import { udpPacket, UdpNat } from './udp.js';
 
 /** The link MTU the stack assumes (its frames carry at most this many IP bytes). */
 const MTU = 1500;
+const LOOPBACK = 0x7f000001;
+const LOOPBACK6 = parseIpv6('::1');
+/** The most of a packet an ICMPv6 error quotes (its message fits IPv6's minimum MTU, 1280). */
+const ICMPV6_ERROR_QUOTE = 1280 - 48;
 
 /** The router's MAC: locally administered, its last four bytes the default host address 10.0.2.2. */
 export const ROUTER_MAC = new Uint8Array([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
@@ -75,14 +98,17 @@ export class UserStack implements FrameBackend {
   private readonly udp: UdpNat;
   private readonly tcp: TcpNat;
   private readonly tftp: TftpServer | null;
-  private readonly echo = new IcmpEcho((packet) => this.emit(packet));
+  private readonly echo = new IcmpEcho(4, (packet) => this.emit(packet));
+  private readonly echo6 = new IcmpEcho(6, (packet) => this.emit(packet));
+  /** The IPv6 side (null with ipv6=off). */
+  private readonly ndp: Ndp | null;
   private readonly reassembler = new Reassembler();
   private readonly listeners: Listener[] = [];
   private readonly guestForwards = new Map<string, GuestForward>();
-  private readonly openHost = (dst: number, port: number): Duplex | null => this.openHostEnd(dst, port);
-  /** The addresses the router itself answers for: host, DNS, guest forwards. */
-  private readonly isRouter = (addr: number): boolean =>
-    addr === this.config.host || addr === this.config.dns || this.config.guestfwd.some((g) => g.addr === addr);
+  private readonly openHost = (dst: IpAddress, port: number): Duplex | null => this.openHostEnd(dst, port);
+  /** The addresses the router itself answers for: host, DNS, guest forwards; for IPv6 its link-local, host and DNS addresses. */
+  private readonly isRouter = (addr: IpAddress): boolean => typeof addr !== 'number' ? this.ndp !== null && this.ndp.isRouter(addr)
+    : addr === this.config.host || addr === this.config.dns || this.config.guestfwd.some((g) => g.addr === addr);
 
   private constructor(readonly config: UserNetdev) {
     const broadcast = (config.net | ~prefixMask(config.prefix)) >>> 0;
@@ -92,6 +118,7 @@ export class UserStack implements FrameBackend {
     this.dhcp = new DhcpServer(config);
     this.udp = new UdpNat(this);
     this.tcp = new TcpNat(this);
+    this.ndp = config.ipv6 ? new Ndp(config.ipv6, ROUTER_MAC, (frame) => this.put(frame)) : null;
     for (const g of config.guestfwd) this.guestForwards.set(`${g.addr}:${g.port}`, g);
     this.tftp = config.tftp === undefined ? null
       : new TftpServer(config.tftp, (srcPort, guest, guestPort, payload) => this.emit(udpPacket(config.host, srcPort, guest, guestPort, payload)));
@@ -122,11 +149,13 @@ export class UserStack implements FrameBackend {
     return this.listeners.map((l) => l.active);
   }
 
-  /** Sends a finished IPv4 packet to the guest (the only way a packet leaves). */
+  /** Sends a packet to the guest (the only way a packet leaves). */
   emit(packet: OutPacket): void {
     if (this.closed) return;
+    const { dst } = packet;
+    if (typeof dst !== 'number') return this.ndp?.send(packet);
     const id = this.ipId++;
-    this.arp.deliver(packet.dst, (mac) => fragment(packet.finalize(mac, ROUTER_MAC, id), MTU));
+    this.arp.deliver(dst, (mac) => fragment(packet.finalize(mac, ROUTER_MAC, id), MTU));
   }
 
   private put(frame: Uint8Array): void {
@@ -139,6 +168,7 @@ export class UserStack implements FrameBackend {
     const type = view.getUint16(12);
     if (type === ETHERTYPE_ARP) this.arp.input(frame, view);
     else if (type === ETHERTYPE_IPV4) this.ipv4(frame, view);
+    else if (type === ETHERTYPE_IPV6) this.ipv6(frame, view);
   }
 
   private ipv4(frame: Uint8Array, view: DataView): void {
@@ -156,7 +186,9 @@ export class UserStack implements FrameBackend {
     }
     const dst = view.getUint32(30);
     this.arp.learn(view.getUint32(26), frame.subarray(6, 12));
-    if (view.getUint8(22) <= 1 && !this.isRouter(dst) && dst !== 0xffffffff) return this.timeExceeded(frame, headerLength, total);
+    if (view.getUint8(22) <= 1 && !this.isRouter(dst) && dst !== 0xffffffff) {
+      return this.timeExceeded(view.getUint32(26), frame.subarray(ETH_HEADER, ETH_HEADER + headerLength + Math.min(8, total - headerLength)));
+    }
     const p: InPacket = {
       frame, view,
       src: view.getUint32(26),
@@ -171,44 +203,86 @@ export class UserStack implements FrameBackend {
     }
   }
 
+  private ipv6(frame: Uint8Array, view: DataView): void {
+    const p = readIpv6(frame, view);
+    if (!p || !this.ndp) return;
+    this.ndp.learn(p.src, frame.subarray(6, 12));
+    if (isMulticast6(p.dst)) {
+      if (p.protocol === PROTO_ICMPV6) this.icmp6(p); // NDP to a group; nothing else is for the router
+      return;
+    }
+    if (p.hopLimit <= 1 && !this.ndp.isRouter(p.dst)) {
+      return this.timeExceeded(p.src, frame.subarray(ETH_HEADER, Math.min(p.l4 + p.l4Length, ETH_HEADER + ICMPV6_ERROR_QUOTE)));
+    }
+    switch (p.protocol) {
+      case PROTO_ICMPV6: return this.icmp6(p);
+      case PROTO_UDP: return this.udpIn(p);
+      case PROTO_TCP: return this.tcp.input(p, this.openHost);
+    }
+  }
+
   /** Where the host reaches a guest destination, or null when the guest may not reach it. */
-  private hostAddressOf(dst: number): string | null {
+  private hostAddressOf(dst: IpAddress): IpAddress | null {
     const { config } = this;
     if (config.restrict) return null;
-    if (dst === config.host) return '127.0.0.1';
-    if (inNetwork(dst, config.net, config.prefix) || dst >>> 28 >= 14 || dst >>> 24 === 0 || dst >>> 24 === 127) return null;
-    return formatIpv4(dst);
+    if (typeof dst === 'number') {
+      if (dst === config.host) return LOOPBACK;
+      if (inNetwork(dst, config.net, config.prefix) || dst >>> 28 >= 14 || dst >>> 24 === 0 || dst >>> 24 === 127) return null;
+      return dst;
+    }
+    const v6 = config.ipv6;
+    if (!v6) return null;
+    if (sameAddress(dst, v6.host)) return LOOPBACK6;
+    if (inPrefix6(dst, v6.prefix, v6.prefixLength) || isLinkLocal6(dst) || isMulticast6(dst) || isEmbeddedIpv4(dst)) return null;
+    return dst;
+  }
+
+  private isDns(addr: IpAddress): boolean {
+    return typeof addr === 'number' ? addr === this.config.dns : this.config.ipv6 !== null && sameAddress(addr, this.config.ipv6.dns);
   }
 
   /** The host end of a new guest TCP connection: a guest forward's target, else NAT. */
-  private openHostEnd(dst: number, port: number): Duplex | null {
-    const g = this.guestForwards.get(`${dst}:${port}`);
+  private openHostEnd(dst: IpAddress, port: number): Duplex | null {
+    const g = this.guestForwards.get(`${addressKey(dst)}:${port}`);
     if (g) return g.target.kind === 'cmd' ? commandStream(g.target.command) : connectHost(g.target.host, g.target.port);
     const host = this.hostAddressOf(dst);
-    return host === null ? null : connectHost(host, port);
+    return host === null ? null : connectHost(formatAddress(host), port);
   }
 
-  /** A packet whose TTL ends here instead of being passed on: ICMP time exceeded (so traceroute works). */
-  private timeExceeded(frame: Uint8Array, headerLength: number, total: number): void {
-    const quoted = headerLength + Math.min(8, total - headerLength);
-    const src = new DataView(frame.buffer, frame.byteOffset).getUint32(26);
-    const p = new OutPacket(PROTO_ICMP, this.config.host, src, 8 + quoted);
-    p.view.setUint8(p.l4, 11);
-    p.frame.set(frame.subarray(ETH_HEADER, ETH_HEADER + quoted), p.l4 + 8);
+  /**
+   * A packet whose TTL or hop limit ends here instead of being passed on: ICMP or
+   * ICMPv6 time exceeded from the host address, quoting `quoted` (so traceroute works).
+   */
+  private timeExceeded(src: IpAddress, quoted: Uint8Array): void {
+    const v4 = typeof src === 'number';
+    const p = new OutPacket(v4 ? PROTO_ICMP : PROTO_ICMPV6, v4 ? this.config.host : this.config.ipv6!.host, src, 8 + quoted.length);
+    p.view.setUint8(p.l4, v4 ? 11 : 3);
+    p.frame.set(quoted, p.l4 + 8);
     this.emit(p);
   }
 
   private icmp(p: InPacket): void {
     const { frame, view, l4, l4Length } = p;
     if (l4Length < 8 || view.getUint8(l4) !== 8 || finish(sum(frame, l4, l4Length)) !== 0) return;
-    if (p.dst !== this.config.host && p.dst !== this.config.dns) {
+    this.echoRequest(p, p.dst === this.config.host || p.dst === this.config.dns, PROTO_ICMP, 0, this.echo);
+  }
+
+  private icmp6(p: Ipv6Packet): void {
+    if (p.l4Length < 8 || !l4ChecksumOk(p, PROTO_ICMPV6) || this.ndp!.input(p)) return;
+    if (p.view.getUint16(p.l4) === 128 << 8 && !isMulticast6(p.dst)) this.echoRequest(p, this.ndp!.isRouter(p.dst), PROTO_ICMPV6, 129, this.echo6);
+  }
+
+  /** An echo request (checksum verified): answered here when `local`, else sent on through NAT's ICMP socket. */
+  private echoRequest(p: InPacket, local: boolean, protocol: number, replyType: number, echo: IcmpEcho): void {
+    const request = p.frame.subarray(p.l4, p.l4 + p.l4Length);
+    if (!local) {
       const host = this.hostAddressOf(p.dst);
-      if (host !== null) this.echo.send(p.src, p.dst, parseIpv4(host), frame.slice(l4, l4 + l4Length));
+      if (host !== null) echo.send(p.src, p.dst, host, request.slice());
       return;
     }
-    const reply = new OutPacket(PROTO_ICMP, p.dst, p.src, l4Length);
-    reply.frame.set(frame.subarray(l4, l4 + l4Length), reply.l4);
-    reply.view.setUint8(reply.l4, 0); // echo reply, same identifier, sequence and data
+    const reply = new OutPacket(protocol, p.dst, p.src, p.l4Length);
+    reply.frame.set(request, reply.l4);
+    reply.view.setUint8(reply.l4, replyType); // same identifier, sequence and data
     this.emit(reply);
   }
 
@@ -221,45 +295,59 @@ export class UserStack implements FrameBackend {
     const dstPort = view.getUint16(l4 + 2);
     const payload = p.frame.subarray(l4 + 8, l4 + length);
     const { config } = this;
-    if (dstPort === 67) {
+    const { src, dst } = p;
+    if (typeof src === 'number' && dstPort === 67) {
       const reply = this.dhcp.handle(payload);
       if (reply) this.put(udpPacket(config.host, 67, 0xffffffff, 68, reply).finalize(BROADCAST_MAC, ROUTER_MAC, this.ipId++));
       return;
     }
-    if (p.dst === config.host && this.tftp?.owns(dstPort)) return this.tftp.input(p.src, srcPort, dstPort, payload.slice());
-    if (p.dst === config.dns && dstPort === 53) {
+    if (typeof src === 'number' && dst === config.host && this.tftp?.owns(dstPort)) return this.tftp.input(src, srcPort, dstPort, payload.slice());
+    if (dstPort === 53 && this.isDns(dst)) {
       if (config.restrict) return;
-      const query = payload.slice();
-      const guest = p.src;
-      void answerDnsQuery(query, config.host).then((answer) => {
-        if (answer) this.emit(udpPacket(config.dns, 53, guest, srcPort, answer));
+      void answerDnsQuery(payload.slice(), config.host, config.ipv6?.host).then((answer) => {
+        if (answer) this.emit(udpPacket(dst, 53, src, srcPort, answer));
       });
       return;
     }
-    const host = this.hostAddressOf(p.dst);
-    if (host !== null) this.udp.fromGuest(p.src, srcPort, p.dst, dstPort, host, payload.slice());
+    const host = this.hostAddressOf(dst);
+    if (host !== null) this.udp.fromGuest(src, srcPort, dst, dstPort, formatAddress(host), payload.slice());
   }
 
-  /** The guest address a host forward without one goes to: the first DHCP address (dhcpstart). */
-  private defaultGuest(fwd: HostForward): number {
-    return fwd.guestAddr ?? this.config.dhcpStart;
+  /**
+   * The guest address a host forward goes to: its own, else for IPv4 the first DHCP
+   * address (dhcpstart), for IPv6 the guest's address in the prefix once seen (null before).
+   */
+  private guestOf(fwd: HostForward): IpAddress | null {
+    if (fwd.guestAddr6 === undefined) return fwd.guestAddr ?? this.config.dhcpStart;
+    return fwd.guestAddr6 ?? this.ndp?.guestAddress ?? null;
+  }
+
+  /** The address the guest sees a host forward's connections come from: the host address of the guest's family. */
+  private forwardPeer(fwd: HostForward): IpAddress {
+    if (fwd.guestAddr6 === undefined) return this.config.host;
+    if (!this.config.ipv6) throw new Error(`hostfwd: the guest side of ${hostPortText(fwd.hostAddr, fwd.hostPort)} is IPv6, which ipv6=off turned off`);
+    return this.config.ipv6.host;
   }
 
   /** Starts a host forward (hostPort 0 picks a free port; see forwards for where it listens). */
   async addHostForward(fwd: HostForward): Promise<ActiveForward> {
-    const guestOf = (): number => this.defaultGuest(fwd);
+    const peer = this.forwardPeer(fwd);
+    const guestOf = (): IpAddress | null => this.guestOf(fwd);
     let listener: Listener;
     if (fwd.proto === 'tcp') {
-      const server: Server = await this.tcp.listen(fwd, this.config.host, guestOf);
+      const server: Server = await this.tcp.listen(fwd, peer, guestOf);
       const addr = server.address() as AddressInfo;
       listener = { active: { forward: fwd, address: addr.address, port: addr.port }, close: () => server.close() };
     } else {
-      const socket: UdpSocket = createSocket('udp4');
+      const socket: UdpSocket = createSocket(fwd.hostAddr.includes(':') ? 'udp6' : 'udp4');
       await new Promise<void>((resolve, reject) => {
-        socket.once('error', (err) => reject(new Error(`hostfwd: cannot bind ${fwd.hostAddr || '*'}:${fwd.hostPort}: ${err.message}`)));
+        socket.once('error', (err) => reject(new Error(`hostfwd: cannot bind ${hostPortText(fwd.hostAddr, fwd.hostPort)}: ${err.message}`)));
         socket.bind(fwd.hostPort, fwd.hostAddr || undefined, () => resolve());
       });
-      socket.on('message', (msg, from) => this.udp.fromHost(socket, from, this.config.host, guestOf(), fwd.guestPort, msg));
+      socket.on('message', (msg, from) => {
+        const guest = guestOf();
+        if (guest !== null) this.udp.fromHost(socket, from, peer, guest, fwd.guestPort, msg);
+      });
       const addr = socket.address();
       listener = {
         active: { forward: fwd, address: addr.address, port: addr.port },
@@ -275,7 +363,7 @@ export class UserStack implements FrameBackend {
 
   /** Stops the host forward listening on proto, address and port; false if there is none. */
   removeHostForward(proto: 'tcp' | 'udp', hostAddr: string, hostPort: number): boolean {
-    const wanted = hostAddr === '' ? '0.0.0.0' : formatIpv4(parseIpv4(hostAddr));
+    const wanted = hostAddr === '' ? '0.0.0.0' : hostAddr.includes(':') ? formatIpv6(parseIpv6(hostAddr)) : formatIpv4(parseIpv4(hostAddr));
     const i = this.listeners.findIndex((l) => l.active.forward.proto === proto && l.active.port === hostPort && l.active.address === wanted);
     if (i < 0) return false;
     this.listeners.splice(i, 1)[0]!.close();
@@ -288,7 +376,9 @@ export class UserStack implements FrameBackend {
     this.closed = true;
     this.udp.close();
     this.tftp?.close();
+    this.ndp?.close();
     await this.echo.close();
+    await this.echo6.close();
     for (const l of this.listeners.splice(0)) l.close();
   }
 }

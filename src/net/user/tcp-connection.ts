@@ -12,8 +12,8 @@
  * acknowledged, the guest sent FIN (the host socket is ended). Both FINs done, or a
  * RST either way, closes the connection.
  *
- * Toward the guest: MSS and window scaling negotiated in the SYNs (our MSS 1460,
- * shift 7); our receive window is the room left in a 4 MiB allowance minus what the
+ * Toward the guest: MSS and window scaling negotiated in the SYNs (our MSS 1460
+ * over IPv4, 1440 over IPv6, shift 7); our receive window is the room left in a 4 MiB allowance minus what the
  * host socket still buffers, so a slow host reader closes the guest's window (a
  * window update follows when the socket drains). Sending: bytes from the host wait
  * in a queue (the host socket is paused above 4 MiB) and leave as segments within
@@ -36,6 +36,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
 import { Reassembly } from './reassembly.js';
+import type { IpAddress } from './ip-address.js';
 import { OutPacket, PROTO_TCP, type InPacket } from './packet.js';
 
 export const FIN = 0x01;
@@ -44,7 +45,8 @@ export const RST = 0x04;
 export const PSH = 0x08;
 export const ACK = 0x10;
 
-const OUR_MSS = 1460;
+/** Our MSS: the 1500-byte MTU less the IP and TCP headers (IPv4 20 bytes, IPv6 40). */
+export const mssFor = (addr: IpAddress): number => (typeof addr === 'number' ? 1460 : 1440);
 const OUR_WSCALE = 7;
 const RCV_ALLOWANCE = 4 << 20;
 const SND_QUEUE_LIMIT = 4 << 20;
@@ -91,21 +93,21 @@ function forEachTcpOption(view: DataView, tcp: number, headerLength: number, fn:
   }
 }
 
-/** Reads MSS and window scale from a SYN's options. */
-export function readSynOptions(view: DataView, tcp: number, headerLength: number): SynOptions {
+/** Reads MSS (capped at `maxMss`) and window scale from a SYN's options. */
+export function readSynOptions(view: DataView, tcp: number, headerLength: number, maxMss: number): SynOptions {
   const out: SynOptions = { mss: 536, wscale: -1, sack: false };
   forEachTcpOption(view, tcp, headerLength, (kind, i, len) => {
     if (kind === 2 && len === 4) out.mss = view.getUint16(i + 2);
     if (kind === 3 && len === 3) out.wscale = Math.min(view.getUint8(i + 2), 14);
     if (kind === 4 && len === 2) out.sack = true;
   });
-  out.mss = Math.max(256, Math.min(out.mss, OUR_MSS));
+  out.mss = Math.max(256, Math.min(out.mss, maxMss));
   return out;
 }
 
 /** Builds a TCP segment without a connection (resets to unknown flows). */
 export function tcpSegment(
-  src: number, srcPort: number, dst: number, dstPort: number,
+  src: IpAddress, srcPort: number, dst: IpAddress, dstPort: number,
   seq: number, ack: number, flags: number, window: number, optionsAndData = 0, optionBytes = 0,
 ): OutPacket {
   const p = new OutPacket(PROTO_TCP, src, dst, 20 + optionsAndData);
@@ -162,10 +164,10 @@ export class TcpConnection {
 
   constructor(
     private readonly out: TcpOutput,
-    readonly guestAddr: number,
+    readonly guestAddr: IpAddress,
     readonly guestPort: number,
     /** The address and port the guest sees the other end as. */
-    readonly peerAddr: number,
+    readonly peerAddr: IpAddress,
     readonly peerPort: number,
     private readonly socket: Duplex,
     private readonly onClosed: (c: TcpConnection) => void,
@@ -223,7 +225,7 @@ export class TcpConnection {
     const offerSack = asking || this.sackOk;
     const p = this.segment(this.iss, asking ? SYN : SYN | ACK, 0, 4 + (offerScale ? 4 : 0) + (offerSack ? 4 : 0));
     let o = p.l4 + 20;
-    p.view.setUint32(o, (2 << 24) | (4 << 16) | OUR_MSS);
+    p.view.setUint32(o, (2 << 24) | (4 << 16) | mssFor(this.guestAddr));
     if (offerScale) p.view.setUint32((o += 4), (1 << 24) | (3 << 16) | (3 << 8) | OUR_WSCALE);
     if (offerSack) p.view.setUint32((o += 4), (1 << 24) | (1 << 16) | (4 << 8) | 2);
     p.view.setUint16(p.l4 + 14, 0xffff); // a SYN's window is never scaled
@@ -366,7 +368,7 @@ export class TcpConnection {
       case 'syn-sent':
         if ((flags & (SYN | ACK)) !== (SYN | ACK) || ack !== this.sndNxt) return;
         this.rcvNxt = (seq + 1) >>> 0;
-        this.applySynOptions(readSynOptions(v, t, headerLength));
+        this.applySynOptions(readSynOptions(v, t, headerLength, mssFor(this.guestAddr)));
         this.sndUna = ack;
         this.sndWnd = window;
         this.established();

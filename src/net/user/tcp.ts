@@ -18,8 +18,9 @@ export function connectHost(host: string, port: number): Duplex {
 import { connect, createServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HostForward } from '../spec.js';
+import { addressKey, hostPortText, type IpAddress } from './ip-address.js';
 import { l4ChecksumOk, PROTO_TCP, type InPacket } from './packet.js';
-import { ACK, FIN, readSynOptions, RST, SYN, TcpConnection, tcpSegment, type TcpOutput } from './tcp-connection.js';
+import { ACK, FIN, mssFor, readSynOptions, RST, SYN, TcpConnection, tcpSegment, type TcpOutput } from './tcp-connection.js';
 
 const MAX_CONNECTIONS = 4096;
 const EPHEMERAL_FIRST = 49152;
@@ -30,8 +31,8 @@ export class TcpNat {
 
   constructor(private readonly out: TcpOutput) {}
 
-  private key(guestAddr: number, guestPort: number, peerAddr: number, peerPort: number): string {
-    return `${guestAddr}:${guestPort}>${peerAddr}:${peerPort}`;
+  private key(guestAddr: IpAddress, guestPort: number, peerAddr: IpAddress, peerPort: number): string {
+    return `${addressKey(guestAddr)}:${guestPort}>${addressKey(peerAddr)}:${peerPort}`;
   }
 
   get size(): number {
@@ -43,7 +44,7 @@ export class TcpNat {
    * connection to dst:port (a socket connecting, or a command), or returns null
    * when the guest may not reach it.
    */
-  input(p: InPacket, openHost: (dst: number, port: number) => Duplex | null): void {
+  input(p: InPacket, openHost: (dst: IpAddress, port: number) => Duplex | null): void {
     if (p.l4Length < 20 || !l4ChecksumOk(p, PROTO_TCP)) return;
     const v = p.view;
     const t = p.l4;
@@ -57,7 +58,7 @@ export class TcpNat {
     if (existing) return existing.input(p, headerLength);
     const socket = (flags & (SYN | ACK | RST | FIN)) === SYN && this.connections.size < MAX_CONNECTIONS ? openHost(p.dst, peerPort) : null;
     if (socket === null) return this.refuse(p, headerLength);
-    const syn = { seq: v.getUint32(t + 4), options: readSynOptions(v, t, headerLength) };
+    const syn = { seq: v.getUint32(t + 4), options: readSynOptions(v, t, headerLength, mssFor(p.src)) };
     this.connections.set(key, new TcpConnection(this.out, p.src, guestPort, p.dst, peerPort, socket, () => this.connections.delete(key), syn));
   }
 
@@ -75,7 +76,7 @@ export class TcpNat {
     this.out.emit(segment);
   }
 
-  private ephemeralPort(guestAddr: number, guestPort: number, peerAddr: number): number {
+  private ephemeralPort(guestAddr: IpAddress, guestPort: number, peerAddr: IpAddress): number {
     for (let n = 0; n < 65536 - EPHEMERAL_FIRST; n++) {
       const port = this.nextPort;
       this.nextPort = port === 65535 ? EPHEMERAL_FIRST : port + 1;
@@ -89,7 +90,7 @@ export class TcpNat {
    * is connected into the guest at guestAddrOf() (null: no guest yet, the host
    * connection is closed) from `peerAddr`.
    */
-  async listen(fwd: HostForward, peerAddr: number, guestAddrOf: () => number | null): Promise<Server> {
+  async listen(fwd: HostForward, peerAddr: IpAddress, guestAddrOf: () => IpAddress | null): Promise<Server> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
       const guestAddr = guestAddrOf();
       const port = guestAddr === null || this.connections.size >= MAX_CONNECTIONS ? 0 : this.ephemeralPort(guestAddr, fwd.guestPort, peerAddr);
@@ -100,7 +101,7 @@ export class TcpNat {
       this.connections.set(key, new TcpConnection(this.out, guestAddr, fwd.guestPort, peerAddr, port, socket, () => this.connections.delete(key)));
     });
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new Error(`hostfwd: cannot listen on ${fwd.hostAddr || '*'}:${fwd.hostPort}: ${err.message}`)));
+      server.once('error', (err) => reject(new Error(`hostfwd: cannot listen on ${hostPortText(fwd.hostAddr, fwd.hostPort)}: ${err.message}`)));
       server.listen(fwd.hostPort, fwd.hostAddr || undefined, () => resolve());
     });
     return server;

@@ -1,7 +1,8 @@
 /**
  * UDP NAT: each guest flow (guest address and port to a destination address and
- * port) gets its own host UDP socket; the guest's datagrams are sent from it to the
- * destination (the user network's host address means the host's 127.0.0.1), and
+ * port, IPv4 or IPv6) gets its own host UDP socket of that family; the guest's
+ * datagrams are sent from it to the destination (the user network's host address
+ * means the host's 127.0.0.1, its IPv6 host address the host's ::1), and
  * datagrams that come back are delivered to the guest as coming from the address
  * and port it wrote to. A UDP host forward is one host socket listening on the
  * forward's address; each host peer that writes to it becomes a flow whose guest
@@ -11,6 +12,7 @@
  * are open at once (new ones beyond are dropped, the guest just sees no answer).
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { addressKey, type IpAddress } from './ip-address.js';
 import { OutPacket, PROTO_UDP } from './packet.js';
 
 const IDLE_MS = 60_000;
@@ -28,16 +30,16 @@ interface Flow {
   owned: boolean;
   hostAddr: string;
   hostPort: number;
-  guestAddr: number;
+  guestAddr: IpAddress;
   guestPort: number;
   /** The address and port the guest sees the other side as. */
-  peerAddr: number;
+  peerAddr: IpAddress;
   peerPort: number;
   lastUsed: number;
 }
 
 /** Builds a UDP datagram to the guest. */
-export function udpPacket(src: number, srcPort: number, dst: number, dstPort: number, payload: Uint8Array): OutPacket {
+export function udpPacket(src: IpAddress, srcPort: number, dst: IpAddress, dstPort: number, payload: Uint8Array): OutPacket {
   const p = new OutPacket(PROTO_UDP, src, dst, 8 + payload.length);
   p.view.setUint16(p.l4, srcPort);
   p.view.setUint16(p.l4 + 2, dstPort);
@@ -55,17 +57,17 @@ export class UdpNat {
     this.sweeper.unref();
   }
 
-  private key(guestAddr: number, guestPort: number, peerAddr: number, peerPort: number): string {
-    return `${guestAddr}:${guestPort}>${peerAddr}:${peerPort}`;
+  private key(guestAddr: IpAddress, guestPort: number, peerAddr: IpAddress, peerPort: number): string {
+    return `${addressKey(guestAddr)}:${guestPort}>${addressKey(peerAddr)}:${peerPort}`;
   }
 
   /** A datagram from the guest to peerAddr:peerPort, which the host reaches at hostAddr. */
-  fromGuest(guestAddr: number, guestPort: number, peerAddr: number, peerPort: number, hostAddr: string, payload: Uint8Array): void {
+  fromGuest(guestAddr: IpAddress, guestPort: number, peerAddr: IpAddress, peerPort: number, hostAddr: string, payload: Uint8Array): void {
     const key = this.key(guestAddr, guestPort, peerAddr, peerPort);
     let flow = this.flows.get(key);
     if (!flow) {
       if (this.flows.size >= MAX_FLOWS) return;
-      const socket = createSocket('udp4');
+      const socket = createSocket(hostAddr.includes(':') ? 'udp6' : 'udp4');
       flow = { socket, owned: true, hostAddr, hostPort: peerPort, guestAddr, guestPort, peerAddr, peerPort, lastUsed: 0 };
       const f = flow;
       socket.on('message', (msg) => {
@@ -80,7 +82,7 @@ export class UdpNat {
   }
 
   /** A host forward's listener received `msg` from a host peer: deliver it to the guest. */
-  fromHost(socket: Socket, from: { address: string; port: number }, peerAddr: number, guestAddr: number, guestPort: number, msg: Uint8Array): void {
+  fromHost(socket: Socket, from: { address: string; port: number }, peerAddr: IpAddress, guestAddr: IpAddress, guestPort: number, msg: Uint8Array): void {
     const key = this.key(guestAddr, guestPort, peerAddr, from.port);
     let flow = this.flows.get(key);
     if (!flow) {
