@@ -2,7 +2,11 @@
  * KVM bindings on this host's /dev/kvm: the capability checks' errors, struct
  * round trips through the kernel, and a vCPU thread running hand-assembled
  * code: port I/O both ways, MMIO both ways, the kick out of a halted
- * KVM_RUN, and a triple fault reported with the registers.
+ * KVM_RUN, a triple fault reported with the registers; ioeventfd doorbells
+ * that the guest's matching writes ring in the kernel (no exit reaches the
+ * main thread's handlers, unmatched writes still do) and an irqfd whose
+ * signal KVM takes. (The x86 test guest takes its UART interrupts through an
+ * irqfd and powers off through the S5 doorbell: microvm-guest.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -11,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { KvmSystem, KvmUnavailableError, hostHasHardwareVirtualization } from '../../src/emulator/accel/kvm/kvm.js';
 import { mapAnonymous } from '../../src/emulator/accel/kvm/sys.js';
 import { startKvmVcpuThread, type IoHandlers } from '../../src/emulator/accel/kvm/vcpu-thread.js';
+import { Doorbell, EventFd } from '../../src/emulator/accel/kvm/eventfd.js';
 import { MAX_POSTED_WRITES } from '../../src/emulator/accel/kvm/vcpu-protocol.js';
 import { bootSregs, writeBootPageTables } from '../../src/emulator/x86/long-mode.js';
 
@@ -170,5 +175,50 @@ describe('KVM vCPU thread', () => {
     const report = end.kind === 'reset' ? end.why : end.kind === 'error' ? end.message : '';
     assert.match(report, /triple-faulted \(rip=0x|KVM internal error, suberror 1 .*rip=0x100008/, JSON.stringify(end));
     close();
+  });
+});
+
+describe('KVM eventfds', () => {
+  it('rings doorbells on matching port and MMIO writes without an exit to the main thread', async () => {
+    const code = [
+      0x66, 0xba, 0x04, 0x06, //       mov dx, 0x604
+      0x66, 0xb8, 0x00, 0x34, //       mov ax, 0x3400
+      0x66, 0xef, 0x66, 0xef, //       out dx, ax (twice: matched)
+      0x66, 0xb8, 0x34, 0x12, //       mov ax, 0x1234
+      0x66, 0xef, //                   out dx, ax (not matched: exits)
+      0x48, 0xb9, 0, 0, 0, 0xd0, 0, 0, 0, 0, // mov rcx, 0xd0000000
+      0x89, 0x01, //                   mov [rcx], eax (matched, any value)
+      0xfa, 0xf4, 0xeb, 0xfc, //       cli; hlt; jmp back to cli
+    ];
+    const { kvm, vm, vcpu, close } = vmWith(code);
+    const rings = { pio: 0, mmio: 0 };
+    const fail = (err: Error): never => assert.fail(err);
+    const pio = Doorbell.start(vm, 'pio doorbell', [{ space: 'pio', address: 0x604, length: 2, datamatch: 0x3400 }], (n) => (rings.pio += n), fail);
+    const mmio = Doorbell.start(vm, 'mmio doorbell', [{ space: 'mmio', address: 0xd000_0000, length: 4 }], (n) => (rings.mmio += n), fail);
+    const { log, handlers } = recorder();
+    const thread = startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers);
+    while (rings.pio < 2 || rings.mmio < 1 || log.length < 1) await new Promise((r) => setTimeout(r, 10));
+    thread.stop();
+    assert.deepEqual(await thread.ended, { kind: 'stopped' });
+    await Promise.all([pio.stop(), mmio.stop()]);
+    assert.deepEqual(rings, { pio: 2, mmio: 1 });
+    assert.deepEqual(log, ['out 604/2=1234']);
+    close();
+  });
+
+  it('binds an irqfd to a GSI: KVM takes each signal', () => {
+    const { vm, close } = vmWith([0xf4]);
+    const event = EventFd.create('test irqfd');
+    try {
+      event.signal();
+      assert.equal(event.take(), 1, 'an unbound eventfd keeps its count');
+      vm.addIrqfd(event.fd, 4);
+      event.signal();
+      event.signal();
+      assert.equal(event.take(), 0, 'KVM consumed the signals');
+    } finally {
+      event.close();
+      close();
+    }
   });
 });

@@ -2,9 +2,10 @@
  * The microvm machine on this host's KVM with the project's x86 test guest
  * (fixtures/x86-guest, built here with the host's gcc and binutils): boot
  * through the bzImage 64-bit path, boot_params/e820/cmdline/initrd, ACPI,
- * PIT and UART interrupts through the in-kernel irqchip, the PCI walk, a
- * user-mode loop, the CMOS RTC's date, INIT/SIPI for the other CPUs, and
- * ACPI poweroff (exit 0), with -smp 1 and -smp 2; with -m 5G the e820 map
+ * PIT and UART interrupts through the in-kernel irqchip (the UART's through an
+ * irqfd), the PCI walk, a user-mode loop, the CMOS RTC's date, INIT/SIPI for
+ * the other CPUs, and ACPI poweroff (exit 0; the S5 write rings an ioeventfd
+ * doorbell), with -smp 1 and -smp 2; with -m 5G the e820 map
  * splits RAM around the 32-bit hole and the guest writes and reads RAM above
  * 4 GiB (a second KVM slot, untouched pages cost nothing); an i8042 reset reboots
  * (runMicrovmMachine boots again, or ends with 'reboot' under noReboot).

@@ -12,8 +12,11 @@
  * guest starts them with INIT/SIPI through its local APIC, as on a PC. The
  * devices are the shared models (the 16550 on the serial backend) plus the
  * PC parts of src/emulator/x86, on a port bus served on the main thread.
- * Device interrupts reach the in-kernel irqchip through KVM_IRQ_LINE. MMIO no
- * device claims reads as all ones and drops writes (the APICs are in KVM).
+ * The UART's interrupt reaches the in-kernel irqchip through an irqfd, and the
+ * guest's ACPI S5 write to PM1a control rings a doorbell (an ioeventfd) in the
+ * kernel instead of exiting to the device model (accel/kvm/eventfd.ts); other
+ * PM1a writes still reach the model. MMIO no device claims reads as all ones
+ * and drops writes (the APICs are in KVM).
  *
  * The machine ends once: ACPI S5 (poweroff, exit 0), a KVM shutdown event
  * (exit 0), a reset request (i8042, KVM reset event, triple fault: 'reboot'),
@@ -22,12 +25,14 @@
  * runMicrovmMachine() boots again after a reboot unless noReboot.
  */
 import { MmioBus, type BusAccessSize } from '../bus/mmio-bus.js';
+import type { IrqLine } from '../bus/interfaces.js';
 import type { CharBackend } from '../devices/char-backend.js';
 import { Uart16550 } from '../devices/uart16550.js';
+import { Doorbell, irqfdLine } from '../accel/kvm/eventfd.js';
 import { KvmSystem, type KvmVm } from '../accel/kvm/kvm.js';
 import { startKvmVcpuThread, type IoHandlers, type KvmVcpuThread } from '../accel/kvm/vcpu-thread.js';
 import type { VcpuEnd } from '../accel/kvm/vcpu-protocol.js';
-import { AcpiPmControl, AcpiPmEvents } from '../x86/acpi-pm.js';
+import { AcpiPmControl, AcpiPmEvents, s5Writes } from '../x86/acpi-pm.js';
 import { CmosRtc } from '../x86/cmos-rtc.js';
 import { physicalAddressBits, vcpuCpuid } from '../x86/cpuid.js';
 import { I8042 } from '../x86/i8042.js';
@@ -64,17 +69,37 @@ const MSR_IA32_MISC_ENABLE = 0x1a0;
 const MISC_ENABLE_FAST_STRING = 1;
 const MAX_CPUS = 255;
 
-function portDevices(vm: KvmVm, config: MicrovmConfig, s5SleepType: number, end: (exit: MachineExit) => void): MmioBus {
+function portDevices(com1Irq: IrqLine, config: MicrovmConfig, s5SleepType: number, end: (exit: MachineExit) => void): MmioBus {
   const ports = new MmioBus();
   const i8042 = new I8042(() => end({ kind: 'reboot' }));
   ports.map(MICROVM_PORTS.I8042_DATA, 1, i8042.data, 'i8042 data');
   ports.map(MICROVM_PORTS.I8042_COMMAND, 1, i8042.command, 'i8042 command');
   ports.map(MICROVM_PORTS.RTC, 2, new CmosRtc(), 'cmos rtc');
-  ports.map(MICROVM_PORTS.COM1, 8, new Uart16550({ set: (level) => vm.setIrq(MICROVM_IRQ.COM1, level) }, config.serial), 'com1');
+  ports.map(MICROVM_PORTS.COM1, 8, new Uart16550(com1Irq, config.serial), 'com1');
   ports.map(MICROVM_PORTS.PM1A_EVENT, 4, new AcpiPmEvents(), 'pm1a event');
   ports.map(MICROVM_PORTS.PM1A_CONTROL, 2, new AcpiPmControl(s5SleepType, () => end({ kind: 'poweroff', code: 0 })), 'pm1a control');
   ports.map(MICROVM_PORTS.PCI_CONFIG, 8, new PciHost(), 'pci host');
   return ports;
+}
+
+/** The eventfd paths into KVM: the UART's irqfd and the S5 doorbell; close() releases them. */
+function eventfdWiring(vm: KvmVm, s5SleepType: number, end: (exit: MachineExit) => void): { com1Irq: IrqLine; close(): Promise<void> } {
+  const com1Irq = irqfdLine(vm, MICROVM_IRQ.COM1);
+  try {
+    const s5 = s5Writes(s5SleepType).map((datamatch) => ({ space: 'pio' as const, address: MICROVM_PORTS.PM1A_CONTROL, length: 2 as const, datamatch }));
+    const doorbell = Doorbell.start(vm, 'ACPI S5 doorbell', s5, () => end({ kind: 'poweroff', code: 0 }), (err) =>
+      end({ kind: 'error', message: `ACPI S5 doorbell: ${err.message}` }));
+    return {
+      com1Irq,
+      close: async () => {
+        await doorbell.stop();
+        com1Irq.close();
+      },
+    };
+  } catch (err) {
+    com1Irq.close();
+    throw err;
+  }
 }
 
 function ioHandlers(ports: MmioBus): IoHandlers {
@@ -158,13 +183,15 @@ function assemble(
   release: () => void,
 ): MicrovmMachine {
   const { ending, end, hasEnded } = endOnce();
-  const handlers = ioHandlers(portDevices(vm, config, layout.s5SleepType, end));
+  const wiring = eventfdWiring(vm, layout.s5SleepType, end);
+  const handlers = ioHandlers(portDevices(wiring.com1Irq, config, layout.s5SleepType, end));
   let threads: KvmVcpuThread[] = [];
   let started = false;
 
   const exit = ending.then(async (reason) => {
     for (const thread of threads) thread.stop();
     const ends = await Promise.all(threads.map((t) => t.ended));
+    await wiring.close();
     release();
     const failed = ends.find((e) => e.kind === 'error');
     return failed && reason.kind !== 'error' ? exitFor(failed) : reason;

@@ -6,7 +6,9 @@
  * fires. PM1_CNT reads with SCI_EN set (the machine is always in ACPI mode);
  * writing SLP_EN with SLP_TYP = the DSDT's \_S5 value reports a poweroff,
  * other sleep types are ignored (the machine has no S1-S4). Accesses of any
- * width at any byte offset merge into the registers as bytes.
+ * width at any byte offset merge into the registers as bytes. s5Writes() lists
+ * the 16-bit values a guest writes to enter S5 (with SCI_EN as read back or
+ * without), for a VMM that catches them before they reach the model.
  */
 import type { AccessSize, MmioDevice } from '../bus/interfaces.js';
 
@@ -23,6 +25,12 @@ function mergeBytes(register: number, offset: number, size: AccessSize, value: n
 
 function extract(register: number, offset: number, size: AccessSize): number {
   return size === 4 ? register >>> 0 : (register >>> (offset * 8)) & ((1 << (size * 8)) - 1);
+}
+
+/** The PM1_CNT values that power off: SLP_TYP(S5) | SLP_EN, with and without SCI_EN. */
+export function s5Writes(s5SleepType: number): number[] {
+  const value = (s5SleepType << SLP_TYP_SHIFT) | SLP_EN;
+  return [value, value | SCI_EN];
 }
 
 export class AcpiPmEvents implements MmioDevice {

@@ -3,7 +3,7 @@
  * kernel's Documentation/virt/kvm/api.rst): ioctl request codes,
  * capabilities, exit reasons, and encoders/decoders for the structs tsemu
  * passes (kvm_regs, kvm_sregs, kvm_cpuid2, kvm_msrs, the memory region, the
- * kvm_run header and its io/mmio/system_event/internal unions).
+ * irqfd and ioeventfd registrations, the kvm_run header and its io/mmio/system_event/internal unions).
  *
  * Setup-time code only: values are plain numbers (guest addresses and
  * register values tsemu sets stay below 2^53); 64-bit fields go through
@@ -29,7 +29,8 @@ export const KVM = {
   SET_TSS_ADDR: io(0x47),
   SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
   CREATE_IRQCHIP: io(0x60),
-  IRQ_LINE: iow(0x61, 8),
+  IRQFD: iow(0x76, 32),
+  IOEVENTFD: iow(0x79, 64),
   CREATE_PIT2: iow(0x77, 64),
   RUN: io(0x80),
   GET_REGS: ior(0x81, 144),
@@ -47,7 +48,9 @@ export const KVM_CAP = {
   SET_TSS_ADDR: 4,
   EXT_CPUID: 7,
   NR_VCPUS: 9,
+  IRQFD: 32,
   PIT2: 33,
+  IOEVENTFD: 36,
   MAX_VCPUS: 66,
   IMMEDIATE_EXIT: 136,
 } as const;
@@ -108,12 +111,38 @@ export function memoryRegion(slot: number, guestPhys: number, size: number, host
   return b;
 }
 
-/** struct kvm_irq_level. */
-export function irqLevel(irq: number, level: boolean): Uint8Array {
-  const b = new Uint8Array(8);
+/** struct kvm_irqfd: the eventfd `fd` raises and lowers (one edge per signal) GSI `gsi`. */
+export function irqfd(fd: number, gsi: number): Uint8Array {
+  const b = new Uint8Array(32);
   const v = new DataView(b.buffer);
-  v.setUint32(0, irq, true);
-  v.setUint32(4, level ? 1 : 0, true);
+  v.setUint32(0, fd, true);
+  v.setUint32(4, gsi, true);
+  return b;
+}
+
+export interface IoEventFd {
+  /** Port I/O or MMIO. */
+  space: 'pio' | 'mmio';
+  address: number;
+  /** The access width it answers: 1, 2, 4 or 8 bytes. */
+  length: 1 | 2 | 4 | 8;
+  /** Only writes of this value (below 2^53) signal; others exit to the VMM as before. Any value when absent. */
+  datamatch?: number;
+  fd: number;
+}
+
+const IOEVENTFD_DATAMATCH = 1 << 0;
+const IOEVENTFD_PIO = 1 << 1;
+
+/** struct kvm_ioeventfd: guest writes to `address` signal `fd` in the kernel instead of exiting. */
+export function ioeventfd(e: IoEventFd): Uint8Array {
+  const b = new Uint8Array(64);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, BigInt(e.datamatch ?? 0), true);
+  v.setBigUint64(8, BigInt(e.address), true);
+  v.setUint32(16, e.length, true);
+  v.setInt32(20, e.fd, true);
+  v.setUint32(24, (e.datamatch === undefined ? 0 : IOEVENTFD_DATAMATCH) | (e.space === 'pio' ? IOEVENTFD_PIO : 0), true);
   return b;
 }
 

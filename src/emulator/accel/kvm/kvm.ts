@@ -8,7 +8,10 @@
  * openKvm() checks, in order, and names the first failure: /dev/kvm exists,
  * it can be opened (permission), the API version is 12, and the capabilities
  * the microvm machine relies on are present (user memory, irqchip, PIT2,
- * immediate_exit, extended CPUID). Every file descriptor is closed by close().
+ * immediate_exit, extended CPUID, irqfd, ioeventfd). An irqfd lets a write to
+ * an eventfd raise a GSI of the in-kernel irqchip; an ioeventfd turns a guest's
+ * write to a port or MMIO address into a signal on an eventfd without leaving
+ * the kernel (eventfd.ts holds the host side of both). Every file descriptor is closed by close().
  *
  * hostHasHardwareVirtualization() tells a KVM on VT-x/AMD-V from a software
  * one such as kvm-pvm (no vmx/svm CPU flag), where stock Linux guests do not
@@ -17,7 +20,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import {
   KVM, KVM_API_VERSION, KVM_CAP, cpuidBuffer, decodeCpuid, decodeRegs, decodeSregs, encodeCpuid, encodeMsrs,
-  encodeRegs, encodeSregs, irqLevel, memoryRegion, pitConfig, type CpuidEntry, type Regs, type Sregs,
+  encodeRegs, encodeSregs, ioeventfd, irqfd, memoryRegion, pitConfig, type CpuidEntry, type IoEventFd,
+  type Regs, type Sregs,
 } from './abi.js';
 import { KvmSysError, O_CLOEXEC, O_RDWR, ioctlBuffer, ioctlValue, sysClose, sysOpen } from './sys.js';
 
@@ -35,6 +39,8 @@ export const REQUIRED_CAPS: ReadonlyArray<readonly [keyof typeof KVM_CAP, string
   ['PIT2', 'the in-kernel timer'],
   ['IMMEDIATE_EXIT', 'stopping a vCPU'],
   ['EXT_CPUID', 'CPUID setup'],
+  ['IRQFD', 'interrupts from eventfds'],
+  ['IOEVENTFD', 'guest writes signalled in the kernel'],
 ];
 
 export interface KvmOpenOptions {
@@ -145,9 +151,14 @@ export class KvmVm {
     ioctlBuffer(this.fd, KVM.CREATE_PIT2, 'KVM_CREATE_PIT2', pitConfig());
   }
 
-  /** Drives a GSI of the in-kernel irqchip (ISA IRQs 0-15 reach both the PIC and the IOAPIC). */
-  setIrq(irq: number, level: boolean): void {
-    ioctlBuffer(this.fd, KVM.IRQ_LINE, 'KVM_IRQ_LINE', irqLevel(irq, level));
+  /** Each signal of eventfd `fd` gives GSI `gsi` one edge, raised then lowered (ISA GSIs 0-15 reach both the PIC and the IOAPIC). */
+  addIrqfd(fd: number, gsi: number): void {
+    ioctlBuffer(this.fd, KVM.IRQFD, 'KVM_IRQFD', irqfd(fd, gsi));
+  }
+
+  /** Guest writes that `e` matches signal its eventfd in the kernel; the vCPU goes on without an exit. */
+  addIoEventFd(e: IoEventFd): void {
+    ioctlBuffer(this.fd, KVM.IOEVENTFD, 'KVM_IOEVENTFD', ioeventfd(e));
   }
 
   createVcpu(id: number): KvmVcpu {
