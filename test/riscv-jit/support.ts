@@ -16,7 +16,7 @@ import {
 import { requirePeer } from '../helpers/peers.js';
 import { TRANSLATED } from '../../src/emulator/riscv/jit/code-cache.js';
 import type { JitEngine } from '../../src/emulator/riscv/jit/engine.js';
-import { JIT_BUDGET } from '../../src/emulator/riscv/jit/batch-module.js';
+import { JIT_BUDGET } from '../../src/emulator/riscv/jit/hub.js';
 
 export const RAM_BYTES = 1 << 20;
 

@@ -16,6 +16,8 @@ export interface Engine {
    * Never throws on guest input.
    */
   run(budget: number): number;
+  /** Counters for tuning (TSEMU_JIT_STATS=1 prints them when a vCPU ends), or undefined. */
+  stats?(): Record<string, number | string | undefined>;
 }
 
 /** The engines `--accel tcg,engine=…` and the test harness can choose. */

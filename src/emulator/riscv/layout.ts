@@ -13,6 +13,7 @@
  *   0x0010_0000  software TLBs, TLB_STRIDE each (TLB_BASE)
  *   0x0020_0000  code-page map: one byte per 4 KiB page of guest RAM (CODE_PAGE_MAP_BASE)
  *   0x0030_0000  machine-shared words: the MMIO mailboxes, the timebase origin (MACHINE_SHARED_BASE)
+ *   0x0040_0000  JIT jump caches, JUMP_CACHE_SIZE i32 words per hart (jumpCacheBase)
  *   0x0100_0000  guest RAM: guest-physical RAM_GPA_BASE maps to host offset RAM_HOST_BASE
  *
  * Values are little-endian. 64-bit values cross the JS/WebAssembly boundary as
@@ -48,11 +49,11 @@
  * MMU fills entries and flushes all three tables whenever the translation
  * context changes (privilege mode, satp, mstatus MPRV/MPP/SUM/MXR, sfence.vma).
  *
- * JIT jump cache (per hart, at tlbBase(hart) + TLB_JUMPS, after the three
- * tables): JUMP_CACHE_SIZE i32 words, each the code cache's table slot of a
- * block it entered last at that index (jit/batch-module.ts jumpCacheIndex), or
- * 0 (the stub). Only the JIT reads or writes it; a hart reset leaves it alone
- * (a stale slot is harmless: every block checks the host it was entered for).
+ * JIT jump cache (per hart, at jumpCacheBase(hart)): JUMP_CACHE_SIZE i32
+ * words, each the code cache's table slot of a block it entered last at that
+ * index (jumpCacheIndex: a hash of the host offset), or 0 (none). Only the JIT
+ * reads or writes it; a hart reset leaves it alone (a stale slot is harmless:
+ * every block checks the host it was entered for).
  *
  * Code-page map: byte p is non-zero while some hart holds translated code for
  * guest-RAM page p ((gpa - RAM_GPA_BASE) >>> 12). A store to such a page goes
@@ -72,12 +73,16 @@ export const TLB_TABLE_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
 export const TLB_LOAD = 0;
 export const TLB_STORE = TLB_TABLE_SIZE;
 export const TLB_FETCH = 2 * TLB_TABLE_SIZE;
-export const TLB_JUMPS = 3 * TLB_TABLE_SIZE;
-export const JUMP_CACHE_SIZE = 1024;
 export const TLB_STRIDE = 0x4000;
 
 export const CODE_PAGE_MAP_BASE = 0x0020_0000;
 export const MACHINE_SHARED_BASE = 0x0030_0000;
+
+export const JUMP_CACHE_BASE = 0x0040_0000;
+/** Entries per hart (a power of two): a kernel's boot enters tens of thousands of blocks. */
+export const JUMP_CACHE_SIZE = 16384;
+/** Bits of the host offset above the index that are folded into it. */
+export const JUMP_CACHE_FOLD = 15;
 
 export const RAM_HOST_BASE = 0x0100_0000;
 export const RAM_GPA_BASE = 0x8000_0000;
@@ -119,6 +124,15 @@ export function hartStateBase(hart: number): number {
 
 export function tlbBase(hart: number): number {
   return TLB_BASE + hart * TLB_STRIDE;
+}
+
+export function jumpCacheBase(hart: number): number {
+  return JUMP_CACHE_BASE + hart * JUMP_CACHE_SIZE * 4;
+}
+
+/** The jump-cache entry of the block at host offset `host` (translated code computes the same). */
+export function jumpCacheIndex(host: number): number {
+  return ((host >>> 1) ^ (host >>> JUMP_CACHE_FOLD)) & (JUMP_CACHE_SIZE - 1);
 }
 
 /** Host offset of guest RAM for `ramBytes` of RAM, in WebAssembly pages (for WebAssembly.Memory's `initial`). */

@@ -24,7 +24,11 @@
  * memory); every other MMIO access, and the SBI's console and reset calls,
  * cross to the main thread through the hart's mailbox slot (mailbox.ts). An
  * access no device decodes becomes an access fault in the guest.
+ *
+ * With TSEMU_JIT_STATS=1 in the environment each vCPU prints its engine's
+ * counters (instructions, dispatches, compile times) to stderr when it ends.
  */
+import { writeSync } from 'node:fs';
 import type { Engine, EngineName } from '../riscv/engine.js';
 import { Hart, type HartMmio, type HartOptions } from '../riscv/hart.js';
 import type { MemSize } from '../riscv/hart-api.js';
@@ -164,6 +168,9 @@ export class Vcpu {
         default:
           this.sleepWhile(HSM.STOPPED);
       }
+    }
+    if (process.env.TSEMU_JIT_STATS === '1') {
+      writeSync(2, `tsemu: vCPU ${this.id}: ${JSON.stringify({ retired, ...this.engine.stats?.() })}\n`);
     }
     return retired;
   }

@@ -5,21 +5,19 @@
  * Theory of operation. Blocks are keyed by the host offset of their first
  * instruction (a guest-physical address moved into the shared memory). Each
  * key ever seen gets an entry with a permanent slot (from 1; slot 0 stays
- * empty) in the hart's function table; a slot holds either the block's
- * translated function or null, and the module's `leave` tail-calls a slot only
- * when it is not null (otherwise it stores the pc into PC and returns to the
- * JS dispatcher), so translated code can exit to any slot without knowing
- * whether its target is translated yet. Slots are null rather than a stub
- * function because Node 20's V8 makes every table write (a grow's fill
- * included) cost time per instance that imports the table. The dispatcher enters a block through `enter(slot, host)`,
- * a small wasm function that passes PC from the state block (no i64 crosses
- * into JS). The jump cache (layout.ts TLB_JUMPS) holds the slots of the blocks
- * the dispatcher entered last, by host offset, for exits to other pages and
+ * empty) in the hart's function table (owned by the hub, hub.ts); a slot
+ * holds either the block's translated function or null, and the hub's
+ * `leave` tail-calls a slot only when it is not null (otherwise it stores the
+ * pc into PC and returns to the JS dispatcher), so translated code can exit
+ * to any slot without knowing whether its target is translated yet. Slots are
+ * null rather than a stub function because Node 20's V8 makes every table
+ * write (a grow's fill included) cost time per instance that imports the
+ * table. The dispatcher enters a block through the hub's `enter(slot, host)`.
+ * The jump cache (layout.ts jumpCacheBase) holds the slots of the blocks
+ * the dispatcher entered last, by a hash of the host offset, for exits to other pages and
  * jalr; it holds only blocks on validated pages (see below) and is emptied on
- * invalidateAll. It lives in memory rather than in a wasm table because on
- * Node 20's V8 every table write costs time in proportion to the number of
- * instances that import the table (hundreds of batch modules), and the
- * dispatcher rewrites jump-cache entries all the time.
+ * invalidateAll. It lives in memory rather than in a wasm table so that
+ * filling it, which the dispatcher does all the time, is a plain store.
  *
  * States of an entry: cold (counted each time the dispatcher runs it on the
  * interpreter) → queued (reached the hotness threshold) → translated, or
@@ -27,10 +25,7 @@
  * interpreter). Queued entries are compiled together into one module when the
  * queue holds `batchSize` blocks or when `flushAfter` interpreted blocks have
  * run since the first one was queued, so the fixed cost of a module (~0.2 ms)
- * is shared; on Node 20 each instantiation also costs time per instance that
- * already imports the table (every element it places is written into each
- * instance's copy), so fewer, larger batches (500 blocks or 6000 interpreted
- * blocks) halve a boot's compile time against 200/2000. Translation decodes the guest code at compile time, marks its
+ * is shared (500 blocks, or 6000 interpreted blocks after the first was queued). Translation decodes the guest code at compile time, marks its
  * page in the code-page map and drops this hart's store-TLB entries for that
  * page, so later guest stores to it take the slow path and invalidate.
  *
@@ -51,15 +46,16 @@
  * invalidation (harts do not share translations; another hart that modifies
  * this hart's code must be followed by a fence.i here, which drops everything).
  */
-import { MemOp, ModuleBuilder, Type } from '../../wasm/encoder.js';
+import type { ModuleBuilder } from '../../wasm/encoder.js';
 import { decodeBlock } from '../isa/index.js';
 import {
-  CODE_PAGE_MAP_BASE, HS, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_JUMPS, TLB_STORE,
-  tlbBase,
+  CODE_PAGE_MAP_BASE, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE,
+  jumpCacheBase, jumpCacheIndex, tlbBase,
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
-import { AMO_OPS, jumpCacheIndex, newBatchModule } from './batch-module.js';
+import { AMO_OPS, blockExportName, newBatchModule } from './batch-module.js';
+import { BLOCK_PARAMS, BLOCK_RESULTS, createHub, type HartAreas } from './hub.js';
 import { translatableLength, translateBlock } from './translate.js';
 
 export interface JitTuning {
@@ -109,6 +105,12 @@ export interface CompileStats {
   lastError?: string;
 }
 
+/**
+ * The engine's CSR access for translated code: (csr, kind 0/1/2, writes 0/1, insn, retired) → 1 done / 0 trapped,
+ * where `retired` counts the block's instructions before the CSR one (the engine brings INSTRET up to date first).
+ */
+export type CsrHelper = (csr: number, kind: number, writes: number, insn: number, retired: number) => number;
+
 export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
   /** Which entry each jump-cache entry holds. */
@@ -135,18 +137,21 @@ export class CodeCache implements CodeCacheHooks {
   /** Word index of the jump cache's first entry. */
   private readonly jumpWords: number;
 
-  constructor(private readonly hart: HartServices, readonly tuning: JitTuning = DEFAULT_TUNING) {
+  constructor(private readonly hart: HartServices, csr: CsrHelper, readonly tuning: JitTuning = DEFAULT_TUNING) {
     this.mem8 = new Uint8Array(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
     this.validatedIn = new Uint32Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: INITIAL_SLOTS });
-    this.enter = enterFunction(hart, this.table);
-    this.jumpWords = (tlbBase(hart.id) + TLB_JUMPS) >> 2;
+    const areas: HartAreas = { stateBase: hart.stateBase, tlbBase: tlbBase(hart.id), jumpCacheBase: jumpCacheBase(hart.id) };
+    const hub = createHub(hart.memory, this.table, areas, tuning.chaining);
+    this.enter = hub.enter;
+    this.jumpWords = areas.jumpCacheBase >> 2;
     this.mem32.fill(0, this.jumpWords, this.jumpWords + JUMP_CACHE_SIZE);
     this.imports = {
       env: {
         memory: hart.memory,
-        table: this.table,
+        leave: hub.leave,
+        csr,
         load: (lo: number, hi: number, size: number) => (hart.load(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         store: (lo: number, hi: number, size: number) => (hart.store(lo, hi, size as 1 | 2 | 4 | 8) ? 1 : 0),
         lr: (lo: number, hi: number, size: number) => (hart.loadReserved(lo, hi, size as 4 | 8) ? 1 : 0),
@@ -190,7 +195,7 @@ export class CodeCache implements CodeCacheHooks {
     const batch = this.queue.splice(0);
     this.interpretedSinceQueued = 0;
     const t0 = performance.now();
-    const { builder, fns } = newBatchModule(this.hart.stateBase, tlbBase(this.hart.id), this.tuning.chaining);
+    const { builder, fns } = newBatchModule();
     const compiled: CacheEntry[] = [];
     for (const e of batch) {
       if (e.state !== QUEUED) continue;
@@ -200,7 +205,7 @@ export class CodeCache implements CodeCacheHooks {
         e.state = INTERPRET_ONLY;
         continue;
       }
-      const f = builder.func([Type.i64, Type.i32], [Type.i32]);
+      const f = builder.func(BLOCK_PARAMS, BLOCK_RESULTS);
       const bytes = n === block.insns.length ? block.bytes : block.offsets[n]!;
       translateBlock(f.code, fns, {
         stateBase: this.hart.stateBase,
@@ -208,7 +213,7 @@ export class CodeCache implements CodeCacheHooks {
         host: e.host,
         slotFor: (target) => (this.tuning.chaining ? this.entry(target).slot : undefined),
       }, block.insns.slice(0, n), block.offsets.slice(0, n), bytes);
-      builder.placeInTable(e.slot, f.index);
+      builder.exportFunction(blockExportName(compiled.length), f.index);
       compiled.push(e);
     }
     if (compiled.length > 0) this.install(builder, compiled);
@@ -217,9 +222,9 @@ export class CodeCache implements CodeCacheHooks {
 
   private install(builder: ModuleBuilder, compiled: CacheEntry[]): void {
     const bytes = builder.bytes();
+    let exports: WebAssembly.Exports;
     try {
-      // Instantiation places every block function into its slot (element segments).
-      new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+      exports = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports).exports;
     } catch (err) {
       // A translator bug must not take the guest down: these blocks stay on the interpreter.
       this.stats.failed++;
@@ -230,10 +235,11 @@ export class CodeCache implements CodeCacheHooks {
     this.stats.modules++;
     this.stats.blocks += compiled.length;
     this.stats.bytes += bytes.length;
-    for (const e of compiled) {
+    compiled.forEach((e, k) => {
+      this.table.set(e.slot, exports[blockExportName(k)] as Function);
       e.state = TRANSLATED;
       this.markCodePage(e);
-    }
+    });
   }
 
   private markCodePage(e: CacheEntry): void {
@@ -323,16 +329,4 @@ export class CodeCache implements CodeCacheHooks {
     e.state = COLD;
     e.count = 0;
   }
-}
-
-/** The hart's `enter(slot, host)`: a wasm function that calls the slot with PC (no i64 crosses into JS). */
-function enterFunction(hart: HartServices, table: WebAssembly.Table): (slot: number, host: number) => number {
-  const m = new ModuleBuilder();
-  m.importMemory('env', 'memory', 1, 65536, true);
-  m.importTable('env', 'table', 1);
-  const enter = m.func([Type.i32, Type.i32], [Type.i32]);
-  enter.code.i32(0).mem(MemOp.i64_load, hart.stateBase + HS.PC, 3).get(1).get(0).callIndirect(m.type([Type.i64, Type.i32], [Type.i32]));
-  m.exportFunction('enter', enter.index);
-  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(m.bytes()), { env: { memory: hart.memory, table } });
-  return exports.enter as (slot: number, host: number) => number;
 }

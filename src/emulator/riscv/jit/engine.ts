@@ -19,7 +19,10 @@
  *
  * Translated code only decrements the budget; the dispatcher adds what a
  * block run spent to INSTRET when it returns (the interpreter keeps INSTRET
- * itself), so INSTRET is exact whenever the interpreter runs a CSR access.
+ * itself). A CSR instruction in translated code calls csrAccess here with the
+ * number of its block's instructions before it, which brings INSTRET up to
+ * date first (`accounted` is the budget value INSTRET last caught up with), so
+ * a CSR read of instret is exact in either engine.
  * The return value is the number of instructions retired (the budget spent by
  * blocks and interpreter steps). A fetch fault retires nothing but still costs
  * one unit of the loop's own allowance, so a guest looping on faults cannot
@@ -28,7 +31,7 @@
 import { HS, TLB_ENTRY_SIZE, TLB_FETCH, TLB_ENTRIES, tlbBase } from '../layout.js';
 import type { Engine } from '../engine.js';
 import type { HartServices } from '../hart-api.js';
-import { JIT_BUDGET } from './batch-module.js';
+import { JIT_BUDGET } from './hub.js';
 import { CodeCache, DEFAULT_TUNING, TRANSLATED, type JitTuning } from './code-cache.js';
 
 /** Runs exactly one block (or one page-straddling instruction) on the interpreter; returns instructions retired. */
@@ -49,6 +52,8 @@ export class JitEngine implements Engine {
   readonly cache: CodeCache;
   /** Dispatcher iterations so far (block entries from JS; chained entries inside wasm are not counted). */
   dispatches = 0;
+  /** Blocks (or single instructions) run on the interpreter so far. */
+  interpreted = 0;
   private readonly i32: Int32Array;
   private readonly u16: Uint16Array;
   private readonly pcWord: number;
@@ -57,8 +62,11 @@ export class JitEngine implements Engine {
   private readonly budgetWord: number;
   private readonly fetchTlbWord: number;
 
+  /** The budget word's value when INSTRET last caught up with it. */
+  private accounted = 0;
+
   constructor(private readonly hart: HartServices, private readonly interp: BlockStepper, tuning: JitTuning = DEFAULT_TUNING) {
-    this.cache = new CodeCache(hart, tuning);
+    this.cache = new CodeCache(hart, (csr, kind, writes, insn, retired) => this.csrAccess(csr, kind, writes, insn, retired), tuning);
     this.i32 = new Int32Array(hart.memory.buffer);
     this.u16 = new Uint16Array(hart.memory.buffer);
     this.pcWord = (hart.stateBase + HS.PC) >> 2;
@@ -88,17 +96,30 @@ export class JitEngine implements Engine {
       if (e.state !== TRANSLATED) cache.noteCold(e);
       if (e.state === TRANSLATED) {
         cache.noteEntered(e);
-        const before = mem[left]!;
+        this.accounted = mem[left]!;
         const status = cache.enter(e.slot, host);
-        this.addInstret(before - mem[left]!);
+        this.addInstret(this.accounted - mem[left]!);
         if (status === 0) continue;
       }
       const wfi = e.state !== TRANSLATED && this.u16[host >>> 1] === WFI_LO && this.u16[(host >>> 1) + 1] === WFI_HI;
+      this.interpreted++;
       const retired = this.interp.step();
       mem[left] = mem[left]! - retired;
       if (wfi && retired > 0) break;
     }
     return budget - mem[left]!;
+  }
+
+  stats(): Record<string, number | string | undefined> {
+    return { dispatches: this.dispatches, interpreted: this.interpreted, ...this.cache.stats };
+  }
+
+  /** Translated code's CSR access (CodeCache's CsrHelper): INSTRET catches up, then the hart does the access. */
+  private csrAccess(csr: number, kind: number, writes: number, insn: number, retired: number): number {
+    const budget = this.i32[this.budgetWord]! - retired;
+    this.addInstret(this.accounted - budget);
+    this.accounted = budget;
+    return this.hart.csrAccess(csr, kind as 0 | 1 | 2, writes !== 0, insn) ? 1 : 0;
   }
 
   /** INSTRET += n (translated code counts only the budget). */

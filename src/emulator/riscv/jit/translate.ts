@@ -20,7 +20,7 @@
  * Exits: an exit sets the next pc, the retired count and how to continue,
  * and branches to the block's one epilogue, which writes back registers,
  * subtracts the retired count from the budget word (the engine adds what the
- * budget lost to INSTRET) and tail-calls the module's `leave` (batch-module.ts).
+ * budget lost to INSTRET) and tail-calls the hub's `leave` (hub.ts).
  * If budget remains and EXIT_REQUEST is clear, execution continues in
  * WebAssembly by a tail call (pc, host) → i32:
  *   - a constant target on the same 4 KiB page (same virtual page, so the same
@@ -43,17 +43,24 @@
  * LR/SC and AMOs call the hart's helpers (operand in SCRATCH0, result in
  * SCRATCH0, or SCRATCH1 for sc), with the trap protocol of the slow paths.
  *
- * Limits: CSR, system and fence.i instructions are not translated; they end
- * blocks anyway, so a block stops in front of one (translatableLength) and the
- * engine runs it alone on the interpreter (which keeps INSTRET exact for CSR
- * reads of instret).
+ * CSR instructions (which end blocks) call the engine's CSR access with the
+ * operand in SCRATCH0 and the block's instructions before them (so INSTRET is
+ * exact); the old value comes back in SCRATCH0. After a CSR write the block
+ * leaves through the jump path (fetch TLB and jump cache, EXIT_REQUEST
+ * checked), never a constant same-page slot: the write may have changed the
+ * translation context, enabled an interrupt or switched the FPU off.
+ *
+ * Limits: system instructions (ecall, xRET, wfi, sfence.vma) and fence.i are
+ * not translated; they end blocks anyway, so a block stops in front of one
+ * (translatableLength) and the engine runs it alone on the interpreter.
  */
 import { MemOp, Op, Type, type Code } from '../../wasm/encoder.js';
 import { type Insn, KIND_OF, OP, OPCODE_NAMES, SPECS } from '../isa/index.js';
 import type { AmoOp } from '../hart-api.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
 import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
-import { AMO_OPS, JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP, type BatchFunctions } from './batch-module.js';
+import { AMO_OPS, type BatchFunctions } from './batch-module.js';
+import { JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP } from './hub.js';
 
 
 const { i32, i64 } = Type;
@@ -80,7 +87,7 @@ function isTranslatable(insn: Insn): boolean {
   const kind = KIND_OF[insn.op];
   if (kind === 'alu') return LOWERED_ALU.has(insn.op);
   return kind === 'branch' || kind === 'jump' || kind === 'load' || kind === 'store'
-    || kind === 'fload' || kind === 'fstore' || kind === 'fence' || kind === 'fp' || kind === 'atomic';
+    || kind === 'fload' || kind === 'fstore' || kind === 'fence' || kind === 'fp' || kind === 'atomic' || kind === 'csr';
 }
 
 const LOADS: Record<number, { op: number; size: number; ext: number }> = {
@@ -165,7 +172,13 @@ function fpIntegerOperands(op: number): { readsX: boolean; writesX: boolean } {
   return { readsX: /\bxs1\b/.test(operands), writesX: /^xd\b/.test(operands) };
 }
 
-/** `slot` values of the epilogue that are not table slots (SLOT_JUMP and SLOT_INTERPRET: batch-module.ts). */
+/** A CSR opcode's access kind (0 csrrw, 1 csrrs, 2 csrrc) and whether rs1 holds a 5-bit immediate. */
+function csrForm(op: number): { kind: 0 | 1 | 2; immediate: boolean } {
+  const name = OPCODE_NAMES[op]!;
+  return { kind: name.startsWith('csrrw') ? 0 : name.startsWith('csrrs') ? 1 : 2, immediate: name.endsWith('i') };
+}
+
+/** `slot` values of the epilogue that are not table slots (SLOT_JUMP and SLOT_INTERPRET: hub.ts). */
 const SLOT_TRAP = -2;
 
 class BlockTranslator {
@@ -225,7 +238,7 @@ class BlockTranslator {
   /**
    * The one way out of a block: write back and account; a trap returns (the
    * hart set PC); every other exit tail-calls the module's `leave` function
-   * (batch-module.ts) with `next`, `nextHost` and `slot`.
+   * (hub.ts) with `next`, `nextHost` and `slot`.
    */
   private epilogue(): void {
     const c = this.c;
@@ -250,7 +263,8 @@ class BlockTranslator {
     }
     const fpDest = kind === 'fload';
     const fpSrc2 = kind === 'fstore';
-    for (const r of [fpDest ? 0 : insn.rd, insn.rs1, fpSrc2 ? 0 : insn.rs2]) {
+    const uimm = kind === 'csr' && csrForm(insn.op).immediate;
+    for (const r of [fpDest ? 0 : insn.rd, uimm ? 0 : insn.rs1, fpSrc2 ? 0 : insn.rs2]) {
       if (r !== 0 && this.reg[r]! < 0) this.reg[r] = this.c.local(i64);
     }
     if (!fpDest && insn.rd !== 0 && kind !== 'branch' && kind !== 'store' && kind !== 'fstore') this.written.add(insn.rd);
@@ -341,6 +355,7 @@ class BlockTranslator {
     if (kind === 'fence') return false;
     if (kind === 'fp') return this.fpOp(i), false;
     if (kind === 'atomic') return this.atomic(i), false;
+    if (kind === 'csr') return this.csr(i, next), true;
     if (kind === 'branch') {
       this.get(rs1); this.get(rs2); c.op(BRANCH[op]!);
       this.openIf();
@@ -543,6 +558,29 @@ class BlockTranslator {
     c.call(this.fns.fpDirty);
     this.close();
     if (writesX && insn.rd !== 0) c.i32(0).mem(MemOp.i64_load, this.x(insn.rd), 3).set(this.reg[insn.rd]!);
+  }
+
+  /** A CSR instruction (the last of its block): the engine's helper, then the way out (see the header). */
+  private csr(i: number, next: number): void {
+    const insn = this.insns[i]!;
+    const { kind, immediate } = csrForm(insn.op);
+    const writes = kind === 0 || insn.rs1 !== 0;
+    const c = this.c;
+    const scratch = this.ctx.stateBase + HS.SCRATCH0;
+    c.i32(0);
+    if (immediate) c.i64(insn.rs1);
+    else this.get(insn.rs1);
+    c.mem(MemOp.i64_store, scratch, 3);
+    this.storePc(i);
+    c.i32(insn.imm).i32(kind).i32(writes ? 1 : 0).i32(insn.raw).i32(i).call(this.fns.csr);
+    this.trapUnless(i);
+    if (insn.rd !== 0) {
+      c.i32(0).mem(MemOp.i64_load, scratch, 3);
+      this.put(insn.rd);
+    }
+    if (!writes) return this.exitTo(i + 1, next);
+    this.pcPlus(next).set(this.next);
+    this.leave(i + 1, SLOT_JUMP);
   }
 
   private atomic(i: number): void {

@@ -11,7 +11,7 @@
  * resetHartState() puts a state block into its power-on state; it needs no
  * Hart object, so the machine can prepare harts from the main thread.
  */
-import { HS, PRIV_M, hartStateBase, tlbBase, TLB_JUMPS } from '../layout.js';
+import { HS, PRIV_M, hartStateBase, tlbBase, TLB_FETCH, TLB_TABLE_SIZE } from '../layout.js';
 import { CSR_OFF, MIP_SEIP, MSTATUS } from './csr-defs.js';
 
 const TWO32 = 0x1_0000_0000;
@@ -117,7 +117,7 @@ export class HartState {
 export function resetHartState(memory: WebAssembly.Memory, id: number, pc: number): void {
   const base = hartStateBase(id);
   new Uint8Array(memory.buffer, base, CSR_OFF.END).fill(0);
-  new Int32Array(memory.buffer, tlbBase(id), TLB_JUMPS >> 2).fill(-1);
+  new Int32Array(memory.buffer, tlbBase(id), (TLB_FETCH + TLB_TABLE_SIZE) >> 2).fill(-1);
   const state = new HartState(memory, id);
   state.priv = PRIV_M;
   state.mstatus = 0;
