@@ -172,7 +172,8 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
       segments,
       skipUnallocated: hasBacking,
       sparseSize: a.sparseSize ?? 4096,
-      targetIsZero: created ? !hasBacking : Boolean(a.targetIsZero),
+      // A new image reads as zeroes, except raw on a protocol target: the export keeps its old bytes.
+      targetIsZero: created ? !hasBacking && (hostFile || target.driver !== 'raw') : Boolean(a.targetIsZero),
       compress: Boolean(a.compress),
       inFlight: a.inFlight ?? 8,
       outOfOrder: Boolean(a.outOfOrder),

@@ -1,0 +1,130 @@
+/**
+ * tsemu as an NBD client (the nbd protocol driver under `tsemu img`): of qemu-nbd
+ * over TCP and a Unix socket (info, map against qemu-img's own map of the same
+ * export, convert from an export, convert -n and convert into an export, clear
+ * errors for a refused connection, an unknown export and a too-large create), and
+ * of `tsemu nbd serve` (the two sides of tsemu talking to each other).
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import { mustRun, qemuImg, qemuIo, scratchDir, tsemu } from '../helpers/peers.js';
+import { HOST, freePort, startQemuNbd, startTsemuNbd } from './support.js';
+
+/** An 8 MiB qcow2 with data at [0,1M) and [5M,5.5M) and a zero run at [2M,3M). */
+async function makeImage(dir: string, name = 'disk.qcow2'): Promise<string> {
+  const image = path.join(dir, name);
+  await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', image, '8M']), 'qemu-img create');
+  await mustRun(
+    qemuIo(['-f', 'qcow2', '-c', 'write -P 0x11 0 1M', '-c', 'write -z 2M 1M', '-c', 'write -P 0x22 5M 512k', image]),
+    'qemu-io write',
+  );
+  return image;
+}
+
+test('tsemu img as a client of qemu-nbd', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const image = await makeImage(dir);
+  const port = await freePort();
+  const server = await startQemuNbd(['-b', HOST, '-p', String(port), '-t', '-r', '-x', 'src', '-f', 'qcow2', image], dir);
+  t.after(() => server.stop());
+  const uri = `nbd://${HOST}:${port}/src`;
+
+  await t.test('info', async () => {
+    const r = await mustRun(tsemu(['img', 'info', uri]), 'tsemu img info');
+    assert.match(r.stdout, /^image: nbd:\/\/127\.0\.0\.1:\d+\/src$/m);
+    assert.match(r.stdout, /^file format: raw$/m);
+    assert.match(r.stdout, /^virtual size: 8 MiB \(8388608 bytes\)$/m);
+    assert.match(r.stdout, /^disk size: unavailable$/m);
+  });
+
+  await t.test('map matches qemu-img map of the same export', async () => {
+    const ours = await mustRun(tsemu(['img', 'map', '--output=json', uri]), 'tsemu img map');
+    const theirs = await mustRun(qemuImg(['map', '--output=json', uri]), 'qemu-img map');
+    assert.equal(ours.stdout, theirs.stdout);
+    assert.match(ours.stdout, /"zero": true, "data": false/);
+  });
+
+  await t.test('convert from the export to qcow2 skips its holes', async () => {
+    const out = path.join(dir, 'copy.qcow2');
+    await mustRun(tsemu(['img', 'convert', '-O', 'qcow2', uri, out]), 'tsemu img convert');
+    await mustRun(qemuImg(['compare', '-F', 'qcow2', out, image]), 'qemu-img compare');
+    const map = await mustRun(qemuImg(['map', '--output=json', out]), 'qemu-img map of the copy');
+    // Only the 1.5 MiB of data were written: the zero ranges stay unallocated in the copy.
+    const entries = JSON.parse(map.stdout) as { length: number; data: boolean }[];
+    assert.equal(entries.filter((e) => e.data).reduce((n, e) => n + e.length, 0), 1.5 * (1 << 20));
+  });
+
+  await t.test('errors: refused connection, unknown export', async () => {
+    const refused = await tsemu(['img', 'info', `nbd://${HOST}:${await freePort()}/src`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /Failed to connect to '127\.0\.0\.1:\d+': Connection refused/);
+    const unknown = await tsemu(['img', 'info', `nbd://${HOST}:${port}/nope`]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /Requested export not available/);
+  });
+});
+
+test('tsemu img convert into a qemu-nbd export, and nbd+unix', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const image = await makeImage(dir);
+  const target = path.join(dir, 'target.raw');
+  await mustRun(qemuImg(['create', '-q', '-f', 'raw', target, '8M']), 'qemu-img create');
+  await mustRun(qemuIo(['-f', 'raw', '-c', 'write -P 0x77 0 8M', target]), 'qemu-io fill');
+  const socket = path.join(dir, 'nbd.sock');
+  const server = await startQemuNbd(['-k', socket, '-t', '-e', '2', '-x', 'dst', '-f', 'raw', target], dir);
+  t.after(() => server.stop());
+  const uri = `nbd+unix:///dst?socket=${socket}`;
+
+  await t.test('convert -n writes data and zeroes into the export', async () => {
+    await mustRun(tsemu(['img', 'convert', '-n', '-O', 'raw', image, uri]), 'tsemu img convert -n');
+    await mustRun(qemuImg(['compare', '-F', 'raw', image, uri]), 'qemu-img compare');
+    await mustRun(tsemu(['img', 'compare', image, uri]), 'tsemu img compare');
+  });
+
+  await t.test('convert without -n uses the existing export, as qemu-img does', async () => {
+    await mustRun(qemuIo(['-f', 'raw', '-c', 'write -P 0x77 0 8M', uri]), 'qemu-io refill');
+    await mustRun(tsemu(['img', 'convert', '-O', 'raw', image, uri]), 'tsemu img convert');
+    await mustRun(qemuImg(['compare', '-F', 'raw', image, uri]), 'qemu-img compare');
+  });
+
+  await t.test('an export cannot grow', async () => {
+    const r = await tsemu(['img', 'create', '-f', 'raw', uri, '16M']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Cannot grow NBD nodes/);
+  });
+
+  await t.test('info over the Unix socket', async () => {
+    const r = await mustRun(tsemu(['img', 'info', '--output=json', uri]), 'tsemu img info');
+    assert.equal((JSON.parse(r.stdout) as Record<string, unknown>)['virtual-size'], 8 << 20);
+  });
+});
+
+test('tsemu nbd serve and the tsemu nbd client talk to each other', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const image = await makeImage(dir);
+  const port = await freePort();
+  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', '-x', 'disk', image], dir);
+  t.after(() => server.stop());
+  const uri = `nbd://${HOST}:${port}/disk`;
+
+  const copy = path.join(dir, 'copy.qcow2');
+  await mustRun(tsemu(['img', 'convert', '-O', 'qcow2', uri, copy]), 'tsemu img convert from tsemu nbd');
+  await mustRun(tsemu(['img', 'compare', '-f', 'qcow2', '-F', 'raw', copy, uri]), 'tsemu img compare');
+  const map = await mustRun(tsemu(['img', 'map', '--output=json', uri]), 'tsemu img map');
+  assert.match(map.stdout, /\{ "start": 1048576, "length": 4194304, "depth": 0, "present": true, "zero": true, "data": false/);
+
+  await mustRun(tsemu(['io', '-f', 'raw', '-c', 'write -P 0x5a 1M 64k', uri]), 'tsemu io write');
+  const r = await mustRun(tsemu(['io', '-f', 'raw', '-c', 'read -P 0x5a 1M 64k', uri]), 'tsemu io read');
+  assert.doesNotMatch(r.stdout, /Pattern verification failed/);
+  assert.equal(await server.stop(), 0, server.stderr());
+  await mustRun(qemuImg(['check', image]), 'qemu-img check');
+  const back = await mustRun(
+    qemuIo(['-f', 'qcow2', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0x11 0 1M', image]),
+    'qemu-io read back',
+  );
+  assert.doesNotMatch(back.stdout, /Pattern verification failed/);
+});

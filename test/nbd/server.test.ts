@@ -1,0 +1,176 @@
+/**
+ * `tsemu nbd serve` with QEMU's NBD clients: qemu-img (info, compare, map through
+ * base:allocation, convert), qemu-io (writes), qemu-nbd -L (list, info, meta
+ * contexts); read-only exports, unknown export names, --persistent and the default
+ * one-client lifetime, and clients that break the protocol.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import path from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { mustRun, qemuImg, qemuIo, runProgram, scratchDir } from '../helpers/peers.js';
+import { HOST, freePort, startTsemuNbd } from './support.js';
+import { NbdConnection, NbdCommandError } from '../../src/block/nbd/client-connection.js';
+import { CMD_WRITE, NBD_EPERM } from '../../src/block/nbd/protocol.js';
+
+const MiB = 1 << 20;
+
+/** An 8 MiB qcow2 with data at [0,1M) and [5M,5.5M), a zero cluster run at [2M,3M), the rest unallocated. */
+async function makeImage(dir: string): Promise<{ image: string; expected: string }> {
+  const image = path.join(dir, 'disk.qcow2');
+  await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', image, '8M']), 'qemu-img create');
+  await mustRun(
+    qemuIo(['-f', 'qcow2', '-c', 'write -P 0x11 0 1M', '-c', 'write -z 2M 1M', '-c', 'write -P 0x22 5M 512k', image]),
+    'qemu-io write',
+  );
+  const expected = path.join(dir, 'expected.raw');
+  await mustRun(qemuImg(['convert', '-f', 'qcow2', '-O', 'raw', image, expected]), 'qemu-img convert');
+  return { image, expected };
+}
+
+interface MapEntry {
+  start: number;
+  length: number;
+  zero: boolean;
+  data: boolean;
+}
+
+/** Whether [start, start+length) lies in one entry with these zero/data flags. */
+function mapped(entries: MapEntry[], start: number, length: number, zero: boolean, data: boolean): boolean {
+  return entries.some((e) => e.start <= start && start + length <= e.start + e.length && e.zero === zero && e.data === data);
+}
+
+test('qemu-img and qemu-io as clients of a persistent tsemu nbd serve', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const { image, expected } = await makeImage(dir);
+  const port = await freePort();
+  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', '-x', 'disk', '-f', 'qcow2', image], dir);
+  t.after(() => server.stop());
+  const uri = `nbd://${HOST}:${port}/disk`;
+
+  await t.test('info', async () => {
+    const r = await mustRun(qemuImg(['info', '--output=json', uri]), 'qemu-img info');
+    const info = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(info['virtual-size'], 8 * MiB);
+    assert.equal(info.format, 'raw');
+  });
+
+  await t.test('qemu-img compare reads the export as the image', async () => {
+    await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, uri]), 'qemu-img compare');
+  });
+
+  await t.test('map shows holes through base:allocation', async () => {
+    const r = await mustRun(qemuImg(['map', '--output=json', '-f', 'raw', uri]), 'qemu-img map');
+    const entries = JSON.parse(r.stdout) as MapEntry[];
+    assert.ok(mapped(entries, 0, MiB, false, true), r.stdout);
+    assert.ok(mapped(entries, 1 * MiB, 4 * MiB, true, false), r.stdout);
+    assert.ok(mapped(entries, 5 * MiB, MiB / 2, false, true), r.stdout);
+    assert.ok(mapped(entries, 5.5 * MiB, 2.5 * MiB, true, false), r.stdout);
+  });
+
+  await t.test('qemu-nbd -L lists the export, its flags and base:allocation', async () => {
+    const r = await mustRun(runProgram('qemu-nbd', ['-L', '-b', HOST, '-p', String(port)]), 'qemu-nbd -L');
+    assert.match(r.stdout, /export: 'disk'/);
+    assert.match(r.stdout, /size:\s+8388608/);
+    assert.match(r.stdout, /flush fua trim zeroes df multi/);
+    assert.match(r.stdout, /base:allocation/);
+  });
+
+  await t.test('qemu-io writes, zeroes and discards land in the image', async () => {
+    await mustRun(
+      qemuIo(['-f', 'raw', '-c', 'write -P 0x5a 1M 64k', '-c', 'write -z 5M 4k', '-c', 'discard 0 64k', uri]),
+      'qemu-io write',
+    );
+    const r = await mustRun(
+      qemuIo(['-f', 'raw', '-c', 'read -P 0x5a 1M 64k', '-c', 'read -P 0 5M 4k', '-c', 'read -P 0 0 64k', uri]),
+      'qemu-io read',
+    );
+    assert.doesNotMatch(r.stdout, /Pattern verification failed/);
+    const want = new Uint8Array(await readFile(expected));
+    want.fill(0x5a, MiB, MiB + 65536);
+    want.fill(0, 5 * MiB, 5 * MiB + 4096);
+    want.fill(0, 0, 65536);
+    await writeFile(expected, want);
+    await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, uri]), 'qemu-img compare after writes');
+  });
+
+  await t.test('an unknown export name is refused and the server goes on', async () => {
+    const r = await qemuImg(['info', `nbd://${HOST}:${port}/nope`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Requested export not available/);
+    assert.match(r.stderr, /export 'nope' not present/);
+  });
+
+  await t.test('malformed clients are dropped with a log line; others are served', async () => {
+    // Unknown client flags, then a bad option magic, then a bad request magic after EXPORT_NAME.
+    await rawClient(port, (greeting) => {
+      assert.equal(greeting.subarray(0, 8).toString(), 'NBDMAGIC');
+      return [u32(0x80000000)];
+    });
+    await rawClient(port, () => [u32(1), Buffer.from('NOTANOPTIONHEADER!')]);
+    const exportName = Buffer.from('disk');
+    await rawClient(port, () => [u32(3), Buffer.from('IHAVEOPT'), u32(1), u32(exportName.length), exportName, Buffer.alloc(28, 0xee)]);
+    assert.match(server.stderr(), /unknown client flags/);
+    assert.match(server.stderr(), /bad option magic/);
+    assert.match(server.stderr(), /bad request magic/);
+    await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, uri]), 'qemu-img compare after bad clients');
+  });
+
+  await t.test('SIGTERM ends the server cleanly and the image is consistent', async () => {
+    assert.equal(await server.stop(), 0, server.stderr());
+    await mustRun(qemuImg(['check', image]), 'qemu-img check');
+    await mustRun(qemuImg(['compare', '-F', 'raw', image, expected]), 'qemu-img compare of the image file');
+  });
+});
+
+test('a read-only export refuses writes; without --persistent the server leaves with its client', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const { image, expected } = await makeImage(dir);
+  const port = await freePort();
+  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-r', '-e', '2', image], dir);
+  t.after(() => server.stop());
+  const uri = `nbd://${HOST}:${port}`;
+
+  // A client that writes anyway gets EPERM, and the data stays as it was.
+  const conn = await NbdConnection.connect({ host: HOST, port }, '');
+  await assert.rejects(conn.request(CMD_WRITE, 0, 0, 512, { payload: new Uint8Array(512).fill(1) }), (e: unknown) => {
+    assert.ok(e instanceof NbdCommandError);
+    assert.equal(e.code, NBD_EPERM);
+    return true;
+  });
+  // qemu-io (a second client) sees the read-only flag and will not open the export for writing.
+  const rw = await qemuIo(['-f', 'raw', '-c', 'write 0 512', uri]);
+  assert.notEqual(rw.code, 0);
+  assert.match(rw.stderr, /Permission denied/);
+  await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, uri]), 'qemu-img compare');
+  await conn.close();
+  // Both clients have gone: the server exits by itself, as qemu-nbd without -t does.
+  assert.equal(await server.exited, 0, server.stderr());
+});
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+/** Connects, reads the 18-byte greeting, sends what `respond` returns, and waits for the server to hang up. */
+function rawClient(port: number, respond: (greeting: Buffer) => Buffer[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, HOST);
+    let got = Buffer.alloc(0);
+    let answered = false;
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (!answered && got.length >= 18) {
+        answered = true;
+        for (const part of respond(got.subarray(0, 18))) s.write(part);
+      }
+    });
+    s.on('error', () => {});
+    s.on('close', () => (answered ? resolve() : reject(new Error('the server hung up before its greeting'))));
+  });
+}
