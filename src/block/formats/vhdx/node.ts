@@ -5,8 +5,8 @@
  * LogGuid in the header with an active sequence behind it means an unclean
  * shutdown. A writable open replays it and clears the LogGuid (logReplayed says
  * so, for check); a read-only open refuses, as QEMU does, and names the command
- * that replays it. Then the region table (table 2 when table 1 is damaged), the
- * metadata and the BAT. A stored block whose offset is past the end of the file
+ * that replays it. Then the region table (table 2 when table 1 is damaged; a
+ * writable open then repairs table 1 from it), the metadata and the BAT. A stored block whose offset is past the end of the file
  * makes the open fail (check reports it instead).
  *
  * Reads: blocks not stored (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED) read as
@@ -113,7 +113,7 @@ export async function readVhdx(file: ProtocolNode, readOnly: boolean): Promise<V
     }
     if (!readOnly) await journal.end();
   }
-  const regions = await readRegionTable(file);
+  const { regions, copy } = await readRegionTable(file);
   const { bat, metadata: metadataRegion } = checkRegions(regions, log, file.size());
   if (metadataRegion.length > MAX_METADATA_REGION) {
     throw new ImageFormatError(`unsupported VHDX: metadata region of ${metadataRegion.length} bytes`);
@@ -131,17 +131,22 @@ export async function readVhdx(file: ProtocolNode, readOnly: boolean): Promise<V
   }
   const table = new Uint8Array(Math.ceil((geometry.entries * 8) / BAT_SECTOR) * BAT_SECTOR);
   await file.read(bat.offset, table);
+  if (copy && !readOnly) {
+    // Readers such as QEMU read table 1 only: repair it from table 2.
+    await file.write(REGION_TABLE_OFFSETS[0], copy);
+    await file.flush();
+  }
   return { journal, bat, metadataRegion, meta, geometry, table: new Bat(table), logReplayed };
 }
 
-/** Region table 1, or table 2 when table 1 is damaged. */
-async function readRegionTable(file: ProtocolNode): Promise<Region[]> {
+/** Region table 1, or table 2 when table 1 is damaged (then `copy` is table 2's bytes, for repairing table 1). */
+async function readRegionTable(file: ProtocolNode): Promise<{ regions: Region[]; copy: Uint8Array | null }> {
   const reasons: string[] = [];
-  for (const at of REGION_TABLE_OFFSETS) {
+  for (const [slot, at] of REGION_TABLE_OFFSETS.entries()) {
     const b = new Uint8Array(REGION_TABLE_BYTES);
     await file.read(at, b);
     const parsed = parseRegionTable(b);
-    if (typeof parsed !== 'string') return parsed;
+    if (typeof parsed !== 'string') return { regions: parsed, copy: slot === 0 ? null : b };
     reasons.push(parsed);
   }
   throw new ImageFormatError(`invalid VHDX: no valid region table (table 1: ${reasons[0]}; table 2: ${reasons[1]})`);
