@@ -62,16 +62,17 @@ function locationOf(opts: ReadonlyMap<string, JsonOptionValue>): string {
 
 /** What to give the protocol table for the protocol options `file` (keys without "file."). */
 function protocolName(file: Map<string, JsonOptionValue>): string {
-  const filename = stringOption(file, 'filename');
+  const filename = locationOf(file) || undefined;
   let driver = stringOption(file, 'driver');
-  const extra = [...file.keys()].filter((k) => k !== 'driver' && k !== 'filename');
+  const extra = [...file.keys()].filter((k) => k !== 'driver' && k !== 'filename' && k !== 'url');
   if (extra.length === 0 && filename !== undefined && (driver === undefined || driver === protocolOf(filename))) {
     return filename;
   }
   if (driver === undefined && filename !== undefined) driver = protocolOf(filename);
-  if (driver === undefined) throw new Error("A block device must be specified for \"file\"");
+  if (driver === undefined) throw new Error('A block device must be specified for "file"');
   if (driver === 'file') {
-    if (extra.length > 0) throw new Error(`Block protocol 'file' doesn't support the option '${extra[0]}'`);
+    const bad = extra[0] ?? (file.has('url') ? 'url' : undefined);
+    if (bad !== undefined) throw new Error(`Block protocol 'file' doesn't support the option '${bad}'`);
     if (filename === undefined) throw new Error("The 'file' block driver requires a file name");
     return filename;
   }
