@@ -19,6 +19,11 @@
  * qemu-img does (its locks then protect an image in use). A -n target is left as
  * it is on failure (its content is then undefined, as with qemu-img).
  *
+ * `-O ova` writes the disk as a streamOptimized VMDK under a hidden name first
+ * (the usual path above), then packs it with its OVF descriptor and manifest
+ * into the OVA, itself written under a hidden name and renamed when complete
+ * (formats/ova/writer.ts); the hidden VMDK is removed either way.
+ *
  * `-o uuid=keep` is resolved here, before the target is created: it becomes the
  * (single) source image's disk UUID, so the target format only ever sees a UUID.
  */
@@ -35,6 +40,7 @@ import type { CacheMode } from './copy-args.js';
 import { assertNotInChains, loadSnapshot } from './chain.js';
 import { type CompressionType, warmCompression } from '../compress/index.js';
 import { mergeOptionStrings } from '../options.js';
+import { optionString, ovaSettings, packOva } from '../formats/ova/writer.js';
 
 export interface ConvertArgs {
   sources: readonly string[];
@@ -114,9 +120,25 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
     }
     await assertNotInChains(a.target, sources, outFormat);
     const total = views.reduce((n, s) => n + s.size(), 0);
-    await writeTarget({ ...a, options: keepSourceUuid(a.options ?? [], sources) }, outFormat, views, total);
+    const args = { ...a, options: keepSourceUuid(a.options ?? [], sources) };
+    if (outFormat === 'ova') await writeOvaTarget(args, views, total);
+    else await writeTarget(args, outFormat, views, total);
   } finally {
     for (const close of closers.reverse()) await close().catch(() => {});
+  }
+}
+
+/** `-O ova`: the disk as a hidden streamOptimized VMDK, then packed into the OVA. */
+async function writeOvaTarget(a: ConvertArgs, sources: BlockNode[], total: number): Promise<void> {
+  if (a.noCreate) throw new Error('-n cannot be used with -O ova (the OVA is always written anew)');
+  const settings = ovaSettings(mergeOptionStrings(a.options ?? []));
+  const work = partialName(a.target);
+  const disk = `${work}-disk1.vmdk`;
+  try {
+    await writeTarget({ ...a, target: disk, options: [optionString(settings.vmdkOptions)] }, 'vmdk', sources, total);
+    await packOva(a.target, work, disk, total, settings);
+  } finally {
+    await rm(disk, { force: true });
   }
 }
 

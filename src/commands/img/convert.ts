@@ -11,7 +11,9 @@ export default class ImgConvert extends TsemuCommand {
   static override description =
     'Copy FILENAME (several are concatenated) into OUTPUT_FILENAME in format OUTPUT_FMT, copying only ' +
     'allocated, non-zero data. With -B the output is an overlay of BACKING_FILE holding only what the ' +
-    "sources' top layers allocate.";
+    "sources' top layers allocate. An OVA source (appliance.ova) is its first disk; appliance.ova#N is disk N, " +
+    'numbered from 1 in the OVF DiskSection order. -O ova writes an OVF 1.0 appliance with the disk as a ' +
+    'streamOptimized VMDK (-o adapter_type, hwversion, toolsversion, uuid, manifest=on|off).';
   static override usage =
     'img convert [--object OBJECTDEF] [-c] [-p] [-q] [-n] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-O OUTPUT_FMT] ' +
     '[-B BACKING_FILE [-F BACKING_FMT]] [-o OPTIONS] [-l SNAPSHOT_PARAM] [-S SPARSE_SIZE] [-r RATE_LIMIT] ' +

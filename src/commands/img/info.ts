@@ -8,7 +8,8 @@ export default class ImgInfo extends TsemuCommand {
   static override summary = 'Show what an image holds: format, sizes, backing file, snapshots';
   static override description =
     'Print the image\'s format, virtual size, disk usage, cluster size, backing file and ' +
-    'format-specific details, as qemu-img info does; --backing-chain shows every image below it too.';
+    'format-specific details, as qemu-img info does; --backing-chain shows every image below it too. ' +
+    'An OVA (appliance.ova) shows its first disk; appliance.ova#N shows disk N (from 1, in the OVF DiskSection order).';
   static override usage = 'img info [--object OBJECTDEF] [-f FMT] [--output=OFMT] [--backing-chain] [-U] FILENAME';
   static override flags = {
     object: objectFlag,
