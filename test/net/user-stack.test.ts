@@ -1,15 +1,18 @@
 /**
  * The user stack against a synthetic guest: checksums, ARP, IPv4 validation, ICMP
- * echo, DHCP, DNS, and malformed input. Host sockets are only on 127.0.0.1.
+ * echo, DHCP, DNS, and malformed input (IPv4 and IPv6). Host sockets are only on
+ * 127.0.0.1 and ::1.
  */
 import { after, test } from 'node:test';
 import { connect } from 'node:net';
 import assert from 'node:assert/strict';
 import { finish, sum, pseudoHeader } from '../../src/net/user/checksum.js';
-import { PROTO_ICMP, PROTO_UDP } from '../../src/net/user/packet.js';
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP } from '../../src/net/user/packet.js';
+import { parseIpv6 } from '../../src/net/user/ip-address.js';
 import { ROUTER_MAC } from '../../src/net/user/stack.js';
 import { answerDnsQuery } from '../../src/net/user/dns.js';
 import { DNS_IP, Frame, GUEST_IP, GUEST_MAC, HOST_IP, SyntheticGuest } from './synthetic.js';
+import { DNS6, echo6, GUEST6, GUEST_LL, HOST6, icmp6, isIpv6, neighborSolicitation, overIpv6, withExtensionHeaders } from './user-ipv6-guest.js';
 
 const guests: SyntheticGuest[] = [];
 after(async () => {
@@ -175,13 +178,28 @@ test('DNS: localhost from /etc/hosts answers as the host address; malformed quer
   assert.equal(reply.dstPort, 5353);
 });
 
+/**
+ * Sends 20,000 frames made from the templates: each a template picked at random,
+ * truncated one time in four, with up to 5 random bytes overwritten, then passed
+ * through `fix` (the same seed gives the same frames).
+ */
+function sendMutated(g: SyntheticGuest, templates: Uint8Array[], seed: number, fix: (f: Uint8Array, base: Uint8Array) => void = () => {}): void {
+  let state = seed;
+  const rand = (n: number): number => {
+    state = (state * 1103515245 + 12345) >>> 0;
+    return state % n;
+  };
+  for (let n = 0; n < 20_000; n++) {
+    const base = templates[rand(templates.length)]!;
+    const f = base.slice(0, Math.max(1, base.length - (rand(4) === 0 ? rand(base.length) : 0)));
+    for (let k = rand(6); k > 0; k--) f[rand(f.length)] = rand(256);
+    fix(f, base);
+    g.send(f);
+  }
+}
+
 test('fuzz: 20,000 random and mutated frames never throw and the stack keeps answering', async () => {
   const g = await guest();
-  let seed = 12345;
-  const rand = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    return seed % n;
-  };
   const templates = [
     echoRequest(g, HOST_IP),
     g.udp(0xffffffff, 68, 67, dhcpMessage(1, GUEST_MAC)),
@@ -189,12 +207,7 @@ test('fuzz: 20,000 random and mutated frames never throw and the stack keeps ans
     g.tcp(HOST_IP, 40000, 9, 1, 0, 0x02, 65535, new Uint8Array(0), Uint8Array.of(2, 4, 5, 180, 3, 3, 7, 0)),
     arpRequest(HOST_IP),
   ];
-  for (let n = 0; n < 20_000; n++) {
-    const base = templates[rand(templates.length)]!;
-    const f = base.slice(0, Math.max(1, base.length - (rand(4) === 0 ? rand(base.length) : 0)));
-    for (let k = rand(6); k > 0; k--) f[rand(f.length)] = rand(256);
-    g.send(f);
-  }
+  sendMutated(g, templates, 12345);
   await new Promise((r) => setTimeout(r, 100));
   g.received.length = 0;
   g.send(echoRequest(g, HOST_IP));
@@ -266,4 +279,24 @@ test('TTL: a packet that would be passed on with TTL 1 gets ICMP time exceeded, 
   assert.deepEqual(reply.bytes.subarray(reply.l4 + 8, reply.l4 + 36), frame.subarray(14, 42));
   assert.equal(finish(sum(reply.bytes, reply.l4, reply.bytes.length - reply.l4)), 0);
   assert.equal(g.stack.stats.udpFlows, 0, 'nothing was sent on');
+});
+
+test('fuzz: 20,000 random and mutated IPv6 frames never throw and the stack keeps answering (destinations kept on the router)', async () => {
+  const g = await guest();
+  const pad = [1, 4, 0, 0, 0, 0];
+  const templates = [
+    echo6(HOST6),
+    neighborSolicitation(HOST6),
+    neighborSolicitation(GUEST6, new Uint8Array(16)),
+    icmp6(133, GUEST_LL, parseIpv6('ff02::2'), Uint8Array.of(0, 0, 0, 0, 1, 1, ...GUEST_MAC)),
+    overIpv6(g.udp(0, 5353, 53, dnsQuery('localhost', 28)), DNS6),
+    overIpv6(g.tcp(0, 40000, 9, 1, 0, 0x02, 65535, new Uint8Array(0), Uint8Array.of(2, 4, 5, 160, 3, 3, 7, 0)), HOST6),
+    withExtensionHeaders(echo6(HOST6), [[0, pad], [60, pad], [43, [0, 0, 0, 0, 0, 0]]]),
+  ];
+  // The destination is put back, so NAT reaches only the host's ::1.
+  sendMutated(g, templates, 54321, (f, base) => f.length >= 54 && f.set(base.subarray(38, 54), 38));
+  await new Promise((r) => setTimeout(r, 100));
+  g.received.length = 0;
+  g.send(echo6(HOST6));
+  await g.next((f) => isIpv6(f, PROTO_ICMPV6, 129), 'echo reply after the fuzz');
 });
