@@ -21,19 +21,25 @@
  * - ping: busybox ping -c --pings -i 0.2 10.0.2.2 from G (average round trip).
  * Throughput is timed on the server from accept to the end of the stream and the
  * byte count checked; the best of --repeat runs counts (paths interleave per round).
- * The table shows MB/s (10^6 bytes), round trips, and tsemu's throughput as a share
- * of each peer's; the issue's target is tsemu >= slirp4netns (at its default MTU).
+ * The CPU time the tool's process (every thread, user and system, from
+ * /proc/PID/stat) spends per MB moved is measured too: on a loaded machine it
+ * holds better than wall-clock throughput. The table shows MB/s (10^6 bytes),
+ * CPU ms/MB, round trips, and the tsemu/peer ratios; the issue's target is tsemu's
+ * throughput >= slirp4netns's (at its default MTU).
  *
  * --cpu-prof DIR runs the tsemu process with node --cpu-prof (one .cpuprofile per
- * round in DIR) to see where its time goes.
+ * round in DIR, with a copy of the bundle its line numbers refer to) to see where
+ * its time goes. --paths picks some of tsemu, slirp4netns, slirp4netns-65520, pasta.
  *
  * Usage: npx tsx bench/net-user.ts [--size 128M] [--repeat 3] [--pings 20] [--cpu-prof DIR]
+ *          [--paths tsemu,slirp4netns,slirp4netns-65520,pasta]
  * Needs root, the built CLI (npm run build), ip, busybox, slirp4netns and pasta
  * (Debian packages iproute2, busybox, slirp4netns, passt). Not a test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -45,6 +51,8 @@ const INSIDE_FLAG = '--inside-sandbox';
 const GATEWAY = '10.0.2.2';
 /** A deadline for one transfer or one tool's start-up: only so a broken path reports instead of hanging. */
 const DEADLINE_MS = 300_000;
+/** Linux's USER_HZ: the unit of /proc/PID/stat's CPU times. */
+const CLOCK_TICKS = 100;
 
 /** The traffic generator in the guest namespace: `node -e CLIENT send|recv HOST PORT BYTES`. */
 const CLIENT = `
@@ -115,11 +123,11 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** A networking path under test: sets up the guest namespace `ns` and returns the guest's address and a stop function. */
+/** A networking path under test: sets up the guest namespace `ns` and returns the process that carries its traffic. */
 interface NetPath {
   name: string;
   mtu: number;
-  start(ns: string, round: number): Promise<{ guestAddr: string; stop: () => Promise<void> }>;
+  start(ns: string, round: number): Promise<ChildProcess>;
 }
 
 async function configureGuest(ns: string, ifname: string, addr: string, mtu: number): Promise<void> {
@@ -144,7 +152,7 @@ function tsemuPath(cpuProfDir: string | undefined): NetPath {
         await stopChild(child);
         throw err;
       }
-      return { guestAddr: '10.0.2.15', stop: () => stopChild(child) };
+      return child;
     },
   };
 }
@@ -161,7 +169,7 @@ function slirpPath(mtu: number | null): NetPath {
         await stopChild(child);
         throw err;
       }
-      return { guestAddr: '10.0.2.100', stop: () => stopChild(child) };
+      return child;
     },
   };
 }
@@ -182,13 +190,23 @@ function pastaPath(): NetPath {
         await stopChild(child);
         throw err;
       }
-      return { guestAddr: '10.0.2.15', stop: () => stopChild(child) };
+      return child;
     },
   };
 }
 
-/** One connection from the guest to a server on 127.0.0.1: returns the server's seconds from accept to the stream's end. */
-async function transfer(ns: string, direction: 'guest→host' | 'host→guest', size: number): Promise<number> {
+/** CPU seconds a process has used so far (utime + stime of /proc/PID/stat, every thread). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/**
+ * One connection from the guest to a server on 127.0.0.1: MB/s timed on the server
+ * from accept to the stream's end, and the CPU time process `pid` spent per MB.
+ */
+async function transfer(ns: string, direction: 'guest→host' | 'host→guest', size: number, pid: number): Promise<{ mbps: number; cpuMsPerMb: number }> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
@@ -225,6 +243,7 @@ async function transfer(ns: string, direction: 'guest→host' | 'host→guest', 
     });
   });
   const mode = direction === 'guest→host' ? 'send' : 'recv';
+  const cpuBefore = await cpuSeconds(pid);
   const client = runProgram('ip', ['netns', 'exec', ns, process.execPath, '-e', CLIENT, mode, GATEWAY, String(port), String(size)]);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -234,7 +253,7 @@ async function transfer(ns: string, direction: 'guest→host' | 'host→guest', 
     const [seconds, r] = await Promise.race([Promise.all([timed, client]), deadline]);
     if (r.code !== 0) throw new Error(`the guest's client exited ${r.code}: ${r.stderr.trim()}`);
     if (mode === 'recv' && Number(r.stdout) !== size) throw new Error(`the guest received ${r.stdout.trim()} of ${size} bytes`);
-    return seconds;
+    return { mbps: size / seconds / 1e6, cpuMsPerMb: ((await cpuSeconds(pid)) - cpuBefore) * 1e3 / (size / 1e6) };
   } finally {
     clearTimeout(timer);
     server.close();
@@ -250,8 +269,12 @@ async function ping(ns: string, count: number): Promise<number> {
 }
 
 interface PathResult {
+  /** MB/s. */
   up: number;
   down: number;
+  /** CPU time of the tool's process (all threads, user and system) per MB moved. */
+  upCpu: number;
+  downCpu: number;
   pingMs: number;
 }
 
@@ -260,13 +283,13 @@ async function measure(p: NetPath, round: number, size: number, pings: number): 
   await must(['ip', 'netns', 'add', ns]);
   try {
     await must(inNs(ns, ['ip', 'link', 'set', 'lo', 'up']));
-    const { stop } = await p.start(ns, round);
+    const child = await p.start(ns, round);
     try {
-      const up = size / (await transfer(ns, 'guest→host', size)) / 1e6;
-      const down = size / (await transfer(ns, 'host→guest', size)) / 1e6;
-      return { up, down, pingMs: await ping(ns, pings) };
+      const up = await transfer(ns, 'guest→host', size, child.pid!);
+      const down = await transfer(ns, 'host→guest', size, child.pid!);
+      return { up: up.mbps, down: down.mbps, upCpu: up.cpuMsPerMb, downCpu: down.cpuMsPerMb, pingMs: await ping(ns, pings) };
     } finally {
-      await stop();
+      await stopChild(child);
     }
   } finally {
     await runProgram('ip', ['netns', 'del', ns]);
@@ -282,30 +305,41 @@ function printTable(rows: string[][]): void {
   for (const r of rows) console.log(r.map((cell, col) => pad(cell, widths[col]!)).join('  ').trimEnd());
 }
 
-async function runInside(size: number, repeat: number, pings: number, cpuProfDir: string | undefined): Promise<void> {
-  const paths = [tsemuPath(cpuProfDir), slirpPath(null), slirpPath(65520), pastaPath()];
+/** The paths --paths chooses from, in the table's order. */
+const PATH_NAMES = ['tsemu', 'slirp4netns', 'slirp4netns-65520', 'pasta'];
+
+async function runInside(chosen: string[], size: number, repeat: number, pings: number, cpuProfDir: string | undefined): Promise<void> {
+  const all: Record<string, NetPath> = { tsemu: tsemuPath(cpuProfDir), slirp4netns: slirpPath(null), 'slirp4netns-65520': slirpPath(65520), pasta: pastaPath() };
+  const paths = PATH_NAMES.filter((n) => chosen.includes(n)).map((n) => all[n]!);
   const best = new Map<NetPath, PathResult>();
   for (let round = 0; round < repeat; round++) {
     for (const p of paths) {
       const r = await measure(p, round, size, pings);
       const b = best.get(p);
-      best.set(p, b ? { up: Math.max(b.up, r.up), down: Math.max(b.down, r.down), pingMs: Math.min(b.pingMs, r.pingMs) } : r);
+      best.set(p, b ? {
+        up: Math.max(b.up, r.up), down: Math.max(b.down, r.down), upCpu: Math.min(b.upCpu, r.upCpu), downCpu: Math.min(b.downCpu, r.downCpu),
+        pingMs: Math.min(b.pingMs, r.pingMs),
+      } : r);
     }
   }
-  console.log(`TCP ${size} bytes each way, best of ${repeat}; ping: average of ${pings} echoes to ${GATEWAY} (best round)\n`);
-  const rows = [['path', 'MTU', 'guest→host MB/s', 'host→guest MB/s', 'ping ms']];
+  console.log(`TCP ${size} bytes each way, best of ${repeat}; ping: average of ${pings} echoes to ${GATEWAY} (best round);`);
+  console.log('CPU: the tool\'s process, all threads, user + system, per MB moved (lower is better)\n');
+  const rows = [['path', 'MTU', 'guest→host MB/s', 'host→guest MB/s', 'g→h CPU ms/MB', 'h→g CPU ms/MB', 'ping ms']];
   for (const p of paths) {
     const r = best.get(p)!;
-    rows.push([p.name, String(p.mtu), r.up.toFixed(1), r.down.toFixed(1), r.pingMs.toFixed(3)]);
+    rows.push([p.name, String(p.mtu), r.up.toFixed(1), r.down.toFixed(1), r.upCpu.toFixed(2), r.downCpu.toFixed(2), r.pingMs.toFixed(3)]);
   }
   const t = best.get(paths[0]!)!;
-  rows.push(['', '', '', '', '']);
+  rows.push(rows[0]!.map(() => ''));
+  // Throughput: tsemu's share of the peer's (higher is better); CPU and ping: tsemu's multiple of the peer's (lower is better).
   for (const p of paths.slice(1)) {
     const r = best.get(p)!;
-    rows.push([`tsemu / ${p.name}`, '', (t.up / r.up).toFixed(2), (t.down / r.down).toFixed(2), (t.pingMs / r.pingMs).toFixed(2)]);
+    const ratio = (a: number, b: number): string => (a / b).toFixed(2);
+    rows.push([`tsemu / ${p.name}`, '', ratio(t.up, r.up), ratio(t.down, r.down), ratio(t.upCpu, r.upCpu), ratio(t.downCpu, r.downCpu), ratio(t.pingMs, r.pingMs)]);
   }
   printTable(rows);
-  const slirp = best.get(paths[1]!)!;
+  const slirp = best.get(all.slirp4netns!);
+  if (slirp === undefined) return;
   const met = t.up >= slirp.up && t.down >= slirp.down;
   console.log(`\ntarget (tsemu throughput >= slirp4netns's at its default MTU, both directions): ${met ? 'met' : 'MISSED'}`);
 }
@@ -343,6 +377,7 @@ async function main(): Promise<void> {
       repeat: { type: 'string', default: '3' },
       pings: { type: 'string', default: '20' },
       'cpu-prof': { type: 'string' },
+      paths: { type: 'string', default: PATH_NAMES.join(',') },
     },
   });
   const size = parseSize(values.size!, 'transfer size');
@@ -351,7 +386,16 @@ async function main(): Promise<void> {
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
   if (!Number.isInteger(pings) || pings < 1) throw new Error('--pings must be a positive integer');
   if (size < 1) throw new Error('--size must be at least one byte');
-  if (inside) return runInside(size, repeat, pings, values['cpu-prof'] && path.resolve(values['cpu-prof']));
+  const chosen = values.paths!.split(',');
+  for (const name of chosen) if (!PATH_NAMES.includes(name)) throw new Error(`--paths: '${name}' is not one of ${PATH_NAMES.join(', ')}`);
+  if (!chosen.includes('tsemu')) throw new Error('--paths must include tsemu (the ratios are tsemu\'s)');
+  const cpuProf = values['cpu-prof'] && path.resolve(values['cpu-prof']);
+  if (inside) return runInside(chosen, size, repeat, pings, cpuProf);
+  // The profile's line numbers are the bundle's: keep the bundle they refer to beside it.
+  if (cpuProf) {
+    await mkdir(cpuProf, { recursive: true });
+    await copyFile(path.join(ROOT, 'dist/bundle/cli.cjs'), path.join(cpuProf, 'cli.cjs'));
+  }
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, /dev/net/tun)');
   for (const peer of ['ip', 'busybox', 'sysctl', 'slirp4netns', 'pasta']) requirePeer(peer);
   if (!existsSync(path.join(ROOT, 'dist/bundle/cli.cjs'))) throw new Error('the CLI is not built: run `npm run build` first');
