@@ -37,6 +37,7 @@ import {
   encodeRequest,
   getU64,
   nbdErrorText,
+  socketErrorText,
   view,
 } from './protocol.js';
 
@@ -97,7 +98,7 @@ export class NbdConnection {
         resolve(s);
       });
       s.once('error', (e: NodeJS.ErrnoException) => {
-        reject(new Error(`Failed to connect to '${describeAddress(address)}': ${connectErrorText(e)}`));
+        reject(new Error(`Failed to connect to '${describeAddress(address)}': ${socketErrorText(e)}`));
       });
     });
     socket.setNoDelay(true);
@@ -260,18 +261,4 @@ export class NbdConnection {
   private wakeIdle(): void {
     for (const w of this.idle.splice(0)) w();
   }
-}
-
-function connectErrorText(e: NodeJS.ErrnoException): string {
-  const known: Record<string, string> = {
-    ECONNREFUSED: 'Connection refused',
-    ENOENT: 'No such file or directory',
-    EACCES: 'Permission denied',
-    ETIMEDOUT: 'Connection timed out',
-    EHOSTUNREACH: 'No route to host',
-    ENETUNREACH: 'Network is unreachable',
-    ENOTFOUND: 'Name or service not known',
-    EAI_AGAIN: 'Temporary failure in name resolution',
-  };
-  return (e.code && known[e.code]) ?? e.message;
 }

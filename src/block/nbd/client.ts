@@ -7,10 +7,12 @@
  * maximum payload are cut and sent in parallel; FUA, flush, trim and write-zeroes
  * go to the server when it advertises them (else: write+flush, no-op flush and
  * trim, zeroes written as data). blockStatus asks base:allocation (when the server
- * gave it) for the range and keeps the descriptors of the answer, so a sequential
- * walk (map, convert) asks once per reply; a write drops them. Without the context
- * everything is data. A read-only export opened for writing is refused, as QEMU
- * refuses it ("Permission denied").
+ * gave it) about everything from the offset on and keeps the descriptors of the
+ * answer, so a walk (map, convert's parallel workers) asks once per reply, and
+ * callers that miss while a query is in flight wait for it instead of asking too;
+ * a change to the export drops them. Without the context everything is data.
+ * A read-only export opened for writing is refused, as QEMU refuses it
+ * ("Permission denied").
  *
  * "Creating" an image on NBD (img create / convert without -n) opens the existing
  * export instead, as QEMU's fallback for protocols that cannot create does:
@@ -52,6 +54,10 @@ export class NbdNode implements ProtocolNode {
   /** Descriptors of the last BLOCK_STATUS answer, starting at statusOffset. */
   private status: BlockDescriptor[] = [];
   private statusOffset = 0;
+  /** Bumped by every change to the export: an answer to an older query is not cached. */
+  private generation = 0;
+  /** The BLOCK_STATUS query in flight, which concurrent callers wait for before asking their own. */
+  private statusQuery: Promise<void> | null = null;
 
   private constructor(
     readonly filename: string,
@@ -95,7 +101,7 @@ export class NbdNode implements ProtocolNode {
   async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
-    this.status = [];
+    this.forgetStatus();
     const fua = opts?.fua && this.flags & TF_SEND_FUA ? CMD_FLAG_FUA : 0;
     await this.split(offset, buf.length, this.conn.info.maxPayload, (at, len) =>
       this.run(`write at offset ${at}`, CMD_WRITE, fua, at, len, { payload: buf.subarray(at - offset, at - offset + len) }),
@@ -121,7 +127,7 @@ export class NbdNode implements ProtocolNode {
   async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, length);
-    this.status = [];
+    this.forgetStatus();
     if (!(this.flags & TF_SEND_WRITE_ZEROES)) {
       const zeroes = new Uint8Array(Math.min(length, this.conn.info.maxPayload));
       await this.split(offset, length, zeroes.length, (at, len) => this.write(at, zeroes.subarray(0, len)));
@@ -137,7 +143,7 @@ export class NbdNode implements ProtocolNode {
     this.checkWritable();
     checkRange(this, this.size(), offset, length);
     if (!(this.flags & TF_SEND_TRIM)) return;
-    this.status = [];
+    this.forgetStatus();
     await this.split(offset, length, MAX_RANGE_REQUEST, (at, len) => this.run(`trim at offset ${at}`, CMD_TRIM, 0, at, len));
   }
 
@@ -158,19 +164,46 @@ export class NbdNode implements ProtocolNode {
       hostOffset: offset,
     });
     if (this.conn.info.baseAllocationId === null || length === 0) return extent(length, 0);
-    const cached = this.cachedStatus(offset);
-    if (cached) return extent(cached.length, cached.flags);
-    const ask = Math.min(length, MAX_RANGE_REQUEST);
-    const descriptors = await this.conn
-      .request(CMD_BLOCK_STATUS, 0, offset, ask)
-      .catch((e: Error) => {
-        throw new Error(`${this.filename}: block status at offset ${offset} failed: ${e.message}`);
-      });
-    this.status = descriptors;
-    this.statusOffset = offset;
+    let found = this.cachedStatus(offset);
+    if (!found && this.statusQuery) {
+      await this.statusQuery;
+      found = this.cachedStatus(offset);
+    }
+    if (!found) {
+      const query = this.queryStatus(offset);
+      const shared = query.then(() => {}, () => {});
+      this.statusQuery = shared;
+      try {
+        found = await query;
+      } finally {
+        if (this.statusQuery === shared) this.statusQuery = null;
+      }
+    }
+    return extent(found.length, found.flags);
+  }
+
+  /**
+   * Asks base:allocation about everything from `offset` on (up to MAX_RANGE_REQUEST):
+   * the answer's further descriptors serve the calls that walk on from there.
+   */
+  private async queryStatus(offset: number): Promise<BlockDescriptor> {
+    const generation = this.generation;
+    const ask = Math.min(this.size() - offset, MAX_RANGE_REQUEST);
+    const descriptors = await this.conn.request(CMD_BLOCK_STATUS, 0, offset, ask).catch((e: Error) => {
+      throw new Error(`${this.filename}: block status at offset ${offset} failed: ${e.message}`);
+    });
     const first = descriptors[0]!;
     if (first.length === 0) throw new Error(`${this.filename}: the server sent a block status descriptor of length 0`);
-    return extent(first.length, first.flags);
+    if (generation === this.generation) {
+      this.status = descriptors;
+      this.statusOffset = offset;
+    }
+    return first;
+  }
+
+  private forgetStatus(): void {
+    this.status = [];
+    this.generation++;
   }
 
   /** The cached descriptor that `offset` falls in, trimmed to start there. */

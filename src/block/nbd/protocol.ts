@@ -124,6 +124,25 @@ export function nbdErrorText(code: number): string {
   return ERROR_TEXT[code] ?? `Unknown error ${code}`;
 }
 
+const SOCKET_ERROR_TEXT: Record<string, string> = {
+  ECONNREFUSED: 'Connection refused',
+  ECONNRESET: 'Connection reset by peer',
+  EADDRINUSE: 'Address already in use',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  ETIMEDOUT: 'Connection timed out',
+  EHOSTUNREACH: 'No route to host',
+  ENETUNREACH: 'Network is unreachable',
+  ENOTFOUND: 'Name or service not known',
+  EAI_AGAIN: 'Temporary failure in name resolution',
+};
+
+/** strerror-like text for a failed connect, bind or listen. */
+export function socketErrorText(e: NodeJS.ErrnoException): string {
+  return (e.code && SOCKET_ERROR_TEXT[e.code]) ?? e.message;
+}
+
 /** Strings (export names, queries, messages) are at most this long. */
 export const MAX_STRING = 4096;
 /** The largest READ or WRITE payload either side handles (the spec's default maximum). */

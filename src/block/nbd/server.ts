@@ -21,6 +21,7 @@ import { SocketReader } from './reader.js';
 import type { NbdExport } from './export.js';
 import { serverHandshake } from './server-handshake.js';
 import { ServerSession } from './server-session.js';
+import { socketErrorText } from './protocol.js';
 
 export interface NbdServerOptions {
   exports: readonly NbdExport[];
@@ -65,7 +66,7 @@ export class NbdServer {
     const server = net.createServer({ noDelay: true, pauseOnConnect: true });
     const nbd = new NbdServer(server, opts);
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`Failed to bind socket: ${bindErrorText(e)}`)));
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`Failed to bind socket: ${socketErrorText(e)}`)));
       if (opts.socketPath !== undefined) server.listen(opts.socketPath, resolve);
       else server.listen(opts.port ?? NBD_DEFAULT_PORT, opts.bind ?? '0.0.0.0', resolve);
     });
@@ -141,14 +142,4 @@ export class NbdServer {
     }
     if (!this.opts.persistent && this.active === 0 && this.served > 0) void this.close();
   }
-}
-
-function bindErrorText(e: NodeJS.ErrnoException): string {
-  const known: Record<string, string> = {
-    EADDRINUSE: 'Address already in use',
-    EACCES: 'Permission denied',
-    EADDRNOTAVAIL: 'Cannot assign requested address',
-    ENOENT: 'No such file or directory',
-  };
-  return (e.code && known[e.code]) ?? e.message;
 }
