@@ -207,7 +207,8 @@ test('vhdx log: a dirty image is refused read-only, replayed by a writable open 
     assert.match(q.stderr, /opened read-only, but contains a log that needs to be replayed/);
     await assert.rejects(() => openImage(file, { readOnly: true }), /VHDX image file '.*dirty\.vhdx' opened read-only, but contains a log that needs to be replayed\nTo replay the log/);
     const roCheck = await checkImage({ filename: file, log: () => {} }).then(() => null, (e: Error) => e.message);
-    assert.match(roCheck ?? '', /needs to be replayed/);
+    assert.equal(roCheck, `Could not open '${file}': VHDX image file '${file}' opened read-only, but contains a log that needs to be replayed\n` +
+      `To replay the log, run:\ntsemu img check -r all '${file}'`);
 
     // tsemu: check -r all replays (one fixed corruption), as qemu-img reports it.
     const lines: string[] = [];

@@ -60,8 +60,12 @@ import { parseMetadata, type VhdxMetadata } from './metadata.js';
 /** Dirty BAT sectors that trigger a commit without waiting for flush. */
 const COMMIT_THRESHOLD = 64;
 const MAX_METADATA_REGION = 64 * MiB;
-/** Largest request granularity advertised (blocks can be 256 MiB). */
-const MAX_GRANULARITY = 8 * MiB;
+/**
+ * The granularity advertised: writes of any size cost no read-modify-write (a new
+ * block is grown sparse around them), so callers such as convert may skip zero
+ * runs at page size instead of writing whole blocks.
+ */
+const GRANULARITY = 4096;
 
 /** A stored block's start offset that is past the end of the file, as QEMU words it. */
 export function pastEndMessage(index: number, offset: number, fileSize: number): string {
@@ -105,7 +109,7 @@ export async function readVhdx(file: ProtocolNode, readOnly: boolean): Promise<V
       if (readOnly) {
         throw new ImageFormatError(
           `VHDX image file '${file.filename}' opened read-only, but contains a log that needs to be replayed\n` +
-            `To replay the log, open it read-write, e.g. run:\ntsemu img check -r all '${file.filename}'`,
+            `To replay the log, run:\ntsemu img check -r all '${file.filename}'`,
         );
       }
       await replaySequence(file, active, log);
@@ -208,7 +212,7 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
   }
 
   get blockSize(): number { return this.parts.meta.blockSize; }
-  get granularity(): number { return Math.min(this.blockSize, MAX_GRANULARITY); }
+  get granularity(): number { return GRANULARITY; }
   get clusterSize(): number { return this.blockSize; }
   get diskUuid(): string { return this.parts.meta.diskId; }
   /** Whether opening replayed a log (check reports it as a fixed corruption). */
