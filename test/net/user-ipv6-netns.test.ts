@@ -85,18 +85,25 @@ test('an HTTP fetch from the namespace to [fec0::2] reaches a server on the host
   assert.equal(r.stdout, 'hello over IPv6 from ::1\n');
 });
 
-test('UDP from the namespace to [fec0::2] reaches a host socket on ::1 and the reply comes back', async () => {
+test('UDP from the namespace to [fec0::2] reaches a host socket on ::1 and the reply comes back; 8 KB datagrams fragmented both ways', async () => {
   await slaacAddress(ns);
   const echo = createSocket('udp6');
   echo.on('message', (msg, from) => echo.send(Buffer.concat([Buffer.from('echo:'), msg]), from.port, from.address));
   await new Promise<void>((resolve) => echo.bind(0, '::1', resolve));
-  const script = `const s=require('dgram').createSocket('udp6');s.on('message',m=>{console.log(String(m));process.exit(0)});` +
-    `const go=()=>s.send('ping6',${echo.address().port},'fec0::2');setInterval(go,500);go();`;
+  const script = (payload: string): string => `const s=require('dgram').createSocket('udp6');const p=${payload};` +
+    `s.on('message',m=>{console.log(m.length+':'+String(m).slice(0,10));process.exit(0)});` +
+    `const go=()=>s.send(p,${echo.address().port},'fec0::2');setInterval(go,500);go();`;
   try {
-    assert.equal((await ns.run([process.execPath, '-e', script])).stdout.trim(), 'echo:ping6');
+    assert.equal((await ns.run([process.execPath, '-e', script("'ping6'")])).stdout.trim(), '10:echo:ping6');
+    assert.equal((await ns.run([process.execPath, '-e', script("'x'.repeat(8000)")])).stdout.trim(), '8005:echo:xxxxx');
   } finally {
     echo.close();
   }
+});
+
+test('ping -6 with 4,000-byte payloads: fragmented requests are reassembled and the replies fragmented', async () => {
+  await slaacAddress(ns);
+  assert.match((await ns.run(['busybox', 'ping', '-6', '-c', '2', '-s', '4000', '-W', '5', 'fec0::2'])).stdout, /2 packets received/);
 });
 
 test('DNS at fec0::3 resolves a name from the host\'s /etc/hosts (localhost as the host address)', async () => {

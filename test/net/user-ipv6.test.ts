@@ -1,7 +1,8 @@
 /**
  * The user stack's IPv6 side against a synthetic guest: addresses and options,
  * NDP both ways, router advertisements, ICMPv6 echo, UDP and TCP NAT to the host's
- * ::1, IPv6 host forwards, hop limits, extension headers, restrict=on and ipv6=off.
+ * ::1, IPv6 host forwards, hop limits, extension headers, fragments, restrict=on
+ * and ipv6=off.
  * Host sockets are only on ::1.
  */
 import { test } from 'node:test';
@@ -9,7 +10,9 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { parseHostForward, parseNetdevSpec } from '../../src/net/spec.js';
+import { fragmentIpv6, Reassembler } from '../../src/net/user/fragments.js';
 import { formatIpv6, parseIpv6, tryParseIpv6 } from '../../src/net/user/ip-address.js';
+import { readIpv6 } from '../../src/net/user/ipv6.js';
 import { PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from '../../src/net/user/packet.js';
 import { ROUTER_MAC } from '../../src/net/user/stack.js';
 import { GUEST_MAC, type SyntheticGuest } from './synthetic.js';
@@ -287,18 +290,41 @@ test('extension headers: options to skip are walked; discard-type options, routi
   assert.ok(await answered(withExtensionHeaders(echo6(HOST6), [[0, pad], [60, [5, 2, 0, 0, 1, 0]]])), 'hop-by-hop PadN, destination router alert');
   assert.ok(await answered(withExtensionHeaders(echo6(HOST6), [[43, [0, 0, 0, 0, 0, 0]]])), 'a routing header with no segments left');
   assert.ok(await answered(withExtensionHeaders(echo6(HOST6), Array.from({ length: 8 }, () => [60, pad] as [number, number[]]))), '8 headers');
+  assert.ok(await answered(withExtensionHeaders(echo6(HOST6), [[0, pad], [44, [0, 0, 0, 0, 0, 1]]])), 'an atomic fragment after hop-by-hop');
   const dropped: [string, Uint8Array][] = [
     ['an option to discard when not understood', withExtensionHeaders(echo6(HOST6), [[60, [0x80, 4, 0, 0, 0, 0]]])],
     ['an option past its header', withExtensionHeaders(echo6(HOST6), [[0, [1, 9, 0, 0, 0, 0]]])],
     ['hop-by-hop not first', withExtensionHeaders(echo6(HOST6), [[60, pad], [0, pad]])],
     ['segments left', withExtensionHeaders(echo6(HOST6), [[43, [0, 1, 0, 0, 0, 0]]])],
-    ['a fragment', withExtensionHeaders(echo6(HOST6), [[44, [0, 0, 0, 0, 0, 1]]])],
     ['9 headers', withExtensionHeaders(echo6(HOST6), Array.from({ length: 9 }, () => [60, pad] as [number, number[]]))],
   ];
   for (const [what, frame] of dropped) assert.equal(await answered(frame), false, what);
   const long = withExtensionHeaders(echo6(HOST6), [[60, pad]]);
   long[55] = 200; // a header length past the payload
   assert.equal(await answered(long), false);
+});
+
+test('fragments: a 4,000-byte echo request in fragments is reassembled, its reply leaves in fragments; overlaps drop the datagram', async () => {
+  const g = await guest();
+  const big = (id: number): Uint8Array => icmp6(128, GUEST6, HOST6, Uint8Array.of(0xbe, 0xef, 0, id, ...Buffer.alloc(4000, id)));
+  for (const piece of fragmentIpv6(big(1), 1500, 77).reverse()) g.send(piece);
+  const reassembler = new Reassembler();
+  let reply: Uint8Array | null = null;
+  while (!reply) {
+    const f = await g.next((x) => isIpv6(x, 44), 'reply fragment');
+    assert.ok(f.bytes.length - 14 <= 1500);
+    reply = reassembler.addIpv6(readIpv6(f.bytes, f.view)!);
+  }
+  const whole = new Frame6(reply);
+  assert.equal(whole.icmpType, 129);
+  assert.equal(whole.payloadLength, 4008);
+  assert.ok(whole.checksumOk);
+  const pieces = fragmentIpv6(big(2), 1500, 78);
+  const overlap = pieces[1]!.slice();
+  new DataView(overlap.buffer).setUint16(54 + 2, 8 | 1); // offset 8 overlaps the first piece
+  for (const piece of [pieces[0]!, overlap, ...pieces.slice(1)]) g.send(piece);
+  await settle();
+  assert.deepEqual(ipv6Frames(g), []);
 });
 
 test('restrict=on: the router answers ping and NDP, nothing goes through NAT or to DNS', async () => {

@@ -8,9 +8,10 @@
  * and routing headers with no segments left are skipped; their options are walked,
  * and one whose type asks for the packet to be discarded when not understood (the
  * two high bits not 00) drops the packet, as does an option running past its
- * header. Fragments (not reassembled: the user stack's own packets fit the MTU),
- * routing headers with segments left, ESP, AH, "no next header", a chain of more
- * than 8 extension headers, or one running past the payload drop the packet.
+ * header. A fragment header ends the walk: the packet comes back with it as its
+ * upper layer, for reassembly (fragments.ts). Routing headers with segments left,
+ * a chain of more than 8 extension headers, or one running past the payload drop
+ * the packet; ESP, AH and "no next header" come back as upper layers nobody takes.
  * Nothing here throws on any input: every read is bounds-checked first.
  */
 import type { Ipv6Address } from './ip-address.js';
@@ -27,6 +28,8 @@ export interface Ipv6Packet extends InPacket {
   dst: Ipv6Address;
   protocol: number;
   hopLimit: number;
+  /** Where the byte naming `protocol` sits (the IPv6 header's next header, or the last extension header's). */
+  nextHeaderAt: number;
 }
 
 /** Whether the TLV options from `at` to `end` may be skipped (Pad1, PadN, or any type whose action is "skip"). */
@@ -48,13 +51,15 @@ export function readIpv6(frame: Uint8Array, view: DataView): Ipv6Packet | null {
   const payloadLength = view.getUint16(ETH_HEADER + 4);
   const end = ETH_HEADER + IPV6_HEADER + payloadLength;
   if (payloadLength === 0 || end > frame.length || frame[ETH_HEADER + 8] === 0xff) return null;
-  let next = frame[ETH_HEADER + 6]!;
+  let nextHeaderAt = ETH_HEADER + 6;
+  let next = frame[nextHeaderAt]!;
   let at = ETH_HEADER + IPV6_HEADER;
   for (let count = 0; next === HOP_BY_HOP || next === ROUTING || next === DESTINATION_OPTIONS; count++) {
     if (count === MAX_EXTENSION_HEADERS || at + 8 > end || (next === HOP_BY_HOP && count > 0)) return null;
     const length = (frame[at + 1]! + 1) * 8;
     if (at + length > end) return null;
     if (next === ROUTING ? frame[at + 3] !== 0 : !optionsSkippable(frame, at + 2, at + length)) return null;
+    nextHeaderAt = at;
     next = frame[at]!;
     at += length;
   }
@@ -66,5 +71,6 @@ export function readIpv6(frame: Uint8Array, view: DataView): Ipv6Packet | null {
     l4Length: end - at,
     protocol: next,
     hopLimit: frame[ETH_HEADER + 7]!,
+    nextHeaderAt,
   };
 }

@@ -30,9 +30,8 @@
  * of the prefix, link-local, multicast and IPv4-embedding addresses are
  * unreachable, others are reached as themselves. A hop limit that ends here gets
  * ICMPv6 time exceeded. restrict=on cuts IPv6 off the same way. Fragments are
- * dropped, and packets to the guest larger than the MTU are not fragmented (TCP is
- * sized by its MSS; only UDP datagrams larger than a frame suffer). TFTP, DHCPv6
- * and guest forwards are IPv4 only. Other ethertypes are dropped.
+ * reassembled and packets to the guest larger than the MTU fragmented, as for
+ * IPv4. TFTP, DHCPv6 and guest forwards are IPv4 only. Other ethertypes are dropped.
  *
  * Host forwards are started by create() and can be added and removed at run time
  * (addHostForward, removeHostForward). close() resets every connection and closes
@@ -47,7 +46,7 @@ import type { Duplex } from 'node:stream';
 import type { GuestForward, HostForward, UserNetdev } from '../spec.js';
 import { Arp } from './arp.js';
 import { finish, sum } from './checksum.js';
-import { fragment, Reassembler } from './fragments.js';
+import { fragment, fragmentIpv6, Reassembler } from './fragments.js';
 import { DhcpServer } from './dhcp.js';
 import { answerDnsQuery } from './dns.js';
 import { IcmpEcho } from './icmp-echo.js';
@@ -69,6 +68,8 @@ import { udpPacket, UdpNat } from './udp.js';
 /** The link MTU the stack assumes (its frames carry at most this many IP bytes). */
 const MTU = 1500;
 const LOOPBACK = 0x7f000001;
+/** IPv6's fragment header, as an upper layer readIpv6 stops at. */
+const PROTO_FRAGMENT = 44;
 const LOOPBACK6 = parseIpv6('::1');
 /** The most of a packet an ICMPv6 error quotes (its message fits IPv6's minimum MTU, 1280). */
 const ICMPV6_ERROR_QUOTE = 1280 - 48;
@@ -153,8 +154,8 @@ export class UserStack implements FrameBackend {
   emit(packet: OutPacket): void {
     if (this.closed) return;
     const { dst } = packet;
-    if (typeof dst !== 'number') return this.ndp?.send(packet);
     const id = this.ipId++;
+    if (typeof dst !== 'number') return this.ndp?.send(packet, (frame) => fragmentIpv6(frame, MTU, id));
     this.arp.deliver(dst, (mac) => fragment(packet.finalize(mac, ROUTER_MAC, id), MTU));
   }
 
@@ -206,6 +207,11 @@ export class UserStack implements FrameBackend {
   private ipv6(frame: Uint8Array, view: DataView): void {
     const p = readIpv6(frame, view);
     if (!p || !this.ndp) return;
+    if (p.protocol === PROTO_FRAGMENT) {
+      const whole = this.reassembler.addIpv6(p);
+      if (whole) this.ipv6(whole, new DataView(whole.buffer));
+      return;
+    }
     this.ndp.learn(p.src, frame.subarray(6, 12));
     if (isMulticast6(p.dst)) {
       if (p.protocol === PROTO_ICMPV6) this.icmp6(p); // NDP to a group; nothing else is for the router
