@@ -6,6 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, get, type Server } from 'node:http';
 import { createSocket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +21,7 @@ let stack: UserStack;
 let server: Server;
 let httpPort: number;
 let connections = 0;
+const BIG = randomBytes(4 << 20);
 
 /** Polls `probe` (generously) until it gives a value. */
 async function waitFor<T>(what: string, probe: () => Promise<T | null>): Promise<T> {
@@ -52,7 +54,7 @@ function slaacAddress(guest: GuestNamespace): Promise<string> {
 }
 
 before(async () => {
-  server = createServer((req, res) => res.end(`hello over IPv6 from ${req.socket.remoteAddress}\n`));
+  server = createServer((req, res) => res.end(req.url === '/big' ? BIG : `hello over IPv6 from ${req.socket.remoteAddress}\n`));
   server.on('connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
   httpPort = (server.address() as AddressInfo).port;
@@ -79,10 +81,12 @@ test('ping -6 fec0::2 and the router\'s link-local fe80::2 are answered', async 
   assert.match((await ns.run(['busybox', 'ping', '-6', '-c', '1', '-W', '5', '-I', ns.ifname, 'fe80::2'])).stdout, /1 packets received/);
 });
 
-test('an HTTP fetch from the namespace to [fec0::2] reaches a server on the host\'s ::1', async () => {
+test('an HTTP fetch from the namespace to [fec0::2] reaches a server on the host\'s ::1; 4 MiB arrive intact', async () => {
   await slaacAddress(ns);
   const r = await ns.run(['busybox', 'wget', '-q', '-O', '-', `http://[fec0::2]:${httpPort}/`]);
   assert.equal(r.stdout, 'hello over IPv6 from ::1\n');
+  const big = await ns.run(['sh', '-c', `busybox wget -q -O - http://[fec0::2]:${httpPort}/big | busybox sha256sum`]);
+  assert.equal(big.stdout.split(' ')[0], createHash('sha256').update(BIG).digest('hex'), '4 MiB arrive intact');
 });
 
 test('UDP from the namespace to [fec0::2] reaches a host socket on ::1 and the reply comes back; 8 KB datagrams fragmented both ways', async () => {

@@ -13,6 +13,7 @@ import { parseHostForward, parseNetdevSpec } from '../../src/net/spec.js';
 import { fragmentIpv6, Reassembler } from '../../src/net/user/fragments.js';
 import { formatIpv6, parseIpv6, tryParseIpv6 } from '../../src/net/user/ip-address.js';
 import { readIpv6 } from '../../src/net/user/ipv6.js';
+import { answerDnsQuery } from '../../src/net/user/dns.js';
 import { PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from '../../src/net/user/packet.js';
 import { ROUTER_MAC } from '../../src/net/user/stack.js';
 import { GUEST_MAC, type SyntheticGuest } from './synthetic.js';
@@ -264,6 +265,43 @@ test('an IPv6 host forward waits for the guest\'s address, solicits its MAC, the
     socket.destroy();
   }
   assert.equal(g.stack.removeHostForward('tcp', '0:0::1', port), true);
+});
+
+test('a UDP host forward from [::1] reaches the guest\'s IPv6 address and the guest\'s reply comes back', async () => {
+  const g = await guest(`user,hostfwd=udp:[::1]:0-[${text(GUEST6)}]:53`);
+  const { port } = g.stack.forwards[0]!;
+  const client = createSocket('udp6');
+  await new Promise<void>((resolve) => client.bind(0, '::1', resolve));
+  try {
+    const answer = new Promise<string>((resolve) => client.once('message', (m) => resolve(String(m))));
+    client.send('question', port, '::1');
+    await g.next((f) => isIpv6(f, PROTO_ICMPV6, 135), 'neighbor solicitation for the guest');
+    g.send(icmp6(136, GUEST6, HOST6, Uint8Array.of(0x60, 0, 0, 0, ...GUEST6, 2, 1, ...GUEST_MAC)));
+    const datagram = Frame6.of(await g.next((f) => isIpv6(f, PROTO_UDP), 'forwarded datagram'));
+    assert.equal(text(datagram.src), 'fec0::2');
+    assert.equal(datagram.dstPort, 53);
+    assert.equal(Buffer.from(datagram.udpPayload).toString(), 'question');
+    assert.ok(datagram.checksumOk);
+    g.send(udp6(g, HOST6, 53, datagram.srcPort, Buffer.from('answer')));
+    assert.equal(await answer, 'answer');
+  } finally {
+    client.close();
+  }
+});
+
+test('DNS at fec0::3: A over IPv6 gives the host address; an AAAA answer of the host\'s ::1 becomes fec0::2', async () => {
+  const query = (name: string, type: number): Uint8Array => Uint8Array.of(0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+    ...name.split('.').flatMap((label) => [label.length, ...Buffer.from(label)]), 0, 0, type, 0, 1);
+  const g = await guest();
+  g.send(udp6(g, DNS6, 5353, 53, query('localhost', 1)));
+  const a = Frame6.of(await g.next((f) => isIpv6(f, PROTO_UDP), 'A answer')).udpPayload;
+  assert.equal(a[7], 1, 'one answer');
+  assert.deepEqual([...a.subarray(a.length - 4)], [10, 0, 2, 2]);
+  // getaddrinfo takes a literal as its own answer: "::1" stands for a name the host resolves to ::1.
+  const mapped = (await answerDnsQuery(query('::1', 28), 0x0a000202, HOST6))!;
+  assert.equal(text(mapped.subarray(mapped.length - 16)), 'fec0::2');
+  const kept = (await answerDnsQuery(query('2001:db8::7', 28), 0x0a000202, HOST6))!;
+  assert.equal(text(kept.subarray(kept.length - 16)), '2001:db8::7');
 });
 
 test('a hop limit that ends at the router gets ICMPv6 time exceeded quoting the packet; nothing is sent on', async () => {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { finish, sum, pseudoHeader } from '../../src/net/user/checksum.js';
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP } from '../../src/net/user/packet.js';
 import { parseIpv6 } from '../../src/net/user/ip-address.js';
+import { fragmentIpv6 } from '../../src/net/user/fragments.js';
 import { ROUTER_MAC } from '../../src/net/user/stack.js';
 import { answerDnsQuery } from '../../src/net/user/dns.js';
 import { DNS_IP, Frame, GUEST_IP, GUEST_MAC, HOST_IP, SyntheticGuest } from './synthetic.js';
@@ -292,6 +293,7 @@ test('fuzz: 20,000 random and mutated IPv6 frames never throw and the stack keep
     overIpv6(g.udp(0, 5353, 53, dnsQuery('localhost', 28)), DNS6),
     overIpv6(g.tcp(0, 40000, 9, 1, 0, 0x02, 65535, new Uint8Array(0), Uint8Array.of(2, 4, 5, 160, 3, 3, 7, 0)), HOST6),
     withExtensionHeaders(echo6(HOST6), [[0, pad], [60, pad], [43, [0, 0, 0, 0, 0, 0]]]),
+    ...fragmentIpv6(icmp6(128, GUEST6, HOST6, new Uint8Array(3000)), 1500, 5),
   ];
   // The destination is put back, so NAT reaches only the host's ::1.
   sendMutated(g, templates, 54321, (f, base) => f.length >= 54 && f.set(base.subarray(38, 54), 38));
