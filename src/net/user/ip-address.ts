@@ -78,9 +78,12 @@ export function sameAddress(a: IpAddress, b: IpAddress): boolean {
   return true;
 }
 
-/** A string that identifies the address (and its family) in map keys. */
+/**
+ * A string that identifies the address in map keys, cheap on hot paths: IPv4 in
+ * decimal (at most 10 characters), IPv6 as its 16 bytes as characters (always 16).
+ */
 export function addressKey(addr: IpAddress): string {
-  return typeof addr === 'number' ? String(addr) : formatIpv6(addr);
+  return typeof addr === 'number' ? String(addr) : String.fromCharCode(...addr);
 }
 
 /** Whether `addr` lies in prefix/length. */

@@ -24,7 +24,7 @@
  */
 import type { Ipv6Config } from './ipv6-options.js';
 import {
-  formatIpv6, inPrefix6, isMulticast6, isUnspecified6, multicastMac, parseIpv6, sameAddress, solicitedNode,
+  addressKey, inPrefix6, isMulticast6, isUnspecified6, multicastMac, parseIpv6, sameAddress, solicitedNode,
   type Ipv6Address,
 } from './ip-address.js';
 import type { Ipv6Packet } from './ipv6.js';
@@ -64,7 +64,7 @@ export class Ndp {
     private readonly routerMac: Uint8Array,
     private readonly put: (frame: Uint8Array) => void,
   ) {
-    this.neighbours = new Neighbours<Ipv6Address>(formatIpv6, (addr) => this.isNeighbour(addr),
+    this.neighbours = new Neighbours<Ipv6Address>(addressKey, (addr) => this.isNeighbour(addr),
       (addr) => (isMulticast6(addr) ? multicastMac(addr) : undefined), (addr) => this.solicit(addr), put);
     this.scheduleAdvert();
   }

@@ -68,9 +68,9 @@ import { udpPacket, UdpNat } from './udp.js';
 /** The link MTU the stack assumes (its frames carry at most this many IP bytes). */
 const MTU = 1500;
 const LOOPBACK = 0x7f000001;
+const LOOPBACK6 = parseIpv6('::1');
 /** IPv6's fragment header, as an upper layer readIpv6 stops at. */
 const PROTO_FRAGMENT = 44;
-const LOOPBACK6 = parseIpv6('::1');
 /** The most of a packet an ICMPv6 error quotes (its message fits IPv6's minimum MTU, 1280). */
 const ICMPV6_ERROR_QUOTE = 1280 - 48;
 
@@ -120,7 +120,7 @@ export class UserStack implements FrameBackend {
     this.udp = new UdpNat(this);
     this.tcp = new TcpNat(this);
     this.ndp = config.ipv6 ? new Ndp(config.ipv6, ROUTER_MAC, (frame) => this.put(frame)) : null;
-    for (const g of config.guestfwd) this.guestForwards.set(`${g.addr}:${g.port}`, g);
+    for (const g of config.guestfwd) this.guestForwards.set(`${addressKey(g.addr)}:${g.port}`, g);
     this.tftp = config.tftp === undefined ? null
       : new TftpServer(config.tftp, (srcPort, guest, guestPort, payload) => this.emit(udpPacket(config.host, srcPort, guest, guestPort, payload)));
   }
