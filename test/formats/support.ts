@@ -14,20 +14,26 @@ import { convertImage } from '../../src/block/ops/convert.js';
 import { mapImage } from '../../src/block/ops/map.js';
 import { mustRun, qemuImg } from '../helpers/peers.js';
 import { optionHelpLine } from '../../src/block/ops/create.js';
+import { getFormat } from '../../src/block/formats/index.js';
 import { DISK_UUID_OPTION } from '../../src/block/formats/disk-uuid.js';
 import { patternBytes } from '../helpers/pattern.js';
 
-/**
- * qemu-img's `-o help` text of a format with tsemu's `uuid` option added where the
- * sorted list puts it (qemu-img has no such option; tsemu's vdi, vmdk and vpc do).
- */
-export function qemuHelpWithUuid(qemuHelp: string): string {
+/** qemu-img's `-o help` text with `extra` option lines added where the sorted list puts them. */
+function withHelpLines(qemuHelp: string, extra: readonly string[]): string {
   const lines = qemuHelp.split('\n');
-  const uuid = optionHelpLine(DISK_UUID_OPTION);
-  const at = lines.findIndex((l, i) => i > 0 && l.startsWith('  ') && l > uuid);
-  const end = lines.findIndex((l, i) => i > 0 && l === '');
-  lines.splice(at > 0 && at < end ? at : end, 0, uuid);
-  return lines.join('\n');
+  const end = lines.indexOf('', 1);
+  const sorted = [...lines.slice(1, end), ...extra].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return [lines[0], ...sorted, ...lines.slice(end)].join('\n');
+}
+
+/** qemu-img's `-o help` text with tsemu's `uuid` option (vdi, vmdk, vpc, vhdx; qemu-img 7.2 has none). */
+export function qemuHelpWithUuid(qemuHelp: string): string {
+  return withHelpLines(qemuHelp, [optionHelpLine(DISK_UUID_OPTION)]);
+}
+
+/** qemu-img's `-o help` text of `format` with tsemu's own options `extras` (by name) added. */
+export function qemuHelpWithExtras(format: string, qemuHelp: string, extras: readonly string[]): string {
+  return withHelpLines(qemuHelp, getFormat(format).createOptions.filter((o) => extras.includes(o.name)).map(optionHelpLine));
 }
 
 /** tsemu's and qemu-img's `info --output=json` of the same file, parsed. */

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createImage, createOptionsHelp } from '../../src/block/ops/create.js';
 import { closeImage, openImage } from '../../src/block/open.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
-import { assertInfoMatches, assertMapMatches, qemuAgrees, tsemuReadsAsQemu, writeScript, qemuHelpWithUuid } from './support.js';
+import { assertInfoMatches, assertMapMatches, qemuAgrees, tsemuReadsAsQemu, writeScript, qemuHelpWithExtras } from './support.js';
 import { assertHostileOpenFails } from './image-checks.js';
 
 const MiB = 1 << 20;
@@ -81,7 +81,7 @@ test('vpc: qemu-img creates, qemu-io writes, tsemu reads the same bytes and info
 
 test('vpc: -o help, option errors and unique ids', async () => {
   const q = await mustRun(qemuImg(['create', '-f', 'vpc', '-o', 'help']), 'qemu-img -o help');
-  assert.equal(createOptionsHelp('vpc'), qemuHelpWithUuid(q.stdout));
+  assert.equal(createOptionsHelp('vpc'), qemuHelpWithExtras('vpc', q.stdout, ['backing_file', 'backing_fmt', 'uuid']));
   const { dir, cleanup } = await scratchDir();
   try {
     for (const [options, size] of [[['subformat=foo'], '5M'], [[], '3T']] as const) {

@@ -16,9 +16,6 @@ import type { ProtocolNode } from '../protocols/protocol.js';
 
 export abstract class StandaloneImageNode {
   abstract readonly driver: string;
-  readonly backing = null;
-  readonly backingFilename = null;
-  readonly backingFormat = null;
   readonly dirtyFlag = false;
   private allocation: Promise<void> = Promise.resolve();
 
@@ -26,6 +23,10 @@ export abstract class StandaloneImageNode {
 
   abstract size(): number;
 
+  // Accessors, so that a format with an optional backing file (vpc differencing disks) can override them.
+  get backing(): BlockNode | null { return null; }
+  get backingFilename(): string | null { return null; }
+  get backingFormat(): string | null { return null; }
   get filename(): string { return this.file.filename; }
   get readOnly(): boolean { return this.file.readOnly; }
 

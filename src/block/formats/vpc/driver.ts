@@ -9,10 +9,19 @@
  * (creator "qem2"; readers take the footer's size). Dynamic images have 2 MiB
  * blocks and an all-unallocated BAT; fixed images are the disk (sparse) followed
  * by the footer. Every new image gets a random unique id, or the one `-o uuid=`
- * names (disk-uuid.ts). qemu-img neither checks
+ * names (disk-uuid.ts).
+ *
+ * Differencing images (-b PARENT -F vpc; qemu-img 7.2 cannot create them): the
+ * parent must be a VHD and the child takes its size, geometry and creator from
+ * the parent's footer, records the parent's unique id, modification time and
+ * file name in the dynamic header, and its relative and absolute paths in W2ru
+ * and W2ku parent locators (parent.ts) placed after the BAT. qemu-img neither checks
  * nor measures vpc, and neither does this driver.
  */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import { parseBool } from '../../options.js';
+import { closeImage, openImage, resolveBackingPath } from '../../open.js';
 import { openProtocol } from '../../protocols/index.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from '../format.js';
@@ -20,6 +29,7 @@ import { DISK_UUID_OPTION, diskUuidFromOptions, uuidBytes } from '../disk-uuid.j
 import {
   chsGeometry,
   DEFAULT_BLOCK_SIZE,
+  DISK_DIFFERENCING,
   DISK_DYNAMIC,
   DISK_FIXED,
   DYN_HEADER_BYTES,
@@ -29,8 +39,11 @@ import {
   MAX_GEOMETRY,
   serializeDynHeader,
   serializeFooter,
+  type VhdFooter,
+  vhdSeconds,
 } from './footer.js';
 import { VpcNode } from './node.js';
+import { newParentLocators } from './parent.js';
 
 export const VPC_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
   { name: 'size', type: 'size', help: 'Virtual disk size' },
@@ -40,6 +53,8 @@ export const VPC_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
     type: 'bool',
     help: 'Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation',
   },
+  { name: 'backing_file', type: 'str', help: 'File name of the parent image (a differencing VHD)' },
+  { name: 'backing_fmt', type: 'str', help: "Must be 'vpc' if present" },
   DISK_UUID_OPTION,
 ];
 
@@ -63,38 +78,93 @@ export async function createVpc(req: CreateRequest): Promise<void> {
   for (const key of req.options.keys()) {
     if (!VPC_CREATE_OPTIONS.some((o) => o.name === key)) throw new Error(`Invalid parameter '${key}'`);
   }
+  const backing = req.options.get('backing_file');
+  if (backing !== undefined) return createDifferencing(req, backing);
   const subformat = req.options.get('subformat') ?? 'dynamic';
   if (subformat !== 'dynamic' && subformat !== 'fixed') throw new Error(`Parameter 'subformat' does not accept value '${subformat}'`);
   const forceSize = parseBool(req.options.get('force_size') ?? 'off', 'force_size');
   const { geometry, bytes } = newDiskSize(req.size, forceSize);
   const dynamic = subformat === 'dynamic';
   if (dynamic && bytes / 512 > MAX_DYNAMIC_SECTORS) throw new Error(TOO_LARGE);
-  const footer = serializeFooter(
-    {
-      dataOffset: dynamic ? FOOTER_BYTES : -1,
-      creatorApp: forceSize ? 'qem2' : 'qemu',
-      currentSize: bytes,
-      geometry,
-      diskType: dynamic ? DISK_DYNAMIC : DISK_FIXED,
-    },
-    uuidBytes(diskUuidFromOptions(req.options)),
-  );
+  const footer: VhdFooter = {
+    dataOffset: dynamic ? FOOTER_BYTES : -1,
+    creatorApp: forceSize ? 'qem2' : 'qemu',
+    currentSize: bytes,
+    geometry,
+    diskType: dynamic ? DISK_DYNAMIC : DISK_FIXED,
+  };
+  if (!dynamic) {
+    const file = await openProtocol(req.filename, { create: true });
+    try {
+      if (bytes > 0) await file.truncate(bytes);
+      await file.writeGrow(bytes, serializeFooter(footer, uuidBytes(diskUuidFromOptions(req.options))));
+      await file.flush();
+    } finally {
+      await file.close();
+    }
+    return;
+  }
+  await writeSparse(req, footer, null);
+}
+
+/**
+ * Writes a new dynamic or differencing image: footer copy, dynamic header, an
+ * all-unallocated BAT (every entry all ones, padded to a sector), the parent
+ * locators' data when there is a parent, and the footer.
+ */
+async function writeSparse(req: CreateRequest, footer: VhdFooter, parent: ParentSpec | null): Promise<void> {
+  const entries = Math.ceil(footer.currentSize / DEFAULT_BLOCK_SIZE);
+  const tableOffset = FOOTER_BYTES + DYN_HEADER_BYTES;
+  const bat = new Uint8Array(Math.ceil((entries * 4) / 512) * 512).fill(0xff);
+  const locators = parent ? newParentLocators(parent.relative, parent.absolute, tableOffset + bat.length) : null;
+  const dyn = serializeDynHeader({
+    tableOffset,
+    maxTableEntries: entries,
+    blockSize: DEFAULT_BLOCK_SIZE,
+    parent: parent && locators ? { uniqueId: parent.uniqueId, timestamp: parent.timestamp, name: parent.name, locators: locators.locators } : undefined,
+  });
+  const foot = serializeFooter(footer, uuidBytes(diskUuidFromOptions(req.options)));
   const file = await openProtocol(req.filename, { create: true });
   try {
-    if (dynamic) {
-      const entries = Math.ceil(bytes / DEFAULT_BLOCK_SIZE);
-      const tableOffset = FOOTER_BYTES + DYN_HEADER_BYTES;
-      // Every entry BAT_UNALLOCATED (all ones), padded to a sector.
-      const bat = new Uint8Array(Math.ceil((entries * 4) / 512) * 512).fill(0xff);
-      const dyn = serializeDynHeader({ tableOffset, maxTableEntries: entries, blockSize: DEFAULT_BLOCK_SIZE });
-      await file.writevGrow(0, [footer, dyn, bat, footer]);
-    } else {
-      if (bytes > 0) await file.truncate(bytes);
-      await file.writeGrow(bytes, footer);
-    }
+    await file.writevGrow(0, [foot, dyn, bat, ...(locators ? [locators.data] : []), foot]);
     await file.flush();
   } finally {
     await file.close();
+  }
+}
+
+/** The parent of a new differencing image, as its dynamic header records it. */
+interface ParentSpec {
+  uniqueId: Uint8Array;
+  timestamp: number;
+  name: string;
+  relative: string;
+  absolute: string;
+}
+
+async function createDifferencing(req: CreateRequest, backing: string): Promise<void> {
+  const fmt = req.options.get('backing_fmt');
+  if (fmt !== undefined && fmt !== 'vpc') throw new Error("The parent of a differencing VHD must be a VHD (backing_fmt 'vpc')");
+  if ((req.options.get('subformat') ?? 'dynamic') !== 'dynamic') throw new Error('Only dynamic VHD images can have a backing file');
+  if (req.options.has('force_size')) throw new Error('force_size cannot be used with a backing file (the parent decides the size)');
+  const absolute = path.resolve(resolveBackingPath(req.filename, backing));
+  const parent = await openImage(absolute, { format: 'vpc', readOnly: true, backing: false, forceShare: true });
+  try {
+    if (!(parent instanceof VpcNode)) throw new Error('The parent of a differencing VHD must be a VHD');
+    if (req.size !== parent.size()) {
+      throw new Error(`A differencing VHD has the size of its parent (${parent.size()} bytes), not ${req.size}`);
+    }
+    const p = parent.footer;
+    const footer: VhdFooter = { ...p, dataOffset: FOOTER_BYTES, diskType: DISK_DIFFERENCING };
+    await writeSparse(req, footer, {
+      uniqueId: uuidBytes(parent.diskUuid),
+      timestamp: vhdSeconds((await stat(absolute)).mtimeMs),
+      name: path.basename(absolute),
+      relative: path.relative(path.dirname(path.resolve(req.filename)), absolute),
+      absolute,
+    });
+  } finally {
+    await closeImage(parent);
   }
 }
 

@@ -11,7 +11,11 @@
  *
  * Dynamic header (1024 bytes): cookie "cxsparse", data offset (all ones), block
  * allocation table (BAT) offset, version, BAT entries, block size, checksum, and
- * parent fields for differencing disks (not supported here).
+ * for differencing disks the parent's unique id (40), its modification time
+ * stamp (56), its file name in UTF-16 big-endian (64, 512 bytes) and eight
+ * parent locator entries (576, 24 bytes each: platform code such as "W2ru" or
+ * "W2ku", data space, data length, data offset); parent.ts reads and writes
+ * the locators' data.
  *
  * Which size a reader believes follows QEMU's table by creator application: the
  * CHS geometry's size for Virtual PC and older QEMU images ("vpc ", "qemu", …),
@@ -32,6 +36,12 @@ export const UNIQUE_ID_AT = 68;
 export const DEFAULT_BLOCK_SIZE = 2 << 20;
 export const MAX_GEOMETRY = { cylinders: 65535, heads: 16, sectors: 255 };
 const VHD_EPOCH_MS = Date.UTC(2000, 0, 1);
+const PARENT_NAME_AT = 64;
+const PARENT_NAME_BYTES = 512;
+const LOCATORS_AT = 576;
+const LOCATOR_ENTRIES = 8;
+/** Parent paths longer than this are not paths. */
+export const MAX_LOCATOR_BYTES = 64 * 1024;
 const CURRENT_SIZE_CREATORS = ['win ', 'd2v ', 'tap\0', 'CTXS', 'qem2'];
 
 export interface Geometry {
@@ -48,10 +58,32 @@ export interface VhdFooter {
   diskType: number;
 }
 
+/** One parent locator entry of a differencing disk's dynamic header. */
+export interface ParentLocator {
+  /** Platform code: "W2ru" (relative Windows path, UTF-16LE), "W2ku" (absolute), "MacX", … */
+  code: string;
+  /** Space reserved for the data (bytes, as Windows writes it; the specification says sectors). */
+  dataSpace: number;
+  dataLength: number;
+  dataOffset: number;
+}
+
+/** What a differencing disk's dynamic header says about its parent. */
+export interface ParentFields {
+  uniqueId: Uint8Array;
+  /** The parent's modification time, in seconds since 2000-01-01 UTC. */
+  timestamp: number;
+  /** The parent's file name as recorded (UTF-16 big-endian in the header). */
+  name: string;
+  locators: ParentLocator[];
+}
+
 export interface DynHeader {
   tableOffset: number;
   maxTableEntries: number;
   blockSize: number;
+  /** Differencing disks only. */
+  parent?: ParentFields;
 }
 
 const ascii = (buf: Uint8Array, at: number, n: number) => String.fromCharCode(...buf.subarray(at, at + n));
@@ -90,8 +122,7 @@ export function parseFooter(buf: Uint8Array): VhdFooter {
     geometry: { cylinders: v.getUint16(56), heads: v.getUint8(58), sectors: v.getUint8(59) },
     diskType: v.getUint32(60),
   };
-  if (f.diskType === DISK_DIFFERENCING) throw new ImageFormatError('differencing VHD images are not supported');
-  if (f.diskType !== DISK_FIXED && f.diskType !== DISK_DYNAMIC) throw new ImageFormatError(`invalid VHD: disk type ${f.diskType}`);
+  if (![DISK_FIXED, DISK_DYNAMIC, DISK_DIFFERENCING].includes(f.diskType)) throw new ImageFormatError(`invalid VHD: disk type ${f.diskType}`);
   return f;
 }
 
@@ -110,7 +141,7 @@ export function serializeFooter(f: VhdFooter, uniqueId: Uint8Array): Uint8Array 
   v.setUint32(8, 2);
   v.setUint32(12, 0x00010000);
   setU64(v, 16, f.dataOffset);
-  v.setUint32(24, Math.max(0, Math.floor((Date.now() - VHD_EPOCH_MS) / 1000)) >>> 0);
+  v.setUint32(24, vhdSeconds(Date.now()));
   buf.set(new TextEncoder().encode(f.creatorApp.padEnd(4, '\0').slice(0, 4)), 28);
   v.setUint32(32, 0x00050003);
   buf.set(new TextEncoder().encode('Wi2k'), 36);
@@ -125,10 +156,37 @@ export function serializeFooter(f: VhdFooter, uniqueId: Uint8Array): Uint8Array 
   return buf;
 }
 
-export function parseDynHeader(buf: Uint8Array, fileSize: number): DynHeader {
+/** A time (milliseconds since 1970) as VHD time stamps count it: seconds since 2000-01-01 UTC. */
+export function vhdSeconds(ms: number): number {
+  return Math.max(0, Math.floor((ms - VHD_EPOCH_MS) / 1000)) >>> 0;
+}
+
+function parseParent(buf: Uint8Array, v: DataView, fileSize: number): ParentFields {
+  const nameUnits = buf.subarray(PARENT_NAME_AT, PARENT_NAME_AT + PARENT_NAME_BYTES);
+  let name = '';
+  for (let i = 0; i + 1 < nameUnits.length; i += 2) {
+    const unit = (nameUnits[i]! << 8) | nameUnits[i + 1]!;
+    if (unit === 0) break;
+    name += String.fromCharCode(unit);
+  }
+  const locators: ParentLocator[] = [];
+  for (let i = 0; i < LOCATOR_ENTRIES; i++) {
+    const at = LOCATORS_AT + i * 24;
+    if (v.getUint32(at) === 0) continue;
+    const loc: ParentLocator = { code: ascii(buf, at, 4), dataSpace: v.getUint32(at + 4), dataLength: v.getUint32(at + 8), dataOffset: u64(v, at + 16) };
+    if (loc.dataLength > MAX_LOCATOR_BYTES || loc.dataOffset < 0 || loc.dataOffset + loc.dataLength > fileSize) {
+      throw new ImageFormatError(`invalid VHD: parent locator ${i} ("${loc.code}") of ${loc.dataLength} bytes at ${loc.dataOffset} is past the end of the file or too long`);
+    }
+    locators.push(loc);
+  }
+  return { uniqueId: buf.slice(40, 56), timestamp: v.getUint32(56), name, locators };
+}
+
+export function parseDynHeader(buf: Uint8Array, fileSize: number, differencing = false): DynHeader {
   if (ascii(buf, 0, 8) !== 'cxsparse') throw new ImageFormatError('invalid VHD: no dynamic disk header ("cxsparse")');
   const v = new DataView(buf.buffer, buf.byteOffset, DYN_HEADER_BYTES);
   const h: DynHeader = { tableOffset: u64(v, 16), maxTableEntries: v.getUint32(28), blockSize: v.getUint32(32) };
+  if (differencing) h.parent = parseParent(buf, v, fileSize);
   if (h.blockSize < 512 || h.blockSize > 1 << 28 || (h.blockSize & (h.blockSize - 1)) !== 0) {
     throw new ImageFormatError(`invalid VHD: block size ${h.blockSize}`);
   }
@@ -147,6 +205,19 @@ export function serializeDynHeader(h: DynHeader): Uint8Array {
   v.setUint32(24, 0x00010000);
   v.setUint32(28, h.maxTableEntries);
   v.setUint32(32, h.blockSize);
+  if (h.parent) {
+    const p = h.parent;
+    buf.set(p.uniqueId, 40);
+    v.setUint32(56, p.timestamp);
+    for (let i = 0; i < Math.min(p.name.length, PARENT_NAME_BYTES / 2 - 1); i++) v.setUint16(PARENT_NAME_AT + i * 2, p.name.charCodeAt(i));
+    p.locators.slice(0, LOCATOR_ENTRIES).forEach((loc, i) => {
+      const at = LOCATORS_AT + i * 24;
+      buf.set(new TextEncoder().encode(loc.code.slice(0, 4)), at);
+      v.setUint32(at + 4, loc.dataSpace);
+      v.setUint32(at + 8, loc.dataLength);
+      setU64(v, at + 16, loc.dataOffset);
+    });
+  }
   v.setUint32(36, checksum(buf, 36));
   return buf;
 }
