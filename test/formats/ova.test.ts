@@ -34,7 +34,7 @@ test('convert -O ova writes descriptor, manifest and a streamOptimized VMDK; inf
   try {
     const src = await patternedSource(dir, 'src.qcow2', '6M', 0x31);
     const ova = path.join(dir, 'My Appliance.ova');
-    const r = await tsemu(['img', 'convert', '-O', 'ova', '-o', 'uuid=0123abcd-4567-89ef-8123-456789abcdef', src, ova]);
+    const r = await tsemu(['img', 'convert', '-c', '-O', 'ova', '-o', 'uuid=0123abcd-4567-89ef-8123-456789abcdef', src, ova]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((await readdir(dir)).sort(), ['My Appliance.ova', 'src.qcow2'], 'no partial files left');
 

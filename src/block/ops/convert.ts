@@ -135,7 +135,9 @@ async function writeOvaTarget(a: ConvertArgs, sources: BlockNode[], total: numbe
   const work = partialName(a.target);
   const disk = `${work}-disk1.vmdk`;
   try {
-    await writeTarget({ ...a, target: disk, options: [optionString(settings.vmdkOptions)] }, 'vmdk', sources, total);
+    // -c is implied: a streamOptimized VMDK is always compressed.
+    const vmdk = { ...a, target: disk, options: [optionString(settings.vmdkOptions)], compress: false };
+    await writeTarget(vmdk, 'vmdk', sources, total);
     await packOva(a.target, work, disk, total, settings);
   } finally {
     await rm(disk, { force: true });
