@@ -10,7 +10,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, get, type Server } from 'node:http';
 import { createSocket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseNetdevSpec, type UserNetdev } from '../../src/net/spec.js';
 import { UserStack } from '../../src/net/user/stack.js';
@@ -22,6 +23,9 @@ let server: Server;
 let httpPort: number;
 let connections = 0;
 const BIG = randomBytes(4 << 20);
+const BOOT = randomBytes(100_000);
+let tftpRoot: string;
+const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
 /** Polls `probe` (generously) until it gives a value. */
 async function waitFor<T>(what: string, probe: () => Promise<T | null>): Promise<T> {
@@ -58,7 +62,9 @@ before(async () => {
   server.on('connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
   httpPort = (server.address() as AddressInfo).port;
-  stack = await UserStack.create(parseNetdevSpec('user,hostfwd=tcp:[::1]:0-:8080') as UserNetdev);
+  tftpRoot = await mkdtemp(path.join(tmpdir(), 'tsemu-tftp6-'));
+  await writeFile(path.join(tftpRoot, 'boot.bin'), BOOT);
+  stack = await UserStack.create(parseNetdevSpec(`user,hostfwd=tcp:[::1]:0-:8080,tftp=${tftpRoot}`) as UserNetdev);
   ns = await GuestNamespace.create(stack);
   await enableIpv6(ns);
 });
@@ -66,6 +72,7 @@ before(async () => {
 after(async () => {
   await ns?.destroy();
   server?.close();
+  if (tftpRoot) await rm(tftpRoot, { recursive: true, force: true });
 });
 
 test('the namespace\'s kernel takes a SLAAC address in fec0::/64 and a default route via fe80::2 from the router advertisement', async () => {
@@ -86,7 +93,7 @@ test('an HTTP fetch from the namespace to [fec0::2] reaches a server on the host
   const r = await ns.run(['busybox', 'wget', '-q', '-O', '-', `http://[fec0::2]:${httpPort}/`]);
   assert.equal(r.stdout, 'hello over IPv6 from ::1\n');
   const big = await ns.run(['sh', '-c', `busybox wget -q -O - http://[fec0::2]:${httpPort}/big | busybox sha256sum`]);
-  assert.equal(big.stdout.split(' ')[0], createHash('sha256').update(BIG).digest('hex'), '4 MiB arrive intact');
+  assert.equal(big.stdout.split(' ')[0], sha256(BIG), '4 MiB arrive intact');
 });
 
 test('UDP from the namespace to [fec0::2] reaches a host socket on ::1 and the reply comes back; 8 KB datagrams fragmented both ways', async () => {
@@ -115,6 +122,15 @@ test('DNS at fec0::3 resolves a name from the host\'s /etc/hosts (localhost as t
   const r = await ns.run(['busybox', 'nslookup', 'localhost', 'fec0::3']);
   assert.match(r.stdout, /Server:\s*fec0::3/);
   assert.match(r.stdout, /Address:\s*10\.0\.2\.2\b/);
+});
+
+test('TFTP at fec0::2: busybox tftp fetches a file from tftp= (512-byte and 1400-byte blocks)', async () => {
+  await slaacAddress(ns);
+  for (const block of ['512', '1400']) {
+    const local = path.join(ns.dir, `boot6-${block}.bin`);
+    await ns.run(['busybox', 'tftp', '-g', '-b', block, '-r', 'boot.bin', '-l', local, 'fec0::2']);
+    assert.equal(sha256(await readFile(local)), sha256(BOOT), `${block}-byte blocks`);
+  }
 });
 
 test('an IPv6 host forward from [::1] reaches a server in the namespace at its SLAAC address', async () => {

@@ -31,7 +31,8 @@
  * unreachable, others are reached as themselves. A hop limit that ends here gets
  * ICMPv6 time exceeded. restrict=on cuts IPv6 off the same way. Fragments are
  * reassembled and packets to the guest larger than the MTU fragmented, as for
- * IPv4. TFTP, DHCPv6 and guest forwards are IPv4 only. Other ethertypes are dropped.
+ * IPv4. TFTP answers at the IPv6 host address too; DHCPv6 and guest forwards are
+ * IPv4 only. Other ethertypes are dropped.
  *
  * Host forwards are started by create() and can be added and removed at run time
  * (addHostForward, removeHostForward). close() resets every connection and closes
@@ -122,7 +123,7 @@ export class UserStack implements FrameBackend {
     this.ndp = config.ipv6 ? new Ndp(config.ipv6, ROUTER_MAC, (frame) => this.put(frame)) : null;
     for (const g of config.guestfwd) this.guestForwards.set(`${addressKey(g.addr)}:${g.port}`, g);
     this.tftp = config.tftp === undefined ? null
-      : new TftpServer(config.tftp, (srcPort, guest, guestPort, payload) => this.emit(udpPacket(config.host, srcPort, guest, guestPort, payload)));
+      : new TftpServer(config.tftp, (srcPort, guest, guestPort, payload) => this.emit(udpPacket(this.hostOf(guest), srcPort, guest, guestPort, payload)));
   }
 
   /** Creates the stack and starts its host forwards (an error if one cannot listen). */
@@ -243,6 +244,11 @@ export class UserStack implements FrameBackend {
     return dst;
   }
 
+  /** The host address a guest address's family sees (the IPv6 one only when IPv6 is on, as IPv6 guests exist only then). */
+  private hostOf(guest: IpAddress): IpAddress {
+    return typeof guest === 'number' || !this.config.ipv6 ? this.config.host : this.config.ipv6.host;
+  }
+
   private isDns(addr: IpAddress): boolean {
     return typeof addr === 'number' ? addr === this.config.dns : this.config.ipv6 !== null && sameAddress(addr, this.config.ipv6.dns);
   }
@@ -307,7 +313,7 @@ export class UserStack implements FrameBackend {
       if (reply) this.put(udpPacket(config.host, 67, 0xffffffff, 68, reply).finalize(BROADCAST_MAC, ROUTER_MAC, this.ipId++));
       return;
     }
-    if (typeof src === 'number' && dst === config.host && this.tftp?.owns(dstPort)) return this.tftp.input(src, srcPort, dstPort, payload.slice());
+    if (this.tftp?.owns(dstPort) && sameAddress(dst, this.hostOf(src))) return this.tftp.input(src, srcPort, dstPort, payload.slice());
     if (dstPort === 53 && this.isDns(dst)) {
       if (config.restrict) return;
       void answerDnsQuery(payload.slice(), config.host, config.ipv6?.host).then((answer) => {

@@ -1,6 +1,6 @@
 /**
  * A read-only TFTP server (RFC 1350, with the blksize and tsize options of RFC 2347,
- * 2348 and 2349) at the user network's host address, port 69, serving the files
+ * 2348 and 2349) at the user network's host addresses (IPv4 and IPv6), port 69, serving the files
  * under the tftp= folder. Each read request starts a transfer from a port of its
  * own (the server's TID); blocks go one at a time, each resent after 1 s without
  * its ACK, the transfer dropped after 5 resends. A request that carries options
@@ -10,6 +10,7 @@
  */
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { sameAddress, type IpAddress } from './ip-address.js';
 
 const RRQ = 1;
 const WRQ = 2;
@@ -27,7 +28,7 @@ const MAX_TRANSFERS = 64;
 const FIRST_TID = 50000;
 
 /** Where a TFTP datagram goes: the stack wraps it in UDP from the host address. */
-export type TftpSend = (srcPort: number, guestAddr: number, guestPort: number, payload: Uint8Array) => void;
+export type TftpSend = (srcPort: number, guestAddr: IpAddress, guestPort: number, payload: Uint8Array) => void;
 
 interface Transfer {
   file: FileHandle;
@@ -38,7 +39,7 @@ interface Transfer {
   packet: Uint8Array;
   resends: number;
   timer: NodeJS.Timeout | null;
-  guestAddr: number;
+  guestAddr: IpAddress;
   guestPort: number;
   tid: number;
 }
@@ -79,7 +80,7 @@ export class TftpServer {
   }
 
   /** A datagram from the guest to the host address's `port`. */
-  input(guestAddr: number, guestPort: number, port: number, msg: Uint8Array): void {
+  input(guestAddr: IpAddress, guestPort: number, port: number, msg: Uint8Array): void {
     if (msg.length < 4) return;
     const op = (msg[0]! << 8) | msg[1]!;
     if (port === 69) {
@@ -88,7 +89,7 @@ export class TftpServer {
       return;
     }
     const t = this.transfers.get(port);
-    if (!t || t.guestAddr !== guestAddr || t.guestPort !== guestPort) return;
+    if (!t || !sameAddress(t.guestAddr, guestAddr) || t.guestPort !== guestPort) return;
     if (op === ERROR) return this.finish(t);
     if (op === ACK && ((msg[2]! << 8) | msg[3]!) === (t.block & 0xffff)) void this.sendBlock(t, t.block + 1);
   }
@@ -109,7 +110,7 @@ export class TftpServer {
     }
   }
 
-  private async start(guestAddr: number, guestPort: number, msg: Uint8Array): Promise<void> {
+  private async start(guestAddr: IpAddress, guestPort: number, msg: Uint8Array): Promise<void> {
     const fields = strings(msg);
     const reply = (p: Uint8Array): void => this.send(69, guestAddr, guestPort, p);
     if (!fields || fields.length < 2 || fields.length % 2 !== 0) return reply(errorPacket(ERR_ILLEGAL, 'malformed request'));
