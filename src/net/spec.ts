@@ -5,7 +5,7 @@
  *   user[,id=ID][,net=ADDR[/PREFIX|/MASK]][,host=ADDR][,dns=ADDR][,dhcpstart=ADDR]
  *       [,restrict=on|off][,hostname=NAME][,domainname=NAME][,dnssearch=DOMAIN]...
  *       [,tftp=DIR][,bootfile=NAME]
- *       [,ipv6=on|off][,ipv6-net=ADDR[/LEN] | ,ipv6-prefix=ADDR,ipv6-prefixlen=LEN]
+ *       [,ipv4=on|off][,ipv6=on|off][,ipv6-net=ADDR[/LEN] | ,ipv6-prefix=ADDR,ipv6-prefixlen=LEN]
  *       [,ipv6-host=ADDR][,ipv6-dns=ADDR]
  *       [,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *       [,guestfwd=[tcp:]SERVER:PORT-cmd:COMMAND | -tcp:HOST:PORT]...
@@ -21,7 +21,7 @@
  * guestfwd and dnssearch may repeat. Unknown types and keys, bad addresses, ports and booleans are errors that
  * name the offending text. Addresses default as in QEMU: net 10.0.2.0/24, host
  * .2, dns .3, dhcpstart .15; IPv6 on, prefix fec0::/64, host ::2, dns ::3
- * (user/ipv6-options.ts). A hostfwd address in brackets is IPv6 ([::1], [fec0::15]);
+ * (user/ipv6-options.ts); ipv4=off and ipv6=off may not go together. A hostfwd address in brackets is IPv6 ([::1], [fec0::15]);
  * a forward with an IPv6 guest address, or with none and an IPv6 host address, goes
  * to the guest's IPv6 side (its SLAAC address when none is given). TAP setup
  * scripts are not run: script= and downscript= accept only "no" (tsemu configures nothing on the host side).
@@ -73,6 +73,8 @@ export interface UserNetdev {
   bootfile?: string;
   hostfwd: HostForward[];
   guestfwd: GuestForward[];
+  /** The IPv4 side is on (ipv4=off: no ARP, DHCP or IPv4 at all). */
+  ipv4: boolean;
   /** The IPv6 side (ipv6=off: null). */
   ipv6: Ipv6Config | null;
 }
@@ -212,7 +214,7 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     if (key === 'hostfwd') hostfwd.push(parseHostForward(value));
     else if (key === 'dnssearch') dnssearch.push(checkSearchDomain(value));
     else if (key === 'guestfwd') guestfwd.push(parseGuestForward(value));
-    else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile', ...IPV6_OPTIONS].includes(key)) fields.set(key, value);
+    else if (['id', 'net', 'host', 'dns', 'dhcpstart', 'restrict', 'hostname', 'domainname', 'tftp', 'bootfile', 'ipv4', ...IPV6_OPTIONS].includes(key)) fields.set(key, value);
     else throw new Error(`user: unknown option '${key}'`);
   }
   const searchBytes = encodeSearchList(dnssearch).length;
@@ -226,6 +228,9 @@ function parseUser(pairs: [string, string][]): UserNetdev {
   };
   const host = inNet('host', 2);
   const dns = inNet('dns', 3);
+  const ipv4 = parseBoolean(fields.get('ipv4') ?? 'on', 'ipv4');
+  const ipv6 = parseIpv6Options(fields, parseBoolean(fields.get('ipv6') ?? 'on', 'ipv6'));
+  if (!ipv4 && !ipv6) throw new Error('user: ipv4=off and ipv6=off together leave the guest no network');
   for (const g of guestfwd) {
     if (!inNetwork(g.addr, net, prefix) || g.addr === host || g.addr === dns) {
       throw new Error(`guestfwd: ${formatIpv4(g.addr)} must be an address of the network ${formatIpv4(net)}/${prefix} other than the host and DNS addresses`);
@@ -247,7 +252,8 @@ function parseUser(pairs: [string, string][]): UserNetdev {
     bootfile: fields.get('bootfile'),
     hostfwd,
     guestfwd,
-    ipv6: parseIpv6Options(fields, parseBoolean(fields.get('ipv6') ?? 'on', 'ipv6')),
+    ipv4,
+    ipv6,
   };
 }
 

@@ -63,9 +63,12 @@ test('options: ipv6 on by default with QEMU\'s fec0::/64, ::2 and ::3; ipv6-net,
   assert.ok(split.type === 'user' && split.ipv6);
   assert.deepEqual([text(split.ipv6.prefix), text(split.ipv6.host)], ['fd00:9::', 'fd00:9::1']);
   const off = parseNetdevSpec('user,ipv6=off');
-  assert.ok(off.type === 'user' && off.ipv6 === null);
+  assert.ok(off.type === 'user' && off.ipv6 === null && off.ipv4);
+  const only6 = parseNetdevSpec('user,ipv4=off');
+  assert.ok(only6.type === 'user' && only6.ipv6 && !only6.ipv4);
   const bad: [string, RegExp][] = [
     ['user,ipv6=maybe', /ipv6: 'maybe' is not on or off/],
+    ['user,ipv4=off,ipv6=off', /leave the guest no network/],
     ['user,ipv6-net=fd00::/64,ipv6-prefix=fd00::', /not both/],
     ['user,ipv6-net=fd00::/127', /ipv6-net: '127' is not a prefix length/],
     ['user,ipv6-prefixlen=0', /ipv6-prefixlen: '0' is not a prefix length/],
@@ -374,6 +377,17 @@ test('restrict=on: the router answers ping and NDP, nothing goes through NAT or 
   await settle();
   assert.equal(g.stack.stats.udpFlows, 0);
   assert.deepEqual(ipv6Frames(g), []);
+});
+
+test('ipv4=off: ARP and IPv4 are ignored while IPv6 answers; an IPv4 host forward is refused', async () => {
+  const g = await guest('user,ipv4=off');
+  g.send(g.udp(0xffffffff, 68, 67, new Uint8Array(300)));
+  g.send(g.ipv4(1, 0x0a000202, 8, (v, at) => v.setUint8(at, 8)));
+  await settle();
+  assert.equal(g.received.length, 0);
+  g.send(echo6(HOST6));
+  await g.next((f) => isIpv6(f, PROTO_ICMPV6, 129), 'echo reply');
+  await assert.rejects(g.stack.addHostForward(parseHostForward('tcp:127.0.0.1:0-:22')), /IPv4, which ipv4=off turned off/);
 });
 
 test('ipv6=off: IPv6 frames are ignored, and an IPv6 host forward is refused', async () => {

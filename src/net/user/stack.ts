@@ -32,7 +32,8 @@
  * ICMPv6 time exceeded. restrict=on cuts IPv6 off the same way. Fragments are
  * reassembled and packets to the guest larger than the MTU fragmented, as for
  * IPv4. TFTP answers at the IPv6 host address too; DHCPv6 and guest forwards are
- * IPv4 only. Other ethertypes are dropped.
+ * IPv4 only. ipv4=off drops ARP and IPv4 as ipv6=off drops IPv6. Other ethertypes
+ * are dropped.
  *
  * Host forwards are started by create() and can be added and removed at run time
  * (addHostForward, removeHostForward). close() resets every connection and closes
@@ -168,9 +169,10 @@ export class UserStack implements FrameBackend {
     if (this.closed || frame.length < MIN_FRAME) return;
     const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
     const type = view.getUint16(12);
-    if (type === ETHERTYPE_ARP) this.arp.input(frame, view);
+    if (type === ETHERTYPE_IPV6) this.ipv6(frame, view);
+    else if (!this.config.ipv4) return;
+    else if (type === ETHERTYPE_ARP) this.arp.input(frame, view);
     else if (type === ETHERTYPE_IPV4) this.ipv4(frame, view);
-    else if (type === ETHERTYPE_IPV6) this.ipv6(frame, view);
   }
 
   private ipv4(frame: Uint8Array, view: DataView): void {
@@ -336,9 +338,11 @@ export class UserStack implements FrameBackend {
 
   /** The address the guest sees a host forward's connections come from: the host address of the guest's family. */
   private forwardPeer(fwd: HostForward): IpAddress {
-    if (fwd.guestAddr6 === undefined) return this.config.host;
-    if (!this.config.ipv6) throw new Error(`hostfwd: the guest side of ${hostPortText(fwd.hostAddr, fwd.hostPort)} is IPv6, which ipv6=off turned off`);
-    return this.config.ipv6.host;
+    const v6 = fwd.guestAddr6 !== undefined;
+    if (v6 ? !this.config.ipv6 : !this.config.ipv4) {
+      throw new Error(`hostfwd: the guest side of ${hostPortText(fwd.hostAddr, fwd.hostPort)} is IPv${v6 ? 6 : 4}, which ipv${v6 ? 6 : 4}=off turned off`);
+    }
+    return v6 ? this.config.ipv6!.host : this.config.host;
   }
 
   /** Starts a host forward (hostPort 0 picks a free port; see forwards for where it listens). */
