@@ -124,7 +124,7 @@ export async function listTarMembers(file: ProtocolNode): Promise<TarMember[]> {
       else {
         const records = paxRecords(data);
         const paxSize = records.has('size') ? Number(records.get('size')) : undefined;
-        if (paxSize !== undefined && !Number.isSafeInteger(paxSize)) throw new ImageFormatError('invalid tar archive: bad pax size record');
+        if (paxSize !== undefined && !(Number.isSafeInteger(paxSize) && paxSize >= 0)) throw new ImageFormatError('invalid tar archive: bad pax size record');
         next = { name: records.get('path') ?? next.name, size: paxSize ?? next.size };
       }
       continue;

@@ -10,7 +10,8 @@
  *
  * Differencing: laid out like a dynamic disk, with a parent (the backing file,
  * named by the parent locators, parent.ts; it must be a VHD whose unique id is
- * the one the child records). Here the bitmap decides: a sector whose bit is
+ * the one the child records; its time stamp is not compared, since copying a
+ * parent changes it). Here the bitmap decides: a sector whose bit is
  * clear, and every sector of an unallocated block, reads from the parent. Writes
  * are serialised; they write whole sectors (a partial sector is completed from
  * what it showed before), the data first and then the bitmap bits that make it
