@@ -13,30 +13,24 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { QueuedCharBackend } from '../../src/emulator/devices/char-backend.js';
 import { createMicrovmMachine, runMicrovmMachine, type MachineExit, type MicrovmConfig } from '../../src/emulator/machines/microvm.js';
-import { buildX86Guest } from './x86-guest.js';
+import { x86GuestForTests } from './x86-guest.js';
 
 const MARKER = 'TSEMU-X86-GUEST-OK';
 const INITRD = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7) & 0xff);
 /** The user-mode loop's xorshift64 result after 200,000,000 rounds from its fixed seed. */
 const USER_RESULT = '0x616c585103dbc732';
 
-let kernel: Uint8Array;
-let cleanup: () => Promise<void> = async () => {};
-
-before(async () => {
-  const guest = await buildX86Guest();
-  cleanup = guest.cleanup;
-  kernel = readFileSync(guest.bzImage);
-});
-
-after(() => cleanup());
+const bzImage = x86GuestForTests();
+let kernelBytes: Uint8Array | undefined;
+/** The built guest's bytes (read once the file's before hook has built it). */
+const guestKernel = (): Uint8Array => (kernelBytes ??= readFileSync(bzImage()));
 
 function guestConfig(cpus: number, append: string, output: (text: string) => void, ramBytes = 64 << 20): MicrovmConfig {
   const serial = new QueuedCharBackend((bytes) => output(Buffer.from(bytes).toString('latin1')));
-  return { ramBytes, cpus, kernel, initrd: INITRD, append, serial };
+  return { ramBytes, cpus, kernel: guestKernel(), initrd: INITRD, append, serial };
 }
 
 async function boot(cpus: number, ramBytes?: number): Promise<{ exit: MachineExit; console: string }> {
@@ -114,6 +108,7 @@ describe('microvm with the x86 test guest', () => {
   });
 
   it('refuses a kernel that is not a 64-bit bzImage, and RAM that cannot hold it', () => {
+    const kernel = guestKernel();
     const serial = new QueuedCharBackend(() => {});
     assert.throws(() => createMicrovmMachine({ ramBytes: 64 << 20, cpus: 1, kernel: new Uint8Array(4096), serial }), /not a bzImage/);
     assert.throws(() => createMicrovmMachine({ ramBytes: 1 << 20, cpus: 1, kernel, serial }), /-m: the microvm machine takes 2 MiB/);
