@@ -11,6 +11,7 @@ import {
   createVirtMachine, runVirtMachine, type MachineExit, type VirtMachine, type VirtMachineConfig,
 } from '../emulator/machines/riscv-virt.js';
 import { runMicrovmMachine } from '../emulator/machines/microvm.js';
+import { TRACE_EVENTS, enableTracePatterns } from '../emulator/accel/kvm/trace.js';
 
 /**
  * `tsemu run`: boots a machine (the qemu-system analogue). Flags use QEMU's
@@ -22,7 +23,7 @@ import { runMicrovmMachine } from '../emulator/machines/microvm.js';
 
 /** QEMU's single-dash long options, accepted as written and turned into oclif's double-dash form. */
 const LONG_OPTIONS = new Set([
-  'machine', 'smp', 'kernel', 'initrd', 'append', 'dtb', 'dump-dtb', 'bios', 'serial', 'nographic', 'no-reboot', 'accel',
+  'machine', 'smp', 'kernel', 'initrd', 'append', 'dtb', 'dump-dtb', 'bios', 'serial', 'nographic', 'no-reboot', 'accel', 'trace',
 ]);
 
 function qemuStyleArgv(argv: readonly string[]): string[] {
@@ -103,7 +104,7 @@ export default class Run extends TsemuCommand {
     '-M microvm boots an x86-64 bzImage on KVM (Linux\'s 64-bit boot protocol, ACPI poweroff, -smp N).';
   static override usage = 'run [-M virt|microvm] [-m SIZE] [--smp N] [--kernel FILE] [--initrd FILE] [--append CMDLINE] ' +
     '[--dtb FILE] [--dump-dtb FILE] [--bios FILE|opensbi|default|none] [--serial stdio|file:PATH|tcp:HOST:PORT,server] ' +
-    '[--no-reboot] [--accel tcg[,engine=jit|interp]|kvm]';
+    '[--no-reboot] [--accel tcg[,engine=jit|interp]|kvm] [--trace [enable=]PATTERN|help]';
   static override flags = {
     machine: Flags.string({ char: 'M', description: 'machine type: virt[,dumpdtb=FILE] or microvm', default: 'virt' }),
     memory: Flags.string({ char: 'm', description: 'guest RAM size (a bare number is MiB)', default: '128M' }),
@@ -120,6 +121,11 @@ export default class Run extends TsemuCommand {
     nographic: Flags.boolean({ description: 'no display (always the case; accepted for QEMU command lines)' }),
     'no-reboot': Flags.boolean({ description: 'exit instead of restarting when the guest reboots' }),
     accel: Flags.string({ description: 'accelerator: tcg[,engine=jit|interp] (virt, the default) or kvm (microvm, the default)' }),
+    trace: Flags.string({
+      description: "microvm: print the start-up trace events [enable=]PATTERN matches ('*' wildcard) on stderr; 'help' lists them",
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
   };
 
   async run(): Promise<void> {
@@ -131,7 +137,18 @@ export default class Run extends TsemuCommand {
       for (const flag of ['dtb', 'dump-dtb', 'bios'] as const) {
         if (flags[flag] !== undefined) throw new UserError(`--${flag} does not apply to the microvm machine`);
       }
+      if (flags.trace?.includes('help')) {
+        this.out(TRACE_EVENTS.map(([name, what]) => `${name}: ${what}`).join('\n'));
+        return;
+      }
       if (flags.kernel === undefined) throw new UserError('the microvm machine needs --kernel (an x86-64 bzImage)');
+      try {
+        enableTracePatterns((flags.trace ?? []).map((t) => t.replace(/^enable=/, '')));
+      } catch (err) {
+        throw new UserError((err as Error).message);
+      }
+    } else if (flags.trace !== undefined) {
+      throw new UserError('--trace applies to the microvm machine only');
     }
     const bundled = flags.kernel === undefined;
     if (bundled && !existsSync(new URL('Image.gz', BUNDLED))) {

@@ -30,6 +30,7 @@ import type { CharBackend } from '../devices/char-backend.js';
 import { Uart16550 } from '../devices/uart16550.js';
 import { Doorbell, irqfdLine } from '../accel/kvm/eventfd.js';
 import { KvmSystem, type KvmVm } from '../accel/kvm/kvm.js';
+import { trace } from '../accel/kvm/trace.js';
 import { startKvmVcpuThread, type IoHandlers, type KvmVcpuThread } from '../accel/kvm/vcpu-thread.js';
 import type { VcpuEnd } from '../accel/kvm/vcpu-protocol.js';
 import { AcpiPmControl, AcpiPmEvents, s5Writes } from '../x86/acpi-pm.js';
@@ -141,6 +142,7 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
   if (!Number.isSafeInteger(ramBytes) || ramBytes < 2 * 1024 ** 2 || ramBytes % 4096 !== 0) {
     throw new Error('-m: the microvm machine takes 2 MiB or more of RAM in whole pages');
   }
+  trace('microvm_create', `ram ${ramBytes}, cpus ${cpus}`);
   const kvm = KvmSystem.open({ path: config.kvmPath });
   let vm: KvmVm | undefined;
   let ram: MicrovmRam | undefined;
@@ -158,7 +160,9 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
     vm.setTssAddress(MICROVM_MEMORY.KVM_TSS);
     vm.createIrqchip();
     vm.createPit();
+    trace('microvm_kvm_ready', `ram ranges ${ram.ranges.map((r) => `0x${r.gpa.toString(16)}+0x${r.size.toString(16)}`).join(' ')}`);
     const layout = loadMicrovmBoot(ram.memory, config);
+    trace('microvm_loaded', `kernel 0x${layout.kernel.start.toString(16)}-0x${layout.kernel.end.toString(16)}, initrd ${config.initrd?.length ?? 0} bytes`);
     const vcpus = Array.from({ length: cpus }, (_, id) => {
       const vcpu = vm!.createVcpu(id);
       vcpu.setCpuid(vcpuCpuid(supported, id, cpus));
@@ -167,6 +171,7 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
     });
     vcpus[0].updateSregs(bootSregs);
     vcpus[0].setRegs({ rip: layout.entry, rsi: layout.bootParams, rflags: 0x2 });
+    trace('microvm_vcpus_ready', `cpus ${cpus}, entry 0x${layout.entry.toString(16)}`);
     return assemble(config, kvm, vm, layout, vcpus, release);
   } catch (err) {
     release();
@@ -194,7 +199,9 @@ function assemble(
     await wiring.close();
     release();
     const failed = ends.find((e) => e.kind === 'error');
-    return failed && reason.kind !== 'error' ? exitFor(failed) : reason;
+    const exit = failed && reason.kind !== 'error' ? exitFor(failed) : reason;
+    trace('microvm_exit', exit.kind);
+    return exit;
   });
 
   return {

@@ -6,12 +6,14 @@
  * thread with the guest's request; INTERNAL_ERROR and FAIL_ENTRY end it with
  * a clear error and the registers. An interrupted KVM_RUN (EINTR, the kick)
  * checks the stop flag and runs on; so does EAGAIN, which KVM returns when an
- * application processor leaves wait-for-SIPI.
+ * application processor leaves wait-for-SIPI. The first entry into KVM_RUN
+ * and the first exit are trace events (trace.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { KVM, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT, RUN, exitReasonName } from './abi.js';
 import { KvmVcpu } from './kvm.js';
 import { EAGAIN, EINTR, KvmSysError, currentThreadId, ioctlValueRaw, mapShared } from './sys.js';
+import { enableTraceEvents, trace } from './trace.js';
 import { CONTROL, MAX_POSTED_WRITES, type IoRequest, type MmioRequest, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
 
 const data = workerData as VcpuWorkerData;
@@ -85,6 +87,8 @@ function words(count: number): string {
 
 /** Runs the vCPU until something ends it. */
 function loop(): VcpuEnd {
+  trace('kvm_vcpu_first_run', `cpu ${data.id}`);
+  let exits = 0;
   for (;;) {
     if (Atomics.load(control, CONTROL.STOP) !== 0) return { kind: 'stopped' };
     const r = ioctlValueRaw(data.fd, KVM.RUN);
@@ -97,6 +101,7 @@ function loop(): VcpuEnd {
       return { kind: 'error', message: `vCPU ${data.id}: KVM_RUN failed with errno ${-r} (${registers()})` };
     }
     const reason = runView.getUint32(RUN.EXIT_REASON, true);
+    if (exits++ === 0) trace('kvm_vcpu_first_exit', `cpu ${data.id} reason ${exitReasonName(reason)}`);
     switch (reason) {
       case KVM_EXIT.IO:
         portIo();
@@ -130,6 +135,7 @@ function loop(): VcpuEnd {
   }
 }
 
+enableTraceEvents(data.trace);
 let end: VcpuEnd;
 try {
   Atomics.store(control, CONTROL.THREAD_ID, currentThreadId());

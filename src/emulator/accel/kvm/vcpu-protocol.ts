@@ -34,6 +34,8 @@ export interface VcpuWorkerData {
   id: number;
   mmapSize: number;
   control: SharedArrayBuffer;
+  /** The trace events enabled on the main thread (trace.ts). */
+  trace: string[];
 }
 
 /** A port I/O exit: `count` items of `size` bytes (string I/O repeats), data for writes. */

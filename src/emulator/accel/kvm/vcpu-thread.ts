@@ -14,6 +14,7 @@ import { siblingModule, startModuleWorker } from '../../vcpu/start-worker.js';
 import { RUN } from './abi.js';
 import type { KvmVcpu } from './kvm.js';
 import { mapShared, signalThread } from './sys.js';
+import { traceEnabled } from './trace.js';
 import { CONTROL, MAX_POSTED_WRITES, REPLY_BYTES, controlBuffer, type IoRequest, type MmioRequest, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
 
 const SIGUSR2 = 12;
@@ -54,7 +55,7 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
   const reply = new Uint8Array(buffer, CONTROL.WORDS * 4, REPLY_BYTES);
   const run = mapShared(vcpu.fd, mmapSize);
   const runBytes = new Uint8Array(run.buffer);
-  const workerData: VcpuWorkerData = { fd: vcpu.fd, id: vcpu.id, mmapSize, control: buffer };
+  const workerData: VcpuWorkerData = { fd: vcpu.fd, id: vcpu.id, mmapSize, control: buffer, trace: traceEnabled() };
   const worker = startModuleWorker(siblingModule('kvm-vcpu-worker', import.meta.url), workerData);
 
   /** Lets the worker go on: a read's reply is ready, or one posted write fewer is pending. */
