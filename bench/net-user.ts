@@ -288,6 +288,8 @@ async function measure(p: NetPath, round: number, size: number, pings: number): 
       const up = await transfer(ns, 'guest→host', size, child.pid!);
       const down = await transfer(ns, 'host→guest', size, child.pid!);
       return { up: up.mbps, down: down.mbps, upCpu: up.cpuMsPerMb, downCpu: down.cpuMsPerMb, pingMs: await ping(ns, pings) };
+    } catch (err) {
+      throw new Error(`${p.name}, round ${round + 1}: ${(err as Error).message}`);
     } finally {
       await stopChild(child);
     }
