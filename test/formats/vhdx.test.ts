@@ -5,14 +5,17 @@
  * write read the same in tsemu (and take more writes from tsemu); -o help and
  * option errors are qemu-img's; the uuid option sets the page 83 disk id.
  *
+ * Blocks in the UNDEFINED and UNMAPPED states read as zeroes.
+ *
  * The log: an image with a log to replay (made by tsemu's own log writer, or by
  * a tsemu process that flushed and then stopped without closing) is refused
  * read-only by both programs, replayed by a writable open in tsemu and by
- * qemu-img check -r all, and passes qemu-img check afterwards.
+ * qemu-img check -r all, and passes qemu-img check afterwards; zero descriptors
+ * zero their range in both replays.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, open, readFile } from 'node:fs/promises';
+import { copyFile, open, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createImage, createOptionsHelp } from '../../src/block/ops/create.js';
 import { checkImage } from '../../src/block/ops/check.js';
@@ -21,6 +24,7 @@ import { closeImage, openImage } from '../../src/block/open.js';
 import { FileNode } from '../../src/block/protocols/file.js';
 import { checkVhdx } from '../../src/block/formats/vhdx/check.js';
 import { buildLogEntry } from '../../src/block/formats/vhdx/log.js';
+import { crc32c } from '../../src/block/formats/vhdx/crc32c.js';
 import { currentHeader, HEADER_OFFSETS, serializeHeader } from '../../src/block/formats/vhdx/layout.js';
 import type { VhdxNode } from '../../src/block/formats/vhdx/node.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
@@ -247,6 +251,60 @@ test('vhdx log: a tsemu process stopped after a flush leaves a log that replays 
     await mustRun(qemuIo(['-c', `read -P 0x42 ${5 * MiB - 4096} ${3 * MiB + 4096}`, '-c', `read -P 0x42 ${30 * MiB} 4096`, '-c', `read -P 0 0 ${5 * MiB - 4096}`, file]), 'qemu-io reads');
     await mustRun(qemuImg(['check', '-r', 'all', copy]), 'qemu-img check -r all');
     await mustRun(qemuImg(['compare', file, copy]), 'qemu-img compare both replays');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('vhdx: UNDEFINED, UNMAPPED (and 0.95 UNMAPPED) blocks read as zeroes in tsemu as in qemu-img', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'states.vhdx');
+    await mustRun(qemuImg(['create', '-q', '-f', 'vhdx', '-o', 'block_size=1M', file, '8M']), 'qemu-img create');
+    await mustRun(qemuIo(['-c', 'write -P 0x21 0 4M', file]), 'qemu-io');
+    const bytes = await readFile(file);
+    const bat = 2 * MiB;
+    for (const [block, state] of [[0, 1], [1, 3], [2, 5]] as const) bytes.writeUInt32LE((bytes.readUInt32LE(bat + block * 8) & ~7) | state, bat + block * 8);
+    await writeFile(file, bytes);
+    await tsemuReadsAsQemu(file, 'vhdx', dir);
+    const data = await readImageWithTsemu(file);
+    assert.ok(data.subarray(0, 3 * MiB).every((b) => b === 0) && data.subarray(3 * MiB, 4 * MiB).every((b) => b === 0x21));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('vhdx log: zero descriptors zero their range on replay, in tsemu as in qemu-img', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'zero.vhdx');
+    await mustRun(qemuImg(['create', '-q', '-f', 'vhdx', file, '20M']), 'qemu-img create');
+    await mustRun(qemuIo(['-c', 'write -P 0x33 0 2M', file]), 'qemu-io');
+    const bytes = await readFile(file);
+    const { header, slot } = currentHeader(HEADER_OFFSETS.map((at) => bytes.subarray(at, at + 4096)));
+    const block0 = Number(bytes.readBigUInt64LE(2 * MiB) >> 20n) * MiB;
+    const logGuid = '7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d';
+    // Two data descriptors built by tsemu's writer; the second becomes a zero descriptor of 1 MiB.
+    const sector = bytes.subarray(2 * MiB, 2 * MiB + 4096);
+    const entry = Buffer.from(buildLogEntry({
+      logGuid, sequence: 1, tail: 0, flushedFileOffset: bytes.length, lastFileOffset: bytes.length,
+      writes: [{ fileOffset: 2 * MiB, data: sector }, { fileOffset: block0 + 4096, data: sector }],
+    }));
+    const zero = 64 + 32;
+    entry.write('zero', zero, 'latin1');
+    entry.writeUInt32LE(0, zero + 4);
+    entry.writeBigUInt64LE(BigInt(MiB), zero + 8);
+    entry.writeUInt32LE(0, 4);
+    entry.writeUInt32LE(crc32c(entry, 4), 4);
+    bytes.set(entry, header.logOffset);
+    bytes.set(serializeHeader({ ...header, logGuid, sequence: header.sequence + 1 }), HEADER_OFFSETS[1 - slot]);
+    await writeFile(file, bytes);
+    const copy = path.join(dir, 'zero-copy.vhdx');
+    await copyFile(file, copy);
+    await closeImage(await openImage(file));
+    await mustRun(qemuImg(['check', '-r', 'all', copy]), 'qemu-img check -r all');
+    await mustRun(qemuImg(['compare', file, copy]), 'qemu-img compare both replays');
+    await mustRun(qemuIo(['-c', 'read -P 0x33 0 4096', '-c', `read -P 0 4096 ${MiB}`, '-c', `read -P 0x33 ${MiB + 4096} ${MiB - 4096}`, file]), 'qemu-io reads');
   } finally {
     await cleanup();
   }

@@ -10,7 +10,7 @@
  * every payload entry ZERO (block_state_zero=on, the default) or NOT_PRESENT.
  * Fixed images lay every block out in the data area (the file is sized to hold
  * them, sparse) with entries FULLY_PRESENT, or ZERO keeping their place when
- * block_state_zero=on (the block is then written whole on first use). Each new
+ * block_state_zero=on (the block is then stored there on first use). Each new
  * image gets fresh FileWriteGuid and DataWriteGuid values and a page 83
  * VirtualDiskId from the `uuid` option (disk-uuid.ts).
  *

@@ -13,7 +13,8 @@
  * zeroes; stored ones are read at their offset (a block's tail past the end of
  * the file reads as zeroes). Writes: a stored block is written in place. Any
  * other block is allocated, one at a time: a ZERO or UNMAPPED block that keeps a
- * preallocated offset in the data area is written there whole; otherwise the
+ * preallocated offset in the data area is written there (the rest of the block
+ * zeroed, as its old bytes may be anything); otherwise the
  * block goes at the end of the file (1 MiB aligned), written as given with the
  * file grown sparse to the block's end. The BAT entry changes in memory; the
  * changed BAT sectors reach the file through the log (journal.ts) on flush(), on
@@ -269,10 +270,11 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
     const reuse = (state === BLOCK_ZERO || state === BLOCK_UNMAPPED) && kept >= this.dataStart && kept + bs <= this.file.size();
     let at: number;
     if (reuse) {
+      // The kept place may hold old bytes: zero what this write does not cover.
       at = kept;
-      const whole = new Uint8Array(bs);
-      whole.set(part, inBlock);
-      await this.file.write(at, whole);
+      if (inBlock > 0) await this.file.writeZeroes(at, inBlock);
+      await this.file.write(at + inBlock, part);
+      if (inBlock + part.length < bs) await this.file.writeZeroes(at + inBlock + part.length, bs - inBlock - part.length);
     } else {
       at = this.fileEnd;
       this.fileEnd = at + bs;
