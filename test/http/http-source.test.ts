@@ -33,6 +33,10 @@ async function serve(opts: Omit<Parameters<typeof startRangeServer>[0], 'root'> 
 before(async () => {
   requirePeer('qemu-img');
   requirePeer('openssl');
+  const help = await qemuImg(['--help']);
+  if (!/Supported formats:.* https\b/.test(help.stdout)) {
+    throw new Error("qemu-img has no curl block driver (http, https): .ci/run must install qemu-block-extra");
+  }
   ({ dir, cleanup } = await scratchDir());
   const img = (name: string) => path.join(dir, name);
   // base: data in three places; overlay (relative backing name) changes one of them.
@@ -84,6 +88,17 @@ test('convert of a qcow2 overlay (relative backing file on the same server) equa
   assert.equal(map.stdout, (await mustRun(qemuImg(['map', '--output=json', url]), 'qemu-img map')).stdout);
   const cmp = await tsemu(['img', 'compare', url, theirs]);
   assert.equal(cmp.code, 0, cmp.stdout + cmp.stderr);
+});
+
+test('a local qcow2 whose backing file is a URL reads it through the http protocol', async () => {
+  const s = await serve();
+  const top = path.join(dir, 'url-backed.qcow2');
+  await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', `${s.base}/base.qcow2`, '-F', 'qcow2', top, '4M']), 'create');
+  const r = await tsemu(['img', 'compare', top, path.join(dir, 'base.qcow2')]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.ok(s.requests.some((q) => q.method === 'GET' && q.path === '/base.qcow2'));
+  const chain = await mustRun(tsemu(['img', 'info', '--backing-chain', '--output=json', top]), 'tsemu info --backing-chain');
+  assert.equal(chain.stdout, (await mustRun(qemuImg(['info', '--backing-chain', '--output=json', top]), 'qemu-img info')).stdout);
 });
 
 test('readahead: sequential small reads cost few range requests, and each is at least the readahead size', async () => {

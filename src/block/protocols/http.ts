@@ -97,24 +97,12 @@ export class HttpNode implements ProtocolNode {
     }
   }
 
-  write(): Promise<void> {
-    return this.refuse();
-  }
-  writeGrow(): Promise<void> {
-    return this.refuse();
-  }
-  writevGrow(): Promise<void> {
-    return this.refuse();
-  }
-  writeZeroes(): Promise<void> {
-    return this.refuse();
-  }
-  discard(): Promise<void> {
-    return this.refuse();
-  }
-  truncate(): Promise<void> {
-    return this.refuse();
-  }
+  write(): Promise<void> { return this.refuse(); }
+  writeGrow(): Promise<void> { return this.refuse(); }
+  writevGrow(): Promise<void> { return this.refuse(); }
+  writeZeroes(): Promise<void> { return this.refuse(); }
+  discard(): Promise<void> { return this.refuse(); }
+  truncate(): Promise<void> { return this.refuse(); }
 
   private async refuse(): Promise<void> {
     throw new Error(`${this.filename}: ${this.driver} driver does not support writes`);
