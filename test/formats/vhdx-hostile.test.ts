@@ -66,6 +66,17 @@ function setLog(b: Buffer, fields: Partial<Parameters<typeof buildLogEntry>[0]>,
   setHeader(b, { logGuid: LOG_GUID });
 }
 
+/** Every 4 KiB sector of the (1 MiB) log starts an entry header claiming the whole log: n² checksum work unless bounded. */
+function fillLogWithWholeLogEntries(b: Buffer): void {
+  setLog(b, {});
+  const first = Buffer.from(b.subarray(MiB, MiB + 64));
+  for (let at = 0; at < MiB; at += 4096) {
+    first.writeUInt32LE(MiB, 8);
+    first.writeUInt32LE(at / 4096 + 1, 16);
+    b.set(first, MiB + at);
+  }
+}
+
 const FAILS: { name: string; patch: (b: Buffer) => Buffer | void; pattern: RegExp }[] = [
   { name: 'both headers with bad checksums', patch: (b) => { b[HEADER_OFFSETS[0] + 100]! ^= 1; b[HEADER_OFFSETS[1] + 100]! ^= 1; }, pattern: /no valid header \(header 1: checksum mismatch; header 2: checksum mismatch\)/ },
   { name: 'both region tables with bad checksums', patch: (b) => { b[REGION_TABLE_OFFSETS[0] + 40]! ^= 1; b[REGION_TABLE_OFFSETS[1] + 40]! ^= 1; }, pattern: /no valid region table/ },
@@ -87,6 +98,7 @@ const FAILS: { name: string; patch: (b: Buffer) => Buffer | void; pattern: RegEx
   { name: 'log entry writing into the header area', patch: (b) => setLog(b, { writes: [{ fileOffset: 0, data: new Uint8Array(4096) }] }), pattern: /log entry 3 writes 4096 bytes at 0, outside/ },
   { name: 'log entry expecting a longer file', patch: (b) => setLog(b, { flushedFileOffset: b.length + MiB }), pattern: /expects a file of at least .* \(truncated image\?\)/ },
   { name: 'log entry growing the file by a petabyte', patch: (b) => setLog(b, { lastFileOffset: 2 ** 50 }), pattern: /grows the file to 1125899906842624 bytes/ },
+  { name: 'log of entries that each claim the whole log', patch: (b) => fillLogWithWholeLogEntries(b), pattern: /too many overlapping entries to search/ },
   { name: 'partially present block without a parent', patch: (b) => { b.writeUInt32LE((b.readUInt32LE(BAT) & ~7) | 7, BAT); }, pattern: /block 0 is partially present/ },
   { name: 'differencing image', patch: (b) => { b.writeUInt32LE(2, FILE_PARAMETERS + 4); }, pattern: /metadata item a8d35f2d-b30b-454d-abf7-d3d84834ab0c is missing|differencing/ },
   { name: 'file shorter than the header area', patch: (b) => b.subarray(0, 200 * 1024), pattern: /shorter than its header area/ },

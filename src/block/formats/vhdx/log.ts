@@ -23,8 +23,10 @@
  * descriptor in order and flushes; clearing the header's LogGuid is the caller's step.
  *
  * Writing (buildLogEntry): one entry of data descriptors for whole 4 KiB sectors.
- * Limits: a log is read whole into memory, so logs over 256 MiB are refused, and
- * entries that would grow the file by more than 64 GiB are refused as implausible.
+ * Limits: a log is read whole into memory, so logs over 256 MiB are refused;
+ * entries that would grow the file by more than 64 GiB are refused as implausible;
+ * a log whose search would checksum more than four times its size, or walk its
+ * chains more than four times its entry count (only crafted logs do), is refused.
  */
 import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
@@ -116,8 +118,11 @@ function sequenceAt(v: DataView, at: number): number {
   return v.getUint32(at + 4, true) * 2 ** 32 + v.getUint32(at, true);
 }
 
-/** The entry at `offset` of the log if it is valid (see the header comment), else null. */
-export function parseEntryAt(log: Uint8Array, offset: number, logGuid: string): LogEntry | null {
+/**
+ * The entry at `offset` of the log if it is valid (see the header comment), else
+ * null. `spend` hears of the bytes about to be checksummed (it may throw to stop).
+ */
+export function parseEntryAt(log: Uint8Array, offset: number, logGuid: string, spend: (bytes: number) => void = () => {}): LogEntry | null {
   const head = circular(log, offset, ENTRY_HEADER_BYTES);
   const hv = view(head);
   if (ascii(head, 0, 4) !== 'loge') return null;
@@ -130,6 +135,7 @@ export function parseEntryAt(log: Uint8Array, offset: number, logGuid: string): 
   if (guidText(head, 32) !== logGuid) return null;
   const descSectors = descriptorSectors(count);
   if (descSectors * LOG_SECTOR > length) return null;
+  spend(length);
   const entry = circular(log, offset, length);
   const v = view(entry);
   if (v.getUint32(4, true) !== crc32c(entry, 4)) return null;
@@ -180,16 +186,24 @@ export async function readLog(file: ProtocolNode, offset: number, length: number
 
 /** The active sequence of the log (oldest entry first), or [] when nothing needs replaying. */
 export function findActiveSequence(log: Uint8Array, logGuid: string): LogEntry[] {
+  // Work budgets: a sound log costs about one pass; a crafted one must not cost n² passes.
+  const budget = 4 * log.length + 16 * MiB;
+  let checked = 0;
   const valid = new Map<number, LogEntry>();
   for (let at = 0; at < log.length; at += LOG_SECTOR) {
-    const e = parseEntryAt(log, at, logGuid);
+    const e = parseEntryAt(log, at, logGuid, (bytes) => {
+      checked += bytes;
+      if (checked > budget) throw new ImageFormatError('invalid VHDX: the log holds too many overlapping entries to search');
+    });
     if (e) valid.set(at, e);
   }
   const heads = [...valid.values()].sort((a, b) => b.sequence - a.sequence);
+  let steps = 0;
   for (const head of heads) {
     const chain: LogEntry[] = [];
     let e = valid.get(head.tail);
-    while (e && chain.length <= valid.size) {
+    while (e) {
+      if (++steps > 4 * valid.size + 1024) throw new ImageFormatError('invalid VHDX: the log entries do not form a sequence');
       const prev = chain[chain.length - 1];
       if (prev && e.sequence !== prev.sequence + 1) break;
       chain.push(e);

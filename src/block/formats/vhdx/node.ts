@@ -205,10 +205,10 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
   }
 
   static async open(file: ProtocolNode, ctx: OpenContext): Promise<VhdxNode> {
+    if (!ctx.readOnly) file.lockForFormat(true);
     const parts = await readVhdx(file, ctx.readOnly);
     const bad = storedPastEnd(parts, file.size());
     if (bad.length > 0) throw new ImageFormatError(`invalid VHDX: ${pastEndMessage(bad[0]![0], bad[0]![1], file.size())}`);
-    if (!ctx.readOnly) file.lockForFormat(true);
     return new VhdxNode(file, parts);
   }
 
