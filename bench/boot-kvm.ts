@@ -118,6 +118,12 @@ function table(rows: string[][]): void {
   for (const row of rows) console.log(row.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!))).join('  '));
 }
 
+function positive(option: string, text: string, integer: boolean): number {
+  const n = Number(text);
+  if (!(n > 0) || (integer && !Number.isInteger(n))) throw new Error(`--${option} must be a positive ${integer ? 'integer' : 'number'}`);
+  return n;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -127,12 +133,9 @@ async function main(): Promise<void> {
       deadline: { type: 'string', default: '60' },
     },
   });
-  const repeat = Number(values.repeat);
-  const smp = Number(values.smp);
-  const deadline = Number(values.deadline);
-  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
-  if (!Number.isInteger(smp) || smp < 1) throw new Error('--smp must be a positive integer');
-  if (!(deadline > 0)) throw new Error('--deadline must be a positive number of seconds');
+  const repeat = positive('repeat', values.repeat!, true);
+  const smp = positive('smp', values.smp!, true);
+  const deadline = positive('deadline', values.deadline!, false);
   if (!existsSync(path.join(ROOT, 'dist/bundle/cli.cjs'))) throw new Error('the CLI is not built: run `npm run build` first');
   requirePeer(QEMU);
 
