@@ -1,6 +1,6 @@
 /**
  * The user stack's IPv6 side against a synthetic guest: addresses and options,
- * NDP both ways, router advertisements, ICMPv6 echo, UDP and TCP NAT to the host's
+ * NDP both ways, router advertisements, stateless DHCPv6, ICMPv6 echo, UDP and TCP NAT to the host's
  * ::1, IPv6 host forwards, hop limits, extension headers, fragments, restrict=on
  * and ipv6=off.
  * Host sockets are only on ::1.
@@ -24,8 +24,8 @@ import {
 
 const UNSPECIFIED = new Uint8Array(16);
 const guest = guestFactory();
-const udp6 = (g: SyntheticGuest, dst: Uint8Array, srcPort: number, dstPort: number, payload: Uint8Array, hopLimit = 64): Uint8Array =>
-  overIpv6(g.udp(0, srcPort, dstPort, payload), dst, GUEST6, hopLimit);
+const udp6 = (g: SyntheticGuest, dst: Uint8Array, srcPort: number, dstPort: number, payload: Uint8Array, hopLimit = 64, src = GUEST6): Uint8Array =>
+  overIpv6(g.udp(0, srcPort, dstPort, payload), dst, src, hopLimit);
 const tcp6 = (g: SyntheticGuest, dst: Uint8Array, srcPort: number, dstPort: number, seq: number, ack: number, flags: number, options?: Uint8Array): Uint8Array =>
   overIpv6(g.tcp(0, srcPort, dstPort, seq, ack, flags, 65535, new Uint8Array(0), options), dst);
 
@@ -134,6 +134,7 @@ test('router solicitation → advertisement from fe80::2 to all nodes: prefix fo
   assert.equal(ra.hopLimit, 255);
   assert.ok(ra.checksumOk);
   assert.equal(ra.bytes[ra.l4 + 4], 64, 'hop limit for guests');
+  assert.equal(ra.bytes[ra.l4 + 5], 0x40, 'other configuration by DHCPv6, addresses by SLAAC');
   assert.equal(ra.view.getUint16(ra.l4 + 6), 1800, 'router lifetime');
   const options = new Map(ndpOptions(ra, 16));
   assert.deepEqual(options.get(1), ROUTER_MAC);
@@ -305,6 +306,38 @@ test('DNS at fec0::3: A over IPv6 gives the host address; an AAAA answer of the 
   assert.equal(text(mapped.subarray(mapped.length - 16)), 'fec0::2');
   const kept = (await answerDnsQuery(query('2001:db8::7', 28), 0x0a000202, HOST6))!;
   assert.equal(text(kept.subarray(kept.length - 16)), '2001:db8::7');
+});
+
+test('stateless DHCPv6: an information-request gets DNS, search list and boot file URL; solicit and other servers\' messages nothing', async () => {
+  const g = await guest('user,dnssearch=lab.test,dnssearch=corp.lab.test,tftp=/srv,bootfile=boot.efi');
+  const clientId = [0, 1, 0, 3, ...GUEST_MAC];
+  const message = (type: number, ...options: number[]): Uint8Array => Uint8Array.of(type, 0x12, 0x34, 0x56, ...options);
+  const ask = (m: Uint8Array): Uint8Array => udp6(g, parseIpv6('ff02::1:2'), 546, 547, m, 1, GUEST_LL);
+  g.send(ask(message(11, 0, 1, 0, clientId.length, ...clientId, 0, 6, 0, 4, 0, 23, 0, 24)));
+  const reply = Frame6.of(await g.next((f) => isIpv6(f, PROTO_UDP), 'DHCPv6 reply'));
+  assert.equal(text(reply.src), 'fe80::2');
+  assert.equal(text(reply.dst), text(GUEST_LL));
+  assert.deepEqual([reply.srcPort, reply.dstPort], [547, 546]);
+  assert.ok(reply.checksumOk);
+  const body = reply.udpPayload;
+  assert.deepEqual([...body.subarray(0, 4)], [7, 0x12, 0x34, 0x56]);
+  const options = new Map<number, Uint8Array>();
+  for (let at = 4; at < body.length; at += 4 + ((body[at + 2]! << 8) | body[at + 3]!)) {
+    options.set((body[at]! << 8) | body[at + 1]!, body.subarray(at + 4, at + 4 + ((body[at + 2]! << 8) | body[at + 3]!)));
+  }
+  const serverId = options.get(2)!;
+  assert.deepEqual([...serverId], [0, 3, 0, 1, ...ROUTER_MAC]);
+  assert.deepEqual([...options.get(1)!], clientId);
+  assert.equal(text(options.get(23)!), 'fec0::3');
+  assert.equal(Buffer.from(options.get(24)!).toString('latin1'), '\x03lab\x04test\x00\x04corp\x03lab\x04test\x00');
+  assert.equal(Buffer.from(options.get(59)!).toString(), 'tftp://[fec0::2]/boot.efi');
+  g.send(ask(message(11, 0, 2, 0, serverId.length, ...serverId))); // to us by our DUID: answered
+  await g.next((f) => isIpv6(f, PROTO_UDP), 'reply to a request naming this server');
+  g.send(ask(message(1, 0, 1, 0, clientId.length, ...clientId))); // solicit
+  g.send(ask(message(11, 0, 2, 0, 4, 0, 3, 0, 1))); // another server's
+  g.send(ask(message(11, 0, 1, 0, 40, 1))); // an option past the end
+  await settle();
+  assert.deepEqual(ipv6Frames(g), []);
 });
 
 test('a hop limit that ends at the router gets ICMPv6 time exceeded quoting the packet; nothing is sent on', async () => {

@@ -294,6 +294,7 @@ test('fuzz: 20,000 random and mutated IPv6 frames never throw and the stack keep
     overIpv6(g.tcp(0, 40000, 9, 1, 0, 0x02, 65535, new Uint8Array(0), Uint8Array.of(2, 4, 5, 160, 3, 3, 7, 0)), HOST6),
     withExtensionHeaders(echo6(HOST6), [[0, pad], [60, pad], [43, [0, 0, 0, 0, 0, 0]]]),
     ...fragmentIpv6(icmp6(128, GUEST6, HOST6, new Uint8Array(3000)), 1500, 5),
+    overIpv6(g.udp(0, 546, 547, Uint8Array.of(11, 1, 2, 3, 0, 6, 0, 4, 0, 23, 0, 24)), parseIpv6('ff02::1:2'), GUEST_LL, 1),
   ];
   // The destination is put back, so NAT reaches only the host's ::1.
   sendMutated(g, templates, 54321, (f, base) => f.length >= 54 && f.set(base.subarray(38, 54), 38));

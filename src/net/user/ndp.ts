@@ -14,7 +14,8 @@
  *
  * Router advertisements carry the prefix (on-link and autonomous, valid 24 h,
  * preferred 4 h), the MTU (1500), the router's MAC and the DNS address (RDNSS,
- * RFC 8106), with a router lifetime of 30 min. One answers each router solicitation
+ * RFC 8106), with a router lifetime of 30 min and the "other configuration" flag
+ * (stateless DHCPv6, dhcpv6.ts). One answers each router solicitation
  * (at most one per 500 ms), and one goes to all nodes every 200 to 600 s (random).
  * The guest's own address in the prefix, which IPv6 host forwards without a guest
  * address go to, is the last one seen as a source or as a duplicate address
@@ -176,6 +177,7 @@ export class Ndp {
     const v = p.view;
     let at = p.l4;
     v.setUint8(at + 4, 64); // the hop limit guests should use
+    v.setUint8(at + 5, 0x40); // "other configuration": DNS and boot file from stateless DHCPv6
     v.setUint16(at + 6, ROUTER_LIFETIME_S);
     at += 16;
     this.writeLinkOption(p, at, OPT_SOURCE_LINK);

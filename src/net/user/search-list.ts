@@ -1,7 +1,8 @@
 /**
  * The DHCP domain search list (option 119, RFC 3397): domain names in DNS wire
  * form (length-prefixed labels, a zero byte at the end), with RFC 1035 message
- * compression where offsets count from the start of the whole list. A name whose
+ * compression where offsets count from the start of the whole list (DHCPv6's
+ * option 24 takes the same form uncompressed: `compress` false). A name whose
  * tail was already written ends in a two-byte pointer to it. The encoded list may
  * exceed the 255 bytes of one option; the caller splits it over consecutive
  * option 119 instances, which clients concatenate (RFC 3396).
@@ -26,7 +27,7 @@ export function checkSearchDomain(name: string): string {
   return bare;
 }
 
-export function encodeSearchList(domains: readonly string[]): Uint8Array {
+export function encodeSearchList(domains: readonly string[], compress = true): Uint8Array {
   const out: number[] = [];
   const written = new Map<string, number>(); // lower-cased suffix → its offset in `out`
   for (const domain of domains) {
@@ -34,7 +35,7 @@ export function encodeSearchList(domains: readonly string[]): Uint8Array {
     let i = 0;
     for (; i < labels.length; i++) {
       const suffix = labels.slice(i).join('.').toLowerCase();
-      const at = written.get(suffix);
+      const at = compress ? written.get(suffix) : undefined;
       if (at !== undefined) {
         out.push(0xc0 | (at >> 8), at & 0xff);
         break;

@@ -29,10 +29,10 @@
  * NAT as IPv4's: the IPv6 host address stands for the host's ::1, other addresses
  * of the prefix, link-local, multicast and IPv4-embedding addresses are
  * unreachable, others are reached as themselves. A hop limit that ends here gets
- * ICMPv6 time exceeded. restrict=on cuts IPv6 off the same way. Fragments are
+ * ICMPv6 time exceeded. Information-requests to port 547 go to the stateless DHCPv6
+ * server (dhcpv6.ts). restrict=on cuts IPv6 off the same way. Fragments are
  * reassembled and packets to the guest larger than the MTU fragmented, as for
- * IPv4. TFTP answers at the IPv6 host address too; DHCPv6 and guest forwards are
- * IPv4 only. ipv4=off drops ARP and IPv4 as ipv6=off drops IPv6. Other ethertypes
+ * IPv4. TFTP answers at the IPv6 host address too; guest forwards are IPv4 only. ipv4=off drops ARP and IPv4 as ipv6=off drops IPv6. Other ethertypes
  * are dropped.
  *
  * Host forwards are started by create() and can be added and removed at run time
@@ -57,7 +57,8 @@ import {
   sameAddress, type IpAddress,
 } from './ip-address.js';
 import { readIpv6, type Ipv6Packet } from './ipv6.js';
-import { Ndp } from './ndp.js';
+import { Ndp, ROUTER_LINK_LOCAL } from './ndp.js';
+import { DHCPV6_SERVER_PORT, Dhcpv6Server } from './dhcpv6.js';
 import {
   BROADCAST_MAC, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, l4ChecksumOk, OutPacket,
   PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, type InPacket,
@@ -73,6 +74,7 @@ const LOOPBACK = 0x7f000001;
 const LOOPBACK6 = parseIpv6('::1');
 /** IPv6's fragment header, as an upper layer readIpv6 stops at. */
 const PROTO_FRAGMENT = 44;
+const ALL_DHCP_AGENTS = parseIpv6('ff02::1:2');
 /** The most of a packet an ICMPv6 error quotes (its message fits IPv6's minimum MTU, 1280). */
 const ICMPV6_ERROR_QUOTE = 1280 - 48;
 
@@ -105,6 +107,7 @@ export class UserStack implements FrameBackend {
   private readonly echo6 = new IcmpEcho(6, (packet) => this.emit(packet));
   /** The IPv6 side (null with ipv6=off). */
   private readonly ndp: Ndp | null;
+  private readonly dhcpv6: Dhcpv6Server | null;
   private readonly reassembler = new Reassembler();
   private readonly listeners: Listener[] = [];
   private readonly guestForwards = new Map<string, GuestForward>();
@@ -122,6 +125,7 @@ export class UserStack implements FrameBackend {
     this.udp = new UdpNat(this);
     this.tcp = new TcpNat(this);
     this.ndp = config.ipv6 ? new Ndp(config.ipv6, ROUTER_MAC, (frame) => this.put(frame)) : null;
+    this.dhcpv6 = config.ipv6 ? new Dhcpv6Server(config, config.ipv6, ROUTER_MAC) : null;
     for (const g of config.guestfwd) this.guestForwards.set(`${addressKey(g.addr)}:${g.port}`, g);
     this.tftp = config.tftp === undefined ? null
       : new TftpServer(config.tftp, (srcPort, guest, guestPort, payload) => this.emit(udpPacket(this.hostOf(guest), srcPort, guest, guestPort, payload)));
@@ -217,7 +221,9 @@ export class UserStack implements FrameBackend {
     }
     this.ndp.learn(p.src, frame.subarray(6, 12));
     if (isMulticast6(p.dst)) {
-      if (p.protocol === PROTO_ICMPV6) this.icmp6(p); // NDP to a group; nothing else is for the router
+      // NDP and DHCPv6 to a group; nothing else is for the router.
+      if (p.protocol === PROTO_ICMPV6) this.icmp6(p);
+      else if (p.protocol === PROTO_UDP && sameAddress(p.dst, ALL_DHCP_AGENTS)) this.udpIn(p);
       return;
     }
     if (p.hopLimit <= 1 && !this.ndp.isRouter(p.dst)) {
@@ -313,6 +319,11 @@ export class UserStack implements FrameBackend {
     if (typeof src === 'number' && dstPort === 67) {
       const reply = this.dhcp.handle(payload);
       if (reply) this.put(udpPacket(config.host, 67, 0xffffffff, 68, reply).finalize(BROADCAST_MAC, ROUTER_MAC, this.ipId++));
+      return;
+    }
+    if (typeof src !== 'number' && typeof dst !== 'number' && dstPort === DHCPV6_SERVER_PORT && (isMulticast6(dst) || this.isRouter(dst))) {
+      const reply = this.dhcpv6?.handle(payload);
+      if (reply) this.emit(udpPacket(ROUTER_LINK_LOCAL, DHCPV6_SERVER_PORT, src, srcPort, reply));
       return;
     }
     if (this.tftp?.owns(dstPort) && sameAddress(dst, this.hostOf(src))) return this.tftp.input(src, srcPort, dstPort, payload.slice());
