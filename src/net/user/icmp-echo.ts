@@ -74,10 +74,10 @@ function sockaddr(addr: IpAddress): Buffer {
   return b;
 }
 
-/** The echo family's numbers: socket domain and protocol, reply type. */
+/** Each family's protocol name, socket domain and protocol, and echo reply type. */
 const FAMILIES = {
-  4: { domain: AF_INET, protocol: IPPROTO_ICMP, ipProtocol: PROTO_ICMP, replyType: 0, setting: 'net.ipv4.ping_group_range' },
-  6: { domain: AF_INET6, protocol: IPPROTO_ICMPV6, ipProtocol: PROTO_ICMPV6, replyType: 129, setting: 'net.ipv4.ping_group_range, which covers ICMPv6 too' },
+  4: { name: 'ICMP', domain: AF_INET, protocol: IPPROTO_ICMP, ipProtocol: PROTO_ICMP, replyType: 0 },
+  6: { name: 'ICMPv6', domain: AF_INET6, protocol: IPPROTO_ICMPV6, ipProtocol: PROTO_ICMPV6, replyType: 129 },
 } as const;
 
 interface Pending {
@@ -131,7 +131,7 @@ export class IcmpEcho {
     const fd = c.socket(this.family.domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, this.family.protocol);
     if (fd < 0) return this.giveUp(c.strerror(c.koffi.errno()));
     try {
-      this.watch = FdWatch.start(fd, 'ICMP echo', () => this.drain(), (err) => this.fail(err));
+      this.watch = FdWatch.start(fd, `${this.family.name} echo`, () => this.drain(), (err) => this.fail(err));
     } catch (err) {
       c.close(fd);
       return this.giveUp((err as Error).message);
@@ -142,7 +142,8 @@ export class IcmpEcho {
 
   private giveUp(reason: string): false {
     this.unavailable = true;
-    process.emitWarning(`user network: no ICMP${this.version === 6 ? 'v6' : ''} socket (${reason}; see ${this.family.setting}): echo requests to hosts other than the router are dropped`);
+    // net.ipv4.ping_group_range governs ICMPv6 ping sockets too.
+    process.emitWarning(`user network: no ${this.family.name} socket (${reason}; see net.ipv4.ping_group_range): echo requests to hosts other than the router are dropped`);
     return false;
   }
 
@@ -174,7 +175,7 @@ export class IcmpEcho {
   }
 
   private fail(err: Error): void {
-    process.emitWarning(`user network: ICMP${this.version === 6 ? 'v6' : ''} socket: ${err.message}; echo to other hosts stops`);
+    process.emitWarning(`user network: ${this.family.name} socket: ${err.message}; echo to other hosts stops`);
     this.unavailable = true;
     void this.close();
   }
