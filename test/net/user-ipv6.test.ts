@@ -111,6 +111,8 @@ test('NDP: solicitations for fe80::2, fec0::2 and fec0::3 get router advertiseme
   }
   g.send(neighborSolicitation(parseIpv6('fec0::99')));
   g.send(neighborSolicitation(HOST6, GUEST_LL, 64)); // not hop limit 255: not NDP
+  // A router advertisement from the guest with a solicitation's body (target fec0::2): not a solicitation.
+  g.send(icmp6(134, GUEST_LL, parseIpv6('ff02::1'), neighborSolicitation(HOST6).subarray(58)));
   const badChecksum = neighborSolicitation(HOST6);
   badChecksum[badChecksum.length - 1]! ^= 1;
   g.send(badChecksum);

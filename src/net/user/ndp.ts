@@ -79,7 +79,7 @@ export class Ndp {
     return !isMulticast6(addr) && !isUnspecified6(addr) && !this.isRouter(addr);
   }
 
-  /** Sends a finished-to-be packet once the destination's MAC is known. */
+  /** Finalizes a packet and sends its frames (`frames` may cut it up) once the destination's MAC is known. */
   send(packet: OutPacket, frames: (frame: Uint8Array) => Uint8Array[] = (f) => [f]): void {
     this.neighbours.deliver(packet.dst as Ipv6Address, (mac) => frames(packet.finalize(mac, this.routerMac, 0)));
   }
@@ -99,6 +99,7 @@ export class Ndp {
   input(p: Ipv6Packet): boolean {
     const type = p.view.getUint8(p.l4);
     if (type < ROUTER_SOLICITATION || type > NEIGHBOR_ADVERTISEMENT) return false;
+    if (type === ROUTER_ADVERTISEMENT) return true; // another router on the segment: not ours to follow
     const fixed = type === ROUTER_SOLICITATION ? 8 : 24;
     if (p.hopLimit !== NDP_HOP_LIMIT || p.view.getUint8(p.l4 + 1) !== 0 || p.l4Length < fixed) return true;
     const linkOption = this.linkOption(p, fixed, type === NEIGHBOR_ADVERTISEMENT ? OPT_TARGET_LINK : OPT_SOURCE_LINK);
