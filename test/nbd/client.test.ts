@@ -2,10 +2,13 @@
  * tsemu as an NBD client (the nbd protocol driver under `tsemu img`): of qemu-nbd
  * over TCP and a Unix socket (info, map against qemu-img's own map of the same
  * export, convert from an export, convert -n and convert into an export, clear
- * errors for a refused connection, an unknown export and a too-large create), and
- * of `tsemu nbd serve` (the two sides of tsemu talking to each other).
+ * errors for a refused connection, an unknown export and a too-large create), of
+ * `tsemu nbd serve` (the two sides of tsemu talking to each other), and of a
+ * hostile server (garbage replies, a hang-up mid-transfer: clear errors, no target).
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { mustRun, qemuImg, qemuIo, scratchDir, tsemu } from '../helpers/peers.js';
@@ -127,4 +130,58 @@ test('tsemu nbd serve and the tsemu nbd client talk to each other', async (t) =>
     'qemu-io read back',
   );
   assert.doesNotMatch(back.stdout, /Pattern verification failed/);
+});
+
+/**
+ * A server that negotiates the old (non-fixed) newstyle way, exports 1 MiB read-only,
+ * and then answers the first request with garbage or by hanging up.
+ */
+async function hostileServer(behaviour: 'garbage' | 'hangup'): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    const greeting = Buffer.alloc(18);
+    greeting.write('NBDMAGICIHAVEOPT', 'latin1');
+    s.write(greeting);
+    let got = Buffer.alloc(0);
+    let stage = 0;
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      // Client flags (4) + EXPORT_NAME option header (16) + empty name: then the export.
+      if (stage === 0 && got.length >= 20) {
+        stage = 1;
+        got = got.subarray(20 + got.readUInt32BE(16));
+        const reply = Buffer.alloc(134);
+        reply.writeUInt32BE(1 << 20, 4);
+        reply.writeUInt16BE(0b11, 8);
+        s.write(reply);
+      }
+      if (stage === 1 && got.length >= 28) {
+        stage = 2;
+        if (behaviour === 'garbage') s.write(Buffer.alloc(64, 0xab));
+        else s.destroy();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+test('a hostile NBD server gives a clear error and no target', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  for (const [behaviour, message] of [
+    ['garbage', /NBD protocol error: bad reply magic 0xabababab/],
+    ['hangup', /the NBD server closed the connection/],
+  ] as const) {
+    const server = await hostileServer(behaviour);
+    const out = path.join(dir, `${behaviour}.raw`);
+    const r = await tsemu(['img', 'convert', '-O', 'raw', `nbd://${HOST}:${server.port}`, out]);
+    await server.close();
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, message);
+    assert.equal(existsSync(out), false);
+  }
 });

@@ -151,6 +151,39 @@ test('a read-only export refuses writes; without --persistent the server leaves 
   assert.equal(await server.exited, 0, server.stderr());
 });
 
+test('an overlay is exported through its backing chain; qemu-img convert writes into the export', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const { image: base, expected } = await makeImage(dir);
+  const overlay = path.join(dir, 'overlay.qcow2');
+  await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]), 'qemu-img create overlay');
+  await mustRun(qemuIo(['-f', 'qcow2', '-c', 'write -P 0x33 6M 64k', overlay]), 'qemu-io write overlay');
+  const want = new Uint8Array(await readFile(expected));
+  want.fill(0x33, 6 * MiB, 6 * MiB + 65536);
+  await writeFile(expected, want);
+  const port = await freePort();
+  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', overlay], dir);
+  t.after(() => server.stop());
+  const uri = `nbd://${HOST}:${port}`;
+
+  await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, uri]), 'qemu-img compare');
+  const r = await mustRun(qemuImg(['map', '--output=json', '-f', 'raw', uri]), 'qemu-img map');
+  const entries = JSON.parse(r.stdout) as MapEntry[];
+  assert.ok(mapped(entries, 0, MiB, false, true), r.stdout);
+  assert.ok(mapped(entries, 6 * MiB, 65536, false, true), r.stdout);
+  assert.ok(mapped(entries, 7 * MiB, MiB, true, false), r.stdout);
+
+  // qemu-img convert -n sends writes, write-zeroes and a flush; the overlay then holds the source.
+  const source = path.join(dir, 'source.raw');
+  const data = new Uint8Array(8 * MiB).fill(0x44, 0, 3 * MiB);
+  await writeFile(source, data);
+  await mustRun(qemuImg(['convert', '-n', '-f', 'raw', '-O', 'raw', source, uri]), 'qemu-img convert -n');
+  await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', source, uri]), 'qemu-img compare after convert');
+  assert.equal(await server.stop(), 0, server.stderr());
+  await mustRun(qemuImg(['check', overlay]), 'qemu-img check overlay');
+  await mustRun(qemuImg(['compare', '-F', 'raw', overlay, source]), 'qemu-img compare overlay');
+});
+
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n);
