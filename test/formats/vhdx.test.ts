@@ -309,3 +309,31 @@ test('vhdx log: zero descriptors zero their range on replay, in tsemu as in qemu
     await cleanup();
   }
 });
+
+test('vhdx log: many flushed allocations fill the log and start new generations; a crash after them replays right', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'gens.vhdx');
+    const blocks = 150;
+    await createImage({ filename: file, format: 'vhdx', size: String(blocks * MiB), options: ['block_size=1M'] });
+    const img = await openImage(file);
+    for (let b = 0; b < blocks; b++) {
+      await img.write(b * MiB + 512 * (b % 7), new Uint8Array(512).fill(b + 1));
+      await img.flush(); // one BAT sector through the log each time: 8 KiB entries, 128 to a 1 MiB log
+    }
+    await (img.file as FileNode).close(); // a crash: no log reset
+    const copy = path.join(dir, 'gens-copy.vhdx');
+    await copyFile(file, copy);
+    await closeImage(await openImage(file));
+    await mustRun(qemuImg(['check', '-r', 'all', copy]), 'qemu-img check -r all');
+    await mustRun(qemuImg(['check', file]), 'qemu-img check');
+    await mustRun(qemuImg(['compare', file, copy]), 'qemu-img compare both replays');
+    const data = await readImageWithTsemu(file);
+    for (let b = 0; b < blocks; b++) {
+      const at = b * MiB + 512 * (b % 7);
+      assert.ok(data.subarray(at, at + 512).every((x) => x === b + 1), `block ${b}`);
+    }
+  } finally {
+    await cleanup();
+  }
+});
