@@ -271,6 +271,8 @@ test('an IPv6 host forward waits for the guest\'s address, solicits its MAC, the
     socket.destroy();
   }
   assert.equal(g.stack.removeHostForward('tcp', '0:0::1', port), true);
+  const every = await g.stack.addHostForward(parseHostForward('tcp::0-:22'));
+  assert.equal(g.stack.removeHostForward('tcp', '', every.port), true, 'an empty host address names the forward on every address');
 });
 
 test('a UDP host forward from [::1] reaches the guest\'s IPv6 address and the guest\'s reply comes back', async () => {

@@ -390,8 +390,10 @@ export class UserStack implements FrameBackend {
 
   /** Stops the host forward listening on proto, address and port; false if there is none. */
   removeHostForward(proto: 'tcp' | 'udp', hostAddr: string, hostPort: number): boolean {
-    const wanted = hostAddr === '' ? '0.0.0.0' : hostAddr.includes(':') ? formatIpv6(parseIpv6(hostAddr)) : formatIpv4(parseIpv4(hostAddr));
-    const i = this.listeners.findIndex((l) => l.active.forward.proto === proto && l.active.port === hostPort && l.active.address === wanted);
+    // Compared as given to addHostForward ("" for every address), in canonical form.
+    const canonical = (text: string): string => (text === '' ? '' : text.includes(':') ? formatIpv6(parseIpv6(text)) : formatIpv4(parseIpv4(text)));
+    const wanted = canonical(hostAddr);
+    const i = this.listeners.findIndex((l) => l.active.forward.proto === proto && l.active.port === hostPort && canonical(l.active.forward.hostAddr) === wanted);
     if (i < 0) return false;
     this.listeners.splice(i, 1)[0]!.close();
     return true;
