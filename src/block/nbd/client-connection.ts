@@ -71,6 +71,8 @@ interface Pending {
 }
 
 const MAX_STATUS_PAYLOAD = 1 << 20;
+/** An error chunk: error, message length, a message of at most 64 KiB, and an offset. */
+const MAX_ERROR_PAYLOAD = 6 + 0xffff + 8;
 
 export function describeAddress(a: NbdAddress): string {
   return 'path' in a ? a.path : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
@@ -242,7 +244,7 @@ export class NbdConnection {
   }
 
   private async errorChunk(length: number): Promise<NbdCommandError> {
-    if (length < 6) throw new NbdProtocolError('an error chunk shorter than 6 bytes');
+    if (length < 6 || length > MAX_ERROR_PAYLOAD) throw new NbdProtocolError(`an error chunk of ${length} bytes`);
     const payload = await this.reader.read(length);
     const ev = view(payload);
     const msgLength = ev.getUint16(4);

@@ -2,7 +2,8 @@
  * The server's transmission phase for one connection: requests in, replies out.
  *
  * Requests are read one after another (a WRITE's payload with its header) and run
- * concurrently, at most MAX_IN_FLIGHT at a time; each reply is written whole when
+ * concurrently, at most MAX_IN_FLIGHT at a time and MAX_IN_FLIGHT_BYTES of READ and
+ * WRITE data between them; each reply is written whole when
  * its request completes, so replies may leave out of order, as the protocol allows.
  * Reading pauses while the socket's send buffer is full (a client that does not
  * read its replies stops being read).
@@ -63,6 +64,8 @@ import {
 } from './protocol.js';
 
 const MAX_IN_FLIGHT = 16;
+/** Data of READs and WRITEs in flight at once (one request alone may exceed it). */
+const MAX_IN_FLIGHT_BYTES = 64 << 20;
 const MAX_DESCRIPTORS = 64;
 /** Read replies cut into runs no finer than this many runs per request (a fragmented image sends data). */
 const MAX_READ_RUNS = 256;
@@ -88,6 +91,7 @@ class RequestError extends Error {
 
 export class ServerSession {
   private inFlight = 0;
+  private inFlightBytes = 0;
   private readonly slotWaiters: (() => void)[] = [];
   private readonly image;
 
@@ -116,20 +120,24 @@ export class ServerSession {
         if ((req.type === CMD_READ || req.type === CMD_WRITE) && req.length > MAX_PAYLOAD) {
           throw new NbdProtocolError(`request of ${req.length} bytes is larger than ${MAX_PAYLOAD}`);
         }
+        const bytes = req.type === CMD_READ || req.type === CMD_WRITE ? req.length : 0;
         const payload = req.type === CMD_WRITE ? await this.reader.read(req.length) : null;
-        await this.slot();
-        void this.serve(req, payload).finally(() => this.release());
+        await this.slot(bytes);
+        void this.serve(req, payload).finally(() => this.release(bytes));
       }
     } finally {
       while (this.inFlight > 0) await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
     }
   }
 
-  private async slot(): Promise<void> {
-    while (this.inFlight >= MAX_IN_FLIGHT || this.socket.writableNeedDrain) {
+  /** Waits until a request carrying `bytes` of data may start, and counts it in. */
+  private async slot(bytes: number): Promise<void> {
+    const busy = () =>
+      this.inFlight >= MAX_IN_FLIGHT || (this.inFlight > 0 && this.inFlightBytes + bytes > MAX_IN_FLIGHT_BYTES);
+    while (busy() || this.socket.writableNeedDrain) {
       if (this.socket.destroyed) throw new NbdProtocolError('the connection is closed');
       await new Promise<void>((resolve) => {
-        if (this.inFlight >= MAX_IN_FLIGHT) {
+        if (busy()) {
           this.slotWaiters.push(resolve);
           return;
         }
@@ -141,10 +149,12 @@ export class ServerSession {
       });
     }
     this.inFlight++;
+    this.inFlightBytes += bytes;
   }
 
-  private release(): void {
+  private release(bytes: number): void {
     this.inFlight--;
+    this.inFlightBytes -= bytes;
     this.slotWaiters.shift()?.();
   }
 
