@@ -37,8 +37,8 @@ export interface JsonImageSpec {
 export function splitJsonFilename(name: string): JsonImageSpec {
   const opts = parseJsonOptions(name);
   const driver = stringOption(opts, 'driver');
-  if (driver !== undefined && findProtocol(protocolJson(opts))) {
-    return { format: 'raw', protocolName: protocolJson(opts), location: locationOf(opts), backing: true, unknown: [] };
+  if (driver === 'file' || (driver !== undefined && findProtocol(protocolJson(opts))?.name === driver)) {
+    return { format: 'raw', protocolName: protocolName(opts), location: locationOf(opts), backing: true, unknown: [] };
   }
   const file = new Map<string, JsonOptionValue>();
   const unknown: string[] = [];
@@ -77,7 +77,7 @@ function protocolName(file: Map<string, JsonOptionValue>): string {
     return filename;
   }
   const json = protocolJson(new Map([['driver', driver], ...[...file].filter(([k]) => k !== 'driver')]));
-  if (!findProtocol(json)) throw new Error(`Unknown driver '${driver}'`);
+  if (findProtocol(json)?.name !== driver) throw new Error(`Unknown driver '${driver}'`);
   return json;
 }
 

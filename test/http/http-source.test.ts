@@ -8,7 +8,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { mustRun, qemuImg, qemuIo, requirePeer, runProgram, scratchDir, tsemu } from '../helpers/peers.js';
 import { sha256File } from '../helpers/pattern.js';
@@ -253,6 +253,11 @@ test('json: names: options parse and errors name what is wrong', async () => {
   assert.match(r.stderr, /Block format 'qcow2' does not support the option 'foo'/);
   const local = await mustRun(tsemu(['img', 'info', json({ driver: 'qcow2', file: { driver: 'file', filename: path.join(dir, 'overlay.qcow2') } })]), 'json: local file');
   assert.match(local.stdout, /backing file: base\.qcow2/);
+  assert.equal(splitJsonFilename(json({ driver: 'file', filename: 'a.raw' })).protocolName, 'a.raw');
+  const create = await tsemu(['img', 'create', '-f', 'raw', json({ 'file.driver': 'file', 'file.filename': 'made.raw' }), '1M'], { cwd: dir });
+  assert.equal(create.code, 1);
+  assert.match(create.stderr, /Unknown protocol 'json'/);
+  assert.deepEqual((await readdir(dir)).filter((f) => f.includes('json') || f.includes('made')), []);
   const obj = await tsemu(['img', 'info', '--object', 'secret,id=x', path.join(dir, 'base.qcow2')]);
   assert.equal(obj.code, 1);
   assert.match(obj.stderr, /Either 'file' or 'data' must be provided/);

@@ -5,11 +5,12 @@
  */
 import { FileNode } from './file.js';
 import { httpDriver, httpsDriver } from './http.js';
+import { jsonNameGuard } from './json-guard.js';
 import { nbdProtocol } from '../nbd/client.js';
 import { ovaDiskProtocol } from '../formats/ova/protocol.js';
 import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from './protocol.js';
 
-const PROTOCOLS: ProtocolDriver[] = [nbdProtocol, httpDriver, httpsDriver, ovaDiskProtocol];
+const PROTOCOLS: ProtocolDriver[] = [nbdProtocol, httpDriver, httpsDriver, ovaDiskProtocol, jsonNameGuard];
 
 /** The driver for `filename`, or null for a host file. */
 export function findProtocol(filename: string): ProtocolDriver | null {
