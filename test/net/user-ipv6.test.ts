@@ -1,9 +1,8 @@
 /**
  * The user stack's IPv6 side against a synthetic guest: addresses and options,
- * NDP both ways, router advertisements, stateless DHCPv6, ICMPv6 echo, UDP and TCP NAT to the host's
- * ::1, IPv6 host forwards, hop limits, extension headers, fragments, restrict=on
- * and ipv6=off.
- * Host sockets are only on ::1.
+ * NDP both ways, router advertisements, stateless DHCPv6, ICMPv6 echo, UDP and TCP
+ * NAT to the host's ::1, IPv6 host forwards, hop limits, extension headers,
+ * fragments, restrict=on, ipv4=off and ipv6=off. Host sockets are only on ::1.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -94,7 +93,7 @@ test('hostfwd with bracketed IPv6 addresses (QEMU 7.2 syntax)', () => {
   assert.throws(() => parseHostForward('tcp::1-[10.0.2.15]:2'), /guest address: '10\.0\.2\.15' is not an IPv6 address/);
 });
 
-test('NDP: solicitations for fe80::2, fec0::2 and fec0::3 get router advertisements of the router MAC; others and bad ones nothing', async () => {
+test('NDP: solicitations for fe80::2, fec0::2 and fec0::3 get neighbor advertisements of the router MAC; others and bad ones nothing', async () => {
   const g = await guest();
   for (const target of [ROUTER_LL, HOST6, DNS6]) {
     g.send(neighborSolicitation(target));
