@@ -14,7 +14,7 @@ import { KVM_CAP, decodeSregs, encodeSregs } from '../../src/emulator/accel/kvm/
 import { readFileSync } from 'node:fs';
 import { KvmSystem, KvmUnavailableError, hostHasHardwareVirtualization } from '../../src/emulator/accel/kvm/kvm.js';
 import { mapAnonymous } from '../../src/emulator/accel/kvm/sys.js';
-import { startKvmVcpuThread, type IoHandlers } from '../../src/emulator/accel/kvm/vcpu-thread.js';
+import { prepareKvmVcpuThread, type IoHandlers } from '../../src/emulator/accel/kvm/vcpu-thread.js';
 import { Doorbell, EventFd } from '../../src/emulator/accel/kvm/eventfd.js';
 import { MAX_POSTED_WRITES } from '../../src/emulator/accel/kvm/vcpu-protocol.js';
 import { bootSregs, writeBootPageTables } from '../../src/emulator/x86/long-mode.js';
@@ -114,7 +114,7 @@ describe('KVM vCPU thread', () => {
     ];
     const { kvm, vcpu, close } = vmWith(code);
     const { log, handlers } = recorder();
-    const thread = startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers);
+    const thread = prepareKvmVcpuThread().run(vcpu, kvm.vcpuMmapSize, handlers);
     while (log.length < 5) await new Promise((r) => setTimeout(r, 10));
     thread.stop();
     assert.deepEqual(await thread.ended, { kind: 'stopped' });
@@ -143,13 +143,17 @@ describe('KVM vCPU thread', () => {
       }
       values.push(value);
     };
-    const thread = startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers);
+    const thread = prepareKvmVcpuThread().run(vcpu, kvm.vcpuMmapSize, handlers);
     while (values.length < 5000) await new Promise((r) => setTimeout(r, 10));
     thread.stop();
     assert.deepEqual(await thread.ended, { kind: 'stopped' });
     assert.equal(remainingWhileBlocked, 5000 - (MAX_POSTED_WRITES - 1));
     assert.deepEqual(values, Array.from({ length: 5000 }, (_, i) => (5000 - i) & 0xff));
     close();
+  });
+
+  it('sends a thread that never ran away', async () => {
+    await prepareKvmVcpuThread().cancel();
   });
 
   it('ends the vCPU with the reason when a device model throws', async () => {
@@ -159,7 +163,7 @@ describe('KVM vCPU thread', () => {
     handlers.portRead = () => {
       throw new Error('model bug');
     };
-    const end = await startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers).ended;
+    const end = await prepareKvmVcpuThread().run(vcpu, kvm.vcpuMmapSize, handlers).ended;
     assert.deepEqual(end, { kind: 'error', message: 'vCPU 0: device failed: model bug' });
     close();
   });
@@ -170,7 +174,7 @@ describe('KVM vCPU thread', () => {
     // lidt of an empty IDT, then int3: no handler, no double-fault handler, shutdown.
     const code = [0x0f, 0x01, 0x1c, 0x25, 0x00, 0x00, 0x01, 0x00, 0xcc];
     const { kvm, vcpu, close } = vmWith([...code, ...new Array(0x10000 - code.length).fill(0x90)]);
-    const thread = startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, recorder().handlers);
+    const thread = prepareKvmVcpuThread().run(vcpu, kvm.vcpuMmapSize, recorder().handlers);
     const end = await thread.ended;
     const report = end.kind === 'reset' ? end.why : end.kind === 'error' ? end.message : '';
     assert.match(report, /triple-faulted \(rip=0x|KVM internal error, suberror 1 .*rip=0x100008/, JSON.stringify(end));
@@ -196,7 +200,7 @@ describe('KVM eventfds', () => {
     const pio = Doorbell.start(vm, 'pio doorbell', [{ space: 'pio', address: 0x604, length: 2, datamatch: 0x3400 }], (n) => (rings.pio += n), fail);
     const mmio = Doorbell.start(vm, 'mmio doorbell', [{ space: 'mmio', address: 0xd000_0000, length: 4 }], (n) => (rings.mmio += n), fail);
     const { log, handlers } = recorder();
-    const thread = startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers);
+    const thread = prepareKvmVcpuThread().run(vcpu, kvm.vcpuMmapSize, handlers);
     while (rings.pio < 2 || rings.mmio < 1 || log.length < 1) await new Promise((r) => setTimeout(r, 10));
     thread.stop();
     assert.deepEqual(await thread.ended, { kind: 'stopped' });

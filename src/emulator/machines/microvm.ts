@@ -7,7 +7,8 @@
  * KvmUnavailableError when KVM is missing or unusable), maps guest RAM
  * (microvm-ram.ts: split around the 32-bit hole, KVM slots and zero-copy views
  * of at most 4 GiB), loads the boot images
- * and creates the vCPUs: CPU 0 enters the kernel's 64-bit entry in long mode
+ * and creates the vCPUs, whose worker threads start first so that their
+ * start-up overlaps the rest (vcpu-thread.ts): CPU 0 enters the kernel's 64-bit entry in long mode
  * with RSI = boot_params; the others wait in KVM (wait-for-SIPI) until the
  * guest starts them with INIT/SIPI through its local APIC, as on a PC. The
  * devices are the shared models (the 16550 on the serial backend) plus the
@@ -31,7 +32,7 @@ import { Uart16550 } from '../devices/uart16550.js';
 import { Doorbell, irqfdLine } from '../accel/kvm/eventfd.js';
 import { KvmSystem, type KvmVm } from '../accel/kvm/kvm.js';
 import { trace } from '../accel/kvm/trace.js';
-import { startKvmVcpuThread, type IoHandlers, type KvmVcpuThread } from '../accel/kvm/vcpu-thread.js';
+import { prepareKvmVcpuThread, type IoHandlers, type KvmVcpuThread, type ParkedVcpuThread } from '../accel/kvm/vcpu-thread.js';
 import type { VcpuEnd } from '../accel/kvm/vcpu-protocol.js';
 import { AcpiPmControl, AcpiPmEvents, s5Writes } from '../x86/acpi-pm.js';
 import { CmosRtc } from '../x86/cmos-rtc.js';
@@ -151,8 +152,10 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
     ram?.unmap();
     kvm.close();
   };
+  let parked: ParkedVcpuThread[] = [];
   try {
     if (cpus > kvm.maxVcpus()) throw new Error(`-smp: this host's KVM takes at most ${kvm.maxVcpus()} vCPUs`);
+    parked = Array.from({ length: cpus }, () => prepareKvmVcpuThread());
     const supported = kvm.supportedCpuid();
     checkRamTop(ramBytes, physicalAddressBits(supported));
     vm = kvm.createVm();
@@ -172,8 +175,9 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
     vcpus[0].updateSregs(bootSregs);
     vcpus[0].setRegs({ rip: layout.entry, rsi: layout.bootParams, rflags: 0x2 });
     trace('microvm_vcpus_ready', `cpus ${cpus}, entry 0x${layout.entry.toString(16)}`);
-    return assemble(config, kvm, vm, layout, vcpus, release);
+    return assemble(config, kvm, vm, layout, vcpus, parked, release);
   } catch (err) {
+    for (const thread of parked) void thread.cancel();
     release();
     throw err;
   }
@@ -185,6 +189,7 @@ function assemble(
   vm: KvmVm,
   layout: MicrovmBootLayout,
   vcpus: ReturnType<KvmVm['createVcpu']>[],
+  parked: ParkedVcpuThread[],
   release: () => void,
 ): MicrovmMachine {
   const { ending, end, hasEnded } = endOnce();
@@ -194,6 +199,7 @@ function assemble(
   let started = false;
 
   const exit = ending.then(async (reason) => {
+    if (!started) await Promise.all(parked.map((thread) => thread.cancel()));
     for (const thread of threads) thread.stop();
     const ends = await Promise.all(threads.map((t) => t.ended));
     await wiring.close();
@@ -210,7 +216,7 @@ function assemble(
     start() {
       if (started || hasEnded()) return;
       started = true;
-      threads = vcpus.map((vcpu) => startKvmVcpuThread(vcpu, kvm.vcpuMmapSize, handlers));
+      threads = vcpus.map((vcpu, i) => parked[i].run(vcpu, kvm.vcpuMmapSize, handlers));
       for (const thread of threads) void thread.ended.then((e) => end(exitFor(e)));
     },
     stop() {

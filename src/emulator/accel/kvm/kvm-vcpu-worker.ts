@@ -1,5 +1,6 @@
 /**
- * The body of one KVM vCPU thread: KVM_RUN in a loop. Exits the kernel
+ * The body of one KVM vCPU thread: it waits for its vCPU (the GO word of
+ * vcpu-protocol.ts), then runs KVM_RUN in a loop. Exits the kernel
  * handles itself never reach here (with the in-kernel irqchip, HLT waits in
  * the kernel); port I/O and MMIO go to the main thread (vcpu-protocol.ts);
  * SYSTEM_EVENT and SHUTDOWN (a triple fault, which resets a PC) end the
@@ -16,15 +17,24 @@ import { EAGAIN, EINTR, KvmSysError, currentThreadId, ioctlValueRaw, mapShared }
 import { enableTraceEvents, trace } from './trace.js';
 import { CONTROL, MAX_POSTED_WRITES, type IoRequest, type MmioRequest, type VcpuEnd, type VcpuMessage, type VcpuWorkerData } from './vcpu-protocol.js';
 
-const data = workerData as VcpuWorkerData;
-const control = new Int32Array(data.control, 0, CONTROL.WORDS);
-const reply = new Uint8Array(data.control, CONTROL.WORDS * 4);
+const { control: controlBuffer, trace: traceEvents } = workerData as VcpuWorkerData;
+const control = new Int32Array(controlBuffer, 0, CONTROL.WORDS);
+const reply = new Uint8Array(controlBuffer, CONTROL.WORDS * 4);
 const port = parentPort!;
 const post = (message: VcpuMessage): void => port.postMessage(message);
 
-const run = mapShared(data.fd, data.mmapSize);
-const runBytes = new Uint8Array(run.buffer);
-const runView = new DataView(run.buffer);
+enableTraceEvents(traceEvents);
+// Loaded before the wait, so the vCPU's first KVM_RUN does not wait for the C library.
+currentThreadId();
+while (Atomics.load(control, CONTROL.GO) === 0) Atomics.wait(control, CONTROL.GO, 0);
+const data = {
+  fd: Atomics.load(control, CONTROL.VCPU_FD),
+  id: Atomics.load(control, CONTROL.VCPU_ID),
+  mmapSize: Atomics.load(control, CONTROL.RUN_MMAP_SIZE),
+};
+
+let runBytes = new Uint8Array(0);
+let runView = new DataView(runBytes.buffer);
 
 /** Posts a write; waits while too many are still unapplied. */
 function postWrite(message: IoRequest | MmioRequest): void {
@@ -135,13 +145,24 @@ function loop(): VcpuEnd {
   }
 }
 
-enableTraceEvents(data.trace);
+/** Maps the vCPU's kvm_run and runs it, unless the thread was sent away unused. */
+function main(): VcpuEnd {
+  if (Atomics.load(control, CONTROL.STOP) !== 0) return { kind: 'stopped' };
+  const run = mapShared(data.fd, data.mmapSize);
+  runBytes = new Uint8Array(run.buffer);
+  runView = new DataView(run.buffer);
+  try {
+    Atomics.store(control, CONTROL.THREAD_ID, currentThreadId());
+    return loop();
+  } finally {
+    run.unmap();
+  }
+}
+
 let end: VcpuEnd;
 try {
-  Atomics.store(control, CONTROL.THREAD_ID, currentThreadId());
-  end = loop();
+  end = main();
 } catch (err) {
   end = { kind: 'error', message: err instanceof KvmSysError ? `vCPU ${data.id}: ${err.message}` : String((err as Error).stack ?? err) };
 }
-run.unmap();
 post({ type: 'end', end });

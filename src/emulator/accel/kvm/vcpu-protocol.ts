@@ -1,6 +1,12 @@
 /**
  * What a KVM vCPU thread and the main thread say to each other.
  *
+ * A vCPU thread starts before its vCPU exists (starting a worker costs tens of
+ * milliseconds, which overlap the machine's setup this way) and waits on the
+ * GO word; the main thread then writes the vCPU's file descriptor, id and
+ * kvm_run size into the control words and sets GO, or sets STOP and GO to send
+ * an unused thread away.
+ *
  * The worker runs KVM_RUN and turns the exits the kernel does not handle into
  * messages: port I/O and MMIO. Writes are posted (the worker goes on at once;
  * the main thread applies them in order); a read waits for the main thread
@@ -17,7 +23,11 @@ export const CONTROL = {
   THREAD_ID: 1,
   REPLY_SEQ: 2,
   POSTED: 3,
-  WORDS: 4,
+  GO: 4,
+  VCPU_FD: 5,
+  VCPU_ID: 6,
+  RUN_MMAP_SIZE: 7,
+  WORDS: 8,
 } as const;
 
 export const MAX_POSTED_WRITES = 1024;
@@ -30,9 +40,6 @@ export function controlBuffer(): SharedArrayBuffer {
 }
 
 export interface VcpuWorkerData {
-  fd: number;
-  id: number;
-  mmapSize: number;
   control: SharedArrayBuffer;
   /** The trace events enabled on the main thread (trace.ts). */
   trace: string[];

@@ -1,6 +1,10 @@
 /**
- * Starts a KVM vCPU on its own worker thread (kvm-vcpu-worker.ts) and serves its
+ * Runs a KVM vCPU on its own worker thread (kvm-vcpu-worker.ts) and serves its
  * port I/O and MMIO on the main thread through the handlers it is given.
+ *
+ * prepareKvmVcpuThread() starts the worker before the vCPU exists, so the
+ * worker's start-up overlaps the machine's setup; run() hands it the vCPU and
+ * the handlers and lets it go, cancel() sends an unused one away.
  *
  * Reads are answered through the shared reply area (the worker waits for
  * them); writes arrive as posted messages, in order, and each one applied
@@ -45,7 +49,14 @@ function putValue(data: Uint8Array, at: number, size: number, value: number): vo
   for (let i = 0; i < size; i++, value = Math.floor(value / 256)) data[at + i] = value & 0xff;
 }
 
-export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: IoHandlers): KvmVcpuThread {
+export interface ParkedVcpuThread {
+  /** Hands the thread its vCPU and lets it enter KVM_RUN. */
+  run(vcpu: KvmVcpu, mmapSize: number, handlers: IoHandlers): KvmVcpuThread;
+  /** Sends a thread that never ran away; resolves once it has ended. */
+  cancel(): Promise<void>;
+}
+
+export function prepareKvmVcpuThread(): ParkedVcpuThread {
   if (!kickHandlerInstalled) {
     process.on('SIGUSR2', () => {});
     kickHandlerInstalled = true;
@@ -53,10 +64,12 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
   const buffer = controlBuffer();
   const control = new Int32Array(buffer, 0, CONTROL.WORDS);
   const reply = new Uint8Array(buffer, CONTROL.WORDS * 4, REPLY_BYTES);
-  const run = mapShared(vcpu.fd, mmapSize);
-  const runBytes = new Uint8Array(run.buffer);
-  const workerData: VcpuWorkerData = { fd: vcpu.fd, id: vcpu.id, mmapSize, control: buffer, trace: traceEnabled() };
+  const workerData: VcpuWorkerData = { control: buffer, trace: traceEnabled() };
   const worker = startModuleWorker(siblingModule('kvm-vcpu-worker', import.meta.url), workerData);
+  let id = -1;
+  let handlers: IoHandlers | undefined;
+  let unmapRun = (): void => {};
+  let stop = (): void => {};
 
   /** Lets the worker go on: a read's reply is ready, or one posted write fewer is pending. */
   const settle = (m: IoRequest | MmioRequest): void => {
@@ -67,14 +80,14 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
       Atomics.notify(control, CONTROL.POSTED);
     }
   };
-  const serve = (m: IoRequest | MmioRequest): void => {
+  const serve = (m: IoRequest | MmioRequest, h: IoHandlers): void => {
     if (m.type === 'io') {
       for (let i = 0; i < m.count; i++) {
-        if (m.write) handlers.portWrite(m.port, m.size, valueAt(m.data!, i * m.size, m.size));
-        else putValue(reply, i * m.size, m.size, handlers.portRead(m.port, m.size));
+        if (m.write) h.portWrite(m.port, m.size, valueAt(m.data!, i * m.size, m.size));
+        else putValue(reply, i * m.size, m.size, h.portRead(m.port, m.size));
       }
-    } else if (m.write) handlers.mmioWrite(m.address, m.data!);
-    else handlers.mmioRead(m.address, reply.subarray(0, m.size));
+    } else if (m.write) h.mmioWrite(m.address, m.data!);
+    else h.mmioRead(m.address, reply.subarray(0, m.size));
   };
 
   let exited = false;
@@ -86,9 +99,9 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
         return;
       }
       try {
-        serve(m);
+        serve(m, handlers!);
       } catch (err) {
-        end = { kind: 'error', message: `vCPU ${vcpu.id}: device failed: ${(err as Error).message}` };
+        end = { kind: 'error', message: `vCPU ${id}: device failed: ${(err as Error).message}` };
         stop();
       }
       settle(m);
@@ -96,23 +109,46 @@ export function startKvmVcpuThread(vcpu: KvmVcpu, mmapSize: number, handlers: Io
     worker.on('error', (err) => (end = { kind: 'error', message: err.stack ?? err.message }));
     worker.on('exit', (code) => {
       exited = true;
-      run.unmap();
-      resolve(end ?? { kind: 'error', message: `vCPU ${vcpu.id} thread exited with code ${code}` });
+      unmapRun();
+      resolve(end ?? { kind: 'error', message: `vCPU ${id} thread exited with code ${code}` });
     });
   });
 
-  function stop(): void {
-    if (exited) return;
-    Atomics.store(control, CONTROL.STOP, 1);
-    runBytes[RUN.IMMEDIATE_EXIT] = 1;
-    const tid = Atomics.load(control, CONTROL.THREAD_ID);
-    if (tid !== 0) {
-      try {
-        signalThread(tid, SIGUSR2);
-      } catch {
-        // The thread has already ended.
-      }
-    }
-  }
-  return { ended, stop };
+  const go = (): void => {
+    Atomics.store(control, CONTROL.GO, 1);
+    Atomics.notify(control, CONTROL.GO);
+  };
+
+  return {
+    run(vcpu, mmapSize, h) {
+      id = vcpu.id;
+      handlers = h;
+      const run = mapShared(vcpu.fd, mmapSize);
+      unmapRun = () => run.unmap();
+      const runBytes = new Uint8Array(run.buffer);
+      stop = () => {
+        if (exited) return;
+        Atomics.store(control, CONTROL.STOP, 1);
+        runBytes[RUN.IMMEDIATE_EXIT] = 1;
+        const tid = Atomics.load(control, CONTROL.THREAD_ID);
+        if (tid !== 0) {
+          try {
+            signalThread(tid, SIGUSR2);
+          } catch {
+            // The thread has already ended.
+          }
+        }
+      };
+      Atomics.store(control, CONTROL.VCPU_FD, vcpu.fd);
+      Atomics.store(control, CONTROL.VCPU_ID, vcpu.id);
+      Atomics.store(control, CONTROL.RUN_MMAP_SIZE, mmapSize);
+      go();
+      return { ended, stop: () => stop() };
+    },
+    async cancel() {
+      Atomics.store(control, CONTROL.STOP, 1);
+      go();
+      await ended;
+    },
+  };
 }
