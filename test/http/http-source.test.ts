@@ -84,6 +84,7 @@ test('convert of a qcow2 overlay (relative backing file on the same server) equa
   await mustRun(qemuImg(['convert', '-O', 'raw', path.join(dir, 'overlay.qcow2'), theirs]), 'qemu-img convert');
   assert.equal(await sha256File(ours), await sha256File(theirs));
   assert.ok(s.requests.some((r) => r.path === '/base.qcow2'), 'the backing file came over HTTP too');
+  assert.ok(s.connections * 2 <= s.requests.length, `${s.requests.length} requests on ${s.connections} keep-alive connections`);
   const map = await mustRun(tsemu(['img', 'map', '--output=json', url]), 'tsemu map');
   assert.equal(map.stdout, (await mustRun(qemuImg(['map', '--output=json', url]), 'qemu-img map')).stdout);
   const cmp = await tsemu(['img', 'compare', url, theirs]);
@@ -155,6 +156,15 @@ test('a server that cuts connections half way: retries make convert succeed and 
   await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'qcow2', out, path.join(dir, 'overlay.qcow2')]), 'qemu-img compare');
   const cmp = await tsemu(['img', 'compare', url, path.join(dir, 'overlay.qcow2')]);
   assert.equal(cmp.code, 0, cmp.stdout + cmp.stderr);
+});
+
+test('a server that leaves requests unanswered: the timeout ends them and the retries make convert succeed', async () => {
+  const s = await serve({ stallEvery: 4 });
+  const url = json({ 'file.driver': 'http', 'file.url': `${s.base}/base.qcow2`, 'file.timeout': 1 });
+  const out = path.join(dir, 'stalled.raw');
+  await mustRun(tsemu(['img', 'convert', '-O', 'raw', url, out]), 'tsemu convert');
+  assert.ok(s.drops >= 1, `the server left ${s.drops} requests unanswered`);
+  await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'qcow2', out, path.join(dir, 'base.qcow2')]), 'qemu-img compare');
 });
 
 test('a read that keeps failing ends with an error naming the URL and the offset', async () => {

@@ -2,9 +2,10 @@
  * A small HTTP(S) file server on 127.0.0.1 for the http protocol tests: serves
  * files from a folder by path, with range requests (Accept-Ranges, 206 and
  * Content-Range) unless told not to, and with the misbehaviours the tests need:
- * dropping every Nth range answer half way through its body, answering 503 to
- * every GET, or demanding basic authentication. It records every request's
- * method, path and headers.
+ * dropping every Nth range answer half way through its body, never answering
+ * every Nth range request, answering 503 to every GET, or demanding basic
+ * authentication. It records every request's method, path and headers, and
+ * counts the connections clients opened.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -21,6 +22,8 @@ export interface RangeServerOptions {
   tls?: { key: string; cert: string };
   /** Cut the connection half way through every Nth range answer. */
   dropEvery?: number;
+  /** Leave every Nth range request unanswered (the connection stays open until the client gives up). */
+  stallEvery?: number;
   /** Answer 503 to every GET (HEAD still works). */
   failGets?: boolean;
   /** Require this Authorization header (401 without it). */
@@ -37,15 +40,17 @@ export interface RangeServer {
   /** "http://127.0.0.1:PORT" (or https). */
   base: string;
   requests: RecordedRequest[];
-  /** How many answers were cut on purpose. */
+  /** How many answers were cut or left unanswered on purpose. */
   drops: number;
+  /** TCP connections accepted. */
+  connections: number;
   close(): Promise<void>;
 }
 
 export async function startRangeServer(opts: RangeServerOptions): Promise<RangeServer> {
   const ranges = opts.ranges ?? true;
   let rangeAnswers = 0;
-  const state: RangeServer = { base: '', requests: [], drops: 0, close: async () => {} };
+  const state: RangeServer = { base: '', requests: [], drops: 0, connections: 0, close: async () => {} };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
@@ -79,8 +84,13 @@ export async function startRangeServer(opts: RangeServerOptions): Promise<RangeS
       return;
     }
     const body = data.subarray(start, end + 1);
+    rangeAnswers++;
+    if (opts.stallEvery && rangeAnswers % opts.stallEvery === 0) {
+      state.drops++;
+      return;
+    }
     res.writeHead(206, { 'Content-Range': `bytes ${start}-${end}/${data.length}`, 'Content-Length': body.length });
-    if (opts.dropEvery && ++rangeAnswers % opts.dropEvery === 0) {
+    if (opts.dropEvery && rangeAnswers % opts.dropEvery === 0) {
       state.drops++;
       res.write(body.subarray(0, body.length >> 1), () => req.socket.destroy());
       return;
@@ -92,6 +102,7 @@ export async function startRangeServer(opts: RangeServerOptions): Promise<RangeS
     handle(req, res).catch(() => req.socket.destroy());
   };
   const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, listener) : http.createServer(listener);
+  server.on('connection', () => state.connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   state.base = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
