@@ -1,6 +1,7 @@
 /**
  * Hostile VHDX images: damaged checksums, regions that overlap or lie past the
- * end, BAT entries past the end, absurd block and disk sizes, metadata items
+ * end, BAT entries past the end, inside the metadata or sharing a place (check
+ * counts them as qemu-img does), absurd block and disk sizes, metadata items
  * outside their region, and logs whose entries have bad lengths, bad targets or
  * expect a longer file. Each is a clear error that leaves the file unchanged, or,
  * where the specification says the damage is survivable (one header or one
@@ -11,6 +12,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { closeImage, openImage } from '../../src/block/open.js';
+import { checkImage, formatCheckJson } from '../../src/block/ops/check.js';
 import { buildLogEntry } from '../../src/block/formats/vhdx/log.js';
 import {
   BAT_REGION_GUID,
@@ -86,6 +88,8 @@ const FAILS: { name: string; patch: (b: Buffer) => Buffer | void; pattern: RegEx
   { name: 'unaligned region', patch: (b) => setRegions(b, [{ ...REGIONS[0]!, offset: BAT + 4096 }, REGIONS[1]!]), pattern: /not aligned to 1 MiB/ },
   { name: 'unknown required region', patch: (b) => setRegions(b, [...REGIONS, { guid: '11111111-2222-3333-4444-555555555555', offset: 4 * MiB, length: MiB, required: true }]), pattern: /unknown required region/ },
   { name: 'BAT entry past the end of the file', patch: (b) => { b.writeUInt32LE(((1000 << 20) | 6) >>> 0, BAT); }, pattern: /BAT entry 0 start offset 1048576000 points after end of file/ },
+  { name: 'BAT entry inside the metadata region', patch: (b) => { b.writeUInt32LE(((3 << 20) | 6) >>> 0, BAT); }, pattern: /BAT entry 0 offset 3145728 overlaps the metadata region/ },
+  { name: 'two BAT entries with one place', patch: (b) => { b.copy(b, BAT + 8, BAT, BAT + 8); }, pattern: /BAT entries 0 and 1 both point to offset 8388608/ },
   { name: 'BAT entry past any file', patch: (b) => { b.writeUInt32LE(0x7fffffff, BAT + 4); b.writeUInt32LE(6, BAT); }, pattern: /BAT entry 0 points past any file/ },
   { name: 'block size 3 MiB', patch: (b) => { b.writeUInt32LE(3 * MiB, FILE_PARAMETERS); }, pattern: /block size 3145728/ },
   { name: 'block size 2 GiB', patch: (b) => { b.writeUInt32LE(0x80000000, FILE_PARAMETERS); }, pattern: /block size 2147483648/ },
@@ -159,3 +163,22 @@ for (const s of SURVIVES) {
     }
   });
 }
+
+test('vhdx hostile: check counts each misplaced block as qemu-img does, with its line', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = await baseImage(dir);
+    const bytes = await readFile(file);
+    bytes.writeUInt32LE(((1000 << 20) | 6) >>> 0, BAT);
+    await writeFile(file, bytes);
+    const q = await qemuImg(['check', '--output=json', file]);
+    const lines: string[] = [];
+    const mine = await checkImage({ filename: file, log: (l) => lines.push(l) });
+    assert.equal(mine.exitCode, q.code);
+    assert.deepEqual(JSON.parse(formatCheckJson(mine.check)), JSON.parse(q.stdout));
+    assert.ok(q.stderr.includes(`qemu-img: ${lines[0]}\n`), q.stderr);
+    assert.equal(lines.length, 1);
+  } finally {
+    await cleanup();
+  }
+});

@@ -25,6 +25,11 @@ export const BLOCK_UNMAPPED_V095 = 5;
 export const BLOCK_FULLY_PRESENT = 6;
 export const BLOCK_PARTIALLY_PRESENT = 7;
 export const BAT_SECTOR = 4096;
+
+/** Whether a payload state means "not stored, reads as zeroes" in a disk without a parent. */
+export function readsAsZero(state: number): boolean {
+  return state === BLOCK_NOT_PRESENT || state === BLOCK_UNDEFINED || state === BLOCK_ZERO || state === BLOCK_UNMAPPED || state === BLOCK_UNMAPPED_V095;
+}
 const TWO32 = 2 ** 32;
 
 export interface BatGeometry {

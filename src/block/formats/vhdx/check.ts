@@ -12,7 +12,7 @@
 import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { CheckCounts } from '../qcow2/check.js';
-import { eachStoredBlock, pastEndMessage, readVhdx } from './node.js';
+import { readVhdx, storedBlockProblems } from './node.js';
 
 export async function checkVhdx(file: ProtocolNode, opts: { log: (line: string) => void }): Promise<CheckCounts> {
   const counts: CheckCounts = {
@@ -24,35 +24,9 @@ export async function checkVhdx(file: ProtocolNode, opts: { log: (line: string) 
     throw e instanceof ImageFormatError ? new ImageFormatError(`Could not open '${file.filename}': ${e.message}`) : e;
   });
   if (parts.logReplayed) counts.corruptionsFixed++;
-  const size = file.size();
-  const bs = parts.meta.blockSize;
-  const h = parts.journal.current;
-  const metadataSpans = [
-    { name: 'the header area', offset: 0, length: 1 << 20 },
-    { name: 'the log', offset: h.logOffset, length: h.logLength },
-    { name: 'the BAT', offset: parts.bat.offset, length: parts.bat.length },
-    { name: 'the metadata region', offset: parts.metadataRegion.offset, length: parts.metadataRegion.length },
-  ];
-  const owners = new Map<number, number>();
-  eachStoredBlock(parts, (index, offset) => {
-    if (offset >= size) {
-      opts.log(pastEndMessage(index, offset, size));
-      counts.corruptions++;
-      return;
-    }
-    const clash = metadataSpans.find((s) => offset < s.offset + s.length && s.offset < offset + bs);
-    if (clash) {
-      opts.log(`VHDX BAT entry ${index} offset ${offset} overlaps ${clash.name}`);
-      counts.corruptions++;
-      return;
-    }
-    const other = owners.get(offset);
-    if (other !== undefined) {
-      opts.log(`VHDX BAT entries ${other} and ${index} both point to offset ${offset}`);
-      counts.corruptions++;
-      return;
-    }
-    owners.set(offset, index);
-  });
+  for (const line of storedBlockProblems(parts, file.size())) {
+    opts.log(line);
+    counts.corruptions++;
+  }
   return counts;
 }

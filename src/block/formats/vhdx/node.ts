@@ -1,22 +1,24 @@
 /**
- * An open VHDX image (dynamic or fixed; differencing images are refused).
+ * An open VHDX image, dynamic or fixed.
  *
  * Open: the file identifier, the current header (layout.ts), then the log: a
  * LogGuid in the header with an active sequence behind it means an unclean
  * shutdown. A writable open replays it and clears the LogGuid (logReplayed says
  * so, for check); a read-only open refuses, as QEMU does, and names the command
  * that replays it. Then the region table (table 2 when table 1 is damaged; a
- * writable open then repairs table 1 from it), the metadata and the BAT. A stored block whose offset is past the end of the file
- * makes the open fail (check reports it instead).
+ * writable open then repairs table 1 from it), the metadata and the BAT. A
+ * stored block past the end of the file, inside the metadata or sharing its place
+ * with another block makes the open fail (check reports them instead). Differencing images are refused, naming the
+ * parent their locator gives.
  *
  * Reads: blocks not stored (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED) read as
  * zeroes; stored ones are read at their offset (a block's tail past the end of
  * the file reads as zeroes). Writes: a stored block is written in place. Any
  * other block is allocated, one at a time: a ZERO or UNMAPPED block that keeps a
  * preallocated offset in the data area is written there (the rest of the block
- * zeroed, as its old bytes may be anything); otherwise the
- * block goes at the end of the file (1 MiB aligned), written as given with the
- * file grown sparse to the block's end. The BAT entry changes in memory; the
+ * zeroed, as its old bytes may be anything); otherwise the block goes at the end
+ * of the file (1 MiB aligned), written as given with the file grown sparse to
+ * the block's end. The BAT entry changes in memory; the
  * changed BAT sectors reach the file through the log (journal.ts) on flush(), on
  * close, and whenever many are pending. A crash before that loses the
  * unflushed blocks (their space leaks), never the image's consistency.
@@ -40,6 +42,7 @@ import {
   BLOCK_UNMAPPED,
   BLOCK_ZERO,
   payloadIndex,
+  readsAsZero,
 } from './bat.js';
 import { VhdxJournal } from './journal.js';
 import {
@@ -69,7 +72,7 @@ const MAX_METADATA_REGION = 64 * MiB;
 const GRANULARITY = 4096;
 
 /** A stored block's start offset that is past the end of the file, as QEMU words it. */
-export function pastEndMessage(index: number, offset: number, fileSize: number): string {
+function pastEndMessage(index: number, offset: number, fileSize: number): string {
   return `VHDX BAT entry ${index} start offset ${offset} points after end of file (${fileSize}). Image has probably been truncated.`;
 }
 
@@ -166,13 +169,31 @@ export function eachStoredBlock(p: VhdxParts, fn: (index: number, offset: number
   }
 }
 
-/** Stored payload blocks whose start is past the end of the file: [entry index, offset]. */
-export function storedPastEnd(p: VhdxParts, fileSize: number): [number, number][] {
-  const bad: [number, number][] = [];
+/**
+ * What is wrong with the stored blocks' places, one line each: a start past the
+ * end of the file (QEMU's words), a place inside the header area, log, BAT or
+ * metadata region, or a place another block also uses.
+ */
+export function storedBlockProblems(p: VhdxParts, fileSize: number): string[] {
+  const bs = p.meta.blockSize;
+  const h = p.journal.current;
+  const metadata = [
+    { name: 'the header area', offset: 0, length: MiB },
+    { name: 'the log', offset: h.logOffset, length: h.logLength },
+    { name: 'the BAT', offset: p.bat.offset, length: p.bat.length },
+    { name: 'the metadata region', offset: p.metadataRegion.offset, length: p.metadataRegion.length },
+  ];
+  const problems: string[] = [];
+  const owners = new Map<number, number>();
   eachStoredBlock(p, (index, offset) => {
-    if (offset >= fileSize) bad.push([index, offset]);
+    const clash = metadata.find((s) => offset < s.offset + s.length && s.offset < offset + bs);
+    const other = owners.get(offset);
+    if (offset >= fileSize) problems.push(pastEndMessage(index, offset, fileSize));
+    else if (clash) problems.push(`VHDX BAT entry ${index} offset ${offset} overlaps ${clash.name}`);
+    else if (other !== undefined) problems.push(`VHDX BAT entries ${other} and ${index} both point to offset ${offset}`);
+    else owners.set(offset, index);
   });
-  return bad;
+  return problems;
 }
 
 /** The end of the file or of the last stored block, whichever is further (new blocks go there). */
@@ -207,8 +228,8 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
   static async open(file: ProtocolNode, ctx: OpenContext): Promise<VhdxNode> {
     if (!ctx.readOnly) file.lockForFormat(true);
     const parts = await readVhdx(file, ctx.readOnly);
-    const bad = storedPastEnd(parts, file.size());
-    if (bad.length > 0) throw new ImageFormatError(`invalid VHDX: ${pastEndMessage(bad[0]![0], bad[0]![1], file.size())}`);
+    const problems = storedBlockProblems(parts, file.size());
+    if (problems.length > 0) throw new ImageFormatError(`invalid VHDX: ${problems[0]}`);
     return new VhdxNode(file, parts);
   }
 
@@ -230,7 +251,7 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
     if (state === BLOCK_PARTIALLY_PRESENT) {
       throw new ImageFormatError(`${this.filename}: VHDX block ${block} is partially present, which only differencing images may use`);
     }
-    if (state === 4 || state > BLOCK_PARTIALLY_PRESENT) throw new ImageFormatError(`${this.filename}: VHDX block ${block} has invalid state ${state}`);
+    if (!readsAsZero(state)) throw new ImageFormatError(`${this.filename}: VHDX block ${block} has invalid state ${state}`);
     return null;
   }
 
