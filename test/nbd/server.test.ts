@@ -184,6 +184,27 @@ test('an overlay is exported through its backing chain; qemu-img convert writes 
   await mustRun(qemuImg(['compare', '-F', 'raw', overlay, source]), 'qemu-img compare overlay');
 });
 
+test('with the default of one client at a time, a second client waits for the first', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const { image, expected } = await makeImage(dir);
+  const port = await freePort();
+  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', '-r', image], dir);
+  t.after(() => server.stop());
+  const first = await NbdConnection.connect({ host: HOST, port }, '');
+  let secondDone = false;
+  const second = qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, `nbd://${HOST}:${port}`]).then((r) => {
+    secondDone = true;
+    return r;
+  });
+  // The second client cannot finish while the first holds the only slot (a pause, not a deadline).
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(secondDone, false);
+  await first.close();
+  const r = await second;
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+});
+
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n);

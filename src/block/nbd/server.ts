@@ -46,6 +46,7 @@ export class NbdServer {
   private served = 0;
   private readonly waiting: net.Socket[] = [];
   private readonly sockets = new Set<net.Socket>();
+  private readonly sessions = new Set<Promise<void>>();
   private readonly exports: ReadonlyMap<string, NbdExport>;
   private readonly log: (line: string) => void;
   private closing: Promise<void> | null = null;
@@ -80,11 +81,13 @@ export class NbdServer {
     return addr && typeof addr === 'object' ? addr.port : null;
   }
 
-  /** Stops listening, drops every client and resolves `finished`. */
+  /** Stops listening, drops every client, waits for their requests in flight and resolves `finished`. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const s of this.sockets) s.destroy();
       await new Promise<void>((resolve) => this.server.close(() => resolve()));
+      // Requests already running finish before the images can be closed.
+      await Promise.all(this.sessions);
       if (this.opts.socketPath !== undefined) await rm(this.opts.socketPath, { force: true });
       this.finish();
     })();
@@ -99,8 +102,14 @@ export class NbdServer {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
-    if (this.active < (this.opts.shared ?? 1)) void this.serve(socket);
+    if (this.active < (this.opts.shared ?? 1)) this.start(socket);
     else this.waiting.push(socket);
+  }
+
+  private start(socket: net.Socket): void {
+    const session = this.serve(socket);
+    this.sessions.add(session);
+    void session.finally(() => this.sessions.delete(session));
   }
 
   private async serve(socket: net.Socket): Promise<void> {
@@ -135,9 +144,10 @@ export class NbdServer {
   }
 
   private next(): void {
+    if (this.closing) return;
     const socket = this.waiting.shift();
     if (socket) {
-      void this.serve(socket);
+      this.start(socket);
       return;
     }
     if (!this.opts.persistent && this.active === 0 && this.served > 0) void this.close();
