@@ -42,14 +42,15 @@ function defineObject(definition: string): void {
 
 /** The type, spelled `qom-type=TYPE` or as the bare first word; removed from `params`. */
 function objectType(params: Map<string, string>, definition: string): string {
-  const [first] = params.keys();
-  const key = params.has('qom-type') ? 'qom-type' : first;
-  if (key === undefined || (key === first && key !== 'qom-type' && params.get(key) !== 'on')) {
-    throw new Error(`Invalid object definition: ${definition}`);
+  const typed = params.get('qom-type');
+  if (typed !== undefined) {
+    params.delete('qom-type');
+    return typed;
   }
-  const type = key === 'qom-type' ? params.get(key)! : key;
-  params.delete(key);
-  return type;
+  const [first] = params.keys();
+  if (first === undefined || params.get(first) !== 'on') throw new Error(`Invalid object definition: ${definition}`);
+  params.delete(first);
+  return first;
 }
 
 function secretValue(params: Map<string, string>): string {

@@ -17,7 +17,8 @@ import { parseHttpOptions } from '../../src/block/protocols/http-options.js';
 import { splitJsonFilename } from '../../src/block/json-filename.js';
 import { ReadaheadCache } from '../../src/block/protocols/http-readahead.js';
 import { closeImage, openImage } from '../../src/block/open.js';
-import { defineSecret, removeSecret } from '../../src/block/secrets.js';
+import { defineSecret, lookupSecret, removeSecret } from '../../src/block/secrets.js';
+import { defineObjects } from '../../src/cli/objects.js';
 
 let dir = '';
 let cleanup = async () => {};
@@ -271,4 +272,25 @@ test('json: names: options parse and errors name what is wrong', async () => {
   const obj = await tsemu(['img', 'info', '--object', 'secret,id=x', path.join(dir, 'base.qcow2')]);
   assert.equal(obj.code, 1);
   assert.match(obj.stderr, /Either 'file' or 'data' must be provided/);
+});
+
+test('--object secret: data (commas doubled), file, base64, qom-type=; bad definitions name what is wrong', () => {
+  defineObjects(['secret,id=h7-a,data=x,,y', 'qom-type=secret,id=h7-b,data=eHk=,format=base64']);
+  try {
+    assert.deepEqual([lookupSecret('h7-a'), lookupSecret('h7-b')], ['x,y', 'xy']);
+    const bad: [string, RegExp][] = [
+      ['foo,id=c', /Parameter 'qom-type' does not accept value 'foo'/],
+      ['secret,id=c,data=1,bar=2', /Property 'secret.bar' not found/],
+      ['secret,id=h7-a,data=1', /duplicate property 'h7-a'/],
+      ['secret,data=1', /Parameter 'id' is missing/],
+      ['secret,id=c,data=1,file=/x', /'file' and 'data' are mutually exclusive/],
+      ['secret,id=c,file=/nonexistent/secret', /Unable to read \/nonexistent\/secret: No such file or directory/],
+      ['secret,id=c,data=1,keyid=k', /encrypted secrets \(keyid=\) are not supported/],
+      ['secret,id=c,data=@@,format=base64', /not valid base64/],
+    ];
+    for (const [def, re] of bad) assert.throws(() => defineObjects([def]), re, def);
+  } finally {
+    removeSecret('h7-a');
+    removeSecret('h7-b');
+  }
 });
