@@ -1,7 +1,9 @@
 /**
  * The options of the http and https protocol drivers, with QEMU's curl driver
  * names and defaults: url, readahead (default 256 KiB, a multiple of 512, 0 for
- * none), timeout (seconds per transfer, default 5, at most 10000, 0 for none),
+ * none), timeout (seconds, default 5, at most 10000, 0 for none: QEMU limits a
+ * whole transfer, tsemu how long a transfer may make no progress, so that big
+ * reads on slow links and requests queued for a connection do not fail),
  * sslverify (on/off, default on), cookie or cookie-secret, username and
  * password-secret (HTTP basic authentication; the secrets come from the secret
  * store, see block/secrets.ts). A plain `https://…` name takes the defaults, and
@@ -20,7 +22,7 @@ export interface HttpOptions {
   driver: HttpDriverName;
   url: URL;
   readahead: number;
-  /** Per-transfer limit in milliseconds; 0 for none. */
+  /** How long a transfer may go without progress, in milliseconds; 0 for ever. */
   timeoutMs: number;
   sslverify: boolean;
   cookie?: string;

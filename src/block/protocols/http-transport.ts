@@ -9,8 +9,10 @@
  * dropped instead (a server that ignores a Range header would otherwise send the
  * whole file). Every failure is an HttpError whose `transient` says whether trying
  * again may help: a connection reset or closed early, a body shorter than
- * announced, or the per-transfer timeout are transient; a refused connection, an
- * unknown host or a certificate the server cannot prove are not.
+ * announced, or an answer that stalls for the timeout (counted from when a
+ * connection takes the request, restarted by every byte that arrives) are
+ * transient; a refused connection, an unknown host or a certificate the server
+ * cannot prove are not.
  *
  * Built on node:http / node:https agents, because undici is not among the
  * project's installed dependencies; this module is the only one that knows.
@@ -20,7 +22,7 @@ import https from 'node:https';
 
 export interface HttpTransportOptions {
   sslverify: boolean;
-  /** Whole-transfer limit in milliseconds; 0 for none. */
+  /** How long a request may wait for the next byte of its answer, in milliseconds; 0 for ever. */
   timeoutMs: number;
 }
 
@@ -52,6 +54,7 @@ export class HttpTransport {
     return new Promise<HttpAnswer>((resolve, reject) => {
       const mod = url.protocol === 'https:' ? https : http;
       let settled = false;
+      let timer: NodeJS.Timeout | undefined;
       const finish = (err: Error | null, answer?: HttpAnswer): void => {
         if (settled) return;
         settled = true;
@@ -63,6 +66,8 @@ export class HttpTransport {
       };
       const req = mod.request(url, { method, headers, agent: this.agent(url.protocol) }, (res) => {
         const answer: HttpAnswer = { status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', headers: res.headers };
+        timer?.refresh();
+        res.on('data', () => timer?.refresh());
         if (method === 'HEAD') {
           res.resume();
           res.on('end', () => finish(null, answer));
@@ -75,9 +80,12 @@ export class HttpTransport {
         }
         res.on('error', (e) => finish(describeSocketError(e)));
       });
-      const timer = this.opts.timeoutMs > 0
-        ? setTimeout(() => finish(new HttpError(`no complete answer within ${this.opts.timeoutMs / 1000} s`, true)), this.opts.timeoutMs)
-        : undefined;
+      // The clock starts when a pooled connection takes the request (not while it
+      // waits for one) and restarts with every piece of the answer.
+      const { timeoutMs } = this.opts;
+      req.on('socket', () => {
+        if (timeoutMs > 0) timer = setTimeout(() => finish(new HttpError(`no answer for ${timeoutMs / 1000} s`, true)), timeoutMs);
+      });
       req.on('error', (e) => finish(describeSocketError(e)));
       req.end();
     });

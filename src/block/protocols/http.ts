@@ -12,7 +12,7 @@
  *
  * Reading: through the readahead cache (http-readahead.ts); each fetch is a GET
  * with a Range header on a pooled keep-alive connection (http-transport.ts). A
- * dropped connection, a short body, a timeout or a 5xx/408/429 answer is tried
+ * dropped connection, a short body, a stalled answer or a 5xx/408/429 answer is tried
  * again up to RETRIES times with doubling pauses from RETRY_PAUSE_MS; then the
  * read fails naming the URL, the offset and the last cause.
  *
