@@ -224,3 +224,16 @@ test('a failed convert -O ova leaves no file behind', async () => {
     await cleanup();
   }
 });
+
+test('-f ova on a file that is not a tar archive is a clear error', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'plain.ova');
+    await writeFile(file, new Uint8Array(4096).fill(7));
+    await assert.rejects(collectImageInfo(file, { format: 'ova' }), /plain\.ova is not a tar archive \(an OVA is one\)/);
+    const [info] = await collectImageInfo(file);
+    assert.equal(info!.format, 'raw', 'without -f it probes as raw, as qemu-img would');
+  } finally {
+    await cleanup();
+  }
+});

@@ -104,7 +104,9 @@ export async function listTarMembers(file: ProtocolNode): Promise<TarMember[]> {
   for (let at = 0; at + TAR_BLOCK <= size;) {
     await file.read(at, header);
     if (header.every((b) => b === 0)) break;
-    if (!checksumOk(header)) throw new ImageFormatError(`invalid tar archive: bad header checksum at byte ${at}`);
+    if (!checksumOk(header)) {
+      throw new ImageFormatError(at === 0 ? `${file.filename} is not a tar archive (an OVA is one)` : `invalid tar archive: bad header checksum at byte ${at}`);
+    }
     const type = String.fromCharCode(header[156]!) === '\0' ? '0' : String.fromCharCode(header[156]!);
     const prefix = latin1.decode(header.subarray(257, 262)) === 'ustar' && header[262] === 0 ? text(header, 345, 155) : '';
     const stored = numberField(header, 124, 12, 'member size');
