@@ -42,6 +42,8 @@ test('vpc differencing: create with -b, info shows the parent, reads fall throug
     const base = path.join(dir, 'base.vhd');
     const child = path.join(dir, 'child.vhd');
     await makeParent(base);
+    const q72 = await qemuImg(['create', '-f', 'vpc', '-b', 'base.vhd', '-F', 'vpc', path.join(dir, 'q.vhd')]);
+    assert.match(q72.stderr, /Backing file not supported for file format 'vpc'/, 'qemu-img 7.2 cannot make one');
     const r = await tsemu(['img', 'create', '-f', 'vpc', '-b', 'base.vhd', '-F', 'vpc', child]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /fmt=vpc size=8390656 backing_file=base.vhd backing_fmt=vpc/);
