@@ -12,27 +12,14 @@ import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { mustRun, qemuImg, qemuIo, scratchDir, tsemu } from '../helpers/peers.js';
-import { HOST, freePort, startQemuNbd, startTsemuNbd } from './support.js';
-
-/** An 8 MiB qcow2 with data at [0,1M) and [5M,5.5M) and a zero run at [2M,3M). */
-async function makeImage(dir: string, name = 'disk.qcow2'): Promise<string> {
-  const image = path.join(dir, name);
-  await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', image, '8M']), 'qemu-img create');
-  await mustRun(
-    qemuIo(['-f', 'qcow2', '-c', 'write -P 0x11 0 1M', '-c', 'write -z 2M 1M', '-c', 'write -P 0x22 5M 512k', image]),
-    'qemu-io write',
-  );
-  return image;
-}
+import { HOST, MiB, freePort, makeImage, serveOnLoopback, startQemuNbd } from './support.js';
 
 test('tsemu img as a client of qemu-nbd', async (t) => {
   const { dir, cleanup } = await scratchDir();
   t.after(cleanup);
   const image = await makeImage(dir);
-  const port = await freePort();
-  const server = await startQemuNbd(['-b', HOST, '-p', String(port), '-t', '-r', '-x', 'src', '-f', 'qcow2', image], dir);
-  t.after(() => server.stop());
-  const uri = `nbd://${HOST}:${port}/src`;
+  const { port, uri: base } = await serveOnLoopback(t, 'qemu-nbd', ['-t', '-r', '-x', 'src', '-f', 'qcow2', image], dir);
+  const uri = `${base}/src`;
 
   await t.test('info', async () => {
     const r = await mustRun(tsemu(['img', 'info', uri]), 'tsemu img info');
@@ -56,7 +43,7 @@ test('tsemu img as a client of qemu-nbd', async (t) => {
     const map = await mustRun(qemuImg(['map', '--output=json', out]), 'qemu-img map of the copy');
     // Only the 1.5 MiB of data were written: the zero ranges stay unallocated in the copy.
     const entries = JSON.parse(map.stdout) as { length: number; data: boolean }[];
-    assert.equal(entries.filter((e) => e.data).reduce((n, e) => n + e.length, 0), 1.5 * (1 << 20));
+    assert.equal(entries.filter((e) => e.data).reduce((n, e) => n + e.length, 0), 1.5 * MiB);
   });
 
   await t.test('errors: refused connection, unknown export', async () => {
@@ -101,7 +88,7 @@ test('tsemu img convert into a qemu-nbd export, and nbd+unix', async (t) => {
 
   await t.test('info over the Unix socket', async () => {
     const r = await mustRun(tsemu(['img', 'info', '--output=json', uri]), 'tsemu img info');
-    assert.equal((JSON.parse(r.stdout) as Record<string, unknown>)['virtual-size'], 8 << 20);
+    assert.equal((JSON.parse(r.stdout) as Record<string, unknown>)['virtual-size'], 8 * MiB);
   });
 });
 
@@ -109,10 +96,8 @@ test('tsemu nbd serve and the tsemu nbd client talk to each other', async (t) =>
   const { dir, cleanup } = await scratchDir();
   t.after(cleanup);
   const image = await makeImage(dir);
-  const port = await freePort();
-  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', '-x', 'disk', image], dir);
-  t.after(() => server.stop());
-  const uri = `nbd://${HOST}:${port}/disk`;
+  const { server, uri: base } = await serveOnLoopback(t, 'tsemu', ['-t', '-x', 'disk', image], dir);
+  const uri = `${base}/disk`;
 
   const copy = path.join(dir, 'copy.qcow2');
   await mustRun(tsemu(['img', 'convert', '-O', 'qcow2', uri, copy]), 'tsemu img convert from tsemu nbd');

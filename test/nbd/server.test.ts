@@ -10,23 +10,23 @@ import path from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { mustRun, qemuImg, qemuIo, runProgram, scratchDir } from '../helpers/peers.js';
-import { HOST, freePort, startTsemuNbd } from './support.js';
+import { type Background, HOST, MiB, makeImage as makeQcow2, serveOnLoopback } from './support.js';
 import { NbdConnection, NbdCommandError } from '../../src/block/nbd/client-connection.js';
 import { CMD_WRITE, NBD_EPERM } from '../../src/block/nbd/protocol.js';
 
-const MiB = 1 << 20;
-
-/** An 8 MiB qcow2 with data at [0,1M) and [5M,5.5M), a zero cluster run at [2M,3M), the rest unallocated. */
+/** The test image and its content as a raw file. */
 async function makeImage(dir: string): Promise<{ image: string; expected: string }> {
-  const image = path.join(dir, 'disk.qcow2');
-  await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', image, '8M']), 'qemu-img create');
-  await mustRun(
-    qemuIo(['-f', 'qcow2', '-c', 'write -P 0x11 0 1M', '-c', 'write -z 2M 1M', '-c', 'write -P 0x22 5M 512k', image]),
-    'qemu-io write',
-  );
+  const image = await makeQcow2(dir);
   const expected = path.join(dir, 'expected.raw');
   await mustRun(qemuImg(['convert', '-f', 'qcow2', '-O', 'raw', image, expected]), 'qemu-img convert');
   return { image, expected };
+}
+
+/** Stops the server (it must exit 0), then checks the image it served and compares it with raw `expected`. */
+async function stopAndCheck(server: Background, image: string, expected: string): Promise<void> {
+  assert.equal(await server.stop(), 0, server.stderr());
+  await mustRun(qemuImg(['check', image]), `qemu-img check ${image}`);
+  await mustRun(qemuImg(['compare', '-F', 'raw', image, expected]), `qemu-img compare ${image}`);
 }
 
 interface MapEntry {
@@ -45,10 +45,8 @@ test('qemu-img and qemu-io as clients of a persistent tsemu nbd serve', async (t
   const { dir, cleanup } = await scratchDir();
   t.after(cleanup);
   const { image, expected } = await makeImage(dir);
-  const port = await freePort();
-  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', '-x', 'disk', '-f', 'qcow2', image], dir);
-  t.after(() => server.stop());
-  const uri = `nbd://${HOST}:${port}/disk`;
+  const { server, port, uri: base } = await serveOnLoopback(t, 'tsemu', ['-t', '-x', 'disk', '-f', 'qcow2', image], dir);
+  const uri = `${base}/disk`;
 
   await t.test('info', async () => {
     const r = await mustRun(qemuImg(['info', '--output=json', uri]), 'qemu-img info');
@@ -119,9 +117,7 @@ test('qemu-img and qemu-io as clients of a persistent tsemu nbd serve', async (t
   });
 
   await t.test('SIGTERM ends the server cleanly and the image is consistent', async () => {
-    assert.equal(await server.stop(), 0, server.stderr());
-    await mustRun(qemuImg(['check', image]), 'qemu-img check');
-    await mustRun(qemuImg(['compare', '-F', 'raw', image, expected]), 'qemu-img compare of the image file');
+    await stopAndCheck(server, image, expected);
   });
 });
 
@@ -129,10 +125,7 @@ test('a read-only export refuses writes; without --persistent the server leaves 
   const { dir, cleanup } = await scratchDir();
   t.after(cleanup);
   const { image, expected } = await makeImage(dir);
-  const port = await freePort();
-  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-r', '-e', '2', image], dir);
-  t.after(() => server.stop());
-  const uri = `nbd://${HOST}:${port}`;
+  const { server, port, uri } = await serveOnLoopback(t, 'tsemu', ['-r', '-e', '2', image], dir);
 
   // A client that writes anyway gets EPERM, and the data stays as it was.
   const conn = await NbdConnection.connect({ host: HOST, port }, '');
@@ -161,10 +154,7 @@ test('an overlay is exported through its backing chain; qemu-img convert writes 
   const want = new Uint8Array(await readFile(expected));
   want.fill(0x33, 6 * MiB, 6 * MiB + 65536);
   await writeFile(expected, want);
-  const port = await freePort();
-  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', overlay], dir);
-  t.after(() => server.stop());
-  const uri = `nbd://${HOST}:${port}`;
+  const { server, uri } = await serveOnLoopback(t, 'tsemu', ['-t', overlay], dir);
 
   await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, uri]), 'qemu-img compare');
   const r = await mustRun(qemuImg(['map', '--output=json', '-f', 'raw', uri]), 'qemu-img map');
@@ -179,21 +169,17 @@ test('an overlay is exported through its backing chain; qemu-img convert writes 
   await writeFile(source, data);
   await mustRun(qemuImg(['convert', '-n', '-f', 'raw', '-O', 'raw', source, uri]), 'qemu-img convert -n');
   await mustRun(qemuImg(['compare', '-f', 'raw', '-F', 'raw', source, uri]), 'qemu-img compare after convert');
-  assert.equal(await server.stop(), 0, server.stderr());
-  await mustRun(qemuImg(['check', overlay]), 'qemu-img check overlay');
-  await mustRun(qemuImg(['compare', '-F', 'raw', overlay, source]), 'qemu-img compare overlay');
+  await stopAndCheck(server, overlay, source);
 });
 
 test('with the default of one client at a time, a second client waits for the first', async (t) => {
   const { dir, cleanup } = await scratchDir();
   t.after(cleanup);
   const { image, expected } = await makeImage(dir);
-  const port = await freePort();
-  const server = await startTsemuNbd(['-b', HOST, '-p', String(port), '-t', '-r', image], dir);
-  t.after(() => server.stop());
+  const { port, uri } = await serveOnLoopback(t, 'tsemu', ['-t', '-r', image], dir);
   const first = await NbdConnection.connect({ host: HOST, port }, '');
   let secondDone = false;
-  const second = qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, `nbd://${HOST}:${port}`]).then((r) => {
+  const second = qemuImg(['compare', '-f', 'raw', '-F', 'raw', expected, uri]).then((r) => {
     secondDone = true;
     return r;
   });
