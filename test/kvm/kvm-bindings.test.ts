@@ -40,7 +40,7 @@ describe('KVM capability checks', () => {
     const kvm = KvmSystem.open();
     try {
       assert.ok(kvm.vcpuMmapSize >= 4096);
-      assert.ok(kvm.checkExtension(KVM_CAP.IRQCHIP) > 0);
+      for (const cap of ['IRQCHIP', 'IRQFD', 'IOEVENTFD'] as const) assert.ok(kvm.checkExtension(KVM_CAP[cap]) > 0, cap);
       assert.ok(kvm.maxVcpus() >= 2);
       const cpuid = kvm.supportedCpuid();
       assert.ok(cpuid.some((e) => e.function === 0) && cpuid.some((e) => e.function === 1));
