@@ -23,6 +23,7 @@ import { type BlockExtent, checkRange } from '../node.js';
 import { parseHttpOptions, type HttpDriverName, type HttpOptions, httpDriverOf } from './http-options.js';
 import { type HttpAnswer, HttpError, HttpTransport } from './http-transport.js';
 import { ReadaheadCache } from './http-readahead.js';
+import { ReadOnlyProtocolNode } from './read-only-node.js';
 import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from './protocol.js';
 
 const RETRIES = 4;
@@ -35,11 +36,8 @@ function transientStatus(status: number): boolean {
   return status >= 500 || status === 408 || status === 429;
 }
 
-export class HttpNode implements ProtocolNode {
-  readonly file = null;
-  readonly backing = null;
+export class HttpNode extends ReadOnlyProtocolNode implements ProtocolNode {
   readonly granularity = 512;
-  readonly readOnly = true;
   private readonly cache: ReadaheadCache;
 
   private constructor(
@@ -52,6 +50,7 @@ export class HttpNode implements ProtocolNode {
     private readonly length: number,
     readahead: number,
   ) {
+    super();
     this.cache = new ReadaheadCache(length, readahead, (offset, buf) => this.fetchRange(offset, buf));
   }
 
@@ -97,18 +96,9 @@ export class HttpNode implements ProtocolNode {
     }
   }
 
-  write(): Promise<void> { return this.refuse(); }
-  writeGrow(): Promise<void> { return this.refuse(); }
-  writevGrow(): Promise<void> { return this.refuse(); }
-  writeZeroes(): Promise<void> { return this.refuse(); }
-  discard(): Promise<void> { return this.refuse(); }
-  truncate(): Promise<void> { return this.refuse(); }
-
-  private async refuse(): Promise<void> {
-    throw new Error(`${this.filename}: ${this.driver} driver does not support writes`);
+  protected writeRefusal(): string {
+    return `${this.filename}: ${this.driver} driver does not support writes`;
   }
-
-  async flush(): Promise<void> {}
 
   /** Nothing is known about a remote file's holes: everything is data. */
   async blockStatus(offset: number, length: number): Promise<BlockExtent> {
@@ -120,8 +110,6 @@ export class HttpNode implements ProtocolNode {
   async allocatedSize(): Promise<number> {
     return -1;
   }
-
-  lockForFormat(): void {}
 
   async close(): Promise<void> {
     this.transport.close();
