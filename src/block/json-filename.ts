@@ -81,8 +81,7 @@ function protocolName(file: Map<string, JsonOptionValue>): string {
   return json;
 }
 
-/** The protocol a plain name goes to: its URL scheme, or "file". */
+/** The driver a plain name goes to: the protocol that claims it, or "file". */
 function protocolOf(filename: string): string {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(filename);
-  return scheme && findProtocol(filename) ? scheme[1]!.toLowerCase() : 'file';
+  return findProtocol(filename)?.name ?? 'file';
 }
