@@ -1,0 +1,249 @@
+/**
+ * virtio-blk (device ID 2) on a block-layer node: any format, protocol and
+ * backing chain openImage() opens.
+ *
+ * Theory of operation. One request queue (256 entries). A request's readable
+ * stream starts with a 16-byte header (type, reserved, sector), its writable
+ * stream ends with the status byte; data lies between, framed any way the
+ * driver likes. Types: IN (read into the writable data), OUT (write the
+ * readable data), FLUSH, GET_ID (the serial, 20 bytes, NUL-padded), DISCARD
+ * and WRITE_ZEROES (16-byte segments: sector, sector count, flags with
+ * UNMAP). Each request runs on its own promise, so many are in flight and
+ * complete in the order the block layer finishes them. A FLUSH first waits for
+ * every write, discard and zeroing submitted before it, then flushes the node.
+ * Data for IN lands in a host buffer and is copied to the guest only if the
+ * device was not reset meanwhile (a reset cannot wait for the host I/O).
+ *
+ * Cache modes: with a write cache (writeback, none, unsafe) the guest flushes
+ * when it needs to; without one (writethrough, directsync; or the guest
+ * clearing the writeback field, VIRTIO_BLK_F_CONFIG_WCE) every write is
+ * flushed before it completes. cache=unsafe is the node's business (opened
+ * with noFlush: flushes return at once). discard=ignore completes DISCARD
+ * without touching the image, discard=unmap passes it on, and lets
+ * WRITE_ZEROES with UNMAP deallocate.
+ *
+ * Statuses: OK; IOERR for a range past the end, a length that is not whole
+ * sectors, writes to a read-only drive, and block-layer errors (logged on
+ * stderr); UNSUPP for unknown types and a DISCARD with the UNMAP flag. A
+ * request without a header or a status byte is a guest fault (needs-reset).
+ */
+import type { BlockNode } from '../../block/node.js';
+import { readableBytes, writeToChain } from './chain-io.js';
+import type { VirtioDevice, VirtioHost } from './device.js';
+import { DEVICE_ID, featureBits, hasFeature } from './spec.js';
+import { VirtioFault, type DescriptorChain } from './virtqueue.js';
+
+const F_SIZE_MAX = 1;
+const F_SEG_MAX = 2;
+const F_RO = 5;
+const F_BLK_SIZE = 6;
+const F_FLUSH = 9;
+const F_CONFIG_WCE = 11;
+const F_DISCARD = 13;
+const F_WRITE_ZEROES = 14;
+
+const T_IN = 0;
+const T_OUT = 1;
+const T_FLUSH = 4;
+const T_GET_ID = 8;
+const T_DISCARD = 11;
+const T_WRITE_ZEROES = 13;
+
+const S_OK = 0;
+const S_IOERR = 1;
+const S_UNSUPP = 2;
+
+const SECTOR = 512;
+const HEADER_BYTES = 16;
+const SEGMENT_BYTES = 16;
+const SEGMENT_F_UNMAP = 1;
+const ID_BYTES = 20;
+const QUEUE_SIZE = 256;
+/** The largest buffer one descriptor may hold (size_max) and the largest discard or zeroing (in sectors). */
+const SIZE_MAX = 1 << 20;
+const MAX_RANGE_SECTORS = 0x3f_ffff;
+const MAX_RANGE_SEGMENTS = 32;
+
+const CONFIG_BYTES = 60;
+const CONFIG_WRITEBACK = 32;
+
+export interface VirtioBlkOptions {
+  node: BlockNode;
+  /** The drive's name for log lines (its id=). */
+  id: string;
+  readOnly: boolean;
+  /** The guest sees a volatile write cache (cache=writeback, none, unsafe) rather than write-through. */
+  writeCache: boolean;
+  discard: 'ignore' | 'unmap';
+  /** What GET_ID returns (at most 20 bytes are used). */
+  serial?: string;
+  log?: (line: string) => void;
+}
+
+interface Outcome {
+  status: number;
+  /** Data bytes written to the guest before the status byte. */
+  data?: Uint8Array;
+}
+
+export class VirtioBlk implements VirtioDevice {
+  readonly name = 'virtio-blk';
+  readonly deviceId = DEVICE_ID.BLOCK;
+  readonly features: bigint;
+  readonly queueSizes = [QUEUE_SIZE];
+  private readonly configBytes = new Uint8Array(CONFIG_BYTES);
+  private readonly log: (line: string) => void;
+  private host: VirtioHost | null = null;
+  /** Changes at each reset: completions of older requests are dropped. */
+  private epoch = 0;
+  /** Writes, discards and zeroings not yet finished, which a flush waits for. */
+  private readonly writes = new Set<Promise<unknown>>();
+
+  constructor(private readonly options: VirtioBlkOptions) {
+    const { readOnly } = options;
+    this.features = featureBits(
+      F_SIZE_MAX, F_SEG_MAX, F_BLK_SIZE, F_FLUSH, F_CONFIG_WCE,
+      ...(readOnly ? [F_RO] : [F_DISCARD, F_WRITE_ZEROES]),
+    );
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    const c = new DataView(this.configBytes.buffer);
+    const sectors = Math.floor(options.node.size() / SECTOR);
+    c.setUint32(0, sectors % 0x1_0000_0000, true);
+    c.setUint32(4, Math.floor(sectors / 0x1_0000_0000), true);
+    c.setUint32(8, SIZE_MAX, true);
+    c.setUint32(12, QUEUE_SIZE - 2, true);
+    c.setUint32(20, SECTOR, true);
+    c.setUint8(CONFIG_WRITEBACK, options.writeCache ? 1 : 0);
+    c.setUint32(36, MAX_RANGE_SECTORS, true);
+    c.setUint32(40, MAX_RANGE_SEGMENTS, true);
+    c.setUint32(44, Math.max(1, options.node.granularity / SECTOR), true);
+    c.setUint32(48, MAX_RANGE_SECTORS, true);
+    c.setUint32(52, MAX_RANGE_SEGMENTS, true);
+    c.setUint8(56, options.discard === 'unmap' ? 1 : 0);
+  }
+
+  config(): Uint8Array {
+    return this.configBytes;
+  }
+
+  writeConfig(offset: number, bytes: Uint8Array): void {
+    if (offset === CONFIG_WRITEBACK && this.host && hasFeature(this.host.features, F_CONFIG_WCE)) {
+      this.configBytes[CONFIG_WRITEBACK] = bytes[0]! & 1;
+    }
+  }
+
+  start(host: VirtioHost): void {
+    this.host = host;
+  }
+
+  reset(): void {
+    this.host = null;
+    this.epoch++;
+    this.configBytes[CONFIG_WRITEBACK] = this.options.writeCache ? 1 : 0;
+  }
+
+  handle(_queue: number, chain: DescriptorChain): void {
+    if (chain.readableBytes < HEADER_BYTES || chain.writableBytes < 1) {
+      throw new VirtioFault(`request ${chain.head} has no ${chain.readableBytes < HEADER_BYTES ? 'header' : 'status byte'}`);
+    }
+    const header = readableBytes(chain, 0, HEADER_BYTES);
+    const h = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
+    const type = h.getUint32(0, true);
+    const sector = h.getUint32(8, true) + h.getUint32(12, true) * 0x1_0000_0000;
+    const host = this.host;
+    const epoch = this.epoch;
+    void this.serve(type, sector, chain).then((outcome) => {
+      if (epoch !== this.epoch || !host) return;
+      const data = outcome.data ?? new Uint8Array(0);
+      writeToChain(chain, 0, data);
+      writeToChain(chain, chain.writableBytes - 1, Uint8Array.of(outcome.status));
+      host.complete(chain, data.length + 1);
+    }).catch((e: Error) => host?.fault(e.message));
+  }
+
+  private async serve(type: number, sector: number, chain: DescriptorChain): Promise<Outcome> {
+    const inBytes = chain.writableBytes - 1;
+    const outBytes = chain.readableBytes - HEADER_BYTES;
+    switch (type) {
+      case T_IN:
+        return this.guard('read', sector, async () => {
+          if (!this.inRange(sector, inBytes)) return { status: S_IOERR };
+          const data = new Uint8Array(inBytes);
+          await this.options.node.read(sector * SECTOR, data);
+          return { status: S_OK, data };
+        });
+      case T_OUT:
+        if (this.options.readOnly || !this.inRange(sector, outBytes)) return { status: S_IOERR };
+        return this.tracked('write', sector, () => this.options.node.write(sector * SECTOR, readableBytes(chain, HEADER_BYTES, outBytes)));
+      case T_FLUSH:
+        return this.guard('flush', sector, async () => {
+          await Promise.allSettled([...this.writes]);
+          await this.options.node.flush();
+          return { status: S_OK };
+        });
+      case T_GET_ID: {
+        const id = new Uint8Array(ID_BYTES);
+        id.set(new TextEncoder().encode(this.options.serial ?? '').subarray(0, ID_BYTES));
+        return { status: S_OK, data: id.subarray(0, Math.min(ID_BYTES, inBytes)) };
+      }
+      case T_DISCARD:
+      case T_WRITE_ZEROES:
+        return this.ranges(type, sector, chain, outBytes);
+      default:
+        return { status: S_UNSUPP };
+    }
+  }
+
+  /** DISCARD and WRITE_ZEROES: their 16-byte segments, each checked before any is applied. */
+  private async ranges(type: number, sector: number, chain: DescriptorChain, bytes: number): Promise<Outcome> {
+    if (this.options.readOnly) return { status: S_IOERR };
+    if (bytes === 0 || bytes % SEGMENT_BYTES !== 0 || bytes / SEGMENT_BYTES > MAX_RANGE_SEGMENTS) return { status: S_UNSUPP };
+    const raw = readableBytes(chain, HEADER_BYTES, bytes).slice();
+    const view = new DataView(raw.buffer);
+    const segments: { sector: number; count: number; unmap: boolean }[] = [];
+    for (let at = 0; at < bytes; at += SEGMENT_BYTES) {
+      const start = view.getUint32(at, true) + view.getUint32(at + 4, true) * 0x1_0000_0000;
+      const count = view.getUint32(at + 8, true);
+      const flags = view.getUint32(at + 12, true);
+      if ((flags & ~SEGMENT_F_UNMAP) !== 0 || (type === T_DISCARD && flags !== 0)) return { status: S_UNSUPP };
+      if (count > MAX_RANGE_SECTORS || !this.inRange(start, count * SECTOR)) return { status: S_IOERR };
+      segments.push({ sector: start, count, unmap: (flags & SEGMENT_F_UNMAP) !== 0 });
+    }
+    const node = this.options.node;
+    const unmapping = this.options.discard === 'unmap';
+    if (type === T_DISCARD && !unmapping) return { status: S_OK };
+    const what = type === T_DISCARD ? 'discard' : 'write-zeroes';
+    return this.tracked(what, sector, async () => {
+      for (const s of segments) {
+        if (type === T_DISCARD) await node.discard(s.sector * SECTOR, s.count * SECTOR);
+        else await node.writeZeroes(s.sector * SECTOR, s.count * SECTOR, { mayUnmap: s.unmap && unmapping });
+      }
+    });
+  }
+
+  /** A change to the image: flushes wait for it; without a write cache it is flushed before it completes. */
+  private tracked(what: string, sector: number, change: () => Promise<void>): Promise<Outcome> {
+    const done = this.guard(what, sector, async () => {
+      await change();
+      if (this.configBytes[CONFIG_WRITEBACK] === 0) await this.options.node.flush();
+      return { status: S_OK };
+    });
+    this.writes.add(done);
+    void done.finally(() => this.writes.delete(done));
+    return done;
+  }
+
+  /** Runs block-layer work; its errors become IOERR and a log line. */
+  private async guard(what: string, sector: number, work: () => Promise<Outcome>): Promise<Outcome> {
+    try {
+      return await work();
+    } catch (e) {
+      this.log(`tsemu: virtio-blk ${this.options.id}: ${what} at sector ${sector} failed: ${(e as Error).message}`);
+      return { status: S_IOERR };
+    }
+  }
+
+  private inRange(sector: number, bytes: number): boolean {
+    return bytes % SECTOR === 0 && sector * SECTOR + bytes <= this.options.node.size();
+  }
+}
