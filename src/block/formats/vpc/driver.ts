@@ -41,6 +41,7 @@ import {
   serializeFooter,
   type VhdFooter,
   vhdSeconds,
+  virtualSize,
 } from './footer.js';
 import { VpcNode } from './node.js';
 import { newParentLocators } from './parent.js';
@@ -113,7 +114,8 @@ export async function createVpc(req: CreateRequest): Promise<void> {
  * locators' data when there is a parent, and the footer.
  */
 async function writeSparse(req: CreateRequest, footer: VhdFooter, parent: ParentSpec | null): Promise<void> {
-  const entries = Math.ceil(footer.currentSize / DEFAULT_BLOCK_SIZE);
+  // A child copies its parent's footer, whose geometry may give more than the current size.
+  const entries = Math.ceil(Math.max(footer.currentSize, virtualSize(footer)) / DEFAULT_BLOCK_SIZE);
   const tableOffset = FOOTER_BYTES + DYN_HEADER_BYTES;
   const bat = new Uint8Array(Math.ceil((entries * 4) / 512) * 512).fill(0xff);
   const locators = parent ? newParentLocators(parent.relative, parent.absolute, tableOffset + bat.length) : null;
