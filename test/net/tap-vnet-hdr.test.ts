@@ -120,7 +120,7 @@ function udpFrame(dstMac: Uint8Array, payload: Uint8Array, udpCheck: (frame: Uin
 
 /** The UDP pseudo header's sum (what a partial checksum holds before the device completes it). */
 function pseudoSum(frame: Uint8Array): number {
-  return sum(frame, 26, 8, 17 + new DataView(frame.buffer).getUint16(UDP_AT + 4));
+  return sum(frame, 26, 8, 17 + new DataView(frame.buffer, frame.byteOffset).getUint16(UDP_AT + 4));
 }
 
 /** True when a frame's UDP checksum verifies. */
@@ -139,7 +139,7 @@ describe('a vnet_hdr tap with its headers visible', () => {
     tap = TapBackend.open(GuestNamespace.interfaceName(), { vnetHdr: true });
     tap.onFrame((frame, hdr) => {
       // UDP to port 9999 only: the namespace's own chatter (IPv6 router solicitations, …) is not the test's.
-      if (frame.length > UDP_AT + 4 && frame[23] === 17 && new DataView(frame.buffer).getUint16(UDP_AT + 2) === 9999) seen.push({ frame, hdr });
+      if (frame.length > UDP_AT + 4 && frame[23] === 17 && new DataView(frame.buffer, frame.byteOffset).getUint16(UDP_AT + 2) === 9999) seen.push({ frame, hdr });
     });
     ns = await GuestNamespace.adopt(tap.ifname);
     await ns.run(['ip', 'addr', 'add', `${GUEST}/24`, 'dev', tap.ifname]);
