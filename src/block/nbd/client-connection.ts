@@ -16,7 +16,7 @@
  * reason. close() waits for requests in flight, sends DISC and closes the socket.
  */
 import net from 'node:net';
-import { NbdClosedError, SocketReader } from './reader.js';
+import { NbdClosedError, SocketReader, onreadInto } from './reader.js';
 import { type ExportInfo, clientHandshake } from './client-handshake.js';
 import {
   CHUNK_HEADER_SIZE,
@@ -93,9 +93,12 @@ export class NbdConnection {
   }
 
   static async connect(address: NbdAddress, exportName: string): Promise<NbdConnection> {
+    let reader: SocketReader | null = null;
+    const onread = onreadInto(() => reader!);
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = 'path' in address ? net.connect(address.path) : net.connect({ host: address.host, port: address.port });
+      const s = net.connect('path' in address ? { path: address.path, onread } : { ...address, onread });
       s.once('connect', () => {
+        reader = new SocketReader(s, true);
         s.off('error', reject);
         resolve(s);
       });
@@ -105,10 +108,9 @@ export class NbdConnection {
     });
     socket.setNoDelay(true);
     socket.on('error', () => {});
-    const reader = new SocketReader(socket);
     try {
-      const info = await clientHandshake(socket, reader, exportName);
-      return new NbdConnection(socket, reader, info);
+      const info = await clientHandshake(socket, reader!, exportName);
+      return new NbdConnection(socket, reader!, info);
     } catch (e) {
       socket.destroy();
       if (e instanceof NbdClosedError) throw new Error(`the server closed the connection during negotiation (${e.message})`);
