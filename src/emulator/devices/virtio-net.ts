@@ -1,0 +1,162 @@
+/**
+ * virtio-net, the network card (virtio device ID 1), bridged to a frame
+ * backend of src/net (user, tap, socket, hub, ...).
+ *
+ * Theory of operation. Two queues: 0 receives (the driver's empty buffers),
+ * 1 transmits. Features: MAC (the configuration space holds the card's
+ * address), STATUS (the link is always up) and MRG_RXBUF (a received frame
+ * may span several buffers). Every buffer in either direction starts with the
+ * 12-byte virtio-net header of virtio 1.x (vnet-hdr.ts); tsemu offers no
+ * checksum or segmentation offloads, so the driver's headers say nothing and
+ * the device's say nothing but num_buffers.
+ *
+ * Transmit: each chain's readable bytes past the header are one frame, copied
+ * out of guest RAM and handed to the backend; the chain is completed at once.
+ * Receive: the driver's buffers wait in arrival order. A frame from the
+ * backend takes the oldest buffer (under MRG_RXBUF as many as it needs). A
+ * frame that finds no buffer (the driver is slow, the device is not started,
+ * or the buffers are too small) is dropped and counted in `stats.rxDropped`:
+ * frames are never queued on the host side, as on a real card whose ring is
+ * full. reset() forgets the buffers. The backend outlives the device (a
+ * reboot makes a fresh device on the same backend, whose frame handler
+ * replaces this one's).
+ *
+ * Guest faults: a transmit chain shorter than the header, or writable
+ * buffers on the transmit queue or readable ones on the receive queue, throw
+ * VirtioFault (the core puts the device in needs-reset).
+ */
+import type { FrameBackend } from '../../net/backend.js';
+import { MAX_GSO_FRAME, VNET_HDR_LEN_MRG } from '../../net/vnet-hdr.js';
+import { readableBytes, writeToChain } from '../virtio/chain-io.js';
+import type { VirtioDevice, VirtioHost } from '../virtio/device.js';
+import { DEVICE_ID, featureBits, hasFeature } from '../virtio/spec.js';
+import { VirtioFault, type DescriptorChain } from '../virtio/virtqueue.js';
+
+/** Feature bits of the network device (virtio 1.x, "Network Device"). */
+export const NET_F_MAC = 5;
+export const NET_F_MRG_RXBUF = 15;
+export const NET_F_STATUS = 16;
+const NET_S_LINK_UP = 1;
+
+const RX_QUEUE = 0;
+const TX_QUEUE = 1;
+const QUEUE_SIZE = 256;
+const MAC_LENGTH = 6;
+/** Where num_buffers sits in the 12-byte header. */
+const NUM_BUFFERS_OFFSET = 10;
+
+export interface VirtioNetStats {
+  /** Frames handed to the backend. */
+  txFrames: number;
+  /** Frames written into the driver's buffers. */
+  rxFrames: number;
+  /** Frames from the backend that found no (or too little) buffer space. */
+  rxDropped: number;
+}
+
+export interface VirtioNetOptions {
+  backend: FrameBackend;
+  /** The card's unicast MAC address (6 bytes). */
+  mac: Uint8Array;
+}
+
+export class VirtioNet implements VirtioDevice {
+  readonly name = 'virtio-net';
+  readonly deviceId = DEVICE_ID.NET;
+  readonly features = featureBits(NET_F_MAC, NET_F_STATUS, NET_F_MRG_RXBUF);
+  readonly queueSizes = [QUEUE_SIZE, QUEUE_SIZE];
+  readonly stats: VirtioNetStats = { txFrames: 0, rxFrames: 0, rxDropped: 0 };
+  private readonly configSpace: Uint8Array;
+  private readonly backend: FrameBackend;
+  private host: VirtioHost | null = null;
+  private mergeable = false;
+  /** The driver's receive buffers, oldest first. */
+  private rxBuffers: DescriptorChain[] = [];
+
+  constructor(options: VirtioNetOptions) {
+    if (options.mac.length !== MAC_LENGTH) throw new Error(`virtio-net: a MAC address is ${MAC_LENGTH} bytes, not ${options.mac.length}`);
+    this.backend = options.backend;
+    // mac[6], status (le16), max_virtqueue_pairs (le16; 1, meaningful only under MQ).
+    this.configSpace = new Uint8Array([...options.mac, NET_S_LINK_UP, 0, 1, 0]);
+    this.backend.onFrame((frame) => this.receive(frame));
+  }
+
+  config(): Uint8Array {
+    return this.configSpace;
+  }
+
+  start(host: VirtioHost): void {
+    this.host = host;
+    this.mergeable = hasFeature(host.features, NET_F_MRG_RXBUF);
+  }
+
+  reset(): void {
+    this.host = null;
+    this.rxBuffers = [];
+  }
+
+  handle(queue: number, chain: DescriptorChain): void {
+    if (queue === RX_QUEUE) {
+      if (chain.readableBytes > 0) throw new VirtioFault('a receive buffer has device-readable parts');
+      this.rxBuffers.push(chain);
+    } else if (queue === TX_QUEUE) {
+      this.transmit(chain);
+    }
+  }
+
+  private transmit(chain: DescriptorChain): void {
+    if (chain.writableBytes > 0) throw new VirtioFault('a transmit buffer has device-writable parts');
+    const length = chain.readableBytes - VNET_HDR_LEN_MRG;
+    if (length < 0) throw new VirtioFault(`a transmit buffer of ${chain.readableBytes} bytes is shorter than the ${VNET_HDR_LEN_MRG}-byte header`);
+    // The backend may keep the frame: copy it out of guest RAM. Oversized frames go no further (no offloads offered).
+    if (length <= MAX_GSO_FRAME) {
+      this.backend.send(readableBytes(chain, VNET_HDR_LEN_MRG, length).slice());
+      this.stats.txFrames++;
+    }
+    this.host?.complete(chain, 0);
+  }
+
+  /** A frame from the backend: into the oldest receive buffers, or dropped. */
+  private receive(frame: Uint8Array): void {
+    const host = this.host;
+    const needed = VNET_HDR_LEN_MRG + frame.length;
+    const taken = this.takeBuffers(needed);
+    if (!host || !taken) {
+      this.stats.rxDropped++;
+      return;
+    }
+    const header = new Uint8Array(VNET_HDR_LEN_MRG);
+    header[NUM_BUFFERS_OFFSET] = taken.length;
+    let done = 0;
+    for (const chain of taken) {
+      const room = Math.min(chain.writableBytes, needed - done);
+      const written = done === 0 ? this.fillFirst(chain, header, frame, room) : this.fill(chain, frame, done - VNET_HDR_LEN_MRG, room);
+      done += written;
+      host.complete(chain, written);
+    }
+    this.stats.rxFrames++;
+  }
+
+  private fillFirst(chain: DescriptorChain, header: Uint8Array, frame: Uint8Array, room: number): number {
+    writeToChain(chain, 0, header);
+    writeToChain(chain, VNET_HDR_LEN_MRG, frame.subarray(0, room - VNET_HDR_LEN_MRG));
+    return room;
+  }
+
+  private fill(chain: DescriptorChain, frame: Uint8Array, from: number, room: number): number {
+    writeToChain(chain, 0, frame.subarray(from, from + room));
+    return room;
+  }
+
+  /** The oldest buffers holding `needed` bytes (one buffer unless mergeable), or null leaving them all. */
+  private takeBuffers(needed: number): DescriptorChain[] | null {
+    if (!this.host) return null;
+    let room = 0;
+    let count = 0;
+    const limit = this.mergeable ? this.rxBuffers.length : Math.min(1, this.rxBuffers.length);
+    while (count < limit && room < needed) room += this.rxBuffers[count++]!.writableBytes;
+    // The first buffer must hold the whole header.
+    if (room < needed || (count > 0 && this.rxBuffers[0]!.writableBytes < VNET_HDR_LEN_MRG)) return null;
+    return this.rxBuffers.splice(0, count);
+  }
+}

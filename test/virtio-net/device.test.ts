@@ -1,0 +1,152 @@
+/**
+ * virtio-net on the fake virtio driver (test/virtio/fake-driver.ts) and a
+ * recording frame backend: the configuration space, transmit, receive with
+ * and without mergeable buffers, drops when the driver gave no buffer, guest
+ * faults; and the command-line parsing of --netdev, --device and --net.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FrameBackend, FrameHandler } from '../../src/net/backend.js';
+import { NET_F_MRG_RXBUF, VirtioNet } from '../../src/emulator/devices/virtio-net.js';
+import { isNetDevice, parseMac, parseNetDevice, parseNetShorthand, setUpNetDevices } from '../../src/emulator/config/netdev.js';
+import { STATUS } from '../../src/emulator/virtio/spec.js';
+import { TestDriver } from '../virtio/fake-driver.js';
+
+class RecordingBackend implements FrameBackend {
+  readonly name = 'recording';
+  readonly sent: Uint8Array[] = [];
+  handler: FrameHandler = () => {};
+  send(frame: Uint8Array): void {
+    this.sent.push(frame);
+  }
+  onFrame(handler: FrameHandler): void {
+    this.handler = handler;
+  }
+  async close(): Promise<void> {}
+}
+
+const MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
+const frameOf = (length: number, seed = 1): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * seed + 7) & 0xff);
+
+function card(opts: { drop?: bigint } = {}): { driver: TestDriver; backend: RecordingBackend; net: VirtioNet } {
+  const backend = new RecordingBackend();
+  const net = new VirtioNet({ backend, mac: MAC });
+  const driver = new TestDriver(net);
+  driver.init({ drop: opts.drop, size: 8 });
+  return { driver, backend, net };
+}
+
+test('the configuration space holds the MAC and a link that is up', () => {
+  const { driver } = card();
+  const config = Array.from({ length: 8 }, (_, i) => driver.mmio.read(0x100 + i, 1));
+  assert.deepEqual(config, [...MAC, 1, 0]);
+  assert.equal(driver.reg(0x008), 1);
+});
+
+test('transmit: the frame after the 12-byte header goes to the backend, copied out of guest RAM', async () => {
+  const { driver, backend, net } = card();
+  const frame = frameOf(60);
+  driver.add(1, [{ read: new Uint8Array(12) }, { read: frame }]);
+  driver.kick(1);
+  await driver.settle();
+  assert.deepEqual(backend.sent, [frame]);
+  assert.equal(driver.takeUsed(1).length, 1);
+  assert.equal(net.stats.txFrames, 1);
+  driver.ram.bytes.fill(0);
+  assert.deepEqual(backend.sent[0], frame);
+});
+
+test('receive: one buffer per frame with num_buffers 1; no buffer means the frame is dropped, not queued', async () => {
+  const { driver, backend, net } = card({ drop: 1n << BigInt(NET_F_MRG_RXBUF) });
+  const frame = frameOf(100, 3);
+  backend.handler(frame);
+  assert.equal(net.stats.rxDropped, 1);
+  driver.add(0, [{ write: 1526 }]);
+  driver.kick(0);
+  backend.handler(frame);
+  await driver.settle();
+  const [used] = driver.takeUsed(0);
+  assert.equal(used!.len, 112);
+  assert.equal(used!.data[10], 1);
+  assert.deepEqual(used!.data.subarray(12), frame);
+  assert.equal(driver.irq, true);
+  backend.handler(frame);
+  assert.deepEqual(net.stats, { txFrames: 0, rxFrames: 1, rxDropped: 2 });
+});
+
+test('receive with MRG_RXBUF: a frame larger than one buffer spans several', async () => {
+  const { driver, backend, net } = card();
+  for (let i = 0; i < 3; i++) driver.add(0, [{ write: 512 }]);
+  driver.kick(0);
+  const frame = frameOf(1000, 5);
+  backend.handler(frame);
+  await driver.settle();
+  const used = driver.takeUsed(0);
+  assert.deepEqual(used.map((u) => u.len), [512, 500]);
+  assert.equal(used[0]!.data[10], 2);
+  const joined = new Uint8Array([...used[0]!.data.subarray(12), ...used[1]!.data]);
+  assert.deepEqual(joined, frame);
+  backend.handler(frameOf(600));
+  assert.equal(net.stats.rxDropped, 1, 'one 512-byte buffer left cannot hold 612 bytes');
+});
+
+test('guest faults: a transmit chain shorter than the header puts the device in needs-reset', async () => {
+  const { driver, backend } = card();
+  driver.add(1, [{ read: new Uint8Array(8) }]);
+  driver.kick(1);
+  await driver.settle();
+  assert.ok(driver.reg(0x070) & STATUS.DEVICE_NEEDS_RESET);
+  assert.match(driver.lines[0]!, /virtio-net .*shorter than the 12-byte header; the device needs a reset/);
+  assert.equal(backend.sent.length, 0);
+});
+
+test('a reset forgets the receive buffers', async () => {
+  const { driver, backend, net } = card();
+  driver.add(0, [{ write: 1526 }]);
+  driver.kick(0);
+  driver.set(0x070, 0);
+  backend.handler(frameOf(60));
+  assert.equal(net.stats.rxDropped, 1);
+});
+
+test('command line: --device, --net and mac= parsing', () => {
+  assert.equal(isNetDevice('virtio-net-device,netdev=n0'), true);
+  assert.equal(isNetDevice('virtio-blk,drive=d0'), false);
+  assert.deepEqual(parseNetDevice('virtio-net,netdev=n0,mac=52:54:00:aa:bb:cc'), {
+    netdev: 'n0', mac: Uint8Array.of(0x52, 0x54, 0, 0xaa, 0xbb, 0xcc),
+  });
+  assert.throws(() => parseNetDevice('virtio-net,mac=52:54:00:aa:bb:cc'), /needs netdev=ID/);
+  assert.throws(() => parseNetDevice('virtio-net,netdev=n0,speed=10'), /no property 'speed'/);
+  assert.throws(() => parseMac('01:00:5e:00:00:01'), /multicast/);
+  assert.throws(() => parseMac('52:54:00:12:34'), /six hex bytes/);
+  const net = parseNetShorthand('user,hostfwd=tcp::2222-:22,model=virtio,mac=52:54:00:00:00:09')!;
+  assert.equal(net.backend.type, 'user');
+  assert.equal(net.mac![5], 9);
+  assert.equal(parseNetShorthand('none'), null);
+  assert.throws(() => parseNetShorthand('user,model=e1000'), /model=e1000/);
+  assert.throws(() => parseNetShorthand('nic,model=virtio'), /give the backend itself/);
+});
+
+test('set-up: default MACs count up, a netdev serves one card, unknown ids are named', async () => {
+  const lines: string[] = [];
+  const setup = await setUpNetDevices({
+    netdevs: ['user,id=a,restrict=on', 'user,id=b,restrict=on'],
+    devices: ['virtio-net,netdev=a'],
+    nets: ['user,restrict=on'],
+    log: (line) => lines.push(line),
+  });
+  try {
+    assert.equal(setup.devices.length, 2);
+    const macs = setup.devices.map((make) => Array.from(make().config().subarray(0, 6)));
+    assert.deepEqual(macs.map((m) => m[5]), [0x56, 0x57]);
+    assert.match(lines.join('\n'), /netdev b has no card/);
+  } finally {
+    await setup.close();
+  }
+  await assert.rejects(setUpNetDevices({ netdevs: ['user,id=a'], devices: ['virtio-net,netdev=x'], nets: [] }), /no --netdev with id 'x'/);
+  await assert.rejects(
+    setUpNetDevices({ netdevs: ['user,id=a'], devices: ['virtio-net,netdev=a', 'virtio-net,netdev=a'], nets: [] }),
+    /already in use/,
+  );
+  await assert.rejects(setUpNetDevices({ netdevs: ['user'], devices: [], nets: [] }), /give it an id=ID/);
+});
