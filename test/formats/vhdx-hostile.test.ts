@@ -6,12 +6,16 @@
  * expect a longer file. Each is a clear error that leaves the file unchanged, or,
  * where the specification says the damage is survivable (one header or one
  * region table bad, invalid log entries), an image that still reads right.
+ * Seeded random damage to the metadata areas (of an image with a log to replay)
+ * never gives anything but a working image or such an error.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { closeImage, openImage } from '../../src/block/open.js';
+import { BlockRequestError, ImageFormatError } from '../../src/block/node.js';
+import { FileNode } from '../../src/block/protocols/file.js';
 import { checkImage, formatCheckJson } from '../../src/block/ops/check.js';
 import { buildLogEntry } from '../../src/block/formats/vhdx/log.js';
 import {
@@ -27,7 +31,7 @@ import {
 } from '../../src/block/formats/vhdx/layout.js';
 import { mustRun, qemuImg, qemuIo, scratchDir } from '../helpers/peers.js';
 import { readImageWithTsemu } from '../helpers/images.js';
-import { sha256File } from '../helpers/pattern.js';
+import { makeRng, sha256File } from '../helpers/pattern.js';
 import { assertHostileOpenFails } from './image-checks.js';
 
 const MiB = 1 << 20;
@@ -109,10 +113,10 @@ const FAILS: { name: string; patch: (b: Buffer) => Buffer | void; pattern: RegEx
   { name: 'not a VHDX', patch: (b) => { b.fill(0, 0, 8); }, pattern: /not a VHDX/ },
 ];
 
-/** A qemu-img-made 20 MiB image with 1 MiB of 0x61 at 0 (block 0 stored at 8 MiB). */
-async function baseImage(dir: string): Promise<string> {
+/** A qemu-img-made image (20 MiB: block 0 stored at 8 MiB) with 1 MiB of 0x61 at 0. */
+async function baseImage(dir: string, size = '20M', options = 'block_size=0'): Promise<string> {
   const file = path.join(dir, 'h.vhdx');
-  await mustRun(qemuImg(['create', '-q', '-f', 'vhdx', file, '20M']), 'qemu-img create');
+  await mustRun(qemuImg(['create', '-q', '-f', 'vhdx', '-o', options, file, size]), 'qemu-img create');
   await mustRun(qemuIo(['-c', 'write -P 0x61 0 1M', file]), 'qemu-io');
   return file;
 }
@@ -178,6 +182,46 @@ test('vhdx hostile: check counts each misplaced block as qemu-img does, with its
     assert.deepEqual(JSON.parse(formatCheckJson(mine.check)), JSON.parse(q.stdout));
     assert.ok(q.stderr.includes(`qemu-img: ${lines[0]}\n`), q.stderr);
     assert.equal(lines.length, 1);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('vhdx hostile: random damage to the metadata areas opens, reads and writes, or fails with a clear error', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = await baseImage(dir, '4M', 'block_size=1M');
+    // A log to replay too: tsemu writes, flushes and stops without closing.
+    const img = await openImage(file, { format: 'vhdx' });
+    await img.write(3 * MiB, new Uint8Array(8192).fill(0x62));
+    await img.flush();
+    await (img.file as FileNode).close();
+    const base = await readFile(file);
+    const rng = makeRng(0xbad);
+    const areas = [[0, 8], [HEADER_OFFSETS[0], 4096], [HEADER_OFFSETS[1], 4096], [REGION_TABLE_OFFSETS[0], 512], [REGION_TABLE_OFFSETS[1], 512],
+      [MiB, 16384], [BAT, 64], [METADATA, 256], [FILE_PARAMETERS, 64]] as const;
+    const damaged = path.join(dir, 'damaged.vhdx');
+    for (let i = 0; i < 60; i++) {
+      const b = Buffer.from(base);
+      for (let k = rng.int(1, 4); k > 0; k--) {
+        const [start, length] = areas[rng.int(0, areas.length - 1)]!;
+        b[start + rng.int(0, length - 1)] = rng.int(0, 255);
+      }
+      await writeFile(damaged, b);
+      for (const readOnly of [true, false]) {
+        try {
+          const node = await openImage(damaged, { format: 'vhdx', readOnly, noFlush: true });
+          try {
+            await node.read(0, new Uint8Array(Math.min(node.size(), 8 * MiB)));
+            if (!readOnly) await node.write(2 * MiB, new Uint8Array(4096).fill(9));
+          } finally {
+            await closeImage(node);
+          }
+        } catch (e) {
+          assert.ok(e instanceof ImageFormatError || e instanceof BlockRequestError, `damage ${i}: ${(e as Error).stack}`);
+        }
+      }
+    }
   } finally {
     await cleanup();
   }

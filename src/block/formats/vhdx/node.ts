@@ -229,7 +229,7 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
     if (!ctx.readOnly) file.lockForFormat(true);
     const parts = await readVhdx(file, ctx.readOnly);
     const problems = storedBlockProblems(parts, file.size());
-    if (problems.length > 0) throw new ImageFormatError(`invalid VHDX: ${problems[0]}`);
+    if (problems.length > 0) throw new ImageFormatError(problems[0]!);
     return new VhdxNode(file, parts);
   }
 
