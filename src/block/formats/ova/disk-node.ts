@@ -5,17 +5,20 @@
  *
  * Reads and block status are the archive's, shifted by `start`; every change
  * (write, zeroing, discard, resize, growing writes) is refused with an error
- * naming the OVA, and flush has nothing to do. The node owns the archive node:
+ * naming the OVA (ReadOnlyProtocolNode), and flush has nothing to do. The node owns the archive node:
  * closing it closes the archive. Its host allocation is its length.
  */
 import { type BlockExtent, checkRange } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
+import { ReadOnlyProtocolNode } from '../../protocols/read-only-node.js';
 
-export class OvaDiskNode implements ProtocolNode {
+/** The refusal of every change to a disk inside an OVA. */
+export function ovaReadOnly(name: string): string {
+  return `${name}: disks inside an OVA are read-only (convert the disk out of the OVA to change it)`;
+}
+
+export class OvaDiskNode extends ReadOnlyProtocolNode implements ProtocolNode {
   readonly driver = 'ova';
-  readonly readOnly = true;
-  readonly file = null;
-  readonly backing = null;
 
   constructor(
     private readonly archive: ProtocolNode,
@@ -23,7 +26,9 @@ export class OvaDiskNode implements ProtocolNode {
     private readonly length: number,
     /** The archive's name and the disk's number: "appliance.ova#2". */
     readonly filename: string,
-  ) {}
+  ) {
+    super();
+  }
 
   get granularity(): number { return this.archive.granularity; }
   get forceShare(): boolean { return this.archive.forceShare; }
@@ -41,18 +46,10 @@ export class OvaDiskNode implements ProtocolNode {
     return { ...st, offset, hostOffset: offset };
   }
 
-  private refuse(): Promise<never> {
-    return Promise.reject(new Error(`${this.filename}: disks inside an OVA are read-only (convert the disk out of the OVA to change it)`));
+  protected writeRefusal(): string {
+    return ovaReadOnly(this.filename);
   }
 
-  write(): Promise<void> { return this.refuse(); }
-  writeGrow(): Promise<void> { return this.refuse(); }
-  writevGrow(): Promise<void> { return this.refuse(); }
-  writeZeroes(): Promise<void> { return this.refuse(); }
-  discard(): Promise<void> { return this.refuse(); }
-  truncate(): Promise<void> { return this.refuse(); }
-  lockForFormat(): void {}
-  async flush(): Promise<void> {}
   async allocatedSize(): Promise<number> { return this.length; }
   close(): Promise<void> { return this.archive.close(); }
 }

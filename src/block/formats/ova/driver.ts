@@ -16,6 +16,7 @@ import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { FormatDriver, ImageNode, OpenContext } from '../format.js';
 import { openOvaDisk } from './archive.js';
+import { ovaReadOnly } from './disk-node.js';
 import { createOva, OVA_CREATE_OPTIONS } from './writer.js';
 import { looksLikeTar } from './tar.js';
 
@@ -32,7 +33,7 @@ export function ovaFormat(probe: (header: Uint8Array, filename: string) => Forma
     },
     async open(file: ProtocolNode, ctx: OpenContext): Promise<ImageNode> {
       if (!ctx.readOnly) {
-        throw new Error(`${file.filename}: disks inside an OVA are read-only (convert the disk out of the OVA to change it)`);
+        throw new Error(ovaReadOnly(file.filename));
       }
       // On failure the caller closes `file`; the disk node only owns it once the disk's format is open.
       const disk = await openOvaDisk(file, 1);

@@ -9,6 +9,7 @@
 import { FileNode } from '../../protocols/file.js';
 import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from '../../protocols/protocol.js';
 import { openOvaDisk } from './archive.js';
+import { ovaReadOnly } from './disk-node.js';
 
 const DISK_NAME = /^(.*\.ova)#([0-9]+)$/i;
 
@@ -18,7 +19,7 @@ export const ovaDiskProtocol: ProtocolDriver = {
   async open(filename: string, opts: ProtocolOpenOptions): Promise<ProtocolNode> {
     const [, archiveName, number] = DISK_NAME.exec(filename)!;
     if (opts.create || !opts.readOnly) {
-      throw new Error(`${filename}: disks inside an OVA are read-only (convert the disk out of the OVA to change it)`);
+      throw new Error(ovaReadOnly(filename));
     }
     const archive = await FileNode.open(archiveName!, { readOnly: true, forceShare: opts.forceShare });
     try {
