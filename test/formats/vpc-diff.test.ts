@@ -32,6 +32,15 @@ async function makeParent(file: string): Promise<void> {
   await mustRun(qemuIo(['-f', 'vpc', '-c', 'write -P 0x11 0 3M', '-c', 'write -P 0x22 5M 1M', file]), 'qemu-io');
 }
 
+/** A parent (makeParent) and an empty differencing child made by tsemu, in `dir`. */
+async function parentAndChild(dir: string): Promise<{ base: string; child: string }> {
+  const base = path.join(dir, 'base.vhd');
+  const child = path.join(dir, 'child.vhd');
+  await makeParent(base);
+  await createImage({ filename: child, format: 'vpc', backingFile: 'base.vhd', backingFormat: 'vpc', options: [] });
+  return { base, child };
+}
+
 /** The writes of the tests, as qemu-io commands and as tsemu calls. */
 const WRITES: { io: string; apply: (img: Awaited<ReturnType<typeof openImage>>) => Promise<void> }[] = [
   { io: 'write -P 0x33 1000 100', apply: (img) => img.write(1000, new Uint8Array(100).fill(0x33)) },
@@ -113,10 +122,7 @@ async function libvhdiDigest(parent: string, child: string): Promise<string> {
 test('vpc differencing: libvhdi reads what tsemu writes, parent included', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const base = path.join(dir, 'base.vhd');
-    const child = path.join(dir, 'child.vhd');
-    await makeParent(base);
-    await createImage({ filename: child, format: 'vpc', backingFile: 'base.vhd', backingFormat: 'vpc', options: [] });
+    const { base, child } = await parentAndChild(dir);
     const img = await openImage(child);
     await img.write(4096, new Uint8Array(8192).fill(0x71));
     await img.write(2 * MiB - 4096, new Uint8Array(12288).fill(0x72));
@@ -162,10 +168,7 @@ test('vpc differencing: a child in another folder finds its parent through the r
 test('vpc differencing: wrong parents, formats and sizes, and a hostile locator, are clear errors', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const base = path.join(dir, 'base.vhd');
-    const child = path.join(dir, 'child.vhd');
-    await makeParent(base);
-    await createImage({ filename: child, format: 'vpc', backingFile: 'base.vhd', backingFormat: 'vpc', options: [] });
+    const { base, child } = await parentAndChild(dir);
 
     const qcow = path.join(dir, 'base.qcow2');
     await mustRun(qemuImg(['create', '-q', '-f', 'qcow2', qcow, '8M']), 'qemu-img create');
