@@ -18,8 +18,9 @@
  *     require.cache, so this gets the running copy instead of evaluating the
  *     bundle a second time, and no dynamic import() runs (code compiled with
  *     node:vm from a code cache cannot import() on Node 20).
- *   - worker.cjs, vcpu-worker.cjs and kvm-vcpu-worker.cjs: the worker threads (WORKERS:
- *     the compression worker, a RISC-V vCPU and a KVM vCPU of `tsemu run`), each started
+ *   - worker.cjs, vcpu-worker.cjs, compile-worker.cjs and kvm-vcpu-worker.cjs: the worker
+ *     threads (WORKERS: the compression worker, a RISC-V vCPU, its JIT's compile worker
+ *     and a KVM vCPU of `tsemu run`), each started
  *     from `./<name>.cjs` next to the
  *     code that starts it (same extension as that code).
  * oclif-manifest.js then adds oclif.manifest.json next to them.
@@ -62,6 +63,7 @@ const COMMON = {
 const WORKERS = [
   ['block/compress/worker.js', 'worker.cjs'],
   ['emulator/vcpu/vcpu-worker.js', 'vcpu-worker.cjs'],
+  ['emulator/riscv/jit/compile-worker.js', 'compile-worker.cjs'],
   ['emulator/accel/kvm/kvm-vcpu-worker.js', 'kvm-vcpu-worker.cjs'],
 ];
 

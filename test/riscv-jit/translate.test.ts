@@ -80,7 +80,7 @@ const VALUES = [0n, 1n, 2n, 7n, M, MIN, MIN - 1n, 0x80000000n, 0x7fffffffn, 0xff
 function newEngine(chaining = true): { hart: MiniHart; engine: JitEngine; stepper: TestStepper } {
   const hart = new MiniHart();
   const stepper = new TestStepper(hart);
-  const engine = new JitEngine(hart, stepper, { hotThreshold: 1, batchSize: 1000, flushAfter: 1, chaining });
+  const engine = new JitEngine(hart, stepper, { hotThreshold: 1, batchSize: 1000, flushAfter: 1, chaining, background: false });
   stepper.engine = engine;
   hart.codeHooks = engine.cache;
   hart.fenceIHook = () => engine.cache.invalidateAll();

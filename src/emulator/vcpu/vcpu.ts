@@ -26,14 +26,15 @@
  * access no device decodes becomes an access fault in the guest.
  *
  * With TSEMU_JIT_STATS=1 in the environment each vCPU prints its engine's
- * counters (instructions, dispatches, compile times) to stderr when it ends.
+ * counters (instructions, its thread's CPU time, dispatches, compile times)
+ * to stderr when it ends.
  */
-import { writeSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import type { Engine, EngineName } from '../riscv/engine.js';
 import { Hart, type HartMmio, type HartOptions } from '../riscv/hart.js';
 import type { MemSize } from '../riscv/hart-api.js';
 import { Interpreter } from '../riscv/interp/interpreter.js';
-import { createJitEngine } from '../riscv/jit/index.js';
+import { createJitEngine, DEFAULT_TUNING } from '../riscv/jit/index.js';
 import { MIP_MTIP, MIP_STIP } from '../riscv/priv/csr-defs.js';
 import { Sbi, type SbiPlatform } from '../riscv/sbi/sbi.js';
 import { RAM_GPA_BASE, TIMEBASE_HZ } from '../riscv/layout.js';
@@ -88,8 +89,18 @@ class VcpuMmio implements HartMmio {
   }
 }
 
+/** CPU time of the calling thread (Linux /proc/thread-self), or undefined where that does not exist. */
+function threadCpuMs(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/thread-self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in USER_HZ (100) ticks
+  } catch {
+    return undefined;
+  }
+}
+
 function createEngine(name: EngineName, hart: Hart): Engine {
-  return name === 'jit' ? createJitEngine(hart) : new Interpreter(hart);
+  return name === 'jit' ? createJitEngine(hart, { ...DEFAULT_TUNING, background: true }) : new Interpreter(hart);
 }
 
 export class Vcpu {
@@ -170,7 +181,7 @@ export class Vcpu {
       }
     }
     if (process.env.TSEMU_JIT_STATS === '1') {
-      writeSync(2, `tsemu: vCPU ${this.id}: ${JSON.stringify({ retired, ...this.engine.stats?.() })}\n`);
+      writeSync(2, `tsemu: vCPU ${this.id}: ${JSON.stringify({ retired, threadCpuMs: threadCpuMs(), ...this.engine.stats?.() })}\n`);
     }
     return retired;
   }

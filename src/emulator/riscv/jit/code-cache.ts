@@ -46,7 +46,6 @@
  * invalidation (harts do not share translations; another hart that modifies
  * this hart's code must be followed by a fence.i here, which drops everything).
  */
-import type { ModuleBuilder } from '../../wasm/encoder.js';
 import { decodeBlock } from '../isa/index.js';
 import {
   CODE_PAGE_MAP_BASE, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE,
@@ -54,9 +53,11 @@ import {
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
-import { AMO_OPS, blockExportName, newBatchModule } from './batch-module.js';
-import { BLOCK_PARAMS, BLOCK_RESULTS, createHub, type HartAreas } from './hub.js';
-import { translatableLength, translateBlock } from './translate.js';
+import { AMO_OPS, blockExportName } from './batch-module.js';
+import { buildBatch, type BatchTarget, type BlockRequest } from './batch-build.js';
+import { BackgroundCompiler } from './compiler.js';
+import { createHub, type HartAreas } from './hub.js';
+import { chainTargets, translatableLength } from './translate.js';
 
 export interface JitTuning {
   /** Interpreted runs before a block is queued for translation. */
@@ -67,9 +68,11 @@ export interface JitTuning {
   readonly flushAfter: number;
   /** Tail-call directly into same-page successors (false: every block returns to the dispatcher). */
   readonly chaining: boolean;
+  /** Build and compile batches on a worker thread (compiler.ts); false: at once, on this thread. */
+  readonly background: boolean;
 }
 
-export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 500, flushAfter: 6000, chaining: true };
+export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 500, flushAfter: 6000, chaining: true, background: false };
 
 const RECENT_SIZE = 1 << 14;
 /**
@@ -88,6 +91,14 @@ export interface CacheEntry {
   readonly slot: number;
   state: number;
   count: number;
+  /** Bumped whenever the entry is reset: a batch in flight installs only entries whose generation it saw. */
+  generation: number;
+}
+
+/** A batch sent to the compile worker: its entries and their generations when they were decoded. */
+interface InFlight {
+  readonly entries: readonly CacheEntry[];
+  readonly generations: readonly number[];
 }
 
 export interface CompileStats {
@@ -100,6 +111,8 @@ export interface CompileStats {
   /** Suspect pages compared with their snapshots after fence.i, and how many had changed. */
   validated: number;
   changed: number;
+  /** Milliseconds the compile worker spent on batches (the vCPU thread's share is `millis`). */
+  workerMillis: number;
   /** Batches the engine rejected (a translator bug; their blocks stay interpreted), and the last error. */
   failed: number;
   lastError?: string;
@@ -115,7 +128,9 @@ export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
   /** Which entry each jump-cache entry holds. */
   private readonly jumpOwners: (CacheEntry | undefined)[] = new Array(JUMP_CACHE_SIZE).fill(undefined);
-  readonly stats: CompileStats = { modules: 0, blocks: 0, bytes: 0, millis: 0, dropped: 0, validated: 0, changed: 0, failed: 0 };
+  readonly stats: CompileStats = {
+    modules: 0, blocks: 0, bytes: 0, millis: 0, workerMillis: 0, dropped: 0, validated: 0, changed: 0, failed: 0,
+  };
   private readonly entries = new Map<number, CacheEntry>();
   /** A direct-mapped front for `entries`, by (host >>> 1) & (RECENT_SIZE - 1): the dispatcher looks up every block. */
   private readonly recent: (CacheEntry | undefined)[] = new Array(RECENT_SIZE).fill(undefined);
@@ -128,6 +143,10 @@ export class CodeCache implements CodeCacheHooks {
   /** Jump-cache entries filled since they were last emptied. */
   private readonly jumpsInUse: number[] = [];
   private readonly queue: CacheEntry[] = [];
+  private readonly compiler: BackgroundCompiler | undefined;
+  private readonly inFlight = new Map<number, InFlight>();
+  private nextBatchId = 0;
+  private readonly target: BatchTarget;
   private interpretedSinceQueued = 0;
   /** Runs the block in `slot` (at host offset `host`) at the current PC; returns its status (0, or 1: interpret the instruction at PC). */
   readonly enter: (slot: number, host: number) => number;
@@ -144,6 +163,8 @@ export class CodeCache implements CodeCacheHooks {
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: INITIAL_SLOTS });
     const areas: HartAreas = { stateBase: hart.stateBase, tlbBase: tlbBase(hart.id), jumpCacheBase: jumpCacheBase(hart.id) };
     const hub = createHub(hart.memory, this.table, areas, tuning.chaining);
+    this.target = { stateBase: areas.stateBase, tlbBase: areas.tlbBase };
+    if (tuning.background) this.compiler = new BackgroundCompiler(this.target);
     this.enter = hub.enter;
     this.jumpWords = areas.jumpCacheBase >> 2;
     this.mem32.fill(0, this.jumpWords, this.jumpWords + JUMP_CACHE_SIZE);
@@ -173,7 +194,7 @@ export class CodeCache implements CodeCacheHooks {
     if (e === undefined) {
       const slot = this.entries.size + 1;
       if (slot >= this.table.length) this.table.grow(this.table.length);
-      e = { host, slot, state: COLD, count: 0 };
+      e = { host, slot, state: COLD, count: 0, generation: 0 };
       this.entries.set(host, e);
     }
     this.recent[r] = e;
@@ -190,13 +211,17 @@ export class CodeCache implements CodeCacheHooks {
     if (this.queue.length >= this.tuning.batchSize || ++this.interpretedSinceQueued >= this.tuning.flushAfter) this.flush();
   }
 
-  /** Compiles every queued block into one module. */
+  /**
+   * Decodes every queued block and compiles them into one module: at once, or
+   * on the compile worker (the blocks stay queued until receive() installs them).
+   * Their pages become code pages now, so a store to them in the meantime resets them.
+   */
   flush(): void {
     const batch = this.queue.splice(0);
     this.interpretedSinceQueued = 0;
     const t0 = performance.now();
-    const { builder, fns } = newBatchModule();
-    const compiled: CacheEntry[] = [];
+    const entries: CacheEntry[] = [];
+    const blocks: BlockRequest[] = [];
     for (const e of batch) {
       if (e.state !== QUEUED) continue;
       const block = decodeBlock(e.host, 0, (off) => this.mem8[e.host + off]! | (this.mem8[e.host + off + 1]! << 8));
@@ -205,40 +230,70 @@ export class CodeCache implements CodeCacheHooks {
         e.state = INTERPRET_ONLY;
         continue;
       }
-      const f = builder.func(BLOCK_PARAMS, BLOCK_RESULTS);
+      const insns = block.insns.slice(0, n);
+      const offsets = block.offsets.slice(0, n);
       const bytes = n === block.insns.length ? block.bytes : block.offsets[n]!;
-      translateBlock(f.code, fns, {
-        stateBase: this.hart.stateBase,
-        tlbBase: tlbBase(this.hart.id),
-        host: e.host,
-        slotFor: (target) => (this.tuning.chaining ? this.entry(target).slot : undefined),
-      }, block.insns.slice(0, n), block.offsets.slice(0, n), bytes);
-      builder.exportFunction(blockExportName(compiled.length), f.index);
-      compiled.push(e);
+      const slots = this.tuning.chaining ? chainTargets(e.host, insns, offsets, bytes).flatMap((t) => [t, this.entry(t).slot]) : [];
+      blocks.push({ host: e.host, insns, offsets, bytes, slots });
+      entries.push(e);
+      this.markCodePage(e);
     }
-    if (compiled.length > 0) this.install(builder, compiled);
+    if (entries.length > 0) {
+      const flight: InFlight = { entries, generations: entries.map((e) => e.generation) };
+      if (this.compiler !== undefined) {
+        const id = this.nextBatchId++;
+        this.inFlight.set(id, flight);
+        this.compiler.post(id, blocks);
+      } else {
+        this.install(flight, () => {
+          const bytes = buildBatch(this.target, blocks);
+          return { module: new WebAssembly.Module(bytes), size: bytes.length };
+        });
+      }
+    }
     this.stats.millis += performance.now() - t0;
   }
 
-  private install(builder: ModuleBuilder, compiled: CacheEntry[]): void {
-    const bytes = builder.bytes();
+  /** Installs the batches the compile worker has finished (the dispatcher calls this before each block). */
+  receive(): void {
+    if (this.compiler === undefined) return;
+    for (const reply of this.compiler.receive()) {
+      const flight = this.inFlight.get(reply.id)!;
+      this.inFlight.delete(reply.id);
+      const t0 = performance.now();
+      if ('error' in reply) {
+        this.install(flight, () => { throw new Error(reply.error); });
+      } else {
+        this.stats.workerMillis += reply.millis;
+        this.install(flight, () => reply);
+      }
+      this.stats.millis += performance.now() - t0;
+    }
+  }
+
+  /** Instantiates a batch's module and puts its blocks that are still current into their slots. */
+  private install(flight: InFlight, compile: () => { module: WebAssembly.Module; size: number }): void {
+    const current = (e: CacheEntry, k: number): boolean => e.state === QUEUED && e.generation === flight.generations[k];
     let exports: WebAssembly.Exports;
     try {
-      exports = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports).exports;
+      const { module, size } = compile();
+      exports = new WebAssembly.Instance(module, this.imports).exports;
+      this.stats.bytes += size;
     } catch (err) {
       // A translator bug must not take the guest down: these blocks stay on the interpreter.
       this.stats.failed++;
       this.stats.lastError = String(err);
-      for (const e of compiled) e.state = INTERPRET_ONLY;
+      flight.entries.forEach((e, k) => {
+        if (current(e, k)) e.state = INTERPRET_ONLY;
+      });
       return;
     }
     this.stats.modules++;
-    this.stats.blocks += compiled.length;
-    this.stats.bytes += bytes.length;
-    compiled.forEach((e, k) => {
+    flight.entries.forEach((e, k) => {
+      if (!current(e, k)) return;
       this.table.set(e.slot, exports[blockExportName(k)] as Function);
       e.state = TRANSLATED;
-      this.markCodePage(e);
+      this.stats.blocks++;
     });
   }
 
@@ -317,6 +372,7 @@ export class CodeCache implements CodeCacheHooks {
   }
 
   private reset(e: CacheEntry): void {
+    e.generation++;
     if (e.state === TRANSLATED) {
       this.table.set(e.slot, null);
       this.stats.dropped++;

@@ -89,6 +89,7 @@ export class JitEngine implements Engine {
         break;
       }
       this.dispatches++;
+      cache.receive();
       const host = this.fetchHost();
       if (host < 0) continue;
       cache.checkPage(host);

@@ -76,6 +76,21 @@ export interface BlockContext {
   slotFor(host: number): number | undefined;
 }
 
+/**
+ * The host offsets on the block's own page that translateBlock may ask
+ * ctx.slotFor about (branch and jal targets, fall-throughs, the block's end),
+ * so a caller can resolve them before translation happens elsewhere.
+ */
+export function chainTargets(host: number, insns: readonly Insn[], offsets: readonly number[], bytes: number): number[] {
+  const out = [host + bytes];
+  insns.forEach((insn, i) => {
+    const kind = KIND_OF[insn.op];
+    if (kind === 'branch' || insn.op === OP.jal) out.push(host + offsets[i]! + insn.imm);
+    if (kind === 'branch' || kind === 'csr') out.push(host + offsets[i]! + insn.len);
+  });
+  return out.filter((target) => ((target ^ host) & ~0xfff) === 0);
+}
+
 /** Number of leading instructions of `insns` the translator handles (0: none, run it on the interpreter). */
 export function translatableLength(insns: readonly Insn[]): number {
   let n = 0;
