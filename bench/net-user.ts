@@ -106,8 +106,14 @@ async function waitFor(what: string, child: ChildProcess, output: () => string, 
   }
 }
 
+/** The tools running and the guest namespaces standing, for an interrupt to clean up. */
+const liveTools = new Set<ChildProcess>();
+const liveNamespaces = new Set<string>();
+
 function startLogged(args: string[]): { child: ChildProcess; output: () => string } {
   const child = spawn(args[0]!, args.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  liveTools.add(child);
+  child.once('exit', () => liveTools.delete(child));
   let text = '';
   child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
@@ -280,6 +286,7 @@ interface PathResult {
 
 async function measure(p: NetPath, round: number, size: number, pings: number): Promise<PathResult> {
   const ns = `tsemu-bench-g-${randomBytes(3).toString('hex')}`;
+  liveNamespaces.add(ns); // before it exists: an interrupt may come while `ip netns add` runs
   await must(['ip', 'netns', 'add', ns]);
   try {
     await must(inNs(ns, ['ip', 'link', 'set', 'lo', 'up']));
@@ -295,7 +302,22 @@ async function measure(p: NetPath, round: number, size: number, pings: number): 
     }
   } finally {
     await runProgram('ip', ['netns', 'del', ns]);
+    liveNamespaces.delete(ns);
   }
+}
+
+/** On an interrupt inside the sandbox: kill the tools, delete the guest namespaces, exit. */
+function cleanUpOnInterrupt(): void {
+  let stopping = false;
+  // Repeats are ignored: a terminal's Ctrl-C reaches this process both directly and through tsx.
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    for (const child of liveTools) child.kill('SIGKILL');
+    void Promise.all([...liveNamespaces].map((ns) => runProgram('ip', ['netns', 'del', ns]))).then(() => process.exit(130));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }
 
 function pad(text: string, width: number): string {
@@ -362,6 +384,10 @@ async function runSandboxed(argv: string[]): Promise<void> {
     // pasta answers the guest's pings through unprivileged ICMP sockets.
     await must(inNs(host, ['sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']));
     const child = spawn('ip', ['netns', 'exec', host, process.execPath, ...process.execArgv, process.argv[1]!, INSIDE_FLAG, ...argv], { stdio: 'inherit' });
+    // An interrupt reaches the inner run too: wait for it to clean up, then delete the sandbox.
+    const ignore = (): void => {};
+    process.on('SIGINT', ignore);
+    process.on('SIGTERM', ignore);
     const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
     process.exitCode = code;
   } finally {
@@ -392,7 +418,10 @@ async function main(): Promise<void> {
   for (const name of chosen) if (!PATH_NAMES.includes(name)) throw new Error(`--paths: '${name}' is not one of ${PATH_NAMES.join(', ')}`);
   if (!chosen.includes('tsemu')) throw new Error('--paths must include tsemu (the ratios are tsemu\'s)');
   const cpuProf = values['cpu-prof'] && path.resolve(values['cpu-prof']);
-  if (inside) return runInside(chosen, size, repeat, pings, cpuProf);
+  if (inside) {
+    cleanUpOnInterrupt();
+    return runInside(chosen, size, repeat, pings, cpuProf);
+  }
   // The profile's line numbers are the bundle's: keep the bundle they refer to beside it.
   if (cpuProf) {
     await mkdir(cpuProf, { recursive: true });
