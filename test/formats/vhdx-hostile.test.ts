@@ -44,7 +44,7 @@ const LOG_GUID = '0f1e2d3c-4b5a-4697-8877-665544332211';
 
 function setHeader(b: Buffer, changes: Partial<VhdxHeader>): void {
   const { header } = currentHeader(HEADER_OFFSETS.map((at) => b.subarray(at, at + 4096)));
-  HEADER_OFFSETS.forEach((at, i) => b.set(serializeHeader({ ...header, ...changes, sequence: header.sequence + 1 + i }), at));
+  HEADER_OFFSETS.forEach((at, i) => b.set(serializeHeader({ ...header, ...changes, sequence: header.sequence + 1n + BigInt(i) }), at));
 }
 
 function setRegions(b: Buffer, regions: Region[]): void {

@@ -188,7 +188,7 @@ async function makeDirty(file: string): Promise<void> {
     const entry = buildLogEntry({ logGuid, sequence: 7, tail: 0, flushedFileOffset: size, lastFileOffset: size, writes: [{ fileOffset: batOffset, data: sector }] });
     await fh.write(entry, 0, entry.length, header.logOffset);
     await fh.write(new Uint8Array(4096), 0, 4096, batOffset);
-    const next = serializeHeader({ ...header, logGuid, sequence: header.sequence + 1 });
+    const next = serializeHeader({ ...header, logGuid, sequence: header.sequence + 1n });
     await fh.write(next, 0, next.length, HEADER_OFFSETS[1 - slot]);
   } finally {
     await fh.close();
@@ -297,7 +297,7 @@ test('vhdx log: zero descriptors zero their range on replay, in tsemu as in qemu
     entry.writeUInt32LE(0, 4);
     entry.writeUInt32LE(crc32c(entry, 4), 4);
     bytes.set(entry, header.logOffset);
-    bytes.set(serializeHeader({ ...header, logGuid, sequence: header.sequence + 1 }), HEADER_OFFSETS[1 - slot]);
+    bytes.set(serializeHeader({ ...header, logGuid, sequence: header.sequence + 1n }), HEADER_OFFSETS[1 - slot]);
     await writeFile(file, bytes);
     const copy = path.join(dir, 'zero-copy.vhdx');
     await copyFile(file, copy);

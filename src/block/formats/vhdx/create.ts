@@ -132,8 +132,8 @@ export async function createVhdx(req: CreateRequest): Promise<void> {
     }
     await file.write(metadataOffset, metadata);
     for (const at of REGION_TABLE_OFFSETS) await file.write(at, regions);
-    await file.write(HEADER_OFFSETS[0], serializeHeader({ ...header, sequence: 1 }));
-    await file.write(HEADER_OFFSETS[1], serializeHeader({ ...header, sequence: 2 }));
+    await file.write(HEADER_OFFSETS[0], serializeHeader({ ...header, sequence: 1n }));
+    await file.write(HEADER_OFFSETS[1], serializeHeader({ ...header, sequence: 2n }));
     await file.flush();
     await file.write(0, serializeFileIdentifier('tsemu'));
     await file.flush();

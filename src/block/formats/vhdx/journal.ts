@@ -19,6 +19,7 @@
  * a closed image has an empty log.
  */
 import { randomUUID } from 'node:crypto';
+import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import { BAT_SECTOR, type Bat } from './bat.js';
 import { HEADER_OFFSETS, serializeHeader, type VhdxHeader, ZERO_GUID } from './layout.js';
@@ -46,7 +47,8 @@ export class VhdxJournal {
 
   /** Writes the header with `changes` and the next sequence number into the other slot, then flushes. */
   async updateHeader(changes: Partial<VhdxHeader>): Promise<void> {
-    const next = { ...this.header, ...changes, sequence: this.header.sequence + 1 };
+    if (this.header.sequence >= 2n ** 64n - 1n) throw new ImageFormatError(`${this.file.filename}: the VHDX header sequence number is exhausted`);
+    const next = { ...this.header, ...changes, sequence: this.header.sequence + 1n };
     const slot = 1 - this.slot;
     await this.file.write(HEADER_OFFSETS[slot], serializeHeader(next));
     await this.file.flush();

@@ -84,7 +84,8 @@ export function serializeFileIdentifier(creator: string): Uint8Array {
 }
 
 export interface VhdxHeader {
-  sequence: number;
+  /** All 64 bits (writers may start anywhere). */
+  sequence: bigint;
   fileWriteGuid: string;
   dataWriteGuid: string;
   logGuid: string;
@@ -102,7 +103,7 @@ export function parseHeader(buf: Uint8Array): VhdxHeader | string {
   const logVersion = v.getUint16(64, true);
   if (logVersion !== 0) return `log version ${logVersion}`;
   return {
-    sequence: v.getUint32(12, true) * 2 ** 32 + v.getUint32(8, true),
+    sequence: v.getBigUint64(8, true),
     fileWriteGuid: guidText(buf, 16),
     dataWriteGuid: guidText(buf, 32),
     logGuid: guidText(buf, 48),
@@ -115,7 +116,7 @@ export function serializeHeader(h: VhdxHeader): Uint8Array {
   const buf = new Uint8Array(HEADER_BYTES);
   const v = view(buf);
   buf.set(new TextEncoder().encode('head'), 0);
-  setU64(v, 8, h.sequence);
+  v.setBigUint64(8, h.sequence, true);
   buf.set(guidBytes(h.fileWriteGuid), 16);
   buf.set(guidBytes(h.dataWriteGuid), 32);
   buf.set(guidBytes(h.logGuid), 48);

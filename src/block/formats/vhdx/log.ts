@@ -98,7 +98,8 @@ export interface LogEntry {
   /** Where the entry starts in the log. */
   offset: number;
   length: number;
-  sequence: number;
+  /** All 64 bits: a writer may start anywhere, and chains compare neighbours exactly. */
+  sequence: bigint;
   tail: number;
   flushedFileOffset: number;
   lastFileOffset: number;
@@ -114,8 +115,8 @@ function circular(log: Uint8Array, at: number, n: number): Uint8Array {
   return out;
 }
 
-function sequenceAt(v: DataView, at: number): number {
-  return v.getUint32(at + 4, true) * 2 ** 32 + v.getUint32(at, true);
+function sequenceAt(v: DataView, at: number): bigint {
+  return v.getBigUint64(at, true);
 }
 
 /**
@@ -131,7 +132,7 @@ export function parseEntryAt(log: Uint8Array, offset: number, logGuid: string, s
   const sequence = sequenceAt(hv, 16);
   const count = hv.getUint32(24, true);
   if (length === 0 || length % LOG_SECTOR !== 0 || length > log.length) return null;
-  if (tail % LOG_SECTOR !== 0 || tail >= log.length || sequence === 0) return null;
+  if (tail % LOG_SECTOR !== 0 || tail >= log.length || sequence === 0n) return null;
   if (guidText(head, 32) !== logGuid) return null;
   const descSectors = descriptorSectors(count);
   if (descSectors * LOG_SECTOR > length) return null;
@@ -155,7 +156,7 @@ export function parseEntryAt(log: Uint8Array, offset: number, logGuid: string, s
     } else if (sig === 'desc') {
       const s = dataSector++ * LOG_SECTOR;
       if (s + LOG_SECTOR > length || ascii(entry, s, 4) !== 'data') return null;
-      if (v.getUint32(s + 4, true) * 2 ** 32 + v.getUint32(s + LOG_SECTOR - 4, true) !== sequence) return null;
+      if ((BigInt(v.getUint32(s + 4, true)) << 32n) + BigInt(v.getUint32(s + LOG_SECTOR - 4, true)) !== sequence) return null;
       const data = new Uint8Array(LOG_SECTOR);
       data.set(entry.subarray(d + 8, d + 16), 0);
       data.set(entry.subarray(s + 8, s + LOG_SECTOR - 4), 8);
@@ -197,7 +198,7 @@ export function findActiveSequence(log: Uint8Array, logGuid: string): LogEntry[]
     });
     if (e) valid.set(at, e);
   }
-  const heads = [...valid.values()].sort((a, b) => b.sequence - a.sequence);
+  const heads = [...valid.values()].sort((a, b) => (b.sequence > a.sequence ? 1 : b.sequence < a.sequence ? -1 : 0));
   let steps = 0;
   for (const head of heads) {
     const chain: LogEntry[] = [];
@@ -205,7 +206,7 @@ export function findActiveSequence(log: Uint8Array, logGuid: string): LogEntry[]
     while (e) {
       if (++steps > 4 * valid.size + 1024) throw new ImageFormatError('invalid VHDX: the log entries do not form a sequence');
       const prev = chain[chain.length - 1];
-      if (prev && e.sequence !== prev.sequence + 1) break;
+      if (prev && e.sequence !== prev.sequence + 1n) break;
       chain.push(e);
       if (e === head) return chain;
       e = valid.get((e.offset + e.length) % log.length);
