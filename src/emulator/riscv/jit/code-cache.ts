@@ -25,9 +25,14 @@
  * interpreter). Queued entries are compiled together into one module when the
  * queue holds `batchSize` blocks or when `flushAfter` interpreted blocks have
  * run since the first one was queued, so the fixed cost of a module (~0.2 ms)
- * is shared (500 blocks, or 6000 interpreted blocks after the first was queued). Translation decodes the guest code at compile time, marks its
- * page in the code-page map and drops this hart's store-TLB entries for that
- * page, so later guest stores to it take the slow path and invalidate.
+ * is shared (500 blocks, or 6000 interpreted blocks after the first was queued).
+ * With `background` (tsemu run's vCPUs) a batch is built and compiled on the
+ * compile worker (compiler.ts) while the hart goes on; the blocks stay queued
+ * until the dispatcher's receive() installs the module. Translation decodes
+ * the guest code when the batch is made, marks its page in the code-page map
+ * and drops this hart's store-TLB entries for that page, so later guest
+ * stores to it take the slow path and invalidate (an entry reset while its
+ * batch is in flight has a new generation, and the batch skips it).
  *
  * Invalidation (CodeCacheHooks): invalidatePage resets the entries on one page
  * to cold and their slots to null (this hart's stores to a code page land
@@ -212,9 +217,12 @@ export class CodeCache implements CodeCacheHooks {
   }
 
   /**
-   * Decodes every queued block and compiles them into one module: at once, or
-   * on the compile worker (the blocks stay queued until receive() installs them).
-   * Their pages become code pages now, so a store to them in the meantime resets them.
+   * Decodes every queued block and compiles them into one module: on the
+   * compile worker when it is idle (the blocks stay queued until receive()
+   * installs them), else at once on this thread (a worker that is still busy
+   * with the last batch has no core to itself, and waiting for it would leave
+   * the blocks on the interpreter). Their pages become code pages now, so a
+   * store to them in the meantime resets them.
    */
   flush(): void {
     const batch = this.queue.splice(0);
@@ -240,7 +248,7 @@ export class CodeCache implements CodeCacheHooks {
     }
     if (entries.length > 0) {
       const flight: InFlight = { entries, generations: entries.map((e) => e.generation) };
-      if (this.compiler !== undefined) {
+      if (this.compiler !== undefined && this.inFlight.size === 0) {
         const id = this.nextBatchId++;
         this.inFlight.set(id, flight);
         this.compiler.post(id, blocks);
