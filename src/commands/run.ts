@@ -5,13 +5,15 @@ import { fileURLToPath } from 'node:url';
 import { TsemuCommand, UserError } from './base.js';
 import { parseOptionString, parseSize } from '../block/options.js';
 import { QueuedCharBackend } from '../emulator/devices/char-backend.js';
-import { createSerialBackend } from '../emulator/chardev/create.js';
+import { createSerialBackend, type SerialHooks } from '../emulator/chardev/create.js';
 import type { EngineName } from '../emulator/riscv/engine.js';
 import {
   createVirtMachine, runVirtMachine, type MachineExit, type VirtMachine, type VirtMachineConfig,
 } from '../emulator/machines/riscv-virt.js';
 import { runMicrovmMachine } from '../emulator/machines/microvm.js';
 import { TRACE_EVENTS, enableTracePatterns } from '../emulator/accel/kvm/trace.js';
+import { setUpVirtioDevices, type VirtioSetup } from '../emulator/config/virtio-devices.js';
+import { isNetDevice, setUpNetDevices, type NetSetup } from '../emulator/config/netdev.js';
 
 /**
  * `tsemu run`: boots a machine (the qemu-system analogue). Flags use QEMU's
@@ -24,6 +26,8 @@ import { TRACE_EVENTS, enableTracePatterns } from '../emulator/accel/kvm/trace.j
 /** QEMU's single-dash long options, accepted as written and turned into oclif's double-dash form. */
 const LONG_OPTIONS = new Set([
   'machine', 'smp', 'kernel', 'initrd', 'append', 'dtb', 'dump-dtb', 'bios', 'serial', 'nographic', 'no-reboot', 'accel', 'trace',
+  'drive', 'device', 'chardev', 'snapshot',
+  'netdev', 'net', 'nic',
 ]);
 
 function qemuStyleArgv(argv: readonly string[]): string[] {
@@ -104,7 +108,10 @@ export default class Run extends TsemuCommand {
     '-M microvm boots an x86-64 bzImage on KVM (Linux\'s 64-bit boot protocol, ACPI poweroff, -smp N).';
   static override usage = 'run [-M virt|microvm] [-m SIZE] [--smp N] [--kernel FILE] [--initrd FILE] [--append CMDLINE] ' +
     '[--dtb FILE] [--dump-dtb FILE] [--bios FILE|opensbi|default|none] [--serial stdio|file:PATH|tcp:HOST:PORT,server] ' +
-    '[--no-reboot] [--accel tcg[,engine=jit|interp]|kvm] [--trace [enable=]PATTERN|help]';
+    '[--no-reboot] [--accel tcg[,engine=jit|interp]|kvm] [--trace [enable=]PATTERN|help] ' +
+    '[--drive file=FILE[,format=F][,if=virtio|none][,id=ID][,readonly=on][,snapshot=on][,cache=MODE][,discard=ignore|unmap]] ' +
+    '[--device virtio-blk,drive=ID|virtio-rng|virtconsole,chardev=ID] [--chardev file|socket|stdio|null,id=ID,...] [--snapshot] ' +
+    '[--netdev user|tap|socket|stream|dgram,id=ID,...] [--device virtio-net,netdev=ID[,mac=MAC]] [--net user|tap|...,...[,mac=MAC]]';
   static override flags = {
     machine: Flags.string({ char: 'M', description: 'machine type: virt[,dumpdtb=FILE] or microvm', default: 'virt' }),
     memory: Flags.string({ char: 'm', description: 'guest RAM size (a bare number is MiB)', default: '128M' }),
@@ -126,6 +133,33 @@ export default class Run extends TsemuCommand {
       multiple: true,
       multipleNonGreedy: true,
     }),
+    drive: Flags.string({
+      description: 'virt: a disk, as QEMU spells -drive (file=, format=, if=virtio|none, id=, readonly=, snapshot=, cache=, discard=)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    device: Flags.string({
+      description: 'virt: a virtio device: virtio-blk,drive=ID[,serial=S], virtio-rng, virtconsole,chardev=ID',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    chardev: Flags.string({
+      description: 'a character backend for virtconsole: file,id=ID,path=P | socket,id=ID,host=H,port=P[,server=on,wait=off] | stdio,id=ID | null,id=ID',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    snapshot: Flags.boolean({ description: 'write to temporary overlays over every drive (discarded at exit)' }),
+    netdev: Flags.string({
+      description: 'virt: a network backend for --device virtio-net,netdev=ID: TYPE,id=ID,... as `tsemu net connect` takes it',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    net: Flags.string({
+      description: "virt: a network backend and a virtio-net card on it (QEMU's -nic): user,...|tap,...[,mac=MAC][,model=virtio] or none",
+      multiple: true,
+      multipleNonGreedy: true,
+      aliases: ['nic'],
+    }),
   };
 
   async run(): Promise<void> {
@@ -136,6 +170,10 @@ export default class Run extends TsemuCommand {
     if (machineType.type === 'microvm') {
       for (const flag of ['dtb', 'dump-dtb', 'bios'] as const) {
         if (flags[flag] !== undefined) throw new UserError(`--${flag} does not apply to the microvm machine`);
+      }
+      if (flags.netdev || flags.net) throw new UserError('--netdev and --net apply to the virt machine (microvm has no virtio-net yet)');
+      if (flags.drive || flags.device || flags.chardev || flags.snapshot) {
+        throw new UserError('--drive, --device, --chardev and -snapshot apply to the virt machine (microvm has no virtio devices yet)');
       }
       if (flags.trace?.includes('help')) {
         this.out(TRACE_EVENTS.map(([name, what]) => `${name}: ${what}`).join('\n'));
@@ -164,13 +202,14 @@ export default class Run extends TsemuCommand {
       : flags.bios === 'none' ? ('none' as const)
       : await readInput(flags.bios === 'opensbi' ? DEBIAN_OPENSBI : flags.bios, 'firmware');
     let machine: { stop(): void } | undefined;
-    const serial = createSerialBackend(flags.serial, {
+    const hooks: SerialHooks = {
       onQuit: () => {
         process.stdout.write('\r\ntsemu: terminated\r\n');
         machine?.stop();
       },
       onListening: (a) => process.stderr.write(`tsemu: waiting for connection on: tcp:${a.address}:${a.port},server\n`),
-    });
+    };
+    const serial = createSerialBackend(flags.serial, hooks);
     const console = new QueuedCharBackend((bytes) => serial.write(bytes));
     serial.onInput((bytes) => console.push(bytes));
     const config: VirtMachineConfig = {
@@ -190,6 +229,13 @@ export default class Run extends TsemuCommand {
       await writeFile(dumpDtb, this.build(config).deviceTree());
       return;
     }
+    const virtio = machineType.type === 'virt' ? await this.virtioDevices(flags, hooks) : undefined;
+    const nics = machineType.type === 'virt'
+      ? await this.netDevices(flags).catch(async (err: unknown) => {
+        await virtio?.close();
+        throw err;
+      })
+      : undefined;
     await serial.open();
     const terminate = (signal: string): void => {
       process.stderr.write(`tsemu: terminating on signal ${signal}\n`);
@@ -201,13 +247,45 @@ export default class Run extends TsemuCommand {
     try {
       exit = machineType.type === 'microvm'
         ? await runMicrovmMachine({ ramBytes, cpus: config.harts, kernel: config.kernel, initrd: config.initrd, append: config.append, serial: console }, options)
-        : await runVirtMachine(config, options);
+        : await runVirtMachine({ ...config, virtio: [...(virtio?.devices ?? []), ...(nics?.devices ?? [])] }, options);
     } catch (err) {
       throw new UserError((err as Error).message);
     } finally {
+      await virtio?.close();
+      await nics?.close();
       await serial.close();
     }
     process.exit(exitCodeOf(exit));
+  }
+
+  /** The virtio devices of --drive, --device, --chardev and -snapshot, opened and ready. */
+  private async virtioDevices(
+    flags: { drive?: string[]; device?: string[]; chardev?: string[]; snapshot: boolean; serial: string },
+    hooks: SerialHooks,
+  ): Promise<VirtioSetup> {
+    let setup: VirtioSetup;
+    try {
+      setup = await setUpVirtioDevices({
+        drives: flags.drive ?? [], devices: (flags.device ?? []).filter((d) => !isNetDevice(d)), chardevs: flags.chardev ?? [], snapshot: flags.snapshot, serial: flags.serial,
+        hooks,
+      });
+      await setup.open().catch(async (err: Error) => {
+        await setup.close();
+        throw err;
+      });
+    } catch (err) {
+      throw new UserError((err as Error).message);
+    }
+    return setup;
+  }
+
+  /** The network cards of --netdev, --device virtio-net and --net, their backends open. */
+  private async netDevices(flags: { netdev?: string[]; device?: string[]; net?: string[] }): Promise<NetSetup> {
+    try {
+      return await setUpNetDevices({ netdevs: flags.netdev ?? [], devices: (flags.device ?? []).filter(isNetDevice), nets: flags.net ?? [] });
+    } catch (err) {
+      throw new UserError((err as Error).message);
+    }
   }
 
   /** Builds the machine, turning boot-image errors into user errors. */

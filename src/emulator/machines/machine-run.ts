@@ -9,9 +9,11 @@
  * creates and starts a boot, waits for its exit, and boots again with a fresh
  * machine after each guest reboot unless noReboot. flatGuestRam() maps a
  * contiguous guest-physical RAM range onto a host byte array; accesses that
- * fall outside it throw GuestMemoryError.
+ * fall outside it throw GuestMemoryError; view() lends devices a live window
+ * onto it (virtio/guest-ram.ts).
  */
-import { GuestMemoryError, type GuestMemory } from '../bus/interfaces.js';
+import { GuestMemoryError } from '../bus/interfaces.js';
+import type { GuestRam } from '../virtio/guest-ram.js';
 
 export type MachineExit =
   | { kind: 'poweroff'; code: number }
@@ -47,7 +49,7 @@ export async function runMachine<M extends { start(): void; readonly exit: Promi
 }
 
 /** Guest RAM at guest-physical [gpaBase, gpaBase + size) held in `bytes` from `hostOffset` on. */
-export function flatGuestRam(bytes: Uint8Array, gpaBase: number, hostOffset: number, size: number): GuestMemory {
+export function flatGuestRam(bytes: Uint8Array, gpaBase: number, hostOffset: number, size: number): GuestRam {
   const host = (gpa: number, length: number): number => {
     if (gpa < gpaBase || gpa + length > gpaBase + size) throw new GuestMemoryError(gpa, length);
     return gpa - gpaBase + hostOffset;
@@ -58,5 +60,9 @@ export function flatGuestRam(bytes: Uint8Array, gpaBase: number, hostOffset: num
       dst.set(bytes.subarray(at, at + dst.length));
     },
     write: (gpa, src) => bytes.set(src, host(gpa, src.length)),
+    view: (gpa, length) => {
+      const at = host(gpa, length);
+      return bytes.subarray(at, at + length);
+    },
   };
 }

@@ -33,6 +33,10 @@ import { Plic } from '../devices/plic.js';
 import { SifiveTest, type TestFinisherEvent } from '../devices/sifive-test.js';
 import { Uart16550 } from '../devices/uart16550.js';
 import { EmptyVirtioSlot } from '../devices/virtio-mmio-empty.js';
+import { VirtioCore } from '../virtio/core.js';
+import type { VirtioDevice } from '../virtio/device.js';
+import type { GuestRam } from '../virtio/guest-ram.js';
+import { VirtioMmio } from '../virtio/mmio.js';
 import { writeChosen } from '../fdt/fdt-query.js';
 import { parseFdt } from '../fdt/fdt-reader.js';
 import { serializeFdt } from '../fdt/fdt-writer.js';
@@ -72,6 +76,11 @@ export interface VirtMachineConfig {
    */
   bios?: Uint8Array | 'none';
   serial: CharBackend;
+  /**
+   * Virtio device models, made afresh for each boot. As on QEMU, the first takes the highest
+   * virtio-mmio slot (the device tree lists the slots highest first, so the guest finds it first).
+   */
+  virtio?: readonly (() => VirtioDevice)[];
 }
 
 export interface VirtMachine {
@@ -113,7 +122,14 @@ export function virtPlic(harts: number, control: HartControl): Plic {
 }
 
 /** The main-thread devices of virt-map.ts on an MMIO bus (the CLINT is served on the vCPU threads). */
-function virtDevices(harts: number, serial: CharBackend, control: HartControl, end: (exit: MachineExit) => void): MmioBus {
+function virtDevices(
+  harts: number,
+  serial: CharBackend,
+  control: HartControl,
+  end: (exit: MachineExit) => void,
+  ram: GuestRam,
+  virtio: readonly (() => VirtioDevice)[],
+): MmioBus {
   const plic = virtPlic(harts, control);
   const bus = new MmioBus();
   bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
@@ -121,11 +137,13 @@ function virtDevices(harts: number, serial: CharBackend, control: HartControl, e
   bus.map(VIRT_UART0.base, VIRT_UART0.size, new Uart16550(plic.irqLine(VIRT_IRQ.UART0), serial), 'uart0');
   const plicRegion = virtPlicRegion(harts);
   bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
-  // The virtio-mmio slots the device tree lists hold no device until the devices issue fills them.
   const empty = new EmptyVirtioSlot();
   for (let slot = 0; slot < VIRT_VIRTIO_COUNT; slot++) {
     const region = virtioSlotRegion(slot);
-    bus.map(region.base, region.size, empty, `virtio-mmio.${slot}`);
+    const device = virtio[VIRT_VIRTIO_COUNT - 1 - slot];
+    const irq = plic.irqLine(VIRT_IRQ.VIRTIO_FIRST + slot);
+    const mmio = device && new VirtioMmio(new VirtioCore(device(), { ram, irq, location: `virtio-mmio@${region.base.toString(16)}` }));
+    bus.map(region.base, region.size, mmio ?? empty, `virtio-mmio.${slot}`);
   }
   return bus;
 }
@@ -176,6 +194,8 @@ function mainThreadRequests(
 export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   const { harts, ramBytes } = config;
   if (!Number.isInteger(harts) || harts < 1 || harts > MAX_HARTS) throw new Error(`-smp: the virt machine takes 1 to ${MAX_HARTS} harts`);
+  const virtio = config.virtio ?? [];
+  if (virtio.length > VIRT_VIRTIO_COUNT) throw new Error(`the virt machine has ${VIRT_VIRTIO_COUNT} virtio-mmio slots, not ${virtio.length}`);
   const pages = memoryPagesFor(ramBytes);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   const ram = flatGuestRam(new Uint8Array(memory.buffer), RAM_GPA_BASE, RAM_HOST_BASE, ramBytes);
@@ -190,7 +210,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   const { ending, end } = endOnce();
 
   const control = new HartControl(memory);
-  const bus = virtDevices(harts, config.serial, control, end);
+  const bus = virtDevices(harts, config.serial, control, end, ram, virtio);
   const mailbox = new MailboxServer(memory, harts, mainThreadRequests(bus, ram, config.serial, end));
 
   new Clint({ memory, harts, sink: control }).reset();

@@ -172,7 +172,8 @@ export function buildVirtFdt(opts: VirtFdtOptions): FdtTree {
     .setU64s('reg', reg(VIRT_TEST));
   const testHandle = tree.phandle(test);
 
-  for (let slot = 0; slot < slots; slot++) {
+  // Highest address first, as QEMU lists them: its first virtio device sits in the highest slot.
+  for (let slot = slots - 1; slot >= 0; slot--) {
     const region = virtioSlotRegion(slot);
     soc
       .addNode(nodeName('virtio_mmio', region))
