@@ -166,6 +166,20 @@ test('vhdx: qemu-img does not measure vhdx, and neither does tsemu', async () =>
 });
 
 /**
+ * Replays the log of `file` both ways: qemu-img check -r all on a copy, and a
+ * writable open in tsemu on `file` itself; both images must then pass
+ * qemu-img check and hold the same content.
+ */
+async function replayBothWays(file: string): Promise<void> {
+  const copy = `${file}.qemu-replay`;
+  await copyFile(file, copy);
+  await closeImage(await openImage(file));
+  await mustRun(qemuImg(['check', '-r', 'all', copy]), 'qemu-img check -r all');
+  await mustRun(qemuImg(['check', file]), "qemu-img check after tsemu's replay");
+  await mustRun(qemuImg(['compare', file, copy]), 'qemu-img compare both replays');
+}
+
+/**
  * Makes `file` (written by qemu-io, blocks stored) dirty: its first BAT sector is
  * zeroed in place, and the log holds an entry (tsemu's log writer) that restores
  * it, with the header's LogGuid naming the log.
@@ -242,15 +256,9 @@ test('vhdx log: a tsemu process stopped after a flush leaves a log that replays 
     await img.flush();
     // A crash: the file is closed without the image's close (no log reset).
     await (img.file as FileNode).close();
-    const copy = path.join(dir, 'stopped-copy.vhdx');
-    await copyFile(file, copy);
     assert.match((await qemuImg(['info', file])).stderr, /contains a log that needs to be replayed/);
-
-    await closeImage(await openImage(file));
-    await mustRun(qemuImg(['check', file]), 'qemu-img check after tsemu replay');
+    await replayBothWays(file);
     await mustRun(qemuIo(['-c', `read -P 0x42 ${5 * MiB - 4096} ${3 * MiB + 4096}`, '-c', `read -P 0x42 ${30 * MiB} 4096`, '-c', `read -P 0 0 ${5 * MiB - 4096}`, file]), 'qemu-io reads');
-    await mustRun(qemuImg(['check', '-r', 'all', copy]), 'qemu-img check -r all');
-    await mustRun(qemuImg(['compare', file, copy]), 'qemu-img compare both replays');
   } finally {
     await cleanup();
   }
@@ -299,11 +307,7 @@ test('vhdx log: zero descriptors zero their range on replay, in tsemu as in qemu
     bytes.set(entry, header.logOffset);
     bytes.set(serializeHeader({ ...header, logGuid, sequence: header.sequence + 1n }), HEADER_OFFSETS[1 - slot]);
     await writeFile(file, bytes);
-    const copy = path.join(dir, 'zero-copy.vhdx');
-    await copyFile(file, copy);
-    await closeImage(await openImage(file));
-    await mustRun(qemuImg(['check', '-r', 'all', copy]), 'qemu-img check -r all');
-    await mustRun(qemuImg(['compare', file, copy]), 'qemu-img compare both replays');
+    await replayBothWays(file);
     await mustRun(qemuIo(['-c', 'read -P 0x33 0 4096', '-c', `read -P 0 4096 ${MiB}`, '-c', `read -P 0x33 ${MiB + 4096} ${MiB - 4096}`, file]), 'qemu-io reads');
   } finally {
     await cleanup();
@@ -322,12 +326,7 @@ test('vhdx log: many flushed allocations fill the log and start new generations;
       await img.flush(); // one BAT sector through the log each time: 8 KiB entries, 128 to a 1 MiB log
     }
     await (img.file as FileNode).close(); // a crash: no log reset
-    const copy = path.join(dir, 'gens-copy.vhdx');
-    await copyFile(file, copy);
-    await closeImage(await openImage(file));
-    await mustRun(qemuImg(['check', '-r', 'all', copy]), 'qemu-img check -r all');
-    await mustRun(qemuImg(['check', file]), 'qemu-img check');
-    await mustRun(qemuImg(['compare', file, copy]), 'qemu-img compare both replays');
+    await replayBothWays(file);
     const data = await readImageWithTsemu(file);
     for (let b = 0; b < blocks; b++) {
       const at = b * MiB + 512 * (b % 7);
