@@ -113,7 +113,10 @@ export async function copySegments(o: CopyOptions): Promise<void> {
       try {
         await copyChunk(c, buf);
       } finally {
-        c.issued();
+        // A chunk that wrote nothing (skipped, or zeroes on a zeroed target) still
+        // passes the turn only after the chunk before it, so later writes keep order.
+        if (o.outOfOrder) c.issued();
+        else void c.turn.then(c.issued);
       }
       done += c.length;
       o.onProgress?.(done, total);
