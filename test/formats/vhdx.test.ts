@@ -336,3 +336,30 @@ test('vhdx log: many flushed allocations fill the log and start new generations;
     await cleanup();
   }
 });
+
+test('vhdx: 4096-byte logical sectors give a chunk ratio of 32768 with 1 MiB blocks (qemu-img 7.2 refuses such images)', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, '4k.vhdx');
+    await createImage({ filename: file, format: 'vhdx', size: '40G', options: ['block_size=1M'] });
+    const fh = await open(file, 'r+');
+    const lss = Buffer.alloc(4);
+    lss.writeUInt32LE(4096);
+    await fh.write(lss, 0, 4, 3 * MiB + 65568); // the logical sector size item
+    await fh.close();
+    const block = 5120; // past the chunk boundary that 512-byte sectors put at 4096 blocks
+    const img = await openImage(file);
+    await img.write(block * MiB + 4096, new Uint8Array(8192).fill(0x4b));
+    await closeImage(img);
+    const bat = (await readFile(file)).subarray(2 * MiB, 3 * MiB);
+    assert.equal(bat.readUInt32LE(block * 8) & 7, 6, 'payload entry at index 5120 (no sector bitmap entry before it)');
+    assert.equal(bat.readUInt32LE((block + 1) * 8) & 7, 2, 'the entry after it is untouched');
+    const back = new Uint8Array(8192);
+    const again = await openImage(file, { readOnly: true });
+    await again.read(block * MiB + 4096, back);
+    await closeImage(again);
+    assert.ok(back.every((b) => b === 0x4b));
+  } finally {
+    await cleanup();
+  }
+});
