@@ -191,7 +191,7 @@ export class TestDriver {
     this.set(0x050, index);
   }
 
-  /** Used entries since the last call, with the bytes the device wrote into each chain. */
+  /** Used entries since the last call, with each chain's whole writable part (the device wrote `len` bytes of it). */
   takeUsed(index: number): { id: number; len: number; data: Uint8Array }[] {
     const q = this.queues[index]!;
     const dv = this.ram.dv;
@@ -208,7 +208,7 @@ export class TestDriver {
         all.set(p, o);
         o += p.length;
       }
-      out.push({ id, len, data: all.subarray(0, len) });
+      out.push({ id, len, data: all });
     }
     return out;
   }
