@@ -1,7 +1,10 @@
 /**
- * The tar archive layer of OVA files (POSIX ustar, as OVF packages use it):
- * listing an archive's members as byte ranges of the archive, and the header of
- * a member to write.
+ * Reading the tar archive of an OVA file (POSIX ustar, as OVF packages use it):
+ * listing an archive's members as byte ranges of the archive. Writing is
+ * tar-stream's pack() (writer.ts); reading is done here because tar-stream reads
+ * an archive front to back only, while a disk inside an appliance is read at
+ * random offsets (a guest's or convert's requests, a backing chain) without
+ * streaming the whole file first: the member list is enough for that.
  *
  * Layout: every member is a 512-byte header (name, octal mode/uid/gid/size/mtime,
  * checksum, type flag, "ustar" magic, name prefix) followed by its data padded
@@ -19,7 +22,7 @@
 import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 
-export const TAR_BLOCK = 512;
+const TAR_BLOCK = 512;
 const MAX_MEMBERS = 4096;
 /** pax and GNU long-name records larger than this are not names. */
 const MAX_EXTENSION_BYTES = 1 << 20;
@@ -136,38 +139,4 @@ export async function listTarMembers(file: ProtocolNode): Promise<TarMember[]> {
     members.push({ name, type, offset, size: memberSize });
   }
   return members;
-}
-
-function octal(buf: Uint8Array, at: number, n: number, value: number): void {
-  buf.set(new TextEncoder().encode(value.toString(8).padStart(n - 1, '0')), at);
-}
-
-/** The 512-byte ustar header of a regular file `name` (at most 100 bytes) of `size` bytes. */
-export function tarHeader(name: string, size: number, mtimeSeconds: number): Uint8Array {
-  const h = new Uint8Array(TAR_BLOCK);
-  const encodedName = new TextEncoder().encode(name);
-  if (encodedName.length > 100) throw new Error(`tar member name '${name}' is longer than 100 bytes`);
-  h.set(encodedName, 0);
-  octal(h, 100, 8, 0o644);
-  octal(h, 108, 8, 0);
-  octal(h, 116, 8, 0);
-  if (size < 8 ** 11) octal(h, 124, 12, size);
-  else {
-    h[124] = 0x80;
-    for (let i = 135, v = size; i > 124; i--, v = Math.floor(v / 256)) h[i] = v % 256;
-  }
-  octal(h, 136, 12, mtimeSeconds);
-  h[156] = 0x30; // '0': a regular file
-  h.set(new TextEncoder().encode('ustar\u000000'), 257);
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of h) sum += b;
-  octal(h, 148, 7, sum); // six digits, then NUL and the space already there
-  h[154] = 0;
-  return h;
-}
-
-/** Zero bytes that pad a member of `size` bytes to whole blocks. */
-export function tarPadding(size: number): number {
-  return (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
 }

@@ -7,28 +7,29 @@
  * The disk is made first as a streamOptimized VMDK in a file of its own (by
  * `img create` here, by convert's usual VMDK path for `-O ova`), because the
  * descriptor names the disk's size and the manifest its SHA-256, and both come
- * before the disk in the archive. packOva() then writes the archive (convert
- * passes a hidden work name in the target's folder): descriptor, manifest
- * (SHA256(name)= digest lines, OVF 2.0 style, which current VirtualBox and ESXi
- * check), the disk copied in one pass while it is hashed (the manifest's place
- * is known in advance since digests have a fixed length), the end-of-archive
- * blocks; and renames it to the target only when all of it is written and
- * flushed. A failure removes the work file, so no complete-looking .ova is left
- * behind.
+ * before the disk in the archive. packOva() hashes the disk file, then streams
+ * the archive through tar-stream's pack() into a work file (convert passes a
+ * hidden work name in the target's folder): descriptor, manifest (SHA256(name)=
+ * digest lines, OVF 2.0 style, which current VirtualBox and ESXi check), the
+ * disk streamed from its file, the end-of-archive blocks. The work file is
+ * flushed and renamed to the target only when all of it is written; a failure
+ * removes it, so no complete-looking .ova is left behind.
  *
  * Options (`-o`): adapter_type (lsilogic by default, the controller the OVF lists),
  * hwversion (the VMDK's and the OVF's vmx-NN, 7 by default), toolsversion and
  * uuid go to the VMDK; manifest=off leaves the .mf out.
  */
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { pack } from 'tar-stream';
 import { parseBool } from '../../options.js';
 import type { CreateOptionSpec, CreateRequest } from '../format.js';
 import { DISK_UUID_OPTION } from '../disk-uuid.js';
 import { createVmdk, VMDK_CREATE_OPTIONS } from '../vmdk/create.js';
 import { buildOvf } from './ovf.js';
-import { TAR_BLOCK, tarHeader, tarPadding } from './tar.js';
 
 const vmdkOption = (name: string): CreateOptionSpec => VMDK_CREATE_OPTIONS.find((o) => o.name === name)!;
 
@@ -49,7 +50,6 @@ export interface OvaSettings {
   manifest: boolean;
 }
 
-const COPY_CHUNK = 1 << 20;
 const DEFAULT_HW_VERSION = 7;
 
 /** The OVA's options checked, and those its VMDK gets. */
@@ -99,58 +99,44 @@ export async function packOva(target: string, work: string, vmdkPath: string, ca
   const stem = memberStem(target);
   const names = { ovf: `${stem}.ovf`, mf: `${stem}.mf`, disk: `${stem}-disk1.vmdk` };
   const diskSize = (await stat(vmdkPath)).size;
-  const ovf = new TextEncoder().encode(buildOvf({
+  const ovf = Buffer.from(buildOvf({
     name: stem, diskFile: names.disk, diskFileSize: diskSize, capacity, adapterType: s.adapterType, hwVersion: s.hwVersion,
   }));
-  const ovfDigest = createHash('sha256').update(ovf).digest('hex');
-  const mfLine = (name: string, digest: string) => `SHA256(${name})= ${digest}\n`;
-  // Both digests have the same length, so the manifest's size is known before the disk is hashed.
-  const mfSize = s.manifest ? new TextEncoder().encode(mfLine(names.ovf, ovfDigest) + mfLine(names.disk, ovfDigest)).length : 0;
-  const mtime = Math.floor(Date.now() / 1000);
-  const member = (size: number) => TAR_BLOCK + size + tarPadding(size);
-  const mfAt = member(ovf.length);
-  const diskAt = mfAt + (s.manifest ? member(mfSize) : 0);
-  const end = diskAt + member(diskSize);
+  const manifest = s.manifest
+    ? Buffer.from(`SHA256(${names.ovf})= ${createHash('sha256').update(ovf).digest('hex')}\nSHA256(${names.disk})= ${await fileSha256(vmdkPath)}\n`)
+    : undefined;
 
-  const out = await open(work, 'w');
+  const archive = pack();
+  const members = async () => {
+    archive.entry({ name: names.ovf }, ovf);
+    if (manifest) archive.entry({ name: names.mf }, manifest);
+    await pipeline(createReadStream(vmdkPath), archive.entry({ name: names.disk, size: diskSize }));
+    archive.finalize();
+  };
   try {
-    await out.write(tarHeader(names.ovf, ovf.length, mtime), 0, TAR_BLOCK, 0);
-    await out.write(ovf, 0, ovf.length, TAR_BLOCK);
-    await out.write(tarHeader(names.disk, diskSize, mtime), 0, TAR_BLOCK, diskAt);
-    const diskDigest = await copyHashed(vmdkPath, out, diskAt + TAR_BLOCK, diskSize);
-    if (s.manifest) {
-      const mf = new TextEncoder().encode(mfLine(names.ovf, ovfDigest) + mfLine(names.disk, diskDigest));
-      await out.write(tarHeader(names.mf, mf.length, mtime), 0, TAR_BLOCK, mfAt);
-      await out.write(mf, 0, mf.length, mfAt + TAR_BLOCK);
+    await Promise.all([
+      pipeline(archive, createWriteStream(work)),
+      members().catch((e: unknown) => {
+        archive.destroy(e as Error);
+        throw e;
+      }),
+    ]);
+    const out = await open(work, 'r+');
+    try {
+      await out.sync();
+    } finally {
+      await out.close();
     }
-    // Padding of the last member and the two zero blocks that end the archive.
-    await out.truncate(end + 2 * TAR_BLOCK);
-    await out.sync();
-    await out.close();
     if (work !== target) await rename(work, target);
   } catch (e) {
-    await out.close().catch(() => {});
     await rm(work, { force: true });
     throw e;
   }
 }
 
-/** Copies `size` bytes of `source` to `out` at `at`; returns their SHA-256 (hex). */
-async function copyHashed(source: string, out: FileHandle, at: number, size: number): Promise<string> {
+/** The SHA-256 (hex) of the file `name`. */
+async function fileSha256(name: string): Promise<string> {
   const hash = createHash('sha256');
-  const input = await open(source, 'r');
-  try {
-    const buf = new Uint8Array(COPY_CHUNK);
-    for (let done = 0; done < size;) {
-      const { bytesRead } = await input.read(buf, 0, Math.min(COPY_CHUNK, size - done), done);
-      if (bytesRead === 0) throw new Error(`${source}: ended after ${done} of ${size} bytes`);
-      const part = buf.subarray(0, bytesRead);
-      hash.update(part);
-      await out.write(part, 0, bytesRead, at + done);
-      done += bytesRead;
-    }
-  } finally {
-    await input.close();
-  }
+  await pipeline(createReadStream(name), hash);
   return hash.digest('hex');
 }
