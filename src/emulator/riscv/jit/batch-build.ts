@@ -6,9 +6,10 @@
  * Theory of operation. A BlockRequest is a block's translatable prefix as
  * the code cache decoded it, plus the table slots of its same-page chaining
  * targets (translate.ts chainTargets, resolved by the code cache, which owns
- * slot numbers). Block k of the batch is exported as blockExportName(k). A
- * target missing from `slots` is not chained (the exit takes the jump path),
- * which is slower but still correct.
+ * slot numbers). Block k of the batch is exported as blockExportName(k).
+ * Exits to another block of the same batch on the same page tail-call its
+ * function directly (when the cache chains there: its target is in `slots`). A target missing from `slots` is not chained (the exit
+ * takes the jump path), which is slower but still correct.
  *
  * For the trip to the compile worker a batch is packed into one Int32Array
  * (packBlocks/unpackBlocks): structured-cloning thousands of small objects
@@ -40,12 +41,19 @@ export interface BatchTarget {
 
 export function buildBatch(target: BatchTarget, blocks: readonly BlockRequest[]): Uint8Array {
   const { builder, fns } = newBatchModule();
+  const funcs = blocks.map(() => builder.func(BLOCK_PARAMS, BLOCK_RESULTS));
+  const byHost = new Map(blocks.map((b, k) => [b.host, funcs[k]!.index]));
   blocks.forEach((b, k) => {
     const slots = new Map<number, number>();
     for (let i = 0; i < b.slots.length; i += 2) slots.set(b.slots[i]!, b.slots[i + 1]!);
-    const f = builder.func(BLOCK_PARAMS, BLOCK_RESULTS);
-    translateBlock(f.code, fns, { ...target, host: b.host, slotFor: (host) => slots.get(host) }, b.insns, b.offsets, b.bytes);
-    builder.exportFunction(blockExportName(k), f.index);
+    const ctx = {
+      ...target,
+      host: b.host,
+      slotFor: (host: number) => slots.get(host),
+      functionFor: (host: number) => (slots.has(host) ? byHost.get(host) : undefined),
+    };
+    translateBlock(funcs[k]!.code, fns, ctx, b.insns, b.offsets, b.bytes);
+    builder.exportFunction(blockExportName(k), funcs[k]!.index);
   });
   return builder.bytes();
 }

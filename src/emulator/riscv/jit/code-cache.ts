@@ -264,7 +264,7 @@ export class CodeCache implements CodeCacheHooks {
 
   /** Installs the batches the compile worker has finished (the dispatcher calls this before each block). */
   receive(): void {
-    if (this.compiler === undefined) return;
+    if (this.compiler === undefined || !this.compiler.pending) return;
     for (const reply of this.compiler.receive()) {
       const flight = this.inFlight.get(reply.id)!;
       this.inFlight.delete(reply.id);

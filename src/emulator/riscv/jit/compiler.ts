@@ -9,8 +9,8 @@
  * request { id, packed blocks }; the worker builds the batch (batch-build.ts),
  * compiles it, posts { id, module, size, millis } (or { id, error }) and then adds
  * one to the counter. The vCPU thread never returns to its event loop, so
- * receive() reads the counter (a plain memory read, cheap enough for every
- * dispatch) and, when it is non-zero, takes the replies with
+ * `pending` reads the counter (a plain memory read, cheap enough for every
+ * dispatch) and, when it is non-zero, receive() takes the replies with
  * receiveMessageOnPort. Replies come in request order. The worker is unref'd:
  * it ends with the vCPU thread.
  */
@@ -54,9 +54,13 @@ export class BackgroundCompiler {
     this.port.postMessage(request, [request.packed.buffer as ArrayBuffer]);
   }
 
-  /** The replies that have arrived (usually none). */
+  /** Whether replies have arrived (a memory read: the dispatcher asks before every block). */
+  get pending(): boolean {
+    return this.done[0] !== 0;
+  }
+
+  /** The replies that have arrived. */
   receive(): CompileReply[] {
-    if (this.done[0] === 0) return [];
     const replies: CompileReply[] = [];
     for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) {
       Atomics.sub(this.done, 0, 1);

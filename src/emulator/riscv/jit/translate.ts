@@ -24,9 +24,11 @@
  * If budget remains and EXIT_REQUEST is clear, execution continues in
  * WebAssembly by a tail call (pc, host) → i32:
  *   - a constant target on the same 4 KiB page (same virtual page, so the same
- *     physical page) calls the target's slot in the hart's block table (the
- *     slot is null until the target is translated: then `leave` stores PC
- *     and returns to the dispatcher);
+ *     physical page) that is translated in the same batch is tail-called
+ *     directly (after the same budget and EXIT_REQUEST check);
+ *   - another constant target on the same page calls the target's slot in
+ *     the hart's block table (the slot is null until the target is
+ *     translated: then `leave` stores PC and returns to the dispatcher);
  *   - any other target (jalr, other pages) is translated through the fetch TLB
  *     inline, and the host offset picks an entry of the jump cache, a small
  *     direct-mapped array of slots the dispatcher fills with blocks it has entered.
@@ -74,6 +76,12 @@ export interface BlockContext {
   readonly host: number;
   /** Table slot of the block starting at a host offset on the same page; undefined: do not chain there. */
   slotFor(host: number): number | undefined;
+  /**
+   * Index of the function in the same module that translates the block at a
+   * host offset on the same page, if any: exits there tail-call it directly
+   * (a page is invalidated as a whole, so the two never outlive each other).
+   */
+  functionFor?(host: number): number | undefined;
 }
 
 /**
@@ -195,6 +203,8 @@ function csrForm(op: number): { kind: 0 | 1 | 2; immediate: boolean } {
 
 /** `slot` values of the epilogue that are not table slots (SLOT_JUMP and SLOT_INTERPRET: hub.ts). */
 const SLOT_TRAP = -2;
+/** SLOT_DIRECT - j: the j-th direct target (BlockContext.functionFor); `leave` treats it like no slot. */
+const SLOT_DIRECT = -16;
 
 class BlockTranslator {
   private readonly reg = new Array<number>(32).fill(-1);
@@ -209,6 +219,8 @@ class BlockTranslator {
   private readonly nextHost: number;
   private readonly slot: number;
   private fpChecked = false;
+  /** Exits that tail-call a function of the same module directly, by index (see SLOT_DIRECT). */
+  private readonly directs: { func: number; host: number }[] = [];
   /** Nesting depth of wasm blocks/ifs below the function's trap-exit block (the exit block is one further). */
   private depth = 0;
 
@@ -260,6 +272,13 @@ class BlockTranslator {
     this.writeBack();
     this.account();
     c.get(this.slot).i32(SLOT_TRAP).op(Op.i32_eq).if().i32(0).op(Op.return).end();
+    this.directs.forEach(({ func, host }, j) => {
+      // While budget remains and EXIT_REQUEST is clear; otherwise `leave` stores PC and returns (slot < 0).
+      c.get(this.slot).i32(SLOT_DIRECT - j).op(Op.i32_eq);
+      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s).op(Op.i32_and);
+      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
+      c.if().get(this.next).i32(host).returnCall(func).end();
+    });
     c.get(this.next).get(this.nextHost).get(this.slot).returnCall(this.fns.leave);
   }
 
@@ -325,7 +344,15 @@ class BlockTranslator {
   /** Leaves the block after `retired` instructions, continuing at entry pc + `offset`. */
   private exitTo(retired: number, offset: number): void {
     const target = this.ctx.host + offset;
-    const slot = ((target ^ this.ctx.host) & ~0xfff) === 0 ? this.ctx.slotFor(target) : undefined;
+    const samePage = ((target ^ this.ctx.host) & ~0xfff) === 0;
+    const func = samePage ? this.ctx.functionFor?.(target) : undefined;
+    if (func !== undefined) {
+      let j = this.directs.findIndex((d) => d.host === target);
+      if (j < 0) j = this.directs.push({ func, host: target }) - 1;
+      this.pcPlus(offset).set(this.next);
+      return this.leave(retired, SLOT_DIRECT - j);
+    }
+    const slot = samePage ? this.ctx.slotFor(target) : undefined;
     this.pcPlus(offset).set(this.next);
     if (slot !== undefined) this.c.i32(target).set(this.nextHost);
     this.leave(retired, slot ?? SLOT_JUMP);
