@@ -576,10 +576,15 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   private async metadataPreallocated(): Promise<boolean> {
     if (this.metadataPreallocation === null) {
       const cs = this.clusterSize;
-      const realClusters = Math.floor((await this.file.allocatedSize()) / cs);
-      const threshold = Math.max(Math.floor((realClusters * 10) / 9), realClusters + 2);
-      const counted = await this.refcounts.countInUse(Math.ceil(this.file.size() / cs), threshold);
-      this.metadataPreallocation = counted >= threshold;
+      const allocated = await this.file.allocatedSize();
+      // A file that cannot say how much it holds (NBD, HTTP) is not preallocated, as QEMU decides.
+      if (allocated < 0) this.metadataPreallocation = false;
+      else {
+        const realClusters = Math.floor(allocated / cs);
+        const threshold = Math.max(Math.floor((realClusters * 10) / 9), realClusters + 2);
+        const counted = await this.refcounts.countInUse(Math.ceil(this.file.size() / cs), threshold);
+        this.metadataPreallocation = counted >= threshold;
+      }
     }
     return this.metadataPreallocation;
   }

@@ -324,15 +324,15 @@ export class VmdkNode implements ImageNode {
     throw new Error('Image format driver does not support resize');
   }
 
+  /** The descriptor's file and every extent file; -1 (unknown) when any of them cannot tell. */
   async allocatedSize(): Promise<number> {
-    let total = await this.file.allocatedSize();
-    const seen = new Set<ProtocolNode>([this.file]);
-    for (const p of this.extents) {
-      const f = p.extent.file;
-      if (f && !seen.has(f)) {
-        seen.add(f);
-        total += await f.allocatedSize();
-      }
+    const files = new Set<ProtocolNode>([this.file]);
+    for (const p of this.extents) if (p.extent.file) files.add(p.extent.file);
+    let total = 0;
+    for (const f of files) {
+      const n = await f.allocatedSize();
+      if (n < 0) return -1;
+      total += n;
     }
     return total;
   }
