@@ -14,7 +14,7 @@ import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { openProtocol } from './protocols/index.js';
 import { isJsonFilename } from './json-options.js';
-import { splitJsonFilename } from './json-filename.js';
+import { type JsonImageSpec, splitJsonFilename } from './json-filename.js';
 import { getFormat, probeFormat } from './formats/index.js';
 import type { ImageNode } from './formats/format.js';
 
@@ -38,27 +38,33 @@ export async function openImage(filename: string, opts: OpenImageOptions = {}): 
   return openInChain(filename, opts, new Set());
 }
 
+/** What an image name says: a plain name as it is, a json: name split (json-filename.ts). */
+export function imageSpec(filename: string, format?: string): JsonImageSpec {
+  if (!isJsonFilename(filename)) return { format, protocolName: filename, location: filename, backing: true, unknown: [] };
+  const json = splitJsonFilename(filename);
+  if (json.format && format && json.format !== format) {
+    throw new Error(`Cannot use image format '${format}': the json: name says '${json.format}'`);
+  }
+  return { ...json, format: format ?? json.format };
+}
+
 async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<string>): Promise<ImageNode> {
   const readOnly = opts.readOnly ?? false;
-  const json = isJsonFilename(filename) ? splitJsonFilename(filename) : null;
-  if (json?.format && opts.format && json.format !== opts.format) {
-    throw new Error(`Cannot use image format '${opts.format}': the json: name says '${json.format}'`);
-  }
-  const location = json ? json.location : filename;
+  const spec = imageSpec(filename, opts.format);
+  const location = spec.location;
   const real = hasScheme(location) ? location : await realpath(location).catch(() => path.resolve(location));
   if (seen.has(real)) {
     throw new Error(`Backing file chain of '${filename}' loops back to '${real}'`);
   }
   seen.add(real);
 
-  const file = await openProtocol(json ? json.protocolName : filename, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
+  const file = await openProtocol(spec.protocolName, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
   let image: ImageNode;
   try {
     const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));
     await file.read(0, header);
-    const format = opts.format ?? json?.format;
-    const driver = format ? getFormat(format) : probeFormat(header, location);
-    if (json?.unknown.length) throw new Error(`Block format '${driver.name}' does not support the option '${json.unknown[0]}'`);
+    const driver = spec.format ? getFormat(spec.format) : probeFormat(header, location);
+    assertOptionsTaken(spec, driver.name);
     image = await driver.open(file, { readOnly, forRepair: opts.forRepair });
   } catch (e) {
     await file.close();
@@ -66,7 +72,7 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
   }
 
   try {
-    if ((opts.backing ?? true) && (json?.backing ?? true) && image.backingFilename) {
+    if ((opts.backing ?? true) && spec.backing && image.backingFilename) {
       const backingPath = resolveBackingPath(location, image.backingFilename);
       const backing = await openInChain(
         backingPath,
@@ -82,6 +88,11 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
     throw e;
   }
   return image;
+}
+
+/** A json: name's options that neither the protocol nor the format `format` took are an error. */
+export function assertOptionsTaken(spec: JsonImageSpec, format: string): void {
+  if (spec.unknown.length) throw new Error(`Block format '${format}' does not support the option '${spec.unknown[0]}'`);
 }
 
 /** A backing name relative to the image's folder, as QEMU resolves it. */

@@ -17,7 +17,8 @@ import type { ProtocolNode } from '../protocols/protocol.js';
 import { getFormat, probeFormat } from '../formats/index.js';
 import { ImageFormatError } from '../node.js';
 import { readQcow2Header } from '../formats/qcow2/header.js';
-import { closeImage, openImage, resolveBackingPath } from '../open.js';
+import { assertOptionsTaken, closeImage, imageSpec, openImage, resolveBackingPath } from '../open.js';
+import type { JsonImageSpec } from '../json-filename.js';
 import type { CheckCounts, RepairMode } from '../formats/qcow2/check.js';
 import { toQemuJson } from '../../cli/format-output.js';
 
@@ -96,24 +97,36 @@ export async function openImageFile(
   filename: string,
   opts: { format?: string; readOnly: boolean; forceShare?: boolean },
 ): Promise<OpenedImageFile> {
-  const file = await openProtocol(filename, { readOnly: opts.readOnly, forceShare: opts.forceShare }).catch((e: Error) => {
-    throw new Error(`Could not open '${filename}': ${e.message}`);
+  const couldNotOpen = (e: Error) => new Error(`Could not open '${filename}': ${e.message}`);
+  let spec: JsonImageSpec;
+  try {
+    spec = imageSpec(filename, opts.format);
+  } catch (e) {
+    throw couldNotOpen(e as Error);
+  }
+  const file = await openProtocol(spec.protocolName, { readOnly: opts.readOnly, forceShare: opts.forceShare }).catch((e: Error) => {
+    throw couldNotOpen(e);
   });
   try {
-    let format = opts.format;
+    let format = spec.format;
     if (format === undefined) {
       const head = new Uint8Array(Math.min(4096, file.size()));
       await file.read(0, head);
-      format = probeFormat(head, filename).name;
+      format = probeFormat(head, spec.location).name;
+    }
+    try {
+      assertOptionsTaken(spec, format);
+    } catch (e) {
+      throw couldNotOpen(e as Error);
     }
     if (format !== 'raw') {
       try {
         file.lockForFormat(true);
       } catch (e) {
-        throw new Error(`Could not open '${filename}': ${(e as Error).message}`);
+        throw couldNotOpen(e as Error);
       }
     }
-    if (format === 'qcow2') await assertBackingChainOpens(file, filename);
+    if (format === 'qcow2' && spec.backing) await assertBackingChainOpens(file, filename, spec.location);
     return { file, format };
   } catch (e) {
     await file.close();
@@ -126,10 +139,10 @@ export async function openImageFile(
  * when it cannot (missing file, a chain that loops). A header too damaged to
  * name a backing file is left to the operation to report.
  */
-async function assertBackingChainOpens(file: ProtocolNode, filename: string): Promise<void> {
+async function assertBackingChainOpens(file: ProtocolNode, filename: string, location: string): Promise<void> {
   const header = await readQcow2Header(file).catch(() => null);
   if (!header?.backingFilename) return;
-  const backing = await openImage(resolveBackingPath(filename, header.backingFilename), {
+  const backing = await openImage(resolveBackingPath(location, header.backingFilename), {
     format: header.backingFormat ?? undefined,
     readOnly: true,
     forceShare: true,
