@@ -32,11 +32,10 @@ export interface Extent {
   readonly file: ProtocolNode | null;
   /** Allocation unit in bytes (grain size; 512 for flat). */
   readonly granularity: number;
-  /** Writes may span many allocation units (else the node splits them per unit). */
-  readonly wholeWrites: boolean;
   lookup(offset: number, length: number): Promise<ExtentRun>;
   /** Reads a range lookup() called data or compressed. */
   readAllocated(offset: number, buf: Uint8Array): Promise<void>;
+  /** Writes a range of any length inside the extent. */
   write(offset: number, buf: Uint8Array, below: ReadBelow): Promise<void>;
   /** Zeroes a range; `whole` ranges the extent may mark zero instead of writing (zeroed grains). */
   writeZeroes(offset: number, length: number, below: ReadBelow, hasBacking: boolean): Promise<void>;
@@ -48,7 +47,6 @@ export interface Extent {
 /** A FLAT or VMFS extent: `size` bytes of `file` from `base`; bytes past the file's end read as zeroes. */
 export class FlatExtent implements Extent {
   readonly granularity = 512;
-  readonly wholeWrites = true;
   constructor(readonly file: ProtocolNode, readonly size: number, private readonly base: number, private readonly owned: boolean) {}
 
   async lookup(offset: number, length: number): Promise<ExtentRun> {
@@ -80,7 +78,6 @@ export class FlatExtent implements Extent {
 /** A ZERO extent: reads as zeroes, cannot be written. */
 export class ZeroExtent implements Extent {
   readonly granularity = 512;
-  readonly wholeWrites = true;
   readonly file = null;
   constructor(readonly size: number) {}
   async lookup(offset: number, length: number): Promise<ExtentRun> {

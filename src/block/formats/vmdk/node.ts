@@ -218,14 +218,9 @@ export class VmdkNode implements ImageNode {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
     await this.updateCid();
-    await this.eachExtent(offset, buf.length, async (p, inExtent, at, n) => {
-      for (let done = 0; done < n;) {
-        const step = Math.min(n - done, p.extent.granularity - ((inExtent + done) % p.extent.granularity));
-        const piece = p.extent.wholeWrites ? n - done : step;
-        await p.extent.write(inExtent + done, buf.subarray(at + done, at + done + piece), (o, b) => this.readBelow(p.start + o, b));
-        done += piece;
-      }
-    });
+    await this.eachExtent(offset, buf.length, (p, inExtent, at, n) =>
+      p.extent.write(inExtent, buf.subarray(at, at + n), (o, b) => this.readBelow(p.start + o, b)),
+    );
   }
 
   async writeZeroes(offset: number, length: number, _opts?: ZeroOptions): Promise<void> {

@@ -9,14 +9,20 @@
  * The GD is read at open; GTs are read on first use and kept. A GD entry or GT
  * entry pointing past the end of the file is an ImageFormatError naming it.
  *
- * Writes (hosted sparse): a grain that is stored is written in place; any other
- * write allocates a new grain at the end of the file holding the whole grain (the
- * bytes below, merged with the write), then points the GT entry at it, in the
- * primary GT and the redundant one: data before the metadata that points at it.
+ * lookup() reports runs of grains: stored grains whose sectors follow each other
+ * (one read or write for all of them), or grains of one unallocated/zero kind,
+ * up to the end of the grain table.
+ *
+ * Writes (hosted sparse) go a run at a time: stored grains are written in place;
+ * a run of grains with no data gets consecutive new grains at the end of the file,
+ * written whole with one pwritev (partly written grains merged with the bytes
+ * below), then their GT entries, in the primary GT and the redundant one, one
+ * write per table: data before the metadata that points at it.
  * A grain table the directory lacks is allocated (zeroed) the same way before use.
- * Allocations are serialised; a write that finds its grain allocated while it
- * waited writes in place. With zeroed-grain entries, zeroing a whole grain of an
- * image without backing only sets its entry to 1.
+ * Allocations are serialised; a write that finds some of its grains allocated
+ * while it waited goes grain by grain (in place where stored). With zeroed-grain
+ * entries, zeroing a whole grain of an image without backing only sets its entry
+ * to 1.
  *
  * Writes (stream-optimized, stream.ts): every write of a grain appends a
  * compressed grain with its marker after the last grain and points the in-memory
@@ -119,16 +125,33 @@ export class SparseExtent implements Extent {
     return gt ? gt[grain % this.header.gtEntries]! : 0;
   }
 
+  private kindOf(entry: number): ExtentRun['kind'] {
+    if (entry === 0) return RUN_UNALLOCATED;
+    if (entry === 1 && this.zeroedGrains) return RUN_ZERO;
+    return this.compressed ? RUN_COMPRESSED : RUN_DATA;
+  }
+
   async lookup(offset: number, length: number): Promise<ExtentRun> {
     const grain = Math.floor(offset / this.granularity);
-    const end = Math.min(offset + length, (grain + 1) * this.granularity, this.size);
     const gt = await this.loadGt(Math.floor(grain / this.header.gtEntries));
     const entry = this.entryOf(gt, grain);
-    const run = (kind: ExtentRun['kind'], host = -1): ExtentRun => ({ kind, length: end - offset, host });
-    if (entry === 0) return run(RUN_UNALLOCATED);
-    if (entry === 1 && this.zeroedGrains) return run(RUN_ZERO);
-    if (this.compressed) return run(RUN_COMPRESSED);
-    return run(RUN_DATA, entry * SECTOR + (offset - grain * this.granularity));
+    const kind = this.kindOf(entry);
+    // Whole grains after the first join the run while they are of its kind (stored
+    // ones: in the next sectors), up to the end of the range and of the grain table.
+    const limit = Math.min(offset + length, this.size);
+    const tableEnd = (Math.floor(grain / this.header.gtEntries) + 1) * this.header.gtEntries;
+    let next = grain + 1;
+    if (kind !== RUN_COMPRESSED) {
+      const step = this.header.grainSectors;
+      while (next < tableEnd && next * this.granularity < limit) {
+        const e = this.entryOf(gt, next);
+        if (kind === RUN_DATA ? e !== entry + (next - grain) * step : this.kindOf(e) !== kind) break;
+        next++;
+      }
+    }
+    const end = Math.min(limit, next * this.granularity);
+    const host = kind === RUN_DATA ? entry * SECTOR + (offset - grain * this.granularity) : -1;
+    return { kind, length: end - offset, host };
   }
 
   async readAllocated(offset: number, buf: Uint8Array): Promise<void> {
@@ -188,31 +211,52 @@ export class SparseExtent implements Extent {
     return data;
   }
 
-  /** Stream extents take a write of many grains at once (see writeStream). */
-  get wholeWrites(): boolean { return this.tail !== null; }
-
   async write(offset: number, buf: Uint8Array, below: ReadBelow): Promise<void> {
     if (this.tail) return this.writeStream(offset, buf, below);
-    const grain = Math.floor(offset / this.granularity);
-    const grainStart = grain * this.granularity;
-    const run = await this.lookup(offset, buf.length);
-    if (run.kind === RUN_DATA) {
-      await this.file.write(run.host, buf);
-      return;
-    }
-    const whole = await this.grainContent(grain, run.kind, this.coversGrain(grain, offset, buf.length) ? null : below);
-    whole.set(buf, offset - grainStart);
-    await this.serialised(async () => {
-      const again = await this.lookup(offset, buf.length);
-      if (again.kind === RUN_DATA) {
-        await this.file.write(again.host, buf);
-        return;
+    for (let done = 0; done < buf.length;) {
+      const run = await this.lookup(offset + done, buf.length - done);
+      const part = buf.subarray(done, done + run.length);
+      if (run.kind === RUN_DATA) await this.file.write(run.host, part);
+      else if (!(await this.allocateRun(offset + done, part, run.kind, below))) {
+        // Some grains were allocated meanwhile: one grain at a time.
+        for (const piece of this.grainPieces(offset + done, part.length)) {
+          await this.write(piece.from, buf.subarray(piece.from - offset, piece.to - offset), below);
+        }
       }
+      done += run.length;
+    }
+  }
+
+  /**
+   * Stores `part` (at `offset`), which lies in grains of one unallocated/zero
+   * `kind`, in new consecutive grains: whole grains straight from `part`, grains it
+   * covers only in part merged with what they show now. False (nothing written)
+   * when some of the grains got data while this waited for its turn.
+   */
+  private async allocateRun(offset: number, part: Uint8Array, kind: ExtentRun['kind'], below: ReadBelow): Promise<boolean> {
+    const pieces = this.grainPieces(offset, part.length);
+    const grains: Uint8Array[] = [];
+    for (const p of pieces) {
+      const bytes = part.subarray(p.from - offset, p.to - offset);
+      if (bytes.length === this.granularity) grains.push(bytes);
+      else {
+        const whole = await this.grainContent(p.grain, kind, this.coversGrain(p.grain, p.from, bytes.length) ? null : below);
+        whole.set(bytes, p.from - p.start);
+        grains.push(whole);
+      }
+    }
+    let stored = false;
+    await this.serialised(async () => {
+      const again = await this.lookup(offset, part.length);
+      if (again.kind === RUN_DATA || again.length < part.length) return;
       const sector = this.nextSector;
-      this.nextSector += this.header.grainSectors;
-      await this.file.writeGrow(sector * SECTOR, whole);
-      await this.setEntry(grain, sector);
+      const step = this.header.grainSectors;
+      this.nextSector += step * grains.length;
+      await this.file.writevGrow(sector * SECTOR, grains);
+      await this.setEntries(pieces[0]!.grain, Uint32Array.from(grains, (_, i) => sector + i * step));
+      stored = true;
     });
+    return stored;
   }
 
   /** True when [offset, offset+length) is all of grain `grain` (the extent's last grain may be short). */
@@ -313,16 +357,30 @@ export class SparseExtent implements Extent {
   }
 
   /** Points grain `grain`'s entry at `value`, allocating its grain table first if needed. */
-  private async setEntry(grain: number, value: number): Promise<void> {
-    const g = Math.floor(grain / this.header.gtEntries);
-    const i = grain % this.header.gtEntries;
-    let gt = await this.loadGt(g);
-    if (!gt) gt = this.tail ? this.tail.newTable(this.gts, g) : await this.allocateTable(g);
-    gt[i] = value;
-    if (this.tail) return;
-    const entry = encodeEntry(value);
-    await this.file.write(this.gd[g]! * SECTOR + i * 4, entry);
-    if (this.rgd && this.rgd[g]! !== 0) await this.file.write(this.rgd[g]! * SECTOR + i * 4, entry);
+  private setEntry(grain: number, value: number): Promise<void> {
+    return this.setEntries(grain, Uint32Array.of(value));
+  }
+
+  /**
+   * Points the entries of grains `first`, `first` + 1, ... at `values`, allocating
+   * grain tables first where needed; one write per table (and its redundant copy).
+   */
+  private async setEntries(first: number, values: Uint32Array): Promise<void> {
+    const perTable = this.header.gtEntries;
+    for (let done = 0; done < values.length;) {
+      const g = Math.floor((first + done) / perTable);
+      const i = (first + done) % perTable;
+      const n = Math.min(values.length - done, perTable - i);
+      let gt = await this.loadGt(g);
+      if (!gt) gt = this.tail ? this.tail.newTable(this.gts, g) : await this.allocateTable(g);
+      gt.set(values.subarray(done, done + n), i);
+      done += n;
+      if (this.tail) continue;
+      const entries = encodeEntries(gt.subarray(i, i + n));
+      const copies = [this.file.write(this.gd[g]! * SECTOR + i * 4, entries)];
+      if (this.rgd && this.rgd[g]! !== 0) copies.push(this.file.write(this.rgd[g]! * SECTOR + i * 4, entries));
+      await Promise.all(copies);
+    }
   }
 
   /** Allocates zeroed grain tables (primary and redundant) for directory entry `g`. */
