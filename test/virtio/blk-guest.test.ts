@@ -8,8 +8,10 @@
  * fsync and powers off. Afterwards qemu-img check finds the overlay clean, the
  * base is unchanged, and qemu-io reads the new pattern from the overlay, whose
  * map shows that range allocated in the overlay itself. The same boot has a
- * virtio-rng (the kernel has no driver for it: it must enumerate as device ID
- * 4; its requests are tested at the queue level in virtqueue.test.ts) and a
+ * virtio-rng (enumerated as device ID 4; once the bundled kernel has
+ * HW_RANDOM_VIRTIO, 32 bytes read from /dev/hwrng must not be zeroes: the
+ * committed kernel lacks it, so its requests are proven at the queue level
+ * in virtqueue.test.ts and console-rng.test.ts) and a
  * virtconsole on a file chardev that the guest writes through /dev/hvc1.
  * With -snapshot the guest sees its own writes but the overlay file is
  * byte-for-byte unchanged. Deadlines only bound the waits for the guest.
@@ -76,11 +78,14 @@ test('guest reads and writes a qcow2 overlay through virtio-blk; rng and console
         WRITE('125', 128),
         // hvc0 is the kernel's SBI console (CONFIG_HVC_RISCV_SBI); the virtio console is the next one.
         'echo HELLO-HVC > /dev/hvc1',
+        'echo HWRNG $(test -e /dev/hwrng && dd if=/dev/hwrng bs=32 count=1 2>/dev/null | md5sum || echo absent)',
       ],
     );
     assert.equal(printed(run, 'READ-MD5', /[0-9a-f]{32}/), md5(fill(0xab, 65536)), 'the guest reads the base pattern');
     assert.deepEqual(printed(run, 'DEVICES', /(?:0x\d{4} ?)+/).trim().split(' ').sort(), ['0x0002', '0x0003', '0x0004']);
     assert.match(await readFile(hvc, 'utf8'), /HELLO-HVC/);
+    const hwrng = printed(run, 'HWRNG', /absent|[0-9a-f]{32}/);
+    if (hwrng !== 'absent') assert.notEqual(hwrng, md5(new Uint8Array(32)), '/dev/hwrng gives random bytes');
 
     const check = await qemuImg(['check', overlay]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
