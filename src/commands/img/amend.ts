@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { amendImage } from '../../block/ops/amend.js';
 
 export default class ImgAmend extends TsemuCommand {
@@ -7,8 +8,9 @@ export default class ImgAmend extends TsemuCommand {
   static override description =
     'Amend the format options of FILENAME, as qemu-img amend does: for qcow2 compat (0.10 or 1.1), ' +
     'refcount_bits, lazy_refcounts and size. "-o help" lists what can be amended.';
-  static override usage = 'img amend [-p] [-q] [-f FMT] [-t CACHE] [--force] -o OPTIONS FILENAME';
+  static override usage = 'img amend [--object OBJECTDEF] [-p] [-q] [-f FMT] [-t CACHE] [--force] -o OPTIONS FILENAME';
   static override flags = {
+    object: objectFlag,
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
     options: Flags.string({ char: 'o', description: 'options to change, "-o help" lists them', multiple: true, multipleNonGreedy: true }),
     progress: Flags.boolean({ char: 'p', description: 'show progress' }),
@@ -25,6 +27,7 @@ export default class ImgAmend extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgAmend);
+    defineObjects(flags.object);
     const text = await amendImage({
       filename: args.filename,
       format: flags.format,

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { benchHeader, runBench } from '../../block/ops/bench.js';
 import { parseCacheMode } from '../../block/ops/copy-args.js';
 import { parseSize } from '../../block/options.js';
@@ -10,9 +11,10 @@ export default class ImgBench extends TsemuCommand {
     'Send COUNT read (or -w write) requests of BUFFER_SIZE bytes, DEPTH in parallel, starting at OFFSET and ' +
     'STEP_SIZE apart, and print the run time.';
   static override usage =
-    'img bench [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=FLUSH_INTERVAL] [-i AIO] [-n] [--no-drain] ' +
+    'img bench [--object OBJECTDEF] [-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=FLUSH_INTERVAL] [-i AIO] [-n] [--no-drain] ' +
     '[-o OFFSET] [--pattern=PATTERN] [-q] [-s BUFFER_SIZE] [-S STEP_SIZE] [-t CACHE] [-U] [-w] FILENAME';
   static override flags = {
+    object: objectFlag,
     count: Flags.string({ char: 'c', description: 'number of requests (default 75000)' }),
     depth: Flags.string({ char: 'd', description: 'requests in flight (default 64)' }),
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
@@ -35,6 +37,7 @@ export default class ImgBench extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgBench);
+    defineObjects(flags.object);
     parseCacheMode(flags.cache, 'cache', 'writethrough');
     if (flags.aio !== undefined && !['threads', 'native', 'io_uring'].includes(flags.aio)) {
       throw new Error(`Invalid aio option: ${flags.aio}`);

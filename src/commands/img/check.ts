@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand, UserError } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { checkImage, formatCheckHuman, formatCheckJson } from '../../block/ops/check.js';
 import { parseOutputFormat } from '../../cli/format-output.js';
 
@@ -10,8 +11,9 @@ export default class ImgCheck extends TsemuCommand {
     'one, as qemu-img check does. -r leaks frees leaked clusters; -r all also fixes refcount errors and ' +
     'OFLAG_COPIED flags, rebuilding the refcount structure when needed. Exit codes: 0 consistent, ' +
     '1 the check could not complete, 2 corruptions, 3 leaks only, 63 the format has no check.';
-  static override usage = 'img check [-q] [-f FMT] [--output=OFMT] [-r (leaks|all)] [-T SRC_CACHE] [-U] FILENAME';
+  static override usage = 'img check [--object OBJECTDEF] [-q] [-f FMT] [--output=OFMT] [-r (leaks|all)] [-T SRC_CACHE] [-U] FILENAME';
   static override flags = {
+    object: objectFlag,
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
     output: Flags.string({ description: 'output format: human (default) or json' }),
     repair: Flags.string({ char: 'r', description: 'repair: leaks, or all', options: ['leaks', 'all'] }),
@@ -28,6 +30,7 @@ export default class ImgCheck extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgCheck);
+    defineObjects(flags.object);
     const output = parseOutputFormat(flags.output);
     if (flags['force-share'] && flags.repair) throw new UserError('--force-share/-U is not allowed with -r');
     const result = await checkImage({

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { commitImage } from '../../block/ops/commit.js';
 import { parseCacheMode, parseRateLimit } from '../../block/ops/copy-args.js';
 import { ProgressBar } from '../../cli/progress.js';
@@ -9,8 +10,9 @@ export default class ImgCommit extends TsemuCommand {
   static override description =
     'Copy what FILENAME allocates into its backing file (or into BASE further down the chain), then empty ' +
     'FILENAME unless -d is given. -b implies -d.';
-  static override usage = 'img commit [-q] [-f FMT] [-t CACHE] [-b BASE] [-r RATE_LIMIT] [-d] [-p] FILENAME';
+  static override usage = 'img commit [--object OBJECTDEF] [-q] [-f FMT] [-t CACHE] [-b BASE] [-r RATE_LIMIT] [-d] [-p] FILENAME';
   static override flags = {
+    object: objectFlag,
     quiet: Flags.boolean({ char: 'q', description: 'quiet mode' }),
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
     cache: Flags.string({ char: 't', description: 'cache mode (none, writeback, unsafe, directsync, writethrough)' }),
@@ -25,6 +27,7 @@ export default class ImgCommit extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgCommit);
+    defineObjects(flags.object);
     parseCacheMode(flags.cache, 'cache', 'writeback');
     const bar = new ProgressBar(flags.progress && !flags.quiet);
     const message = await commitImage({

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { mapImage } from '../../block/ops/map.js';
 import { parseOutputFormat } from '../../cli/format-output.js';
 
@@ -9,8 +10,9 @@ export default class ImgMap extends TsemuCommand {
     'List the extents of FILENAME (through its backing chain): which layer defines each range, whether it ' +
     'is data or zeroes, and where it is stored, as qemu-img map does.';
   static override usage =
-    'img map [-f FMT] [--start-offset=OFFSET] [--max-length=LEN] [--output=OFMT] [-U] FILENAME';
+    'img map [--object OBJECTDEF] [-f FMT] [--start-offset=OFFSET] [--max-length=LEN] [--output=OFMT] [-U] FILENAME';
   static override flags = {
+    object: objectFlag,
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
     'start-offset': Flags.string({ description: 'first byte to map' }),
     'max-length': Flags.string({ description: 'map at most this many bytes' }),
@@ -23,6 +25,7 @@ export default class ImgMap extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgMap);
+    defineObjects(flags.object);
     const chunks: string[] = [];
     const write = (text: string) => {
       chunks.push(text);

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { formatMeasure, measureImage } from '../../block/ops/measure.js';
 import { parseOutputFormat } from '../../cli/format-output.js';
 
@@ -10,8 +11,9 @@ export default class ImgMeasure extends TsemuCommand {
     'or for a converted copy of FILENAME (its whole backing chain). "required size" counts the data ' +
     'the copy holds, "fully allocated size" a fully preallocated image.';
   static override usage =
-    'img measure [--output=OFMT] [-O OUTPUT_FMT] [-o OPTIONS] [--size N | [-f FMT] [-l SNAPSHOT] [-U] FILENAME]';
+    'img measure [--object OBJECTDEF] [--output=OFMT] [-O OUTPUT_FMT] [-o OPTIONS] [--size N | [-f FMT] [-l SNAPSHOT] [-U] FILENAME]';
   static override flags = {
+    object: objectFlag,
     output: Flags.string({ description: 'output format: human (default) or json' }),
     'output-format': Flags.string({ char: 'O', description: 'format of the new image (default raw)' }),
     options: Flags.string({
@@ -28,6 +30,7 @@ export default class ImgMeasure extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgMeasure);
+    defineObjects(flags.object);
     const output = parseOutputFormat(flags.output);
     const result = await measureImage({
       filename: args.filename,

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { rebaseImage } from '../../block/ops/rebase.js';
 import { parseCacheMode } from '../../block/ops/copy-args.js';
 import { ProgressBar } from '../../cli/progress.js';
@@ -10,8 +11,9 @@ export default class ImgRebase extends TsemuCommand {
     'Make FILENAME an overlay of BACKING_FILE ("" for none). Safe mode first copies into FILENAME every ' +
     'cluster where the old and new backing files differ, so its content stays the same; -u only rewrites the name.';
   static override usage =
-    'img rebase [-q] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-p] [-u] [-c] [-U] -b BACKING_FILE [-F BACKING_FMT] FILENAME';
+    'img rebase [--object OBJECTDEF] [-q] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-p] [-u] [-c] [-U] -b BACKING_FILE [-F BACKING_FMT] FILENAME';
   static override flags = {
+    object: objectFlag,
     quiet: Flags.boolean({ char: 'q', description: 'quiet mode' }),
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
     cache: Flags.string({ char: 't', description: 'cache mode for FILENAME' }),
@@ -29,6 +31,7 @@ export default class ImgRebase extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgRebase);
+    defineObjects(flags.object);
     if (flags['backing-file'] === undefined && !flags.unsafe) {
       throw new Error('Must specify backing file (-b) or use unsafe mode (-u)');
     }

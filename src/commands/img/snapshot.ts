@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TsemuCommand, UserError } from '../base.js';
+import { defineObjects, objectFlag } from '../../cli/objects.js';
 import { type SnapshotAction, snapshotImage } from '../../block/ops/snapshot.js';
 
 export default class ImgSnapshot extends TsemuCommand {
@@ -7,8 +8,9 @@ export default class ImgSnapshot extends TsemuCommand {
   static override description =
     'Manage the internal snapshots of a qcow2 image, as qemu-img snapshot does: -l lists them, -c creates ' +
     'one of the current state, -a makes one the current state, -d deletes one (by ID or name).';
-  static override usage = 'img snapshot [-q] [-f FMT] [-U] [-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] FILENAME';
+  static override usage = 'img snapshot [--object OBJECTDEF] [-q] [-f FMT] [-U] [-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] FILENAME';
   static override flags = {
+    object: objectFlag,
     format: Flags.string({ char: 'f', description: 'image format (probed when absent)' }),
     list: Flags.boolean({ char: 'l', description: 'list all snapshots' }),
     apply: Flags.string({ char: 'a', description: 'apply (revert to) a snapshot' }),
@@ -23,6 +25,7 @@ export default class ImgSnapshot extends TsemuCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ImgSnapshot);
+    defineObjects(flags.object);
     const actions: SnapshotAction[] = [];
     if (flags.list) actions.push({ kind: 'list' });
     if (flags.apply !== undefined) actions.push({ kind: 'apply', name: flags.apply });
