@@ -53,6 +53,23 @@ function parseMachine(text: string): { type: MachineType; dumpDtb?: string } {
   return { type, dumpDtb: options.get('dumpdtb') };
 }
 
+/**
+ * --device names for the machine's bus: microvm's devices are virtio-pci (virtio-blk-pci, virtio-rng-pci,
+ * virtio-net-pci; the bare names mean them, as on QEMU's x86 machines), virt's are virtio-mmio (the bare or
+ * -device names). Returns the arguments with the bus suffix dropped; the other bus's names are clear errors.
+ */
+function busDevices(machine: MachineType, devices: readonly string[]): string[] {
+  const [own, other] = machine === 'microvm' ? ['-pci', '-device'] : ['-device', '-pci'];
+  return devices.map((text) => {
+    const name = text.split(',')[0]!;
+    if (/^virtio-[\w-]+$/.test(name) && name.endsWith(other)) {
+      const bus = machine === 'microvm' ? 'virtio-pci' : 'virtio-mmio';
+      throw new UserError(`--device ${name}: the ${machine} machine takes ${bus} devices (${name.slice(0, -other.length)}${own})`);
+    }
+    return name.endsWith('-pci') ? text.replace(/^([\w-]+)-pci/, '$1') : text;
+  });
+}
+
 function parseSmp(text: string): number {
   const options = parseOptionString(text);
   const first = [...options.keys()][0] ?? '';
@@ -110,8 +127,8 @@ export default class Run extends TsemuCommand {
     '[--dtb FILE] [--dump-dtb FILE] [--bios FILE|opensbi|default|none] [--serial stdio|file:PATH|tcp:HOST:PORT,server] ' +
     '[--no-reboot] [--accel tcg[,engine=jit|interp]|kvm] [--trace [enable=]PATTERN|help] ' +
     '[--drive file=FILE[,format=F][,if=virtio|none][,id=ID][,readonly=on][,snapshot=on][,cache=MODE][,discard=ignore|unmap]] ' +
-    '[--device virtio-blk,drive=ID|virtio-rng|virtconsole,chardev=ID] [--chardev file|socket|stdio|null,id=ID,...] [--snapshot] ' +
-    '[--netdev user|tap|socket|stream|dgram,id=ID,...] [--device virtio-net,netdev=ID[,mac=MAC]] [--net user|tap|...,...[,mac=MAC]]';
+    '[--device virtio-blk[-pci],drive=ID|virtio-rng[-pci]|virtconsole,chardev=ID] [--chardev file|socket|stdio|null,id=ID,...] [--snapshot] ' +
+    '[--netdev user|tap|socket|stream|dgram,id=ID,...] [--device virtio-net[-pci],netdev=ID[,mac=MAC]] [--net user|tap|...,...[,mac=MAC]]';
   static override flags = {
     machine: Flags.string({ char: 'M', description: 'machine type: virt[,dumpdtb=FILE] or microvm', default: 'virt' }),
     memory: Flags.string({ char: 'm', description: 'guest RAM size (a bare number is MiB)', default: '128M' }),
@@ -134,12 +151,12 @@ export default class Run extends TsemuCommand {
       multipleNonGreedy: true,
     }),
     drive: Flags.string({
-      description: 'virt: a disk, as QEMU spells -drive (file=, format=, if=virtio|none, id=, readonly=, snapshot=, cache=, discard=)',
+      description: 'a disk, as QEMU spells -drive (file=, format=, if=virtio|none, id=, readonly=, snapshot=, cache=, discard=)',
       multiple: true,
       multipleNonGreedy: true,
     }),
     device: Flags.string({
-      description: 'virt: a virtio device: virtio-blk,drive=ID[,serial=S], virtio-rng, virtconsole,chardev=ID',
+      description: 'a virtio device: virtio-blk,drive=ID[,serial=S], virtio-rng, virtconsole,chardev=ID (virt: virtio-mmio, also *-device; microvm: virtio-pci, also *-pci)',
       multiple: true,
       multipleNonGreedy: true,
     }),
@@ -150,12 +167,12 @@ export default class Run extends TsemuCommand {
     }),
     snapshot: Flags.boolean({ description: 'write to temporary overlays over every drive (discarded at exit)' }),
     netdev: Flags.string({
-      description: 'virt: a network backend for --device virtio-net,netdev=ID: TYPE,id=ID,... as `tsemu net connect` takes it',
+      description: 'a network backend for --device virtio-net,netdev=ID: TYPE,id=ID,... as `tsemu net connect` takes it',
       multiple: true,
       multipleNonGreedy: true,
     }),
     net: Flags.string({
-      description: "virt: a network backend and a virtio-net card on it (QEMU's -nic): user,...|tap,...[,mac=MAC][,model=virtio] or none",
+      description: "a network backend and a virtio-net card on it (QEMU's -nic): user,...|tap,...[,mac=MAC][,model=virtio] or none",
       multiple: true,
       multipleNonGreedy: true,
       aliases: ['nic'],
@@ -170,10 +187,6 @@ export default class Run extends TsemuCommand {
     if (machineType.type === 'microvm') {
       for (const flag of ['dtb', 'dump-dtb', 'bios'] as const) {
         if (flags[flag] !== undefined) throw new UserError(`--${flag} does not apply to the microvm machine`);
-      }
-      if (flags.netdev || flags.net) throw new UserError('--netdev and --net apply to the virt machine (microvm has no virtio-net yet)');
-      if (flags.drive || flags.device || flags.chardev || flags.snapshot) {
-        throw new UserError('--drive, --device, --chardev and -snapshot apply to the virt machine (microvm has no virtio devices yet)');
       }
       if (flags.trace?.includes('help')) {
         this.out(TRACE_EVENTS.map(([name, what]) => `${name}: ${what}`).join('\n'));
@@ -229,13 +242,12 @@ export default class Run extends TsemuCommand {
       await writeFile(dumpDtb, this.build(config).deviceTree());
       return;
     }
-    const virtio = machineType.type === 'virt' ? await this.virtioDevices(flags, hooks) : undefined;
-    const nics = machineType.type === 'virt'
-      ? await this.netDevices(flags).catch(async (err: unknown) => {
-        await virtio?.close();
-        throw err;
-      })
-      : undefined;
+    const devices = busDevices(machineType.type, flags.device ?? []);
+    const virtio = await this.virtioDevices({ ...flags, device: devices }, hooks);
+    const nics = await this.netDevices({ ...flags, device: devices }).catch(async (err: unknown) => {
+      await virtio.close();
+      throw err;
+    });
     await serial.open();
     const terminate = (signal: string): void => {
       process.stderr.write(`tsemu: terminating on signal ${signal}\n`);
@@ -246,13 +258,16 @@ export default class Run extends TsemuCommand {
     const options = { noReboot: flags['no-reboot'], onMachine: (m: { stop(): void }) => (machine = m) };
     try {
       exit = machineType.type === 'microvm'
-        ? await runMicrovmMachine({ ramBytes, cpus: config.harts, kernel: config.kernel, initrd: config.initrd, append: config.append, serial: console }, options)
-        : await runVirtMachine({ ...config, virtio: [...(virtio?.devices ?? []), ...(nics?.devices ?? [])] }, options);
+        ? await runMicrovmMachine({
+          ramBytes, cpus: config.harts, kernel: config.kernel, initrd: config.initrd, append: config.append, serial: console,
+          virtio: [...virtio.devices, ...nics.devices],
+        }, options)
+        : await runVirtMachine({ ...config, virtio: [...virtio.devices, ...nics.devices] }, options);
     } catch (err) {
       throw new UserError((err as Error).message);
     } finally {
-      await virtio?.close();
-      await nics?.close();
+      await virtio.close();
+      await nics.close();
       await serial.close();
     }
     process.exit(exitCodeOf(exit));

@@ -10,7 +10,9 @@
  * x86/long-mode.ts) and the command line (0x20000); the ACPI tables sit at
  * 0xE0000, in the BIOS area Linux scans for the RSDP, which the e820 map
  * reserves with the EBDA-sized hole below 640 KiB. The kernel's protected-mode
- * part goes at 1 MiB, the initrd at the top of RAM.
+ * part goes at 1 MiB, the initrd at the top of RAM. The virtio-pci devices'
+ * BARs start at PCI_MMIO in the hole (tsemu assigns them as firmware would),
+ * PCI_BAR_STRIDE apart, device n (in slot n + 1) at PCI_MMIO + n * PCI_BAR_STRIDE.
  *
  * Port space: the in-kernel PIC (0x20, 0xA0) and PIT (0x40-0x43, 0x61) never
  * reach tsemu; tsemu serves the i8042 (0x60, 0x64), the CMOS RTC (0x70-0x71),
@@ -31,6 +33,9 @@ export const MICROVM_MEMORY = {
   HIGH_RAM: 0x1_0000_0000,
   /** Three pages KVM may claim on Intel hosts (KVM_SET_TSS_ADDR), in the hole below 4 GiB. */
   KVM_TSS: 0xfffb_d000,
+  /** The first virtio-pci BAR, and the distance between devices' BARs. */
+  PCI_MMIO: 0xe000_0000,
+  PCI_BAR_STRIDE: 0x10_0000,
 } as const;
 
 export const MICROVM_PORTS = {
@@ -47,3 +52,10 @@ export const MICROVM_IRQ = {
   COM1: 4,
   SCI: 9,
 } as const;
+
+/**
+ * The ISA IRQs the PCI slots' INTA lines take, as a PC's PCI interrupt links
+ * do (device n gets PCI_IRQS[n % 4]; devices beyond four share a line). The
+ * machine writes the number into each device's interrupt line register.
+ */
+export const PCI_IRQS = [10, 11, 5, 7] as const;

@@ -9,11 +9,13 @@
  * mapMicrovmRam() backs each range with anonymous host memory in chunks of at
  * most 4 GiB (MAX_CHUNK): one mmap, one zero-copy koffi view and one KVM slot per
  * chunk, because a koffi view larger than 4 GiB aborts the process. Untouched
- * pages cost the host nothing (MAP_NORESERVE). The GuestMemory it returns reads
+ * pages cost the host nothing (MAP_NORESERVE). The GuestRam it returns reads
  * and writes across chunk boundaries and throws GuestMemoryError where no RAM is
- * (the hole, past the top).
+ * (the hole, past the top); its live views (for virtio rings and buffers) lie in
+ * one chunk, so a range across a 4 GiB chunk boundary has no view (an error too).
  */
-import { GuestMemoryError, type GuestMemory } from '../bus/interfaces.js';
+import { GuestMemoryError } from '../bus/interfaces.js';
+import type { GuestRam } from '../virtio/guest-ram.js';
 import type { KvmVm } from '../accel/kvm/kvm.js';
 import { mapAnonymous, type Mapping } from '../accel/kvm/sys.js';
 import { MICROVM_MEMORY } from './microvm-map.js';
@@ -42,7 +44,7 @@ interface Chunk {
 
 export interface MicrovmRam {
   readonly ranges: readonly RamRange[];
-  readonly memory: GuestMemory;
+  readonly memory: GuestRam;
   unmap(): void;
 }
 
@@ -78,9 +80,14 @@ export function mapMicrovmRam(vm: KvmVm, ramBytes: number): MicrovmRam {
     unmap();
     throw err;
   }
-  const memory: GuestMemory = {
+  const memory: GuestRam = {
     read: (gpa, dst) => forPieces(chunks, gpa, dst.length, (c, at, done, n) => dst.set(c.bytes.subarray(at, at + n), done)),
     write: (gpa, src) => forPieces(chunks, gpa, src.length, (c, at, done, n) => c.bytes.set(src.subarray(done, done + n), at)),
+    view: (gpa, length) => {
+      const chunk = chunks.find((c) => gpa >= c.gpa && gpa + length <= c.gpa + c.bytes.length);
+      if (!chunk) throw new GuestMemoryError(gpa, length);
+      return chunk.bytes.subarray(gpa - chunk.gpa, gpa - chunk.gpa + length);
+    },
   };
   return { ranges, memory, unmap };
 }

@@ -16,8 +16,10 @@
  * The UART's interrupt reaches the in-kernel irqchip through an irqfd, and the
  * guest's ACPI S5 write to PM1a control rings a doorbell (an ioeventfd) in the
  * kernel instead of exiting to the device model (accel/kvm/eventfd.ts); other
- * PM1a writes still reach the model. MMIO no device claims reads as all ones
- * and drops writes (the APICs are in KVM).
+ * PM1a writes still reach the model. The virtio devices sit on the PCI host
+ * bridge as virtio-pci functions (microvm-pci.ts: BARs, level-triggered INTx,
+ * a notify doorbell). MMIO no device claims reads as all ones and drops writes
+ * (the APICs are in KVM).
  *
  * The machine ends once: ACPI S5 (poweroff, exit 0), a KVM shutdown event
  * (exit 0), a reset request (i8042, KVM reset event, triple fault: 'reboot'),
@@ -40,6 +42,10 @@ import { physicalAddressBits, vcpuCpuid } from '../x86/cpuid.js';
 import { I8042 } from '../x86/i8042.js';
 import { bootSregs } from '../x86/long-mode.js';
 import { PciHost } from '../x86/pci-host.js';
+import type { VirtioDevice } from '../virtio/device.js';
+import type { GuestRam } from '../virtio/guest-ram.js';
+import { LevelIrqLines } from './microvm-intx.js';
+import { plugVirtioPci, type MicrovmPci } from './microvm-pci.js';
 import { endOnce, runMachine, type MachineExit } from './machine-run.js';
 import { loadMicrovmBoot, type MicrovmBootLayout } from './microvm-boot.js';
 import { MICROVM_IRQ, MICROVM_MEMORY, MICROVM_PORTS } from './microvm-map.js';
@@ -57,6 +63,8 @@ export interface MicrovmConfig {
   serial: CharBackend;
   /** The KVM device node (default /dev/kvm). */
   kvmPath?: string;
+  /** virtio devices, made fresh for each boot; device n goes in PCI slot n + 1. */
+  virtio?: readonly (() => VirtioDevice)[];
 }
 
 export interface MicrovmMachine {
@@ -71,7 +79,7 @@ const MSR_IA32_MISC_ENABLE = 0x1a0;
 const MISC_ENABLE_FAST_STRING = 1;
 const MAX_CPUS = 255;
 
-function portDevices(com1Irq: IrqLine, config: MicrovmConfig, s5SleepType: number, end: (exit: MachineExit) => void): MmioBus {
+function portDevices(com1Irq: IrqLine, pci: PciHost, config: MicrovmConfig, s5SleepType: number, end: (exit: MachineExit) => void): MmioBus {
   const ports = new MmioBus();
   const i8042 = new I8042(() => end({ kind: 'reboot' }));
   ports.map(MICROVM_PORTS.I8042_DATA, 1, i8042.data, 'i8042 data');
@@ -80,7 +88,7 @@ function portDevices(com1Irq: IrqLine, config: MicrovmConfig, s5SleepType: numbe
   ports.map(MICROVM_PORTS.COM1, 8, new Uart16550(com1Irq, config.serial), 'com1');
   ports.map(MICROVM_PORTS.PM1A_EVENT, 4, new AcpiPmEvents(), 'pm1a event');
   ports.map(MICROVM_PORTS.PM1A_CONTROL, 2, new AcpiPmControl(s5SleepType, () => end({ kind: 'poweroff', code: 0 })), 'pm1a control');
-  ports.map(MICROVM_PORTS.PCI_CONFIG, 8, new PciHost(), 'pci host');
+  ports.map(MICROVM_PORTS.PCI_CONFIG, 8, pci, 'pci host');
   return ports;
 }
 
@@ -104,13 +112,13 @@ function eventfdWiring(vm: KvmVm, s5SleepType: number, end: (exit: MachineExit) 
   }
 }
 
-function ioHandlers(ports: MmioBus): IoHandlers {
+function ioHandlers(ports: MmioBus, pci: MicrovmPci): IoHandlers {
   const allOnes = (size: number): number => 0xffff_ffff >>> (32 - size * 8);
   return {
     portRead: (port, size) => (ports.load(port, size as BusAccessSize) ? ports.lo : allOnes(size)),
     portWrite: (port, size, value) => void ports.store(port, size as BusAccessSize, value, 0),
-    mmioRead: (_address, data) => data.fill(0xff),
-    mmioWrite: () => {},
+    mmioRead: (address, data) => pci.mmioRead(address, data),
+    mmioWrite: (address, data) => pci.mmioWrite(address, data),
   };
 }
 
@@ -175,7 +183,7 @@ export function createMicrovmMachine(config: MicrovmConfig): MicrovmMachine {
     vcpus[0].updateSregs(bootSregs);
     vcpus[0].setRegs({ rip: layout.entry, rsi: layout.bootParams, rflags: 0x2 });
     trace('microvm_vcpus_ready', `cpus ${cpus}, entry 0x${layout.entry.toString(16)}`);
-    return assemble(config, kvm, vm, layout, vcpus, parked, release);
+    return assemble(config, kvm, vm, ram.memory, layout, vcpus, parked, release);
   } catch (err) {
     for (const thread of parked) void thread.cancel();
     release();
@@ -187,6 +195,7 @@ function assemble(
   config: MicrovmConfig,
   kvm: KvmSystem,
   vm: KvmVm,
+  ram: GuestRam,
   layout: MicrovmBootLayout,
   vcpus: ReturnType<KvmVm['createVcpu']>[],
   parked: ParkedVcpuThread[],
@@ -194,7 +203,16 @@ function assemble(
 ): MicrovmMachine {
   const { ending, end, hasEnded } = endOnce();
   const wiring = eventfdWiring(vm, layout.s5SleepType, end);
-  const handlers = ioHandlers(portDevices(wiring.com1Irq, config, layout.s5SleepType, end));
+  const pciHost = new PciHost();
+  let pci: MicrovmPci;
+  try {
+    pci = plugVirtioPci(pciHost, vm, ram, new LevelIrqLines(vm), config.virtio ?? [], (err) =>
+      end({ kind: 'error', message: `virtio-pci doorbell: ${err.message}` }));
+  } catch (err) {
+    void wiring.close();
+    throw err;
+  }
+  const handlers = ioHandlers(portDevices(wiring.com1Irq, pciHost, config, layout.s5SleepType, end), pci);
   let threads: KvmVcpuThread[] = [];
   let started = false;
 
@@ -202,6 +220,7 @@ function assemble(
     if (!started) await Promise.all(parked.map((thread) => thread.cancel()));
     for (const thread of threads) thread.stop();
     const ends = await Promise.all(threads.map((t) => t.ended));
+    await pci.close();
     await wiring.close();
     release();
     const failed = ends.find((e) => e.kind === 'error');
