@@ -6,7 +6,9 @@
  *   discard=ignore|unmap  serial=TEXT
  *
  * parseDrive() checks the words and values (QEMU's "Invalid parameter" for an
- * unknown key); openDrive() opens the image through the block layer (any
+ * unknown key). if= defaults to virtio (QEMU's riscv virt defaults to none,
+ * which attaches nothing); drives without id= are named virtio0, virtio1, …
+ * by their position, as QEMU names if=virtio drives. openDrive() opens the image through the block layer (any
  * format, protocol and backing chain openImage() opens). With snapshot=on (or
  * -snapshot) the image is opened read-only and writes go to a temporary qcow2
  * overlay over it, as QEMU's temporary snapshot does: created in the temporary
