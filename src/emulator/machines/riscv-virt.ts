@@ -253,6 +253,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
           ramBytes,
           engine: config.engine,
           clint: VIRT_CLINT,
+          postedStores: VIRT_UART0,
           firmware: firmware && { entry: firmware.entry, fdt: layout.fdt, info: firmware.info },
         }),
       );

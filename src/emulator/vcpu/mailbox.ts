@@ -12,6 +12,14 @@
  *   main:    per slot, Atomics.waitAsync while STATE is not REQUEST; runs the
  *            handler synchronously, writes the reply, STATE := REPLY, notify
  *
+ * Posted stores: a store the machine knows always succeeds (the UART's byte
+ * registers: a console line is one such store per character) need not wait.
+ * post() puts it in the hart's ring (POST_RING_ENTRIES entries of address
+ * and value) and advances POST_TAIL; the main thread drains the ring in order
+ * whenever POST_TAIL moves, and before it serves any request of that hart, so
+ * the device sees the hart's accesses in program order. A full ring makes
+ * post() a plain call (which drains it first).
+ *
  * One request per hart is in flight at a time (the hart is blocked on it), so
  * the slot needs no lock. The worker waits without a time limit while the
  * machine runs. stop() sets the STOPPED word (after the slots) and then
@@ -29,7 +37,9 @@ export const MAILBOX_BASE = HART_CONTROL_END;
 export const MAILBOX_SLOT_SIZE = 64;
 /** The STOPPED word: non-zero once the main thread stopped serving. */
 const MAILBOX_STOPPED = MAILBOX_BASE + MAX_HARTS * MAILBOX_SLOT_SIZE;
-export const MAILBOX_END = MAILBOX_STOPPED + 64;
+const POST_RING_BASE = MAILBOX_STOPPED + 64;
+const POST_RING_ENTRIES = 256;
+export const MAILBOX_END = POST_RING_BASE + MAX_HARTS * POST_RING_ENTRIES * 8;
 
 export const MailboxOp = {
   MMIO_LOAD: 1,
@@ -60,10 +70,18 @@ const W_VALUE_HI = 6;
 const W_STATUS = 7;
 const W_RESULT_LO = 8;
 const W_RESULT_HI = 9;
+/** Posted stores written into the ring by the worker, and drained by the main thread (counts). */
+const W_POST_TAIL = 10;
+const W_POST_HEAD = 11;
 
 function slotWord(hart: number): number {
   if (hart < 0 || hart >= MAX_HARTS) throw new RangeError(`hart ${hart} does not exist`);
   return (MAILBOX_BASE + hart * MAILBOX_SLOT_SIZE) >> 2;
+}
+
+/** Word index of entry `n` (mod the ring size) of hart's posted-store ring: the address, then the value. */
+function ringWord(hart: number, n: number): number {
+  return (POST_RING_BASE >> 2) + (hart * POST_RING_ENTRIES + (n & (POST_RING_ENTRIES - 1))) * 2;
 }
 
 /** A request as the main thread's handler sees it; the handler fills in the result fields. */
@@ -87,9 +105,22 @@ export class MailboxClient {
   resultLo = 0;
   resultHi = 0;
 
-  constructor(memory: WebAssembly.Memory, hart: number) {
+  constructor(memory: WebAssembly.Memory, private readonly hart: number) {
     this.i32 = new Int32Array(memory.buffer);
     this.w = slotWord(hart);
+  }
+
+  /** A one-byte MMIO store at gpa (below 4 GiB) that must succeed, without waiting (see the header); returns the status. */
+  post(gpa: number, value: number): number {
+    const m = this.i32;
+    const tail = m[this.w + W_POST_TAIL]!;
+    if (tail - Atomics.load(m, this.w + W_POST_HEAD) >= POST_RING_ENTRIES) return this.call(MailboxOp.MMIO_STORE, gpa, 1, value, 0);
+    const e = ringWord(this.hart, tail);
+    m[e] = gpa | 0;
+    m[e + 1] = value;
+    Atomics.store(m, this.w + W_POST_TAIL, tail + 1);
+    Atomics.notify(m, this.w + W_POST_TAIL);
+    return STATUS_OK;
   }
 
   /** Sends a request and blocks until the main thread answers; returns the status. */
@@ -141,12 +172,20 @@ export class MailboxServer {
   /** Marks every slot idle and the server not stopped (before the vCPU threads start). */
   reset(): void {
     Atomics.store(this.i32, MAILBOX_STOPPED >> 2, 0);
-    for (let hart = 0; hart < this.harts; hart++) Atomics.store(this.i32, slotWord(hart) + W_STATE, IDLE);
+    for (let hart = 0; hart < this.harts; hart++) {
+      const w = slotWord(hart);
+      Atomics.store(this.i32, w + W_STATE, IDLE);
+      Atomics.store(this.i32, w + W_POST_TAIL, 0);
+      Atomics.store(this.i32, w + W_POST_HEAD, 0);
+    }
   }
 
   start(): void {
     this.running = true;
-    for (let hart = 0; hart < this.harts; hart++) void this.serve(hart);
+    for (let hart = 0; hart < this.harts; hart++) {
+      void this.serve(hart);
+      void this.servePosted(hart);
+    }
   }
 
   /** Stops serving; harts blocked on a request (or sending one later) get STATUS_STOPPED. */
@@ -156,6 +195,7 @@ export class MailboxServer {
     for (let hart = 0; hart < this.harts; hart++) {
       this.answerStopped(hart);
       Atomics.notify(this.i32, slotWord(hart) + W_STATE);
+      Atomics.notify(this.i32, slotWord(hart) + W_POST_TAIL);
     }
   }
 
@@ -183,6 +223,7 @@ export class MailboxServer {
         if (waited.async) await waited.value;
         continue;
       }
+      this.drain(hart);
       const r = this.request;
       r.hart = hart;
       r.op = m[w + W_OP]!;
@@ -192,14 +233,44 @@ export class MailboxServer {
       r.valueHi = m[w + W_VALUE_HI]!;
       r.resultLo = 0;
       r.resultHi = 0;
-      let status: number;
-      try {
-        status = this.handler(r);
-      } catch {
-        status = STATUS_FAILED;
-      }
-      this.reply(w, status, r.resultLo, r.resultHi);
+      this.reply(w, this.handle(r), r.resultLo, r.resultHi);
     }
     this.answerStopped(hart);
+  }
+
+  private handle(r: MailboxRequest): number {
+    try {
+      return this.handler(r);
+    } catch {
+      return STATUS_FAILED;
+    }
+  }
+
+  /** Drains hart's posted stores whenever its POST_TAIL moves. */
+  private async servePosted(hart: number): Promise<void> {
+    const tailAt = slotWord(hart) + W_POST_TAIL;
+    while (this.running) {
+      const tail = Atomics.load(this.i32, tailAt);
+      if (tail !== this.i32[slotWord(hart) + W_POST_HEAD]) {
+        this.drain(hart);
+        continue;
+      }
+      const waited = waitAsync(this.i32, tailAt, tail);
+      if (waited.async) await waited.value;
+    }
+  }
+
+  /** Performs hart's posted stores, oldest first (their status is known to be OK). */
+  private drain(hart: number): void {
+    const m = this.i32;
+    const w = slotWord(hart);
+    const tail = Atomics.load(m, w + W_POST_TAIL);
+    const r = this.request;
+    for (let head = m[w + W_POST_HEAD]!; head !== tail; head++) {
+      const e = ringWord(hart, head);
+      Object.assign(r, { hart, op: MailboxOp.MMIO_STORE, arg: m[e]! >>> 0, size: 1, valueLo: m[e + 1]!, valueHi: 0 });
+      this.handle(r);
+      Atomics.store(m, w + W_POST_HEAD, head + 1);
+    }
   }
 }

@@ -22,7 +22,8 @@
  *
  * Devices: CLINT accesses are served on this thread (its state is in shared
  * memory); every other MMIO access, and the SBI's console and reset calls,
- * cross to the main thread through the hart's mailbox slot (mailbox.ts). An
+ * cross to the main thread through the hart's mailbox slot (mailbox.ts),
+ * byte stores to the postedStores window (the UART) without waiting. An
  * access no device decodes becomes an access fault in the guest.
  *
  * With TSEMU_JIT_STATS=1 in the environment each vCPU prints its engine's
@@ -52,6 +53,8 @@ export interface VcpuConfig {
   engine: EngineName;
   /** The CLINT's guest-physical window (served on this thread). */
   clint: { base: number; size: number };
+  /** A device window whose one-byte stores always succeed: they are posted, not waited for (mailbox.ts). */
+  postedStores?: { base: number; size: number };
   /** Firmware boot (--bios): harts start in M-mode and no SBI is served here; the timer raises MTIP. */
   firmware?: { entry: number; fdt: number; info: number };
 }
@@ -69,6 +72,7 @@ class VcpuMmio implements HartMmio {
   constructor(
     private readonly local: MmioBus,
     private readonly mailbox: MailboxClient,
+    private readonly posted: { base: number; size: number } | undefined,
   ) {}
 
   load(gpa: number, size: MemSize): boolean {
@@ -85,6 +89,8 @@ class VcpuMmio implements HartMmio {
 
   store(gpa: number, size: MemSize, lo: number, hi: number): boolean {
     if (this.local.store(gpa, size, lo, hi)) return true;
+    const p = this.posted;
+    if (size === 1 && p !== undefined && gpa >= p.base && gpa < p.base + p.size) return this.mailbox.post(gpa, lo & 0xff) === STATUS_OK;
     return this.mailbox.call(MailboxOp.MMIO_STORE, gpa, size, lo, hi) === STATUS_OK;
   }
 }
@@ -123,7 +129,7 @@ export class Vcpu {
       id,
       ramBytes,
       readMtime: () => this.clint.readMtime(),
-      mmio: new VcpuMmio(local, mailbox),
+      mmio: new VcpuMmio(local, mailbox, config.postedStores),
     };
     if (!config.firmware) {
       const sbi = new Sbi(memory, this.sbiPlatform(mailbox));
