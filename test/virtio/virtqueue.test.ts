@@ -271,3 +271,35 @@ test('rings outside RAM or misaligned → needs-reset', () => {
   place(RAM_BASE, RAM_BASE + 0x201);
   assert.match(d.lines[1]!, /used ring at 0x80000201 is not 4-byte aligned/);
 });
+
+test('mmio: queue layout is frozen while ready; reset clears status, interrupts and queues', async () => {
+  const d = rngDriver();
+  d.init();
+  d.set(0x030, 0);
+  d.set(0x038, 4);
+  d.set(0x080, RAM_BASE + 0x8000);
+  assert.equal(d.core.queueRegisters(0)!.size, 8, 'QueueNum ignored while ready');
+  assert.equal(d.core.queueRegisters(0)!.desc, d.queues[0]!.desc, 'QueueDesc ignored while ready');
+  d.add(0, [{ write: 4 }]);
+  d.kick(0);
+  await d.settle();
+  assert.ok(d.irq);
+  d.set(0x070, 0);
+  assert.equal(d.reg(0x070), 0);
+  assert.equal(d.reg(0x060), 0);
+  assert.equal(d.irq, false);
+  assert.equal(d.reg(0x044), 0, 'queue no longer ready');
+  d.add(0, [{ write: 4 }]);
+  d.kick(0);
+  await d.settle();
+  assert.equal(d.takeUsed(0).length, 1, 'only the chain served before the reset');
+});
+
+test('mmio: narrow accesses to registers read 0 and are ignored; config space takes 1, 2 and 4 bytes', () => {
+  const d = rngDriver();
+  assert.equal(d.mmio.read(0x000, 2), 0);
+  d.mmio.write(0x070, 1, STATUS.ACKNOWLEDGE);
+  assert.equal(d.reg(0x070), 0);
+  assert.equal(d.mmio.read(0x100, 1), 0, 'rng has no configuration: reads 0');
+  assert.equal(d.mmio.read(0x104, 4), 0);
+});
