@@ -202,16 +202,20 @@ export class VmdkNode implements ImageNode {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
+    // The runs are read concurrently (compressed grains inflate in parallel).
+    const reads: Promise<void>[] = [];
     await this.eachExtent(offset, buf.length, async (p, inExtent, at, n) => {
       for (let done = 0; done < n;) {
         const run = await p.extent.lookup(inExtent + done, n - done);
         const part = buf.subarray(at + done, at + done + run.length);
-        if (run.kind === RUN_UNALLOCATED) await this.readBelow(p.start + inExtent + done, part);
+        if (run.kind === RUN_UNALLOCATED) reads.push(this.readBelow(p.start + inExtent + done, part));
         else if (run.kind === RUN_ZERO) part.fill(0);
-        else await p.extent.readAllocated(inExtent + done, part);
+        else reads.push(p.extent.readAllocated(inExtent + done, part));
         done += run.length;
       }
     });
+    const failed = (await Promise.allSettled(reads)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async write(offset: number, buf: Uint8Array): Promise<void> {
