@@ -113,7 +113,7 @@ test('tsemu run: bad virtio arguments are clear errors with a non-zero exit', as
     [['--drive', 'file=/nonexistent/disk.qcow2'], /Could not open '\/nonexistent\/disk.qcow2'/],
     [['--drive', 'file=x,bogus=1'], /Invalid parameter 'bogus'/],
     [['--device', 'virtio-gpu'], /'virtio-gpu' is not a device tsemu has/],
-    [['-M', 'microvm', '--kernel', 'k', '--drive', 'file=x'], /apply to the virt machine/],
+    [['--device', 'virtio-blk,drive=none0'], /no drive with id 'none0'/],
   ] as const) {
     const r = await tsemu(['run', '--serial', 'null', ...args]);
     assert.notEqual(r.code, 0);

@@ -61,7 +61,7 @@ export class VirtioCore {
   private queues: QueueRegisters[];
   private host: (VirtioHost & { alive: boolean }) | null = null;
   private interruptScheduled = false;
-  readonly offered: bigint;
+  private readonly offered: bigint;
   private readonly log: (line: string) => void;
 
   constructor(readonly device: VirtioDevice, private readonly options: VirtioCoreOptions) {

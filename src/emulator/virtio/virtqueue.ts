@@ -80,7 +80,7 @@ export class SplitVirtqueue {
   constructor(
     private readonly ram: GuestRam,
     layout: QueueLayout,
-    readonly maxSize: number,
+    maxSize: number,
     private readonly features: QueueFeatures,
   ) {
     const { size } = layout;
@@ -114,10 +114,6 @@ export class SplitVirtqueue {
   /** Stops the queue for good (device reset): later pushes are dropped. */
   detach(): void {
     this.detached = true;
-  }
-
-  get isDetached(): boolean {
-    return this.detached;
   }
 
   /** The next available chain, or null when the ring is empty. */
