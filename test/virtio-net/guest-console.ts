@@ -1,0 +1,106 @@
+/**
+ * A `tsemu run` machine driven through its serial console, for the virtio-net
+ * guest tests: start() spawns the built CLI with stdin, stdout and stderr as
+ * pipes; waitFor() waits for a pattern in the console text printed since a
+ * mark (a deadline bounds the wait only, it never times work: a miss fails
+ * with the console's tail); type() writes a line to the guest's console;
+ * stop() kills the machine if it is still running and waits for its exit.
+ * Also: a free loopback TCP port for hostfwd=, and a one-file HTTP server on
+ * loopback for the guest to download from.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { ROOT } from '../helpers/peers.js';
+
+export class GuestConsole {
+  private text = '';
+  private mark = 0;
+  private readonly exited: Promise<number | null>;
+  private waiter: (() => void) | null = null;
+
+  private constructor(private readonly child: ChildProcess) {
+    const onData = (d: string): void => {
+      this.text += d;
+      this.waiter?.();
+    };
+    child.stdout!.setEncoding('utf8').on('data', onData);
+    child.stderr!.setEncoding('utf8').on('data', onData);
+    child.stdin!.on('error', () => {});
+    this.exited = new Promise((resolve) => child.on('close', (code) => {
+      resolve(code);
+      this.waiter?.();
+    }));
+  }
+
+  /** `tsemu run ARGS` with the serial console on stdio. */
+  static start(args: readonly string[]): GuestConsole {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/tsemu.js'), 'run', '--serial', 'stdio', '--no-reboot', ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    return new GuestConsole(child);
+  }
+
+  /** The first match of `pattern` printed after the last match waited for; fails after `seconds`. */
+  async waitFor(pattern: RegExp, seconds: number): Promise<RegExpExecArray> {
+    const deadline = Date.now() + seconds * 1000;
+    for (;;) {
+      const found = pattern.exec(this.text.slice(this.mark));
+      if (found) {
+        this.mark += found.index + found[0].length;
+        return found;
+      }
+      if (this.child.exitCode !== null || this.child.signalCode !== null || Date.now() > deadline) {
+        throw new Error(`console never showed ${pattern} (${this.child.exitCode === null ? 'deadline' : 'machine exited'})\n--- console (tail) ---\n${this.tail()}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = null;
+    }
+  }
+
+  type(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  tail(lines = 40): string {
+    return this.text.replace(/\r/g, '').split('\n').slice(-lines).join('\n');
+  }
+
+  get console(): string {
+    return this.text;
+  }
+
+  /** Waits for the machine to exit by itself (a poweroff), up to `seconds`, then kills it. */
+  async stop(seconds = 0): Promise<number | null> {
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), seconds * 1000);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Serves `body` at every path on 127.0.0.1 (a free port); returns the server and its port. */
+export async function serveBytes(body: Uint8Array): Promise<{ server: Server; port: number }> {
+  const server = createHttpServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
