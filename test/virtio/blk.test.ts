@@ -93,8 +93,8 @@ async function request(d: TestDriver, buffers: readonly Buffer[]): Promise<{ sta
     const used = d.takeUsed(0);
     if (used.length > 0) {
       assert.equal(used[0]!.id, head);
-      const { data, len } = used[0]!;
-      return { status: data[data.length - 1]!, data: data.subarray(0, len - 1), len };
+      const { writable, len } = used[0]!;
+      return { status: writable[writable.length - 1]!, data: writable.subarray(0, len - 1), len };
     }
     assert.equal(d.reg(0x070) & STATUS.DEVICE_NEEDS_RESET, 0, d.lines.join('\n'));
   }

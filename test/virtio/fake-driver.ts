@@ -46,6 +46,13 @@ export class FakeRam implements GuestRam {
 /** One buffer of a chain: bytes the device reads, or room for `write` bytes it writes. */
 export type Buffer = { read: Uint8Array } | { write: number };
 
+export interface UsedEntry {
+  id: number;
+  len: number;
+  data: Uint8Array;
+  writable: Uint8Array;
+}
+
 export interface QueueState {
   size: number;
   desc: number;
@@ -191,12 +198,12 @@ export class TestDriver {
     this.set(0x050, index);
   }
 
-  /** Used entries since the last call, with each chain's whole writable part (the device wrote `len` bytes of it). */
-  takeUsed(index: number): { id: number; len: number; data: Uint8Array }[] {
+  /** Used entries since the last call: `data` is the `len` bytes the device wrote, `writable` the chain's whole writable part. */
+  takeUsed(index: number): UsedEntry[] {
     const q = this.queues[index]!;
     const dv = this.ram.dv;
     const usedIdx = dv.getUint16(q.used + 2 - RAM_BASE, true);
-    const out: { id: number; len: number; data: Uint8Array }[] = [];
+    const out: UsedEntry[] = [];
     for (; q.usedSeen !== usedIdx; q.usedSeen = (q.usedSeen + 1) & 0xffff) {
       const at = q.used + 4 + 8 * (q.usedSeen % q.size) - RAM_BASE;
       const id = dv.getUint32(at, true);
@@ -208,7 +215,7 @@ export class TestDriver {
         all.set(p, o);
         o += p.length;
       }
-      out.push({ id, len, data: all });
+      out.push({ id, len, data: all.subarray(0, len), writable: all });
     }
     return out;
   }
