@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MmioBus } from '../../src/emulator/bus/mmio-bus.js';
-import { S5_SLP_TYP, buildAcpiTables, checksum } from '../../src/emulator/x86/acpi.js';
+import { PCI_MMIO_WINDOW, S5_SLP_TYP, buildAcpiTables, checksum } from '../../src/emulator/x86/acpi.js';
 import { AcpiPmControl } from '../../src/emulator/x86/acpi-pm.js';
 import { buildBootParams } from '../../src/emulator/x86/boot-params.js';
 import { parseBzImage } from '../../src/emulator/x86/bzimage.js';
@@ -103,7 +103,18 @@ describe('ACPI tables', () => {
       assert.equal(fv.getUint32(40, true), Number(fv.getBigUint64(140, true)));
       assert.equal(text(dsdt, 0, 4), 'DSDT');
       assert.equal(sum(dsdt), 0);
-      assert.deepEqual([...dsdt.subarray(36)], [0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x08, 0x04, 0x0a, S5_SLP_TYP, 0x0a, S5_SLP_TYP, 0, 0]);
+      assert.deepEqual([...dsdt.subarray(36, 50)], [0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x08, 0x04, 0x0a, S5_SLP_TYP, 0x0a, S5_SLP_TYP, 0, 0]);
+      // Scope (\_SB) { Device (PCI0) { Name (_HID, EisaId ("PNP0A03")) ... Name (_CRS, ...) } } (iasl -d shows it whole).
+      const aml = Buffer.from(dsdt.subarray(50));
+      assert.equal(aml[0], 0x10, 'ScopeOp');
+      assert.ok(aml.includes(Buffer.from([0x5c, ...Buffer.from('_SB_')])));
+      assert.ok(aml.includes(Buffer.from([0x5b, 0x82])), 'DeviceOp');
+      assert.ok(aml.includes(Buffer.from([...Buffer.from('_HID'), 0x0c, 0x41, 0xd0, 0x0a, 0x03])), 'PNP0A03');
+      const window = Buffer.alloc(8);
+      window.writeUInt32LE(PCI_MMIO_WINDOW.base, 0);
+      window.writeUInt32LE(PCI_MMIO_WINDOW.end, 4);
+      assert.ok(aml.includes(window), 'the memory window in _CRS');
+      assert.deepEqual([...aml.subarray(aml.length - 2)], [0x79, 0x00], '_CRS ends with its end tag, the last bytes');
       assert.equal(text(madt, 0, 4), 'APIC');
       assert.equal(sum(madt), 0);
       const mv = new DataView(madt.buffer, madt.byteOffset, madt.byteLength);

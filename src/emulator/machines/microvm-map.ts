@@ -19,6 +19,7 @@
  * the ACPI PM1a blocks (0x600, 0x604), the PCI host bridge (0xCF8-0xCFF) and
  * the 16550 COM1 (0x3F8, IRQ 4).
  */
+import { PCI_MMIO_WINDOW } from '../x86/acpi.js';
 
 export const MICROVM_MEMORY = {
   BOOT_PARAMS: 0x7000,
@@ -34,7 +35,7 @@ export const MICROVM_MEMORY = {
   /** Three pages KVM may claim on Intel hosts (KVM_SET_TSS_ADDR), in the hole below 4 GiB. */
   KVM_TSS: 0xfffb_d000,
   /** The first virtio-pci BAR, and the distance between devices' BARs. */
-  PCI_MMIO: 0xe000_0000,
+  PCI_MMIO: PCI_MMIO_WINDOW.base,
   PCI_BAR_STRIDE: 0x10_0000,
 } as const;
 

@@ -6,11 +6,12 @@
  *
  * The FADT describes fixed-hardware PM1a event and control blocks in port
  * space (acpi-pm.ts serves them; SCI on IRQ 9, no SMI command port: the
- * machine is always in ACPI mode), flags "8042 present, no VGA". The DSDT's
- * only object is \_S5_ (SLP_TYP 5), so writing SLP_TYP 5 with SLP_EN to
- * PM1a_CNT powers off. The MADT lists one enabled local APIC per CPU (APIC
- * ID = CPU index), the IOAPIC at 0xFEC00000 with GSI base 0, and one ISA
- * override: the SCI level-triggered, active high. IRQ 0 has no override:
+ * machine is always in ACPI mode), flags "8042 present, no VGA". The DSDT
+ * holds \_S5_ (SLP_TYP 5), so writing SLP_TYP 5 with SLP_EN to PM1a_CNT
+ * powers off, and the PCI root bridge \_SB.PCI0 with its resources. The
+ * MADT lists one enabled local APIC per CPU (APIC ID = CPU index), the
+ * IOAPIC at 0xFEC00000 with GSI base 0, and one ISA override: the SCI
+ * level-triggered, active high. IRQ 0 has no override:
  * KVM's default routing sends the PIT to IOAPIC pin 0, so ISA IRQ n is GSI n.
  *
  * Every table's checksum makes its bytes sum to 0; the RSDP has both the
@@ -23,6 +24,8 @@ const CREATOR_ID = 'TSEM';
 export const S5_SLP_TYP = 5;
 export const LAPIC_BASE = 0xfee0_0000;
 export const IOAPIC_BASE = 0xfec0_0000;
+/** The PCI memory window the root bridge decodes: from 3.5 GiB up to the IOAPIC. */
+export const PCI_MMIO_WINDOW = { base: 0xe000_0000, end: 0xfebf_ffff } as const;
 
 export interface AcpiConfig {
   cpus: number;
@@ -99,10 +102,54 @@ function fadt(config: AcpiConfig, dsdtAddr: number): Uint8Array {
   return table('FACP', 6, body);
 }
 
-/** DSDT: Name (_S5, Package () { 5, 5, 0, 0 }) in AML. */
+const name4 = (text: string): number[] => text.split('').map((c) => c.charCodeAt(0));
+const le16 = (value: number): number[] => [value & 0xff, (value >>> 8) & 0xff];
+
+/** An AML PkgLength followed by `body` (1 byte up to 63 bytes in all, else 2 bytes: up to 4095). */
+function pkg(body: number[]): number[] {
+  const short = body.length + 1;
+  if (short <= 0x3f) return [short, ...body];
+  const long = body.length + 2;
+  return [0x40 | (long & 0x0f), long >>> 4, ...body];
+}
+
+/**
+ * The PCI root bridge's resources: bus 0, the 0xCF8-0xCFF configuration ports (consumed), the I/O
+ * space around them and the memory window PCI_MMIO_WINDOW (produced, so Linux keeps BARs there).
+ */
+function pciRootResources(): number[] {
+  const word = (type: number, typeFlags: number, min: number, max: number): number[] =>
+    [0x88, 0x0d, 0x00, type, 0x0c, typeFlags, ...le16(0), ...le16(min), ...le16(max), ...le16(0), ...le16(max - min + 1)];
+  const { base, end } = PCI_MMIO_WINDOW;
+  return [
+    ...word(2, 0, 0, 0), // WordBusNumber: bus 0
+    0x47, 0x01, ...le16(0xcf8), ...le16(0xcf8), 0x01, 0x08, // IO (Decode16, 0xCF8, 0xCF8, 1, 8)
+    ...word(1, 0x03, 0x0000, 0x0cf7), // WordIO windows, entire range
+    ...word(1, 0x03, 0x0d00, 0xffff),
+    0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, ...le32(0), ...le32(base), ...le32(end), ...le32(0), ...le32(end - base + 1), // DWordMemory, read-write
+    0x79, 0x00, // end tag
+  ];
+}
+
+/**
+ * DSDT in AML: Name (_S5, Package () { 5, 5, 0, 0 }), and Scope (\_SB) { Device (PCI0) } the PCI root
+ * bridge (_HID PNP0A03, _UID 0, _CRS pciRootResources()) through which Linux scans bus 0 over ports
+ * 0xCF8/0xCFC: without it an ACPI kernel finds no PCI bus. No _PRT: Linux then takes each device's
+ * interrupt line register (the IRQ the machine wired) as an ISA IRQ, level-triggered, active low.
+ */
 function dsdt(): Uint8Array {
-  const aml = [0x08, ...'_S5_'.split('').map((c) => c.charCodeAt(0)), 0x12, 0x08, 0x04, 0x0a, S5_SLP_TYP, 0x0a, S5_SLP_TYP, 0x00, 0x00];
-  return table('DSDT', 2, Uint8Array.from(aml));
+  const s5 = [0x08, ...name4('_S5_'), 0x12, 0x08, 0x04, 0x0a, S5_SLP_TYP, 0x0a, S5_SLP_TYP, 0x00, 0x00];
+  const crs = pciRootResources();
+  const device = [
+    0x5b, 0x82, ...pkg([
+      ...name4('PCI0'),
+      0x08, ...name4('_HID'), 0x0c, 0x41, 0xd0, 0x0a, 0x03, // EisaId ("PNP0A03")
+      0x08, ...name4('_UID'), 0x00,
+      0x08, ...name4('_CRS'), 0x11, ...pkg([0x0a, crs.length, ...crs]),
+    ]),
+  ];
+  const scope = [0x10, ...pkg([0x5c, ...name4('_SB_'), ...device])];
+  return table('DSDT', 2, Uint8Array.from([...s5, ...scope]));
 }
 
 function madt(config: AcpiConfig): Uint8Array {

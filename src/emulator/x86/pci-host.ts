@@ -11,9 +11,9 @@
  * host bridge itself (vendor 1b36, device 0008: QEMU's "PCIe host bridge"
  * ids, class 06 00 00), whose configuration space is read-only.
  *
- * Devices (virtio-pci later) plug in through PciFunction: 256 bytes of
- * configuration space they serve themselves, so BARs and capabilities stay
- * with the device model.
+ * Devices (virtio-pci/function.ts) plug in through PciFunction: 256 bytes
+ * of configuration space they serve themselves, so BARs and capabilities stay
+ * with the device model; the machine routes their BARs' MMIO itself.
  */
 import type { AccessSize, MmioDevice } from '../bus/interfaces.js';
 
