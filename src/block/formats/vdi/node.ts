@@ -5,10 +5,12 @@
  * backing file in QEMU's reading, and neither here).
  *
  * Writes to an allocated block go straight to its place in the file. A write to
- * any other block allocates the next block of the data area (appended at the end
- * and written whole, zeroes around the new bytes, as QEMU writes it), then updates
- * the block-map entry, then the header's allocated count: data before the
- * metadata that points at it.
+ * a run of other blocks allocates the next blocks of the data area (appended at
+ * the end and written whole with one pwritev, zeroes around the new bytes, as QEMU
+ * writes them), then updates the run's block-map entries (one write) and the
+ * header's allocated count together: data before the metadata that points at it
+ * (a crash between the last two leaks blocks at worst, or leaves the window the
+ * entry-then-count order always had).
  * Allocations are serialised; everything else may run concurrently.
  *
  * writeZeroes leaves unallocated and zero blocks as they are and zeroes the stored
@@ -84,43 +86,70 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
     });
   }
 
+  private stored(block: number): boolean {
+    const entry = this.bmap[block]!;
+    return entry !== VDI_UNALLOCATED && entry !== VDI_ZERO;
+  }
+
   async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
-    await this.eachBlock(offset, buf.length, this.header.blockSize, async (block, inBlock, at, n) => {
-      const part = buf.subarray(at, at + n);
-      const entry = this.bmap[block]!;
-      if (entry !== VDI_UNALLOCATED && entry !== VDI_ZERO) {
-        await this.file.write(this.hostOffset(block, entry) + inBlock, part, opts);
-      } else {
-        await this.serialised(() => this.writeNewBlock(block, inBlock, part));
+    const bs = this.header.blockSize;
+    for (let at = 0; at < buf.length;) {
+      const first = Math.floor((offset + at) / bs);
+      if (this.stored(first)) {
+        const n = Math.min(buf.length - at, (first + 1) * bs - offset - at);
+        await this.file.write(this.hostOffset(first, this.bmap[first]!) + offset + at - first * bs, buf.subarray(at, at + n), opts);
+        at += n;
+        continue;
       }
-    });
+      let last = first;
+      while ((last + 1) * bs < offset + buf.length && !this.stored(last + 1)) last++;
+      const n = Math.min(buf.length - at, (last + 1) * bs - offset - at);
+      const part = buf.subarray(at, at + n);
+      const start = offset + at;
+      await this.serialised(() => this.writeNewBlocks(start, part));
+      at += n;
+    }
   }
 
-  /** Stores a write to a block that has no data yet (or got some while this one waited). */
-  private async writeNewBlock(block: number, inBlock: number, part: Uint8Array): Promise<void> {
-    const existing = this.bmap[block]!;
-    if (existing !== VDI_UNALLOCATED && existing !== VDI_ZERO) {
-      await this.file.write(this.hostOffset(block, existing) + inBlock, part);
-      return;
+  /**
+   * Stores a write to blocks that had no data when it was made: those that got
+   * some while it waited are written in place, runs of the others get new blocks.
+   */
+  private async writeNewBlocks(offset: number, part: Uint8Array): Promise<void> {
+    const bs = this.header.blockSize;
+    for (let at = 0; at < part.length;) {
+      const first = Math.floor((offset + at) / bs);
+      let last = first;
+      const isStored = this.stored(first);
+      while ((last + 1) * bs < offset + part.length && this.stored(last + 1) === isStored && !isStored) last++;
+      const n = Math.min(part.length - at, (last + 1) * bs - offset - at);
+      if (isStored) await this.file.write(this.hostOffset(first, this.bmap[first]!) + offset + at - first * bs, part.subarray(at, at + n));
+      else await this.allocateBlocks(first, last, offset + at - first * bs, part.subarray(at, at + n));
+      at += n;
     }
+  }
+
+  /** Gives blocks first..last new data blocks holding `bytes` at `inFirst` in block `first`, zeroes around. */
+  private async allocateBlocks(first: number, last: number, inFirst: number, bytes: Uint8Array): Promise<void> {
     const h = this.header;
+    const count = last - first + 1;
     const index = h.blocksAllocated;
-    if (index >= h.blocksInImage) {
+    if (index + count > h.blocksInImage) {
       throw new ImageFormatError(`${this.filename}: VDI image has no free data block (allocated count is corrupt)`);
     }
-    const whole =
-      inBlock === 0 && part.length === h.blockSize
-        ? [part]
-        : [new Uint8Array(inBlock), part, new Uint8Array(h.blockSize - inBlock - part.length)];
-    await this.file.writevGrow(h.offsetData + index * h.blockSize, whole);
-    this.bmap[block] = index;
-    const entryBytes = new Uint8Array(4);
-    new DataView(entryBytes.buffer).setUint32(0, index, true);
-    await this.file.write(h.offsetBmap + block * 4, entryBytes);
-    h.blocksAllocated = index + 1;
-    await this.file.write(0, serializeVdiHeader(h));
+    const tail = count * h.blockSize - inFirst - bytes.length;
+    const parts = [inFirst > 0 ? new Uint8Array(inFirst) : null, bytes, tail > 0 ? new Uint8Array(tail) : null];
+    await this.file.writevGrow(h.offsetData + index * h.blockSize, parts.filter((p) => p !== null));
+    const entries = new Uint8Array(count * 4);
+    const view = new DataView(entries.buffer);
+    for (let i = 0; i < count; i++) {
+      this.bmap[first + i] = index + i;
+      view.setUint32(i * 4, index + i, true);
+    }
+    h.blocksAllocated = index + count;
+    await Promise.all([this.file.write(h.offsetBmap + first * 4, entries), this.file.write(0, serializeVdiHeader(h))]);
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
