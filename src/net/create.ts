@@ -16,7 +16,7 @@ import { UserStack } from './user/stack.js';
 export async function openBackend(spec: NetdevSpec): Promise<FrameBackend> {
   switch (spec.type) {
     case 'user': return UserStack.create(spec);
-    case 'tap': return TapBackend.open(spec.ifname);
+    case 'tap': return TapBackend.open(spec.ifname, { vnetHdr: spec.vnetHdr });
     case 'bridge': return BridgeBackend.open(spec.br, spec.ifname);
     case 'stream': return spec.server ? StreamBackend.listen(spec.address) : StreamBackend.connect(spec.address);
     case 'dgram': return DgramBackend.open(spec.local, spec.remote);

@@ -1,7 +1,8 @@
 /**
  * A hub joins any number of frame backends on one segment: each frame one port
  * puts on the segment is sent to every other port, never back to its sender
- * (a repeater, like QEMU's hub; no MAC learning). Closing the hub closes every port.
+ * (a repeater, like QEMU's hub; no MAC learning), with its virtio-net header when it
+ * has one. Closing the hub closes every port.
  */
 import type { FrameBackend } from './backend.js';
 
@@ -16,8 +17,8 @@ export class Hub {
   attach(port: FrameBackend): void {
     if (this.closed) throw new Error('the hub is closed');
     this.ports.push(port);
-    port.onFrame((frame) => {
-      for (const other of this.ports) if (other !== port) other.send(frame);
+    port.onFrame((frame, vnetHdr) => {
+      for (const other of this.ports) if (other !== port) other.send(frame, vnetHdr);
     });
   }
 
