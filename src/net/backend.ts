@@ -6,8 +6,10 @@
  *   into (a tap writes it to the kernel, the user stack treats it as the guest's).
  *   The backend may keep the array but never modifies it; a hub hands one array to several ports.
  * - onFrame(handler): frames this backend puts on the segment. One handler; a new
- *   call replaces it. Frames are fresh plain Uint8Arrays (never Buffer views of
- *   memory the backend reuses) that the handler may keep, slice() and hand on.
+ *   call replaces it. Frames are fresh Uint8Arrays (never views of memory the
+ *   backend reuses) that the handler may keep, slice() and hand on; a frame may be
+ *   a view of a larger ArrayBuffer no other frame shares (frame-slab.ts), so code
+ *   that reads its memory honours byteOffset.
  * - close(): releases host resources (file descriptors, sockets, timers); later
  *   sends are dropped silently. Resolves when everything is released.
  *

@@ -31,6 +31,7 @@ import type * as Koffi from 'koffi';
 import { libc } from '../util/libc.js';
 import { MAX_FRAME, MIN_FRAME, type FrameBackend, type FrameHandler } from './backend.js';
 import { FdWatch } from './fd-watch.js';
+import { copyFrame } from './frame-slab.js';
 import { isGsoVnetHeader, isPlainVnetHeader, MAX_GSO_FRAME, vnetHeaderAsksForWork, VNET_HDR_LEN, VNET_HDR_LEN_MRG } from './vnet-hdr.js';
 
 const TUNSETIFF = 0x400454ca;
@@ -253,10 +254,10 @@ export class TapBackend implements FrameBackend {
         return this.fail(new Error(`read: ${c.strerror(errno)}`));
       }
       if (length < hdr + MIN_FRAME) continue;
-      // Copies of their own (plain Uint8Arrays): the read buffer is reused at once.
-      const frame = this.readBuffer.slice(hdr, length);
+      // Copies of their own (frame-slab.ts's views): the read buffer is reused at once.
+      const frame = copyFrame(this.readBuffer, hdr, length);
       if (hdr === 0 || isPlainVnetHeader(this.readBuffer)) this.handler(frame);
-      else this.handler(frame, this.readBuffer.slice(0, hdr));
+      else this.handler(frame, copyFrame(this.readBuffer, 0, hdr));
     }
   }
 

@@ -21,7 +21,7 @@ test('fragment() cuts at the MTU in 8-byte units with valid headers; the reassem
   const pieces = fragment(whole, 1500);
   assert.equal(pieces.length, 4);
   for (const [i, p] of pieces.entries()) {
-    const v = new DataView(p.buffer);
+    const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
     assert.ok(p.length - 14 <= 1500);
     assert.equal(finish(sum(p, 14, 20)), 0);
     assert.equal((v.getUint16(20) & 0x2000) !== 0, i < 3);
@@ -36,7 +36,7 @@ test('fragment() cuts at the MTU in 8-byte units with valid headers; the reassem
   const expected = whole.slice();
   assert.deepEqual(out!.subarray(34), expected.subarray(34));
   assert.equal(finish(sum(out!, 14, 20)), 0);
-  assert.equal(new DataView(out!.buffer).getUint16(20), 0);
+  assert.equal(new DataView(out!.buffer, out!.byteOffset, out!.byteLength).getUint16(20), 0);
 });
 
 test('overlapping fragments drop the datagram; a bad one never crashes', () => {
@@ -44,7 +44,7 @@ test('overlapping fragments drop the datagram; a bad one never crashes', () => {
   const r = new Reassembler();
   assert.equal(feed(r, pieces[0]!), null);
   const overlap = pieces[1]!.slice();
-  const v = new DataView(overlap.buffer);
+  const v = new DataView(overlap.buffer, overlap.byteOffset, overlap.byteLength);
   v.setUint16(20, (v.getUint16(20) & 0xe000) | (1000 / 8));
   assert.equal(feed(r, overlap), null);
   // The datagram was dropped: the remaining real fragments do not complete it.

@@ -94,7 +94,7 @@ test('the user stack behind one backend answers ARP asked through another', asyn
   const heard = collect(guestSide);
   const mac = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x99);
   const request = new Uint8Array(42);
-  const v = new DataView(request.buffer);
+  const v = new DataView(request.buffer, request.byteOffset, request.byteLength);
   request.fill(0xff, 0, 6);
   request.set(mac, 6);
   v.setUint16(12, 0x0806);

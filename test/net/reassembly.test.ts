@@ -42,3 +42,36 @@ test('byte queue: copy any range across chunks, drop from the front', () => {
   q.copyOut(0, 5, rest, 0);
   assert.equal(Buffer.from(rest).toString(), 'efghi');
 });
+
+test('byte queue: the ring wraps, grows while wrapped, and copies in what it is given', () => {
+  const q = new ByteQueue();
+  const stream = new Uint8Array(60_000).map((_, i) => (i * 7 + (i >> 8)) & 0xff);
+  let pushed = 0;
+  let dropped = 0;
+  const push = (n: number): void => {
+    const chunk = stream.slice(pushed, pushed + n);
+    q.push(chunk);
+    chunk.fill(0); // the queue holds a copy
+    pushed += n;
+  };
+  const check = (): void => {
+    const out = new Uint8Array(q.length);
+    q.copyOut(0, q.length, out, 0);
+    assert.deepEqual(out, stream.subarray(dropped, pushed));
+    const middle = new Uint8Array(Math.min(100, q.length));
+    q.copyOut(q.length - middle.length, middle.length, middle, 0);
+    assert.deepEqual(middle, stream.subarray(pushed - middle.length, pushed));
+  };
+  push(10_000);
+  q.drop(9_000);
+  dropped += 9_000;
+  push(12_000); // wraps in the first 16 KiB ring
+  check();
+  push(30_000); // grows while wrapped
+  check();
+  q.drop(q.length);
+  dropped = pushed;
+  assert.equal(q.length, 0);
+  push(10);
+  check();
+});

@@ -72,7 +72,7 @@ function discover(): Uint8Array {
   const m = new Uint8Array(300);
   m[0] = 1; m[1] = 1; m[2] = 6;
   m.set(GUEST_MAC, 28);
-  new DataView(m.buffer).setUint32(236, 0x63825363);
+  new DataView(m.buffer, m.byteOffset, m.byteLength).setUint32(236, 0x63825363);
   m.set([53, 1, 1, 255], 240);
   return m;
 }

@@ -39,7 +39,7 @@ export class SyntheticGuest {
       v.setUint16(at, srcPort);
       v.setUint16(at + 2, dstPort);
       v.setUint16(at + 4, 8 + payload.length);
-      new Uint8Array(v.buffer).set(payload, at + 8);
+      new Uint8Array(v.buffer, v.byteOffset, v.byteLength).set(payload, at + 8);
     });
   }
 
@@ -53,7 +53,7 @@ export class SyntheticGuest {
       v.setUint8(at + 12, ((20 + options.length) / 4) << 4);
       v.setUint8(at + 13, flags);
       v.setUint16(at + 14, window);
-      const bytes = new Uint8Array(v.buffer);
+      const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
       bytes.set(options, at + 20);
       bytes.set(data, at + 20 + options.length);
     });

@@ -99,7 +99,7 @@ describe('a vnet_hdr tap on a hub with the user stack', () => {
 /** An untagged IPv4 UDP frame 10.0.2.2:7000 → 10.0.2.15:7777 to `dstMac`, its UDP checksum field set to `udpCheck`. */
 function udpFrame(dstMac: Uint8Array, payload: Uint8Array, udpCheck: (frame: Uint8Array) => number): Uint8Array {
   const frame = new Uint8Array(UDP_AT + 8 + payload.length);
-  const v = new DataView(frame.buffer);
+  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   frame.set(dstMac, 0);
   frame.set(ROUTER_MAC, 6);
   v.setUint16(12, 0x0800);

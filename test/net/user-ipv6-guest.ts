@@ -31,7 +31,7 @@ export function ipv6Frame(protocol: number, src: Ipv6Address, dst: Ipv6Address, 
 export function icmp6(type: number, src: Ipv6Address, dst: Ipv6Address, body: Uint8Array, hopLimit = type >= 133 && type <= 137 ? 255 : 64): Uint8Array {
   return ipv6Frame(PROTO_ICMPV6, src, dst, 4 + body.length, (v, at) => {
     v.setUint8(at, type);
-    new Uint8Array(v.buffer).set(body, at + 4);
+    new Uint8Array(v.buffer, v.byteOffset, v.byteLength).set(body, at + 4);
   }, hopLimit);
 }
 
@@ -54,7 +54,7 @@ export function neighborSolicitation(target: Ipv6Address, src = GUEST_LL, hopLim
 export function overIpv6(v4: Uint8Array, dst: Ipv6Address, src = GUEST6, hopLimit = 64): Uint8Array {
   const l4 = 14 + (v4[14]! & 15) * 4;
   const end = 14 + new DataView(v4.buffer, v4.byteOffset).getUint16(16);
-  return ipv6Frame(v4[23]!, src, dst, end - l4, (v, at) => new Uint8Array(v.buffer).set(v4.subarray(l4, end), at), hopLimit);
+  return ipv6Frame(v4[23]!, src, dst, end - l4, (v, at) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength).set(v4.subarray(l4, end), at), hopLimit);
 }
 
 /** Synthetic guests for a test file, closed after its tests. */
@@ -90,7 +90,7 @@ export function withExtensionHeaders(frame: Uint8Array, headers: [number, number
     at += b.length;
   }
   out.set(frame.subarray(54), at);
-  const view = new DataView(out.buffer);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint16(18, out.length - 54);
   out[20] = types[0] ?? upper;
   return out;

@@ -185,7 +185,7 @@ test('UDP to [fec0::2] reaches a host socket on ::1 and comes back; a zero UDP c
     assert.equal(Buffer.from(reply.udpPayload).toString(), 'echo:hello');
     assert.ok(reply.checksumOk);
     const zero = udp6(g, HOST6, 40001, port, Buffer.from('no checksum'));
-    new DataView(zero.buffer).setUint16(54 + 6, 0);
+    new DataView(zero.buffer, zero.byteOffset, zero.byteLength).setUint16(54 + 6, 0);
     g.send(zero);
     await settle();
     assert.equal(g.stack.stats.udpFlows, 1);
@@ -398,7 +398,7 @@ test('fragments: a 4,000-byte echo request in fragments is reassembled, its repl
   assert.ok(whole.checksumOk);
   const pieces = fragmentIpv6(big(2), 1500, 78);
   const overlap = pieces[1]!.slice();
-  new DataView(overlap.buffer).setUint16(54 + 2, 8 | 1); // offset 8 overlaps the first piece
+  new DataView(overlap.buffer, overlap.byteOffset, overlap.byteLength).setUint16(54 + 2, 8 | 1); // offset 8 overlaps the first piece
   for (const piece of [pieces[0]!, overlap, ...pieces.slice(1)]) g.send(piece);
   await settle();
   assert.deepEqual(ipv6Frames(g), []);

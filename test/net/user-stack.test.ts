@@ -36,7 +36,7 @@ test('the Internet checksum matches RFC 1071\'s example and verifies to zero', (
 
 function arpRequest(target: number): Uint8Array {
   const f = new Uint8Array(42);
-  const v = new DataView(f.buffer);
+  const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
   f.fill(0xff, 0, 6);
   f.set(GUEST_MAC, 6);
   v.setUint16(12, 0x0806);
@@ -70,7 +70,7 @@ function echoRequest(g: SyntheticGuest, dst: number, payload = 'abcdefgh'): Uint
     v.setUint8(at, 8);
     v.setUint16(at + 4, 0x1234);
     v.setUint16(at + 6, 7);
-    new Uint8Array(v.buffer).set(Buffer.from(payload), at + 8);
+    new Uint8Array(v.buffer, v.byteOffset, v.byteLength).set(Buffer.from(payload), at + 8);
   });
 }
 
@@ -99,7 +99,7 @@ test('ICMP echo to the router is answered with valid checksums; malformed IPv4 i
   ];
   for (const [, mutate] of mutations) {
     const copy = good.slice();
-    g.send(mutate(copy, new DataView(copy.buffer)));
+    g.send(mutate(copy, new DataView(copy.buffer, copy.byteOffset, copy.byteLength)));
   }
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(g.received.length, 0, 'no reply to a malformed packet');
@@ -107,7 +107,7 @@ test('ICMP echo to the router is answered with valid checksums; malformed IPv4 i
 
 function dhcpMessage(type: number, mac: Uint8Array, requested?: number): Uint8Array {
   const m = new Uint8Array(300);
-  const v = new DataView(m.buffer);
+  const v = new DataView(m.buffer, m.byteOffset, m.byteLength);
   m[0] = 1; m[1] = 1; m[2] = 6;
   v.setUint32(4, 0xdeadbeef);
   m.set(mac, 28);
@@ -225,7 +225,7 @@ test('a host forward to a guest not heard from yet asks ARP first, then sends it
     assert.equal(request.view.getUint32(38), GUEST_IP);
     assert.deepEqual(request.bytes.subarray(0, 6), Uint8Array.of(255, 255, 255, 255, 255, 255));
     const answer = arpRequest(HOST_IP);
-    new DataView(answer.buffer).setUint16(20, 2);
+    new DataView(answer.buffer, answer.byteOffset, answer.byteLength).setUint16(20, 2);
     g.send(answer);
     const syn = await g.next((f) => f.isTcp(0x02), 'SYN to the guest');
     assert.deepEqual(syn.bytes.subarray(0, 6), GUEST_MAC);
@@ -269,7 +269,7 @@ test('DNS: a burst of 200 queries is answered (lookups queued) or refused with S
 test('TTL: a packet that would be passed on with TTL 1 gets ICMP time exceeded, quoting its header', async () => {
   const g = await guest();
   const frame = g.udp(0xc0000201, 33434, 33434, Buffer.from('probe'));
-  const v = new DataView(frame.buffer);
+  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   v.setUint8(22, 1);
   v.setUint16(24, 0);
   v.setUint16(24, finish(sum(frame, 14, 20)));

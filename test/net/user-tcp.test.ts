@@ -207,7 +207,7 @@ test('SACK as a sender: fast recovery resends exactly the holes the guest\'s SAC
   const base = (synAck.seq + 1) >>> 0;
   const ackTo = (ack: number, blocks: [number, number][]): Uint8Array => {
     const options = new Uint8Array(4 + 8 * blocks.length);
-    const v = new DataView(options.buffer);
+    const v = new DataView(options.buffer, options.byteOffset, options.byteLength);
     v.setUint32(0, (1 << 24) | (1 << 16) | (5 << 8) | (2 + 8 * blocks.length));
     blocks.forEach(([s, e], i) => { v.setUint32(4 + 8 * i, (base + s) >>> 0); v.setUint32(8 + 8 * i, (base + e) >>> 0); });
     return g.tcp(HOST_IP, 40020, port, 7001, (base + ack) >>> 0, ACK, 65535, new Uint8Array(0), options);

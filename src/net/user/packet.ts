@@ -7,8 +7,10 @@
  * extension headers) chosen by the addresses' family, and the L4 bytes the caller
  * fills at `l4`. The IP header and the TCP/UDP/ICMP/ICMPv6 checksums are computed
  * only by the stack's emit step (finalize() below), the only path a packet leaves
- * by, so no packet can leave with a checksum forgotten.
+ * by, so no packet can leave with a checksum forgotten. The frame comes from
+ * frame-slab.ts (a view: its view honours byteOffset).
  */
+import { freshFrame } from '../frame-slab.js';
 import { finish, pseudoHeader, sum } from './checksum.js';
 import type { IpAddress } from './ip-address.js';
 
@@ -34,8 +36,8 @@ export class OutPacket {
 
   constructor(readonly protocol: number, readonly src: IpAddress, readonly dst: IpAddress, l4Length: number) {
     this.l4 = ETH_HEADER + (typeof src === 'number' ? IP_HEADER : IPV6_HEADER);
-    this.frame = new Uint8Array(this.l4 + l4Length);
-    this.view = new DataView(this.frame.buffer);
+    this.frame = freshFrame(this.l4 + l4Length);
+    this.view = new DataView(this.frame.buffer, this.frame.byteOffset, this.frame.byteLength);
   }
 
   get l4Length(): number {

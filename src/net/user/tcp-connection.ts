@@ -16,7 +16,8 @@
  * over IPv4, 1440 over IPv6, shift 7); our receive window is the room left in a 4 MiB allowance minus what the
  * host socket still buffers, so a slow host reader closes the guest's window (a
  * window update follows when the socket drains). Sending: bytes from the host wait
- * in a queue (the host socket is paused above 4 MiB) and leave as segments within
+ * in a queue (copied in: the host socket may reuse its read buffer; the socket is
+ * paused while the queue is near 4 MiB) and leave as segments within
  * the guest's window and a NewReno congestion window (slow start, halving on three
  * duplicate ACKs with a fast retransmit, each partial ACK in recovery resending the
  * next hole, one segment after a timeout; at most 512 segments, so a burst fits
@@ -30,13 +31,17 @@
  * As a sender we keep the guest's SACK blocks as a scoreboard: in fast recovery each
  * duplicate or partial ACK resends the next hole below the highest SACKed byte
  * (without SACK, the first unacknowledged segment); a timeout forgets the board. ACKs for in-order data are sent once per turn of
- * the event loop, so a burst of segments is acknowledged once.
+ * the event loop, so a burst of segments is acknowledged once. In-order data for the
+ * host is gathered the same way: the segments of one burst (one tap read batch)
+ * leave in one socket write at the end of the turn (process.nextTick), not one
+ * write (and one system call) per segment; the bytes gathered count against the
+ * receive window like those the socket still buffers.
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
 import { Reassembly } from './reassembly.js';
-import type { IpAddress } from './ip-address.js';
+import { sameAddress, type IpAddress } from './ip-address.js';
 import { OutPacket, PROTO_TCP, type InPacket } from './packet.js';
 
 export const FIN = 0x01;
@@ -50,6 +55,8 @@ export const mssFor = (addr: IpAddress): number => (typeof addr === 'number' ? 1
 const OUR_WSCALE = 7;
 const RCV_ALLOWANCE = 4 << 20;
 const SND_QUEUE_LIMIT = 4 << 20;
+/** The most one host read brings (a socket's 64 KiB read): the host is paused while one more would not fit the limit. */
+const HOST_READ_MAX = 64 << 10;
 /** The congestion window's ceiling in segments: far above what a host link needs, below a tap's backlog (1000 frames). */
 const MAX_CWND_SEGMENTS = 512;
 const RTO_INITIAL = 1000;
@@ -160,6 +167,9 @@ export class TcpConnection {
   /** In recovery, where the search for the next hole to resend starts. */
   private retransmitNext = 0;
   private ackScheduled = false;
+  /** In-order guest data not yet written to the host socket (flushed at the end of the turn). */
+  private gathered: Uint8Array[] = [];
+  private gatheredBytes = 0;
   private hostPaused = false;
 
   constructor(
@@ -198,6 +208,11 @@ export class TcpConnection {
     });
   }
 
+  /** Whether this is the connection of guestAddr:guestPort with peerAddr:peerPort. */
+  is(guestAddr: IpAddress, guestPort: number, peerAddr: IpAddress, peerPort: number): boolean {
+    return guestPort === this.guestPort && peerPort === this.peerPort && sameAddress(guestAddr, this.guestAddr) && sameAddress(peerAddr, this.peerAddr);
+  }
+
   private applySynOptions(options: SynOptions): void {
     this.mss = options.mss;
     this.cwnd = 10 * this.mss;
@@ -210,7 +225,7 @@ export class TcpConnection {
 
   /** Our receive window as the 16-bit field value. */
   private window(): number {
-    const free = RCV_ALLOWANCE - this.socket.writableLength;
+    const free = RCV_ALLOWANCE - this.socket.writableLength - this.gatheredBytes;
     return free <= 0 ? 0 : Math.min(0xffff, free >>> this.rcvShift);
   }
 
@@ -268,7 +283,7 @@ export class TcpConnection {
 
   private fromHost(chunk: Buffer): void {
     this.queue.push(chunk);
-    if (this.queue.length > SND_QUEUE_LIMIT && !this.hostPaused) {
+    if (this.queue.length > SND_QUEUE_LIMIT - HOST_READ_MAX && !this.hostPaused) {
       this.hostPaused = true;
       this.socket.pause();
     }
@@ -401,20 +416,39 @@ export class TcpConnection {
     if (skip > data.length || (skip === data.length && !fin)) return this.sendAck(); // all old
     const hadHole = !this.outOfOrder.empty;
     if (skip < data.length) {
-      this.socket.write(data.subarray(skip));
+      this.toHost(data.subarray(skip));
       this.rcvNxt = (this.rcvNxt + data.length - skip) >>> 0;
       for (const chunk of this.outOfOrder.take(this.rcvNxt)) {
-        this.socket.write(chunk);
+        this.toHost(chunk);
         this.rcvNxt = (this.rcvNxt + chunk.length) >>> 0;
       }
     }
     if (fin && ((seq + data.length - this.rcvNxt) | 0) === 0) {
       this.rcvNxt = (this.rcvNxt + 1) >>> 0;
       this.guestFin = true;
+      this.flushToHost();
       this.socket.end();
       this.sendAck();
     } else if (hadHole) this.sendAck(); // a filled hole is acknowledged at once
     else this.scheduleAck();
+  }
+
+  /** Gathers in-order bytes for the host; the first of a turn schedules the one write. */
+  private toHost(bytes: Uint8Array): void {
+    if (this.gathered.length === 0) process.nextTick(() => this.flushToHost());
+    this.gathered.push(bytes);
+    this.gatheredBytes += bytes.length;
+  }
+
+  /** Writes what was gathered as one chunk (a copy when there are several). */
+  private flushToHost(): void {
+    const chunks = this.gathered;
+    if (chunks.length === 0) return;
+    const total = this.gatheredBytes;
+    this.gathered = [];
+    this.gatheredBytes = 0;
+    if (this.socket.destroyed || this.socket.writableEnded) return; // reset, or ended after a flush
+    this.socket.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
   }
 
   private established(): void {
@@ -564,7 +598,10 @@ export class TcpConnection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.stopTimer();
-    if (!abort) this.socket.end();
+    if (!abort) {
+      this.flushToHost();
+      this.socket.end();
+    }
     else if (this.socket instanceof Socket && ['open', 'readOnly', 'writeOnly'].includes(this.socket.readyState)) {
       this.socket.resetAndDestroy(); // the host peer sees the reset too
     } else this.socket.destroy();

@@ -1,10 +1,3 @@
-/** Opens a host TCP connection for a guest connection (the guest hears SYN-ACK once it connects). */
-export function connectHost(host: string, port: number): Duplex {
-  const socket = connect({ host, port, allowHalfOpen: true });
-  socket.setNoDelay(true);
-  return socket;
-}
-
 /**
  * TCP NAT: the table of guest TCP connections and the host forwards' listeners.
  * A guest SYN to an address the stack lets it reach opens the host end the stack
@@ -14,8 +7,10 @@ export function connectHost(host: string, port: number): Duplex {
  * host forward listens on a host address; each accepted host connection becomes a
  * connection into the guest from the user network's host address and a port of
  * the ephemeral range. At most 4096 connections at once (SYNs beyond are reset).
+ * The connection a segment belongs to is looked up by its addresses and ports; the
+ * last one found is checked first (a bulk transfer's segments come in runs).
  */
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HostForward } from '../spec.js';
 import { addressKey, hostPortText, type IpAddress } from './ip-address.js';
@@ -24,10 +19,28 @@ import { ACK, FIN, mssFor, readSynOptions, RST, SYN, TcpConnection, tcpSegment, 
 
 const MAX_CONNECTIONS = 4096;
 const EPHEMERAL_FIRST = 49152;
+/**
+ * The one read buffer of every host socket connectHost() opens (net's onread): a
+ * read is handed on as a 'data' event of a view into it, which TcpConnection copies
+ * into its send queue at once, so no read allocates a buffer of its own.
+ */
+const hostReadBuffer = Buffer.allocUnsafe(64 << 10);
+
+/** Opens a host TCP connection for a guest connection (the guest hears SYN-ACK once it connects). */
+export function connectHost(host: string, port: number): Duplex {
+  const socket: Socket = connect({
+    host, port, allowHalfOpen: true,
+    onread: { buffer: hostReadBuffer, callback: (n: number, buf: Uint8Array) => socket.emit('data', buf.subarray(0, n)) },
+  });
+  socket.setNoDelay(true);
+  return socket;
+}
 
 export class TcpNat {
   private readonly connections = new Map<string, TcpConnection>();
   private nextPort = EPHEMERAL_FIRST;
+  /** The connection the last segment belonged to. */
+  private last: TcpConnection | null = null;
 
   constructor(private readonly out: TcpOutput) {}
 
@@ -53,9 +66,14 @@ export class TcpNat {
     const guestPort = v.getUint16(t);
     const peerPort = v.getUint16(t + 2);
     const flags = v.getUint8(t + 13);
+    const last = this.last;
+    if (last !== null && last.state !== 'closed' && last.is(p.src, guestPort, p.dst, peerPort)) return last.input(p, headerLength);
     const key = this.key(p.src, guestPort, p.dst, peerPort);
     const existing = this.connections.get(key);
-    if (existing) return existing.input(p, headerLength);
+    if (existing) {
+      this.last = existing;
+      return existing.input(p, headerLength);
+    }
     const socket = (flags & (SYN | ACK | RST | FIN)) === SYN && this.connections.size < MAX_CONNECTIONS ? openHost(p.dst, peerPort) : null;
     if (socket === null) return this.refuse(p, headerLength);
     const syn = { seq: v.getUint32(t + 4), options: readSynOptions(v, t, headerLength, mssFor(p.src)) };
