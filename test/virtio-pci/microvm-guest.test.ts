@@ -6,7 +6,8 @@
  * sends one request whose completion arrives as a level-triggered INTx
  * interrupt through the in-kernel IOAPIC (acknowledged by reading the ISR):
  * 16 random bytes from virtio-rng, and sector 0 of a raw disk with a known
- * byte sum from virtio-blk. The same through `tsemu run -M microvm --device
+ * byte sum from virtio-blk; with -smp 2 across a guest reboot (fresh devices
+ * and doorbell per boot). The same through `tsemu run -M microvm --device
  * virtio-rng-pci --drive ...,if=none --device virtio-blk-pci,drive=...` and
  * virtio-net-pci on a user netdev (negotiation only); the other bus's device
  * names are clear errors on each machine.
@@ -18,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { closeImage, openImage } from '../../src/block/open.js';
 import type { ImageNode } from '../../src/block/formats/format.js';
 import { QueuedCharBackend } from '../../src/emulator/devices/char-backend.js';
-import { createMicrovmMachine } from '../../src/emulator/machines/microvm.js';
+import { createMicrovmMachine, runMicrovmMachine } from '../../src/emulator/machines/microvm.js';
 import { VirtioBlk } from '../../src/emulator/virtio/blk.js';
 import { VirtioRng } from '../../src/emulator/virtio/rng.js';
 import { scratchDir, tsemu } from '../helpers/peers.js';
@@ -70,6 +71,20 @@ describe('virtio-pci on microvm with the x86 test guest', () => {
     } finally {
       await closeImage(node);
     }
+  });
+
+  it('-smp 2 and a guest reboot: each boot gets fresh devices and completes its request', async () => {
+    let output = '';
+    let boots = 0;
+    const serial = new QueuedCharBackend((bytes) => (output += Buffer.from(bytes).toString('latin1')));
+    const exit = await runMicrovmMachine(
+      { ramBytes: 64 << 20, cpus: 2, kernel: readFileSync(bzImage()), append: 'tsemu.reboot', serial, virtio: [() => new VirtioRng()] },
+      { noReboot: false, onMachine: (machine) => ++boots === 3 && machine.stop() },
+    );
+    assert.deepEqual(exit, { kind: 'quit' });
+    assert.equal(output.match(/virtio: rng: 1 queues, 16 bytes/g)?.length, 2, output);
+    assert.equal(output.match(/smp: 2 of 2 cpus up/g)?.length, 2, output);
+    assert.doesNotMatch(output, /FAIL/);
   });
 
   it('tsemu run -M microvm --device virtio-rng-pci, virtio-blk-pci on an if=none drive, virtio-net-pci on a user netdev', async () => {
