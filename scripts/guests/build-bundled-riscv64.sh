@@ -98,7 +98,8 @@ Made by \`scripts/guests/build-bundled-riscv64.sh\` (do not edit by hand; rerun 
 
 The kernel runs on QEMU's and tsemu's \`virt\` machine under an SBI firmware: 16550 console
 (\`console=ttyS0\`) and SBI console (\`earlycon=sbi\`), PLIC, goldfish RTC, syscon poweroff and
-reboot, SMP (up to 8 harts), and virtio-mmio block, network and console, all built in (no modules).
+reboot, SMP (up to 8 harts), virtio-mmio block, network, console and entropy (virtio-rng), and
+ext4 with PTYs for a root file system on a virtio disk (the ssh scenario), all built in (no modules).
 With \`tsemu.test=poweroff\` on the command line \`/init\` powers off right after the marker;
 otherwise it runs a shell on the console and powers off when the shell exits. QEMU's \`-kernel\`
 does not unpack gzip: give it \`gunzip -c Image.gz\`.
