@@ -16,16 +16,10 @@
  */
 import type { IrqLine } from '../bus/interfaces.js';
 import type { KvmVm } from '../accel/kvm/kvm.js';
-import { ioctlBuffer } from '../accel/kvm/sys.js';
-
-/** _IOW(KVMIO, 0x61, struct kvm_irq_level { u32 irq; u32 level; }). */
-const KVM_IRQ_LINE = ((1 << 30) | (8 << 16) | (0xae << 8) | 0x61) >>> 0;
 
 export class LevelIrqLines {
   /** Per GSI, how many device lines are high. */
   private readonly high = new Map<number, number>();
-  private readonly arg = new Uint8Array(8);
-  private readonly argView = new DataView(this.arg.buffer);
 
   constructor(private readonly vm: KvmVm) {}
 
@@ -39,14 +33,8 @@ export class LevelIrqLines {
         const before = this.high.get(gsi) ?? 0;
         const after = before + (next ? 1 : -1);
         this.high.set(gsi, after);
-        if ((before === 0) !== (after === 0)) this.drive(gsi, after > 0);
+        if ((before === 0) !== (after === 0)) this.vm.setIrqLine(gsi, after > 0);
       },
     };
-  }
-
-  private drive(gsi: number, level: boolean): void {
-    this.argView.setUint32(0, gsi, true);
-    this.argView.setUint32(4, level ? 1 : 0, true);
-    ioctlBuffer(this.vm.fd, KVM_IRQ_LINE, 'KVM_IRQ_LINE', this.arg);
   }
 }

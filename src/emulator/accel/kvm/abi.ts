@@ -29,6 +29,7 @@ export const KVM = {
   SET_TSS_ADDR: io(0x47),
   SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
   CREATE_IRQCHIP: io(0x60),
+  IRQ_LINE: iow(0x61, 8),
   IRQFD: iow(0x76, 32),
   IOEVENTFD: iow(0x79, 64),
   CREATE_PIT2: iow(0x77, 64),
@@ -112,6 +113,15 @@ export function memoryRegion(slot: number, guestPhys: number, size: number, host
 }
 
 /** struct kvm_irqfd: the eventfd `fd` raises and lowers (one edge per signal) GSI `gsi`. */
+/** struct kvm_irq_level: the GSI and the level to drive it at. */
+export function irqLevel(gsi: number, level: boolean): Uint8Array {
+  const b = new Uint8Array(8);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, gsi, true);
+  v.setUint32(4, level ? 1 : 0, true);
+  return b;
+}
+
 export function irqfd(fd: number, gsi: number): Uint8Array {
   const b = new Uint8Array(32);
   const v = new DataView(b.buffer);

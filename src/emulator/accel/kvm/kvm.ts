@@ -20,7 +20,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import {
   KVM, KVM_API_VERSION, KVM_CAP, cpuidBuffer, decodeCpuid, decodeRegs, decodeSregs, encodeCpuid, encodeMsrs,
-  encodeRegs, encodeSregs, ioeventfd, irqfd, memoryRegion, pitConfig, type CpuidEntry, type IoEventFd,
+  encodeRegs, encodeSregs, ioeventfd, irqfd, irqLevel, memoryRegion, pitConfig, type CpuidEntry, type IoEventFd,
   type Regs, type Sregs,
 } from './abi.js';
 import { KvmSysError, O_CLOEXEC, O_RDWR, ioctlBuffer, ioctlValue, sysClose, sysOpen } from './sys.js';
@@ -149,6 +149,11 @@ export class KvmVm {
   /** The in-kernel 8254 PIT on ports 0x40-0x43, wired to IRQ 0. */
   createPit(): void {
     ioctlBuffer(this.fd, KVM.CREATE_PIT2, 'KVM_CREATE_PIT2', pitConfig());
+  }
+
+  /** Drives GSI `gsi` of the in-kernel irqchip at `level` (held until changed: a level-triggered line). */
+  setIrqLine(gsi: number, level: boolean): void {
+    ioctlBuffer(this.fd, KVM.IRQ_LINE, 'KVM_IRQ_LINE', irqLevel(gsi, level));
   }
 
   /** Each signal of eventfd `fd` gives GSI `gsi` one edge, raised then lowered (ISA GSIs 0-15 reach both the PIC and the IOAPIC). */
