@@ -84,7 +84,7 @@ export class HttpTransport {
       await res.body.dump().catch(() => undefined);
     } else {
       // Not a body we asked for: drop the connection rather than download it.
-      res.body.destroy();
+      discard(res.body);
     }
     return answer;
   }
@@ -112,13 +112,19 @@ async function receiveBody(stream: Dispatcher.ResponseData['body'], body: Uint8A
   let got = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     if (got + chunk.length > body.length) {
-      stream.destroy();
+      discard(stream);
       throw new HttpError(`the server sent more than the ${body.length} bytes asked for`, false);
     }
     body.set(chunk, got);
     got += chunk.length;
   }
   if (got !== body.length) throw new HttpError(`the answer ended after ${got} of ${body.length} bytes`, true);
+}
+
+/** Destroys an answer's body; undici reports that as an abort error, which nobody is waiting for. */
+function discard(stream: Dispatcher.ResponseData['body']): void {
+  stream.on('error', () => undefined);
+  stream.destroy();
 }
 
 const TLS_VERIFY = /CERT|SIGNATURE|ISSUER|ALTNAME|VERIFY/;
