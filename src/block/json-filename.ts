@@ -15,9 +15,17 @@
  *   (json-options.ts); the host-file protocol takes no options beyond its name.
  * A top-level "driver" that names a protocol (`{"driver":"https","url":…}`) opens
  * that protocol as a raw image.
+ *
+ * displayName() is the name qemu-img shows for an image (info's "image:" and
+ * "filename"): a json: name rewritten to the plain name or URL when that says
+ * everything, else re-serialised as `json:{"driver": FORMAT, "file": {…}}` in
+ * QEMU's spelling (", " and ": " separators) with the options the protocol keeps
+ * (just those for a protocol-only name, whose format qemu-img calls by the
+ * protocol's name: displayFormat); a plain name as its protocol spells it (an
+ * NBD URI normalised).
  */
 import { findProtocol } from './protocols/index.js';
-import { type JsonOptionValue, parseJsonOptions, stringOption } from './json-options.js';
+import { type JsonOptionValue, isJsonFilename, parseJsonOptions, stringOption } from './json-options.js';
 
 const PREFIX = 'json:';
 
@@ -30,6 +38,8 @@ export interface JsonImageSpec {
   location: string;
   /** False for `"backing": null`. */
   backing: boolean;
+  /** The top-level "driver" is a protocol: a raw image that qemu-img calls by the protocol's name. */
+  protocolOnly: boolean;
   /** Top-level options nobody took, for the caller's "does not support the option" error. */
   unknown: string[];
 }
@@ -38,7 +48,7 @@ export function splitJsonFilename(name: string): JsonImageSpec {
   const opts = parseJsonOptions(name);
   const driver = stringOption(opts, 'driver');
   if (driver === 'file' || (driver !== undefined && findProtocol(protocolJson(opts))?.name === driver)) {
-    return { format: 'raw', protocolName: protocolName(opts), location: locationOf(opts), backing: true, unknown: [] };
+    return { format: 'raw', protocolName: protocolName(opts), location: locationOf(opts), backing: true, unknown: [], protocolOnly: true };
   }
   const file = new Map<string, JsonOptionValue>();
   const unknown: string[] = [];
@@ -49,7 +59,7 @@ export function splitJsonFilename(name: string): JsonImageSpec {
     else if (key === 'backing' && v === null) backing = false;
     else if (key !== 'driver') unknown.push(key);
   }
-  return { format: driver, protocolName: protocolName(file), location: locationOf(file), backing, unknown };
+  return { format: driver, protocolName: protocolName(file), location: locationOf(file), backing, unknown, protocolOnly: false };
 }
 
 function protocolJson(opts: ReadonlyMap<string, JsonOptionValue>): string {
@@ -84,4 +94,27 @@ function protocolName(file: Map<string, JsonOptionValue>): string {
 /** The driver a plain name goes to: the protocol that claims it, or "file". */
 function protocolOf(filename: string): string {
   return findProtocol(filename)?.name ?? 'file';
+}
+
+/** The name qemu-img shows for the image `name` of format `format`. */
+export function displayName(name: string, format: string): string {
+  const spec = isJsonFilename(name) ? splitJsonFilename(name) : null;
+  const protocolLevel = spec ? spec.protocolName : name;
+  const shown = findProtocol(protocolLevel)?.displayName?.(protocolLevel) ?? protocolLevel;
+  if (typeof shown === 'string') return shown;
+  return PREFIX + qemuJson(spec?.protocolOnly ? shown : { driver: format, file: shown });
+}
+
+/** The format qemu-img reports for the image `name` opened as `format`: a protocol's name for a protocol-only json: name. */
+export function displayFormat(name: string, format: string): string {
+  const spec = isJsonFilename(name) ? splitJsonFilename(name) : null;
+  if (!spec?.protocolOnly) return format;
+  return findProtocol(spec.protocolName)?.name ?? 'file';
+}
+
+/** A JSON object as QEMU writes it on one line. */
+function qemuJson(obj: { [key: string]: JsonOptionValue | { [key: string]: JsonOptionValue } }): string {
+  const value = (v: JsonOptionValue | { [key: string]: JsonOptionValue }): string =>
+    v !== null && typeof v === 'object' ? qemuJson(v) : JSON.stringify(v);
+  return `{${Object.entries(obj).map(([k, v]) => `${JSON.stringify(k)}: ${value(v)}`).join(', ')}}`;
 }

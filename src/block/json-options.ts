@@ -40,6 +40,17 @@ function flatten(obj: Record<string, unknown>, prefix: string, out: Map<string, 
   }
 }
 
+/** The "driver" of a `json:` name, or undefined (not a json: name, unparseable, or no string driver). */
+export function jsonDriverOf(name: string): string | undefined {
+  if (!isJsonFilename(name)) return undefined;
+  try {
+    const driver = parseJsonOptions(name).get('driver');
+    return typeof driver === 'string' ? driver : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A string option of `opts`, or undefined; a value of another JSON type is an error. */
 export function stringOption(opts: ReadonlyMap<string, JsonOptionValue>, key: string): string | undefined {
   const v = opts.get(key);

@@ -40,7 +40,7 @@ export async function openImage(filename: string, opts: OpenImageOptions = {}): 
 
 /** What an image name says: a plain name as it is, a json: name split (json-filename.ts). */
 export function imageSpec(filename: string, format?: string): JsonImageSpec {
-  if (!isJsonFilename(filename)) return { format, protocolName: filename, location: filename, backing: true, unknown: [] };
+  if (!isJsonFilename(filename)) return { format, protocolName: filename, location: filename, backing: true, unknown: [], protocolOnly: false };
   const json = splitJsonFilename(filename);
   if (json.format && format && json.format !== format) {
     throw new Error(`Cannot use image format '${format}': the json: name says '${json.format}'`);

@@ -1,7 +1,9 @@
 /**
  * The `nbd` protocol driver: a ProtocolNode over an export of an NBD server,
- * claimed by QEMU's URIs (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH),
- * so every format driver and every `img` operation works on an export.
+ * claimed by QEMU's URIs (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH)
+ * and `json:{"driver":"nbd","server.host":…}` names (target.ts), so every format
+ * driver and every `img` operation works on an export. qemu-img shows an export
+ * by its canonical URI.
  *
  * The node is the export, of fixed size. Reads and writes larger than the server's
  * maximum payload are cut and sent in parallel; FUA, flush, trim and write-zeroes
@@ -23,7 +25,7 @@ import type { BlockExtent, TruncateOptions, WriteOptions, ZeroOptions } from '..
 import { checkRange } from '../node.js';
 import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from '../protocols/protocol.js';
 import { type BlockDescriptor, NbdConnection } from './client-connection.js';
-import { isNbdUri, parseNbdUri } from './uri.js';
+import { canonicalNbdUri, isNbdName, parseNbdTarget } from './target.js';
 import {
   CMD_BLOCK_STATUS,
   CMD_FLAG_FUA,
@@ -71,7 +73,7 @@ export class NbdNode implements ProtocolNode {
   }
 
   static async open(filename: string, opts: ProtocolOpenOptions): Promise<NbdNode> {
-    const uri = parseNbdUri(filename);
+    const uri = parseNbdTarget(filename);
     const conn = await NbdConnection.connect(uri.address, uri.exportName);
     const readOnly = opts.readOnly ?? false;
     if (!readOnly && conn.info.flags & TF_READ_ONLY) {
@@ -259,6 +261,8 @@ export class NbdNode implements ProtocolNode {
 
 export const nbdProtocol: ProtocolDriver = {
   name: 'nbd',
-  claims: isNbdUri,
+  claims: isNbdName,
   open: (filename, opts) => NbdNode.open(filename, opts),
+  displayName: (filename) => canonicalNbdUri(parseNbdTarget(filename)),
+  withoutImageInfo: true,
 };

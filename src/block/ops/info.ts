@@ -6,7 +6,10 @@
  * QEMU counts it), host allocation, cluster size, dirty flag, backing file name as
  * recorded and resolved the way QEMU resolves it (relative to the folder of the
  * image naming it, without normalising the path), backing format, snapshots and
- * the format-specific block. With `backingChain` it then follows the resolved
+ * the format-specific block. The name shown is qemu-img's (json: names rewritten,
+ * NBD URIs normalised: json-filename.ts displayName), and a raw image on a
+ * protocol whose QEMU driver has no image info (NBD, HTTP) shows no dirty flag.
+ * With `backingChain` it then follows the resolved
  * backing names one image at a time; a name that comes back is an error, like
  * qemu-img's "creates an infinite loop". Everything is collected before anything is
  * printed, so an error prints nothing but the message.
@@ -14,7 +17,9 @@
  * formatImageInfoJson / formatImageInfoHuman print the result in qemu-img's two
  * output shapes (one object, or an array / blank-line separated list for a chain).
  */
-import { closeImage, openImage } from '../open.js';
+import { closeImage, imageSpec, openImage } from '../open.js';
+import { displayFormat, displayName } from '../json-filename.js';
+import { findProtocol } from '../protocols/index.js';
 import type { FormatSpecificInfo, SnapshotInfo } from '../formats/format.js';
 import { dumpQObject, formatSnapshotTable, sizeToStr, toQemuJson } from '../../cli/format-output.js';
 
@@ -66,10 +71,11 @@ async function imageInfo(filename: string, format: string | undefined, forceShar
   try {
     const actual = await image.allocatedSize();
     const snapshots = image.listSnapshots?.() ?? [];
+    const protocolName = imageSpec(filename, format).protocolName;
     const info: ImageInfo = {
-      filename,
-      format: image.driver,
-      'dirty-flag': image.dirtyFlag ?? false,
+      filename: displayName(filename, image.driver),
+      format: displayFormat(filename, image.driver),
+      'dirty-flag': image.driver === 'raw' && findProtocol(protocolName)?.withoutImageInfo ? undefined : (image.dirtyFlag ?? false),
       'actual-size': actual >= 0 ? actual : undefined,
       'virtual-size': Math.ceil(image.size() / SECTOR) * SECTOR,
       'cluster-size': image.clusterSize,

@@ -11,8 +11,13 @@
  * protocol-level `json:{"driver":"https","url":…}` name carries the rest; an
  * option the driver does not know, a driver that does not match the URL's scheme,
  * or a bad value is an error naming it.
+ *
+ * httpDisplayName() is how qemu-img names an image on such a name: the plain URL
+ * when only url, readahead, timeout or sslverify=on are given, else the options
+ * it keeps in the order it prints them (its option dictionary's order, measured
+ * with qemu-img 7.2).
  */
-import { type JsonOptionValue, isJsonFilename, parseJsonOptions, stringOption } from '../json-options.js';
+import { type JsonOptionValue, isJsonFilename, jsonDriverOf, parseJsonOptions, stringOption } from '../json-options.js';
 import { parseSize } from '../options.js';
 import { lookupSecret } from '../secrets.js';
 
@@ -41,13 +46,8 @@ const KNOWN = new Set([
 /** The driver a name belongs to ("http", "https"), or null when it is not an HTTP(S) name. */
 export function httpDriverOf(name: string): HttpDriverName | null {
   if (isJsonFilename(name)) {
-    let driver: JsonOptionValue | undefined;
-    try {
-      driver = parseJsonOptions(name).get('driver');
-    } catch {
-      return null;
-    }
-    return typeof driver === 'string' && DRIVERS.includes(driver) ? (driver as HttpDriverName) : null;
+    const driver = jsonDriverOf(name);
+    return driver !== undefined && DRIVERS.includes(driver) ? (driver as HttpDriverName) : null;
   }
   const scheme = /^([a-z]+):\/\//i.exec(name)?.[1]?.toLowerCase();
   return scheme !== undefined && DRIVERS.includes(scheme) ? (scheme as HttpDriverName) : null;
@@ -79,6 +79,20 @@ export function parseHttpOptions(name: string): HttpOptions {
   url.username = '';
   url.password = '';
   return out;
+}
+
+/** The options qemu-img keeps in an http image's name, in its printing order. */
+const DISPLAY_ORDER = ['password-secret', 'url', 'cookie-secret', 'driver', 'username', 'cookie', 'sslverify'];
+
+export function httpDisplayName(name: string): string | Record<string, JsonOptionValue> {
+  if (!isJsonFilename(name)) return name;
+  const opts = parseJsonOptions(name);
+  const url = stringOption(opts, 'url') ?? stringOption(opts, 'filename') ?? '';
+  const kept = new Map<string, JsonOptionValue>([...opts].filter(([k, v]) =>
+    DISPLAY_ORDER.includes(k) && !(k === 'sslverify' && (v === true || v === 'on'))));
+  kept.set('url', url);
+  if ([...kept.keys()].every((k) => k === 'url' || k === 'driver')) return url;
+  return Object.fromEntries(DISPLAY_ORDER.filter((k) => kept.has(k)).map((k) => [k, kept.get(k)!]));
 }
 
 function parseUrl(driver: HttpDriverName, text: string | undefined): URL {

@@ -12,6 +12,7 @@
  * metadata; protocols without locks treat it as a no-op.
  */
 import type { BlockNode } from '../node.js';
+import type { JsonOptionValue } from '../json-options.js';
 
 export interface ProtocolOpenOptions {
   readOnly?: boolean;
@@ -39,4 +40,11 @@ export interface ProtocolDriver {
   /** Whether `filename` names a resource of this protocol (by its URL scheme). */
   claims(filename: string): boolean;
   open(filename: string, opts: ProtocolOpenOptions): Promise<ProtocolNode>;
+  /**
+   * How qemu-img names an image on `filename`: a plain name, or the options a plain
+   * name cannot carry, keys in the order qemu-img prints them (json-filename.ts).
+   */
+  displayName?(filename: string): string | Record<string, JsonOptionValue>;
+  /** QEMU's driver for this protocol answers no image info: a raw image on it has no dirty flag. */
+  readonly withoutImageInfo?: boolean;
 }
