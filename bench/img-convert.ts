@@ -11,8 +11,10 @@
  * vdi and vhdx, each format back to raw (from an image qemu-img made of the input),
  * and raw->qcow2 -c (zlib) and -c -o compression_type=zstd. Every output
  * is checked with `qemu-img compare` against the input. The table shows both
- * times (best of --repeat runs) and tsemu/qemu-img with its target (qcow2 -c
- * <= 1.0, every other case <= 1.25), then `img info` start-up latency (median of
+ * wall times (best of --repeat runs) and tsemu/qemu-img with its target (qcow2 -c
+ * <= 1.0, every other case <= 1.25), both CPU times (user + system of all
+ * threads, least of the runs; bash's `times`) and their ratio, then the load
+ * average at the start and the end, then `img info` start-up latency (median of
  * --info-runs runs) beside that of Node.js itself starting and exiting
  * (`node -e 0`, the floor of any Node program's start-up on the machine).
  * Scratch files live in os.tmpdir() and are removed at the end.
@@ -24,7 +26,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -59,6 +61,17 @@ async function mustRun(program: string, args: readonly string[]): Promise<Timed>
   const r = await run(program, args);
   if (r.code !== 0) throw new Error(`${program} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
   return r;
+}
+
+/**
+ * Runs a program under bash and also returns its CPU time (user + system, all
+ * threads): the children's line of bash's `times`, printed last on stderr.
+ */
+async function mustRunWithCpu(program: string, args: readonly string[]): Promise<Timed & { cpu: number }> {
+  const r = await mustRun('bash', ['-c', '"$@"; s=$?; times >&2; exit $s', 'bash', program, ...args]);
+  const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(r.stderr);
+  if (!m) throw new Error(`no CPU times from bash for ${program}: ${r.stderr.trim()}`);
+  return { ...r, cpu: Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) };
 }
 
 /** Writes the input image; returns how many bytes are data. */
@@ -173,18 +186,21 @@ async function main(): Promise<void> {
       return file;
     };
 
-    const rows: string[][] = [['case', 'qemu-img s', 'tsemu s', 'tsemu/qemu', 'target', '']];
+    const loadAtStart = loadavg();
+    const rows: string[][] = [['case', 'qemu-img s', 'tsemu s', 'tsemu/qemu', 'target', '', 'CPU s: qemu-img', 'tsemu', 'ratio']];
     let allOk = true;
     for (const c of cases) {
       const input = await inputFile(c.input);
       const best = { qemu: Infinity, tsemu: Infinity };
+      const cpu = { qemu: Infinity, tsemu: Infinity };
       for (let i = 0; i < repeat; i++) {
         for (const who of ['qemu', 'tsemu'] as const) {
           const out = path.join(dir, `out-${who}.${c.outFormat}`);
           await rm(out, { force: true });
           const args = ['convert', ...c.args, '-O', c.outFormat, input, out];
-          const r = who === 'qemu' ? await mustRun('qemu-img', args) : await mustRun(process.execPath, [TSEMU, 'img', ...args]);
+          const r = who === 'qemu' ? await mustRunWithCpu('qemu-img', args) : await mustRunWithCpu(process.execPath, [TSEMU, 'img', ...args]);
           best[who] = Math.min(best[who], r.seconds);
+          cpu[who] = Math.min(cpu[who], r.cpu);
           const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', c.outFormat, raw, out]);
           if (cmp.code !== 0) throw new Error(`${c.name}: ${who}'s output differs from the input: ${cmp.stderr.trim()}`);
           await rm(out, { force: true });
@@ -193,7 +209,10 @@ async function main(): Promise<void> {
       const ratio = best.tsemu / best.qemu;
       const ok = ratio <= c.target;
       allOk &&= ok;
-      rows.push([c.name, best.qemu.toFixed(2), best.tsemu.toFixed(2), ratio.toFixed(2), `<= ${c.target.toFixed(2)}`, ok ? 'ok' : 'MISSED']);
+      rows.push([
+        c.name, best.qemu.toFixed(2), best.tsemu.toFixed(2), ratio.toFixed(2), `<= ${c.target.toFixed(2)}`, ok ? 'ok' : 'MISSED',
+        cpu.qemu.toFixed(2), cpu.tsemu.toFixed(2), (cpu.tsemu / cpu.qemu).toFixed(2),
+      ]);
     }
 
     const small = path.join(dir, 'small.qcow2');
@@ -209,8 +228,10 @@ async function main(): Promise<void> {
     rows.push([`img info start-up (median of ${infoRuns})`, q.toFixed(3), t.toFixed(3), (t / q).toFixed(2), '', '']);
     rows.push([`  of which node itself (node -e 0)`, '', median(latency.node).toFixed(3), '', '', '']);
 
-    const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
+    const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => (r[col] ?? '').length)));
     for (const r of rows) console.log(r.map((cell, col) => pad(cell, widths[col]!)).join('  ').trimEnd());
+    const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
+    console.log(`\nload average (1, 5, 15 min): ${load(loadAtStart)} at the start, ${load(loadavg())} at the end`);
     console.log(allOk ? '\nall convert targets met' : '\nsome convert targets missed');
   } finally {
     await cleanup();
