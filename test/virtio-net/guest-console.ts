@@ -1,6 +1,7 @@
 /**
  * A `tsemu run` machine driven through its serial console, for the virtio-net
- * guest tests: start() spawns the built CLI with stdin, stdout and stderr as
+ * guest tests and bench/guest-io.ts: start() spawns the built CLI (spawn() any
+ * machine program whose console is its stdio) with stdin, stdout and stderr as
  * pipes; waitFor() waits for a pattern in the console text printed since a
  * mark (a deadline bounds the wait only, it never times work: a miss fails
  * with the console's tail); type() writes a line to the guest's console;
@@ -36,10 +37,12 @@ export class GuestConsole {
 
   /** `tsemu run ARGS` with the serial console on stdio. */
   static start(args: readonly string[]): GuestConsole {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/tsemu.js'), 'run', '--serial', 'stdio', '--no-reboot', ...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    return new GuestConsole(child);
+    return GuestConsole.spawn(process.execPath, [path.join(ROOT, 'bin/tsemu.js'), 'run', '--serial', 'stdio', '--no-reboot', ...args]);
+  }
+
+  /** Any machine program whose console is its stdio (qemu-system-riscv64 -nographic). */
+  static spawn(program: string, args: readonly string[]): GuestConsole {
+    return new GuestConsole(spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
   }
 
   /** The first match of `pattern` printed after the last match waited for; fails after `seconds`. */
