@@ -86,8 +86,9 @@ export interface TapNetdev {
   ifname?: string;
   /**
    * vnet_hdr=on: frames carry virtio-net headers (IFF_VNET_HDR; an error where the
-   * kernel refuses). Absent means off: QEMU's absent means "when available", but
-   * no tsemu consumer uses the header yet, and the other backends see the same frames either way.
+   * kernel refuses). Absent means "when the kernel offers it", as in QEMU (create.ts):
+   * the user stack uses the header for offloads, and the other backends see the same
+   * frames either way.
    */
   vnetHdr?: boolean;
 }

@@ -137,6 +137,24 @@ export class TapBackend implements FrameBackend {
     this.writeBuffer = new Uint8Array(vnetHdr ? VNET_HDR_LEN_MRG + MAX_GSO_FRAME : 0);
   }
 
+  /**
+   * Whether the kernel's TUN/TAP driver offers virtio-net headers (TUNGETFEATURES);
+   * false also when /dev/net/tun cannot be opened (open() then says why).
+   */
+  static offersVnetHeaders(): boolean {
+    const c = load();
+    let fd: number;
+    try {
+      fd = openSync('/dev/net/tun', constants.O_RDWR);
+    } catch {
+      return false;
+    }
+    const features = Buffer.alloc(4);
+    const ok = c.ioctl(fd, TUNGETFEATURES, features) >= 0;
+    closeSync(fd);
+    return vnetHdrRefusal(ok ? features.readUInt32LE(0) : null) === null;
+  }
+
   /** Creates (or attaches to) the TAP interface `ifname` (the kernel names it when absent). */
   static open(ifname = '', options: TapOptions = {}): TapBackend {
     const c = load();

@@ -33,6 +33,12 @@ export class OutPacket {
   readonly l4: number;
   /** The TTL or hop limit it leaves with (NDP messages need 255). */
   hopLimit = 64;
+  /**
+   * For a TCP segment larger than the link's MTU that the consumer cuts itself (a
+   * virtio-net GSO frame, see UserStack.enableOffloads): the payload bytes per cut
+   * segment; 0 for an ordinary packet.
+   */
+  gsoSize = 0;
 
   constructor(readonly protocol: number, readonly src: IpAddress, readonly dst: IpAddress, l4Length: number) {
     this.l4 = ETH_HEADER + (typeof src === 'number' ? IP_HEADER : IPV6_HEADER);
@@ -44,8 +50,12 @@ export class OutPacket {
     return this.frame.length - this.l4;
   }
 
-  /** Writes the Ethernet and IP headers and every checksum (`id` is IPv4's identification). */
-  finalize(dstMac: Uint8Array, srcMac: Uint8Array, id: number): Uint8Array {
+  /**
+   * Writes the Ethernet and IP headers and every checksum (`id` is IPv4's identification).
+   * With `partial` the L4 checksum field holds only the pseudo header's folded sum,
+   * for a consumer that completes it (virtio-net's NEEDS_CSUM).
+   */
+  finalize(dstMac: Uint8Array, srcMac: Uint8Array, id: number, partial = false): Uint8Array {
     const { frame, view, l4, src, dst } = this;
     frame.set(dstMac, 0);
     frame.set(srcMac, 6);
@@ -78,6 +88,10 @@ export class OutPacket {
     } else {
       const at = l4 + (this.protocol === PROTO_TCP ? 16 : this.protocol === PROTO_UDP ? 6 : 2);
       view.setUint16(at, 0);
+      if (partial) {
+        view.setUint16(at, ~finish(pseudoHeader(src, dst, this.protocol, length)) & 0xffff);
+        return frame;
+      }
       const c = finish(sum(frame, l4, length, pseudoHeader(src, dst, this.protocol, length)));
       // UDP sends a computed zero as all ones (zero means "no checksum").
       view.setUint16(at, c === 0 && this.protocol === PROTO_UDP ? 0xffff : c);
@@ -95,6 +109,8 @@ export interface InPacket {
   /** Offset and length of the L4 bytes (the IP total length, not the frame's padding). */
   l4: number;
   l4Length: number;
+  /** The sender's virtio-net header said the L4 checksum is partial or already verified: it is not checked here. */
+  l4ChecksumTrusted?: boolean;
 }
 
 /**
@@ -102,6 +118,6 @@ export interface InPacket {
  * sender over IPv4 sent none; over IPv6 the UDP checksum is mandatory).
  */
 export function l4ChecksumOk(p: InPacket, protocol: number): boolean {
-  if (protocol === PROTO_UDP && typeof p.src === 'number' && p.view.getUint16(p.l4 + 6) === 0) return true;
+  if (p.l4ChecksumTrusted || (protocol === PROTO_UDP && typeof p.src === 'number' && p.view.getUint16(p.l4 + 6) === 0)) return true;
   return finish(sum(p.frame, p.l4, p.l4Length, pseudoHeader(p.src, p.dst, protocol, p.l4Length))) === 0;
 }

@@ -35,6 +35,13 @@
  * IPv4. TFTP answers at the IPv6 host address too; guest forwards are IPv4 only. ipv4=off drops ARP and IPv4 as ipv6=off drops IPv6. Other ethertypes
  * are dropped.
  *
+ * Offloads (enableOffloads(), for a segment whose other end is a tap with vnet_hdr=on
+ * and offloads on): frames from the guest may come with a virtio-net header; a
+ * partial or already verified L4 checksum is then not checked, and TCP segments
+ * up to 64 KiB (the guest's TSO) are taken whole. TCP data to an IPv4 guest leaves
+ * in segments of up to 64 KiB with a GSO header (NEEDS_CSUM, TCPV4, the MSS) that
+ * the kernel cuts or hands to the guest's stack whole: one frame instead of 44.
+ *
  * Host forwards are started by create() and can be added and removed at run time
  * (addHostForward, removeHostForward). close() resets every connection and closes
  * every socket and listener.
@@ -67,6 +74,7 @@ import { commandStream } from './command-stream.js';
 import { connectHost, TcpNat } from './tcp.js';
 import { TftpServer } from './tftp.js';
 import { udpPacket, UdpNat } from './udp.js';
+import { encodeVnetHeader, VNET_HDR_F_DATA_VALID, VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_TCPV4 } from '../vnet-hdr.js';
 
 /** The link MTU the stack assumes (its frames carry at most this many IP bytes). */
 const MTU = 1500;
@@ -98,6 +106,8 @@ export class UserStack implements FrameBackend {
   private handler: FrameHandler = () => {};
   private closed = false;
   private ipId = 0;
+  /** The consumer takes GSO frames and virtio-net headers (enableOffloads). */
+  private offloads = false;
   private readonly arp: Arp;
   private readonly dhcp: DhcpServer;
   private readonly udp: UdpNat;
@@ -156,30 +166,52 @@ export class UserStack implements FrameBackend {
     return this.listeners.map((l) => l.active);
   }
 
+  /**
+   * Lets the frames this stack puts out be large TCP segments under a virtio-net GSO
+   * header, and the frames it takes carry virtio-net headers: for a consumer that
+   * handles both (a tap with vnet_hdr=on whose offloads are on).
+   */
+  enableOffloads(): void {
+    this.offloads = true;
+  }
+
+  /** Whether TCP may hand emit() segments larger than the MTU (TcpOutput). */
+  get largeSegments(): boolean {
+    return this.offloads;
+  }
+
   /** Sends a packet to the guest (the only way a packet leaves). */
   emit(packet: OutPacket): void {
     if (this.closed) return;
     const { dst } = packet;
     const id = this.ipId++;
     if (typeof dst !== 'number') return this.ndp?.send(packet, (frame) => fragmentIpv6(frame, MTU, id));
+    if (packet.gsoSize > 0 && this.offloads) {
+      // The frame goes out here with its header (the builder puts it itself and gives no frames to put).
+      return this.arp.deliver(dst, (mac) => {
+        this.put(packet.finalize(mac, ROUTER_MAC, id, true), tcpGsoHeader(packet));
+        return [];
+      });
+    }
     this.arp.deliver(dst, (mac) => fragment(packet.finalize(mac, ROUTER_MAC, id), MTU));
   }
 
-  private put(frame: Uint8Array): void {
-    if (!this.closed) this.handler(frame);
+  private put(frame: Uint8Array, vnetHdr?: Uint8Array): void {
+    if (!this.closed) this.handler(frame, vnetHdr);
   }
 
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array, vnetHdr?: Uint8Array): void {
     if (this.closed || frame.length < MIN_FRAME) return;
     const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
     const type = view.getUint16(12);
-    if (type === ETHERTYPE_IPV6) this.ipv6(frame, view);
+    const trusted = this.offloads && vnetHdr !== undefined && vnetHeaderVouchesForChecksum(vnetHdr);
+    if (type === ETHERTYPE_IPV6) this.ipv6(frame, view, trusted);
     else if (!this.config.ipv4) return;
     else if (type === ETHERTYPE_ARP) this.arp.input(frame, view);
-    else if (type === ETHERTYPE_IPV4) this.ipv4(frame, view);
+    else if (type === ETHERTYPE_IPV4) this.ipv4(frame, view, trusted);
   }
 
-  private ipv4(frame: Uint8Array, view: DataView): void {
+  private ipv4(frame: Uint8Array, view: DataView, l4ChecksumTrusted = false): void {
     if (frame.length < ETH_HEADER + 20) return;
     const vihl = view.getUint8(14);
     const headerLength = (vihl & 15) * 4;
@@ -203,6 +235,7 @@ export class UserStack implements FrameBackend {
       dst,
       l4: ETH_HEADER + headerLength,
       l4Length: total - headerLength,
+      l4ChecksumTrusted,
     };
     switch (view.getUint8(23)) {
       case PROTO_ICMP: return this.icmp(p);
@@ -211,9 +244,10 @@ export class UserStack implements FrameBackend {
     }
   }
 
-  private ipv6(frame: Uint8Array, view: DataView): void {
+  private ipv6(frame: Uint8Array, view: DataView, l4ChecksumTrusted = false): void {
     const p = readIpv6(frame, view);
     if (!p || !this.ndp) return;
+    p.l4ChecksumTrusted = l4ChecksumTrusted;
     if (p.protocol === PROTO_FRAGMENT) {
       const whole = this.reassembler.addIpv6(p);
       if (whole) this.ipv6(whole, new DataView(whole.buffer));
@@ -410,4 +444,18 @@ export class UserStack implements FrameBackend {
     await this.echo6.close();
     for (const l of this.listeners.splice(0)) l.close();
   }
+}
+
+/** Whether a virtio-net header says the frame's L4 checksum is partial (to be completed) or already verified. */
+function vnetHeaderVouchesForChecksum(vnetHdr: Uint8Array): boolean {
+  return (vnetHdr[0]! & (VNET_HDR_F_NEEDS_CSUM | VNET_HDR_F_DATA_VALID)) !== 0;
+}
+
+/** The virtio-net header of a large IPv4 TCP segment: cut into gsoSize pieces, each one's checksum completed. */
+function tcpGsoHeader(packet: OutPacket): Uint8Array {
+  const tcpHeader = (packet.view.getUint8(packet.l4 + 12) >> 4) * 4;
+  return encodeVnetHeader({
+    flags: VNET_HDR_F_NEEDS_CSUM, gsoType: VNET_HDR_GSO_TCPV4, hdrLen: packet.l4 + tcpHeader,
+    gsoSize: packet.gsoSize, csumStart: packet.l4, csumOffset: 16,
+  });
 }

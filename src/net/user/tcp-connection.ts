@@ -70,7 +70,12 @@ export type TcpState = 'connecting' | 'syn-sent' | 'syn-rcvd' | 'open' | 'closed
 /** What a connection needs from the stack. */
 export interface TcpOutput {
   emit(packet: OutPacket): void;
+  /** The consumer cuts large IPv4 segments itself (OutPacket.gsoSize): data may leave in segments of many MSS. */
+  readonly largeSegments?: boolean;
 }
+
+/** The most payload one large segment carries: a 64 KiB IP packet less the IP and TCP headers, in whole MSS. */
+const largeSegmentLimit = (mss: number): number => Math.floor((65535 - 20 - 20) / mss) * mss;
 
 /** The guest's SYN options. */
 export interface SynOptions {
@@ -274,9 +279,15 @@ export class TcpConnection {
     });
   }
 
+  /** The most payload one segment carries: the MSS, or many when the consumer cuts large IPv4 segments. */
+  private get segmentLimit(): number {
+    return this.out.largeSegments && typeof this.guestAddr === 'number' ? largeSegmentLimit(this.mss) : this.mss;
+  }
+
   private sendData(seq: number, queueOffset: number, length: number): void {
     const push = queueOffset + length === this.queue.length ? PSH : 0;
     const p = this.segment(seq, ACK | push, length);
+    if (length > this.mss) p.gsoSize = this.mss;
     this.queue.copyOut(queueOffset, length, p.frame, p.l4 + 20);
     this.out.emit(p);
   }
@@ -299,7 +310,7 @@ export class TcpConnection {
       if (unsent <= 0) break;
       const room = Math.min(this.sndWnd, this.cwnd) - inflight;
       if (room <= 0) break;
-      const length = Math.min(unsent, room, this.mss);
+      const length = Math.min(unsent, room, this.segmentLimit);
       if (this.rttSeq < 0) {
         this.rttSeq = (this.sndNxt + length) >>> 0;
         this.rttStart = performance.now();
