@@ -11,8 +11,9 @@
  * virtio-rng (enumerated as device ID 4; once the bundled kernel has
  * HW_RANDOM_VIRTIO, 32 bytes read from /dev/hwrng must not be zeroes: the
  * committed kernel lacks it, so its requests are proven at the queue level
- * in virtqueue.test.ts and console-rng.test.ts) and a
- * virtconsole on a file chardev that the guest writes through /dev/hvc1.
+ * in virtqueue.test.ts and console-rng.test.ts) and a virtconsole on a
+ * socket chardev: the guest writes a line to /dev/hvc1 while reading from it,
+ * the host answers that line with another, which the guest prints.
  * With -snapshot the guest sees its own writes but the overlay file is
  * byte-for-byte unchanged. Deadlines only bound the waits for the guest.
  */
@@ -20,6 +21,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BUNDLED_GUEST, consoleTail, requireGuest, watchBoot, type BootRun } from '../guests/riscv-guests.js';
@@ -50,6 +52,23 @@ function printed(run: BootRun, label: string, value: RegExp): string {
   return m[1]!;
 }
 
+/** A TCP peer for the virtconsole: answers the guest's HELLO-HVC line with PING-FROM-HOST. */
+async function consolePeer(): Promise<{ port: number; received: () => string; close: () => void }> {
+  let received = '';
+  const server = net.createServer((socket) => {
+    socket.on('data', (chunk) => {
+      received += chunk.toString();
+      if (received.includes('HELLO-HVC') && !received.includes('\u0000answered')) {
+        received += '\u0000answered';
+        socket.write('PING-FROM-HOST\n');
+      }
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as net.AddressInfo).port, received: () => received, close: () => server.close() };
+}
+
 const READ = (label: string, offsetKiB: number): string =>
   `echo ${label} $(dd if=/dev/vda bs=1024 skip=${offsetKiB} count=64 2>/dev/null | md5sum)`;
 const WRITE = (octal: string, offsetKiB: number): string =>
@@ -60,7 +79,7 @@ test('guest reads and writes a qcow2 overlay through virtio-blk; rng and console
   try {
     const base = path.join(dir, 'base.qcow2');
     const overlay = path.join(dir, 'overlay.qcow2');
-    const hvc = path.join(dir, 'hvc.txt');
+    const peer = await consolePeer();
     assert.equal((await qemuImg(['create', '-q', '-f', 'qcow2', base, '4M'])).code, 0);
     assert.equal((await qemuIo(['-c', 'write -q -P 0xab 0 64k', base])).code, 0);
     const created = await tsemu(['img', 'create', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
@@ -70,20 +89,22 @@ test('guest reads and writes a qcow2 overlay through virtio-blk; rng and console
     const run = await boot(
       [
         '--drive', `file=${overlay},if=virtio`, '--device', 'virtio-rng',
-        '--chardev', `file,id=c0,path=${hvc}`, '--device', 'virtconsole,chardev=c0',
+        '--chardev', `socket,id=c0,host=127.0.0.1,port=${peer.port}`, '--device', 'virtconsole,chardev=c0',
       ],
       [
         "echo DEVICES $(cat /sys/bus/virtio/devices/*/device | tr '\\n' ' ')",
         READ('READ-MD5', 0),
         WRITE('125', 128),
         // hvc0 is the kernel's SBI console (CONFIG_HVC_RISCV_SBI); the virtio console is the next one.
-        'echo HELLO-HVC > /dev/hvc1',
+        '(read line < /dev/hvc1; echo CONSOLE-GOT $line) & sleep 1; echo HELLO-HVC > /dev/hvc1; wait',
         'echo HWRNG $(test -e /dev/hwrng && dd if=/dev/hwrng bs=32 count=1 2>/dev/null | md5sum || echo absent)',
       ],
     );
     assert.equal(printed(run, 'READ-MD5', /[0-9a-f]{32}/), md5(fill(0xab, 65536)), 'the guest reads the base pattern');
     assert.deepEqual(printed(run, 'DEVICES', /(?:0x\d{4} ?)+/).trim().split(' ').sort(), ['0x0002', '0x0003', '0x0004']);
-    assert.match(await readFile(hvc, 'utf8'), /HELLO-HVC/);
+    peer.close();
+    assert.match(peer.received(), /HELLO-HVC/);
+    assert.equal(printed(run, 'CONSOLE-GOT', /[A-Z][A-Z-]*/), 'PING-FROM-HOST');
     const hwrng = printed(run, 'HWRNG', /absent|[0-9a-f]{32}/);
     if (hwrng !== 'absent') assert.notEqual(hwrng, md5(new Uint8Array(32)), '/dev/hwrng gives random bytes');
 
