@@ -5,7 +5,8 @@
  * /etc/hosts: no traffic leaves the host; its 127.0.0.1 comes back as 10.0.2.2), the guest downloads a file from
  * an HTTP server on the host's loopback through 10.0.2.2, and the host
  * downloads a file from busybox httpd in the guest through hostfwd. Both
- * transfers are checked by SHA-256. Commands are typed on the console's
+ * transfers are checked by SHA-256. Two cards (--net beside --netdev with
+ * --device virtio-net,mac=) show up with their addresses. Commands are typed on the console's
  * busybox shell; outputs are matched by patterns their echo cannot match.
  */
 import { test } from 'node:test';
@@ -55,5 +56,25 @@ test('--net user: DHCP, DNS and HTTP both ways for the bundled guest', async () 
   } finally {
     await guest.stop();
     server.close();
+  }
+});
+
+test('several cards: --net and --netdev/--device give the guest eth0 and eth1 with their MAC addresses', async () => {
+  requireGuest(BUNDLED_GUEST);
+  const guest = GuestConsole.start([
+    '-m', '128M', '--kernel', BUNDLED_GUEST.kernel, '--initrd', BUNDLED_GUEST.initrd, '--append', 'console=ttyS0',
+    '--netdev', 'user,id=n1,restrict=on', '--device', 'virtio-net,netdev=n1,mac=52:54:00:aa:bb:cc', '--net', 'user,restrict=on',
+  ]);
+  try {
+    await guest.waitFor(new RegExp(`${BOOT_MARKER}[^\\n]*\\n`), 300);
+    await guest.waitFor(/~ # /, 60);
+    guest.type('for n in /sys/class/net/eth*; do echo "CARD-${n##*/}=$(cat $n/address)"; done');
+    const macs: string[] = [];
+    for (let i = 0; i < 2; i++) macs.push((await guest.waitFor(/CARD-eth\d=([0-9a-f:]{17})/, 60))[1]!);
+    assert.deepEqual(macs.sort(), ['52:54:00:12:34:56', '52:54:00:aa:bb:cc']);
+    guest.type('poweroff -f');
+    assert.equal(await guest.stop(120), 0, guest.tail());
+  } finally {
+    await guest.stop();
   }
 });
