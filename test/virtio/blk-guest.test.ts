@@ -13,17 +13,24 @@
  * socket chardev: the guest writes a line to /dev/hvc1 while reading from it,
  * the host answers that line with another, which the guest prints.
  * With -snapshot the guest sees its own writes but the overlay file is
- * byte-for-byte unchanged. Deadlines only bound the waits for the guest.
+ * byte-for-byte unchanged.
+ *
+ * The issue's file-system proof: an ext4 image made by mke2fs -d, converted
+ * to a qcow2 base, under a qcow2 overlay; the guest mounts it, reads the
+ * known file, writes a new one, syncs and unmounts. Then the overlay checks
+ * clean, the base is unchanged, e2fsck finds the file system clean and
+ * debugfs reads the new file from the overlay's content. Deadlines only
+ * bound the waits for the guest.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BUNDLED_GUEST, consoleTail, requireGuest, watchBoot, type BootRun } from '../guests/riscv-guests.js';
-import { ROOT, qemuImg, qemuIo, tsemu } from '../helpers/peers.js';
+import { ROOT, qemuImg, qemuIo, requirePeer, runProgram, tsemu } from '../helpers/peers.js';
 
 const DEADLINE_SECONDS = 900;
 const md5 = (bytes: Uint8Array): string => createHash('md5').update(bytes).digest('hex');
@@ -119,6 +126,50 @@ test('guest reads and writes a qcow2 overlay through virtio-blk; rng and console
     const snap = await boot(['--drive', `file=${overlay},if=virtio`, '-snapshot'], [WRITE('146', 128), READ('SNAP-MD5', 128)]);
     assert.equal(printed(snap, 'SNAP-MD5', /[0-9a-f]{32}/), md5(fill(0x66, 65536)), 'the guest sees its writes');
     assert.equal(md5(await readFile(overlay)), overlayBefore, 'the overlay is unchanged after -snapshot');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('guest mounts ext4 from a qcow2 overlay, reads a known file and writes a new one', async () => {
+  requirePeer('mke2fs');
+  requirePeer('debugfs');
+  requirePeer('e2fsck');
+  const dir = await mkdtemp(path.join(tmpdir(), 'tsemu-virtio-ext4-'));
+  try {
+    const tree = path.join(dir, 'tree');
+    await mkdir(tree);
+    await writeFile(path.join(tree, 'known.txt'), 'known content 42\n');
+    const raw = path.join(dir, 'fs.raw');
+    const base = path.join(dir, 'base.qcow2');
+    const overlay = path.join(dir, 'overlay.qcow2');
+    const made = await runProgram('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, raw, '16M']);
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal((await qemuImg(['convert', '-O', 'qcow2', raw, base])).code, 0);
+    assert.equal((await tsemu(['img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay])).code, 0);
+    const baseBefore = md5(await readFile(base));
+
+    const run = await boot(['--drive', `file=${overlay},if=virtio`], [
+      'mkdir -p /mnt',
+      'mount -t ext4 /dev/vda /mnt',
+      'echo KNOWN $(cat /mnt/known.txt | tr " " _)',
+      'echo written by the guest > /mnt/new.txt',
+      'sync',
+      'umount /mnt',
+      'echo UMOUNT $?',
+    ]);
+    assert.equal(printed(run, 'KNOWN', /known\S*/), 'known_content_42');
+    assert.equal(printed(run, 'UMOUNT', /\d+/), '0');
+
+    const check = await qemuImg(['check', overlay]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    assert.equal(md5(await readFile(base)), baseBefore, 'the base is unchanged');
+    const flat = path.join(dir, 'after.raw');
+    assert.equal((await qemuImg(['convert', '-O', 'raw', overlay, flat])).code, 0);
+    const fsck = await runProgram('e2fsck', ['-fn', flat]);
+    assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
+    const cat = await runProgram('debugfs', ['-R', 'cat /new.txt', flat]);
+    assert.equal(cat.stdout, 'written by the guest\n');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
