@@ -27,13 +27,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { ROOT, runProgram } from '../test/helpers/peers.js';
+import { runProgram } from '../test/helpers/peers.js';
 import { BUNDLED_GUEST, DEBIAN_OPENSBI } from '../test/guests/riscv-guests.js';
-import { GuestConsole, freePort } from '../test/virtio-net/guest-console.js';
+import { GuestConsole, RISCV_ROOTFS, freePort, sshRootfs } from '../test/virtio-net/guest-console.js';
 
-const ROOTFS = path.join(ROOT, '.cache/guests/riscv64-rootfs');
-const BASE = path.join(ROOTFS, 'base.qcow2');
-const KEY = path.join(ROOTFS, 'id_ed25519');
+const BASE = RISCV_ROOTFS.base;
 const APPEND = 'root=/dev/vda rw console=ttyS0';
 const TARGET_RATIO = 0.5;
 
@@ -48,10 +46,7 @@ type Metric = 'disk write' | 'disk read' | 'net in' | 'net out';
 type Result = Record<Metric, number>;
 
 async function ssh(port: number, command: string): Promise<string> {
-  const r = await runProgram('ssh', [
-    '-p', String(port), '-i', KEY, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'HostKeyAlgorithms=ssh-ed25519', '-o', 'LogLevel=ERROR', 'root@127.0.0.1', command,
-  ]);
+  const r = await sshRootfs(port, command);
   if (r.code !== 0) throw new Error(`ssh ${command}: exit ${r.code}: ${r.stderr}`);
   return r.stdout + r.stderr;
 }
@@ -133,7 +128,7 @@ function best(a: Result | null, b: Result): Result {
 }
 
 async function main(): Promise<void> {
-  for (const file of [BASE, KEY]) if (!existsSync(file)) throw new Error(`${file} is missing: run scripts/guests/build-riscv64-rootfs.sh`);
+  for (const file of [BASE, RISCV_ROOTFS.key]) if (!existsSync(file)) throw new Error(`${file} is missing: run ${RISCV_ROOTFS.makeWith}`);
   const dir = await mkdtemp(path.join(tmpdir(), 'tsemu-guest-io-'));
   try {
     const kernel = path.join(dir, 'Image');

@@ -6,14 +6,31 @@
  * mark (a deadline bounds the wait only, it never times work: a miss fails
  * with the console's tail); type() writes a line to the guest's console;
  * stop() kills the machine if it is still running and waits for its exit.
- * Also: a free loopback TCP port for hostfwd=, and a one-file HTTP server on
- * loopback for the guest to download from.
+ * Also: a free loopback TCP port for hostfwd=, a one-file HTTP server on
+ * loopback for the guest to download from, and the ssh scenario's root file
+ * system (scripts/guests/build-riscv64-rootfs.sh) with sshRootfs(), which runs
+ * a command in such a guest as root with the image's key.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { ROOT } from '../helpers/peers.js';
+import { ROOT, runProgram, type RunResult } from '../helpers/peers.js';
+
+/** The ssh scenario's root file system: a qcow2 base and the client key it authorizes. */
+export const RISCV_ROOTFS = {
+  base: path.join(ROOT, '.cache/guests/riscv64-rootfs/base.qcow2'),
+  key: path.join(ROOT, '.cache/guests/riscv64-rootfs/id_ed25519'),
+  makeWith: 'scripts/guests/build-riscv64-rootfs.sh',
+};
+
+/** `ssh -p PORT root@127.0.0.1 COMMAND` with the rootfs key (host keys are made afresh in each guest). */
+export function sshRootfs(port: number, command: string): Promise<RunResult> {
+  return runProgram('ssh', [
+    '-p', String(port), '-i', RISCV_ROOTFS.key, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+    '-o', 'HostKeyAlgorithms=ssh-ed25519', '-o', 'LogLevel=ERROR', 'root@127.0.0.1', command,
+  ]);
+}
 
 export class GuestConsole {
   private text = '';

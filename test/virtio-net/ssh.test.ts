@@ -14,25 +14,16 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, mustRun, qemuImg, requirePeer, runProgram, scratchDir, tsemu } from '../helpers/peers.js';
+import { mustRun, qemuImg, requirePeer, scratchDir, tsemu } from '../helpers/peers.js';
 import { BUNDLED_GUEST } from '../guests/riscv-guests.js';
-import { GuestConsole, freePort } from './guest-console.js';
+import { GuestConsole, RISCV_ROOTFS, freePort, sshRootfs } from './guest-console.js';
 
-const ROOTFS = path.join(ROOT, '.cache/guests/riscv64-rootfs');
-const BASE = path.join(ROOTFS, 'base.qcow2');
-const KEY = path.join(ROOTFS, 'id_ed25519');
-
-function ssh(port: number, command: string): ReturnType<typeof runProgram> {
-  return runProgram('ssh', [
-    '-p', String(port), '-i', KEY, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'HostKeyAlgorithms=ssh-ed25519', '-o', 'LogLevel=ERROR', 'root@127.0.0.1', command,
-  ]);
-}
+const BASE = RISCV_ROOTFS.base;
 
 test('ssh into the RISC-V guest booted from a qcow2 overlay with --net user,hostfwd', async () => {
   requirePeer('ssh');
   requirePeer('qemu-img');
-  for (const file of [BASE, KEY]) assert.ok(existsSync(file), `${file} is missing: run scripts/guests/build-riscv64-rootfs.sh`);
+  for (const file of [BASE, RISCV_ROOTFS.key]) assert.ok(existsSync(file), `${file} is missing: run ${RISCV_ROOTFS.makeWith}`);
   const { dir, cleanup } = await scratchDir();
   const baseBefore = await readFile(BASE);
   const overlay = path.join(dir, 'overlay.qcow2');
@@ -46,7 +37,7 @@ test('ssh into the RISC-V guest booted from a qcow2 overlay with --net user,host
   try {
     const ready = await guest.waitFor(/TSEMU-ROOTFS-OK ([\d./]+)\r?\n/, 300);
     assert.equal(ready[1], '10.0.2.15/24');
-    const r = await ssh(port, 'echo "hello from $(uname -m)" > /root/hello && sync && cat /root/hello && id -u');
+    const r = await sshRootfs(port, 'echo "hello from $(uname -m)" > /root/hello && sync && cat /root/hello && id -u');
     assert.equal(r.code, 0, `ssh failed: ${r.stderr}\n--- console (tail) ---\n${guest.tail()}`);
     assert.equal(r.stdout, 'hello from riscv64\n0\n');
     guest.type('poweroff -f');
