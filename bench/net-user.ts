@@ -12,7 +12,10 @@
  * statically: 10.0.2.15/24 (slirp4netns: its own 10.0.2.100), default route via
  * 10.0.2.2, which every tool maps to H's 127.0.0.1. Each tool keeps its default
  * MTU (tsemu 1500, slirp4netns 1500, pasta 65520); slirp4netns also runs with
- * --mtu=65520, as rootless container engines use it.
+ * --mtu=65520, as rootless container engines use it. tsemu's tap takes virtio-net
+ * headers by default (vnet_hdr when the kernel offers it, as QEMU's tap), which gives
+ * the user stack checksum and segmentation offloads at MTU 1500; tsemu also runs
+ * with vnet_hdr=off, one frame per MTU-sized segment like slirp4netns.
  *
  * Cases (connections always opened from G to a server on H's 127.0.0.1 reached as
  * 10.0.2.2, the NAT path every tool has):
@@ -29,10 +32,10 @@
  *
  * --cpu-prof DIR runs the tsemu process with node --cpu-prof (one .cpuprofile per
  * round in DIR, with a copy of the bundle its line numbers refer to) to see where
- * its time goes. --paths picks some of tsemu, slirp4netns, slirp4netns-65520, pasta.
+ * its time goes. --paths picks some of tsemu, tsemu-vnet-off, slirp4netns, slirp4netns-65520, pasta.
  *
  * Usage: npx tsx bench/net-user.ts [--size 128M] [--repeat 3] [--pings 20] [--cpu-prof DIR]
- *          [--paths tsemu,slirp4netns,slirp4netns-65520,pasta]
+ *          [--paths tsemu,tsemu-vnet-off,slirp4netns,slirp4netns-65520,pasta]
  * Needs root, the built CLI (npm run build), ip, busybox, slirp4netns and pasta
  * (Debian packages iproute2, busybox, slirp4netns, passt). Not a test.
  */
@@ -142,14 +145,15 @@ async function configureGuest(ns: string, ifname: string, addr: string, mtu: num
   await must(inNs(ns, ['ip', 'route', 'add', 'default', 'via', GATEWAY]));
 }
 
-function tsemuPath(cpuProfDir: string | undefined): NetPath {
+function tsemuPath(cpuProfDir: string | undefined, vnetHdrOff = false): NetPath {
   return {
-    name: 'tsemu net connect user tap',
+    name: vnetHdrOff ? 'tsemu net connect user tap,vnet_hdr=off' : 'tsemu net connect user tap',
     mtu: 1500,
     async start(ns, round) {
       const ifname = `tsb${randomBytes(3).toString('hex')}`;
-      const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=tsemu-net-${round}.cpuprofile`] : [];
-      const { child, output } = startLogged([process.execPath, ...prof, TSEMU, 'net', 'connect', 'user', `tap,ifname=${ifname},script=no,downscript=no`]);
+      const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=tsemu-net${vnetHdrOff ? '-vnet-off' : ''}-${round}.cpuprofile`] : [];
+      const tap = `tap,ifname=${ifname},script=no,downscript=no${vnetHdrOff ? ',vnet_hdr=off' : ''}`;
+      const { child, output } = startLogged([process.execPath, ...prof, TSEMU, 'net', 'connect', 'user', tap]);
       try {
         await waitFor('tsemu net connect', child, output, () => output().includes('tsemu: joined'));
         await must(['ip', 'link', 'set', ifname, 'netns', ns]);
@@ -330,10 +334,10 @@ function printTable(rows: string[][]): void {
 }
 
 /** The paths --paths chooses from, in the table's order. */
-const PATH_NAMES = ['tsemu', 'slirp4netns', 'slirp4netns-65520', 'pasta'];
+const PATH_NAMES = ['tsemu', 'tsemu-vnet-off', 'slirp4netns', 'slirp4netns-65520', 'pasta'];
 
 async function runInside(chosen: string[], size: number, repeat: number, pings: number, cpuProfDir: string | undefined): Promise<void> {
-  const all: Record<string, NetPath> = { tsemu: tsemuPath(cpuProfDir), slirp4netns: slirpPath(null), 'slirp4netns-65520': slirpPath(65520), pasta: pastaPath() };
+  const all: Record<string, NetPath> = { tsemu: tsemuPath(cpuProfDir), 'tsemu-vnet-off': tsemuPath(cpuProfDir, true), slirp4netns: slirpPath(null), 'slirp4netns-65520': slirpPath(65520), pasta: pastaPath() };
   const paths = PATH_NAMES.filter((n) => chosen.includes(n)).map((n) => all[n]!);
   const best = new Map<NetPath, PathResult>();
   for (let round = 0; round < repeat; round++) {
