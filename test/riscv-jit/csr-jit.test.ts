@@ -17,10 +17,10 @@ const PROGRAM = `
   .section .text.init
   .globl _start
 _start:
-  lla t0, handler
-  csrw mtvec, t0
   li t0, 0x2000          # mstatus.FS = initial
   csrs mstatus, t0
+  lla t1, handler
+  csrw mtvec, t1
   li s0, 0
 loop:
   addi s0, s0, 1
