@@ -19,7 +19,11 @@ import { HS, PRIV_S } from '../riscv/layout.js';
 import { CAUSE, CSR, DELEGABLE_EXCEPTIONS, S_INTERRUPTS } from '../riscv/priv/csr-defs.js';
 
 const X_A0 = HS.X + 10 * 8;
-/** mcounteren: CY, TM and IR. */
+/**
+ * CY, TM and IR, in mcounteren and scounteren: firmware (OpenSBI) hands over with
+ * both open, and a kernel without a PMU driver never writes scounteren, so
+ * without this its user programs' rdtime (the vDSO's clock_gettime) would trap.
+ */
 const COUNTERS_FOR_S = 0b111;
 
 function setRegister64(hart: Hart, off: number, lo: number, hi: number): void {
@@ -40,6 +44,7 @@ export function enterSupervisor(hart: Hart, pcLo: number, pcHi: number, opaqueLo
   writeCsr(hart, CSR.MEDELEG, DELEGABLE_EXCEPTIONS & ~(1 << CAUSE.ECALL_S));
   writeCsr(hart, CSR.MIDELEG, S_INTERRUPTS);
   writeCsr(hart, CSR.MCOUNTEREN, COUNTERS_FOR_S);
+  writeCsr(hart, CSR.SCOUNTEREN, COUNTERS_FOR_S);
   setRegister64(hart, X_A0, hart.id, 0);
   setRegister64(hart, X_A0 + 8, opaqueLo, opaqueHi);
   setRegister64(hart, HS.PC, pcLo, pcHi);
