@@ -5,8 +5,8 @@
  * Guest: the bundled kernel (fixtures/images/riscv64) with root=/dev/vda on a fresh
  * qcow2 overlay over the ssh scenario's root file system (.cache/guests/riscv64-rootfs,
  * from scripts/guests/build-riscv64-rootfs.sh), --net user with ssh forwarded. Both
- * machines get 256 MiB, one hart, Debian's OpenSBI, virtio-blk, virtio-net and
- * virtio-rng on virtio-mmio. Over ssh, for each machine:
+ * machines get 256 MiB, one hart, virtio-blk, virtio-net and virtio-rng on
+ * virtio-mmio; QEMU boots through Debian's OpenSBI, tsemu through its own SBI. Over ssh, for each machine:
  *   disk write   dd of zeros to a file, conv=fsync   (timed by the guest's /proc/uptime:
  *   disk read    dd of /dev/vda with iflag=direct     Debian's busybox dd prints no rate)
  *   net in       wget of a file from an HTTP server on the host's loopback
@@ -107,7 +107,7 @@ async function runOne(name: 'qemu' | 'tsemu', dir: string, kernel: string): Prom
       '-netdev', net, '-device', 'virtio-net-device,netdev=n0', '-device', 'virtio-rng-device',
     ])
     : GuestConsole.start([
-      '-m', '256M', '--bios', 'opensbi', '--kernel', BUNDLED_GUEST.kernel, '--append', APPEND,
+      '-m', '256M', '--kernel', BUNDLED_GUEST.kernel, '--append', APPEND,
       '--drive', `file=${overlay},format=qcow2,if=virtio`, '--netdev', net, '--device', 'virtio-net,netdev=n0', '--device', 'virtio-rng',
     ]);
   try {

@@ -30,8 +30,7 @@ test('ssh into the RISC-V guest booted from a qcow2 overlay with --net user,host
   await mustRun(tsemu(['img', 'create', '-f', 'qcow2', '-b', BASE, '-F', 'qcow2', overlay]), 'img create');
   const port = await freePort();
   const guest = GuestConsole.start([
-    // Debian's OpenSBI: tsemu's own SBI leaves scounteren 0, so user-mode rdtime (the vDSO clock) traps.
-    '-m', '256M', '--bios', 'opensbi', '--kernel', BUNDLED_GUEST.kernel, '--append', 'root=/dev/vda rw console=ttyS0',
+    '-m', '256M', '--kernel', BUNDLED_GUEST.kernel, '--append', 'root=/dev/vda rw console=ttyS0',
     '--drive', `file=${overlay},if=virtio`, '--device', 'virtio-rng', '--net', `user,hostfwd=tcp:127.0.0.1:${port}-:22`,
   ]);
   try {
