@@ -48,6 +48,13 @@ export function imageSpec(filename: string, format?: string): JsonImageSpec {
   return { ...json, format: format ?? json.format };
 }
 
+/** openImage for a command: a failure reads as qemu-img's "Could not open 'NAME': reason". */
+export async function openImageReporting(filename: string, opts: OpenImageOptions = {}): Promise<ImageNode> {
+  return openImage(filename, opts).catch((e: Error) => {
+    throw new Error(`Could not open '${filename}': ${e.message}`);
+  });
+}
+
 async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<string>): Promise<ImageNode> {
   const readOnly = opts.readOnly ?? false;
   const spec = imageSpec(filename, opts.format);

@@ -15,7 +15,7 @@
  * zero, data, stored at a host offset or not).
  */
 import type { ImageNode } from '../formats/format.js';
-import { closeImage, openImage } from '../open.js';
+import { closeImage, openImageReporting } from '../open.js';
 import { chainBlockStatus, chainLayers, type ChainExtent } from './chain.js';
 import { mapRun } from './map.js';
 
@@ -51,9 +51,7 @@ class CompareStop extends Error {
 
 export async function compareImages(a: CompareArgs): Promise<CompareResult> {
   const open = (filename: string, format?: string) =>
-    openImage(filename, { format, readOnly: true, forceShare: a.forceShare }).catch((e: Error) => {
-      throw new Error(`Could not open '${filename}': ${e.message}`);
-    });
+    openImageReporting(filename, { format, readOnly: true, forceShare: a.forceShare });
   let img1: ImageNode;
   try {
     img1 = await open(a.filename1, a.format1);

@@ -33,8 +33,8 @@ import type { BlockNode } from '../node.js';
 import type { ImageNode } from '../formats/format.js';
 import { getFormat } from '../formats/index.js';
 import { findProtocol } from '../protocols/index.js';
-import { closeImage, openImage } from '../open.js';
-import { createImage } from './create.js';
+import { closeImage, openImageReporting } from '../open.js';
+import { CreateError, createImage } from './create.js';
 import { copySegments, type CopySegment } from './copy-engine.js';
 import type { CacheMode } from './copy-args.js';
 import { assertNotInChains, loadSnapshot } from './chain.js';
@@ -103,7 +103,7 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
   const closers: (() => Promise<void>)[] = [];
   try {
     for (const name of a.sources) {
-      const img = await openImage(name, { format: a.sourceFormat, readOnly: true, forceShare: a.forceShare });
+      const img = await openImageReporting(name, { format: a.sourceFormat, readOnly: true, forceShare: a.forceShare });
       closers.push(() => closeImage(img));
       sources.push(img);
     }
@@ -172,7 +172,9 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
       backingFormat: a.backingFormat,
       options: a.options ?? [],
     }).catch((e: Error) => {
-      throw new Error(`${a.target}: error while converting ${outFormat}: ${e.message}`);
+      // The hidden work name is ours, not the user's: the message names the target once.
+      const detail = (e instanceof CreateError ? e.detail : e.message).split(work).join(a.target);
+      throw new Error(`${a.target}: error while converting ${outFormat}: ${detail}`);
     });
   } else if (a.options?.length) {
     throw new Error('-o has no effect when skipping image creation');
@@ -180,7 +182,7 @@ async function writeTarget(a: ConvertArgs, outFormat: string, sources: BlockNode
 
   let target: ImageNode | null = null;
   try {
-    target = await openImage(work, { format: outFormat, noFlush: a.cache === 'unsafe' });
+    target = await openImageReporting(work, { format: outFormat, noFlush: a.cache === 'unsafe' });
     if (target.size() < total) throw new Error('output file is smaller than input file');
     if (a.compress && !target.writeCompressed) throw new Error('Compression not supported for this file format');
     // -B (or -o backing_file): the target is an overlay, its backing shows what is not copied.

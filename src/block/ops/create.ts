@@ -147,9 +147,16 @@ export interface PreparedCreate {
   create(): Promise<void>;
 }
 
+/** A failed creation: "FILENAME: detail", as qemu-img create words it; convert words it its own way. */
+export class CreateError extends Error {
+  constructor(filename: string, readonly detail: string) {
+    super(`${filename}: ${detail}`);
+  }
+}
+
 /** Checks everything qemu-img checks before printing the Formatting line. */
 export async function prepareCreate(a: CreateImageArgs): Promise<PreparedCreate> {
-  const fail = (message: string) => new Error(`${a.filename}: ${message}`);
+  const fail = (message: string) => new CreateError(a.filename, message);
   const size = a.size !== undefined ? parseImageSize(a.size) : undefined;
   let driver: FormatDriver;
   try {

@@ -17,7 +17,7 @@
  * formatImageInfoJson / formatImageInfoHuman print the result in qemu-img's two
  * output shapes (one object, or an array / blank-line separated list for a chain).
  */
-import { closeImage, imageSpec, openImage } from '../open.js';
+import { closeImage, imageSpec, openImageReporting } from '../open.js';
 import { displayFormat, displayName } from '../json-filename.js';
 import { findProtocol } from '../protocols/index.js';
 import type { FormatSpecificInfo, SnapshotInfo } from '../formats/format.js';
@@ -65,9 +65,7 @@ export async function collectImageInfo(filename: string, opts: InfoOptions = {})
 }
 
 async function imageInfo(filename: string, format: string | undefined, forceShare: boolean): Promise<ImageInfo> {
-  const image = await openImage(filename, { format, readOnly: true, backing: false, forceShare }).catch((e: Error) => {
-    throw new Error(`Could not open '${filename}': ${e.message}`);
-  });
+  const image = await openImageReporting(filename, { format, readOnly: true, backing: false, forceShare });
   try {
     const actual = await image.allocatedSize();
     const snapshots = image.listSnapshots?.() ?? [];

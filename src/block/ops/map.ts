@@ -19,7 +19,7 @@
  */
 import type { BlockNode } from '../node.js';
 import type { ImageNode } from '../formats/format.js';
-import { closeImage, openImage } from '../open.js';
+import { closeImage, openImageReporting } from '../open.js';
 import { parseSize } from '../options.js';
 import { chainBlockStatus, chainLayers } from './chain.js';
 import type { OutputFormat } from '../../cli/format-output.js';
@@ -119,12 +119,10 @@ function parseOffset(text: string | undefined, what: string): number | undefined
 export async function mapImage(a: MapArgs, write: (text: string) => void): Promise<void> {
   const start = parseOffset(a.startOffset, 'start offset') ?? 0;
   const maxLength = parseOffset(a.maxLength, 'max length');
-  const image: ImageNode = await openImage(a.filename, {
+  const image: ImageNode = await openImageReporting(a.filename, {
     format: a.format,
     readOnly: true,
     forceShare: a.forceShare,
-  }).catch((e: Error) => {
-    throw new Error(`Could not open '${a.filename}': ${e.message}`);
   });
   try {
     const layers = chainLayers(image);

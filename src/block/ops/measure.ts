@@ -16,7 +16,7 @@
 import type { BlockNode } from '../node.js';
 import { getFormat } from '../formats/index.js';
 import type { ImageNode, MeasureBitmap, MeasureExtent, MeasureRequest, MeasureResult } from '../formats/format.js';
-import { closeImage, openImage } from '../open.js';
+import { closeImage, openImageReporting } from '../open.js';
 import { mergeOptionStrings } from '../options.js';
 import { chainBlockStatus, loadSnapshot } from './chain.js';
 import { creationOptions, parseImageSize, validateCreateOptions } from './create.js';
@@ -62,9 +62,7 @@ export async function measureImage(a: MeasureArgs): Promise<MeasureResult> {
   let source: ImageNode | null = null;
   if (a.filename !== undefined) {
     const name = a.filename;
-    source = await openImage(name, { format: a.format, readOnly: true, forceShare: a.forceShare }).catch((e: Error) => {
-      throw new Error(`Could not open '${name}': ${e.message}`);
-    });
+    source = await openImageReporting(name, { format: a.format, readOnly: true, forceShare: a.forceShare });
   }
   try {
     // -l measures the snapshot's content; the bitmaps are still the image's.

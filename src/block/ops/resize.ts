@@ -6,7 +6,7 @@
  * The image is opened read-write with its backing chain (read-only below it).
  */
 import type { Preallocation } from '../node.js';
-import { closeImage, openImage } from '../open.js';
+import { closeImage, openImageReporting } from '../open.js';
 import { parseSize } from '../options.js';
 
 export interface ResizeArgs {
@@ -51,9 +51,7 @@ export async function resizeImage(a: ResizeArgs): Promise<void> {
   const prealloc = (a.preallocation ?? 'off') as Preallocation;
   if (!PREALLOCATION_MODES.includes(prealloc)) throw new Error(`Invalid preallocation mode '${a.preallocation}'`);
   resizeTarget(a.size, 0);
-  const image = await openImage(a.filename, { format: a.format, readOnly: false }).catch((e: Error) => {
-    throw new Error(`Could not open '${a.filename}': ${e.message}`);
-  });
+  const image = await openImageReporting(a.filename, { format: a.format, readOnly: false });
   try {
     const current = image.size();
     const target = resizeTarget(a.size, current);

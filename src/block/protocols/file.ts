@@ -96,7 +96,7 @@ export class FileNode implements ProtocolNode {
     try {
       handle = await open(filename, flags, 0o644);
     } catch (e) {
-      throw new Error(`Could not open '${filename}': ${describeErrno(e)}`);
+      throw new Error(`Could not ${opts.create ? 'create' : 'open'} '${filename}': ${describeErrno(e)}`);
     }
     try {
       const st = await handle.stat();
