@@ -6,8 +6,9 @@ import { connectBackends } from '../../net/create.js';
 export default class NetConnect extends TsemuCommand {
   static override summary = 'Join network backends on one segment until interrupted';
   static override description =
-    'Each SPEC is a backend spelled as QEMU\'s -netdev: user[,net=…][,hostfwd=…][,restrict=on]… (the NAT ' +
-    'router a QEMU guest sees), tap[,ifname=NAME][,script=no][,downscript=no], bridge,br=BRIDGE, ' +
+    'Each SPEC is a backend spelled as QEMU\'s -netdev: user[,net=…][,ipv6-net=…][,hostfwd=…][,restrict=on]… ' +
+    '(the NAT router a QEMU guest sees, IPv4 and IPv6; IPv6 forwards as hostfwd=tcp:[::1]:2222-[fec0::15]:22), ' +
+    'tap[,ifname=NAME][,script=no][,downscript=no][,vnet_hdr=on|off], bridge,br=BRIDGE, ' +
     'socket,listen=|connect=HOST:PORT, ' +
     'socket,udp=HOST:PORT,localaddr=HOST:PORT, socket,mcast=GROUP:PORT[,localaddr=ADDR], stream,… or dgram,… ' +
     '(QEMU\'s wire formats). Frames one backend puts out ' +
