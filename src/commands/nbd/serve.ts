@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { writeFile } from 'node:fs/promises';
 import { TsemuCommand, UserError } from '../base.js';
 import { closeImage, openImage } from '../../block/open.js';
-import { NBD_DEFAULT_PORT, NbdServer } from '../../block/nbd/server.js';
+import { NBD_DEFAULT_PORT, NbdServer } from '../../services/nbd/server.js';
 
 /** `tsemu nbd serve IMAGE`: the qemu-nbd analogue (export one image over NBD). */
 export default class NbdServe extends TsemuCommand {

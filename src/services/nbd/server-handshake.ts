@@ -17,7 +17,7 @@
  * is that long). TLS is not offered.
  */
 import type { Socket } from 'node:net';
-import type { SocketReader } from './reader.js';
+import type { SocketReader } from '../../block/nbd/reader.js';
 import { type NbdExport, transmissionFlags } from './export.js';
 import {
   BASE_ALLOCATION,
@@ -56,7 +56,7 @@ import {
   lengthPrefixed,
   setU64,
   view,
-} from './protocol.js';
+} from '../../block/nbd/protocol.js';
 
 export interface NegotiatedSession {
   export: NbdExport;

@@ -17,11 +17,11 @@
  */
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
-import { SocketReader } from './reader.js';
+import { SocketReader } from '../../block/nbd/reader.js';
 import type { NbdExport } from './export.js';
 import { serverHandshake } from './server-handshake.js';
 import { ServerSession } from './server-session.js';
-import { socketErrorText } from './protocol.js';
+import { socketErrorText } from '../../block/nbd/protocol.js';
 
 export interface NbdServerOptions {
   exports: readonly NbdExport[];

@@ -24,8 +24,8 @@
  * DISC (or a close between requests) ends it after the requests in flight finish.
  */
 import type { Socket } from 'node:net';
-import { BlockRequestError } from '../node.js';
-import { type SocketReader } from './reader.js';
+import { BlockRequestError } from '../../block/node.js';
+import { type SocketReader } from '../../block/nbd/reader.js';
 import { allocationRuns } from './export.js';
 import type { NegotiatedSession } from './server-handshake.js';
 import {
@@ -61,7 +61,7 @@ import {
   encodeSimpleReply,
   setU64,
   view,
-} from './protocol.js';
+} from '../../block/nbd/protocol.js';
 
 const MAX_IN_FLIGHT = 16;
 /** Data of READs and WRITEs in flight at once (one request alone may exceed it). */

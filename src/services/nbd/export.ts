@@ -13,8 +13,8 @@
  * allocated range is a hole when the defining layer does not store it as data (a
  * zero cluster, a host-file hole), and zero when that layer knows it reads as zeroes.
  */
-import type { BlockNode } from '../node.js';
-import { chainBlockStatus } from '../ops/chain.js';
+import type { BlockNode } from '../../block/node.js';
+import { chainBlockStatus } from '../../block/ops/chain.js';
 import {
   STATE_HOLE,
   STATE_ZERO,
@@ -26,7 +26,7 @@ import {
   TF_SEND_FUA,
   TF_SEND_TRIM,
   TF_SEND_WRITE_ZEROES,
-} from './protocol.js';
+} from '../../block/nbd/protocol.js';
 
 export interface NbdExport {
   /** The export name clients ask for ("" is the default export). */
