@@ -6,8 +6,9 @@
  * copies the source image's disk UUID (ops/convert.ts resolves "keep" to the
  * source's UUID before the format sees the options).
  *
- * UUIDs travel as canonical lower-case text; uuidBytes() gives RFC 4122 byte order
- * (formats that store fields little-endian, like VDI and VHDX GUIDs, swap them).
+ * UUIDs travel as canonical lower-case text; uuidBytes() gives RFC 4122 byte order,
+ * guidBytes() the order of Microsoft GUIDs (first three fields little-endian), in
+ * which VDI and VHDX store theirs.
  */
 import { randomUUID } from 'node:crypto';
 import type { CreateOptionSpec } from './format.js';
@@ -43,4 +44,22 @@ export function uuidBytes(uuid: string): Uint8Array {
 export function uuidText(bytes: Uint8Array): string {
   const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Swaps a UUID's first three fields between RFC 4122 and GUID (little-endian) byte order, in place. */
+function swapGuidFields(bytes: Uint8Array): Uint8Array {
+  bytes.subarray(0, 4).reverse();
+  bytes.subarray(4, 6).reverse();
+  bytes.subarray(6, 8).reverse();
+  return bytes;
+}
+
+/** The 16 bytes of a UUID as a GUID stores them (VDI, VHDX). */
+export function guidBytes(uuid: string): Uint8Array {
+  return swapGuidFields(uuidBytes(uuid));
+}
+
+/** Canonical text of 16 bytes stored in GUID order. */
+export function guidBytesText(bytes: Uint8Array): string {
+  return uuidText(swapGuidFields(bytes.slice()));
 }

@@ -21,7 +21,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ImageFormatError } from '../../node.js';
-import { uuidBytes, uuidText } from '../disk-uuid.js';
+import { guidBytes } from '../disk-uuid.js';
 
 export const VDI_SIGNATURE = 0xbeda107f;
 export const VDI_VERSION_1_1 = 0x00010001;
@@ -64,23 +64,6 @@ export function looksLikeVdi(head: Uint8Array): boolean {
   return new DataView(head.buffer, head.byteOffset, head.byteLength).getUint32(0x40, true) === VDI_SIGNATURE;
 }
 
-/** Swaps a UUID's first three fields between RFC 4122 and VDI (little-endian) byte order, in place. */
-function swapUuidFields(bytes: Uint8Array): Uint8Array {
-  bytes.subarray(0, 4).reverse();
-  bytes.subarray(4, 6).reverse();
-  bytes.subarray(6, 8).reverse();
-  return bytes;
-}
-
-/** A UUID's 16 bytes in VDI's byte order. */
-export function vdiUuidBytes(uuid: string): Uint8Array {
-  return swapUuidFields(uuidBytes(uuid));
-}
-
-/** The canonical text of a UUID stored in VDI's byte order. */
-export function vdiUuidText(bytes: Uint8Array): string {
-  return uuidText(swapUuidFields(bytes.slice()));
-}
 
 export function parseVdiHeader(buf: Uint8Array, fileSize: number): VdiHeader {
   if (buf.length < VDI_BMAP_OFFSET) throw new ImageFormatError('VDI header is truncated');
@@ -191,8 +174,8 @@ export function newVdiHeader(diskSize: number, isStatic: boolean, uuid: string, 
     blockExtra: 0,
     blocksInImage: blocks,
     blocksAllocated: isStatic ? blocks : 0,
-    uuidImage: vdiUuidBytes(uuid),
-    uuidLastSnap: vdiUuidBytes(randomUUID()),
+    uuidImage: guidBytes(uuid),
+    uuidLastSnap: guidBytes(randomUUID()),
     uuidLink: new Uint8Array(16),
     uuidParent: new Uint8Array(16),
   };

@@ -25,6 +25,7 @@ import {
   type WriteOptions,
 } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
+import { guidBytesText } from '../disk-uuid.js';
 import type { ImageNode, OpenContext } from '../format.js';
 import { StandaloneImageNode } from '../standalone-node.js';
 import {
@@ -34,7 +35,6 @@ import {
   VDI_UNALLOCATED,
   VDI_ZERO,
   type VdiHeader,
-  vdiUuidText,
 } from './header.js';
 
 export class VdiNode extends StandaloneImageNode implements ImageNode {
@@ -64,7 +64,7 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
   get clusterSize(): number { return this.header.blockSize; }
   /** The header as opened (UUIDs, type), for check and tests. */
   get vdiHeader(): Readonly<VdiHeader> { return this.header; }
-  get diskUuid(): string { return vdiUuidText(this.header.uuidImage); }
+  get diskUuid(): string { return guidBytesText(this.header.uuidImage); }
 
   size(): number { return this.header.diskSize; }
 

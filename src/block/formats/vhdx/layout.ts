@@ -17,11 +17,11 @@
  * 1 MiB); unknown regions marked required make the file unreadable. Every parse
  * checks what it relies on and throws ImageFormatError naming the bad field.
  *
- * GUIDs are stored with their first three fields little-endian; guidBytes() and
- * guidText() convert between that layout and canonical text.
+ * GUIDs are stored with their first three fields little-endian (disk-uuid.ts:
+ * guidBytes); guidText() reads one at an offset as canonical text.
  */
 import { ImageFormatError } from '../../node.js';
-import { uuidBytes, uuidText } from '../disk-uuid.js';
+import { guidBytes, guidBytesText } from '../disk-uuid.js';
 import { crc32c } from './crc32c.js';
 
 export const MiB = 1 << 20;
@@ -37,18 +37,9 @@ export const BAT_REGION_GUID = '2dc27766-f623-4200-9d64-115e9bfd4a08';
 export const METADATA_REGION_GUID = '8b7ca206-4790-4b9a-b8fe-575f050f886e';
 export const ZERO_GUID = '00000000-0000-0000-0000-000000000000';
 
-/** A GUID's 16 bytes as VHDX stores them (first three fields little-endian). */
-export function guidBytes(text: string): Uint8Array {
-  const b = uuidBytes(text);
-  b.subarray(0, 4).reverse();
-  b.subarray(4, 6).reverse();
-  b.subarray(6, 8).reverse();
-  return b;
-}
-
 /** Canonical text of a GUID stored at `at` in `buf`. */
 export function guidText(buf: Uint8Array, at: number): string {
-  return uuidText(guidBytes(uuidText(buf.subarray(at, at + 16))));
+  return guidBytesText(buf.subarray(at, at + 16));
 }
 
 export function ascii(buf: Uint8Array, at: number, n: number): string {

@@ -31,7 +31,8 @@
 import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import { crc32c } from './crc32c.js';
-import { ascii, getU64, guidBytes, guidText, HEADER_AREA_BYTES, MiB, setU64, view } from './layout.js';
+import { guidBytes } from '../disk-uuid.js';
+import { ascii, getU64, guidText, HEADER_AREA_BYTES, MiB, setU64, view } from './layout.js';
 
 export const LOG_SECTOR = 4096;
 const ENTRY_HEADER_BYTES = 64;

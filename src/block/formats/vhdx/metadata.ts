@@ -17,7 +17,8 @@
  * the region and throws ImageFormatError naming the bad item.
  */
 import { ImageFormatError } from '../../node.js';
-import { ascii, getU64, guidBytes, guidText, MiB, setU64, view } from './layout.js';
+import { guidBytes } from '../disk-uuid.js';
+import { ascii, getU64, guidText, MiB, setU64, view } from './layout.js';
 
 export const FILE_PARAMETERS_GUID = 'caa16737-fa36-4d43-b3b6-33f0aa44e76b';
 export const VIRTUAL_DISK_SIZE_GUID = '2fa54224-cd1b-4876-b211-5dbed83bf4b8';
