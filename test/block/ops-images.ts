@@ -2,12 +2,14 @@
  * The image matrix the inspecting operations (info, map, measure, compare) are
  * checked on: images made by the real qemu-img and written by the real qemu-io,
  * so tsemu's output can be compared with qemu-img's on the very same files.
- * Not a test file itself; the ops-*.test.ts files build it in a scratch folder.
+ * Not a test file itself; the ops-*.test.ts files build it in a scratch folder
+ * (useImageMatrix registers that for a whole test file).
  */
 import { spawn } from 'node:child_process';
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, type RunResult, mustRun, qemuImg, qemuIo, requirePeer } from '../helpers/peers.js';
+import { after, before } from 'node:test';
+import { ROOT, type RunResult, mustRun, qemuImg, qemuIo, requirePeer, scratchDir } from '../helpers/peers.js';
 import { patternBytes } from '../helpers/pattern.js';
 
 /** Error text without the program prefix (qemu-img prefixes some continuation lines too). */
@@ -113,4 +115,23 @@ export async function buildImageMatrix(dir: string): Promise<MatrixImage[]> {
     { name: 'xl2.qcow2' },
     { name: 'pmeta.qcow2' },
   ];
+}
+
+/** The matrix in a scratch folder: filled in before a test file's tests run (they run in that folder), removed after. */
+export interface ImageMatrix {
+  dir: string;
+  images: MatrixImage[];
+}
+
+/** Registers the calling test file's before/after hooks that build and remove the matrix; its fields are set once `before` ran. */
+export function useImageMatrix(): ImageMatrix {
+  const matrix: ImageMatrix = { dir: '', images: [] };
+  let cleanup = async (): Promise<void> => {};
+  before(async () => {
+    requirePeer('qemu-img');
+    ({ dir: matrix.dir, cleanup } = await scratchDir());
+    matrix.images = await buildImageMatrix(matrix.dir);
+  });
+  after(() => cleanup());
+  return matrix;
 }

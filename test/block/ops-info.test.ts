@@ -1,23 +1,13 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { requirePeer, scratchDir } from '../helpers/peers.js';
-import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage } from './ops-images.js';
+import { useImageMatrix, qemuImgIn, tsemuIn } from './ops-images.js';
 import { formatG, qdictKeys, sizeToStr, toQemuJson } from '../../src/cli/format-output.js';
 import { collectImageInfo, fullBackingFilename } from '../../src/block/ops/info.js';
 
-let dir = '';
-let cleanup = async () => {};
-let images: MatrixImage[] = [];
+const matrix = useImageMatrix();
 
-before(async () => {
-  requirePeer('qemu-img');
-  ({ dir, cleanup } = await scratchDir());
-  images = await buildImageMatrix(dir);
-});
-after(() => cleanup());
-
-const qemu = (args: string[]) => qemuImgIn(dir, args);
-const ours = (args: string[]) => tsemuIn(dir, args);
+const qemu = (args: string[]) => qemuImgIn(matrix.dir, args);
+const ours = (args: string[]) => tsemuIn(matrix.dir, args);
 
 test('sizes print like qemu size_to_str', () => {
   const cases: [number, string][] = [
@@ -46,7 +36,7 @@ test('backing names resolve like QEMU path_combine (no normalisation)', () => {
 });
 
 test('info JSON and human output equal qemu-img info on the image matrix', async () => {
-  for (const img of images) {
+  for (const img of matrix.images) {
     for (const extra of [['--output=json'], []]) {
       const args = ['img', 'info', ...extra, img.name];
       const [q, t] = await Promise.all([qemu(args.slice(1)), ours(args)]);
@@ -70,15 +60,15 @@ test('info --backing-chain lists every image of a chain like qemu-img', async ()
 });
 
 test('info through the library: virtual size rounds up to sectors, a missing backing file is no error', async () => {
-  const [top] = await collectImageInfo(`${dir}/top.qcow2`);
+  const [top] = await collectImageInfo(`${matrix.dir}/top.qcow2`);
   assert.equal(top!['backing-filename'], 'sub/mid.qcow2');
-  assert.equal(top!['full-backing-filename'], `${dir}/sub/mid.qcow2`);
+  assert.equal(top!['full-backing-filename'], `${matrix.dir}/sub/mid.qcow2`);
   assert.equal(top!['backing-filename-format'], 'qcow2');
-  const created = await qemuImgIn(dir, ['create', '-q', '-f', 'qcow2', '-u', '-b', 'gone.qcow2', '-F', 'qcow2', `${dir}/orphan.qcow2`, '1M']);
+  const created = await qemuImgIn(matrix.dir, ['create', '-q', '-f', 'qcow2', '-u', '-b', 'gone.qcow2', '-F', 'qcow2', `${matrix.dir}/orphan.qcow2`, '1M']);
   assert.equal(created.code, 0, created.stderr);
-  const [orphan] = await collectImageInfo(`${dir}/orphan.qcow2`);
-  assert.equal(orphan!['full-backing-filename'], `${dir}/gone.qcow2`);
-  await assert.rejects(collectImageInfo(`${dir}/orphan.qcow2`, { backingChain: true }), /Could not open '.*gone.qcow2'/);
+  const [orphan] = await collectImageInfo(`${matrix.dir}/orphan.qcow2`);
+  assert.equal(orphan!['full-backing-filename'], `${matrix.dir}/gone.qcow2`);
+  await assert.rejects(collectImageInfo(`${matrix.dir}/orphan.qcow2`, { backingChain: true }), /Could not open '.*gone.qcow2'/);
 });
 
 test('info errors: missing file, bad --output, wrong -f; exit 1 with a message like qemu-img', async () => {

@@ -1,22 +1,12 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { requirePeer, scratchDir } from '../helpers/peers.js';
-import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage, errorText } from './ops-images.js';
+import { useImageMatrix, qemuImgIn, tsemuIn, errorText } from './ops-images.js';
 import { mergeable, type MapEntry } from '../../src/block/ops/map.js';
 
-let dir = '';
-let cleanup = async () => {};
-let images: MatrixImage[] = [];
+const matrix = useImageMatrix();
 
-before(async () => {
-  requirePeer('qemu-img');
-  ({ dir, cleanup } = await scratchDir());
-  images = await buildImageMatrix(dir);
-});
-after(() => cleanup());
-
-const qemu = (args: string[]) => qemuImgIn(dir, args);
-const ours = (args: string[]) => tsemuIn(dir, ['img', ...args]);
+const qemu = (args: string[]) => qemuImgIn(matrix.dir, args);
+const ours = (args: string[]) => tsemuIn(matrix.dir, ['img', ...args]);
 
 
 async function sameAsQemu(args: string[]): Promise<void> {
@@ -27,7 +17,7 @@ async function sameAsQemu(args: string[]): Promise<void> {
 }
 
 test('map JSON and human output equal qemu-img map on the image matrix', async (t) => {
-  for (const img of images) {
+  for (const img of matrix.images) {
     await t.test(img.name, { todo: img.knownDifference }, async () => {
       await sameAsQemu(['map', '--output=json', img.name]);
       await sameAsQemu(['map', img.name]);

@@ -1,25 +1,15 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { requirePeer, scratchDir } from '../helpers/peers.js';
-import { buildImageMatrix, qemuImgIn, tsemuIn, type MatrixImage, errorText } from './ops-images.js';
+import { useImageMatrix, qemuImgIn, tsemuIn, errorText } from './ops-images.js';
 import { measureQcow2, qcow2BitmapsSize, refcountMetadataBytes } from '../../src/block/formats/qcow2/measure.js';
 import { measureSource } from '../../src/block/ops/measure.js';
 import { closeImage, openImage } from '../../src/block/open.js';
 import { parseOptionString, parseSize } from '../../src/block/options.js';
 
-let dir = '';
-let cleanup = async () => {};
-let images: MatrixImage[] = [];
+const matrix = useImageMatrix();
 
-before(async () => {
-  requirePeer('qemu-img');
-  ({ dir, cleanup } = await scratchDir());
-  images = await buildImageMatrix(dir);
-});
-after(() => cleanup());
-
-const qemu = (args: string[]) => qemuImgIn(dir, args);
-const ours = (args: string[]) => tsemuIn(dir, ['img', ...args]);
+const qemu = (args: string[]) => qemuImgIn(matrix.dir, args);
+const ours = (args: string[]) => tsemuIn(matrix.dir, ['img', ...args]);
 
 /** qemu-img measure's JSON, or its error text. */
 async function qemuMeasure(args: string[]): Promise<unknown> {
@@ -58,9 +48,9 @@ test('qcow2 --size numbers and errors equal qemu-img measure', async () => {
 });
 
 test('qcow2 numbers for copies of the image matrix equal qemu-img measure -O qcow2', async (t) => {
-  for (const img of images) {
+  for (const img of matrix.images) {
     await t.test(img.name, { todo: img.knownDifference }, async () => {
-      const image = await openImage(`${dir}/${img.name}`, { readOnly: true });
+      const image = await openImage(`${matrix.dir}/${img.name}`, { readOnly: true });
       try {
         for (const o of ['', 'cluster_size=4k', 'cluster_size=2M', 'compat=0.10', 'extended_l2=on', 'backing_file=x', 'preallocation=falloc']) {
           const expected = await qemuMeasure(['-O', 'qcow2', ...(o ? ['-o', o] : []), img.name]);
