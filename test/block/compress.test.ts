@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
 import { compressCluster, decompressCluster, type CompressionType, withCompressedClusters } from '../../src/block/compress/index.js';
-import { decodeCluster, encodeCluster } from '../../src/block/compress/codec.js';
+import { decodeCluster, encodeCluster, zstdBackend } from '../../src/block/compress/codec.js';
 import { CodecPool } from '../../src/block/compress/pool.js';
 import { scanZstdFrame } from '../../src/block/compress/zstd-frame.js';
 import { ImageFormatError } from '../../src/block/node.js';
@@ -93,6 +93,25 @@ test('the thread\'s reused zstd contexts give the same frame every time and surv
   await assert.rejects(decodeCluster('zstd', first.subarray(0, 100), 65536), ImageFormatError);
   assert.deepEqual(await decodeCluster('zstd', other, 65536), clusterData(12, 65536), 'decodes after a failed decode');
   assert.deepEqual(await decodeCluster('zstd', first, 65536), data);
+});
+
+test('libzstd and the WebAssembly fallback write frames each other decodes, and refuse what does not fit', async () => {
+  const native = await zstdBackend('libzstd');
+  const wasm = await zstdBackend('wasm');
+  assert.ok(native, 'libzstd.so.1 loads on this host');
+  assert.ok(wasm);
+  const data = clusterData(13, 65536);
+  for (const [from, to] of [[native, wasm], [wasm, native]] as const) {
+    const frame = new Uint8Array(65536);
+    const n = from.compress(data, frame);
+    assert.ok(n > 0 && n < 65536, `${from.name}: compresses`);
+    assert.equal(scanZstdFrame(frame).length, n, `${from.name}: one whole frame`);
+    const out = new Uint8Array(65536);
+    assert.equal(to.decompress(frame.subarray(0, n), out), 65536, `${to.name} decodes ${from.name}'s frame`);
+    assert.deepEqual(out, data);
+    assert.equal(from.compress(randomData(14, 65536), new Uint8Array(65535)), -1, `${from.name}: no room`);
+    assert.throws(() => to.decompress(frame.subarray(0, n), new Uint8Array(1000)), `${to.name}: output too small`);
+  }
 });
 
 test('a cluster that is a view into a larger buffer travels alone, and the caller\'s buffer stays usable', async () => {

@@ -11,58 +11,47 @@
  * - zstd (compression type 1): one Zstandard frame (RFC 8878). Its exact end is found
  *   by walking the frame (zstd-frame.ts), since the stored length is rounded to
  *   sectors. Compressed at zstd's default level (3), as QEMU does. The codec is the
- *   zstd library compiled to WebAssembly, loaded on first use; each thread keeps one
- *   compression and one decompression context for its lifetime, because creating a
- *   context per cluster (what the library's one-shot calls do) allocates and clears
- *   its match tables every time and costs more than compressing a 64 KiB cluster.
- *   (The context calls take a dictionary; an empty one means none, and the frames
- *   are byte for byte those of the one-shot calls.)
+ *   system's libzstd (zstd-native.ts), or where that cannot be loaded the library
+ *   compiled to WebAssembly (zstd-wasm.ts); either loads on first use, once per
+ *   thread. Both write standard frames that either one (and QEMU) decodes.
  *
- * compress returns null when the result would not be smaller than the input (qcow2
- * then stores the cluster uncompressed). decompress must produce exactly dst.length
- * bytes; a corrupt stream or a short result is an ImageFormatError.
+ * encodeCluster returns null when the result would not be smaller than the input
+ * (qcow2 then stores the cluster uncompressed); given `into`, it writes the result
+ * there (zstd compresses straight into it) and returns a view of it. decodeCluster
+ * must produce exactly outLength bytes; a corrupt stream or a short result is an
+ * ImageFormatError.
  */
-import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
 import { ImageFormatError } from '../node.js';
 import { scanZstdFrame } from './zstd-frame.js';
+import { loadNativeZstd } from './zstd-native.js';
+import { loadWasmZstd } from './zstd-wasm.js';
 
 export type CompressionType = 'zlib' | 'zstd';
+export type ZstdBackendName = 'libzstd' | 'wasm';
+
+/** One thread's zstd codec, working in the caller's buffers. */
+export interface ZstdBackend {
+  readonly name: ZstdBackendName;
+  /** Compresses `src` into `dst` as one frame: the frame's length, or -1 when it does not fit in `dst`. */
+  compress(src: Uint8Array, dst: Uint8Array): number;
+  /** Decodes one whole frame into `dst`: the number of bytes produced. Throws when the frame is corrupt or too large. */
+  decompress(frame: Uint8Array, dst: Uint8Array): number;
+}
 
 const ZLIB_WINDOW_BITS = 12;
 const ZSTD_LEVEL = 3;
 
-/** Contexts are pointers into the module's WebAssembly heap. */
-interface ZstdWasm {
-  init(): Promise<void>;
-  createCCtx(): number;
-  createDCtx(): number;
-  compressUsingDict(cctx: number, buf: Uint8Array, dict: Uint8Array, level?: number): Uint8Array;
-  decompressUsingDict(dctx: number, buf: Uint8Array, dict: Uint8Array, opts?: { defaultHeapSize: number }): Uint8Array;
-}
+let zstdReady: Promise<ZstdBackend> | null = null;
 
-interface ZstdCodec {
-  compress(data: Uint8Array): Uint8Array;
-  decompress(frame: Uint8Array, outLength: number): Uint8Array;
-}
-
-const NO_DICTIONARY = new Uint8Array(0);
-
-let zstdReady: Promise<ZstdCodec> | null = null;
-
-function loadZstd(): Promise<ZstdCodec> {
-  zstdReady ??= (async () => {
-    const zstd = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as ZstdWasm;
-    await zstd.init();
-    const cctx = zstd.createCCtx();
-    const dctx = zstd.createDCtx();
-    if (!cctx || !dctx) throw new Error('zstd: cannot allocate a compression context');
-    return {
-      compress: (data) => zstd.compressUsingDict(cctx, data, NO_DICTIONARY, ZSTD_LEVEL),
-      decompress: (frame, outLength) => zstd.decompressUsingDict(dctx, frame, NO_DICTIONARY, { defaultHeapSize: outLength }),
-    };
-  })();
+function loadZstd(): Promise<ZstdBackend> {
+  zstdReady ??= Promise.resolve().then(() => loadNativeZstd(ZSTD_LEVEL) ?? loadWasmZstd(ZSTD_LEVEL));
   return zstdReady;
+}
+
+/** `name`'s zstd codec for this thread, whatever the default is (tests compare the two). */
+export async function zstdBackend(name: ZstdBackendName): Promise<ZstdBackend | null> {
+  return name === 'libzstd' ? loadNativeZstd(ZSTD_LEVEL) : loadWasmZstd(ZSTD_LEVEL);
 }
 
 export function checkCompressionType(type: string): CompressionType {
@@ -77,14 +66,18 @@ export async function loadCodec(type: CompressionType): Promise<void> {
   if (type === 'zstd') await loadZstd();
 }
 
-export async function encodeCluster(type: CompressionType, data: Uint8Array): Promise<Uint8Array | null> {
-  let out: Uint8Array;
-  if (type === 'zlib') {
-    out = zlib.deflateRawSync(data, { windowBits: ZLIB_WINDOW_BITS, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION });
-  } else {
-    out = (await loadZstd()).compress(data);
+export async function encodeCluster(type: CompressionType, data: Uint8Array, into?: Uint8Array): Promise<Uint8Array | null> {
+  if (type === 'zstd') {
+    // Room for one byte less than the data: a frame that does not fit would not be smaller.
+    const dst = (into ?? new Uint8Array(data.length)).subarray(0, data.length - 1);
+    const n = (await loadZstd()).compress(data, dst);
+    return n < 0 ? null : dst.subarray(0, n);
   }
-  return out.length < data.length ? out : null;
+  const out = zlib.deflateRawSync(data, { windowBits: ZLIB_WINDOW_BITS, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION });
+  if (out.length >= data.length) return null;
+  if (!into) return out;
+  into.set(out);
+  return into.subarray(0, out.length);
 }
 
 export async function decodeCluster(type: CompressionType, src: Uint8Array, outLength: number): Promise<Uint8Array> {
@@ -107,8 +100,9 @@ export async function decodeCluster(type: CompressionType, src: Uint8Array, outL
       );
     }
     const zstd = await loadZstd();
+    out = new Uint8Array(outLength);
     try {
-      out = zstd.decompress(src.subarray(0, frame.length), outLength);
+      out = out.subarray(0, zstd.decompress(src.subarray(0, frame.length), out));
     } catch (e) {
       throw new ImageFormatError(`corrupt zstd-compressed cluster: ${(e as Error).message}`);
     }
