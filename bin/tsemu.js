@@ -1,7 +1,20 @@
-#!/usr/bin/env node
+#!/bin/sh
+":" //; if [ -n "$NODE_EXTRA_CA_CERTS" ]; then export TSEMU_EXTRA_CA_CERTS="$NODE_EXTRA_CA_CERTS"; unset NODE_EXTRA_CA_CERTS; fi; exec node "$0" "$@"
 /**
  * The tsemu command: runs the bundled CLI, dist/bundle/cli.cjs, which `npm run
  * build` makes (the `prepare` script runs it on `npm install`, `npm test` first).
+ *
+ * This file is both a shell script and JavaScript. Run as a program (`tsemu`,
+ * `npx tsemu`, node_modules/.bin/tsemu), /bin/sh reads the first two lines and
+ * execs `node` on this same file; Node skips the first line and reads the second
+ * as a string and a comment. The shell step exists for NODE_EXTRA_CA_CERTS
+ * (often set behind proxies): Node 20 parses that file, and its own root
+ * certificates, at every start-up, about 50 ms of CPU that only HTTPS images
+ * use. So the shell moves the variable to TSEMU_EXTRA_CA_CERTS; here it is put
+ * back (programs tsemu starts see the user's environment unchanged) and the
+ * file is handed to the CLI, whose HTTPS connections add its certificates to
+ * Node's default ones on first use (src/block/protocols/tls-trust.ts). Run as
+ * `node bin/tsemu.js`, Node loads the file itself and nothing is deferred.
  *
  * Start-up is most of a short command's time, so the bundle is compiled with
  * node:vm from V8's code cache, dist/bundle/cli.cjs.cache: the bytecode of every
@@ -74,5 +87,17 @@ function loadBundle() {
   return mod.exports;
 }
 
+/**
+ * The NODE_EXTRA_CA_CERTS file the shell step kept from Node, if any (undefined
+ * when Node loaded one itself). Restores the user's environment either way.
+ */
+function takeDeferredCaCerts() {
+  const file = process.env.TSEMU_EXTRA_CA_CERTS;
+  delete process.env.TSEMU_EXTRA_CA_CERTS;
+  if (!file || process.env.NODE_EXTRA_CA_CERTS) return undefined;
+  process.env.NODE_EXTRA_CA_CERTS = file;
+  return file;
+}
+
 // A rejection is reported as an uncaught error with exit status 1.
-void loadBundle().run(process.argv.slice(2));
+void loadBundle().run(process.argv.slice(2), { extraCaCerts: takeDeferredCaCerts() });

@@ -6,7 +6,14 @@
  * writes that manifest (scripts/build-cli.js), which keeps start-up short.
  */
 import { execute } from '@oclif/core';
+import { deferExtraCaCerts } from './block/protocols/tls-trust.js';
 
-export async function run(args: string[]): Promise<void> {
+export interface RunOptions {
+  /** The NODE_EXTRA_CA_CERTS file the launcher kept from Node (bin/tsemu.js): HTTPS adds it on first use. */
+  extraCaCerts?: string;
+}
+
+export async function run(args: string[], opts: RunOptions = {}): Promise<void> {
+  deferExtraCaCerts(opts.extraCaCerts);
   await execute({ args, dir: import.meta.url });
 }

@@ -1,6 +1,6 @@
 /**
  * HTTP/1.1 requests for the http protocol driver, on undici: one Agent per
- * driver node keeps a pool of keep-alive connections per origin (at most
+ * driver node (and scheme) keeps a pool of keep-alive connections per origin (at most
  * MAX_SOCKETS, one request at a time on each), reused across requests.
  *
  * request() sends one HEAD or GET and settles with the status and headers. A GET
@@ -13,11 +13,14 @@
  * (undici's headersTimeout, counted from when a connection takes the request,
  * and bodyTimeout, restarted by every piece of the body) are transient; a refused
  * connection, an unknown host or a certificate the server cannot prove are not.
- * undici is loaded on the first request, so commands that never touch HTTP do not
- * pay for initialising it.
+ * undici and node:http are loaded on the first request, so commands that never
+ * touch HTTP do not pay for initialising them. HTTPS connections that verify the
+ * server trust the certificate authorities tls-trust.ts names.
  */
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Agent, Dispatcher } from 'undici';
+import { trustedSecureContext } from './tls-trust.js';
 
 export interface HttpTransportOptions {
   sslverify: boolean;
@@ -46,34 +49,56 @@ const TRANSIENT_CODES = new Set([
   'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_CLOSED',
 ]);
 
+interface Connections {
+  agent: Agent;
+  statusCodes: Record<number, string | undefined>;
+}
+
 export class HttpTransport {
-  private agent: Promise<Agent> | undefined;
+  /** One agent per scheme (made on its first request: only HTTPS needs the trusted certificates). */
+  private readonly pools = new Map<string, Promise<Connections>>();
 
   constructor(private readonly opts: HttpTransportOptions) {}
 
-  private connections(): Promise<Agent> {
-    this.agent ??= import('undici').then(({ Agent }) => new Agent({
+  private connections(url: URL): Promise<Connections> {
+    let pool = this.pools.get(url.protocol);
+    if (pool === undefined) {
+      pool = this.openPool(url.protocol === 'https:');
+      this.pools.set(url.protocol, pool);
+    }
+    return pool;
+  }
+
+  private async openPool(https: boolean): Promise<Connections> {
+    const [{ Agent }, secureContext] = await Promise.all([
+      import('undici'),
+      https && this.opts.sslverify ? trustedSecureContext() : undefined,
+    ]);
+    const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
+    const agent = new Agent({
       connections: MAX_SOCKETS,
       pipelining: 1,
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
-      connect: { rejectUnauthorized: this.opts.sslverify },
-    }));
-    return this.agent;
+      connect: { rejectUnauthorized: this.opts.sslverify, ...(secureContext && { secureContext }) },
+    });
+    return { agent, statusCodes: STATUS_CODES };
   }
 
   /** One request; with `body`, a 206 answer's body fills it exactly. */
   async request(url: URL, method: 'HEAD' | 'GET', headers: Record<string, string>, body?: Uint8Array): Promise<HttpAnswer> {
     let res: Dispatcher.ResponseData;
+    let statusCodes: Connections['statusCodes'];
     try {
-      const agent = await this.connections();
-      res = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method, headers });
+      const pool = await this.connections(url);
+      statusCodes = pool.statusCodes;
+      res = await pool.agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method, headers });
     } catch (e) {
       throw this.describeError(e as Error);
     }
     const answer: HttpAnswer = {
       status: res.statusCode,
-      statusText: STATUS_CODES[res.statusCode] ?? '',
+      statusText: statusCodes[res.statusCode] ?? '',
       headers: res.headers as IncomingHttpHeaders,
     };
     if (method === 'GET' && answer.status === 206 && body) {
@@ -91,8 +116,8 @@ export class HttpTransport {
 
   /** Closes the pooled connections. */
   close(): void {
-    void this.agent?.then((agent) => agent.destroy()).catch(() => undefined);
-    this.agent = undefined;
+    for (const pool of this.pools.values()) void pool.then(({ agent }) => agent.destroy()).catch(() => undefined);
+    this.pools.clear();
   }
 
   private describeError(e: Error): HttpError {
