@@ -1,4 +1,4 @@
-/** The 16550A UART model: registers, FIFO flow control, interrupts, loopback. */
+/** The 16550A UART model: registers, FIFO flow control, interrupts, loopback, side-effect-free peeks. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { IrqLine } from '../../src/emulator/bus/interfaces.js';
@@ -152,5 +152,52 @@ describe('16550A UART', () => {
     assert.equal(rd(IIR), 0x00);
     rd(MSR);
     assert.equal(irq.level, false);
+  });
+
+  it('peeks what a read returns when the read changes nothing; stores it calls keeping change no peek', () => {
+    const { backend, irq, uart, rd, wr } = setup();
+    const peeks = () => Array.from({ length: uart.peekable }, (_, off) => uart.peek(off));
+    let changes = 0;
+    uart.onChange(() => changes++);
+    // A fixed pseudo-random walk through every register, in and out of DLAB, FIFO and loopback, with input.
+    let seed = 12345;
+    const next = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    let peeked = 0;
+    let kept = 0;
+    for (let step = 0; step < 20_000; step++) {
+      const off = next(uart.peekable);
+      const before = peeks();
+      const level = irq.level;
+      const calls = changes;
+      switch (next(3)) {
+        case 0: {
+          const value = rd(off);
+          assert.ok(changes > calls, 'onChange follows every read');
+          if (before[off]! >= 0) {
+            peeked++;
+            assert.equal(value, before[off], `peek(${off}) at step ${step}`);
+            assert.deepEqual(peeks(), before, `a peekable read of ${off} changes no peek (step ${step})`);
+            assert.equal(irq.level, level);
+          }
+          break;
+        }
+        case 1: {
+          // Half the stores go to THR; LCR and MCR mostly leave DLAB and loopback, so THR often transmits.
+          const to = next(2) === 0 ? THR : off;
+          const keeps = uart.storeKeepsPeeks(to);
+          const value = to === LCR || to === MCR ? (next(8) === 0 ? 0xff : 0x03) & (to === MCR ? 0x1f : 0xff) : next(256);
+          wr(to, value);
+          assert.ok(changes > calls, 'onChange follows every store');
+          if (keeps) {
+            kept++;
+            assert.deepEqual(peeks(), before, `a store to ${to} it said keeps peeks (step ${step})`);
+          }
+          break;
+        }
+        default:
+          backend.push(String.fromCharCode(0x41 + next(26)));
+      }
+    }
+    assert.ok(peeked > 1000 && kept > 1000, `the walk covered peeks (${peeked}) and kept stores (${kept})`);
   });
 });

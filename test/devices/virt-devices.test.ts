@@ -8,6 +8,10 @@
  * qemu-system-riscv64 -M virt -bios none and on tsemu's devices mapped at the
  * virt addresses behind a real hart (interpreter engine); both consoles must
  * match line for line, and both must end with the finisher's "fail, code 42".
+ * It runs a third time on the whole virt machine (-bios none, both engines),
+ * where the hart is on its own vCPU thread: the devices answer through the
+ * mailbox, the UART's status reads from its register shadow and its console
+ * bytes are posted (vcpu/mmio-shadow.ts), and the console must match again.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -26,7 +30,8 @@ import {
   VIRT_CLINT, VIRT_IRQ, VIRT_RTC, VIRT_TEST, VIRT_UART0, VIRT_VIRTIO_COUNT, virtPlicRegion,
   virtioSlotRegion,
 } from '../../src/emulator/machines/virt-map.js';
-import { virtPlic } from '../../src/emulator/machines/riscv-virt.js';
+import { runVirtMachine, virtPlic } from '../../src/emulator/machines/riscv-virt.js';
+import type { EngineName } from '../../src/emulator/riscv/engine.js';
 import { Hart } from '../../src/emulator/riscv/hart.js';
 import { Interpreter } from '../../src/emulator/riscv/interp/interpreter.js';
 import { RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../../src/emulator/riscv/layout.js';
@@ -94,11 +99,20 @@ function runOnTsemu(elfBytes: Uint8Array): { console: string; event: TestFinishe
   return { console: consoleText, event };
 }
 
+/** Runs the guest on the whole virt machine (its hart on a vCPU thread); returns its console and how the machine ended. */
+async function runOnVirtMachine(elfBytes: Uint8Array, engine: EngineName): Promise<{ console: string; exit: unknown }> {
+  let consoleText = '';
+  const serial = new QueuedCharBackend((bytes) => (consoleText += Buffer.from(bytes).toString('latin1')));
+  const exit = await runVirtMachine({ ramBytes: RAM_BYTES, harts: 1, engine, kernel: elfBytes, bios: 'none', serial }, { noReboot: true });
+  return { console: consoleText, exit };
+}
+
 test('a bare-metal program reads the same from tsemu’s virt devices as from QEMU’s', async () => {
   requirePeer('qemu-system-riscv64');
   const { dir, cleanup } = await scratchDir();
   try {
     const elf = await buildGuest(dir);
+    const elfBytes = new Uint8Array(await readFile(elf));
     // QEMU's serial goes to a file, not to stdout: its 16550 gives up on a byte whose
     // chardev write keeps failing, and a console read through a pipe on a busy CI
     // machine once lost two bytes that way.
@@ -111,9 +125,14 @@ test('a bare-metal program reads the same from tsemu’s virt devices as from QE
     assert.equal(qemu.code, 42, `QEMU: the guest ends with fail code 42\n${qemuConsole}${qemu.stderr}`);
     assert.match(qemuConsole, /^virt devices\n[^]*\ndone\n$/, 'QEMU console');
 
-    const ours = runOnTsemu(new Uint8Array(await readFile(elf)));
+    const ours = runOnTsemu(elfBytes);
     assert.deepEqual(ours.event, { kind: 'fail', code: 42 }, `tsemu console:\n${ours.console}`);
     assert.deepEqual(ours.console.split('\n'), qemuConsole.split('\n'));
+    for (const engine of ['interp', 'jit'] as const) {
+      const machine = await runOnVirtMachine(elfBytes, engine);
+      assert.deepEqual(machine.exit, { kind: 'poweroff', code: 42 }, `virt machine (${engine}) console:\n${machine.console}`);
+      assert.deepEqual(machine.console.split('\n'), qemuConsole.split('\n'), `virt machine (${engine})`);
+    }
   } finally {
     await cleanup();
   }

@@ -21,11 +21,23 @@
  * modem status (delta bits, which only loopback can produce: outside loopback
  * the modem lines read as DCD, DSR and CTS asserted). The IRQ line follows
  * "some interrupt pending" and is driven only on changes.
+ *
+ * Reads without the round trip: peek() answers what a read of a register
+ * would return when that read has no side effects (-1 when it has: popping
+ * RBR, acknowledging IIR, clearing LSR.OE or the MSR deltas), and
+ * storeKeepsPeeks() says whether a byte store at an offset leaves every
+ * peek() answer as it is (a byte transmitted outside loopback and DLAB only
+ * sets the THR-empty interrupt, which IIR reports and IIR is never peeked).
+ * A machine whose vCPUs run on other threads keeps a copy of these answers
+ * in shared memory (vcpu/mmio-shadow.ts), refreshed from onChange, which the
+ * device calls after every access and every byte received.
  */
 import type { AccessSize, IrqLine, MmioDevice } from '../bus/interfaces.js';
 import type { CharBackend, CharSink } from './char-backend.js';
 
 const FIFO_SIZE = 16;
+/** Registers at offsets 0..7; the window's other offsets read 0. */
+const REGISTERS = 8;
 
 const IER_RX = 0x01;
 const IER_THRE = 0x02;
@@ -74,6 +86,7 @@ export class Uart16550 implements MmioDevice, CharSink {
   private threPending = false;
   private msrDelta = 0;
   private irqLevel = false;
+  private changed: () => void = () => {};
 
   constructor(
     private readonly irq: IrqLine,
@@ -90,9 +103,48 @@ export class Uart16550 implements MmioDevice, CharSink {
   receive(bytes: Uint8Array): void {
     for (const b of bytes) this.pushRx(b);
     this.update();
+    this.changed();
+  }
+
+  /** Offsets peek() answers for (0 up to this). */
+  get peekable(): number {
+    return REGISTERS;
+  }
+
+  /** Calls `listener` after every access and every byte received (whatever changed). */
+  onChange(listener: () => void): void {
+    this.changed = listener;
   }
 
   read(offset: number, _size: AccessSize): number {
+    const value = this.readRegister(offset);
+    this.changed();
+    return value;
+  }
+
+  /** What a read at `offset` returns if that read changes nothing, else -1. */
+  peek(offset: number): number {
+    const dlab = (this.lcr & LCR_DLAB) !== 0;
+    switch (offset) {
+      case 0:
+        return dlab ? this.dll : this.rxCount === 0 ? 0 : -1;
+      case 2:
+        return -1;
+      case 5:
+        return this.overrun ? -1 : this.lsr();
+      case 6:
+        return this.msrDelta !== 0 ? -1 : this.modemStatus();
+      default:
+        return this.readRegister(offset);
+    }
+  }
+
+  /** True when a byte store at `offset` leaves every peek() answer unchanged. */
+  storeKeepsPeeks(offset: number): boolean {
+    return offset === 0 && (this.lcr & LCR_DLAB) === 0 && (this.mcr & MCR_LOOP) === 0;
+  }
+
+  private readRegister(offset: number): number {
     const dlab = (this.lcr & LCR_DLAB) !== 0;
     switch (offset) {
       case 0:
@@ -116,7 +168,12 @@ export class Uart16550 implements MmioDevice, CharSink {
     }
   }
 
-  write(offset: number, _size: AccessSize, value: number): void {
+  write(offset: number, size: AccessSize, value: number): void {
+    this.writeRegister(offset, size, value);
+    this.changed();
+  }
+
+  private writeRegister(offset: number, _size: AccessSize, value: number): void {
     const byte = value & 0xff;
     const dlab = (this.lcr & LCR_DLAB) !== 0;
     switch (offset) {
@@ -225,8 +282,12 @@ export class Uart16550 implements MmioDevice, CharSink {
     return value;
   }
 
+  private lsr(): number {
+    return (this.rxCount > 0 ? LSR_DR : 0) | (this.overrun ? LSR_OE : 0) | LSR_THRE | LSR_TEMT;
+  }
+
   private readLsr(): number {
-    const value = (this.rxCount > 0 ? LSR_DR : 0) | (this.overrun ? LSR_OE : 0) | LSR_THRE | LSR_TEMT;
+    const value = this.lsr();
     this.overrun = false;
     this.update();
     return value;

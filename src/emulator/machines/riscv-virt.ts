@@ -6,7 +6,9 @@
  * a shared WebAssembly.Memory (layout.ts) with the kernel, initrd, FDT (and
  * firmware) loaded, the main-thread devices on an MMIO bus (UART on the
  * serial backend, PLIC, sifive_test, goldfish RTC; the CLINT lives in shared
- * memory and is served on the vCPU threads), and the HSM words set for boot:
+ * memory and is served on the vCPU threads, which also answer the UART's
+ * side-effect-free reads from its register shadow, vcpu/mmio-shadow.ts),
+ * and the HSM words set for boot:
  *
  *   tsemu's SBI (default): hart 0 START_PENDING at the kernel entry with
  *     a1 = FDT, the other harts STOPPED until the kernel's HSM hart_start;
@@ -48,6 +50,7 @@ import { MIP_MEIP, MIP_SEIP } from '../riscv/priv/csr-defs.js';
 import { SRST_REASON, SRST_TYPE } from '../riscv/sbi/constants.js';
 import { HSM, HartControl } from '../vcpu/hart-control.js';
 import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
+import { ShadowWriter, type ShadowWindow } from '../vcpu/mmio-shadow.js';
 import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
 import { endOnce, flatGuestRam, runMachine, type MachineExit } from './machine-run.js';
@@ -121,20 +124,27 @@ export function virtPlic(harts: number, control: HartControl): Plic {
   });
 }
 
-/** The main-thread devices of virt-map.ts on an MMIO bus (the CLINT is served on the vCPU threads). */
+/**
+ * The main-thread devices of virt-map.ts on an MMIO bus (the CLINT is served on the vCPU threads),
+ * and the windows of those with a register shadow in `memory` (the UART).
+ */
 function virtDevices(
+  memory: WebAssembly.Memory,
   harts: number,
   serial: CharBackend,
   control: HartControl,
   end: (exit: MachineExit) => void,
   ram: GuestRam,
   virtio: readonly (() => VirtioDevice)[],
-): MmioBus {
+): { bus: MmioBus; shadows: ShadowWindow[] } {
   const plic = virtPlic(harts, control);
   const bus = new MmioBus();
   bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
   bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'goldfish_rtc');
-  bus.map(VIRT_UART0.base, VIRT_UART0.size, new Uart16550(plic.irqLine(VIRT_IRQ.UART0), serial), 'uart0');
+  const uart = new Uart16550(plic.irqLine(VIRT_IRQ.UART0), serial);
+  const uartShadow = new ShadowWriter(memory, 0, VIRT_UART0.base, uart);
+  uart.onChange(() => uartShadow.update());
+  bus.map(VIRT_UART0.base, VIRT_UART0.size, uart, 'uart0');
   const plicRegion = virtPlicRegion(harts);
   bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
   const empty = new EmptyVirtioSlot();
@@ -145,7 +155,7 @@ function virtDevices(
     const mmio = device && new VirtioMmio(new VirtioCore(device(), { ram, irq, location: `virtio-mmio@${region.base.toString(16)}` }));
     bus.map(region.base, region.size, mmio ?? empty, `virtio-mmio.${slot}`);
   }
-  return bus;
+  return { bus, shadows: [uartShadow.window] };
 }
 
 /** Serves the vCPU threads' mailbox requests: MMIO on the bus, the SBI console and system reset. */
@@ -210,7 +220,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
   const { ending, end } = endOnce();
 
   const control = new HartControl(memory);
-  const bus = virtDevices(harts, config.serial, control, end, ram, virtio);
+  const { bus, shadows } = virtDevices(memory, harts, config.serial, control, end, ram, virtio);
   const mailbox = new MailboxServer(memory, harts, mainThreadRequests(bus, ram, config.serial, end));
 
   new Clint({ memory, harts, sink: control }).reset();
@@ -253,7 +263,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
           ramBytes,
           engine: config.engine,
           clint: VIRT_CLINT,
-          postedStores: VIRT_UART0,
+          shadows,
           firmware: firmware && { entry: firmware.entry, fdt: layout.fdt, info: firmware.info },
         }),
       );

@@ -21,10 +21,13 @@
  * never a hang.
  *
  * Devices: CLINT accesses are served on this thread (its state is in shared
- * memory); every other MMIO access, and the SBI's console and reset calls,
- * cross to the main thread through the hart's mailbox slot (mailbox.ts),
- * byte stores to the postedStores window (the UART) without waiting. An
- * access no device decodes becomes an access fault in the guest.
+ * memory); side-effect-free reads of a shadowed device (the UART's status
+ * registers) are answered from its shadow, and its byte stores that change
+ * no shadowed answer (console bytes) are posted without waiting
+ * (mmio-shadow.ts); every other MMIO access, and the SBI's console and reset
+ * calls, cross to the main thread through the hart's mailbox slot
+ * (mailbox.ts) and wait for the answer. An access no device decodes becomes
+ * an access fault in the guest.
  *
  * With TSEMU_JIT_STATS=1 in the environment each vCPU prints its engine's
  * counters (instructions, its thread's CPU time, dispatches, compile times)
@@ -44,6 +47,7 @@ import { Clint } from '../devices/aclint.js';
 import { enterFirmware, enterSupervisor } from './boot-state.js';
 import { HSM, HartControl } from './hart-control.js';
 import { MailboxClient, MailboxOp, STATUS_OK } from './mailbox.js';
+import { ShadowReader, type ShadowWindow } from './mmio-shadow.js';
 
 export interface VcpuConfig {
   memory: WebAssembly.Memory;
@@ -53,8 +57,8 @@ export interface VcpuConfig {
   engine: EngineName;
   /** The CLINT's guest-physical window (served on this thread). */
   clint: { base: number; size: number };
-  /** A device window whose one-byte stores always succeed: they are posted, not waited for (mailbox.ts). */
-  postedStores?: { base: number; size: number };
+  /** Device windows with a register shadow (mmio-shadow.ts): some reads are answered here, some byte stores posted. */
+  shadows?: readonly ShadowWindow[];
   /** Firmware boot (--bios): harts start in M-mode and no SBI is served here; the timer raises MTIP. */
   firmware?: { entry: number; fdt: number; info: number };
 }
@@ -64,7 +68,7 @@ const RUN_SLICE = 200_000;
 const MAX_SLEEP_MS = 500;
 const TICKS_PER_MS = TIMEBASE_HZ / 1000;
 
-/** MMIO for one vCPU: the CLINT locally, everything else through the mailbox. */
+/** MMIO for one vCPU: the CLINT and the shadows locally, everything else through the mailbox. */
 class VcpuMmio implements HartMmio {
   lo = 0;
   hi = 0;
@@ -72,13 +76,18 @@ class VcpuMmio implements HartMmio {
   constructor(
     private readonly local: MmioBus,
     private readonly mailbox: MailboxClient,
-    private readonly posted: { base: number; size: number } | undefined,
+    private readonly shadow: ShadowReader,
   ) {}
 
   load(gpa: number, size: MemSize): boolean {
     if (this.local.load(gpa, size)) {
       this.lo = this.local.lo;
       this.hi = this.local.hi;
+      return true;
+    }
+    if (this.shadow.load(gpa, size)) {
+      this.lo = this.shadow.value;
+      this.hi = 0;
       return true;
     }
     if (this.mailbox.call(MailboxOp.MMIO_LOAD, gpa, size, 0, 0) !== STATUS_OK) return false;
@@ -89,8 +98,7 @@ class VcpuMmio implements HartMmio {
 
   store(gpa: number, size: MemSize, lo: number, hi: number): boolean {
     if (this.local.store(gpa, size, lo, hi)) return true;
-    const p = this.posted;
-    if (size === 1 && p !== undefined && gpa >= p.base && gpa < p.base + p.size) return this.mailbox.post(gpa, lo & 0xff) === STATUS_OK;
+    if (size === 1 && this.shadow.keeps(gpa)) return this.mailbox.post(gpa, lo & 0xff) === STATUS_OK;
     return this.mailbox.call(MailboxOp.MMIO_STORE, gpa, size, lo, hi) === STATUS_OK;
   }
 }
@@ -129,7 +137,7 @@ export class Vcpu {
       id,
       ramBytes,
       readMtime: () => this.clint.readMtime(),
-      mmio: new VcpuMmio(local, mailbox, config.postedStores),
+      mmio: new VcpuMmio(local, mailbox, new ShadowReader(memory, config.shadows ?? [])),
     };
     if (!config.firmware) {
       const sbi = new Sbi(memory, this.sbiPlatform(mailbox));
