@@ -301,30 +301,39 @@ function complement(parts: readonly Part[], length: number): Part[] {
  * Splits `data` (at target offset `t`) into zero and non-zero runs on `unit`
  * boundaries of the target, so zero runs always cover whole units. A unit inside
  * one of `known` (sorted ranges already known to be zero) is zero without a look.
- * Cost: a data unit is almost always told apart by its first or last byte in
- * JavaScript (no native call); once a unit is zero, ever longer stretches after
- * it are compared at once (doubling while they stay zero, halving when not), so a
- * zero run costs a few native compares, not one per unit.
+ * Cost: a data unit is almost always told apart by its first or last byte (a
+ * tight loop over the following units, no native call); once a unit is zero,
+ * ever longer stretches after it are compared at once (doubling while they stay
+ * zero, halving when not), so a zero run costs a few native compares, not one
+ * per unit, and every byte is looked at most once.
  */
 export function zeroRuns(data: Buffer, t: number, unit: number, zeroes: Buffer, known: readonly Part[] = []): Run[] {
-  if (known.length === 0 && data.compare(zeroes, 0, data.length) === 0) return [{ start: 0, end: data.length, zero: true }];
   const isZero = (s: number, e: number): boolean =>
     data[s] === 0 && data[e - 1] === 0 && data.compare(zeroes, 0, e - s, s, e) === 0;
+  const n = data.length;
   const runs: Run[] = [];
   let k = 0;
   let start = 0;
-  while (start < data.length) {
-    let end = Math.min(data.length, alignUp(t + start + 1, unit) - t);
+  while (start < n) {
+    let end = Math.min(n, alignUp(t + start + 1, unit) - t);
     while (k < known.length && known[k]!.end <= start) k++;
     const part = known[k];
     let zero: boolean;
     if (part !== undefined && part.start <= start && part.end >= end) {
       zero = true;
-      end = part.end >= data.length ? data.length : Math.max(end, alignDown(t + part.end, unit) - t);
+      end = part.end >= n ? n : Math.max(end, alignDown(t + part.end, unit) - t);
     } else {
       zero = isZero(start, end);
       // Known parts are not guaranteed to hold zero bytes: stretches stop before the next one.
-      const limit = part === undefined ? data.length : Math.max(end, alignDown(t + part.start, unit) - t);
+      const limit = part === undefined ? n : Math.max(end, alignDown(t + part.start, unit) - t);
+      if (!zero) {
+        // Whole units from here on: those with a non-zero first or last byte are data.
+        while (end < limit) {
+          const next = Math.min(limit, end + unit);
+          if (data[end] === 0 && data[next - 1] === 0) break;
+          end = next;
+        }
+      }
       for (let step = unit; zero && end < limit;) {
         const to = Math.min(limit, end + step);
         if (isZero(end, to)) {

@@ -134,18 +134,9 @@ export class FileNode implements ProtocolNode {
     return this.length;
   }
 
-  async read(offset: number, buf: Uint8Array): Promise<void> {
+  read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.length, offset, buf.length);
-    let done = 0;
-    while (done < buf.length) {
-      const bytesRead = await preadOnce(this.handle.fd, buf, done, offset + done);
-      if (bytesRead === 0) {
-        // The file shrank under us: the rest reads as zeroes, like a hole.
-        buf.fill(0, done);
-        return;
-      }
-      done += bytesRead;
-    }
+    return preadAll(this.handle.fd, buf, offset);
   }
 
   async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
@@ -176,9 +167,8 @@ export class FileNode implements ProtocolNode {
     if (offset + total > this.length) this.length = offset + total;
   }
 
-  private async writeAll(offset: number, buf: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < buf.length) done += await pwriteOnce(this.handle.fd, buf, done, offset + done);
+  private writeAll(offset: number, buf: Uint8Array): Promise<void> {
+    return pwriteAll(this.handle.fd, buf, offset);
   }
 
   async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
@@ -311,15 +301,33 @@ export class FileNode implements ProtocolNode {
  * request than FileHandle's promise methods (measured: about 30% more throughput
  * for 64 KiB requests), and this is the hot path of convert.
  */
-function preadOnce(fd: number, buf: Uint8Array, at: number, position: number): Promise<number> {
+function preadAll(fd: number, buf: Uint8Array, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    fsRead(fd, buf, at, buf.length - at, position, (err, n) => (err ? reject(err) : resolve(n)));
+    let done = 0;
+    const step = (err: Error | null, n: number): void => {
+      if (err) return reject(err);
+      done += n;
+      // n === 0: the file shrank under us; the rest reads as zeroes, like a hole.
+      if (n === 0) buf.fill(0, done);
+      if (n === 0 || done >= buf.length) return resolve();
+      fsRead(fd, buf, done, buf.length - done, position + done, step);
+    };
+    if (buf.length === 0) return resolve();
+    fsRead(fd, buf, 0, buf.length, position, step);
   });
 }
 
-function pwriteOnce(fd: number, buf: Uint8Array, at: number, position: number): Promise<number> {
+function pwriteAll(fd: number, buf: Uint8Array, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    fsWrite(fd, buf, at, buf.length - at, position, (err, n) => (err ? reject(err) : resolve(n)));
+    let done = 0;
+    const step = (err: Error | null, n: number): void => {
+      if (err) return reject(err);
+      done += n;
+      if (done >= buf.length) return resolve();
+      fsWrite(fd, buf, done, buf.length - done, position + done, step);
+    };
+    if (buf.length === 0) return resolve();
+    fsWrite(fd, buf, 0, buf.length, position, step);
   });
 }
 

@@ -432,7 +432,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     const end = Math.min(offset + maxLength, tableEnd);
     const l2Offset = table.l2Offset(l1Index);
     if (l2Offset === 0) return { kind: KIND_UNALLOCATED, length: end - offset, hostOffset: null, compressed: null };
-    const t = await this.l2Cache.get(l2Offset);
+    const t = this.l2Cache.peek(l2Offset) ?? (await this.l2Cache.get(l2Offset));
     const where = table.where(l1Index);
     const unit = this.subclusterSize;
     let pos = offset;
@@ -542,7 +542,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
         const backingSize = this.backing ? this.backing.size() : 0;
         if (offset >= backingSize) zero = true;
         else len = Math.min(len, backingSize - offset);
-      } else if (ext.kind === KIND_DATA && (await this.metadataPreallocated())) {
+      } else if (ext.kind === KIND_DATA && (this.metadataPreallocation ?? (await this.metadataPreallocated()))) {
         // QEMU asks the file about data clusters of such images: its holes read as zeroes.
         const host = ext.hostOffset!;
         if (host >= this.file.size()) zero = true;
@@ -895,7 +895,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
    */
   private async l2ForWrite(l1Index: number): Promise<CachedTable> {
     const { offset, copied } = this.l1Entry(l1Index);
-    if (offset !== 0 && copied) return this.l2Cache.get(offset);
+    if (offset !== 0 && copied) return this.l2Cache.peek(offset) ?? this.l2Cache.get(offset);
     const data = offset !== 0 ? (await this.l2Cache.get(offset)).data.slice() : new Uint8Array(this.clusterSize);
     const newOffset = await this.refcounts.allocateClusters(1);
     const t = await this.l2Cache.create(newOffset, data);
@@ -1229,8 +1229,9 @@ function contiguousRuns(pieces: ReadonlyArray<{ host: number; packed: Uint8Array
 
 /** Length of `bytes` up to its last non-zero byte, in whole 512-byte sectors (at least one). */
 function usedSectors(bytes: Uint8Array): number {
-  let used = bytes.length;
-  while (used > 0 && bytes[used - 1] === 0) used--;
-  return Math.min(bytes.length, Math.max(512, Math.ceil(used / 512) * 512));
+  const zero = new Uint8Array(512);
+  let used = Math.ceil(bytes.length / 512) * 512;
+  // Whole zero sectors from the end by native compares, then the last sector with data byte by byte.
+  while (used > 512 && Buffer.compare(bytes.subarray(used - 512, used), zero.subarray(0, Math.min(512, bytes.length - (used - 512)))) === 0) used -= 512;
+  return Math.min(bytes.length, Math.max(512, used));
 }
-

@@ -202,12 +202,24 @@ export class Refcounts {
       const blockEnd = Math.min(end, (blockIndex + 1) * this.entriesPerBlock);
       const offset = this.table[blockIndex] ?? 0;
       if (offset !== 0) {
-        const t = await this.cache.get(offset);
+        const t = this.cache.peek(offset) ?? (await this.cache.get(offset));
         for (; c < blockEnd; c++) if (this.readEntry(t, c % this.entriesPerBlock) !== 0) return c;
       }
       c = blockEnd;
     }
     return -1;
+  }
+
+  /** Sets the refcounts of clusters [first, first+count), all covered by existing blocks, to 1. */
+  private async setAllocated(first: number, count: number): Promise<void> {
+    const end = first + count;
+    for (let c = first; c < end;) {
+      const blockIndex = Math.floor(c / this.entriesPerBlock);
+      const blockEnd = Math.min(end, (blockIndex + 1) * this.entriesPerBlock);
+      const offset = this.table[blockIndex]!;
+      const t = this.cache.peek(offset) ?? (await this.cache.get(offset));
+      for (; c < blockEnd; c++) this.writeEntry(t, c % this.entriesPerBlock, 1);
+    }
   }
 
   /**
@@ -236,7 +248,7 @@ export class Refcounts {
         await this.createBlock(missing, start);
         continue;
       }
-      for (let c = start; c < start + count; c++) await this.set(c * this.clusterSize, 1);
+      await this.setAllocated(start, count);
       if (start === this.freeHint) this.freeHint = start + count;
       this.highWater = Math.max(this.highWater, start + count);
       if (opts.commit) await this.commit();

@@ -26,6 +26,8 @@ const SECTOR = 512;
 
 export class TableCache {
   private readonly tables = new Map<number, CachedTable>();
+  /** The table last inserted or moved to the end of `tables` (a repeated hit need not move it again). */
+  private newest: CachedTable | undefined;
 
   constructor(
     private readonly file: ProtocolNode,
@@ -37,14 +39,21 @@ export class TableCache {
     private readonly beforeWrite: (() => Promise<void>) | null = null,
   ) {}
 
-  /** The table at `offset`, read from the file on a miss. */
-  async get(offset: number): Promise<CachedTable> {
+  /** The table at `offset` if it is cached (marked most recently used), else undefined: no I/O, no await. */
+  peek(offset: number): CachedTable | undefined {
     const hit = this.tables.get(offset);
-    if (hit) {
+    if (hit && hit !== this.newest) {
       this.tables.delete(offset);
       this.tables.set(offset, hit);
-      return hit;
+      this.newest = hit;
     }
+    return hit;
+  }
+
+  /** The table at `offset`, read from the file on a miss. */
+  async get(offset: number): Promise<CachedTable> {
+    const hit = this.peek(offset);
+    if (hit) return hit;
     const data = new Uint8Array(this.tableSize);
     const end = Math.min(offset + this.tableSize, this.file.size());
     if (end <= offset) {
@@ -69,6 +78,7 @@ export class TableCache {
       dirtyTo: dirty ? this.tableSize : 0,
     };
     this.tables.set(offset, t);
+    this.newest = t;
     while (this.tables.size > this.capacity) {
       const [oldest, victim] = this.tables.entries().next().value as [number, CachedTable];
       this.tables.delete(oldest);
@@ -79,7 +89,10 @@ export class TableCache {
 
   markDirty(t: CachedTable, from: number, to: number): void {
     // A table evicted while its user still held it comes back, so the change is not lost.
-    if (this.tables.get(t.offset) !== t) this.tables.set(t.offset, t);
+    if (this.tables.get(t.offset) !== t) {
+      this.tables.set(t.offset, t);
+      this.newest = t;
+    }
     if (from < t.dirtyFrom) t.dirtyFrom = from;
     if (to > t.dirtyTo) t.dirtyTo = to;
   }
@@ -114,6 +127,7 @@ export class TableCache {
 
   /** Forgets the table at `offset` without writing it (the cluster was freed). */
   drop(offset: number): void {
+    if (this.newest?.offset === offset) this.newest = undefined;
     this.tables.delete(offset);
   }
 }
