@@ -94,14 +94,10 @@ export class Bat {
     return this.dirty.size;
   }
 
-  /** The changed 4 KiB sectors (index within the table, bytes), oldest change first; clears the record. */
-  takeDirtySectors(limit: number): { sector: number; data: Uint8Array }[] {
-    const out: { sector: number; data: Uint8Array }[] = [];
-    for (const sector of this.dirty) {
-      if (out.length === limit) break;
-      this.dirty.delete(sector);
-      out.push({ sector, data: this.bytes.slice(sector * BAT_SECTOR, (sector + 1) * BAT_SECTOR) });
-    }
+  /** The changed 4 KiB sectors (index within the table, a copy of their bytes), oldest change first; clears the record. */
+  takeDirtySectors(): { sector: number; data: Uint8Array }[] {
+    const out = [...this.dirty].map((sector) => ({ sector, data: this.bytes.slice(sector * BAT_SECTOR, (sector + 1) * BAT_SECTOR) }));
+    this.dirty.clear();
     return out;
   }
 }

@@ -7,10 +7,11 @@
  * first change of a session (beginSession) gives the file new FileWriteGuid and
  * DataWriteGuid values before anything else is written.
  *
- * BAT updates (commitBat): the data the new entries point at is flushed first;
- * then the changed 4 KiB BAT sectors go into the log as one entry (as many
- * entries as the log's size needs), the log is flushed, and only then are the
- * sectors written in place. A log "generation" starts at the log's beginning with
+ * BAT updates (commitBat): the changed 4 KiB BAT sectors are taken as they are
+ * (the node sets an entry only once its block's data is written), that data is
+ * flushed, then the sectors go into the log as one entry (as many entries as the
+ * log's size needs), the log is flushed, and only then are the sectors written
+ * in place. The entries name the file size from before that first flush. A log "generation" starts at the log's beginning with
  * a fresh LogGuid recorded in the header; its entries follow one another, each
  * naming the generation's first entry as its tail, so a replay after a crash
  * applies them all in order (applying one twice is harmless). When the next
@@ -68,29 +69,32 @@ export class VhdxJournal {
     if (!bat.hasDirty()) return;
     if (this.maxSectorsPerEntry === 0) throw new Error(`${this.file.filename}: the VHDX log is too small to record a BAT update`);
     await this.beginSession();
+    // The table as it is now: its entries name only data already written, which the
+    // flush makes durable before the log names it. Later changes wait for the next commit.
+    const sectors = bat.takeDirtySectors();
+    const size = this.file.size();
     await this.file.flush();
-    while (bat.hasDirty()) {
-      const sectors = bat.takeDirtySectors(this.maxSectorsPerEntry);
-      const bytes = logEntryBytes(sectors.length);
+    for (let first = 0; first < sectors.length; first += this.maxSectorsPerEntry) {
+      const piece = sectors.slice(first, first + this.maxSectorsPerEntry);
+      const bytes = logEntryBytes(piece.length);
       if (this.header.logGuid === ZERO_GUID || this.logHead + bytes > this.header.logLength) {
         await this.file.flush();
         await this.updateHeader({ logGuid: randomUUID() });
         this.logHead = 0;
       }
-      const size = this.file.size();
       const entry = buildLogEntry({
         logGuid: this.header.logGuid,
         sequence: this.sequence,
         tail: 0,
         flushedFileOffset: size,
         lastFileOffset: size,
-        writes: sectors.map((s) => ({ fileOffset: batOffset + s.sector * BAT_SECTOR, data: s.data })),
+        writes: piece.map((s) => ({ fileOffset: batOffset + s.sector * BAT_SECTOR, data: s.data })),
       });
       await this.file.write(this.header.logOffset + this.logHead, entry);
       this.logHead += bytes;
       this.sequence++;
       await this.file.flush();
-      for (const s of sectors) await this.file.write(batOffset + s.sector * BAT_SECTOR, s.data);
+      for (const s of piece) await this.file.write(batOffset + s.sector * BAT_SECTOR, s.data);
     }
   }
 

@@ -13,15 +13,18 @@
  *
  * Reads: blocks not stored (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED) read as
  * zeroes; stored ones are read at their offset (a block's tail past the end of
- * the file reads as zeroes). Writes: a stored block is written in place. Any
- * other block is allocated, one at a time: a ZERO or UNMAPPED block that keeps a
+ * the file reads as zeroes), a run of blocks stored one after another with one
+ * request. Writes: stored blocks are written in place (a run of them at once).
+ * Any other block is allocated: a ZERO or UNMAPPED block that keeps a
  * preallocated offset in the data area is written there (the rest of the block
- * zeroed, as its old bytes may be anything); otherwise the block goes at the end
- * of the file (1 MiB aligned), written as given with the file grown sparse to
- * the block's end. The BAT entry changes in memory; the
- * changed BAT sectors reach the file through the log (journal.ts) on flush(), on
- * close, and whenever many are pending. A crash before that loses the
- * unflushed blocks (their space leaks), never the image's consistency.
+ * zeroed, as its old bytes may be anything); otherwise a run of such blocks
+ * goes at the end of the file (1 MiB aligned), the file grown sparse to the
+ * run's end and the data written as given, with one request. Allocations run
+ * concurrently; a write to a block another write is allocating uses the same
+ * place. Only once a block's data is written does its BAT entry change (in
+ * memory); the changed BAT sectors reach the file through the log (journal.ts)
+ * on flush(), on close, and whenever many are pending. A crash before that
+ * loses the unflushed blocks (their space leaks), never the image's consistency.
  *
  * Like QEMU 7.2, which gives VHDX no block-status function, blockStatus reports
  * every range as allocated data; convert finds the zeroes by reading. writeZeroes
@@ -205,9 +208,19 @@ function storedEnd(p: VhdxParts, fileSize: number): number {
   return end;
 }
 
+/** A block that a write in flight is allocating: its place, and when its BAT entry is set (rejected if that write failed). */
+interface Allocation {
+  at: number;
+  /** When other writes may go to the place (the file covers it, and no zeroing is left to overwrite them). */
+  ready: Promise<void>;
+  done: Promise<void>;
+}
+
 export class VhdxNode extends StandaloneImageNode implements ImageNode {
   readonly driver = 'vhdx';
   private readonly bat: Bat;
+  /** Blocks whose allocation is in flight. */
+  private readonly allocating = new Map<number, Allocation>();
   /** Where the next block at the end of the file goes. */
   private fileEnd: number;
   /** Start of the data area: past the header area, log, BAT and metadata. */
@@ -255,57 +268,148 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
     return null;
   }
 
+  /**
+   * The last block of the run from `first` (at most `maxLast`) that is stored
+   * at consecutive places after `host`, the place of `first`.
+   */
+  private storedRunEnd(first: number, host: number, maxLast: number): number {
+    let last = first;
+    while (last < maxLast && this.stored(last + 1) === host + (last + 1 - first) * this.blockSize) last++;
+    return last;
+  }
+
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    await this.eachBlock(offset, buf.length, this.blockSize, async (block, inBlock, at, n) => {
+    const bs = this.blockSize;
+    const maxLast = Math.floor((offset + buf.length - 1) / bs);
+    for (let at = 0; at < buf.length;) {
+      const first = Math.floor((offset + at) / bs);
+      const inFirst = offset + at - first * bs;
+      const host = this.stored(first);
+      let last = first;
+      if (host !== null) last = this.storedRunEnd(first, host, maxLast);
+      else while (last < maxLast && this.stored(last + 1) === null) last++;
+      const n = Math.min(buf.length - at, (last + 1) * bs - offset - at);
       const part = buf.subarray(at, at + n);
-      const host = this.stored(block);
-      if (host === null) return void part.fill(0);
-      const inFile = Math.max(0, Math.min(n, this.file.size() - (host + inBlock)));
-      await this.file.read(host + inBlock, part.subarray(0, inFile));
+      at += n;
+      if (host === null) {
+        part.fill(0);
+        continue;
+      }
+      const inFile = Math.max(0, Math.min(n, this.file.size() - (host + inFirst)));
+      await this.file.read(host + inFirst, part.subarray(0, inFile));
       part.fill(0, inFile);
-    });
+    }
   }
 
   async write(offset: number, buf: Uint8Array): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
     await this.parts.journal.beginSession();
-    await this.eachBlock(offset, buf.length, this.blockSize, async (block, inBlock, at, n) => {
+    const bs = this.blockSize;
+    const maxLast = Math.floor((offset + buf.length - 1) / bs);
+    for (let at = 0; at < buf.length;) {
+      const first = Math.floor((offset + at) / bs);
+      const inFirst = offset + at - first * bs;
+      const host = this.stored(first);
+      const pending = this.allocating.get(first);
+      const kept = host === null && pending === undefined ? this.keptPlace(first) : null;
+      let last = first;
+      if (host !== null) last = this.storedRunEnd(first, host, maxLast);
+      else if (pending === undefined && kept === null) {
+        while (last < maxLast && this.isFresh(last + 1)) last++;
+      }
+      const n = Math.min(buf.length - at, (last + 1) * bs - offset - at);
       const part = buf.subarray(at, at + n);
-      const host = this.stored(block);
-      if (host !== null) await this.file.writeGrow(host + inBlock, part);
-      else await this.serialised(() => this.writeNewBlock(block, inBlock, part));
-    });
+      at += n;
+      if (host !== null) await this.file.writeGrow(host + inFirst, part);
+      else if (pending !== undefined) await this.writeAllocating(pending, inFirst, part);
+      else if (kept !== null) await this.allocate(first, first, kept, null, () => this.fillKeptPlace(kept, inFirst, part));
+      else await this.appendBlocks(first, last, inFirst, part);
+    }
     if (this.bat.dirtyCount() >= COMMIT_THRESHOLD) await this.serialised(() => this.parts.journal.commitBat(this.bat, this.parts.bat.offset));
   }
 
-  /** Stores a write to a block that is not stored yet (or got stored while this one waited). */
-  private async writeNewBlock(block: number, inBlock: number, part: Uint8Array): Promise<void> {
-    const again = this.stored(block);
-    if (again !== null) return this.file.writeGrow(again + inBlock, part);
+  /**
+   * The place a ZERO or UNMAPPED block kept in the data area (a fixed image's,
+   * or one given back), which a write stores the block in again; null if none.
+   */
+  private keptPlace(block: number): number | null {
     const index = payloadIndex(this.parts.geometry, block);
     const state = this.bat.state(index);
+    if (state !== BLOCK_ZERO && state !== BLOCK_UNMAPPED) return null;
     const kept = this.bat.offset(index);
+    return kept >= this.dataStart && kept + this.blockSize <= this.file.size() ? kept : null;
+  }
+
+  /** Not stored, not being allocated, and with no kept place: a new block goes at the end of the file. */
+  private isFresh(block: number): boolean {
+    return this.stored(block) === null && !this.allocating.has(block) && this.keptPlace(block) === null;
+  }
+
+  /**
+   * Gives blocks first..last places at the end of the file (consecutive, so the
+   * write is one request) and stores `part` there at `inFirst`. The file is first
+   * grown sparse to the run's end, so the rest of the blocks reads as zeroes.
+   * Growths run one after another in the order of their runs, and every write
+   * into a run waits for its growth: so none can shrink the file under a write.
+   */
+  private appendBlocks(first: number, last: number, inFirst: number, part: Uint8Array): Promise<void> {
+    const at = this.fileEnd;
+    const end = at + (last - first + 1) * this.blockSize;
+    this.fileEnd = end;
+    const grown = this.serialised(async () => {
+      if (this.file.size() < end) await this.file.truncate(end);
+    });
+    return this.allocate(first, last, at, grown, async () => {
+      await grown;
+      await this.file.writeGrow(at + inFirst, part);
+    });
+  }
+
+  /** Stores `part` at `inBlock` of a kept place, zeroing the rest of the block (its old bytes may be anything). */
+  private async fillKeptPlace(at: number, inBlock: number, part: Uint8Array): Promise<void> {
     const bs = this.blockSize;
-    const reuse = (state === BLOCK_ZERO || state === BLOCK_UNMAPPED) && kept >= this.dataStart && kept + bs <= this.file.size();
-    let at: number;
-    if (reuse) {
-      // The kept place may hold old bytes: zero what this write does not cover.
-      at = kept;
-      if (inBlock > 0) await this.file.writeZeroes(at, inBlock);
-      await this.file.write(at + inBlock, part);
-      if (inBlock + part.length < bs) await this.file.writeZeroes(at + inBlock + part.length, bs - inBlock - part.length);
-    } else {
-      at = this.fileEnd;
-      this.fileEnd = at + bs;
-      if (inBlock === 0 && part.length === bs) await this.file.writeGrow(at, part);
-      else {
-        await this.file.truncate(at + bs);
-        await this.file.write(at + inBlock, part);
-      }
-    }
-    this.bat.set(index, BLOCK_FULLY_PRESENT, at);
+    if (inBlock > 0) await this.file.writeZeroes(at, inBlock);
+    await this.file.write(at + inBlock, part);
+    if (inBlock + part.length < bs) await this.file.writeZeroes(at + inBlock + part.length, bs - inBlock - part.length);
+  }
+
+  /**
+   * Runs `store`, which writes blocks first..last at `at` onwards, and then sets
+   * their BAT entries (in memory; commitBat logs them later, so an entry never
+   * names a block before its data is written). Until then the blocks are listed
+   * in `allocating`: other writes to them go to the same place once `ready`
+   * (null: once the whole allocation is done) and complete after it.
+   */
+  private allocate(first: number, last: number, at: number, ready: Promise<void> | null, store: () => Promise<void>): Promise<void> {
+    const bs = this.blockSize;
+    const forget = () => {
+      for (let b = first; b <= last; b++) this.allocating.delete(b);
+    };
+    const done = store().then(
+      () => {
+        for (let b = first; b <= last; b++) this.bat.set(payloadIndex(this.parts.geometry, b), BLOCK_FULLY_PRESENT, at + (b - first) * bs);
+        forget();
+      },
+      (e: unknown) => {
+        forget();
+        throw e;
+      },
+    );
+    for (let b = first; b <= last; b++) this.allocating.set(b, { at: at + (b - first) * bs, ready: ready ?? done, done });
+    return done;
+  }
+
+  /**
+   * A write to a block that another write is allocating: it goes to the same
+   * place when that is ready, and completes only once the block's entry is set
+   * (an acknowledged write's block must be in the table the next flush commits).
+   */
+  private async writeAllocating(pending: Allocation, inBlock: number, part: Uint8Array): Promise<void> {
+    await pending.ready;
+    await this.file.writeGrow(pending.at + inBlock, part);
+    await pending.done;
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
