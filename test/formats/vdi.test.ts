@@ -106,7 +106,7 @@ test('vdi: every created image has a new image UUID', async () => {
 });
 
 /** Patches little-endian u32 fields of a fresh qemu-made image; the open must fail naming `pattern`. */
-const HOSTILE: { name: string; patch: [number, number][]; truncate?: number; pattern: RegExp; onRead?: boolean }[] = [
+const HOSTILE: { name: string; patch: [number, number][]; truncate?: number; grow?: number; readLength?: number; pattern: RegExp; onRead?: boolean }[] = [
   { name: 'bad version', patch: [[0x44, 0x00020000]], pattern: /unsupported VDI image \(version 2\.0\)/ },
   { name: 'bad image type', patch: [[0x4c, 7]], pattern: /image type 7/ },
   { name: 'odd block size', patch: [[0x178, 12345]], pattern: /block size 12345/ },
@@ -116,6 +116,15 @@ const HOSTILE: { name: string; patch: [number, number][]; truncate?: number; pat
   { name: 'block map past the end', patch: [[0x154, 0x10000], [0x158, 0x20000]], pattern: /truncated/ },
   { name: 'truncated header', patch: [], truncate: 300, pattern: /truncated/ },
   { name: 'block entry past the data area', patch: [[0x200, 1000]], pattern: /points to data block 1000/, onRead: true },
+  // Blocks 0 and 1 stored one after another (data blocks 3 and 4 of 4), in a file long enough to read both at once.
+  {
+    name: 'a run of stored blocks reaching past the data area',
+    patch: [[0x200, 3], [0x204, 4]],
+    grow: 8 << 20,
+    readLength: 2 << 20,
+    pattern: /VDI block 1 points to data block 4/,
+    onRead: true,
+  },
 ];
 
 for (const h of HOSTILE) {
@@ -127,8 +136,10 @@ for (const h of HOSTILE) {
       const bytes = new Uint8Array(await readFile(file));
       const view = new DataView(bytes.buffer);
       for (const [at, value] of h.patch) view.setUint32(at, value, true);
-      await writeFile(file, h.truncate ? bytes.subarray(0, h.truncate) : bytes);
-      await assertHostileOpenFails(file, 'vdi', h.pattern, 4096);
+      const grown = new Uint8Array(Math.max(bytes.length, h.grow ?? 0));
+      grown.set(bytes);
+      await writeFile(file, h.truncate ? bytes.subarray(0, h.truncate) : grown);
+      await assertHostileOpenFails(file, 'vdi', h.pattern, h.readLength ?? 4096);
     } finally {
       await cleanup();
     }

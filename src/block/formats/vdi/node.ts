@@ -4,6 +4,12 @@
  * unallocated, or in the zero state; the last two read as zeroes (VDI has no
  * backing file in QEMU's reading, and neither here).
  *
+ * Reads and block status take runs of blocks at once: blocks stored one after
+ * another in the data area are one read (and one block-status extent), blocks
+ * not stored one run of zeroes. Block status asks the file about holes in
+ * stored blocks (QEMU reports those as zeroes too) and remembers the last data
+ * extent the file named, so a run of questions inside it costs no system call.
+ *
  * Writes to an allocated block go straight to its place in the file. A write to
  * a run of other blocks allocates the next blocks of the data area (appended at
  * the end and written whole with one pwritev, zeroes around the new bytes, as QEMU
@@ -41,6 +47,8 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
   readonly driver = 'vdi';
   /** The block map (entries decoded from little-endian). */
   private readonly bmap: Uint32Array;
+  /** A stretch of the file known to hold data (see fileStatus). */
+  private knownData = { start: 0, end: 0 };
 
   private constructor(file: ProtocolNode, private readonly header: VdiHeader, bmap: Uint32Array) {
     super(file);
@@ -78,12 +86,35 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    await this.eachBlock(offset, buf.length, this.header.blockSize, async (block, inBlock, at, n) => {
-      const entry = this.bmap[block]!;
+    const bs = this.header.blockSize;
+    for (let at = 0; at < buf.length;) {
+      const first = Math.floor((offset + at) / bs);
+      const last = this.runEnd(first, Math.floor((offset + buf.length - 1) / bs));
+      const n = Math.min(buf.length - at, (last + 1) * bs - offset - at);
       const part = buf.subarray(at, at + n);
-      if (entry === VDI_UNALLOCATED || entry === VDI_ZERO) part.fill(0);
-      else await this.file.read(this.hostOffset(block, entry) + inBlock, part);
-    });
+      if (this.stored(first)) await this.file.read(this.hostOffset(first, this.bmap[first]!) + offset + at - first * bs, part);
+      else part.fill(0);
+      at += n;
+    }
+  }
+
+  /**
+   * The last block (at most `maxLast`) of the run from `first` that reads in one
+   * piece: blocks stored one after another in the data area, or blocks not
+   * stored. A run of stored blocks ends before an entry past the data area's
+   * blocks, so that hostOffset() refuses that block on its own.
+   */
+  private runEnd(first: number, maxLast: number): number {
+    const entry = this.bmap[first]!;
+    const stored = this.stored(first);
+    let last = first;
+    while (last < maxLast) {
+      const next = this.bmap[last + 1]!;
+      const joins = stored ? next === entry + (last + 1 - first) && next < this.header.blocksInImage : !this.stored(last + 1);
+      if (!joins) break;
+      last++;
+    }
+    return last;
   }
 
   private stored(block: number): boolean {
@@ -166,28 +197,36 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
     checkRange(this, this.size(), offset, length);
     const bs = this.header.blockSize;
     const first = Math.floor(offset / bs);
-    const entry = this.bmap[first];
-    const stored = entry !== undefined && entry !== VDI_UNALLOCATED && entry !== VDI_ZERO;
-    let end = Math.min(offset + length, (first + 1) * bs);
-    for (let b = first + 1; end < offset + length; b++) {
-      const next = this.bmap[b]!;
-      const nextStored = next !== VDI_UNALLOCATED && next !== VDI_ZERO;
-      if (nextStored !== stored || (stored && next !== entry! + (b - first))) break;
-      end = Math.min(offset + length, (b + 1) * bs);
+    const last = this.runEnd(first, Math.floor((offset + length - 1) / bs));
+    let end = Math.min(offset + length, (last + 1) * bs);
+    if (!this.stored(first)) {
+      return { offset, length: end - offset, allocated: true, data: false, zero: true, compressed: false, hostOffset: null };
     }
-    const host = stored ? this.hostOffset(first, entry!) + (offset - first * bs) : null;
-    let zero = !stored;
-    if (host !== null) {
-      // As QEMU does for stored blocks: holes in the file are data that reads as zeroes.
-      const inFile = Math.min(end - offset, this.file.size() - host);
-      if (inFile <= 0) zero = true;
-      else {
-        const st = await this.file.blockStatus(host, inFile);
-        zero = st.zero;
-        end = offset + st.length;
-      }
+    const host = this.hostOffset(first, this.bmap[first]!) + (offset - first * bs);
+    // As QEMU does for stored blocks: holes in the file are data that reads as zeroes.
+    const inFile = Math.min(end - offset, this.file.size() - host);
+    let zero = false;
+    if (inFile <= 0) zero = true;
+    else if (host < this.knownData.start || host >= this.knownData.end) {
+      const st = await this.fileStatus(host);
+      zero = st.zero;
+      end = Math.min(end, offset + st.length);
+    } else {
+      end = Math.min(end, offset + this.knownData.end - host);
     }
-    return { offset, length: end - offset, allocated: true, data: stored, zero, compressed: false, hostOffset: host };
+    return { offset, length: end - offset, allocated: true, data: true, zero, compressed: false, hostOffset: host };
+  }
+
+  /**
+   * The file's status from `host` to its next change (data or hole) or end. A data
+   * extent is remembered in knownData: bytes with data stay data for block status
+   * (at worst they become zeroes that read as zeroes), so later questions about
+   * the same stretch need no system calls. Holes are asked again each time.
+   */
+  private async fileStatus(host: number): Promise<BlockExtent> {
+    const st = await this.file.blockStatus(host, this.file.size() - host);
+    if (!st.zero) this.knownData = { start: host, end: host + st.length };
+    return st;
   }
 
   /** The block map entries (read-only view) for check. */
