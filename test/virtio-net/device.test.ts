@@ -2,12 +2,15 @@
  * virtio-net on the fake virtio driver (test/virtio/fake-driver.ts) and a
  * recording frame backend: the configuration space, transmit, receive with
  * and without mergeable buffers, drops when the driver gave no buffer, guest
- * faults; and the command-line parsing of --netdev, --device and --net.
+ * faults, checksum and segmentation offloads on a backend that has them; and
+ * the command-line parsing of --netdev, --device and --net.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FrameBackend, FrameHandler } from '../../src/net/backend.js';
-import { NET_F_MRG_RXBUF, VirtioNet } from '../../src/emulator/devices/virtio-net.js';
+import { NET_F_CSUM, NET_F_GUEST_TSO4, NET_F_MRG_RXBUF, VirtioNet } from '../../src/emulator/devices/virtio-net.js';
+import { finish, sum } from '../../src/net/user/checksum.js';
+import { encodeVnetHeader, VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_TCPV4 } from '../../src/net/vnet-hdr.js';
 import { isNetDevice, parseMac, parseNetDevice, parseNetShorthand, setUpNetDevices } from '../../src/emulator/config/netdev.js';
 import { STATUS } from '../../src/emulator/virtio/spec.js';
 import { TestDriver } from '../virtio/fake-driver.js';
@@ -15,9 +18,11 @@ import { TestDriver } from '../virtio/fake-driver.js';
 class RecordingBackend implements FrameBackend {
   readonly name = 'recording';
   readonly sent: Uint8Array[] = [];
+  readonly headers: (Uint8Array | undefined)[] = [];
   handler: FrameHandler = () => {};
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array, vnetHdr?: Uint8Array): void {
     this.sent.push(frame);
+    this.headers.push(vnetHdr);
   }
   onFrame(handler: FrameHandler): void {
     this.handler = handler;
@@ -28,9 +33,9 @@ class RecordingBackend implements FrameBackend {
 const MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 const frameOf = (length: number, seed = 1): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * seed + 7) & 0xff);
 
-function card(opts: { drop?: bigint } = {}): { driver: TestDriver; backend: RecordingBackend; net: VirtioNet } {
+function card(opts: { drop?: bigint; offloads?: (on: boolean) => void } = {}): { driver: TestDriver; backend: RecordingBackend; net: VirtioNet } {
   const backend = new RecordingBackend();
-  const net = new VirtioNet({ backend, mac: MAC });
+  const net = new VirtioNet({ backend, mac: MAC, offloads: opts.offloads });
   const driver = new TestDriver(net);
   driver.init({ drop: opts.drop, size: 8 });
   return { driver, backend, net };
@@ -71,7 +76,7 @@ test('receive: one buffer per frame with num_buffers 1; no buffer means the fram
   assert.deepEqual(used!.data.subarray(12), frame);
   assert.equal(driver.irq, true);
   backend.handler(frame);
-  assert.deepEqual(net.stats, { txFrames: 0, rxFrames: 1, rxDropped: 2 });
+  assert.deepEqual(net.stats, { txFrames: 0, rxFrames: 1, rxDropped: 2, txDropped: 0 });
 });
 
 test('receive with MRG_RXBUF: a frame larger than one buffer spans several', async () => {
@@ -107,6 +112,67 @@ test('a reset forgets the receive buffers', async () => {
   driver.set(0x070, 0);
   backend.handler(frameOf(60));
   assert.equal(net.stats.rxDropped, 1);
+});
+
+/** A 12-byte driver header: a partial checksum over a frame from `start`, its field at start + 16 (TCP). */
+const partialHeader = (start: number, gso = false): Uint8Array => {
+  const header = new Uint8Array(12);
+  header.set(encodeVnetHeader({
+    flags: VNET_HDR_F_NEEDS_CSUM, csumStart: start, csumOffset: 16,
+    ...(gso ? { gsoType: VNET_HDR_GSO_TCPV4, gsoSize: 1448, hdrLen: start + 20 } : {}),
+  }));
+  return header;
+};
+
+test('offloads: offered only on a backend that has them, turned on when the driver takes them all and off at reset', async () => {
+  const bit = (n: number): bigint => 1n << BigInt(n);
+  assert.equal(card().net.features & bit(NET_F_CSUM), 0n, 'no offloads on a plain backend');
+  const calls: boolean[] = [];
+  const { driver, net } = card({ offloads: (on) => calls.push(on) });
+  assert.equal(net.features & bit(NET_F_GUEST_TSO4), bit(NET_F_GUEST_TSO4));
+  assert.deepEqual(calls, [true]);
+  driver.set(0x070, 0);
+  assert.deepEqual(calls, [true, false]);
+  const partial: boolean[] = [];
+  card({ offloads: (on) => partial.push(on), drop: bit(NET_F_GUEST_TSO4) });
+  assert.deepEqual(partial, [], 'a driver without GUEST_TSO4 leaves the backend\'s offloads off');
+});
+
+test('offloads on: the driver\'s header goes with its frame, and the backend\'s header reaches the driver with num_buffers', async () => {
+  const { driver, backend } = card({ offloads: () => {} });
+  const big = frameOf(3000, 7);
+  const header = partialHeader(34, true);
+  driver.add(1, [{ read: header }, { read: big }]);
+  driver.kick(1);
+  await driver.settle();
+  assert.deepEqual(backend.sent, [big]);
+  assert.deepEqual(backend.headers[0], header.subarray(0, 10));
+  for (let i = 0; i < 3; i++) driver.add(0, [{ write: 1526 }]);
+  driver.kick(0);
+  const gsoHeader = encodeVnetHeader({ flags: VNET_HDR_F_NEEDS_CSUM, gsoType: VNET_HDR_GSO_TCPV4, gsoSize: 1448, hdrLen: 54, csumStart: 34, csumOffset: 16 });
+  backend.handler(big, gsoHeader);
+  await driver.settle();
+  const used = driver.takeUsed(0);
+  assert.deepEqual(used.map((u) => u.len), [1526, 1486]);
+  assert.deepEqual(used[0]!.data.subarray(0, 10), gsoHeader);
+  assert.equal(used[0]!.data[10], 2);
+});
+
+test('offloads off: a partial checksum is completed before the frame leaves; a GSO frame is dropped', async () => {
+  const { driver, backend, net } = card();
+  const frame = frameOf(200, 11);
+  const start = 34;
+  frame[start + 16] = 0x12; // the pseudo-header sum the driver left in the field
+  frame[start + 17] = 0x34;
+  driver.add(1, [{ read: partialHeader(start) }, { read: frame }]);
+  driver.add(1, [{ read: partialHeader(start, true) }, { read: frame }]);
+  driver.kick(1);
+  await driver.settle();
+  assert.equal(backend.sent.length, 1);
+  assert.equal(backend.headers[0], undefined);
+  assert.equal(finish(sum(backend.sent[0]!, start, frame.length - start, 0x1234)), 0, 'the sum with the pseudo-header verifies');
+  assert.deepEqual(net.stats, { txFrames: 1, rxFrames: 0, rxDropped: 0, txDropped: 1 });
+  assert.equal(driver.takeUsed(1).length, 2);
 });
 
 test('command line: --device, --net and mac= parsing', () => {

@@ -13,11 +13,13 @@
  * needs a unique id and serves one card at most; one no card uses is opened
  * anyway with a warning, as QEMU does. Backends are opened once for the whole
  * run (a reboot makes fresh cards on the same backends); close() closes them.
- * If opening one fails, those already open are closed again.
+ * If opening one fails, those already open are closed again. A card on a user
+ * backend may turn on the stack's checksum and segmentation offloads (virtio-net.ts).
  */
 import type { FrameBackend } from '../../net/backend.js';
 import { openBackend } from '../../net/create.js';
 import { parseNetdevSpec, type NetdevSpec } from '../../net/spec.js';
+import { UserStack } from '../../net/user/stack.js';
 import { VirtioNet } from '../devices/virtio-net.js';
 import type { VirtioDevice } from '../virtio/device.js';
 
@@ -181,7 +183,9 @@ export async function setUpNetDevices(args: NetArguments): Promise<NetSetup> {
     for (const [i, nic] of nics.entries()) {
       const backend = await open(nic.backend);
       const mac = macs[i]!;
-      factories.push(() => new VirtioNet({ backend, mac }));
+      // The user stack takes and makes virtio-net headers: the card may offer offloads on it.
+      const offloads = backend instanceof UserStack ? (on: boolean) => backend.enableOffloads(on) : undefined;
+      factories.push(() => new VirtioNet({ backend, mac, offloads }));
     }
     return { devices: factories, close };
   } catch (err) {

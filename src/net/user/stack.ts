@@ -169,10 +169,11 @@ export class UserStack implements FrameBackend {
   /**
    * Lets the frames this stack puts out be large TCP segments under a virtio-net GSO
    * header, and the frames it takes carry virtio-net headers: for a consumer that
-   * handles both (a tap with vnet_hdr=on whose offloads are on).
+   * handles both (a tap with vnet_hdr=on whose offloads are on, a virtio-net card whose
+   * driver took them). `on` false turns them off again (the card was reset).
    */
-  enableOffloads(): void {
-    this.offloads = true;
+  enableOffloads(on = true): void {
+    this.offloads = on;
   }
 
   /** Whether TCP may hand emit() segments larger than the MTU (TcpOutput). */
