@@ -5,14 +5,11 @@
  * Theory of operation. Blocks are keyed by the host offset of their first
  * instruction (a guest-physical address moved into the shared memory). Each
  * key ever seen gets an entry with a permanent slot (from 1; slot 0 stays
- * empty) in the hart's function table (owned by the hub, hub.ts); a slot
- * holds either the block's translated function or null, and the hub's
- * `leave` tail-calls a slot only when it is not null (otherwise it stores the
- * pc into PC and returns to the JS dispatcher), so translated code can exit
- * to any slot without knowing whether its target is translated yet. Slots are
- * null rather than a stub function because Node 20's V8 makes every table
- * write (a grow's fill included) cost time per instance that imports the
- * table. The dispatcher enters a block through the hub's `enter(slot, host)`.
+ * vacant) in the hart's function table (owned by the hub, hub.ts); a slot
+ * holds either the block's translated function or the hub's `vacant`, which
+ * stores the pc into PC and returns to the JS dispatcher, so translated code
+ * can exit to any slot without knowing whether its target is translated yet.
+ * The dispatcher enters a block through the hub's `enter(slot, host)`.
  * The jump cache (layout.ts jumpCacheBase) holds the slots of the blocks
  * the dispatcher entered last, by a hash of the host offset, for exits to other pages and
  * jalr; it holds only blocks on validated pages (see below) and is emptied on
@@ -80,10 +77,7 @@ export interface JitTuning {
 export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 500, flushAfter: 6000, chaining: true, background: false };
 
 const RECENT_SIZE = 1 << 14;
-/**
- * Slots the table starts with: a bundled boot creates ~37 k entries, and each grow
- * costs time per instance importing the table (a few hundred ms a boot in all).
- */
+/** Slots the table starts with: a bundled boot creates ~37 k entries (a Debian boot more: the table grows). */
 const INITIAL_SLOTS = 1 << 16;
 
 export const COLD = 0;
@@ -131,6 +125,8 @@ export type CsrHelper = (csr: number, kind: number, writes: number, insn: number
 
 export class CodeCache implements CodeCacheHooks {
   readonly table: WebAssembly.Table;
+  /** What an untranslated slot holds (hub.ts). */
+  readonly vacant: Function;
   /** Which entry each jump-cache entry holds. */
   private readonly jumpOwners: (CacheEntry | undefined)[] = new Array(JUMP_CACHE_SIZE).fill(undefined);
   readonly stats: CompileStats = {
@@ -168,9 +164,10 @@ export class CodeCache implements CodeCacheHooks {
     this.memBytes = Buffer.from(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
     this.validatedIn = new Uint32Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
-    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: INITIAL_SLOTS });
     const areas: HartAreas = { stateBase: hart.stateBase, tlbBase: tlbBase(hart.id), jumpCacheBase: jumpCacheBase(hart.id) };
-    const hub = createHub(hart.memory, this.table, areas, tuning.chaining);
+    const hub = createHub(hart.memory, areas, tuning.chaining, INITIAL_SLOTS);
+    this.table = hub.table;
+    this.vacant = hub.vacant;
     this.target = { stateBase: areas.stateBase, tlbBase: areas.tlbBase };
     if (tuning.background) this.compiler = new BackgroundCompiler(this.target);
     this.enter = hub.enter;
@@ -201,7 +198,7 @@ export class CodeCache implements CodeCacheHooks {
     e = this.entries.get(host);
     if (e === undefined) {
       const slot = this.entries.size + 1;
-      if (slot >= this.table.length) this.table.grow(this.table.length);
+      if (slot >= this.table.length) this.table.grow(this.table.length, this.vacant);
       e = { host, slot, state: COLD, count: 0, generation: 0 };
       this.entries.set(host, e);
     }
@@ -382,7 +379,7 @@ export class CodeCache implements CodeCacheHooks {
   private reset(e: CacheEntry): void {
     e.generation++;
     if (e.state === TRANSLATED) {
-      this.table.set(e.slot, null);
+      this.table.set(e.slot, this.vacant);
       this.stats.dropped++;
       const i = jumpCacheIndex(e.host);
       if (this.jumpOwners[i] === e) {

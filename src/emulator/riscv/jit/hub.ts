@@ -1,6 +1,7 @@
 /**
  * The JIT's hub: the one small WebAssembly instance per hart that holds the
- * hart's block table and the two ways into and between translated blocks.
+ * hart's block table, the two ways into and between translated blocks, and
+ * the function that fills the table's vacant slots.
  *
  * Theory of operation. Translated blocks live in batch modules
  * (batch-module.ts) that do not import the table: on Node 20's V8 every
@@ -8,7 +9,9 @@
  * the table imported by every batch a boot spent most of its instantiation
  * time updating the copies of earlier batches. Here only the hub imports it;
  * a batch exports its block functions and the code cache writes them into
- * their slots with Table.set. The hub exports:
+ * their slots with Table.set. A slot with no translation holds `vacant`,
+ * never null, so `leave` tail-calls any slot without looking at it first
+ * (table.get of a funcref is a call into V8 that may allocate). The hub exports:
  *
  *   enter(slot, host) → i32   the dispatcher's entry: calls the block in `slot`
  *                             with PC from the state block (no i64 crosses into JS)
@@ -20,9 +23,11 @@
  *                             (a constant same-page target) or, for SLOT_JUMP,
  *                             translates `next` through the fetch TLB and
  *                             tail-calls the slot the jump cache (layout.ts
- *                             jumpCacheBase) holds for its host offset, unless
- *                             that slot is null (no translation yet); else it
- *                             stores `next` into PC and returns 0 to the dispatcher.
+ *                             jumpCacheBase) holds for its host offset (0 when
+ *                             none); else it stores `next` into PC and returns 0
+ *                             to the dispatcher
+ *   vacant(pc, host) → i32    what a slot without a translation (slot 0 too)
+ *                             holds: stores `pc` into PC and returns 0
  *
  * A block function has the type (pc: i64, host: i32) → i32 (BLOCK_TYPE).
  */
@@ -52,17 +57,24 @@ export interface HartAreas {
 }
 
 export interface Hub {
+  /** The hart's block table: block functions by slot, `vacant` where there is none. */
+  readonly table: WebAssembly.Table;
   /** Runs the block in `slot` (at host offset `host`) at the current PC; returns its status (0, or 1: interpret the instruction at PC). */
   readonly enter: (slot: number, host: number) => number;
   /** The exported `leave`, for the batch modules' env.leave import. */
   readonly leave: (...args: never[]) => unknown;
+  /** The function of a vacant slot (for Table.set and Table.grow). */
+  readonly vacant: Function;
 }
 
 /** The 4 GiB ceiling of a 32-bit memory, in pages: the import accepts any shared memory. */
 export const MAX_PAGES = 65536;
 
-/** Builds the hub for the hart at `areas` over `table`; `jumpCache` false makes jumps return to the dispatcher. */
-export function createHub(memory: WebAssembly.Memory, table: WebAssembly.Table, areas: HartAreas, jumpCache: boolean): Hub {
+/**
+ * Builds the hub for the hart at `areas` with a table of `slots` vacant slots;
+ * `jumpCache` false makes jumps return to the dispatcher.
+ */
+export function createHub(memory: WebAssembly.Memory, areas: HartAreas, jumpCache: boolean, slots: number): Hub {
   const m = new ModuleBuilder();
   m.importMemory('env', 'memory', 1, MAX_PAGES, true);
   m.importTable('env', 'table', 1);
@@ -71,10 +83,17 @@ export function createHub(memory: WebAssembly.Memory, table: WebAssembly.Table, 
   enter.code.i32(0).mem(MemOp.i64_load, areas.stateBase + HS.PC, 3).get(1).get(0).callIndirect(blockType);
   const leave = m.func(LEAVE_PARAMS, BLOCK_RESULTS);
   emitLeave(leave.code, blockType, areas, jumpCache);
+  const vacant = m.func(BLOCK_PARAMS, BLOCK_RESULTS);
+  vacant.code.i32(0).get(0).mem(MemOp.i64_store, areas.stateBase + HS.PC, 3).i32(0);
   m.exportFunction('enter', enter.index);
   m.exportFunction('leave', leave.index);
+  m.exportFunction('vacant', vacant.index);
+  const table = new WebAssembly.Table({ element: 'anyfunc', initial: 1 });
   const { exports } = new WebAssembly.Instance(new WebAssembly.Module(m.bytes()), { env: { memory, table } });
-  return { enter: exports.enter as Hub['enter'], leave: exports.leave as Hub['leave'] };
+  const vacantFn = exports.vacant as Function;
+  table.set(0, vacantFn);
+  table.grow(slots - 1, vacantFn);
+  return { table, enter: exports.enter as Hub['enter'], leave: exports.leave as Hub['leave'], vacant: vacantFn };
 }
 
 function emitLeave(c: Code, blockType: number, areas: HartAreas, jumpCache: boolean): void {
@@ -105,11 +124,9 @@ function emitLeave(c: Code, blockType: number, areas: HartAreas, jumpCache: bool
     c.end();
     c.end();
   }
-  // A slot with no translation yet holds null: return to the dispatcher instead.
+  // A slot with no translation yet holds `vacant`, which returns to the dispatcher.
   c.get(slot).i32(0).op(Op.i32_ge_s).if();
-  c.get(slot).tableGet(0).refIsNull().op(Op.i32_eqz).if();
   c.get(next).get(host).get(slot).returnCallIndirect(blockType);
-  c.end();
   c.end();
   c.end();
   c.i32(0).get(next).mem(MemOp.i64_store, pcAt, 3);

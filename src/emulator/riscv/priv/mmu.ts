@@ -267,7 +267,8 @@ export class Mmu {
           table = ppn * 4096;
           continue;
         }
-        if (!leafAllows(lo, access, priv, status) || (level > 0 && ppn % 2 ** (9 * level) !== 0)) {
+        // A superpage's ppn must be aligned to its size: its low 9 * level bits (at most 27) are zero.
+        if (!leafAllows(lo, access, priv, status) || (((lo >>> 10) | (hi << 22)) & ((1 << (9 * level)) - 1)) !== 0) {
           return this.fault(PAGE_FAULT_CAUSE[access], vaLo, vaHi);
         }
         const needed = access === ACCESS_STORE ? PTE_A | PTE_D : PTE_A;
