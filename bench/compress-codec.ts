@@ -2,21 +2,24 @@
  * Cluster codec micro-benchmark: what compressing one qcow2 cluster costs, to tell
  * the codec's own speed from the cost of the worker pool around it.
  *
- * For each codec (zlib, zstd) and each kind of data it reports
- *   - in-thread: codec.ts's encodeCluster on this thread, after a warm-up of
- *     --warmup clusters (WebAssembly code starts in a baseline tier and is
- *     recompiled when hot), in microseconds per cluster;
- *   - pool: --clusters clusters through compressCluster (index.ts), all submitted
- *     at once as views into one shared buffer the way the copy engine submits them,
- *     on a fresh pool, so worker start-up and warm-up are included: wall time and
- *     process CPU time per cluster.
+ * For each codec (zlib, zstd) and each kind of data it reports, in microseconds per
+ * cluster:
+ *   - in-thread (cpu): codec.ts's encodeCluster on this thread (for zstd the default
+ *     codec, libzstd where it loads), after a warm-up of --warmup clusters, into a
+ *     reused output buffer; CPU time of the process while the pool's workers idle;
+ *   - zstd-wasm: the same for the WebAssembly fallback (zstd-wasm.ts);
+ *   - pool: --clusters clusters through withCompressedClusters (index.ts) the way the
+ *     copy engine drives it under convert -c: 2 MiB chunks of a SharedArrayBuffer,
+ *     8 in flight, on a fresh pool, so worker start-up and warm-up are included:
+ *     wall time, process CPU time, and the CPU beyond the in-thread codec
+ *     ("overhead": the pool's messages, worker start-up, the caller's side).
  * Data kinds: "pattern" is the img-convert benchmark's data (pseudo-random bytes with
  * the low bit set: entropy coding wins about 12%), "text" repeats a short sentence,
  * "random" is incompressible (the result is null: qcow2 stores such clusters plain).
  *
  * Usage: npx tsx bench/compress-codec.ts [--clusters 2048] [--cluster-size 64K] [--warmup 256]
- * Needs the built dist/ (npm run build). Every kind x codec combination runs in its own child process so that pools and
- * warmed code do not carry over. Not a test.
+ * Needs the built dist/ (npm run build). Every kind x codec combination runs in its own
+ * child process so that pools and warmed code do not carry over. Not a test.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,6 +37,9 @@ type Codec = typeof import('../src/block/compress/codec.js');
 type Pool = typeof import('../src/block/compress/index.js');
 
 const KINDS = ['pattern', 'text', 'random'] as const;
+/** A copy-engine chunk (2 MiB) in 64 KiB clusters, and the copy engine's default chunks in flight. */
+const CHUNK_CLUSTERS = 32;
+const IN_FLIGHT = 8;
 type Kind = (typeof KINDS)[number];
 
 function makeData(kind: Kind, clusters: number, size: number): Buffer {
@@ -48,33 +54,58 @@ function makeData(kind: Kind, clusters: number, size: number): Buffer {
   return out;
 }
 
+/** CPU time of the whole process (every thread), in milliseconds. */
+function cpuMs(since?: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1000;
+}
+
 async function measure(type: CompressionType, kind: Kind, clusters: number, size: number, warmup: number): Promise<string> {
-  const { encodeCluster } = (await import(new URL('codec.js', DIST).href)) as Codec;
-  const { compressCluster } = (await import(new URL('index.js', DIST).href)) as Pool;
+  const { encodeCluster, zstdBackend } = (await import(new URL('codec.js', DIST).href)) as Codec;
+  const { withCompressedClusters } = (await import(new URL('index.js', DIST).href)) as Pool;
   const data = makeData(kind, clusters, size);
   const cluster = (i: number): Buffer => data.subarray((i % clusters) * size, ((i % clusters) + 1) * size);
 
+  // The pool as the copy engine drives it: chunks of CHUNK_CLUSTERS clusters, IN_FLIGHT at once.
+  let stored = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const packed = await Promise.all(Array.from({ length: clusters }, (_, i) => compressCluster(type, cluster(i))));
+  const chunks = Array.from({ length: Math.ceil(clusters / CHUNK_CLUSTERS) }, (_, i) => i);
+  const next = async (): Promise<void> => {
+    for (let c = chunks.shift(); c !== undefined; c = chunks.shift()) {
+      const chunk = data.subarray(c * CHUNK_CLUSTERS * size, Math.min(clusters, (c + 1) * CHUNK_CLUSTERS) * size);
+      await withCompressedClusters(type, chunk, size, async (packed) => {
+        stored += packed.reduce((n, p) => n + (p ? p.length : size), 0);
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, next));
   const poolWall = performance.now() - t0;
-  const poolCpu = process.cpuUsage(cpu0);
-  const out = packed.reduce((n, p) => n + (p ? p.length : size), 0);
+  const poolCpu = cpuMs(cpu0);
 
-  for (let i = 0; i < warmup; i++) await encodeCluster(type, cluster(i));
+  // In this thread, after a warm-up: the codec alone (the pool's workers are idle by now).
   const n = Math.min(clusters, 512);
-  const t1 = performance.now();
-  for (let i = 0; i < n; i++) await encodeCluster(type, cluster(i));
-  const inThread = ((performance.now() - t1) / n) * 1000;
+  const into = new Uint8Array(size);
+  const inThread = async (encode: (c: Uint8Array) => unknown): Promise<number> => {
+    for (let i = 0; i < warmup; i++) await encode(cluster(i));
+    const cpu1 = process.cpuUsage();
+    for (let i = 0; i < n; i++) await encode(cluster(i));
+    return cpuMs(cpu1) / n;
+  };
+  const codec = await inThread((c) => encodeCluster(type, c, into));
+  const wasm = type === 'zstd' ? await zstdBackend('wasm') : null;
+  const wasmCodec = wasm ? await inThread((c) => wasm.compress(c, into.subarray(0, size - 1))) : null;
 
-  const perCluster = (ms: number): string => ((ms * 1000) / clusters).toFixed(0);
+  const us = (ms: number): string => (ms * 1000).toFixed(0);
   return [
     type.padEnd(5),
     kind.padEnd(8),
-    `${((100 * out) / (clusters * size)).toFixed(1)}%`.padStart(7),
-    inThread.toFixed(0).padStart(10),
-    perCluster(poolWall).padStart(12),
-    perCluster((poolCpu.user + poolCpu.system) / 1000).padStart(11),
+    `${((100 * stored) / (clusters * size)).toFixed(1)}%`.padStart(7),
+    us(codec).padStart(15),
+    (wasmCodec === null ? '-' : us(wasmCodec)).padStart(10),
+    us(poolWall / clusters).padStart(12),
+    us(poolCpu / clusters).padStart(11),
+    us(poolCpu / clusters - codec).padStart(9),
   ].join('  ');
 }
 
@@ -101,7 +132,7 @@ async function main(): Promise<void> {
     process.exit(0);
   }
   console.log(`${clusters} clusters of ${size} bytes; times in microseconds per cluster`);
-  console.log('codec  data      stored  in-thread  pool (wall)  pool (cpu)');
+  console.log('codec  data      stored  in-thread (cpu)  zstd-wasm  pool (wall)  pool (cpu)  overhead');
   const self = fileURLToPath(import.meta.url);
   for (const type of ['zlib', 'zstd'] as const) {
     for (const kind of KINDS) {

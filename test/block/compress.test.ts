@@ -6,6 +6,7 @@ import { compressCluster, decompressCluster, type CompressionType, withCompresse
 import { decodeCluster, encodeCluster, zstdBackend } from '../../src/block/compress/codec.js';
 import { CodecPool } from '../../src/block/compress/pool.js';
 import { scanZstdFrame } from '../../src/block/compress/zstd-frame.js';
+import { NativeZstdQueue } from '../../src/block/compress/zstd-native.js';
 import { ImageFormatError } from '../../src/block/node.js';
 import { COMPRESSED, compressedOffsetBits, getU64, l2EntryAt, readLayout } from '../helpers/qcow2-layout.js';
 import { makeRng } from '../helpers/pattern.js';
@@ -111,6 +112,33 @@ test('libzstd and the WebAssembly fallback write frames each other decodes, and 
     assert.deepEqual(out, data);
     assert.equal(from.compress(randomData(14, 65536), new Uint8Array(65535)), -1, `${from.name}: no room`);
     assert.throws(() => to.decompress(frame.subarray(0, n), new Uint8Array(1000)), `${to.name}: output too small`);
+  }
+});
+
+test('libzstd on libuv threads: more calls than slots all finish, and failed calls give their slots back', async () => {
+  const queue = new NativeZstdQueue(3, 2);
+  const data = Array.from({ length: 10 }, (_, i) => clusterData(80 + i, 65536));
+  const frames = data.map(() => new Uint8Array(65536));
+  const lengths = await Promise.all(data.map((d, i) => queue.compress(d, frames[i]!)));
+  const outs = data.map(() => new Uint8Array(65536));
+  const settled = await Promise.allSettled(
+    lengths.map((n, i) => queue.decompress(frames[i]!.subarray(0, i % 3 === 0 ? n - 9 : n), outs[i]!)),
+  );
+  settled.forEach((r, i) => {
+    if (i % 3 === 0) assert.equal(r.status, 'rejected', `cut frame ${i} fails`);
+    else assert.deepEqual(r.status === 'fulfilled' && outs[i], data[i], `frame ${i} round trips`);
+  });
+  assert.equal(await queue.compress(randomData(15, 65536), new Uint8Array(65535)), -1, 'no room');
+});
+
+test('the worker pool runs zstd too (the engine where libzstd is missing)', async () => {
+  const pool = new CodecPool(1);
+  try {
+    const data = clusterData(16, 65536);
+    const packed = await pool.run('compress', 'zstd', data);
+    assert.deepEqual(await pool.run('decompress', 'zstd', packed!, 65536), data);
+  } finally {
+    await pool.close();
   }
 });
 

@@ -24,7 +24,7 @@
 import zlib from 'node:zlib';
 import { ImageFormatError } from '../node.js';
 import { scanZstdFrame } from './zstd-frame.js';
-import { loadNativeZstd } from './zstd-native.js';
+import { nativeZstdBackend } from './zstd-native.js';
 import { loadWasmZstd } from './zstd-wasm.js';
 
 export type CompressionType = 'zlib' | 'zstd';
@@ -40,18 +40,19 @@ export interface ZstdBackend {
 }
 
 const ZLIB_WINDOW_BITS = 12;
-const ZSTD_LEVEL = 3;
+/** zstd's default level, as QEMU compresses. */
+export const ZSTD_LEVEL = 3;
 
 let zstdReady: Promise<ZstdBackend> | null = null;
 
 function loadZstd(): Promise<ZstdBackend> {
-  zstdReady ??= Promise.resolve().then(() => loadNativeZstd(ZSTD_LEVEL) ?? loadWasmZstd(ZSTD_LEVEL));
+  zstdReady ??= Promise.resolve().then(() => nativeZstdBackend(ZSTD_LEVEL) ?? loadWasmZstd(ZSTD_LEVEL));
   return zstdReady;
 }
 
 /** `name`'s zstd codec for this thread, whatever the default is (tests compare the two). */
 export async function zstdBackend(name: ZstdBackendName): Promise<ZstdBackend | null> {
-  return name === 'libzstd' ? loadNativeZstd(ZSTD_LEVEL) : loadWasmZstd(ZSTD_LEVEL);
+  return name === 'libzstd' ? nativeZstdBackend(ZSTD_LEVEL) : loadWasmZstd(ZSTD_LEVEL);
 }
 
 export function checkCompressionType(type: string): CompressionType {
@@ -66,18 +67,53 @@ export async function loadCodec(type: CompressionType): Promise<void> {
   if (type === 'zstd') await loadZstd();
 }
 
+/**
+ * Where a cluster's compressed form may go in `into`: one byte less than the data,
+ * since a result that does not fit would not be smaller.
+ */
+export function compressionRoom(data: Uint8Array, into: Uint8Array): Uint8Array {
+  return into.subarray(0, data.length - 1);
+}
+
+/** The `n` compressed bytes at the start of `room`, or null when they did not fit (n < 0). */
+export function compressedPart(room: Uint8Array, n: number): Uint8Array | null {
+  return n < 0 ? null : room.subarray(0, n);
+}
+
 export async function encodeCluster(type: CompressionType, data: Uint8Array, into?: Uint8Array): Promise<Uint8Array | null> {
   if (type === 'zstd') {
-    // Room for one byte less than the data: a frame that does not fit would not be smaller.
-    const dst = (into ?? new Uint8Array(data.length)).subarray(0, data.length - 1);
-    const n = (await loadZstd()).compress(data, dst);
-    return n < 0 ? null : dst.subarray(0, n);
+    const room = compressionRoom(data, into ?? new Uint8Array(data.length));
+    return compressedPart(room, (await loadZstd()).compress(data, room));
   }
   const out = zlib.deflateRawSync(data, { windowBits: ZLIB_WINDOW_BITS, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION });
   if (out.length >= data.length) return null;
   if (!into) return out;
   into.set(out);
   return into.subarray(0, out.length);
+}
+
+/**
+ * The exact zstd frame at the start of `src` (the rest is sector padding), checked
+ * against the cluster's length where the frame declares its content size.
+ */
+export function zstdClusterFrame(src: Uint8Array, outLength: number): Uint8Array {
+  const frame = scanZstdFrame(src);
+  if (frame.contentSize !== null && frame.contentSize !== outLength) {
+    throw new ImageFormatError(
+      `corrupt zstd-compressed cluster: the frame holds ${frame.contentSize} bytes, the cluster ${outLength}`,
+    );
+  }
+  return src.subarray(0, frame.length);
+}
+
+/** A libzstd or wasm decoding failure, as the error a reader reports. */
+export function corruptZstd(e: Error): ImageFormatError {
+  return new ImageFormatError(`corrupt zstd-compressed cluster: ${e.message}`);
+}
+
+/** Refuses a cluster that decoded to fewer than `outLength` bytes. */
+export function checkDecodedLength(n: number, outLength: number): void {
+  if (n < outLength) throw new ImageFormatError(`compressed cluster decompresses to ${n} bytes, expected ${outLength}`);
 }
 
 export async function decodeCluster(type: CompressionType, src: Uint8Array, outLength: number): Promise<Uint8Array> {
@@ -93,22 +129,15 @@ export async function decodeCluster(type: CompressionType, src: Uint8Array, outL
       throw new ImageFormatError(`corrupt zlib-compressed cluster: ${why}`);
     }
   } else {
-    const frame = scanZstdFrame(src);
-    if (frame.contentSize !== null && frame.contentSize !== outLength) {
-      throw new ImageFormatError(
-        `corrupt zstd-compressed cluster: the frame holds ${frame.contentSize} bytes, the cluster ${outLength}`,
-      );
-    }
+    const frame = zstdClusterFrame(src, outLength);
     const zstd = await loadZstd();
     out = new Uint8Array(outLength);
     try {
-      out = out.subarray(0, zstd.decompress(src.subarray(0, frame.length), out));
+      out = out.subarray(0, zstd.decompress(frame, out));
     } catch (e) {
-      throw new ImageFormatError(`corrupt zstd-compressed cluster: ${(e as Error).message}`);
+      throw corruptZstd(e as Error);
     }
   }
-  if (out.length < outLength) {
-    throw new ImageFormatError(`compressed cluster decompresses to ${out.length} bytes, expected ${outLength}`);
-  }
+  checkDecodedLength(out.length, outLength);
   return out.length === outLength ? out : out.subarray(0, outLength);
 }

@@ -1,33 +1,51 @@
 /**
- * Compression of qcow2 clusters, QEMU-compatible (codec.ts has the formats), run on
- * a shared pool of worker threads (pool.ts) created on first use.
+ * Compression of qcow2 clusters, QEMU-compatible (codec.ts has the formats), off
+ * the caller's thread. Two engines, chosen per call by compression type:
+ * - zstd with the system's libzstd: NativeZstdQueue (zstd-native.ts) runs each
+ *   cluster as one call on libuv's pool threads, at most NATIVE_ZSTD_CALLS at once,
+ *   reading and writing the caller's memory in place. No thread to start, no
+ *   message per cluster: the pool costs a few microseconds per cluster.
+ * - zlib, and zstd where libzstd is missing (the WebAssembly build): a shared pool
+ *   of worker threads (pool.ts) created on first use.
  *
  * compressCluster(type, data) resolves to the compressed bytes, or null when they
  * would not be smaller than `data`. decompressCluster(type, src, dst) fills `dst`
- * exactly; `src` may run past the end of the compressed stream (qcow2 stores lengths
- * in 512-byte sectors). A corrupt or short stream rejects with an ImageFormatError.
- * Input bytes must not change until their request settles (a SharedArrayBuffer is
- * read in place by the worker). warmCompression(type) starts the workers early.
+ * exactly (libzstd decodes straight into it, so a failed request may leave part
+ * of it written); `src` may run past the end of the compressed stream (qcow2
+ * stores lengths in 512-byte sectors). A corrupt or short stream rejects with an
+ * ImageFormatError. Input bytes must not change until their request settles (they
+ * are read in place: by libzstd, or by a worker when in a SharedArrayBuffer).
+ * warmCompression(type) loads the codec (or starts the workers) early.
  *
  * withCompressedClusters(type, data, clusterSize, use) is the bulk form a format's
- * compressed write uses: the workers compress every cluster of `data` (the last
- * one zero-padded to a whole cluster) into a staging SharedArrayBuffer, and `use`
- * gets the results in order (views into the staging buffer, null where a cluster
- * did not shrink), valid until `use` settles. `data` in a SharedArrayBuffer
- * (whole clusters) is read where it is; other data is first copied into a second
+ * compressed write uses: every cluster of `data` (the last one zero-padded to a
+ * whole cluster) is compressed into a staging SharedArrayBuffer, and `use` gets
+ * the results in order (views into the staging buffer, null where a cluster did
+ * not shrink), valid until `use` settles. `data` in a SharedArrayBuffer (whole
+ * clusters) is read where it is; other data is first copied into a second
  * staging buffer. So the caller's thread allocates nothing per cluster and copies
  * nothing back, which keeps the garbage collector out of a long compressed
  * convert. Staging buffers are reused; up to MAX_IDLE_STAGING of them are kept
  * between calls.
  */
-import { type CompressionType, checkCompressionType } from './codec.js';
+import {
+  type CompressionType, ZSTD_LEVEL, checkCompressionType, checkDecodedLength, compressedPart, compressionRoom, corruptZstd,
+  zstdClusterFrame,
+} from './codec.js';
 import { CodecPool } from './pool.js';
+import { NativeZstdQueue, hasNativeZstd } from './zstd-native.js';
 
 export type { CompressionType } from './codec.js';
 
 const MAX_IDLE_STAGING = 16;
+/**
+ * libzstd calls running at once: as many as libuv has pool threads by default, and
+ * as many compression threads as QEMU's qcow2 driver runs (QCOW2_MAX_THREADS).
+ */
+const NATIVE_ZSTD_CALLS = 4;
 
 let pool: CodecPool | null = null;
+let zstdQueue: NativeZstdQueue | null | undefined;
 const idleStaging: SharedArrayBuffer[] = [];
 
 function sharedPool(): CodecPool {
@@ -35,21 +53,40 @@ function sharedPool(): CodecPool {
   return pool;
 }
 
+/** libzstd on libuv's threads, when `type` is zstd and the library loads; else null (the worker pool). */
+function nativeQueue(type: CompressionType): NativeZstdQueue | null {
+  if (type !== 'zstd') return null;
+  zstdQueue ??= hasNativeZstd() ? new NativeZstdQueue(ZSTD_LEVEL, NATIVE_ZSTD_CALLS) : null;
+  return zstdQueue;
+}
+
 /**
- * Starts the compression workers and loads `type`'s codec in each, ahead of the
- * first compressCluster (a converter calls this before opening its images).
+ * Loads `type`'s codec, or starts the compression workers and loads it in each,
+ * ahead of the first compressCluster (a converter calls this before opening its images).
  */
 export function warmCompression(type: CompressionType): void {
-  sharedPool().warm(checkCompressionType(type));
+  if (!nativeQueue(checkCompressionType(type))) sharedPool().warm(type);
 }
 
 export async function compressCluster(type: CompressionType, data: Uint8Array): Promise<Uint8Array | null> {
-  return sharedPool().run('compress', checkCompressionType(type), data);
+  checkCompressionType(type);
+  const queue = nativeQueue(type);
+  if (!queue) return sharedPool().run('compress', type, data);
+  return compressInto(queue, data, new Uint8Array(data.length));
 }
 
 export async function decompressCluster(type: CompressionType, src: Uint8Array, dst: Uint8Array): Promise<void> {
-  const out = await sharedPool().run('decompress', checkCompressionType(type), src, dst.length);
-  dst.set(out!);
+  checkCompressionType(type);
+  const queue = nativeQueue(type);
+  if (!queue) {
+    dst.set((await sharedPool().run('decompress', type, src, dst.length))!);
+    return;
+  }
+  const frame = zstdClusterFrame(src, dst.length);
+  const n = await queue.decompress(frame, dst).catch((e: Error) => {
+    throw corruptZstd(e);
+  });
+  checkDecodedLength(n, dst.length);
 }
 
 export async function withCompressedClusters<T>(
@@ -59,6 +96,7 @@ export async function withCompressedClusters<T>(
   use: (compressed: Array<Uint8Array | null>) => Promise<T>,
 ): Promise<T> {
   checkCompressionType(type);
+  const queue = nativeQueue(type);
   const length = Math.ceil(data.length / clusterSize) * clusterSize;
   // Shared whole clusters are read where they are; anything else is copied (and padded) first.
   const inPlace = data.buffer instanceof SharedArrayBuffer && data.length === length;
@@ -74,8 +112,8 @@ export async function withCompressedClusters<T>(
     }
     const requests: Promise<Uint8Array | null>[] = [];
     for (let at = 0; at < length; at += clusterSize) {
-      const end = at + clusterSize;
-      requests.push(sharedPool().run('compress-into', type, input.subarray(at, end), 0, output.subarray(at, end)));
+      const [piece, into] = [input.subarray(at, at + clusterSize), output.subarray(at, at + clusterSize)];
+      requests.push(queue ? compressInto(queue, piece, into) : sharedPool().run('compress-into', type, piece, 0, into));
     }
     // Every request settles before the staging buffers can be reused.
     const settled = await Promise.allSettled(requests);
@@ -85,6 +123,12 @@ export async function withCompressedClusters<T>(
   } finally {
     for (const b of taken) if (idleStaging.length < MAX_IDLE_STAGING) idleStaging.push(b);
   }
+}
+
+/** One cluster through libzstd into `into`: a view of the frame there, or null when it would not be smaller. */
+async function compressInto(queue: NativeZstdQueue, data: Uint8Array, into: Uint8Array): Promise<Uint8Array | null> {
+  const room = compressionRoom(data, into);
+  return compressedPart(room, await queue.compress(data, room));
 }
 
 /** An idle staging buffer of at least `length` bytes, or a new one. */
