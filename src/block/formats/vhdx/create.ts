@@ -22,7 +22,7 @@ import { parseBool, parseSize } from '../../options.js';
 import { openProtocol } from '../../protocols/index.js';
 import { DISK_UUID_OPTION, diskUuidFromOptions } from '../disk-uuid.js';
 import type { CreateOptionSpec, CreateRequest } from '../format.js';
-import { Bat, batGeometry, BLOCK_FULLY_PRESENT, BLOCK_NOT_PRESENT, BLOCK_ZERO, payloadIndex } from './bat.js';
+import { Bat, BAT_SECTOR, batGeometry, BLOCK_FULLY_PRESENT, BLOCK_NOT_PRESENT, BLOCK_ZERO, payloadIndex } from './bat.js';
 import {
   BAT_REGION_GUID,
   HEADER_AREA_BYTES,
@@ -51,7 +51,7 @@ export const VHDX_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
 ];
 
 const GiB = 2 ** 30;
-/** BAT bytes written per request when the table is not all zeroes. */
+/** BAT bytes written per request when the table is not all zeroes (only its entries' sectors are written). */
 const BAT_WRITE_CHUNK = 4 * MiB;
 
 const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;
@@ -126,8 +126,10 @@ export async function createVhdx(req: CreateRequest): Promise<void> {
   try {
     await file.truncate(fileEnd);
     if (state !== BLOCK_NOT_PRESENT) {
-      for (let at = 0; at < batLength; at += BAT_WRITE_CHUNK) {
-        await file.write(batOffset + at, bat.bytes.subarray(at, Math.min(batLength, at + BAT_WRITE_CHUNK)));
+      // The rest of the region is zeroes already (the file was grown sparse).
+      const used = roundUp(geometry.entries * 8, BAT_SECTOR);
+      for (let at = 0; at < used; at += BAT_WRITE_CHUNK) {
+        await file.write(batOffset + at, bat.bytes.subarray(at, Math.min(used, at + BAT_WRITE_CHUNK)));
       }
     }
     await file.write(metadataOffset, metadata);
