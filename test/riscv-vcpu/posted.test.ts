@@ -24,7 +24,7 @@ test('posted stores arrive in order, before the same hart\'s next request, past 
   server.reset();
   server.start();
   const count = 1000;
-  const workers = [0, 1].map((hart) => startModuleWorker(new URL('./posted-worker.ts', import.meta.url), { memory, hart, count }));
+  const workers = [0, 1].map((hart) => startModuleWorker(new URL('./posted-worker.ts', import.meta.url), { memory, hart, count, load: true }));
   const results = (await Promise.all(workers.map((w) => once(w, 'message')))).map(([m]) => m as { statuses: number[]; load: number });
   server.stop();
   await Promise.all(workers.map((w) => w.terminate()));
@@ -35,4 +35,25 @@ test('posted stores arrive in order, before the same hart\'s next request, past 
     expected.push(`${hart}:L:10000005:1:0`);
     assert.deepEqual(seen.filter((s) => s.startsWith(`${hart}:`)), expected);
   }
+});
+
+test('posted stores are drained without a request to prompt it (bursts wake the main thread once)', async () => {
+  const pages = memoryPagesFor(1 << 20);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  let seen = 0;
+  const server = new MailboxServer(memory, 1, () => {
+    seen++;
+    return STATUS_OK;
+  });
+  server.reset();
+  server.start();
+  const count = 5000;
+  const worker = startModuleWorker(new URL('./posted-worker.ts', import.meta.url), { memory, hart: 0, count, load: false });
+  await once(worker, 'message');
+  // A lost wake-up leaves stores in the ring: wait (generously) for the last one to be handled.
+  const deadline = Date.now() + 60_000;
+  while (seen < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  server.stop();
+  await worker.terminate();
+  assert.equal(seen, count);
 });

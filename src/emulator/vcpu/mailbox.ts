@@ -18,7 +18,11 @@
  * and value) and advances POST_TAIL; the main thread drains the ring in order
  * whenever POST_TAIL moves, and before it serves any request of that hart, so
  * the device sees the hart's accesses in program order. A full ring makes
- * post() a plain call (which drains it first).
+ * post() a plain call (which drains it first). post() wakes the main thread
+ * only when its store is the only one in the ring (POST_HEAD was the old
+ * tail after the new one was published): otherwise the main thread has been
+ * woken for an earlier store and has not finished draining, and it reads
+ * POST_TAIL again after each drain before it waits.
  *
  * One request per hart is in flight at a time (the hart is blocked on it), so
  * the slot needs no lock. The worker waits without a time limit while the
@@ -119,7 +123,7 @@ export class MailboxClient {
     m[e] = gpa | 0;
     m[e + 1] = value;
     Atomics.store(m, this.w + W_POST_TAIL, tail + 1);
-    Atomics.notify(m, this.w + W_POST_TAIL);
+    if (Atomics.load(m, this.w + W_POST_HEAD) === tail) Atomics.notify(m, this.w + W_POST_TAIL);
     return STATUS_OK;
   }
 
@@ -268,7 +272,12 @@ export class MailboxServer {
     const r = this.request;
     for (let head = m[w + W_POST_HEAD]!; head !== tail; head++) {
       const e = ringWord(hart, head);
-      Object.assign(r, { hart, op: MailboxOp.MMIO_STORE, arg: m[e]! >>> 0, size: 1, valueLo: m[e + 1]!, valueHi: 0 });
+      r.hart = hart;
+      r.op = MailboxOp.MMIO_STORE;
+      r.arg = m[e]! >>> 0;
+      r.size = 1;
+      r.valueLo = m[e + 1]!;
+      r.valueHi = 0;
       this.handle(r);
       Atomics.store(m, w + W_POST_HEAD, head + 1);
     }
