@@ -119,7 +119,7 @@ test('libzstd on libuv threads: more calls than slots all finish, and failed cal
   const queue = new NativeZstdQueue(3, 2);
   const data = Array.from({ length: 10 }, (_, i) => clusterData(80 + i, 65536));
   const frames = data.map(() => new Uint8Array(65536));
-  const lengths = await Promise.all(data.map((d, i) => queue.compress(d, frames[i]!)));
+  const lengths = await queue.compressAll(data, frames);
   const outs = data.map(() => new Uint8Array(65536));
   const settled = await Promise.allSettled(
     lengths.map((n, i) => queue.decompress(frames[i]!.subarray(0, i % 3 === 0 ? n - 9 : n), outs[i]!)),
@@ -128,7 +128,8 @@ test('libzstd on libuv threads: more calls than slots all finish, and failed cal
     if (i % 3 === 0) assert.equal(r.status, 'rejected', `cut frame ${i} fails`);
     else assert.deepEqual(r.status === 'fulfilled' && outs[i], data[i], `frame ${i} round trips`);
   });
-  assert.equal(await queue.compress(randomData(15, 65536), new Uint8Array(65535)), -1, 'no room');
+  assert.deepEqual(await queue.compressAll([randomData(15, 65536)], [new Uint8Array(65535)]), [-1], 'no room');
+  assert.deepEqual(await queue.compressAll([], []), [], 'an empty batch');
 });
 
 test('the worker pool runs zstd too (the engine where libzstd is missing)', async () => {

@@ -72,7 +72,7 @@ export async function compressCluster(type: CompressionType, data: Uint8Array): 
   checkCompressionType(type);
   const queue = nativeQueue(type);
   if (!queue) return sharedPool().run('compress', type, data);
-  return compressInto(queue, data, new Uint8Array(data.length));
+  return (await compressNative(queue, [data], [new Uint8Array(data.length)]))[0]!;
 }
 
 export async function decompressCluster(type: CompressionType, src: Uint8Array, dst: Uint8Array): Promise<void> {
@@ -110,25 +110,32 @@ export async function withCompressedClusters<T>(
       input.set(data);
       input.fill(0, data.length);
     }
-    const requests: Promise<Uint8Array | null>[] = [];
+    const pieces: Uint8Array[] = [];
+    const intos: Uint8Array[] = [];
     for (let at = 0; at < length; at += clusterSize) {
-      const [piece, into] = [input.subarray(at, at + clusterSize), output.subarray(at, at + clusterSize)];
-      requests.push(queue ? compressInto(queue, piece, into) : sharedPool().run('compress-into', type, piece, 0, into));
+      pieces.push(input.subarray(at, at + clusterSize));
+      intos.push(output.subarray(at, at + clusterSize));
     }
-    // Every request settles before the staging buffers can be reused.
-    const settled = await Promise.allSettled(requests);
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    return await use(settled.map((r) => (r as PromiseFulfilledResult<Uint8Array | null>).value));
+    const compressed = queue ? await compressNative(queue, pieces, intos) : await compressInWorkers(type, pieces, intos);
+    return await use(compressed);
   } finally {
     for (const b of taken) if (idleStaging.length < MAX_IDLE_STAGING) idleStaging.push(b);
   }
 }
 
-/** One cluster through libzstd into `into`: a view of the frame there, or null when it would not be smaller. */
-async function compressInto(queue: NativeZstdQueue, data: Uint8Array, into: Uint8Array): Promise<Uint8Array | null> {
-  const room = compressionRoom(data, into);
-  return compressedPart(room, await queue.compress(data, room));
+/** Clusters through libzstd into `intos`: views of the frames there, null where one would not be smaller. */
+async function compressNative(queue: NativeZstdQueue, pieces: Uint8Array[], intos: Uint8Array[]): Promise<Array<Uint8Array | null>> {
+  const rooms = pieces.map((p, i) => compressionRoom(p, intos[i]!));
+  const lengths = await queue.compressAll(pieces, rooms);
+  return lengths.map((n, i) => compressedPart(rooms[i]!, n));
+}
+
+/** The same through the worker pool; settles once every request has (the staging buffers are reused after). */
+async function compressInWorkers(type: CompressionType, pieces: Uint8Array[], intos: Uint8Array[]): Promise<Array<Uint8Array | null>> {
+  const settled = await Promise.allSettled(pieces.map((p, i) => sharedPool().run('compress-into', type, p, 0, intos[i]!)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<Uint8Array | null>).value);
 }
 
 /** An idle staging buffer of at least `length` bytes, or a new one. */

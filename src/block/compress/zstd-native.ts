@@ -17,9 +17,11 @@
  * - NativeZstdQueue: asynchronous, each call run by koffi on one of libuv's pool
  *   threads, so the main thread compresses on every core with no worker thread
  *   to start and no message per cluster. At most `concurrency` calls run at once
- *   (the rest wait in order, and libuv keeps threads for file I/O); each running
- *   call owns a context from a free list, created on demand and kept. Callers must
- *   leave the bytes alone until their call settles.
+ *   (the rest wait in order); each running call owns a context from a free list,
+ *   created on demand and kept. Requests are plain callbacks, one promise per
+ *   batch (a promise and an async function per cluster cost more than koffi's
+ *   own hand-off to the thread). Callers leave the bytes alone until the batch
+ *   settles, which is only once every call in it has finished.
  *
  * libzstd reports an error as a size_t near 2^64, which koffi hands over as a
  * BigInt (any real length is a Number); its text comes from ZSTD_getErrorName.
@@ -104,54 +106,82 @@ export function nativeZstdBackend(level: number): ZstdBackend | null {
   };
 }
 
+type Done = (err: Error | null, r: SizeOrError) => void;
+
+/** One call waiting for a slot: `start` makes it with a context, `finish` gets its outcome. */
+interface Job {
+  kind: 'c' | 'd';
+  start(ctx: unknown, done: Done): void;
+  finish: Done;
+}
+
 /** libzstd on libuv's pool threads; construct only where hasNativeZstd(). */
 export class NativeZstdQueue {
   private readonly z = load()!;
-  private readonly idle: { c: unknown[]; d: unknown[] } = { c: [], d: [] };
-  private readonly waiting: Array<() => void> = [];
+  private readonly idle = { c: [] as unknown[], d: [] as unknown[] };
+  private readonly jobs: Job[] = [];
   private running = 0;
 
   constructor(private readonly level: number, private readonly concurrency: number) {}
 
-  /** Compresses `src` into `dst` as one frame: its length, or -1 when it does not fit in `dst`. */
-  compress(src: Uint8Array, dst: Uint8Array): Promise<number> {
-    return this.call('c', this.z.createCCtx, (ctx, done) =>
-      this.z.compressCCtx.async(ctx, dst, dst.length, src, src.length, this.level, done)).then(compressedLength);
+  /** Compresses each of `srcs` into its `dsts` as one frame: per pair the frame's length, or -1 when it did not fit. */
+  async compressAll(srcs: readonly Uint8Array[], dsts: readonly Uint8Array[]): Promise<number[]> {
+    const results = await this.run('c', srcs.length, (i, ctx, done) =>
+      this.z.compressCCtx.async(ctx, dsts[i]!, dsts[i]!.length, srcs[i]!, srcs[i]!.length, this.level, done));
+    return results.map(compressedLength);
   }
 
   /** Decodes one whole frame into `dst`: the number of bytes produced; rejects with libzstd's reason. */
   async decompress(frame: Uint8Array, dst: Uint8Array): Promise<number> {
-    const r = await this.call('d', this.z.createDCtx, (ctx, done) =>
-      this.z.decompressDCtx.async(ctx, dst, dst.length, frame, frame.length, done));
-    if (typeof r !== 'number') throw new Error(this.z.errorName(r));
+    const [r] = await this.run('d', 1, (_, ctx, done) => this.z.decompressDCtx.async(ctx, dst, dst.length, frame, frame.length, done));
+    if (typeof r !== 'number') throw new Error(this.z.errorName(r!));
     return r;
   }
 
-  private async call(
-    kind: 'c' | 'd',
-    create: () => unknown,
-    start: (ctx: unknown, done: (err: Error | null, r: SizeOrError) => void) => void,
-  ): Promise<SizeOrError> {
-    await this.acquire();
-    let ctx: unknown = null;
-    try {
-      ctx = this.idle[kind].pop() ?? context(create);
-      return await new Promise<SizeOrError>((resolve, reject) => start(ctx, (err, r) => (err ? reject(err) : resolve(r))));
-    } finally {
-      if (ctx) this.idle[kind].push(ctx);
-      this.release();
+  /**
+   * Queues `n` calls and settles when every one has finished (so no call still
+   * uses the caller's memory): with their results in order, or the first error.
+   */
+  private run(kind: Job['kind'], n: number, start: (i: number, ctx: unknown, done: Done) => void): Promise<SizeOrError[]> {
+    return new Promise((resolve, reject) => {
+      const results = new Array<SizeOrError>(n);
+      let left = n;
+      let failure: Error | null = null;
+      if (n === 0) resolve(results);
+      for (let i = 0; i < n; i++) {
+        this.jobs.push({
+          kind,
+          start: (ctx, done) => start(i, ctx, done),
+          finish: (err, r) => {
+            if (err) failure ??= err;
+            else results[i] = r;
+            if (--left === 0) (failure ? reject(failure) : resolve(results));
+          },
+        });
+      }
+      this.pump();
+    });
+  }
+
+  /** Starts waiting calls while slots are free; each finished call gives its slot and context back. */
+  private pump(): void {
+    while (this.running < this.concurrency && this.jobs.length > 0) {
+      const job = this.jobs.shift()!;
+      const idle = this.idle[job.kind];
+      let ctx: unknown;
+      try {
+        ctx = idle.pop() ?? context(job.kind === 'c' ? this.z.createCCtx : this.z.createDCtx);
+      } catch (e) {
+        job.finish(e as Error, -1);
+        continue;
+      }
+      this.running++;
+      job.start(ctx, (err, r) => {
+        idle.push(ctx);
+        this.running--;
+        this.pump();
+        job.finish(err, r);
+      });
     }
-  }
-
-  private async acquire(): Promise<void> {
-    if (this.running < this.concurrency) this.running++;
-    else await new Promise<void>((resume) => this.waiting.push(resume));
-  }
-
-  /** Hands the finished call's slot to the first waiting call, if any. */
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.running--;
   }
 }
