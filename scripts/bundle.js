@@ -9,8 +9,9 @@
  *     which can take a V8 code cache (cli.cjs.cache, made by build-cli.js); ES
  *     modules cannot on Node 20. Each command's module is still evaluated only
  *     when that command runs (esbuild turns the table's lazy import()s into
- *     on-demand initialisers), and the Node built-ins that lazy-builtins.js
- *     names load on first use.
+ *     on-demand initialisers), the Node built-ins that lazy-builtins.js
+ *     names load on first use, and oclif's platform check does not load
+ *     child_process (oclif-wsl-utils.js).
  *   - cli.cjs.LEGAL.txt: the license comments of bundled packages.
  *   - package.json: what oclif reads about the CLI (oclif finds the package.json
  *     nearest to the running code): the package's name, version and oclif
@@ -46,6 +47,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { build } from 'esbuild';
 import { lazyBuiltins } from './lazy-builtins.js';
+import { oclifWslUtils } from './oclif-wsl-utils.js';
 
 const EXTERNAL = ['koffi', '@bokuweb/zstd-wasm', 'typescript'];
 
@@ -122,7 +124,7 @@ export async function bundleCli(root) {
     },
     outfile: path.join(outdir, 'cli.cjs'),
     absWorkingDir: root,
-    plugins: [lazyBuiltins],
+    plugins: [lazyBuiltins, oclifWslUtils],
   });
   const workers = await Promise.all(
     WORKERS.map(([entry, out]) =>
