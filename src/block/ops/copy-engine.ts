@@ -129,7 +129,7 @@ export async function copySegments(o: CopyOptions): Promise<void> {
     if (c.kind === 'zero' && o.sparseSize > 0) {
       if (o.targetIsZero) return;
       await myTurn(c);
-      await throttle(c.length);
+      if (throttle) await throttle(c.length);
       const zeroing = o.target.writeZeroes(t, c.length, { mayUnmap: o.target.backing === null });
       c.issued();
       await zeroing;
@@ -140,7 +140,7 @@ export async function copySegments(o: CopyOptions): Promise<void> {
     else await readDataParts(c, data);
     const runs = o.sparseSize > 0 ? zeroRuns(data, t, unit, zeroes, c.zeroParts) : [{ start: 0, end: c.length, zero: false }];
     await myTurn(c);
-    await throttle(c.length);
+    if (throttle) await throttle(c.length);
     const writes: Promise<void>[] = [];
     for (const r of runs) {
       const off = t + r.start;
@@ -213,6 +213,7 @@ export async function copySegments(o: CopyOptions): Promise<void> {
 
 /** Waits for every promise, then throws the first rejection (no write is left running). */
 async function settleAll(ps: Promise<void>[]): Promise<void> {
+  if (ps.length <= 1) return ps[0];
   const results = await Promise.allSettled(ps);
   const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (bad) throw bad.reason;
@@ -351,8 +352,9 @@ export function zeroRuns(data: Buffer, t: number, unit: number, zeroes: Buffer, 
   return runs;
 }
 
-function makeThrottle(bytesPerSecond: number): (n: number) => Promise<void> {
-  if (bytesPerSecond <= 0) return async () => {};
+/** Null without a limit (nothing to wait for). */
+function makeThrottle(bytesPerSecond: number): ((n: number) => Promise<void>) | null {
+  if (bytesPerSecond <= 0) return null;
   const start = Date.now();
   let sent = 0;
   return async (n: number) => {

@@ -135,15 +135,23 @@ export class FileNode implements ProtocolNode {
   }
 
   read(offset: number, buf: Uint8Array): Promise<void> {
-    checkRange(this, this.length, offset, buf.length);
+    try {
+      checkRange(this, this.length, offset, buf.length);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return preadAll(this.handle.fd, buf, offset);
   }
 
-  async write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
-    this.checkWritable();
-    checkRange(this, this.length, offset, buf.length);
-    await this.writeAll(offset, buf);
-    if (opts?.fua) await this.handle.datasync();
+  write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
+    try {
+      this.checkWritable();
+      checkRange(this, this.length, offset, buf.length);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const written = this.writeAll(offset, buf);
+    return opts?.fua ? written.then(() => this.handle.datasync()) : written;
   }
 
   /** Write past the end is allowed here: formats grow their files with it. */

@@ -87,7 +87,7 @@ import { setQcow2BackingFile } from './backing.js';
 import { type Qcow2BitmapInfo, readQcow2Bitmaps, withBitmapsInfo } from './bitmaps.js';
 import { repairDirtyQcow2 } from './check.js';
 import { makeQcow2Empty } from './make-empty.js';
-import { Refcounts } from './refcounts.js';
+import { Refcounts, usedLength } from './refcounts.js';
 import { RwLock } from './rw-lock.js';
 import { type CachedTable, TableCache } from './table-cache.js';
 import { type SnapshotEntry, readSnapshotTable, snapshotInfo } from './snapshot-table.js';
@@ -129,6 +129,7 @@ const L2_CACHE_BYTES = 32 * 2 ** 20;
 const MIN_L2_CACHE_TABLES = 16;
 /** How corruption errors from the metadata readers begin; QEMU's "Marking image as corrupt" report leaves it out. */
 const CORRUPT_PREFIX = 'qcow2 image is corrupt: ';
+const TWO_32 = 4294967296;
 
 export class Qcow2Node implements ImageNode, ChainHooks {
   readonly driver = 'qcow2';
@@ -465,7 +466,8 @@ export class Qcow2Node implements ImageNode, ChainHooks {
       } else if (kind !== first.kind || host !== nextHost) {
         break;
       }
-      const stop = Math.min(unitEnd, end);
+      let stop = Math.min(unitEnd, end);
+      if (!this.geometry.extendedL2 && stop < end) stop = this.sameRunEnd(t.view, index, stop, end, host !== null);
       first.length = stop - offset;
       nextHost = host === null ? null : host + (stop - pos);
       pos = stop;
@@ -473,11 +475,36 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     return first!;
   }
 
+  /**
+   * Standard L2 entries after entry `index` (whose cluster ends at guest `from`)
+   * that repeat its words, with the host offset one cluster further on when
+   * `advance`, map the same way: returns where that run ends (at most `end`).
+   * Only words are compared, nothing is decoded: entries that differ in any way
+   * go through readL2Entry's checks.
+   */
+  private sameRunEnd(view: DataView, index: number, from: number, end: number, advance: boolean): number {
+    const step = advance ? this.clusterSize : 0;
+    let hi = view.getUint32(index * 8);
+    let lo = view.getUint32(index * 8 + 4);
+    let pos = from;
+    for (let at = (index + 1) * 8; pos < end; at += 8) {
+      lo += step;
+      if (lo >= TWO_32) {
+        lo -= TWO_32;
+        hi++;
+      }
+      if (view.getUint32(at) !== hi || view.getUint32(at + 4) !== lo) break;
+      pos = Math.min(pos + this.clusterSize, end);
+    }
+    return pos;
+  }
+
   // ---------------------------------------------------------------- reading
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    if (this.readOnly) return this.guard(this.readAt(offset, buf));
+    // Read-only: no lock to take, and nothing to mark corrupt (guard() would only rethrow).
+    if (this.readOnly) return this.readAt(offset, buf);
     return this.guard(this.lock.shared(() => this.readAt(offset, buf)));
   }
 
@@ -565,7 +592,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     if (length === 0) {
       return { offset, length: 0, allocated: false, data: false, zero: false, compressed: false, hostOffset: null };
     }
-    return this.guard(this.readOnly ? run() : this.lock.shared(run));
+    return this.readOnly ? run() : this.guard(this.lock.shared(run));
   }
 
   /**
@@ -649,7 +676,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   private async mapWrite(me: InFlight, offset: number, buf: Uint8Array): Promise<WritePlan> {
     for (;;) {
       const r = await this.lock.exclusive(async (): Promise<{ wait: Promise<unknown> } | { plan: WritePlan }> => {
-        const overlapping = [...this.inFlight].filter((f) => f.from < me.to && me.from < f.to);
+        const overlapping = this.overlapping(me);
         if (overlapping.length > 0) return { wait: this.inFlightDone(overlapping) };
         await this.beforeChange();
         const plan: WritePlan = { writes: [], updates: [] };
@@ -662,13 +689,21 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     }
   }
 
+  /** The writes in flight whose guest clusters overlap `me`'s. */
+  private overlapping(me: InFlight): InFlight[] {
+    const found: InFlight[] = [];
+    for (const f of this.inFlight) if (f.from < me.to && me.from < f.to) found.push(f);
+    return found;
+  }
+
   /** Step 2: the data writes, outside the lock (coverFile() knows how far they reach). */
   private async runHostWrites(writes: WritePlan['writes']): Promise<void> {
     if (writes.length === 0) return;
     this.hostWrites++;
     for (const w of writes) this.hostWritesEnd = Math.max(this.hostWritesEnd, w.host + w.data.length);
     try {
-      await Promise.all(writes.map((w) => this.file.writeGrow(w.host, w.data)));
+      if (writes.length === 1) await this.file.writeGrow(writes[0]!.host, writes[0]!.data);
+      else await Promise.all(writes.map((w) => this.file.writeGrow(w.host, w.data)));
     } finally {
       if (--this.hostWrites === 0) this.hostWritesEnd = 0;
     }
@@ -1229,9 +1264,5 @@ function contiguousRuns(pieces: ReadonlyArray<{ host: number; packed: Uint8Array
 
 /** Length of `bytes` up to its last non-zero byte, in whole 512-byte sectors (at least one). */
 function usedSectors(bytes: Uint8Array): number {
-  const zero = new Uint8Array(512);
-  let used = Math.ceil(bytes.length / 512) * 512;
-  // Whole zero sectors from the end by native compares, then the last sector with data byte by byte.
-  while (used > 512 && Buffer.compare(bytes.subarray(used - 512, used), zero.subarray(0, Math.min(512, bytes.length - (used - 512)))) === 0) used -= 512;
-  return Math.min(bytes.length, Math.max(512, used));
+  return Math.min(bytes.length, Math.max(512, Math.ceil(usedLength(bytes) / 512) * 512));
 }

@@ -74,8 +74,11 @@ export class Refcounts {
     const bytes = new Uint8Array(h.refcountTableClusters * clusterSize);
     await owner.file.read(h.refcountTableOffset, bytes);
     const dv = new DataView(bytes.buffer);
-    const table: number[] = [];
-    for (let i = 0; i < bytes.length / 8; i++) {
+    const entries = bytes.length / 8;
+    // Entries past the last used one are zero: found by native compares, not decoded one by one.
+    const used = Math.ceil(usedLength(bytes) / 8);
+    const table: number[] = new Array<number>(entries).fill(0);
+    for (let i = 0; i < used; i++) {
       const hi = dv.getUint32(i * 8);
       const lo = dv.getUint32(i * 8 + 4);
       if (hi >= 2 ** 21) throw new ImageFormatError(`qcow2 refcount table entry ${i} is too large`);
@@ -86,7 +89,7 @@ export class Refcounts {
       if (offset !== 0 && offset < clusterSize) {
         throw new ImageFormatError(`qcow2 image is corrupt: refcount block (table entry ${i}) overlaps the header`);
       }
-      table.push(offset);
+      table[i] = offset;
     }
     return new Refcounts(owner, table, writeThrough);
   }
@@ -449,4 +452,17 @@ export function setRefcountEntry(view: DataView, index: number, bits: number, va
   const mask = ((1 << bits) - 1) << (bit & 7);
   view.setUint8(byte, (view.getUint8(byte) & ~mask) | ((value << (bit & 7)) & mask));
   return [byte, byte + 1];
+}
+
+/** Length of `bytes` up to its last non-zero byte (0 when all are zero). */
+export function usedLength(bytes: Uint8Array): number {
+  const zero = new Uint8Array(4096);
+  let end = bytes.length;
+  while (end > 0) {
+    const from = Math.max(0, end - zero.length);
+    if (Buffer.compare(bytes.subarray(from, end), zero.subarray(0, end - from)) !== 0) break;
+    end = from;
+  }
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  return end;
 }
