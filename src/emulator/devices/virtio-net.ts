@@ -11,7 +11,7 @@
  * Offloads: on a backend that takes and makes virtio-net headers (the user
  * stack: VirtioNetOptions.offloads) the card also offers CSUM, GUEST_CSUM,
  * HOST_TSO4/6 and GUEST_TSO4/6. When the driver accepts all of them the
- * backend's offloads are turned on at DRIVER_OK (and off at reset): frames
+ * backend's offloads are turned on at DRIVER_OK (otherwise off; off at reset): frames
  * leave with the driver's header (a partial checksum, a 64 KiB TCP segment
  * to cut), and frames come in with the backend's (up to 64 KiB under a GSO
  * header), so a guest's TCP stack neither sums nor cuts. Otherwise the
@@ -121,7 +121,8 @@ export class VirtioNet implements VirtioDevice {
     this.host = host;
     this.mergeable = hasFeature(host.features, NET_F_MRG_RXBUF);
     this.offloading = this.setOffloads !== undefined && OFFLOAD_FEATURES.every((bit) => hasFeature(host.features, bit));
-    if (this.offloading) this.setOffloads!(true);
+    // Set either way: the backend outlives the card, and the card before a reboot may have left them on.
+    this.setOffloads?.(this.offloading);
   }
 
   reset(): void {
