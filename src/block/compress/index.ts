@@ -2,7 +2,7 @@
  * Compression of qcow2 clusters, QEMU-compatible (codec.ts has the formats), off
  * the caller's thread. Two engines, chosen per call by compression type:
  * - zstd with the system's libzstd: NativeZstdQueue (zstd-native.ts) runs each
- *   cluster as one call on libuv's pool threads, at most NATIVE_ZSTD_CALLS at once,
+ *   cluster as one call on libuv's pool threads, NATIVE_ZSTD_CALLS at once at most,
  *   reading and writing the caller's memory in place. No thread to start, no
  *   message per cluster: the pool costs a few microseconds per cluster.
  * - zlib, and zstd where libzstd is missing (the WebAssembly build): a shared pool
@@ -39,10 +39,14 @@ export type { CompressionType } from './codec.js';
 
 const MAX_IDLE_STAGING = 16;
 /**
- * libzstd calls running at once: as many as libuv has pool threads by default, and
- * as many compression threads as QEMU's qcow2 driver runs (QCOW2_MAX_THREADS).
+ * libzstd calls handed to libuv at once: its 4 pool threads (the default) each run
+ * one, as QEMU's qcow2 driver runs 4 compression threads, and each has one more
+ * waiting in libuv's queue, so a thread that finishes starts the next cluster
+ * without waiting for the main thread to hand it over (a busy or descheduled
+ * main thread otherwise leaves the pool idle). A context is about 650 KiB for a
+ * 64 KiB cluster. File I/O shares the pool: a read waits behind a few clusters.
  */
-const NATIVE_ZSTD_CALLS = 4;
+const NATIVE_ZSTD_CALLS = 8;
 
 let pool: CodecPool | null = null;
 let zstdQueue: NativeZstdQueue | null | undefined;
