@@ -712,6 +712,8 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   /** Runs `fn` once per L2 table's reach of [offset, offset+length). */
   private async perL2Table(offset: number, length: number, fn: (l1Index: number, from: number, to: number) => Promise<void>): Promise<void> {
     const reach = this.clusterSize * this.l2Entries;
+    const first = Math.floor(offset / reach);
+    if (length > 0 && offset + length <= (first + 1) * reach) return fn(first, offset, offset + length);
     let pos = offset;
     const end = offset + length;
     while (pos < end) {
@@ -753,7 +755,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
    * writes plus L2 updates; partial writes that need copy on write are done here.
    */
   private async planInTable(l1Index: number, offset: number, data: Uint8Array, plan: WritePlan): Promise<void> {
-    const t = await this.l2ForWrite(l1Index);
+    const t = this.cachedL2ForWrite(l1Index) ?? (await this.l2ForWrite(l1Index));
     const cs = this.clusterSize;
     const where = this.where(l1Index);
     let pos = 0;
@@ -781,7 +783,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
         if (this.geometry.extendedL2) {
           const runEnd = offset + pos + len;
           plan.updates.push(async () => {
-            const t = await this.l2ForWrite(l1Index);
+            const t = this.cachedL2ForWrite(l1Index) ?? (await this.l2ForWrite(l1Index));
             for (let i = index, p = g; i < next; i++) {
               const from = p % cs;
               const to = Math.min(cs, from + (runEnd - p));
@@ -806,7 +808,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
         if (len < count * cs) await this.coverFile(host + count * cs);
         plan.writes.push({ host, data: data.subarray(pos, pos + len) });
         plan.updates.push(async () => {
-          const t = await this.l2ForWrite(l1Index);
+          const t = this.cachedL2ForWrite(l1Index) ?? (await this.l2ForWrite(l1Index));
           for (let i = 0; i < count; i++) {
             const old = readL2Entry(t.view, index + i, this.geometry, where);
             writeL2Entry(t.view, index + i, this.geometry, host + i * cs, true, { allocMask: ALL_SUBCLUSTERS });
@@ -923,6 +925,12 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     else if (e.hostOffset !== 0) this.refcounts.queueFree(e.hostOffset, this.clusterSize);
   }
 
+  /** The L2 table for L1 entry `l1Index` when it is writable as it is and cached (no I/O), else null. */
+  private cachedL2ForWrite(l1Index: number): CachedTable | null {
+    const { offset, copied } = this.l1Entry(l1Index);
+    return offset !== 0 && copied ? (this.l2Cache.peek(offset) ?? null) : null;
+  }
+
   /**
    * The L2 table for L1 entry `l1Index`, ready to be changed: allocated if there
    * is none, copied if it is shared (no COPIED flag). The new table is on disk
@@ -930,7 +938,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
    */
   private async l2ForWrite(l1Index: number): Promise<CachedTable> {
     const { offset, copied } = this.l1Entry(l1Index);
-    if (offset !== 0 && copied) return this.l2Cache.peek(offset) ?? this.l2Cache.get(offset);
+    if (offset !== 0 && copied) return this.l2Cache.get(offset);
     const data = offset !== 0 ? (await this.l2Cache.get(offset)).data.slice() : new Uint8Array(this.clusterSize);
     const newOffset = await this.refcounts.allocateClusters(1);
     const t = await this.l2Cache.create(newOffset, data);

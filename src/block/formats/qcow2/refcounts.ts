@@ -63,7 +63,7 @@ export class Refcounts {
     this.maxRefcount = this.refcountBits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.refcountBits - 1;
     this.cache = new TableCache(owner.file, this.clusterSize, Math.max(8, (4 << 20) / this.clusterSize), 'refcount block');
     this.table = table;
-    for (const o of table) if (o !== 0) this.blocks.add(o);
+    for (let i = 0; i < table.length; i++) if (table[i] !== 0) this.blocks.add(table[i]!);
     this.highWater = Math.ceil(owner.file.size() / this.clusterSize);
   }
 
