@@ -269,64 +269,66 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
   }
 
   /**
-   * The last block of the run from `first` (at most `maxLast`) that is stored
-   * at consecutive places after `host`, the place of `first`.
+   * Calls fn, in order, for each run of blocks that [offset, offset+length)
+   * touches: a run goes on from its first block while `joins(first, next)` holds
+   * for the block after it. fn gets the run's blocks, the offset in the first
+   * one, and the run's piece of the request (`at`, `n`).
    */
-  private storedRunEnd(first: number, host: number, maxLast: number): number {
-    let last = first;
-    while (last < maxLast && this.stored(last + 1) === host + (last + 1 - first) * this.blockSize) last++;
-    return last;
+  private async eachRun(
+    offset: number,
+    length: number,
+    joins: (first: number, next: number) => boolean,
+    fn: (first: number, last: number, inFirst: number, at: number, n: number) => Promise<void>,
+  ): Promise<void> {
+    const bs = this.blockSize;
+    const maxLast = Math.floor((offset + length - 1) / bs);
+    for (let at = 0; at < length;) {
+      const first = Math.floor((offset + at) / bs);
+      let last = first;
+      while (last < maxLast && joins(first, last + 1)) last++;
+      const n = Math.min(length - at, (last + 1) * bs - offset - at);
+      await fn(first, last, offset + at - first * bs, at, n);
+      at += n;
+    }
+  }
+
+  /** Whether `next` continues the run from `first`: both stored, one after the other in the file. */
+  private storedAfter(first: number, next: number): boolean {
+    const host = this.stored(first);
+    return host !== null && this.stored(next) === host + (next - first) * this.blockSize;
   }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    const bs = this.blockSize;
-    const maxLast = Math.floor((offset + buf.length - 1) / bs);
-    for (let at = 0; at < buf.length;) {
-      const first = Math.floor((offset + at) / bs);
-      const inFirst = offset + at - first * bs;
-      const host = this.stored(first);
-      let last = first;
-      if (host !== null) last = this.storedRunEnd(first, host, maxLast);
-      else while (last < maxLast && this.stored(last + 1) === null) last++;
-      const n = Math.min(buf.length - at, (last + 1) * bs - offset - at);
+    const joins = (first: number, next: number) =>
+      this.stored(first) === null ? this.stored(next) === null : this.storedAfter(first, next);
+    await this.eachRun(offset, buf.length, joins, async (first, _last, inFirst, at, n) => {
       const part = buf.subarray(at, at + n);
-      at += n;
-      if (host === null) {
-        part.fill(0);
-        continue;
-      }
+      const host = this.stored(first);
+      if (host === null) return void part.fill(0);
       const inFile = Math.max(0, Math.min(n, this.file.size() - (host + inFirst)));
       await this.file.read(host + inFirst, part.subarray(0, inFile));
       part.fill(0, inFile);
-    }
+    });
   }
 
   async write(offset: number, buf: Uint8Array): Promise<void> {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
     await this.parts.journal.beginSession();
-    const bs = this.blockSize;
-    const maxLast = Math.floor((offset + buf.length - 1) / bs);
-    for (let at = 0; at < buf.length;) {
-      const first = Math.floor((offset + at) / bs);
-      const inFirst = offset + at - first * bs;
+    // Runs: stored blocks one after the other in the file, or new blocks for the end of the file.
+    const joins = (first: number, next: number) =>
+      this.stored(first) !== null ? this.storedAfter(first, next) : this.isFresh(first) && this.isFresh(next);
+    await this.eachRun(offset, buf.length, joins, async (first, last, inFirst, at, n) => {
+      const part = buf.subarray(at, at + n);
       const host = this.stored(first);
       const pending = this.allocating.get(first);
       const kept = host === null && pending === undefined ? this.keptPlace(first) : null;
-      let last = first;
-      if (host !== null) last = this.storedRunEnd(first, host, maxLast);
-      else if (pending === undefined && kept === null) {
-        while (last < maxLast && this.isFresh(last + 1)) last++;
-      }
-      const n = Math.min(buf.length - at, (last + 1) * bs - offset - at);
-      const part = buf.subarray(at, at + n);
-      at += n;
       if (host !== null) await this.file.writeGrow(host + inFirst, part);
       else if (pending !== undefined) await this.writeAllocating(pending, inFirst, part);
       else if (kept !== null) await this.allocate(first, first, kept, null, () => this.fillKeptPlace(kept, inFirst, part));
       else await this.appendBlocks(first, last, inFirst, part);
-    }
+    });
     if (this.bat.dirtyCount() >= COMMIT_THRESHOLD) await this.serialised(() => this.parts.journal.commitBat(this.bat, this.parts.bat.offset));
   }
 
