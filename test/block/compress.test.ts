@@ -197,6 +197,32 @@ test('the built dist/ runs its .js workers, and a process that used the pool exi
   assert.equal(r.stdout, 'done\n');
 });
 
+test('without libzstd, zstd runs on the worker pool with the WebAssembly build, and libzstd decodes its frames', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    // An empty file where the loader looks first: libzstd.so.1 fails to load in that process.
+    await writeFile(path.join(dir, 'libzstd.so.1'), '');
+    const script =
+      `const n = await import(${JSON.stringify(path.join(ROOT, 'dist/block/compress/zstd-native.js'))});` +
+      `const m = await import(${JSON.stringify(path.join(ROOT, 'dist/block/compress/index.js'))});` +
+      `const d = new Uint8Array(2 * 65536); for (let i = 0; i < d.length; i++) d[i] = (i * 7) % 251 & 0xf0;` +
+      `const frames = await m.withCompressedClusters('zstd', d, 65536, async (p) => p.map((f) => Buffer.from(f).toString('hex')));` +
+      `console.log(JSON.stringify({ native: n.hasNativeZstd(), frames }));`;
+    const r = await runBounded('env', [`LD_LIBRARY_PATH=${dir}`, process.execPath, '--input-type=module', '-e', script]);
+    assert.equal(r.code, 0, r.stderr);
+    const { native, frames } = JSON.parse(r.stdout) as { native: boolean; frames: string[] };
+    assert.equal(native, false, 'libzstd is hidden from the child');
+    const native2 = (await zstdBackend('libzstd'))!;
+    frames.forEach((hex, c) => {
+      const out = new Uint8Array(65536);
+      assert.equal(native2.decompress(Buffer.from(hex, 'hex'), out), 65536, `cluster ${c} decodes`);
+      assert.deepEqual(out, Uint8Array.from(out, (_, i) => ((c * 65536 + i) * 7) % 251 & 0xf0), `cluster ${c} round trips`);
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
 test('decodes the compressed clusters qemu-img convert -c writes (zlib and zstd)', async () => {
   const { dir, cleanup } = await scratchDir();
   try {

@@ -7,8 +7,9 @@
  * The calls take the caller's byte arrays as pointers, so a cluster is compressed
  * straight from the copy engine's shared chunk buffer into the shared output area,
  * and decoded straight into its destination: no copy on either side. The library
- * loads once per thread (nativeZstd() returns null when it cannot be loaded: no
- * libzstd1 on the host; codec.ts then falls back to zstd-wasm.ts).
+ * loads once per thread; where it cannot (no libzstd1, or no koffi build for the
+ * platform) hasNativeZstd() is false and nativeZstdBackend() null, and the
+ * callers fall back to zstd-wasm.ts.
  *
  * Two ways to call it, both with the frames of the one-shot ZSTD_compress at the
  * given level (ZSTD_compressCCtx / ZSTD_decompressDCtx reset a context per call):
@@ -53,10 +54,9 @@ let library: Library | null | undefined;
 
 function load(): Library | null {
   if (library !== undefined) return library;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
   let lib: Koffi.LibraryHandle;
   try {
-    lib = koffi.load('libzstd.so.1');
+    lib = (createRequire(import.meta.url)('koffi') as typeof Koffi).load('libzstd.so.1');
   } catch {
     library = null;
     return null;
