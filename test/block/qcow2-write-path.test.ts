@@ -128,6 +128,24 @@ test('fresh clusters cost one data write each: refcount blocks are written with 
   }
 });
 
+test('one fresh run spanning many refcount blocks counts every cluster once (512-byte clusters, 64-bit refcounts)', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    // 64 refcount entries per block: a 1 MiB write allocates 2048 clusters across 32 or more blocks at once.
+    const file = path.join(dir, 'blocks.qcow2');
+    await createQcow2({ filename: file, size: SIZE, options: new Map([['cluster_size', '512'], ['refcount_bits', '64']]) });
+    const img = await openImage(file);
+    const ref = new Uint8Array(SIZE);
+    const data = pattern(2 ** 20, 5);
+    await img.write(3 * 512, data);
+    ref.set(data, 3 * 512);
+    await closeImage(img);
+    await qemuCheckAndCompare(file, ref, dir);
+  } finally {
+    await cleanup();
+  }
+});
+
 test('compressed clusters are packed back to back across cluster boundaries, written in one request per write', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
