@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before } from 'node:test';
-import { ROOT, type RunResult, mustRun, qemuImg, qemuIo, requirePeer, scratchDir } from '../helpers/peers.js';
+import { TSEMU_BIN, type RunResult, mustRun, qemuImg, qemuIo, requirePeer, scratchDir } from '../helpers/peers.js';
 import { patternBytes } from '../helpers/pattern.js';
 
 /** Error text without the program prefix (qemu-img prefixes some continuation lines too). */
@@ -38,7 +38,7 @@ export function qemuImgIn(cwd: string, args: readonly string[]): Promise<RunResu
 
 /** The built tsemu CLI in `cwd`. */
 export function tsemuIn(cwd: string, args: readonly string[]): Promise<RunResult> {
-  return runIn(cwd, process.execPath, [path.join(ROOT, 'bin/tsemu.js'), ...args]);
+  return runIn(cwd, TSEMU_BIN, args);
 }
 
 export interface MatrixImage {

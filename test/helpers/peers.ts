@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSEMU_BIN = path.join(ROOT, 'bin/tsemu.js');
+/** The CLI's launcher, run as a program the way users run it (its shell line starts node). */
+export const TSEMU_BIN = path.join(ROOT, 'bin/tsemu.js');
 
 export interface RunResult {
   code: number;
@@ -45,7 +46,7 @@ export function runProgram(program: string, args: readonly string[], opts: { inp
 
 /** Runs the built CLI (`npm test` builds it first). */
 export function tsemu(args: readonly string[], opts: { input?: string; cwd?: string } = {}): Promise<RunResult> {
-  return runProgram(process.execPath, [TSEMU_BIN, ...args], opts);
+  return runProgram(TSEMU_BIN, args, opts);
 }
 
 export async function qemuImg(args: readonly string[]): Promise<RunResult> {
