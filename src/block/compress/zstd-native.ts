@@ -13,11 +13,11 @@
  *
  * Two ways to call it, both with the frames of the one-shot ZSTD_compress at the
  * given level (ZSTD_compressCCtx / ZSTD_decompressDCtx reset a context per call):
- * - backend(): synchronous, on the calling thread, with one compression and one
- *   decompression context kept for the thread's lifetime;
+ * - nativeZstdBackend(): synchronous, on the calling thread, with one compression
+ *   and one decompression context kept for the thread's lifetime;
  * - NativeZstdQueue: asynchronous, each call run by koffi on one of libuv's pool
- *   threads, so the main thread compresses on every core with no worker thread
- *   to start and no message per cluster. At most `concurrency` calls run at once
+ *   threads, so clusters compress in parallel off the main thread with no worker
+ *   thread to start and no message per cluster. At most `concurrency` calls run at once
  *   (the rest wait in order); each running call owns a context from a free list,
  *   created on demand and kept. Requests are plain callbacks, one promise per
  *   batch (a promise and an async function per cluster cost more than koffi's
