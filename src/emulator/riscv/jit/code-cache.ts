@@ -25,14 +25,18 @@
  * is shared (500 blocks, or 6000 interpreted blocks after the first was queued).
  * With `background` (tsemu run's vCPUs) a batch is built and compiled on the
  * compile worker (compiler.ts) while the hart goes on; the blocks stay queued
- * until the dispatcher's receive() installs the module. Translation decodes
+ * until the dispatcher's receive() installs the module. While the worker is
+ * busy, a due batch waits for it (up to WAITING_BATCHES batches' worth of
+ * blocks, then it is compiled on this thread): translating on this thread too
+ * makes V8 optimize the translator in a second isolate, which cost more CPU
+ * than the blocks' extra wait on the interpreter. Translation decodes
  * the guest code when the batch is made, marks its page in the code-page map
  * and drops this hart's store-TLB entries for that page, so later guest
  * stores to it take the slow path and invalidate (an entry reset while its
  * batch is in flight has a new generation, and the batch skips it).
  *
  * Invalidation (CodeCacheHooks): invalidatePage resets the entries on one page
- * to cold and their slots to null (this hart's stores to a code page land
+ * to cold and their slots to vacant (this hart's stores to a code page land
  * here through the slow path). invalidateAll (fence.i, remote fences) cannot
  * afford to drop everything — Linux runs fence.i whenever it maps an
  * executable page — and need not: only writers this hart did not see (other
@@ -77,6 +81,8 @@ export interface JitTuning {
 export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 500, flushAfter: 6000, chaining: true, background: false };
 
 const RECENT_SIZE = 1 << 14;
+/** Batches' worth of queued blocks that wait for a busy compile worker before this thread compiles them. */
+const WAITING_BATCHES = 4;
 /** Slots the table starts with: a bundled boot creates ~37 k entries (a Debian boot more: the table grows). */
 const INITIAL_SLOTS = 1 << 16;
 
@@ -213,16 +219,21 @@ export class CodeCache implements CodeCacheHooks {
       this.queue.push(e);
     }
     if (this.queue.length === 0) return;
-    if (this.queue.length >= this.tuning.batchSize || ++this.interpretedSinceQueued >= this.tuning.flushAfter) this.flush();
+    const due = this.queue.length >= this.tuning.batchSize || ++this.interpretedSinceQueued >= this.tuning.flushAfter;
+    if (due && !this.waitForCompiler()) this.flush();
+  }
+
+  /** True while the compile worker is busy and not too many blocks are queued: a due batch waits for it. */
+  private waitForCompiler(): boolean {
+    return this.compiler !== undefined && this.inFlight.size > 0 && this.queue.length < WAITING_BATCHES * this.tuning.batchSize;
   }
 
   /**
    * Decodes every queued block and compiles them into one module: on the
    * compile worker when it is idle (the blocks stay queued until receive()
-   * installs them), else at once on this thread (a worker that is still busy
-   * with the last batch has no core to itself, and waiting for it would leave
-   * the blocks on the interpreter). Their pages become code pages now, so a
-   * store to them in the meantime resets them.
+   * installs them), else at once on this thread (noteCold lets a due batch
+   * wait for a busy worker first, see the header). Their pages become code
+   * pages now, so a store to them in the meantime resets them.
    */
   flush(): void {
     const batch = this.queue.splice(0);
