@@ -2,7 +2,7 @@
  * The user stack's TCP toward a synthetic guest, the host side a real server on
  * 127.0.0.1: handshake options (MSS, window scaling), relaying both ways, the
  * guest's window honoured, retransmission after a lost segment, duplicate ACKs
- * for out-of-order data, FIN in both directions, and RSTs for refused connections
+ * for out-of-order data, delayed ACKs for in-order data, FIN in both directions, and RSTs for refused connections
  * and stray segments.
  */
 import { after, test } from 'node:test';
@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { Frame, HOST_IP, SyntheticGuest } from './synthetic.js';
+import { ACK_DELAY_MS } from '../../src/net/user/delayed-ack.js';
 
 const FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10;
 const cleanup: (() => unknown)[] = [];
@@ -228,4 +229,20 @@ test('SACK as a sender: fast recovery resends exactly the holes the guest\'s SAC
   g.send(ackTo(10_000, []));
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(g.received.filter((f) => new Frame(f).tcpData.length > 0).length, 0, 'nothing else resent');
+});
+
+test('delayed ACK: a burst of full segments is acknowledged once, a lone small segment after a short delay', async () => {
+  const s = await open(65535, 0);
+  let got = 0;
+  s.host.on('data', (d: Buffer) => (got += d.length));
+  for (let i = 0; i < 3; i++) s.g.send(s.g.tcp(HOST_IP, s.guestPort, s.port, s.seq + i * 1460, s.ack, ACK, 65535, Buffer.alloc(1460, i)));
+  const burst = await s.g.next((f) => f.isTcp(ACK), 'ACK of the burst');
+  assert.equal(burst.ack, s.seq + 3 * 1460, 'one ACK covers the three segments');
+  const start = performance.now();
+  s.g.send(s.g.tcp(HOST_IP, s.guestPort, s.port, s.seq + 3 * 1460, s.ack, ACK | PSH, 65535, Buffer.alloc(100, 9)));
+  const small = await s.g.next((f) => f.isTcp(ACK), 'ACK of the small segment');
+  assert.equal(small.ack, s.seq + 3 * 1460 + 100);
+  assert.ok(performance.now() - start >= ACK_DELAY_MS - 1, 'the small segment\'s ACK was delayed');
+  while (got < 3 * 1460 + 100) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(s.g.received.filter((f) => new Frame(f).isTcp()).length, 0, 'no other ACK');
 });

@@ -30,8 +30,14 @@
  * duplicate ACK with SACK blocks when the guest offered SACK (we always offer it).
  * As a sender we keep the guest's SACK blocks as a scoreboard: in fast recovery each
  * duplicate or partial ACK resends the next hole below the highest SACKed byte
- * (without SACK, the first unacknowledged segment); a timeout forgets the board. ACKs for in-order data are sent once per turn of
- * the event loop, so a burst of segments is acknowledged once. In-order data for the
+ * (without SACK, the first unacknowledged segment); a timeout forgets the board.
+ * ACKs for in-order data are delayed (delayed-ack.ts: every second full segment, at
+ * the end of the turn, else within 5 ms); TCP's immediate ACKs go at once: out-of-order
+ * or old data, a filled hole, the guest's FIN, data while our last window said zero
+ * (a window probe), a window update when the host socket drains, and pushed (PSH) data
+ * the host socket could not take at once, the moment the socket has written it all (a
+ * pushed segment the socket takes at once is acknowledged like any other: an ACK per
+ * small pushed write is what keeps a Nagle sender from merging them). In-order data for the
  * host is gathered the same way: the segments of one burst (one tap read batch)
  * leave in one socket write at the end of the turn (process.nextTick), not one
  * write (and one system call) per segment; the bytes gathered count against the
@@ -40,6 +46,7 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
+import { DelayedAck } from './delayed-ack.js';
 import { Reassembly } from './reassembly.js';
 import { sameAddress, type IpAddress } from './ip-address.js';
 import { OutPacket, PROTO_TCP, type InPacket } from './packet.js';
@@ -171,7 +178,13 @@ export class TcpConnection {
   private sacked: [number, number][] = [];
   /** In recovery, where the search for the next hole to resend starts. */
   private retransmitNext = 0;
-  private ackScheduled = false;
+  private readonly acks: DelayedAck;
+  /** The window field of the last segment we sent was zero: the guest may only probe it. */
+  private windowWasZero = false;
+  /** Data gathered for the host includes a pushed (PSH) segment. */
+  private gatheredPush = false;
+  /** Pushed data waits in the host socket's buffer: ACK once the socket has written it all. */
+  private pushBuffered = false;
   /** In-order guest data not yet written to the host socket (flushed at the end of the turn). */
   private gathered: Uint8Array[] = [];
   private gatheredBytes = 0;
@@ -188,6 +201,7 @@ export class TcpConnection {
     private readonly onClosed: (c: TcpConnection) => void,
     guestSyn?: { seq: number; options: SynOptions },
   ) {
+    this.acks = new DelayedAck(mssFor(guestAddr), () => this.sendAck());
     if (guestSyn) {
       this.state = 'connecting';
       this.rcvNxt = (guestSyn.seq + 1) >>> 0;
@@ -234,8 +248,12 @@ export class TcpConnection {
     return free <= 0 ? 0 : Math.min(0xffff, free >>> this.rcvShift);
   }
 
+  /** A segment toward the guest; one that carries our ACK acknowledges all received so far. */
   private segment(seq: number, flags: number, length = 0, optionBytes = 0): OutPacket {
-    return tcpSegment(this.peerAddr, this.peerPort, this.guestAddr, this.guestPort, seq, this.rcvNxt, flags, this.window(), length + optionBytes, optionBytes);
+    const window = this.window();
+    this.windowWasZero = window === 0;
+    if (flags & ACK) this.acks.sent();
+    return tcpSegment(this.peerAddr, this.peerPort, this.guestAddr, this.guestPort, seq, this.rcvNxt, flags, window, length + optionBytes, optionBytes);
   }
 
   private sendSyn(): void {
@@ -268,15 +286,6 @@ export class TcpConnection {
       }
     }
     this.out.emit(p);
-  }
-
-  private scheduleAck(): void {
-    if (this.ackScheduled) return;
-    this.ackScheduled = true;
-    setImmediate(() => {
-      this.ackScheduled = false;
-      this.sendAck();
-    });
   }
 
   /** The most payload one segment carries: the MSS, or many when the consumer cuts large IPv4 segments. */
@@ -412,13 +421,14 @@ export class TcpConnection {
     }
     if (flags & ACK && this.sackOk && headerLength > 20) this.readSackBlocks(v, t, headerLength);
     if (flags & ACK) this.onAck(ack, window << this.sndShift, dataLength === 0 && !(flags & FIN));
-    if ((dataLength > 0 || flags & FIN) && !this.guestFin) this.receive(p.frame.subarray(t + headerLength, t + headerLength + dataLength), seq, (flags & FIN) !== 0);
+    if ((dataLength > 0 || flags & FIN) && !this.guestFin) this.receive(p.frame.subarray(t + headerLength, t + headerLength + dataLength), seq, flags);
     else if (dataLength > 0) this.sendAck(); // data after the guest's FIN: a resend
     if (this.guestFin && this.finAcked) this.close(false);
   }
 
   /** Data (and FIN) from the guest: in-order bytes go to the host, later ones wait in the reassembly. */
-  private receive(data: Uint8Array, seq: number, fin: boolean): void {
+  private receive(data: Uint8Array, seq: number, flags: number): void {
+    const fin = (flags & FIN) !== 0;
     const skip = (this.rcvNxt - seq) | 0; // bytes already received (a resend overlapping new data)
     if (skip < 0) {
       if (-skip < RCV_ALLOWANCE) this.outOfOrder.add(this.rcvNxt, seq, data); // a FIN waits for its resend
@@ -426,7 +436,10 @@ export class TcpConnection {
     }
     if (skip > data.length || (skip === data.length && !fin)) return this.sendAck(); // all old
     const hadHole = !this.outOfOrder.empty;
+    const probed = this.windowWasZero;
+    const before = this.rcvNxt;
     if (skip < data.length) {
+      if (flags & PSH) this.gatheredPush = true;
       this.toHost(data.subarray(skip));
       this.rcvNxt = (this.rcvNxt + data.length - skip) >>> 0;
       for (const chunk of this.outOfOrder.take(this.rcvNxt)) {
@@ -440,8 +453,8 @@ export class TcpConnection {
       this.flushToHost();
       this.socket.end();
       this.sendAck();
-    } else if (hadHole) this.sendAck(); // a filled hole is acknowledged at once
-    else this.scheduleAck();
+    } else if (hadHole || probed) this.sendAck(); // a filled hole, or data into a window we said was closed
+    else this.acks.received((this.rcvNxt - before) >>> 0);
   }
 
   /** Gathers in-order bytes for the host; the first of a turn schedules the one write. */
@@ -456,11 +469,21 @@ export class TcpConnection {
     const chunks = this.gathered;
     if (chunks.length === 0) return;
     const total = this.gatheredBytes;
+    const pushed = this.gatheredPush;
     this.gathered = [];
     this.gatheredBytes = 0;
+    this.gatheredPush = false;
     if (this.socket.destroyed || this.socket.writableEnded) return; // reset, or ended after a flush
-    this.socket.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    this.socket.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total), pushed ? this.onPushedWritten : undefined);
+    if (pushed && this.socket.writableLength > 0) this.pushBuffered = true;
   }
+
+  /** A pushed chunk left the host socket's buffer: if it had to wait there and the buffer is now empty, ACK at once. */
+  private readonly onPushedWritten = (): void => {
+    if (!this.pushBuffered || this.socket.writableLength > 0) return;
+    this.pushBuffered = false;
+    if (this.acks.pending) this.sendAck();
+  };
 
   private established(): void {
     this.state = 'open';
@@ -609,6 +632,7 @@ export class TcpConnection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.stopTimer();
+    this.acks.stop();
     if (!abort) {
       this.flushToHost();
       this.socket.end();
