@@ -86,6 +86,13 @@ export interface BlockNode {
    * short at the end of the image) compressed. Present on formats that support it.
    */
   writeCompressed?(offset: number, buf: Uint8Array): Promise<void>;
+
+  /**
+   * Optional: writes several ranges (ascending, disjoint) as one request, with the
+   * same result as one write() per range. Formats that can place them together
+   * (qcow2: fresh clusters of one request follow each other) save requests.
+   */
+  writeRuns?(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void>;
 }
 
 /** Error raised when an image's content is invalid; the message names what is wrong. */

@@ -20,7 +20,8 @@
  * longer ones skipped), and when `sparseSize` > 0 scans it for zero runs with
  * native compares at `unit` granularity (max(target granule, sparseSize)): zero
  * runs become writeZeroes, or nothing when the target already reads as zeroes.
- * Writes are issued in chunk order unless `outOfOrder` (requests still overlap:
+ * Writes are issued in chunk order (a chunk's data runs in one writeRuns request
+ * where the target offers it) unless `outOfOrder` (requests still overlap:
  * a chunk waits only until the previous one has *issued* its writes, which keeps
  * allocation order sequential while reads, compression and writes run in
  * parallel). With compression the chunk buffers are SharedArrayBuffers, which
@@ -142,6 +143,7 @@ export async function copySegments(o: CopyOptions): Promise<void> {
     await myTurn(c);
     if (throttle) await throttle(c.length);
     const writes: Promise<void>[] = [];
+    const plain: Array<{ offset: number; buf: Buffer }> = [];
     for (const r of runs) {
       const off = t + r.start;
       const len = r.end - r.start;
@@ -150,9 +152,12 @@ export async function copySegments(o: CopyOptions): Promise<void> {
       } else if (o.compress && off % gran === 0 && (len % gran === 0 || off + len === o.target.size())) {
         writes.push(o.target.writeCompressed!(off, data.subarray(r.start, r.end)));
       } else {
-        writes.push(o.target.write(off, data.subarray(r.start, r.end)));
+        plain.push({ offset: off, buf: data.subarray(r.start, r.end) });
       }
     }
+    // The chunk's data runs in one request where the target takes several at once.
+    if (plain.length > 1 && o.target.writeRuns) writes.push(o.target.writeRuns(plain));
+    else for (const p of plain) writes.push(o.target.write(p.offset, p.buf));
     c.issued();
     await settleAll(writes);
   };

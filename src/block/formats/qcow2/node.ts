@@ -28,7 +28,9 @@
  * Concurrency: reads share an RwLock; metadata changes hold it alone. A
  * guest write runs in three steps: under the lock it maps its clusters
  * (allocating fresh ones, refcount raised in the cache); outside the lock its
- * data goes to the host clusters; under the lock again the L2 entries are set.
+ * data goes to the host clusters (one request per run of consecutive host
+ * clusters); under the lock again the L2 entries are set. writeRuns() takes
+ * several ranges through the same three steps as one write.
  * Writes whose guest clusters overlap an unfinished write wait for it; every
  * other change (zeroing, discard, compressed writes, resize, snapshots, close)
  * first waits until no write is in flight. Refcount blocks changed by data
@@ -651,15 +653,38 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     this.checkWritable();
     checkRange(this, this.size(), offset, buf.length);
     if (buf.length === 0) return;
+    await this.writeRanges([{ offset, buf }], opts);
+  }
+
+  /**
+   * Several ranges (ascending, disjoint) as one write: mapped in one turn of the
+   * lock, their data in one request per run of consecutive host clusters (fresh
+   * allocations of one call follow each other), their L2 entries set after all of
+   * it is on disk. The same result and crash safety as one write() per range.
+   */
+  async writeRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    this.checkWritable();
+    let end = 0;
+    for (const r of runs) {
+      checkRange(this, this.size(), r.offset, r.buf.length);
+      if (r.offset < end) throw new BlockRequestError(`${this.filename}: writeRuns needs ascending, disjoint ranges`);
+      end = r.offset + r.buf.length;
+    }
+    const ranges = runs.filter((r) => r.buf.length > 0);
+    if (ranges.length > 0) await this.writeRanges(ranges);
+  }
+
+  private async writeRanges(ranges: ReadonlyArray<{ offset: number; buf: Uint8Array }>, opts?: WriteOptions): Promise<void> {
     const cs = this.clusterSize;
+    const last = ranges[ranges.length - 1]!;
     let resolveDone!: () => void;
     const me: InFlight = {
-      from: Math.floor(offset / cs),
-      to: Math.ceil((offset + buf.length) / cs),
+      from: Math.floor(ranges[0]!.offset / cs),
+      to: Math.ceil((last.offset + last.buf.length) / cs),
       done: new Promise<void>((resolve) => (resolveDone = resolve)),
     };
     try {
-      const plan = await this.guard(this.mapWrite(me, offset, buf));
+      const plan = await this.guard(this.mapWrite(me, ranges));
       // If a data write fails, its clusters stay allocated: a leak, never a wrong mapping.
       await this.runHostWrites(plan.writes);
       await this.guard(this.lock.exclusive(async () => {
@@ -673,14 +698,14 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   }
 
   /** Step 1 of a write, under the lock once no overlapping write is in flight; registers `me`. */
-  private async mapWrite(me: InFlight, offset: number, buf: Uint8Array): Promise<WritePlan> {
+  private async mapWrite(me: InFlight, ranges: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<WritePlan> {
     for (;;) {
       const r = await this.lock.exclusive(async (): Promise<{ wait: Promise<unknown> } | { plan: WritePlan }> => {
         const overlapping = this.overlapping(me);
         if (overlapping.length > 0) return { wait: this.inFlightDone(overlapping) };
         await this.beforeChange();
         const plan: WritePlan = { writes: [], updates: [] };
-        await this.planWrite(offset, buf, plan);
+        for (const { offset, buf } of ranges) await this.planWrite(offset, buf, plan);
         this.inFlight.add(me);
         return { plan };
       });
@@ -703,7 +728,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     for (const w of writes) this.hostWritesEnd = Math.max(this.hostWritesEnd, w.host + w.data.length);
     try {
       if (writes.length === 1) await this.file.writeGrow(writes[0]!.host, writes[0]!.data);
-      else await Promise.all(writes.map((w) => this.file.writeGrow(w.host, w.data)));
+      else await Promise.all(hostRuns(writes).map((run) => this.file.writevGrow(run.host, run.parts)));
     } finally {
       if (--this.hostWrites === 0) this.hostWritesEnd = 0;
     }
@@ -1256,6 +1281,11 @@ export class Qcow2Node implements ImageNode, ChainHooks {
       await this.file.close();
     }
   }
+}
+
+/** Host writes (in plan order) grouped into runs that follow each other on the host. */
+function hostRuns(writes: WritePlan['writes']): Array<{ host: number; parts: Uint8Array[] }> {
+  return contiguousRuns(writes.map((w) => ({ host: w.host, packed: w.data })));
 }
 
 /** Pieces placed at host offsets, grouped into runs of pieces that follow each other. */
