@@ -5,6 +5,13 @@
  * thread, on first use (koffi works in worker threads); each module declares the
  * functions it needs on the one library handle and reports a failed call's errno
  * by its name and its strerror text from here.
+ *
+ * Loading koffi through its package costs about 7 ms of CPU (resolving two
+ * packages, compiling its loader, reading Node's ELF header to tell glibc from
+ * musl) against about 1 ms for its native module alone, and every img command
+ * pays it (image locks). So the native module of this platform's glibc build,
+ * which is what that loader picks on a glibc system, is required directly; if it
+ * is not there or does not load (musl, another layout), the package loads as usual.
  */
 import { createRequire } from 'node:module';
 import type * as Koffi from 'koffi';
@@ -22,9 +29,19 @@ export interface Libc {
 
 let loaded: Libc | null = null;
 
+function loadKoffi(): typeof Koffi {
+  const require = createRequire(import.meta.url);
+  const { platform, arch } = process;
+  try {
+    return require(`@koromix/koffi-${platform}-${arch}/${platform}_${arch}/koffi.node`) as typeof Koffi;
+  } catch {
+    return require('koffi') as typeof Koffi;
+  }
+}
+
 export function libc(): Libc {
   if (loaded) return loaded;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+  const koffi = loadKoffi();
   const lib = koffi.load('libc.so.6');
   const strerror = lib.func('const char *strerror(int errnum)') as (errnum: number) => string;
   const names = new Map<number, string>();

@@ -31,7 +31,6 @@
  * format has it) and trim the file there. A process killed between a write and
  * the next flush leaves a stream image without its footer.
  */
-import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
@@ -55,7 +54,6 @@ import {
 } from './sparse-header.js';
 import { readStreamFooter, StreamTail } from './stream.js';
 
-const deflate = promisify(zlib.deflate);
 const GRAIN_MARKER_BYTES = 12;
 /** Inflated grains kept for reads that cut one grain into several requests. */
 const RECENT_GRAINS = 16;
@@ -315,7 +313,10 @@ export class SparseExtent implements Extent {
   }
 
   private compressGrain(data: Uint8Array): Promise<Uint8Array> {
-    return deflate(data, { chunkSize: this.granularity + SECTOR });
+    // zlib is looked up here, not at module load: the CLI bundle loads node:zlib on first use.
+    return new Promise((resolve, reject) =>
+      zlib.deflate(data, { chunkSize: this.granularity + SECTOR }, (err, out) => (err ? reject(err) : resolve(out))),
+    );
   }
 
   /** The current bytes of a grain that is not stored in place (for a merge); `below` null: not needed. */
