@@ -13,22 +13,38 @@
  * it, so a function or class taken from it is the real one, looked up when used.
  * The stand-in lists the names the built-in exports on the Node that builds (a
  * name a later Node adds is not forwarded); what code sees is otherwise the same.
+ *
+ * The same stand-in serves the CommonJS packages in LAZY_PACKAGES, which oclif
+ * requires at start-up for code paths this CLI never takes (tinyglobby with fdir
+ * and picomatch to find command files by pattern, where tsemu has an explicit
+ * command table; minimatch for wildcard plugin names in development setups):
+ * about 1-2 ms of CPU per command to evaluate. The real package is still bundled
+ * (resolved from where the importer would have found it) and evaluated on first
+ * use; the stand-in lists the exports of that copy.
  */
 import { builtinModules, createRequire } from 'node:module';
+import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 
 /** Built-ins that a short command usually does not call (and whose loading costs most). */
 const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
 
-const NAMESPACE = 'lazy-builtin';
+/** Packages that oclif loads at start-up and tsemu's commands never call. */
+const LAZY_PACKAGES = ['minimatch', 'tinyglobby'];
 
-/** Source of the stand-in for built-in `name`: a CommonJS module of forwarding accessors. */
-function standIn(name) {
-  const names = Object.getOwnPropertyNames(require(`node:${name}`)).filter((key) => key !== '__esModule');
+const NAMESPACE = 'lazy-builtin';
+const PACKAGE_NAMESPACE = 'lazy-package';
+
+/**
+ * Source of the stand-in for module `specifier` (whose exports are `real`): a
+ * CommonJS module of forwarding accessors.
+ */
+function standIn(specifier, real) {
+  const names = Object.getOwnPropertyNames(real).filter((key) => key !== '__esModule');
   return [
     'let real;',
-    `const load = () => real ??= require(${JSON.stringify(`node:${name}`)});`,
+    `const load = () => real ??= require(${JSON.stringify(specifier)});`,
     `for (const key of ${JSON.stringify(names)}) {`,
     '  Object.defineProperty(exports, key, {',
     '    get: () => load()[key],',
@@ -52,6 +68,21 @@ export const lazyBuiltins = {
       if (args.namespace === NAMESPACE) return { path: args.path, external: true };
       return { path: name, namespace: NAMESPACE };
     });
-    build.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => ({ contents: standIn(args.path), loader: 'js' }));
+    build.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => ({
+      contents: standIn(`node:${args.path}`, require(`node:${args.path}`)),
+      loader: 'js',
+    }));
+
+    build.onResolve({ filter: new RegExp(`^(${LAZY_PACKAGES.join('|')})$`) }, (args) => {
+      // The stand-in's own require is the real package, found from the original importer's folder.
+      if (args.namespace === PACKAGE_NAMESPACE) return undefined;
+      const from = createRequire(path.join(args.resolveDir, 'index.js'));
+      // One stand-in per copy of the package (its resolved file).
+      return { path: from.resolve(args.path), namespace: PACKAGE_NAMESPACE, pluginData: { name: args.path, from } };
+    });
+    build.onLoad({ filter: /.*/, namespace: PACKAGE_NAMESPACE }, (args) => {
+      const { name, from } = args.pluginData;
+      return { contents: standIn(name, from(name)), resolveDir: path.dirname(args.path), loader: 'js' };
+    });
   },
 };

@@ -3,13 +3,15 @@
  * names every command module, each entry loads its real class, the manifest the
  * build writes lists exactly the table's commands, and the built CLI prints
  * each command's help (with all of its flags) and runs commands from the bundle.
+ * An img command loads koffi's native module directly, not through koffi's
+ * package loader (src/util/libc.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { COMMANDS } from '../../src/commands/index.js';
-import { ROOT, scratchDir, tsemu } from '../helpers/peers.js';
+import { ROOT, runProgram, scratchDir, TSEMU_BIN, tsemu } from '../helpers/peers.js';
 
 /** Command ids the source tree defines: one per module under src/commands/ but base.ts and index.ts. */
 async function commandModuleIds(): Promise<string[]> {
@@ -85,6 +87,27 @@ test('commands run from the bundle, compression workers included', async () => {
       const cmp = await tsemu(['img', 'compare', '-f', 'raw', '-F', 'qcow2', raw, qcow2]);
       assert.equal(cmp.code, 0, cmp.stdout + cmp.stderr);
     }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('img info takes its image locks through koffi\'s native module, not koffi\'s package loader', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const image = path.join(dir, 'a.qcow2');
+    assert.equal((await tsemu(['img', 'create', '-q', '-f', 'qcow2', image, '1M'])).code, 0);
+    // Preloaded into the CLI's Node: prints every module request that names koffi.
+    const hook = path.join(dir, 'hook.cjs');
+    await writeFile(
+      hook,
+      "const M = require('node:module'); const load = M._load;\n" +
+        "M._load = function (request, ...rest) { if (/koffi/.test(request)) process.stderr.write(`load ${request}\\n`); return load.call(this, request, ...rest); };\n",
+    );
+    const r = await runProgram(process.execPath, ['--require', hook, TSEMU_BIN, 'img', 'info', image]);
+    assert.equal(r.code, 0, r.stderr);
+    const requests = r.stderr.split('\n').filter((l) => l.startsWith('load ')).map((l) => l.slice(5));
+    assert.deepEqual(requests, [`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`]);
   } finally {
     await cleanup();
   }
