@@ -93,6 +93,13 @@ export interface BlockNode {
    * (qcow2: fresh clusters of one request follow each other) save requests.
    */
   writeRuns?(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void>;
+
+  /**
+   * Optional: reads several disjoint ranges as one request, with the same result as
+   * one read() per range. Nodes that can join ranges stored one after another (a
+   * file: one preadv; qcow2: clusters that follow each other in its file) save requests.
+   */
+  readRuns?(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void>;
 }
 
 /** Error raised when an image's content is invalid; the message names what is wrong. */

@@ -1,7 +1,8 @@
 /**
  * zeroRuns against a plain per-unit reference on seeded random layouts: zero and
  * data units, known-zero parts (whose bytes are garbage, as when a convert does
- * not read them), unaligned target offsets and a short last unit.
+ * not read them), zero stretches longer than a unit that start off a unit
+ * boundary, unaligned target offsets and a short last unit.
  */
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
@@ -34,9 +35,14 @@ test('zeroRuns matches a per-unit scan on random layouts', () => {
     const known: Part[] = [];
     for (let at = 0; at < data.length;) {
       const len = rng.int(1, 6) * unit;
-      const kind = rng.int(0, 3);
+      const kind = rng.int(0, 4);
       const end = Math.min(data.length, at + len);
       if (kind === 0) data.fill(rng.int(1, 255), at, end);
+      else if (kind === 4) {
+        data.fill(rng.int(1, 255), at, end); // data around one zero stretch at any offset
+        const from = rng.int(at, end - 1);
+        data.fill(0, from, Math.min(end, from + rng.int(unit - 1, 3 * unit)));
+      }
       else if (kind === 1) data[rng.int(at, end - 1)] = 1;
       else if (kind === 2) {
         data.fill(9, at, end); // garbage the scan must not look at

@@ -17,7 +17,8 @@
  * writes never straddle half a cluster (a data chunk grows, a zero/skip chunk
  * shrinks). `inFlight` workers take chunks from the planner; each owns one
  * buffer, reads its chunk's data parts (gaps shorter than MERGE_GAP read along,
- * longer ones skipped), and when `sparseSize` > 0 scans it for zero runs with
+ * longer ones skipped; all parts in one readRuns request where the source offers
+ * it, so a qcow2 source reads parts stored one after another at once), and when `sparseSize` > 0 scans it for zero runs with
  * native compares at `unit` granularity (max(target granule, sparseSize)): zero
  * runs become writeZeroes, or nothing when the target already reads as zeroes.
  * Writes are issued in chunk order (a chunk's data runs in one writeRuns request
@@ -189,7 +190,13 @@ export async function copySegments(o: CopyOptions): Promise<void> {
       data.fill(0, tailStart, end);
     }
     const base = c.seg.sourceOffset + c.pos;
-    await settleAll(reads.map((r) => readSource(c.seg.source, base + r.start, data.subarray(r.start, r.end))));
+    const src = c.seg.source;
+    // Several parts in one request where the source can join them (--salvage reads them one by one).
+    if (reads.length > 1 && src.readRuns && !o.salvage) {
+      await src.readRuns(reads.map((r) => ({ offset: base + r.start, buf: data.subarray(r.start, r.end) })));
+    } else {
+      await settleAll(reads.map((r) => readSource(src, base + r.start, data.subarray(r.start, r.end))));
+    }
   };
 
   const readSource = async (src: BlockNode, off: number, data: Buffer): Promise<void> => {

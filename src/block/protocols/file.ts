@@ -23,7 +23,7 @@
  *   using the image [x]?' for locks (callers add "Could not open 'x': " as qemu-img does).
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { constants as fsConstants, read as fsRead, write as fsWrite, writev as fsWritev } from 'node:fs';
+import { constants as fsConstants, read as fsRead, readv as fsReadv, write as fsWrite, writev as fsWritev } from 'node:fs';
 import {
   type BlockExtent,
   BlockRequestError,
@@ -57,6 +57,8 @@ export type FileOpenOptions = ProtocolOpenOptions;
 const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL', 'ENODEV']);
 
 const ZERO_CHUNK = 1 << 20;
+/** Most buffers one preadv takes (Linux's IOV_MAX). */
+const IOV_MAX = 1024;
 /** QEMU allocates this much at the start of a file it grows from empty. */
 const FIRST_BLOCK = 4096;
 
@@ -141,6 +143,26 @@ export class FileNode implements ProtocolNode {
       return Promise.reject(e);
     }
     return preadAll(this.handle.fd, buf, offset);
+  }
+
+  /** read() of each range; ranges that follow each other in the file are one request (preadv). */
+  readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    try {
+      for (const r of runs) checkRange(this, this.length, r.offset, r.buf.length);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const reads: Promise<void>[] = [];
+    for (let i = 0; i < runs.length;) {
+      const first = runs[i]!;
+      let end = first.offset + first.buf.length;
+      let j = i + 1;
+      for (; j < runs.length && j - i < IOV_MAX && runs[j]!.offset === end; j++) end += runs[j]!.buf.length;
+      const fd = this.handle.fd;
+      reads.push(j === i + 1 ? preadAll(fd, first.buf, first.offset) : preadvAll(fd, runs.slice(i, j).map((r) => r.buf), first.offset));
+      i = j;
+    }
+    return reads.length === 1 ? reads[0]! : Promise.all(reads).then(() => undefined);
   }
 
   write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {
@@ -322,6 +344,23 @@ function preadAll(fd: number, buf: Uint8Array, position: number): Promise<void> 
     };
     if (buf.length === 0) return resolve();
     fsRead(fd, buf, 0, buf.length, position, step);
+  });
+}
+
+/** preadv of `parts` laid end to end; what a short read leaves is read part by part. */
+function preadvAll(fd: number, parts: Uint8Array[], position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fsReadv(fd, parts, position, (err, n) => {
+      if (err) return reject(err);
+      const rest: Promise<void>[] = [];
+      for (let at = 0, i = 0; i < parts.length; at += parts[i]!.length, i++) {
+        if (at + parts[i]!.length <= n) continue;
+        const from = Math.max(0, n - at);
+        rest.push(preadAll(fd, parts[i]!.subarray(from), position + at + from));
+      }
+      if (rest.length === 0) resolve();
+      else Promise.all(rest).then(() => resolve(), reject);
+    });
   });
 }
 

@@ -30,7 +30,9 @@
  * (allocating fresh ones, refcount raised in the cache); outside the lock its
  * data goes to the host clusters (one request per run of consecutive host
  * clusters); under the lock again the L2 entries are set. writeRuns() takes
- * several ranges through the same three steps as one write.
+ * several ranges through the same three steps as one write. Reads map their
+ * clusters first and then read the data clusters, those that follow each other
+ * in the file with one request (readRuns() maps several ranges that way).
  * Writes whose guest clusters overlap an unfinished write wait for it; every
  * other change (zeroing, discard, compressed writes, resize, snapshots, close)
  * first waits until no write is in flight. Refcount blocks changed by data
@@ -110,6 +112,12 @@ export interface Extent {
   /** Host offset of the run's first byte (data, or zero/unallocated units of a cluster that keeps an allocation). */
   hostOffset: number | null;
   compressed: CompressedDescriptor | null;
+}
+
+/** A data cluster run to read from the image file into `buf`. */
+interface HostPiece {
+  offset: number;
+  buf: Uint8Array;
 }
 
 /** A data write mapped under the lock: host writes to do, then L2 updates to apply. */
@@ -516,13 +524,55 @@ export class Qcow2Node implements ImageNode, ChainHooks {
    */
   async readAt(offset: number, buf: Uint8Array, table: L1Table = this.activeTable): Promise<void> {
     const pending: Promise<void>[] = [];
+    const host: HostPiece[] = [];
+    await this.planRead(offset, buf, table, host, pending);
+    pending.push(this.readHostPieces(host));
+    await Promise.all(pending);
+  }
+
+  /**
+   * Several ranges (disjoint) read as one: mapped one after another, and the data
+   * clusters that follow each other in the file read with one request.
+   */
+  async readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    for (const r of runs) checkRange(this, this.size(), r.offset, r.buf.length);
+    const readAll = async (): Promise<void> => {
+      const pending: Promise<void>[] = [];
+      const host: HostPiece[] = [];
+      for (const r of runs) await this.planRead(r.offset, r.buf, this.activeTable, host, pending);
+      pending.push(this.readHostPieces(host));
+      await Promise.all(pending);
+    };
+    if (this.readOnly) return readAll();
+    return this.guard(this.lock.shared(readAll));
+  }
+
+  /** Host reads of data clusters: those inside the file in one readRuns request where the file offers it. */
+  private readHostPieces(pieces: HostPiece[]): Promise<void> {
+    if (pieces.length === 0) return Promise.resolve();
+    if (pieces.length === 1) return this.readHost(pieces[0]!.offset, pieces[0]!.buf);
+    const fileRuns = this.file.readRuns;
+    if (!fileRuns) return Promise.all(pieces.map((p) => this.readHost(p.offset, p.buf))).then(() => undefined);
+    const size = this.file.size();
+    const inside = pieces.filter((p) => p.offset + p.buf.length <= size);
+    const reads = pieces.filter((p) => p.offset + p.buf.length > size).map((p) => this.readHost(p.offset, p.buf));
+    reads.push(fileRuns.call(this.file, inside));
+    return Promise.all(reads).then(() => undefined);
+  }
+
+  /**
+   * Maps guest bytes [offset, offset + buf.length) through `table`: data clusters
+   * become `host` pieces to read, zero clusters are filled, backing and compressed
+   * reads start at once (`pending`).
+   */
+  private async planRead(offset: number, buf: Uint8Array, table: L1Table, host: HostPiece[], pending: Promise<void>[]): Promise<void> {
     let pos = 0;
     while (pos < buf.length) {
       const ext = await this.mapExtent(offset + pos, buf.length - pos, table);
       const part = buf.subarray(pos, pos + ext.length);
       switch (ext.kind) {
         case KIND_DATA:
-          pending.push(this.readHost(ext.hostOffset!, part));
+          host.push({ offset: ext.hostOffset!, buf: part });
           break;
         case KIND_ZERO:
           part.fill(0);
@@ -535,7 +585,6 @@ export class Qcow2Node implements ImageNode, ChainHooks {
       }
       pos += ext.length;
     }
-    await Promise.all(pending);
   }
 
   private async readBacking(offset: number, part: Uint8Array): Promise<void> {
