@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { createQcow2 } from '../../src/block/formats/qcow2/create.js';
 import type { Qcow2Node } from '../../src/block/formats/qcow2/node.js';
@@ -107,6 +108,30 @@ test('file readRuns: adjacent ranges in one request, the same bytes as read()', 
       assert.deepEqual(r.buf, want);
     }
     await assert.rejects(node.readRuns([{ offset: (1 << 20) - 1, buf: new Uint8Array(2) }]));
+    await node.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('file readRuns: a preadv cut short by a file that shrank under it reads the rest as zeroes', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'f.raw');
+    const node = await FileNode.open(file, { create: true });
+    await node.truncate(1 << 16);
+    await node.write(0, filled(1 << 16, 7));
+    await truncate(file, 8000);
+    const runs = [
+      { offset: 1000, buf: new Uint8Array(5000).fill(0xee) },
+      { offset: 6000, buf: new Uint8Array(7000).fill(0xee) },
+    ];
+    await node.readRuns(runs);
+    const before = filled(1 << 16, 7);
+    const second = new Uint8Array(7000);
+    second.set(before.subarray(6000, 8000));
+    assert.deepEqual(runs[0]!.buf, before.subarray(1000, 6000));
+    assert.deepEqual(runs[1]!.buf, second);
     await node.close();
   } finally {
     await cleanup();

@@ -187,13 +187,8 @@ export class FileNode implements ProtocolNode {
   async writevGrow(offset: number, parts: readonly Uint8Array[]): Promise<void> {
     this.checkWritable();
     const total = parts.reduce((n, p) => n + p.length, 0);
-    let done = await pwritevOnce(this.handle.fd, parts, offset);
-    for (let at = 0, i = 0; done < total; at += parts[i]!.length, i++) {
-      const part = parts[i]!;
-      if (at + part.length <= done) continue;
-      await this.writeAll(offset + done, part.subarray(done - at));
-      done = at + part.length;
-    }
+    const done = await pwritevOnce(this.handle.fd, parts, offset);
+    for (const rest of unfinishedParts(parts, done)) await this.writeAll(offset + rest.at, rest.bytes);
     if (offset + total > this.length) this.length = offset + total;
   }
 
@@ -352,16 +347,26 @@ function preadvAll(fd: number, parts: Uint8Array[], position: number): Promise<v
   return new Promise((resolve, reject) => {
     fsReadv(fd, parts, position, (err, n) => {
       if (err) return reject(err);
-      const rest: Promise<void>[] = [];
-      for (let at = 0, i = 0; i < parts.length; at += parts[i]!.length, i++) {
-        if (at + parts[i]!.length <= n) continue;
-        const from = Math.max(0, n - at);
-        rest.push(preadAll(fd, parts[i]!.subarray(from), position + at + from));
-      }
+      const rest = unfinishedParts(parts, n).map((r) => preadAll(fd, r.bytes, position + r.at));
       if (rest.length === 0) resolve();
       else Promise.all(rest).then(() => resolve(), reject);
     });
   });
+}
+
+/**
+ * What a vectored transfer of `parts` laid end to end left undone after `done`
+ * bytes: each unfinished part's remaining bytes and their offset from the start.
+ */
+function unfinishedParts(parts: readonly Uint8Array[], done: number): Array<{ at: number; bytes: Uint8Array }> {
+  const rest: Array<{ at: number; bytes: Uint8Array }> = [];
+  for (let at = 0, i = 0; i < parts.length; at += parts[i]!.length, i++) {
+    const part = parts[i]!;
+    if (at + part.length <= done) continue;
+    const from = Math.max(0, done - at);
+    rest.push({ at: at + from, bytes: part.subarray(from) });
+  }
+  return rest;
 }
 
 function pwriteAll(fd: number, buf: Uint8Array, position: number): Promise<void> {
