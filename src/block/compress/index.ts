@@ -39,12 +39,15 @@ export type { CompressionType } from './codec.js';
 
 const MAX_IDLE_STAGING = 16;
 /**
- * libzstd calls handed to libuv at once: its 4 pool threads (the default) each run
+ * libzstd calls handed to libuv at once: with its default 4 pool threads, each runs
  * one, as QEMU's qcow2 driver runs 4 compression threads, and each has one more
  * waiting in libuv's queue, so a thread that finishes starts the next cluster
  * without waiting for the main thread to hand it over (a busy or descheduled
- * main thread otherwise leaves the pool idle). A context is about 650 KiB for a
- * 64 KiB cluster. File I/O shares the pool: a read waits behind a few clusters.
+ * main thread otherwise leaves the pool idle). On a host with fewer cores,
+ * bin/tsemu.js gives img commands fewer pool threads and more calls wait in the
+ * queue (measured on 2 cores: no change in a zstd convert). A context is about
+ * 650 KiB for a 64 KiB cluster. File I/O shares the pool: a read waits behind a
+ * few clusters.
  */
 const NATIVE_ZSTD_CALLS = 8;
 
