@@ -6,7 +6,9 @@
  *
  * Reads and block status take runs of blocks at once: blocks stored one after
  * another in the data area are one read (and one block-status extent), blocks
- * not stored one run of zeroes. Block status asks the file about holes in
+ * not stored one run of zeroes; a request's reads (readRuns: several requests')
+ * go out at once, holes in the file and bytes past its end read as zeroes
+ * without a read (../vhdx/stored-reads.ts). Block status asks the file about holes in
  * stored blocks (QEMU reports those as zeroes too) and remembers the last data
  * extent the file named, so a run of questions inside it costs no system call.
  *
@@ -34,6 +36,7 @@ import type { ProtocolNode } from '../../protocols/protocol.js';
 import { guidBytesText } from '../disk-uuid.js';
 import type { ImageNode, OpenContext } from '../format.js';
 import { StandaloneImageNode } from '../standalone-node.js';
+import { type HostPiece, readStored } from '../vhdx/stored-reads.js';
 import {
   parseVdiHeader,
   serializeVdiHeader,
@@ -86,15 +89,30 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
+    const host: HostPiece[] = [];
+    this.mapRead(offset, buf, host);
+    await readStored(this.file, host);
+  }
+
+  /** read() of each range, their stored bytes read together (readStored). */
+  async readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    for (const r of runs) checkRange(this, this.size(), r.offset, r.buf.length);
+    const host: HostPiece[] = [];
+    for (const r of runs) this.mapRead(r.offset, r.buf, host);
+    await readStored(this.file, host);
+  }
+
+  /** Maps [offset, offset + buf.length) onto the file by runs (runEnd); runs not stored are filled with zeroes here. */
+  private mapRead(offset: number, buf: Uint8Array, host: HostPiece[]): void {
     const bs = this.header.blockSize;
-    for (let at = 0; at < buf.length;) {
-      const first = Math.floor((offset + at) / bs);
-      const last = this.runEnd(first, Math.floor((offset + buf.length - 1) / bs));
-      const n = Math.min(buf.length - at, (last + 1) * bs - offset - at);
-      const part = buf.subarray(at, at + n);
-      if (this.stored(first)) await this.file.read(this.hostOffset(first, this.bmap[first]!) + offset + at - first * bs, part);
+    const end = offset + buf.length;
+    for (let pos = offset; pos < end;) {
+      const first = Math.floor(pos / bs);
+      const last = this.runEnd(first, Math.floor((end - 1) / bs));
+      const part = buf.subarray(pos - offset, Math.min(end, (last + 1) * bs) - offset);
+      if (this.stored(first)) host.push({ offset: this.hostOffset(first, this.bmap[first]!) + pos - first * bs, buf: part });
       else part.fill(0);
-      at += n;
+      pos += part.length;
     }
   }
 

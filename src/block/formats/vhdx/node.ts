@@ -13,8 +13,9 @@
  *
  * Reads: blocks not stored (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED) read as
  * zeroes; stored ones are read at their offset (a block's tail past the end of
- * the file reads as zeroes), a run of blocks stored one after another with one
- * request. Writes: stored blocks are written in place (a run of them at once).
+ * the file reads as zeroes, holes in the file are not read: stored-reads.ts), a
+ * run of blocks stored one after another as one piece, and all of a request's
+ * pieces (readRuns: of several requests) at once. Writes: stored blocks are written in place (a run of them at once).
  * Any other block is allocated: a ZERO or UNMAPPED block that keeps a
  * preallocated offset in the data area is written there (the rest of the block
  * zeroed, as its old bytes may be anything); otherwise a run of such blocks
@@ -63,6 +64,7 @@ import {
 } from './layout.js';
 import { findActiveSequence, readLog, replaySequence } from './log.js';
 import { parseMetadata, type VhdxMetadata } from './metadata.js';
+import { type HostPiece, readStored } from './stored-reads.js';
 
 /** Dirty BAT sectors that trigger a commit without waiting for flush. */
 const COMMIT_THRESHOLD = 64;
@@ -300,16 +302,37 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
-    const joins = (first: number, next: number) =>
-      this.stored(first) === null ? this.stored(next) === null : this.storedAfter(first, next);
-    await this.eachRun(offset, buf.length, joins, async (first, _last, inFirst, at, n) => {
-      const part = buf.subarray(at, at + n);
-      const host = this.stored(first);
-      if (host === null) return void part.fill(0);
-      const inFile = Math.max(0, Math.min(n, this.file.size() - (host + inFirst)));
-      await this.file.read(host + inFirst, part.subarray(0, inFile));
-      part.fill(0, inFile);
-    });
+    const host: HostPiece[] = [];
+    this.mapRead(offset, buf, host);
+    await readStored(this.file, host);
+  }
+
+  /** read() of each range, their stored bytes read together (readStored). */
+  async readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    for (const r of runs) checkRange(this, this.size(), r.offset, r.buf.length);
+    const host: HostPiece[] = [];
+    for (const r of runs) this.mapRead(r.offset, r.buf, host);
+    await readStored(this.file, host);
+  }
+
+  /**
+   * Maps [offset, offset + buf.length) onto the file: a run of blocks stored one
+   * after another becomes one host piece, a run of blocks not stored is filled
+   * with zeroes here.
+   */
+  private mapRead(offset: number, buf: Uint8Array, host: HostPiece[]): void {
+    const bs = this.blockSize;
+    const end = offset + buf.length;
+    for (let pos = offset; pos < end;) {
+      const first = Math.floor(pos / bs);
+      const at = this.stored(first);
+      let next = first + 1;
+      while (next * bs < end && this.stored(next) === (at === null ? null : at + (next - first) * bs)) next++;
+      const part = buf.subarray(pos - offset, Math.min(end, next * bs) - offset);
+      if (at === null) part.fill(0);
+      else host.push({ offset: at + pos - first * bs, buf: part });
+      pos += part.length;
+    }
   }
 
   async write(offset: number, buf: Uint8Array): Promise<void> {
