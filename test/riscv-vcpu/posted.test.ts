@@ -1,8 +1,8 @@
 /**
- * Posted MMIO stores (vcpu/mailbox.ts post): a vCPU thread's byte stores to
- * a device that always accepts them reach the main thread's handler in
- * program order, before the hart's next request, also when they overflow
- * the ring (post then waits like a call).
+ * Posted MMIO stores (vcpu/mailbox.ts post): a vCPU thread's stores to a
+ * device that always accepts them (bytes and words, each with its size and
+ * value) reach the main thread's handler in program order, before the hart's
+ * next request, also when they overflow the ring (post then waits like a call).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,7 +31,8 @@ test('posted stores arrive in order, before the same hart\'s next request, past 
   for (const [hart, r] of results.entries()) {
     assert.deepEqual(r.statuses, [STATUS_OK]);
     assert.equal(r.load, STATUS_OK);
-    const expected = Array.from({ length: count }, (_, i) => `${hart}:S:${(0x1000_0000 + (i % 8)).toString(16)}:1:${i & 0xff}`);
+    const expected = Array.from({ length: count }, (_, i) =>
+      `${hart}:S:${(0x1000_0000 + (i % 8)).toString(16)}:${i % 3 === 0 ? `4:${0x1234_0000 + i}` : `1:${i & 0xff}`}`);
     expected.push(`${hart}:L:10000005:1:0`);
     assert.deepEqual(seen.filter((s) => s.startsWith(`${hart}:`)), expected);
   }

@@ -5,9 +5,11 @@
  * Theory of operation. createVirtMachine() builds one boot of the machine:
  * a shared WebAssembly.Memory (layout.ts) with the kernel, initrd, FDT (and
  * firmware) loaded, the main-thread devices on an MMIO bus (UART on the
- * serial backend, PLIC, sifive_test, goldfish RTC; the CLINT lives in shared
- * memory and is served on the vCPU threads, which also answer the UART's
- * side-effect-free reads from its register shadow, vcpu/mmio-shadow.ts),
+ * serial backend, PLIC, sifive_test, goldfish RTC, virtio-mmio; the CLINT
+ * lives in shared memory and is served on the vCPU threads, which also answer
+ * the UART's side-effect-free reads and the virtio-mmio slots' InterruptStatus
+ * from register shadows and post console bytes and queue notifications,
+ * vcpu/mmio-shadow.ts),
  * and the HSM words set for boot:
  *
  *   tsemu's SBI (default): hart 0 START_PENDING at the kernel entry with
@@ -126,7 +128,7 @@ export function virtPlic(harts: number, control: HartControl): Plic {
 
 /**
  * The main-thread devices of virt-map.ts on an MMIO bus (the CLINT is served on the vCPU threads),
- * and the windows of those with a register shadow in `memory` (the UART).
+ * and the windows of those with a register shadow in `memory` (the UART, then the virtio-mmio slots in use).
  */
 function virtDevices(
   memory: WebAssembly.Memory,
@@ -147,15 +149,30 @@ function virtDevices(
   bus.map(VIRT_UART0.base, VIRT_UART0.size, uart, 'uart0');
   const plicRegion = virtPlicRegion(harts);
   bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
+  const shadows = [uartShadow.window];
   const empty = new EmptyVirtioSlot();
   for (let slot = 0; slot < VIRT_VIRTIO_COUNT; slot++) {
     const region = virtioSlotRegion(slot);
     const device = virtio[VIRT_VIRTIO_COUNT - 1 - slot];
-    const irq = plic.irqLine(VIRT_IRQ.VIRTIO_FIRST + slot);
-    const mmio = device && new VirtioMmio(new VirtioCore(device(), { ram, irq, location: `virtio-mmio@${region.base.toString(16)}` }));
-    bus.map(region.base, region.size, mmio ?? empty, `virtio-mmio.${slot}`);
+    if (!device) {
+      bus.map(region.base, region.size, empty, `virtio-mmio.${slot}`);
+      continue;
+    }
+    const line = plic.irqLine(VIRT_IRQ.VIRTIO_FIRST + slot);
+    let shadow: ShadowWriter | undefined;
+    // The line follows the interrupt status: the shadow is rewritten first, so a hart taking the interrupt reads its cause.
+    const irq = {
+      set(level: boolean): void {
+        shadow?.update();
+        line.set(level);
+      },
+    };
+    const mmio = new VirtioMmio(new VirtioCore(device(), { ram, irq, location: `virtio-mmio@${region.base.toString(16)}` }));
+    shadow = new ShadowWriter(memory, 1 + slot, region.base, mmio);
+    shadows.push(shadow.window);
+    bus.map(region.base, region.size, mmio, `virtio-mmio.${slot}`);
   }
-  return { bus, shadows: [uartShadow.window] };
+  return { bus, shadows };
 }
 
 /** Serves the vCPU threads' mailbox requests: MMIO on the bus, the SBI console and system reset. */

@@ -13,9 +13,10 @@
  *            handler synchronously, writes the reply, STATE := REPLY, notify
  *
  * Posted stores: a store the machine knows always succeeds (the UART's byte
- * registers: a console line is one such store per character) need not wait.
- * post() puts it in the hart's ring (POST_RING_ENTRIES entries of address
- * and value) and advances POST_TAIL; the main thread drains the ring in order
+ * registers: a console line is one such store per character; a virtio queue
+ * notification) need not wait. post() puts it in the hart's ring
+ * (POST_RING_ENTRIES entries of address, size and a value of up to 4 bytes)
+ * and advances POST_TAIL; the main thread drains the ring in order
  * whenever POST_TAIL moves, and before it serves any request of that hart, so
  * the device sees the hart's accesses in program order. A full ring makes
  * post() a plain call (which drains it first). post() wakes the main thread
@@ -43,7 +44,9 @@ export const MAILBOX_SLOT_SIZE = 64;
 const MAILBOX_STOPPED = MAILBOX_BASE + MAX_HARTS * MAILBOX_SLOT_SIZE;
 const POST_RING_BASE = MAILBOX_STOPPED + 64;
 const POST_RING_ENTRIES = 256;
-export const MAILBOX_END = POST_RING_BASE + MAX_HARTS * POST_RING_ENTRIES * 8;
+/** Words per ring entry: the address, the size, the value. */
+const POST_ENTRY_WORDS = 3;
+export const MAILBOX_END = POST_RING_BASE + MAX_HARTS * POST_RING_ENTRIES * POST_ENTRY_WORDS * 4;
 
 export const MailboxOp = {
   MMIO_LOAD: 1,
@@ -83,9 +86,9 @@ function slotWord(hart: number): number {
   return (MAILBOX_BASE + hart * MAILBOX_SLOT_SIZE) >> 2;
 }
 
-/** Word index of entry `n` (mod the ring size) of hart's posted-store ring: the address, then the value. */
+/** Word index of entry `n` (mod the ring size) of hart's posted-store ring: the address, the size, then the value. */
 function ringWord(hart: number, n: number): number {
-  return (POST_RING_BASE >> 2) + (hart * POST_RING_ENTRIES + (n & (POST_RING_ENTRIES - 1))) * 2;
+  return (POST_RING_BASE >> 2) + (hart * POST_RING_ENTRIES + (n & (POST_RING_ENTRIES - 1))) * POST_ENTRY_WORDS;
 }
 
 /** A request as the main thread's handler sees it; the handler fills in the result fields. */
@@ -114,14 +117,15 @@ export class MailboxClient {
     this.w = slotWord(hart);
   }
 
-  /** A one-byte MMIO store at gpa (below 4 GiB) that must succeed, without waiting (see the header); returns the status. */
-  post(gpa: number, value: number): number {
+  /** An MMIO store of `size` (1, 2 or 4) bytes at gpa (below 4 GiB) that must succeed, without waiting (see the header); returns the status. */
+  post(gpa: number, size: number, value: number): number {
     const m = this.i32;
     const tail = m[this.w + W_POST_TAIL]!;
-    if (tail - Atomics.load(m, this.w + W_POST_HEAD) >= POST_RING_ENTRIES) return this.call(MailboxOp.MMIO_STORE, gpa, 1, value, 0);
+    if (tail - Atomics.load(m, this.w + W_POST_HEAD) >= POST_RING_ENTRIES) return this.call(MailboxOp.MMIO_STORE, gpa, size, value, 0);
     const e = ringWord(this.hart, tail);
     m[e] = gpa | 0;
-    m[e + 1] = value;
+    m[e + 1] = size;
+    m[e + 2] = value;
     Atomics.store(m, this.w + W_POST_TAIL, tail + 1);
     if (Atomics.load(m, this.w + W_POST_HEAD) === tail) Atomics.notify(m, this.w + W_POST_TAIL);
     return STATUS_OK;
@@ -275,8 +279,8 @@ export class MailboxServer {
       r.hart = hart;
       r.op = MailboxOp.MMIO_STORE;
       r.arg = m[e]! >>> 0;
-      r.size = 1;
-      r.valueLo = m[e + 1]!;
+      r.size = m[e + 1]!;
+      r.valueLo = m[e + 2]!;
       r.valueHi = 0;
       this.handle(r);
       Atomics.store(m, w + W_POST_HEAD, head + 1);

@@ -2,54 +2,66 @@
  * Register shadows: a device's side-effect-free register reads answered on
  * the vCPU thread, without a mailbox round trip to the main thread.
  *
- * Theory of operation. Linux polls the UART's LSR before every console byte;
- * through the mailbox each poll would wait for the main thread. A device that
+ * Theory of operation. Linux polls the UART's LSR before every console byte,
+ * and reads a virtio-mmio device's InterruptStatus in every interrupt; through
+ * the mailbox each such read would wait for the main thread. A device that
  * can tell what a read of a register would return when the read has no side
  * effects (ShadowSource.peek) gets a shadow: one i32 word per register in the
  * machine-shared area (SHADOW_BASE, SHADOW_REGISTERS words per slot), which
  * the main thread rewrites after every change of the device's state
- * (ShadowWriter, called from the device's onChange). A word holds the byte
- * value and two flags:
+ * (ShadowWriter, called from the device's change hook). Registers are
+ * `stride` bytes apart (1 for the UART's byte registers, 4 for virtio-mmio's
+ * words). A word holds the register's value (its low byte) and two flags:
  *
  *   READ  the read has no side effects: a vCPU thread answers it from the word
- *   KEEP  a one-byte store here changes no word that has READ (the UART's THR
- *         outside loopback and DLAB): a vCPU thread posts it (mailbox.ts post)
- *         instead of waiting for it
+ *   KEEP  a store of `stride` bytes here changes no word that has READ before
+ *         the device's own asynchronous work does (the UART's THR outside
+ *         loopback and DLAB; virtio-mmio's QueueNotify, whose effects, used
+ *         buffers and interrupts, come later by the virtio spec anyway): a
+ *         vCPU thread posts it (mailbox.ts post) instead of waiting for it
  *
  * On a vCPU thread (ShadowReader) a load of a READ register is answered from
  * the word; every other load, and every store that is not KEEP, goes through
  * the mailbox and waits, and the main thread has rewritten the words before
  * it answers. So an answer from the shadow is never older than the hart's own
  * earlier accesses: its stores still in flight are KEEP stores, which change
- * no READ word. Input from the host can change a word at any time, as it can
- * change the device between any two accesses.
+ * no READ word by themselves. Input from the host (and a device's completed
+ * work) can change a word at any time, as it can change the device between
+ * any two accesses; a device that raises an interrupt rewrites its words
+ * before it raises the line, so a hart that takes the interrupt reads the
+ * state that caused it.
  *
- * Limits: loads of 1, 2 or 4 bytes, naturally aligned, at offsets below the
- * source's register count, each answered with the byte value zero-extended
- * (as the 16550 answers any width); SHADOW_SLOTS devices of at most
- * SHADOW_REGISTERS registers. Harts racing on one device see its accesses in
- * an order the main thread picks, as they do through the mailbox.
+ * Limits: loads of at least `stride` and at most 4 bytes, naturally aligned
+ * on a register, each answered with the low byte of the value zero-extended
+ * (as the 16550 answers any width; virtio-mmio's shadowed registers fit in a
+ * byte); posted stores are exactly `stride` bytes; SHADOW_SLOTS devices of
+ * at most SHADOW_REGISTERS registers. Harts racing on one device see its
+ * accesses in an order the main thread picks, as they do through the mailbox.
  */
 import { MAILBOX_END } from './mailbox.js';
 
-/** What a shadowed device tells about its registers (the 16550 UART implements it). */
+/** What a shadowed device tells about its registers (the 16550 UART and virtio-mmio implement it). */
 export interface ShadowSource {
-  /** Registers at offsets 0 up to this are shadowed. */
+  /** The first `peekable` registers (offsets 0, stride, 2·stride, ...) are shadowed. */
   readonly peekable: number;
+  /** Bytes from one register to the next (1 or 4; 1 when left out); also the size of a posted store. */
+  readonly stride?: number;
   /** What a read at `offset` would return if the read has no side effects, else -1. */
   peek(offset: number): number;
-  /** True when a byte store at `offset` leaves every peek() answer unchanged. */
+  /** True when a store of `stride` bytes at `offset` leaves every peek() answer unchanged (see KEEP). */
   storeKeepsPeeks(offset: number): boolean;
 }
 
-/** A shadowed device window: its guest-physical base, its register count and its shadow slot. */
+/** A shadowed device window: its guest-physical base, its register count and stride, and its shadow slot. */
 export interface ShadowWindow {
   readonly base: number;
   readonly registers: number;
+  readonly stride: number;
   readonly slot: number;
 }
 
-export const SHADOW_SLOTS = 4;
+/** The UART and the virt machine's eight virtio-mmio slots, with room to spare. */
+export const SHADOW_SLOTS = 16;
 export const SHADOW_REGISTERS = 64;
 const SHADOW_BASE = (MAILBOX_END + 63) & ~63;
 /** First byte after the shadows in the machine-shared area. */
@@ -68,58 +80,74 @@ function slotWord(slot: number): number {
 export class ShadowWriter {
   private readonly i32: Int32Array;
   private readonly first: number;
+  private readonly stride: number;
   readonly window: ShadowWindow;
 
   constructor(memory: WebAssembly.Memory, slot: number, base: number, private readonly source: ShadowSource) {
     if (source.peekable > SHADOW_REGISTERS) throw new RangeError(`a shadow holds ${SHADOW_REGISTERS} registers, not ${source.peekable}`);
     this.i32 = new Int32Array(memory.buffer);
     this.first = slotWord(slot);
-    this.window = { base, registers: source.peekable, slot };
+    this.stride = source.stride ?? 1;
+    this.window = { base, registers: source.peekable, stride: this.stride, slot };
     this.update();
   }
 
   /** Brings every word up to date with the device (call after any change of its state). */
   update(): void {
     const { source, i32, first } = this;
-    for (let offset = 0; offset < source.peekable; offset++) {
+    for (let register = 0; register < source.peekable; register++) {
+      const offset = register * this.stride;
       const value = source.peek(offset);
       const word = (value < 0 ? 0 : READ | (value & VALUE)) | (source.storeKeepsPeeks(offset) ? KEEP : 0);
-      Atomics.store(i32, first + offset, word);
+      Atomics.store(i32, first + register, word);
     }
   }
+}
+
+interface Window {
+  base: number;
+  end: number;
+  stride: number;
+  first: number;
 }
 
 /** A vCPU thread's side: answers loads from, and classifies stores by, the shadows of its windows. */
 export class ShadowReader {
   private readonly i32: Int32Array;
-  private readonly windows: readonly { base: number; end: number; first: number }[];
+  private readonly windows: readonly Window[];
   /** The value of the last load() that returned true. */
   value = 0;
 
   constructor(memory: WebAssembly.Memory, windows: readonly ShadowWindow[]) {
     this.i32 = new Int32Array(memory.buffer);
-    this.windows = windows.map((w) => ({ base: w.base, end: w.base + w.registers, first: slotWord(w.slot) }));
+    this.windows = windows.map((w) => ({ base: w.base, end: w.base + w.registers * w.stride, stride: w.stride, first: slotWord(w.slot) }));
   }
 
-  /** The shadow word for gpa, or 0 (no flags) when no window holds it. */
-  private word(gpa: number): number {
-    for (const w of this.windows) {
-      if (gpa >= w.base && gpa < w.end) return Atomics.load(this.i32, w.first + gpa - w.base);
-    }
-    return 0;
+  private windowOf(gpa: number): Window | undefined {
+    for (const w of this.windows) if (gpa >= w.base && gpa < w.end) return w;
+    return undefined;
+  }
+
+  /** The shadow word of the register at gpa in window w, or 0 (no flags) between registers. */
+  private word(w: Window, gpa: number): number {
+    const offset = gpa - w.base;
+    return offset % w.stride === 0 ? Atomics.load(this.i32, w.first + offset / w.stride) : 0;
   }
 
   /** Answers a load of `size` bytes at gpa from the shadow (into `value`); false: ask the device. */
   load(gpa: number, size: number): boolean {
     if (size > 4 || gpa % size !== 0) return false;
-    const word = this.word(gpa);
+    const w = this.windowOf(gpa);
+    if (!w || size < w.stride) return false;
+    const word = this.word(w, gpa);
     if ((word & READ) === 0) return false;
     this.value = word & VALUE;
     return true;
   }
 
-  /** True when a one-byte store at gpa may be posted (it changes no shadowed answer). */
-  keeps(gpa: number): boolean {
-    return (this.word(gpa) & KEEP) !== 0;
+  /** True when a store of `size` bytes at gpa may be posted (a register's own width; it changes no shadowed answer). */
+  keeps(gpa: number, size: number): boolean {
+    const w = this.windowOf(gpa);
+    return w !== undefined && size === w.stride && (this.word(w, gpa) & KEEP) !== 0;
   }
 }

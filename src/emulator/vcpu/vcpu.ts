@@ -22,11 +22,12 @@
  *
  * Devices: CLINT accesses are served on this thread (its state is in shared
  * memory); side-effect-free reads of a shadowed device (the UART's status
- * registers) are answered from its shadow, and its byte stores that change
- * no shadowed answer (console bytes) are posted without waiting
- * (mmio-shadow.ts); every other MMIO access, and the SBI's console and reset
- * calls, cross to the main thread through the hart's mailbox slot
- * (mailbox.ts) and wait for the answer. An access no device decodes becomes
+ * registers, a virtio-mmio slot's InterruptStatus) are answered from its
+ * shadow, and its stores that change no shadowed answer (console bytes,
+ * virtio queue notifications) are posted without waiting (mmio-shadow.ts);
+ * every other MMIO access, and the SBI's console and reset calls, cross to
+ * the main thread through the hart's mailbox slot (mailbox.ts) and wait for
+ * the answer. An access no device decodes becomes
  * an access fault in the guest.
  *
  * With TSEMU_JIT_STATS=1 in the environment each vCPU prints its engine's
@@ -98,7 +99,7 @@ class VcpuMmio implements HartMmio {
 
   store(gpa: number, size: MemSize, lo: number, hi: number): boolean {
     if (this.local.store(gpa, size, lo, hi)) return true;
-    if (size === 1 && this.shadow.keeps(gpa)) return this.mailbox.post(gpa, lo & 0xff) === STATUS_OK;
+    if (this.shadow.keeps(gpa, size)) return this.mailbox.post(gpa, size, lo) === STATUS_OK;
     return this.mailbox.call(MailboxOp.MMIO_STORE, gpa, size, lo, hi) === STATUS_OK;
   }
 }

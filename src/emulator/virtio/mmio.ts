@@ -16,6 +16,13 @@
  * to read-only registers, other widths and unknown offsets are ignored; reads
  * of them return 0. Nothing the guest writes here can throw (VirtioCore turns
  * guest faults into the needs-reset state).
+ *
+ * As a ShadowSource (vcpu/mmio-shadow.ts) the transport tells a vCPU thread
+ * what it may do without the main thread: read InterruptStatus (reading has
+ * no side effects; the machine rewrites the shadow whenever the interrupt
+ * status changes, before the line moves) and post QueueNotify stores (a
+ * notification's effects reach the driver later, through the used ring and
+ * an interrupt, by the virtio spec).
  */
 import type { AccessSize, MmioDevice } from '../bus/interfaces.js';
 import type { VirtioCore, QueueRegisters } from './core.js';
@@ -51,6 +58,9 @@ function setHalf(current: number, half: 'low' | 'high', value: number): number {
 }
 
 export class VirtioMmio implements MmioDevice {
+  /** Shadowed registers: every word up to InterruptStatus. */
+  readonly peekable = R.INTERRUPT_STATUS / 4 + 1;
+  readonly stride = 4;
   private featuresSel = 0;
   private driverFeaturesSel = 0;
   private queueSel = 0;
@@ -59,6 +69,14 @@ export class VirtioMmio implements MmioDevice {
 
   private get queue(): QueueRegisters | undefined {
     return this.core.queueRegisters(this.queueSel);
+  }
+
+  peek(offset: number): number {
+    return offset === R.INTERRUPT_STATUS ? this.core.interruptStatus : -1;
+  }
+
+  storeKeepsPeeks(offset: number): boolean {
+    return offset === R.QUEUE_NOTIFY;
   }
 
   read(offset: number, size: AccessSize): number {
