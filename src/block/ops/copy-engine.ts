@@ -340,12 +340,10 @@ export function zeroRuns(data: Buffer, t: number, unit: number, zeroes: Buffer, 
       // Known parts are not guaranteed to hold zero bytes: stretches stop before the next one.
       const limit = part === undefined ? n : Math.max(end, alignDown(t + part.start, unit) - t);
       if (!zero) {
-        // Whole units from here on: those with a non-zero first or last byte are data.
-        while (end < limit) {
-          const next = Math.min(limit, end + unit);
-          if (data[end] === 0 && data[next - 1] === 0) break;
-          end = next;
-        }
+        // Whole units from here on: those with a non-zero first or last byte are data
+        // (then a unit cut short by `limit`, the same way).
+        while (end + unit <= limit && (data[end] !== 0 || data[end + unit - 1] !== 0)) end += unit;
+        if (end < limit && end + unit > limit && (data[end] !== 0 || data[limit - 1] !== 0)) end = limit;
       }
       for (let step = unit; zero && end < limit;) {
         const to = Math.min(limit, end + step);

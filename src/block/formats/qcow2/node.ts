@@ -436,14 +436,28 @@ export class Qcow2Node implements ImageNode, ChainHooks {
    * reach), mapped through `table` (the active L1 table unless given). Read-only.
    */
   async mapExtent(offset: number, maxLength: number, table: L1Table = this.activeTable): Promise<Extent> {
-    const cs = this.clusterSize;
-    const reach = cs * this.l2Entries;
-    const l1Index = Math.floor(offset / reach);
-    const tableEnd = (l1Index + 1) * reach;
-    const end = Math.min(offset + maxLength, tableEnd);
+    const cached = this.mapCached(offset, maxLength, table);
+    if (cached) return cached;
+    const l1Index = Math.floor(offset / (this.clusterSize * this.l2Entries));
+    return this.mapInTable(await this.l2Cache.get(table.l2Offset(l1Index)), l1Index, offset, maxLength, table);
+  }
+
+  /** mapExtent without I/O or await: null when the L2 table it needs is not cached. */
+  private mapCached(offset: number, maxLength: number, table: L1Table): Extent | null {
+    const l1Index = Math.floor(offset / (this.clusterSize * this.l2Entries));
     const l2Offset = table.l2Offset(l1Index);
-    if (l2Offset === 0) return { kind: KIND_UNALLOCATED, length: end - offset, hostOffset: null, compressed: null };
-    const t = this.l2Cache.peek(l2Offset) ?? (await this.l2Cache.get(l2Offset));
+    if (l2Offset === 0) {
+      const end = Math.min(offset + maxLength, (l1Index + 1) * this.clusterSize * this.l2Entries);
+      return { kind: KIND_UNALLOCATED, length: end - offset, hostOffset: null, compressed: null };
+    }
+    const t = this.l2Cache.peek(l2Offset);
+    return t ? this.mapInTable(t, l1Index, offset, maxLength, table) : null;
+  }
+
+  /** The run at `offset` mapped through L2 table `t` of L1 entry `l1Index`. */
+  private mapInTable(t: CachedTable, l1Index: number, offset: number, maxLength: number, table: L1Table): Extent {
+    const cs = this.clusterSize;
+    const end = Math.min(offset + maxLength, (l1Index + 1) * cs * this.l2Entries);
     const where = table.where(l1Index);
     const unit = this.subclusterSize;
     let pos = offset;
@@ -568,7 +582,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   private async planRead(offset: number, buf: Uint8Array, table: L1Table, host: HostPiece[], pending: Promise<void>[]): Promise<void> {
     let pos = 0;
     while (pos < buf.length) {
-      const ext = await this.mapExtent(offset + pos, buf.length - pos, table);
+      const ext = this.mapCached(offset + pos, buf.length - pos, table) ?? (await this.mapExtent(offset + pos, buf.length - pos, table));
       const part = buf.subarray(pos, pos + ext.length);
       switch (ext.kind) {
         case KIND_DATA:
@@ -610,40 +624,52 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     part.set(cached.data.subarray(intra, intra + part.length));
   }
 
-  async blockStatus(offset: number, length: number): Promise<BlockExtent> {
-    checkRange(this, this.size(), offset, length);
-    const run = async (): Promise<BlockExtent> => {
-      const ext = await this.mapExtent(offset, length);
-      let len = ext.length;
-      let zero = ext.kind === KIND_ZERO;
-      if (ext.kind === KIND_UNALLOCATED) {
-        const backingSize = this.backing ? this.backing.size() : 0;
-        if (offset >= backingSize) zero = true;
-        else len = Math.min(len, backingSize - offset);
-      } else if (ext.kind === KIND_DATA && (this.metadataPreallocation ?? (await this.metadataPreallocated()))) {
-        // QEMU asks the file about data clusters of such images: its holes read as zeroes.
-        const host = ext.hostOffset!;
-        if (host >= this.file.size()) zero = true;
-        else {
-          const st = await this.file.blockStatus(host, Math.min(len, this.file.size() - host));
-          zero = st.zero;
-          len = st.length;
-        }
-      }
-      return {
-        offset,
-        length: len,
-        allocated: ext.kind !== KIND_UNALLOCATED,
-        data: ext.kind === KIND_DATA || ext.kind === KIND_COMPRESSED,
-        zero,
-        compressed: ext.kind === KIND_COMPRESSED,
-        hostOffset: ext.kind === KIND_COMPRESSED ? null : ext.hostOffset,
-      };
-    };
-    if (length === 0) {
-      return { offset, length: 0, allocated: false, data: false, zero: false, compressed: false, hostOffset: null };
+  blockStatus(offset: number, length: number): Promise<BlockExtent> {
+    try {
+      checkRange(this, this.size(), offset, length);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return this.readOnly ? run() : this.guard(this.lock.shared(run));
+    if (length === 0) {
+      return Promise.resolve({ offset, length: 0, allocated: false, data: false, zero: false, compressed: false, hostOffset: null });
+    }
+    if (!this.readOnly) return this.guard(this.lock.shared(() => this.statusAt(offset, length)));
+    // A read-only node whose L2 table is cached answers without an await (convert asks once per run).
+    const ext = this.mapCached(offset, length, this.activeTable);
+    if (ext && (ext.kind !== KIND_DATA || this.metadataPreallocation === false)) return Promise.resolve(this.extentStatus(offset, ext));
+    return this.statusAt(offset, length);
+  }
+
+  private async statusAt(offset: number, length: number): Promise<BlockExtent> {
+    const ext = await this.mapExtent(offset, length);
+    if (ext.kind === KIND_DATA && (this.metadataPreallocation ?? (await this.metadataPreallocated()))) {
+      // QEMU asks the file about data clusters of such images: its holes read as zeroes.
+      const host = ext.hostOffset!;
+      if (host >= this.file.size()) return { ...this.extentStatus(offset, ext), zero: true };
+      const st = await this.file.blockStatus(host, Math.min(ext.length, this.file.size() - host));
+      return { ...this.extentStatus(offset, ext), zero: st.zero, length: st.length };
+    }
+    return this.extentStatus(offset, ext);
+  }
+
+  /** What a mapped run says as block status (unallocated runs stop where the backing node ends). */
+  private extentStatus(offset: number, ext: Extent): BlockExtent {
+    let len = ext.length;
+    let zero = ext.kind === KIND_ZERO;
+    if (ext.kind === KIND_UNALLOCATED) {
+      const backingSize = this.backing ? this.backing.size() : 0;
+      if (offset >= backingSize) zero = true;
+      else len = Math.min(len, backingSize - offset);
+    }
+    return {
+      offset,
+      length: len,
+      allocated: ext.kind !== KIND_UNALLOCATED,
+      data: ext.kind === KIND_DATA || ext.kind === KIND_COMPRESSED,
+      zero,
+      compressed: ext.kind === KIND_COMPRESSED,
+      hostOffset: ext.kind === KIND_COMPRESSED ? null : ext.hostOffset,
+    };
   }
 
   /**
@@ -872,30 +898,49 @@ export class Qcow2Node implements ImageNode, ChainHooks {
         let count = 1;
         let len = n;
         while (pos + len < data.length && index + count < this.l2Entries) {
-          const ne = readL2Entry(t.view, index + count, this.geometry, where);
           const nn = Math.min(cs, data.length - pos - len);
-          if (this.inPlace(ne) || nn !== this.clusterBytes(g + len)) break;
+          if (nn !== this.clusterBytes(g + len) || this.canWriteInPlace(t.view, index + count, where)) break;
           len += nn;
           count++;
         }
         const host = await this.refcounts.allocateClusters(count, { commit: false });
         if (len < count * cs) await this.coverFile(host + count * cs);
         plan.writes.push({ host, data: data.subarray(pos, pos + len) });
-        plan.updates.push(async () => {
-          const t = this.cachedL2ForWrite(l1Index) ?? (await this.l2ForWrite(l1Index));
-          for (let i = 0; i < count; i++) {
-            const old = readL2Entry(t.view, index + i, this.geometry, where);
-            writeL2Entry(t.view, index + i, this.geometry, host + i * cs, true, { allocMask: ALL_SUBCLUSTERS });
-            this.markL2Dirty(t, index + i);
-            this.release(old);
-          }
-        });
+        plan.updates.push(() => this.pointAtNewClusters(l1Index, index, count, host, where));
         pos += len;
       } else {
         await this.writePartialCluster(t, index, e, g, data.subarray(pos, pos + n));
         pos += n;
       }
     }
+  }
+
+  /** inPlace() of entry `index`; an all-zero standard entry (unallocated) is not decoded. */
+  private canWriteInPlace(view: DataView, index: number, where: string): boolean {
+    if (!this.geometry.extendedL2 && view.getUint32(index * 8) === 0 && view.getUint32(index * 8 + 4) === 0) return false;
+    return this.inPlace(readL2Entry(view, index, this.geometry, where));
+  }
+
+  /**
+   * Step 3 of a write of fresh clusters: L2 entries [index, index+count) of L1
+   * entry `l1Index` point at the clusters from `host` on; what they held is
+   * released. Unallocated standard entries (a new image's) are set without decoding.
+   */
+  private async pointAtNewClusters(l1Index: number, index: number, count: number, host: number, where: string): Promise<void> {
+    const t = this.cachedL2ForWrite(l1Index) ?? (await this.l2ForWrite(l1Index));
+    const bytes = this.geometry.extendedL2 ? 16 : 8;
+    for (let i = 0; i < count; i++) {
+      const at = (index + i) * bytes;
+      const to = host + i * this.clusterSize;
+      if (bytes === 8 && t.view.getUint32(at) === 0 && t.view.getUint32(at + 4) === 0) {
+        setEntry(t.view, at, to, true);
+        continue;
+      }
+      const old = readL2Entry(t.view, index + i, this.geometry, where);
+      writeL2Entry(t.view, index + i, this.geometry, to, true, { allocMask: ALL_SUBCLUSTERS });
+      this.release(old);
+    }
+    this.l2Cache.markDirty(t, index * bytes, (index + count) * bytes);
   }
 
   /** Extended L2: every partly written subcluster in [intra, intra+n) is already allocated. */

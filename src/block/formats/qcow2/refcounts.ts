@@ -53,6 +53,8 @@ export class Refcounts {
   /** First cluster index past everything allocated in this session and the file's end. */
   private highWater: number;
   private pendingFrees: Array<[cluster: number, count: number]> = [];
+  /** Zero bytes as long as a refcount block, for native compares. */
+  private readonly zeroBlock: Uint8Array;
   private compressedNext = 0;
 
   private constructor(private readonly owner: RefcountOwner, table: number[], private writeThrough: boolean) {
@@ -62,6 +64,7 @@ export class Refcounts {
     this.entriesPerBlock = (this.clusterSize * 8) / this.refcountBits;
     this.maxRefcount = this.refcountBits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.refcountBits - 1;
     this.cache = new TableCache(owner.file, this.clusterSize, Math.max(8, (4 << 20) / this.clusterSize), 'refcount block');
+    this.zeroBlock = new Uint8Array(this.clusterSize);
     this.table = table;
     for (let i = 0; i < table.length; i++) if (table[i] !== 0) this.blocks.add(table[i]!);
     this.highWater = Math.ceil(owner.file.size() / this.clusterSize);
@@ -206,11 +209,22 @@ export class Refcounts {
       const offset = this.table[blockIndex] ?? 0;
       if (offset !== 0) {
         const t = this.cache.peek(offset) ?? (await this.cache.get(offset));
-        for (; c < blockEnd; c++) if (this.readEntry(t, c % this.entriesPerBlock) !== 0) return c;
+        const base = blockIndex * this.entriesPerBlock;
+        // A stretch of zero entries (fresh space) is seen by one native compare, not entry by entry.
+        if (!this.allZero(t, c - base, blockEnd - base)) {
+          for (; c < blockEnd; c++) if (this.readEntry(t, c % this.entriesPerBlock) !== 0) return c;
+        }
       }
       c = blockEnd;
     }
     return -1;
+  }
+
+  /** Are entries [from, to) of block `t` all zero? (Whole-byte entry widths only; narrower ones say false.) */
+  private allZero(t: CachedTable, from: number, to: number): boolean {
+    if (this.refcountBits < 8) return false;
+    const bytes = this.refcountBits / 8;
+    return Buffer.compare(t.data.subarray(from * bytes, to * bytes), this.zeroBlock.subarray(0, (to - from) * bytes)) === 0;
   }
 
   /** Sets the refcounts of clusters [first, first+count), all covered by existing blocks, to 1. */
@@ -221,7 +235,10 @@ export class Refcounts {
       const blockEnd = Math.min(end, (blockIndex + 1) * this.entriesPerBlock);
       const offset = this.table[blockIndex]!;
       const t = this.cache.peek(offset) ?? (await this.cache.get(offset));
-      for (; c < blockEnd; c++) this.writeEntry(t, c % this.entriesPerBlock, 1);
+      const base = blockIndex * this.entriesPerBlock;
+      for (let i = c - base; i < blockEnd - base; i++) storeRefcountEntry(t.view, i, this.refcountBits, 1);
+      this.cache.markDirty(t, Math.floor(((c - base) * this.refcountBits) / 8), Math.ceil(((blockEnd - base) * this.refcountBits) / 8));
+      c = blockEnd;
     }
   }
 
@@ -438,20 +455,25 @@ export function getRefcountEntry(view: DataView, index: number, bits: number): n
 
 /** Sets entry `index` of a refcount block; returns the byte range it changed. */
 export function setRefcountEntry(view: DataView, index: number, bits: number, value: number): [number, number] {
-  if (bits === 16) { view.setUint16(index * 2, value); return [index * 2, index * 2 + 2]; }
-  if (bits === 8) { view.setUint8(index, value); return [index, index + 1]; }
-  if (bits === 32) { view.setUint32(index * 4, value); return [index * 4, index * 4 + 4]; }
-  if (bits === 64) {
+  storeRefcountEntry(view, index, bits, value);
+  return [Math.floor((index * bits) / 8), Math.ceil(((index + 1) * bits) / 8)];
+}
+
+/** Sets entry `index` of a refcount block. */
+function storeRefcountEntry(view: DataView, index: number, bits: number, value: number): void {
+  if (bits === 16) view.setUint16(index * 2, value);
+  else if (bits === 8) view.setUint8(index, value);
+  else if (bits === 32) view.setUint32(index * 4, value);
+  else if (bits === 64) {
     const hi = Math.floor(value / TWO_32);
     view.setUint32(index * 8, hi);
     view.setUint32(index * 8 + 4, value - hi * TWO_32);
-    return [index * 8, index * 8 + 8];
+  } else {
+    const bit = index * bits;
+    const byte = bit >> 3;
+    const mask = ((1 << bits) - 1) << (bit & 7);
+    view.setUint8(byte, (view.getUint8(byte) & ~mask) | ((value << (bit & 7)) & mask));
   }
-  const bit = index * bits;
-  const byte = bit >> 3;
-  const mask = ((1 << bits) - 1) << (bit & 7);
-  view.setUint8(byte, (view.getUint8(byte) & ~mask) | ((value << (bit & 7)) & mask));
-  return [byte, byte + 1];
 }
 
 /** Length of `bytes` up to its last non-zero byte (0 when all are zero). */
