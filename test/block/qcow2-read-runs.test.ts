@@ -1,5 +1,5 @@
 /**
- * readRuns (optional BlockNode method) on qcow2 and on the file protocol: the same
+ * readRuns (optional BlockNode method) on qcow2, raw and the file protocol: the same
  * bytes as one read() per range, over data, zero, compressed and unallocated
  * clusters with a backing file, on every qcow2 layout; data clusters that follow
  * each other in the image file are read with one file request.
@@ -88,7 +88,7 @@ test('readRuns reads what one read() per range reads, joining clusters stored on
   }
 });
 
-test('file readRuns: adjacent ranges in one request, the same bytes as read()', async () => {
+test('file and raw readRuns: adjacent ranges in one request, the same bytes as read()', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
     const file = path.join(dir, 'f.raw');
@@ -109,6 +109,13 @@ test('file readRuns: adjacent ranges in one request, the same bytes as read()', 
     }
     await assert.rejects(node.readRuns([{ offset: (1 << 20) - 1, buf: new Uint8Array(2) }]));
     await node.close();
+    // The raw format hands them to the file as they are.
+    const raw = await openImage(file, { format: 'raw', readOnly: true });
+    const again = runs.map((r) => ({ offset: r.offset, buf: new Uint8Array(r.buf.length) }));
+    await raw.readRuns!(again);
+    assert.deepEqual(again, runs);
+    await assert.rejects(raw.readRuns!([{ offset: (1 << 20) - 1, buf: new Uint8Array(2) }]));
+    await closeImage(raw);
   } finally {
     await cleanup();
   }

@@ -26,6 +26,11 @@ export class RawNode implements ImageNode {
 
   size(): number { return this.file.size(); }
   read(offset: number, buf: Uint8Array): Promise<void> { return this.file.read(offset, buf); }
+  readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    // Protocols without readRuns (http, nbd) get one read per range.
+    if (this.file.readRuns) return this.file.readRuns(runs);
+    return Promise.all(runs.map((r) => this.file.read(r.offset, r.buf))).then(() => undefined);
+  }
   write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> { return this.file.write(offset, buf, opts); }
   writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
     return this.file.writeZeroes(offset, length, opts);
