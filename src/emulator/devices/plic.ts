@@ -21,6 +21,19 @@
  * (read-only); 0x2000 + 0x80*c enable bits of context c; 0x200000 + 0x1000*c
  * threshold of context c and, at +4, its claim/complete. Registers are 32-bit:
  * other access widths read 0 and write nothing, as do unused offsets.
+ *
+ * Shared state: every word of the PLIC's state (priorities, wire levels,
+ * claimed and pending bits, enables, thresholds, output levels) lives in one
+ * Int32Array, either its own or a range of the machine's shared memory
+ * (PlicOptions.state), so Plic objects on several threads over the same
+ * range are one PLIC: the main thread's devices drive their wires through
+ * one, and each vCPU thread serves its hart's claims and completions through
+ * another, without a round trip to the main thread. Every operation holds the
+ * LOCK word (a futex-style lock: 0 free, 1 held, 2 held with waiters, who
+ * sleep in Atomics.wait) from its first read to its output calls, so the
+ * outputs change in the order the operations took the lock and an output
+ * always follows the last state. State in fresh memory is all zeros: no
+ * source enabled or pending, priorities and thresholds 0.
  */
 import type { AccessSize, IrqLine, MmioDevice } from '../bus/interfaces.js';
 
@@ -38,7 +51,34 @@ export interface PlicOptions {
   ndev: number;
   maxPriority: number;
   output: PlicOutput;
+  /** Where the state lives in shared memory (plicStateBytes long, 4-byte aligned); absent: a buffer of its own. */
+  state?: { memory: WebAssembly.Memory; base: number };
 }
+
+/** Bytes of state a PLIC of `harts` harts and `ndev` sources keeps. */
+export function plicStateBytes(harts: number, ndev: number): number {
+  return 4 * stateLayout(harts, ndev).words;
+}
+
+/** Word offsets of the state's parts. */
+function stateLayout(harts: number, ndev: number) {
+  const sources = ndev + 1;
+  const words = Math.ceil(sources / 32);
+  const contexts = 2 * harts;
+  const priority = 1;
+  const level = priority + sources;
+  const claimed = level + sources;
+  const pending = claimed + sources;
+  const enable = pending + words;
+  const threshold = enable + contexts * words;
+  const outLevel = threshold + contexts;
+  return { words: outLevel + contexts, bitWords: words, contexts, priority, level, claimed, pending, enable, threshold, outLevel };
+}
+
+const LOCK = 0;
+const FREE = 0;
+const HELD = 1;
+const CONTENDED = 2;
 
 export class Plic implements MmioDevice {
   private readonly ndev: number;
@@ -46,28 +86,21 @@ export class Plic implements MmioDevice {
   private readonly output: PlicOutput;
   private readonly contexts: number;
   private readonly words: number;
-  private readonly priority: Uint32Array;
-  private readonly level: Uint8Array;
-  private readonly claimed: Uint8Array;
-  private readonly pending: Uint32Array;
-  private readonly enable: Uint32Array;
-  private readonly threshold: Uint32Array;
-  private readonly outLevel: Uint8Array;
+  private readonly m: Int32Array;
+  private readonly at: ReturnType<typeof stateLayout>;
 
   constructor(opts: PlicOptions) {
     if (!Number.isInteger(opts.ndev) || opts.ndev < 1 || opts.ndev > 1023) throw new RangeError(`PLIC ndev ${opts.ndev} is not 1..1023`);
     this.ndev = opts.ndev;
     this.maxPriority = opts.maxPriority;
     this.output = opts.output;
-    this.contexts = 2 * opts.harts;
-    this.words = Math.ceil((opts.ndev + 1) / 32);
-    this.priority = new Uint32Array(opts.ndev + 1);
-    this.level = new Uint8Array(opts.ndev + 1);
-    this.claimed = new Uint8Array(opts.ndev + 1);
-    this.pending = new Uint32Array(this.words);
-    this.enable = new Uint32Array(this.contexts * this.words);
-    this.threshold = new Uint32Array(this.contexts);
-    this.outLevel = new Uint8Array(this.contexts);
+    this.at = stateLayout(opts.harts, opts.ndev);
+    this.contexts = this.at.contexts;
+    this.words = this.at.bitWords;
+    const bytes = 4 * this.at.words;
+    this.m = opts.state
+      ? new Int32Array(opts.state.memory.buffer, opts.state.base, this.at.words)
+      : new Int32Array(new SharedArrayBuffer(bytes));
   }
 
   /** The wire of source `source` (1..ndev), for a device to drive. */
@@ -78,38 +111,69 @@ export class Plic implements MmioDevice {
 
   read(offset: number, size: AccessSize): number {
     if (size !== 4 || offset % 4 !== 0) return 0;
-    if (offset < PLIC_PENDING_BASE) {
-      const source = offset >> 2;
-      return source <= this.ndev ? this.priority[source] : 0;
+    this.lock();
+    try {
+      return this.readRegister(offset) >>> 0;
+    } finally {
+      this.unlock();
     }
-    if (offset < PLIC_PENDING_BASE + 4 * this.words) return this.pending[(offset - PLIC_PENDING_BASE) >> 2];
-    const enableWord = this.enableWord(offset);
-    if (enableWord >= 0) return this.enable[enableWord];
-    const ctx = this.contextOf(offset);
-    if (ctx < 0) return 0;
-    return (offset & (PLIC_CONTEXT_STRIDE - 1)) === 0 ? this.threshold[ctx] : this.claim(ctx);
   }
 
   write(offset: number, size: AccessSize, value: number): void {
     if (size !== 4 || offset % 4 !== 0) return;
-    this.writeRegister(offset, value >>> 0);
-    this.update();
+    this.lock();
+    try {
+      this.writeRegister(offset, value >>> 0);
+      this.update();
+    } finally {
+      this.unlock();
+    }
+  }
+
+  private lock(): void {
+    const m = this.m;
+    let seen = Atomics.compareExchange(m, LOCK, FREE, HELD);
+    if (seen === FREE) return;
+    if (seen !== CONTENDED) seen = Atomics.exchange(m, LOCK, CONTENDED);
+    while (seen !== FREE) {
+      Atomics.wait(m, LOCK, CONTENDED);
+      seen = Atomics.exchange(m, LOCK, CONTENDED);
+    }
+  }
+
+  private unlock(): void {
+    if (Atomics.exchange(this.m, LOCK, FREE) === CONTENDED) Atomics.notify(this.m, LOCK, 1);
+  }
+
+  private readRegister(offset: number): number {
+    const { m, at } = this;
+    if (offset < PLIC_PENDING_BASE) {
+      const source = offset >> 2;
+      return source <= this.ndev ? m[at.priority + source]! : 0;
+    }
+    if (offset < PLIC_PENDING_BASE + 4 * this.words) return m[at.pending + ((offset - PLIC_PENDING_BASE) >> 2)]!;
+    const enableWord = this.enableWord(offset);
+    if (enableWord >= 0) return m[at.enable + enableWord]!;
+    const ctx = this.contextOf(offset);
+    if (ctx < 0) return 0;
+    return (offset & (PLIC_CONTEXT_STRIDE - 1)) === 0 ? m[at.threshold + ctx]! : this.claim(ctx);
   }
 
   private writeRegister(offset: number, value: number): void {
+    const { m, at } = this;
     if (offset < PLIC_PENDING_BASE) {
       const source = offset >> 2;
-      if (source >= 1 && source <= this.ndev) this.priority[source] = Math.min(value, this.maxPriority);
+      if (source >= 1 && source <= this.ndev) m[at.priority + source] = Math.min(value, this.maxPriority);
       return;
     }
     const enableWord = this.enableWord(offset);
     if (enableWord >= 0) {
-      this.enable[enableWord] = value & this.validMask(enableWord % this.words);
+      m[at.enable + enableWord] = value & this.validMask(enableWord % this.words);
       return;
     }
     const ctx = this.contextOf(offset);
     if (ctx < 0) return;
-    if ((offset & (PLIC_CONTEXT_STRIDE - 1)) === 0) this.threshold[ctx] = Math.min(value, this.maxPriority);
+    if ((offset & (PLIC_CONTEXT_STRIDE - 1)) === 0) m[at.threshold + ctx] = Math.min(value, this.maxPriority);
     else this.complete(ctx, value);
   }
 
@@ -122,7 +186,7 @@ export class Plic implements MmioDevice {
     return mask >>> 0;
   }
 
-  /** Index into `enable` for an offset in the enable area, or -1. */
+  /** Index into the enable words for an offset in the enable area, or -1. */
   private enableWord(offset: number): number {
     if (offset < PLIC_ENABLE_BASE || offset >= PLIC_CONTEXT_BASE) return -1;
     const ctx = Math.floor((offset - PLIC_ENABLE_BASE) / PLIC_ENABLE_STRIDE);
@@ -138,30 +202,38 @@ export class Plic implements MmioDevice {
   }
 
   private setLevel(source: number, level: boolean): void {
-    this.level[source] = level ? 1 : 0;
-    if (!this.claimed[source]) this.setPending(source, level);
-    this.update();
+    const { m, at } = this;
+    this.lock();
+    try {
+      m[at.level + source] = level ? 1 : 0;
+      if (!m[at.claimed + source]) this.setPending(source, level);
+      this.update();
+    } finally {
+      this.unlock();
+    }
   }
 
   private setPending(source: number, on: boolean): void {
     const bit = 1 << (source & 31);
-    if (on) this.pending[source >> 5] |= bit;
-    else this.pending[source >> 5] &= ~bit;
+    const word = this.at.pending + (source >> 5);
+    if (on) this.m[word] |= bit;
+    else this.m[word] &= ~bit;
   }
 
   /** The source a claim by `ctx` would return now (0: none). */
   private best(ctx: number): number {
+    const { m, at } = this;
     let best = 0;
-    let bestPriority = this.threshold[ctx];
+    let bestPriority = m[at.threshold + ctx]!;
     for (let w = 0; w < this.words; w++) {
-      let bits = this.pending[w] & this.enable[ctx * this.words + w];
+      let bits = m[at.pending + w]! & m[at.enable + ctx * this.words + w]!;
       while (bits !== 0) {
         const bit = 31 - Math.clz32(bits & -bits);
         bits &= bits - 1;
         const source = w * 32 + bit;
-        if (this.priority[source] > bestPriority) {
+        if (m[at.priority + source]! > bestPriority) {
           best = source;
-          bestPriority = this.priority[source];
+          bestPriority = m[at.priority + source]!;
         }
       }
     }
@@ -172,24 +244,26 @@ export class Plic implements MmioDevice {
     const source = this.best(ctx);
     if (source !== 0) {
       this.setPending(source, false);
-      this.claimed[source] = 1;
+      this.m[this.at.claimed + source] = 1;
       this.update();
     }
     return source;
   }
 
   private complete(ctx: number, source: number): void {
+    const { m, at } = this;
     if (source < 1 || source > this.ndev) return;
-    if (!(this.enable[ctx * this.words + (source >> 5)] & (1 << (source & 31)))) return;
-    this.claimed[source] = 0;
-    this.setPending(source, this.level[source] !== 0);
+    if (!(m[at.enable + ctx * this.words + (source >> 5)]! & (1 << (source & 31)))) return;
+    m[at.claimed + source] = 0;
+    this.setPending(source, m[at.level + source] !== 0);
   }
 
   private update(): void {
+    const { m, at } = this;
     for (let ctx = 0; ctx < this.contexts; ctx++) {
       const level = this.best(ctx) !== 0 ? 1 : 0;
-      if (level !== this.outLevel[ctx]) {
-        this.outLevel[ctx] = level;
+      if (level !== m[at.outLevel + ctx]) {
+        m[at.outLevel + ctx] = level;
         this.output(ctx >> 1, ctx & 1 ? 'S' : 'M', level === 1);
       }
     }

@@ -5,12 +5,12 @@
  * Theory of operation. createVirtMachine() builds one boot of the machine:
  * a shared WebAssembly.Memory (layout.ts) with the kernel, initrd, FDT (and
  * firmware) loaded, the main-thread devices on an MMIO bus (UART on the
- * serial backend, PLIC, sifive_test, goldfish RTC, virtio-mmio; the CLINT
- * lives in shared memory and is served on the vCPU threads, which also answer
- * the UART's side-effect-free reads and the virtio-mmio slots' InterruptStatus
- * from register shadows and post console bytes and queue notifications,
- * vcpu/mmio-shadow.ts),
- * and the HSM words set for boot:
+ * serial backend, sifive_test, goldfish RTC, virtio-mmio; the CLINT and the
+ * PLIC keep their state in shared memory and are served on the vCPU threads,
+ * while the devices on the main thread drive the PLIC's wires; the vCPU
+ * threads also answer the UART's side-effect-free reads and the virtio-mmio
+ * slots' InterruptStatus from register shadows and post console bytes and
+ * queue notifications, vcpu/mmio-shadow.ts), and the HSM words set for boot:
  *
  *   tsemu's SBI (default): hart 0 START_PENDING at the kernel entry with
  *     a1 = FDT, the other harts STOPPED until the kernel's HSM hart_start;
@@ -33,7 +33,7 @@ import { MmioBus, type BusAccessSize } from '../bus/mmio-bus.js';
 import type { CharBackend } from '../devices/char-backend.js';
 import { Clint } from '../devices/aclint.js';
 import { GoldfishRtc } from '../devices/goldfish-rtc.js';
-import { Plic } from '../devices/plic.js';
+import { Plic, plicStateBytes } from '../devices/plic.js';
 import { SifiveTest, type TestFinisherEvent } from '../devices/sifive-test.js';
 import { Uart16550 } from '../devices/uart16550.js';
 import { EmptyVirtioSlot } from '../devices/virtio-mmio-empty.js';
@@ -47,12 +47,11 @@ import { serializeFdt } from '../fdt/fdt-writer.js';
 import type { FdtTree } from '../fdt/fdt-node.js';
 import { loadBootImages, type BootLayout, type InitrdRange } from '../loader/boot.js';
 import type { EngineName } from '../riscv/engine.js';
-import { MAX_HARTS, RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../riscv/layout.js';
-import { MIP_MEIP, MIP_SEIP } from '../riscv/priv/csr-defs.js';
+import { JUMP_CACHE_BASE, MAX_HARTS, RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../riscv/layout.js';
 import { SRST_REASON, SRST_TYPE } from '../riscv/sbi/constants.js';
 import { HSM, HartControl } from '../vcpu/hart-control.js';
 import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
-import { ShadowWriter, type ShadowWindow } from '../vcpu/mmio-shadow.js';
+import { SHADOW_END, ShadowWriter, type ShadowWindow } from '../vcpu/mmio-shadow.js';
 import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
 import { endOnce, flatGuestRam, runMachine, type MachineExit } from './machine-run.js';
@@ -62,6 +61,10 @@ import {
 } from './virt-map.js';
 
 export type { MachineExit };
+
+/** Where the PLIC's state lives in the machine-shared area (after the register shadows). */
+const VIRT_PLIC_STATE = SHADOW_END;
+if (VIRT_PLIC_STATE + plicStateBytes(MAX_HARTS, VIRT_PLIC_NDEV) > JUMP_CACHE_BASE) throw new Error('the PLIC state does not fit in the machine-shared area');
 
 /** The ISA the harts implement, as the device tree states it. */
 export const VIRT_ISA = 'rv64imafdc_zicntr_zicsr_zifencei';
@@ -112,17 +115,17 @@ function exitForFinisher(event: TestFinisherEvent): MachineExit {
   return event.kind === 'reset' ? { kind: 'reboot' } : { kind: 'poweroff', code: event.code };
 }
 
-/** The virt board's PLIC: its contexts drive each hart's MEIP (M-mode) and SEIP (S-mode) bits. */
-export function virtPlic(harts: number, control: HartControl): Plic {
+/**
+ * The virt board's PLIC: its contexts drive each hart's MEIP (M-mode) and SEIP (S-mode) bits. With `memory`
+ * its state is VIRT_PLIC_STATE there, shared with the vCPU threads' PLICs (which serve its registers).
+ */
+export function virtPlic(harts: number, control: HartControl, memory?: WebAssembly.Memory): Plic {
   return new Plic({
     harts,
     ndev: VIRT_PLIC_NDEV,
     maxPriority: VIRT_PLIC_MAX_PRIORITY,
-    output: (hart, mode, level) => {
-      const bit = mode === 'M' ? MIP_MEIP : MIP_SEIP;
-      if (level) control.raiseInterrupt(hart, bit);
-      else control.lowerInterrupt(hart, bit);
-    },
+    output: (hart, mode, level) => control.externalInterrupt(hart, mode, level),
+    state: memory && { memory, base: VIRT_PLIC_STATE },
   });
 }
 
@@ -139,7 +142,7 @@ function virtDevices(
   ram: GuestRam,
   virtio: readonly (() => VirtioDevice)[],
 ): { bus: MmioBus; shadows: ShadowWindow[] } {
-  const plic = virtPlic(harts, control);
+  const plic = virtPlic(harts, control, memory);
   const bus = new MmioBus();
   bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
   bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'goldfish_rtc');
@@ -147,8 +150,6 @@ function virtDevices(
   const uartShadow = new ShadowWriter(memory, 0, VIRT_UART0.base, uart);
   uart.onChange(() => uartShadow.update());
   bus.map(VIRT_UART0.base, VIRT_UART0.size, uart, 'uart0');
-  const plicRegion = virtPlicRegion(harts);
-  bus.map(plicRegion.base, plicRegion.size, plic, 'plic');
   const shadows = [uartShadow.window];
   const empty = new EmptyVirtioSlot();
   for (let slot = 0; slot < VIRT_VIRTIO_COUNT; slot++) {
@@ -280,6 +281,7 @@ export function createVirtMachine(config: VirtMachineConfig): VirtMachine {
           ramBytes,
           engine: config.engine,
           clint: VIRT_CLINT,
+          plic: { window: virtPlicRegion(harts), ndev: VIRT_PLIC_NDEV, maxPriority: VIRT_PLIC_MAX_PRIORITY, state: VIRT_PLIC_STATE },
           shadows,
           firmware: firmware && { entry: firmware.entry, fdt: layout.fdt, info: firmware.info },
         }),

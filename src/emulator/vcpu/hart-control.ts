@@ -22,6 +22,7 @@
  * own vCPU thread is the only one that moves it out of START_PENDING.
  */
 import { HS, MACHINE_SHARED_BASE, MAX_HARTS, hartStateBase } from '../riscv/layout.js';
+import { MIP_MEIP, MIP_SEIP } from '../riscv/priv/csr-defs.js';
 
 export const HART_CONTROL_BASE = MACHINE_SHARED_BASE + 0x1000;
 export const HART_CONTROL_SIZE = 64;
@@ -147,6 +148,13 @@ export class HartControl {
   /** Clears `bits` in the hart's mip word. */
   lowerInterrupt(hart: number, bits: number): void {
     Atomics.and(this.i32, (hartStateBase(hart) + HS.MIP) >> 2, ~bits);
+  }
+
+  /** A PLIC context's output (plic.ts PlicOutput): the hart's MEIP for its M-mode context, SEIP for its S-mode one. */
+  externalInterrupt(hart: number, mode: 'M' | 'S', level: boolean): void {
+    const bit = mode === 'M' ? MIP_MEIP : MIP_SEIP;
+    if (level) this.raiseInterrupt(hart, bit);
+    else this.lowerInterrupt(hart, bit);
   }
 
   /** Asks the hart's engine to return to its vCPU loop at the next block boundary, and wakes it. */

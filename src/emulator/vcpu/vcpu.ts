@@ -20,8 +20,8 @@
  * stop); sleeps are also capped at MAX_SLEEP_MS so a missed wake costs latency,
  * never a hang.
  *
- * Devices: CLINT accesses are served on this thread (its state is in shared
- * memory); side-effect-free reads of a shadowed device (the UART's status
+ * Devices: CLINT and PLIC accesses are served on this thread (their state is
+ * in shared memory; the PLIC's wires are driven by the main thread's devices); side-effect-free reads of a shadowed device (the UART's status
  * registers, a virtio-mmio slot's InterruptStatus) are answered from its
  * shadow, and its stores that change no shadowed answer (console bytes,
  * virtio queue notifications) are posted without waiting (mmio-shadow.ts);
@@ -45,6 +45,7 @@ import { Sbi, type SbiPlatform } from '../riscv/sbi/sbi.js';
 import { RAM_GPA_BASE, TIMEBASE_HZ } from '../riscv/layout.js';
 import { MmioBus } from '../bus/mmio-bus.js';
 import { Clint } from '../devices/aclint.js';
+import { Plic } from '../devices/plic.js';
 import { enterFirmware, enterSupervisor } from './boot-state.js';
 import { HSM, HartControl } from './hart-control.js';
 import { MailboxClient, MailboxOp, STATUS_OK } from './mailbox.js';
@@ -58,6 +59,8 @@ export interface VcpuConfig {
   engine: EngineName;
   /** The CLINT's guest-physical window (served on this thread). */
   clint: { base: number; size: number };
+  /** The PLIC: its window, sources and priorities, and where its state is in `memory` (served on this thread). */
+  plic: { window: { base: number; size: number }; ndev: number; maxPriority: number; state: number };
   /** Device windows with a register shadow (mmio-shadow.ts): some reads are answered here, some byte stores posted. */
   shadows?: readonly ShadowWindow[];
   /** Firmware boot (--bios): harts start in M-mode and no SBI is served here; the timer raises MTIP. */
@@ -69,7 +72,7 @@ const RUN_SLICE = 200_000;
 const MAX_SLEEP_MS = 500;
 const TICKS_PER_MS = TIMEBASE_HZ / 1000;
 
-/** MMIO for one vCPU: the CLINT and the shadows locally, everything else through the mailbox. */
+/** MMIO for one vCPU: the CLINT, the PLIC and the shadows locally, everything else through the mailbox. */
 class VcpuMmio implements HartMmio {
   lo = 0;
   hi = 0;
@@ -133,6 +136,15 @@ export class Vcpu {
     const mailbox = new MailboxClient(memory, id);
     const local = new MmioBus();
     local.map(config.clint.base, config.clint.size, this.clint, 'clint');
+    const { plic } = config;
+    const control = this.control;
+    local.map(plic.window.base, plic.window.size, new Plic({
+      harts,
+      ndev: plic.ndev,
+      maxPriority: plic.maxPriority,
+      output: (hart, mode, level) => control.externalInterrupt(hart, mode, level),
+      state: { memory, base: plic.state },
+    }), 'plic');
     const options: HartOptions = {
       memory,
       id,
