@@ -1,7 +1,8 @@
 /**
  * The delayed-ACK policy on its own: every second full segment (the segment size
- * learnt from what arrives), a burst of one turn acknowledged once, a lone small
- * segment after ACK_DELAY_MS, and nothing due once an ACK left or the connection closed.
+ * learnt from what arrives), a burst of one turn acknowledged once and before what the
+ * burst queued after it, a lone small segment after ACK_DELAY_MS, and nothing due once
+ * an ACK left or the connection closed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,6 +28,15 @@ test('full segments (1448 bytes: the guest uses timestamps) are acknowledged eve
   assert.equal(acks.pending, false);
   await sleep(3 * ACK_DELAY_MS);
   assert.equal(sentAt.length, 1, 'the timer found nothing pending');
+  acks.stop();
+});
+
+test('the ACK of a burst leaves before work the burst queued after it (a virtio-net card\'s interrupt decision)', async () => {
+  const { acks, sentAt } = policy();
+  acks.received(1460);
+  acks.received(1460);
+  const seen = await new Promise<number>((resolve) => queueMicrotask(() => resolve(sentAt.length)));
+  assert.equal(seen, 1, 'the ACK was sent before a microtask queued after the burst ran');
   acks.stop();
 });
 

@@ -18,11 +18,17 @@
  * "Full-sized" is the largest segment seen so far (the guest's effective MSS, which its
  * TCP options may shrink below ours), at least 536 bytes (RFC 9293's default MSS), at
  * most `maxSegment`. Two full segments arriving in one turn of the event loop get
- * their ACK at the end of that turn (setImmediate), so the segments of one burst
- * (one tap read batch) still share one ACK. The timer is lazy: it is not cleared when
- * an ACK leaves early; it finds nothing pending, or waits on until the deadline of
- * what arrived since (one timer per connection at most, no clearTimeout per ACK). The immediate ACKs TCP requires (out of order data, a
- * filled hole, FIN, window updates) are the connection's to send; they clear this too.
+ * their ACK at the end of that turn (a microtask, queued by the first segment that
+ * makes it due), so the segments of one burst (one tap read batch, one virtio-net
+ * notify) still share one ACK, and the ACK reaches a virtio-net card before the card
+ * decides on its interrupt for the transmit completions of that burst (also a
+ * microtask, queued later): the guest takes one interrupt for both instead of two
+ * (each interrupt costs a tsemu guest several vCPU/main-thread round trips).
+ * The timer is lazy: it is not cleared when an ACK leaves early; it finds nothing
+ * pending, or waits on until the deadline of what arrived since (one timer per
+ * connection at most, no clearTimeout per ACK). The immediate ACKs TCP requires (out
+ * of order data, a filled hole, FIN, window updates) are the connection's to send;
+ * they clear this too.
  */
 export const ACK_DELAY_MS = 5;
 const MIN_FULL_SEGMENT = 536;
@@ -71,11 +77,13 @@ export class DelayedAck {
   private atEndOfTurn(): void {
     if (this.endOfTurnScheduled) return;
     this.endOfTurnScheduled = true;
-    setImmediate(() => {
-      this.endOfTurnScheduled = false;
-      if (this.pending) this.sendAck();
-    });
+    queueMicrotask(this.turnEnded);
   }
+
+  private readonly turnEnded = (): void => {
+    this.endOfTurnScheduled = false;
+    if (this.pending) this.sendAck();
+  };
 
   private readonly onTimer = (): void => {
     this.timer = null;
