@@ -1,10 +1,10 @@
 /**
  * Reads of stored bytes (stored-reads.ts, used by vhdx and vdi): holes of a host
- * file and bytes past its end read as zeroes without a read of them, data
- * stretches read whole; and vhdx and vdi readRuns give what read() gives range by
- * range, on images qemu-img and qemu-io made with sparse blocks, unallocated
- * blocks and blocks stored one after another, which also read as qemu-img reads
- * them.
+ * file (in pieces of 64 KiB or more) and bytes past its end read as zeroes
+ * without a read of them, data stretches and small pieces read whole; and vhdx
+ * and vdi readRuns give what read() gives range by range, on images qemu-img
+ * and qemu-io made with sparse blocks, unallocated blocks and blocks stored one
+ * after another, which also read as qemu-img reads them.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,7 +59,8 @@ test('readStored: holes and bytes past the end read as zeroes without a read, da
       const reads: Array<[number, number]> = [];
       const pieces: HostPiece[] = [
         { offset: 0, buf: new Uint8Array(512 * KiB) },
-        { offset: MiB - 4 * KiB, buf: new Uint8Array(12 * KiB) },
+        { offset: MiB - 64 * KiB, buf: new Uint8Array(128 * KiB) },
+        { offset: 2 * MiB, buf: new Uint8Array(8 * KiB) }, // small: read whole, hole and all
         { offset: 3 * MiB - 4 * KiB, buf: new Uint8Array(8 * KiB) }, // half past the end
         { offset: 3 * MiB + 4 * KiB, buf: new Uint8Array(4 * KiB) }, // all past the end
       ];
@@ -70,8 +71,8 @@ test('readStored: holes and bytes past the end read as zeroes without a read, da
       }
       for (const [start, end] of reads) assert.ok(end <= file.size(), `no read past the end (${start}..${end})`);
       if ((await file.blockStatus(0, 4096)).zero) {
-        // The file system reports holes (at its block size): only blocks holding data are read.
-        const dataBlocks = [[64 * KiB, 192 * KiB], [MiB, MiB + 8 * KiB]];
+        // The file system reports holes (at its block size): of large pieces only blocks holding data are read, small ones whole.
+        const dataBlocks = [[64 * KiB, 192 * KiB], [MiB, MiB + 8 * KiB], [2 * MiB, 2 * MiB + 8 * KiB], [3 * MiB - 4 * KiB, 3 * MiB]];
         for (const [start, end] of reads) {
           assert.ok(dataBlocks.some(([s, e]) => start >= s! && end <= e!), `read ${start}..${end} lies in a data block`);
         }

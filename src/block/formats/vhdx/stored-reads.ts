@@ -12,11 +12,16 @@
  * that follow each other in the file become one preadv).
  *
  * Limits: holes are asked of the file protocol only (an NBD or HTTP file would
- * pay a round trip per question, or knows of no holes anyway). A hole that a
+ * pay a round trip per question, or knows of no holes anyway), and only for
+ * pieces of at least HOLE_QUERY_MIN bytes (for a small read, the two system
+ * calls of the question cost more than reading a hole would). A hole that a
  * write in flight is filling may read as zeroes, as a read racing a write may
  * read the old bytes anyway; a read issued after the write completed sees it.
  */
 import type { ProtocolNode } from '../../protocols/protocol.js';
+
+/** Pieces shorter than this are read whole, holes and all. */
+const HOLE_QUERY_MIN = 64 * 1024;
 
 export interface HostPiece {
   offset: number;
@@ -31,7 +36,7 @@ export async function readStored(file: ProtocolNode, pieces: readonly HostPiece[
   for (const p of pieces) {
     const inFile = Math.max(0, Math.min(p.buf.length, size - p.offset));
     if (inFile < p.buf.length) p.buf.fill(0, inFile);
-    if (!askHoles) {
+    if (!askHoles || inFile < HOLE_QUERY_MIN) {
       if (inFile > 0) data.push(inFile === p.buf.length ? p : { offset: p.offset, buf: p.buf.subarray(0, inFile) });
       continue;
     }
