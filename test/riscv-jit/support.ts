@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { HartServices } from '../../src/emulator/riscv/hart-api.js';
 import {
   CODE_PAGE_MAP_BASE, HS, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_FETCH, TLB_LOAD, TLB_STORE,
-  hartStateBase, memoryPagesFor, tlbBase,
+  hartStateBase, memoryPagesFor, tlbBase, tlbIndex,
 } from '../../src/emulator/riscv/layout.js';
 import { requirePeer } from '../helpers/peers.js';
 import { TRANSLATED } from '../../src/emulator/riscv/jit/code-cache.js';
@@ -49,6 +49,7 @@ export class MiniHart implements HartServices {
   codeHooks: { invalidatePage(p: number): void } | undefined;
 
   constructor() {
+    this.view.setInt32(this.stateBase + HS.TLB_SET, tlbBase(0), true);
     this.flushTlb();
   }
 
@@ -78,9 +79,8 @@ export class MiniHart implements HartServices {
   }
 
   private fill(table: number, lo: number): void {
-    const vpn = (lo >>> 12);
-    const e = tlbBase(0) + table + (vpn & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE;
-    this.view.setBigInt64(e, BigInt(vpn), true);
+    const e = tlbBase(0) + table + tlbIndex(lo) * TLB_ENTRY_SIZE;
+    this.view.setBigInt64(e, BigInt(lo >>> 12), true);
     this.view.setInt32(e + 8, (RAM_HOST_BASE - RAM_GPA_BASE) | 0, true);
   }
 
@@ -105,6 +105,14 @@ export class MiniHart implements HartServices {
     if (this.mem8[CODE_PAGE_MAP_BASE + page] !== 0) this.codeHooks?.invalidatePage((lo >>> 0) >>> 12);
     else this.fill(TLB_STORE, lo);
     return true;
+  }
+
+  dropStorePage(page: number): void {
+    for (let i = 0; i < TLB_ENTRIES; i++) {
+      const e = tlbBase(0) + TLB_STORE + i * TLB_ENTRY_SIZE;
+      const tag = this.view.getBigInt64(e, true);
+      if (tag !== -1n && Number(tag) - (RAM_GPA_BASE >>> 12) === page) this.view.setBigInt64(e, -1n, true);
+    }
   }
 
   fetchHost(lo: number, hi: number): number {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JitEngine } from '../../src/emulator/riscv/jit/engine.js';
-import { HS, RAM_GPA_BASE } from '../../src/emulator/riscv/layout.js';
+import { HS, RAM_GPA_BASE, RAM_HOST_BASE } from '../../src/emulator/riscv/layout.js';
 import { MiniHart, TestStepper, assemble } from './support.js';
 
 const M = (1n << 64n) - 1n;
@@ -105,7 +105,7 @@ test('register-register ALU ops match a BigInt reference on edge values', () => 
       hart.setX(10, a); hart.setX(11, b); hart.setX(8, out);
       runToEcall(hart, engine, stepper);
       names.forEach((op, k) => {
-        const got = hart.view.getBigUint64(0x0100_0000 + 0x10000 + 8 * k, true);
+        const got = hart.view.getBigUint64(RAM_HOST_BASE + 0x10000 + 8 * k, true);
         assert.equal(got, R[op]!(a, b), `${op} ${a.toString(16)}, ${b.toString(16)}`);
       });
     }
@@ -163,7 +163,7 @@ test('a faulting load traps with the registers of the retired instructions writt
     li a3, 9
     ecall`));
   const trap = assemble('ecall');
-  hart.mem8.set(trap, 0x0100_0000 + 0xf00);
+  hart.mem8.set(trap, RAM_HOST_BASE + 0xf00);
   hart.setX(12, 77n); hart.setX(13, 88n);
   const n = runToEcall(hart, engine, stepper);
   assert.equal(hart.lastCause, 5);
@@ -280,7 +280,7 @@ test('fence.i after code changed behind the JIT (another hart, DMA): changed pag
   runToEcall(hart, engine, stepper);
   assert.equal(hart.x(9), 1n);
   // Patch f's "li a0, 1" into "li a0, 2" directly in memory, as a device or another hart would.
-  const f = 0x0100_0000 + 0x1000;
+  const f = RAM_HOST_BASE + 0x1000;
   hart.view.setUint32(f, hart.view.getUint32(f, true) + (1 << 20), true);
   const dropped = engine.cache.stats.dropped;
   runToEcall(hart, engine, stepper, hart.pc + 4n);

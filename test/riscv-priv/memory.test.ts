@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HS, RAM_GPA_BASE, RAM_HOST_BASE, TLB_LOAD, TLB_STORE, tlbBase } from '../../src/emulator/riscv/layout.js';
+import { HS, RAM_GPA_BASE, RAM_HOST_BASE, TLB_LOAD, TLB_STORE } from '../../src/emulator/riscv/layout.js';
 import { CAUSE } from '../../src/emulator/riscv/priv/csr-defs.js';
 import {
-  MMIO_BASE, RAM, RAM_BYTES, halves, load, makeHart, mcause, mepc, mtval, readU64, setPc, store, writeU64,
+  MMIO_BASE, RAM, RAM_BYTES, halves, load, makeHart, mcause, mepc, mtval, readU64, setPc, store, tlbEntry, writeU64,
 } from './setup.js';
 
 test('M-mode loads and stores of every size reach RAM, little-endian, zero-extended', () => {
@@ -23,12 +23,12 @@ test('a load fills the load TLB with the host offset of the page; a store fills 
   const m = makeHart();
   const va = RAM + 0x3123;
   load(m, BigInt(va), 4);
-  const e = tlbBase(0) + TLB_LOAD + ((va >>> 12) & 255) * 16;
+  const e = tlbEntry(m, TLB_LOAD, va);
   assert.equal(m.dv.getInt32(e, true), va >>> 12);
   assert.equal(m.dv.getInt32(e + 4, true), 0);
   assert.equal((va + m.dv.getInt32(e + 8, true)) >>> 0, va - RAM_GPA_BASE + RAM_HOST_BASE);
   store(m, BigInt(va), 4, 1n);
-  const s = tlbBase(0) + TLB_STORE + ((va >>> 12) & 255) * 16;
+  const s = tlbEntry(m, TLB_STORE, va);
   assert.equal(m.dv.getInt32(s, true), va >>> 12);
 });
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HS, PRIV_S, PRIV_U, TLB_LOAD, tlbBase } from '../../src/emulator/riscv/layout.js';
+import { HS, PRIV_S, PRIV_U, TLB_LOAD } from '../../src/emulator/riscv/layout.js';
 import { CAUSE, CSR } from '../../src/emulator/riscv/priv/csr-defs.js';
-import { RAM, type TestMachine, csrRead, csrWrite, load, makeHart, mcause, store } from './setup.js';
+import { RAM, type TestMachine, csrRead, csrWrite, load, makeHart, mcause, store, tlbEntry } from './setup.js';
 
 const R = 1;
 const W = 2;
@@ -99,10 +99,10 @@ test('no TLB entry for a page PMP covers only in part', () => {
   csrWrite(m, CSR.PMPCFG0, BigInt(TOR | R | W | ((NAPOT | R) << 8)));
   setPriv(m, PRIV_S);
   assert.equal(load(m, BigInt(RAM + 0x10), 4), 0n);
-  const e = tlbBase(0) + TLB_LOAD + ((RAM >>> 12) & 255) * 16;
+  const e = tlbEntry(m, TLB_LOAD, RAM);
   assert.equal(m.dv.getInt32(e, true), -1);
   assert.equal(load(m, BigInt(RAM + 0x1010), 4), 0n);
-  const e2 = tlbBase(0) + TLB_LOAD + (((RAM + 0x1000) >>> 12) & 255) * 16;
+  const e2 = tlbEntry(m, TLB_LOAD, RAM + 0x1000);
   assert.equal(m.dv.getInt32(e2, true), (RAM + 0x1000) >>> 12);
 });
 

@@ -6,7 +6,7 @@
  */
 import { Hart, type HartMmio } from '../../src/emulator/riscv/hart.js';
 import type { MemSize } from '../../src/emulator/riscv/hart-api.js';
-import { HS, RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor } from '../../src/emulator/riscv/layout.js';
+import { HS, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRY_SIZE, memoryPagesFor, tlbIndex } from '../../src/emulator/riscv/layout.js';
 import { CSR_OFF } from '../../src/emulator/riscv/priv/csr-defs.js';
 import { resetHartState } from '../../src/emulator/riscv/priv/state.js';
 
@@ -72,6 +72,11 @@ export function makeHart(options: { id?: number; sbi?: (hart: Hart) => boolean; 
 }
 
 const host = (gpa: number) => gpa - RAM_GPA_BASE + RAM_HOST_BASE;
+
+/** Byte offset of va's entry in `table` (TLB_LOAD, TLB_STORE, TLB_FETCH) of the hart's current TLB set. */
+export function tlbEntry(m: TestMachine, table: number, va: number): number {
+  return m.dv.getInt32(m.base + HS.TLB_SET, true) + table + tlbIndex(va) * TLB_ENTRY_SIZE;
+}
 
 export function writeU64(m: TestMachine, gpa: number, value: bigint): void {
   m.dv.setBigUint64(host(gpa), BigInt.asUintN(64, value), true);

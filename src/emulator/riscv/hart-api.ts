@@ -78,6 +78,8 @@ export interface HartServices {
   fpEnabled(): boolean;
   /** Marks FP state dirty (mstatus.FS = Dirty, SD) after an FP register or fcsr write. */
   fpDirty(): void;
+  /** Drops every store-TLB entry that points into RAM page `page` ((gpa - RAM_GPA_BASE) >>> 12): it just became a code page. */
+  dropStorePage(page: number): void;
   /**
    * Takes a pending and enabled interrupt if there is one (sets PC to the handler) and returns
    * true; engines call it at block boundaries when EXIT_REQUEST or MIP changed.

@@ -7,7 +7,7 @@
  * Theory of operation. All architectural state lives in the hart's state
  * block in the shared memory (layout.ts, CSR slots in priv/csr-defs.ts); this
  * object keeps only derived data (the decoded PMP ranges, the MMU's current
- * translation context and its saved TLB entries), so after anyone else
+ * translation context and which TLB set holds which context), so after anyone else
  * rewrites the state block (reset, snapshot restore) call resync(). The parts:
  *   priv/csr.ts      CSR access rules and WARL behaviour
  *   priv/trap.ts     exception and interrupt entry, delegation, mret/sret
@@ -56,12 +56,11 @@ import {
   PRIV_U,
   RAM_GPA_BASE,
   RAM_HOST_BASE,
-  TLB_ENTRIES,
   TLB_ENTRY_SIZE,
   TLB_FETCH,
   TLB_LOAD,
   TLB_STORE,
-  tlbBase,
+  tlbIndex,
 } from './layout.js';
 import { AtomicMemory } from './priv/atomics.js';
 import { Counters } from './priv/counters.js';
@@ -123,9 +122,8 @@ export class Hart implements HartServices {
   private readonly u8: Uint8Array;
   private readonly dv: DataView;
   private readonly scratch0: number;
-  private readonly loadTlb: number;
-  private readonly storeTlb: number;
-  private readonly fetchTlb: number;
+  /** Word index of the TLB_SET word (the current TLB set's offset). */
+  private readonly tlbSetWord: number;
   /** Set by a successful wfi; the vCPU loop sleeps until wakeable() and clears it (nothing else reads it). */
   waitingForInterrupt = false;
   /** The bytes of a page-crossing load, gathered before they reach SCRATCH0. */
@@ -140,10 +138,7 @@ export class Hart implements HartServices {
     this.u8 = this.st.u8;
     this.dv = this.st.dv;
     this.scratch0 = this.stateBase + HS.SCRATCH0;
-    const tlb = tlbBase(options.id);
-    this.loadTlb = tlb + TLB_LOAD;
-    this.storeTlb = tlb + TLB_STORE;
-    this.fetchTlb = tlb + TLB_FETCH;
+    this.tlbSetWord = (this.stateBase + HS.TLB_SET) >> 2;
     this.mmio = options.mmio;
     this.sbi = options.sbi;
     this.traps = new Traps(this.st, () => this.mmu.syncContext());
@@ -182,7 +177,7 @@ export class Hart implements HartServices {
 
   load(vaLo: number, vaHi: number, size: MemSize): boolean {
     if ((vaLo & 0xfff) + size > 4096) return this.crossPage(vaLo, vaHi, size, ACCESS_LOAD);
-    const e = (this.loadTlb + ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+    const e = this.tlbEntry(TLB_LOAD, vaLo);
     const i32 = this.i32;
     if (i32[e] === ((vaLo >>> 12) | (vaHi << 20)) && i32[e + 1] === vaHi >>> 12) {
       this.readHost((vaLo + i32[e + 2]) >>> 0, size);
@@ -201,7 +196,7 @@ export class Hart implements HartServices {
 
   store(vaLo: number, vaHi: number, size: MemSize): boolean {
     if ((vaLo & 0xfff) + size > 4096) return this.crossPage(vaLo, vaHi, size, ACCESS_STORE);
-    const e = (this.storeTlb + ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+    const e = this.tlbEntry(TLB_STORE, vaLo);
     const i32 = this.i32;
     if (i32[e] === ((vaLo >>> 12) | (vaHi << 20)) && i32[e + 1] === vaHi >>> 12) {
       this.writeHost((vaLo + i32[e + 2]) >>> 0, size);
@@ -222,7 +217,7 @@ export class Hart implements HartServices {
   }
 
   fetchHost(vaLo: number, vaHi: number): number {
-    const e = (this.fetchTlb + ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+    const e = this.tlbEntry(TLB_FETCH, vaLo);
     const i32 = this.i32;
     if (i32[e] === ((vaLo >>> 12) | (vaHi << 20)) && i32[e + 1] === vaHi >>> 12) return (vaLo + i32[e + 2]) >>> 0;
     const pa = this.mmu.translate(vaLo, vaHi, ACCESS_FETCH, 2);
@@ -348,7 +343,17 @@ export class Hart implements HartServices {
     return this.traps.takeInterrupt();
   }
 
+  /** Drops every store-TLB entry that points into RAM page `page` ((gpa - RAM_GPA_BASE) >>> 12): it became a code page. */
+  dropStorePage(page: number): void {
+    this.mmu.dropStorePage(page);
+  }
+
   // ---- helpers ----
+
+  /** Word index of va's entry in `table` (TLB_LOAD, TLB_STORE, TLB_FETCH) of the current TLB set. */
+  private tlbEntry(table: number, vaLo: number): number {
+    return (this.i32[this.tlbSetWord]! + table + tlbIndex(vaLo) * TLB_ENTRY_SIZE) >> 2;
+  }
 
   /**
    * A CSR write or xRET may make a pending interrupt takeable: set EXIT_REQUEST so the engine
@@ -416,8 +421,7 @@ export class Hart implements HartServices {
       this.traps.exception(access === ACCESS_LOAD ? CAUSE.LOAD_MISALIGNED : CAUSE.STORE_MISALIGNED, vaLo, vaHi);
       return -1;
     }
-    const table = access === ACCESS_LOAD ? this.loadTlb : this.storeTlb;
-    const e = (table + ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+    const e = this.tlbEntry(access === ACCESS_LOAD ? TLB_LOAD : TLB_STORE, vaLo);
     const i32 = this.i32;
     if (i32[e] === ((vaLo >>> 12) | (vaHi << 20)) && i32[e + 1] === vaHi >>> 12) return (vaLo + i32[e + 2]) >>> 0;
     const pa = this.mmu.translate(vaLo, vaHi, access, size);

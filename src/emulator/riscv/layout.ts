@@ -10,11 +10,11 @@
  *
  *   0x0000_0000  scratch (never a guest address; keep the first 64 KiB unused)
  *   0x0001_0000  hart state blocks, HART_STATE_SIZE each (HART_STATE_BASE)
- *   0x0010_0000  software TLBs, TLB_STRIDE each (TLB_BASE)
  *   0x0020_0000  code-page map: one byte per 4 KiB page of guest RAM (CODE_PAGE_MAP_BASE)
  *   0x0030_0000  machine-shared words: the MMIO mailboxes, the timebase origin (MACHINE_SHARED_BASE)
  *   0x0040_0000  JIT jump caches, JUMP_CACHE_SIZE i32 words per hart (jumpCacheBase)
- *   0x0100_0000  guest RAM: guest-physical RAM_GPA_BASE maps to host offset RAM_HOST_BASE
+ *   0x0080_0000  software TLBs, TLB_STRIDE each (TLB_BASE)
+ *   0x0200_0000  guest RAM: guest-physical RAM_GPA_BASE maps to host offset RAM_HOST_BASE
  *
  * Values are little-endian. 64-bit values cross the JS/WebAssembly boundary as
  * two 32-bit halves or through memory, never as BigInt: a JS helper called by
@@ -36,18 +36,25 @@
  *   JIT_BUDGET  the low word of SCRATCH3 (i32): instructions translated code may still
  *          run before it returns to the JIT's dispatcher (jit/engine.ts); only the JIT
  *          uses it, and no JS helper that translated code calls touches SCRATCH3
+ *   TLB_SET  the offset of the hart's current TLB set in the shared memory (i32; see below)
  *   CSR_AREA..HART_STATE_SIZE  owned by csr.ts (the other CSRs, at offsets it defines)
  *
- * Software TLB (per hart, at tlbBase(hart)): three tables of TLB_ENTRIES
- * entries, for loads, stores and instruction fetches. Entry i of a table is
- * TLB_ENTRY_SIZE bytes: a tag (i64: the virtual page number va >>> 12, or -1
- * for an empty entry) then an addend (i32): the host address of a byte is
- * wrap32(va) + addend. The index is (va >>> 12) & (TLB_ENTRIES - 1). Only
- * guest-RAM pages that the access may touch without a trap get an entry (never
- * MMIO, never a page whose A or D bit would have to be set, never a store entry
- * for a page in the code-page map); everything else takes the slow path. The
- * MMU fills entries and flushes all three tables whenever the translation
- * context changes (privilege mode, satp, mstatus MPRV/MPP/SUM/MXR, sfence.vma).
+ * Software TLB (per hart, at tlbBase(hart)): TLB_SETS sets, one per recent
+ * translation context (privilege, effective data privilege, SUM, MXR: the MMU
+ * picks them, priv/mmu.ts); the TLB_SET word of the state block holds the
+ * offset of the current one, which engines read at every lookup (translated
+ * code once per block: nothing inside a block changes the context). A set is
+ * three tables of TLB_ENTRIES entries, for loads, stores and instruction
+ * fetches (TLB_LOAD, TLB_STORE, TLB_FETCH from the set's offset). Entry i of a
+ * table is TLB_ENTRY_SIZE bytes: a tag (i64: the virtual page number va >>> 12,
+ * or -1 for an empty entry) then an addend (i32): the host address of a byte
+ * is wrap32(va) + addend. The index is tlbIndex(va): the page number's low bits
+ * with the next ones folded in, so pages a multiple of TLB_ENTRIES apart (a
+ * kernel's text and its data) do not evict each other. Only guest-RAM pages
+ * that the access may touch without a trap get an entry (never MMIO, never a
+ * page whose A or D bit would have to be set, never a store entry for a page
+ * in the code-page map); everything else takes the slow path. The MMU fills
+ * entries and empties every set on satp and PMP writes and sfence.vma.
  *
  * JIT jump cache (per hart, at jumpCacheBase(hart)): JUMP_CACHE_SIZE i32
  * words, each the code cache's table slot of a block it entered last at that
@@ -66,14 +73,19 @@ export const HART_STATE_BASE = 0x0001_0000;
 export const HART_STATE_SIZE = 0x1000;
 export const MAX_HARTS = 64;
 
-export const TLB_BASE = 0x0010_0000;
-export const TLB_ENTRIES = 256;
+export const TLB_ENTRIES = 1024;
+/** log2(TLB_ENTRIES): the page-number bits above the index that tlbIndex folds into it start here. */
+export const TLB_FOLD = 10;
 export const TLB_ENTRY_SIZE = 16;
 export const TLB_TABLE_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
 export const TLB_LOAD = 0;
 export const TLB_STORE = TLB_TABLE_SIZE;
 export const TLB_FETCH = 2 * TLB_TABLE_SIZE;
-export const TLB_STRIDE = 0x4000;
+/** One set: the three tables of one translation context. */
+export const TLB_SET_SIZE = 3 * TLB_TABLE_SIZE;
+/** Sets per hart (translation contexts kept at once: U, S, S with SUM, M). */
+export const TLB_SETS = 4;
+export const TLB_STRIDE = TLB_SETS * TLB_SET_SIZE;
 
 export const CODE_PAGE_MAP_BASE = 0x0020_0000;
 export const MACHINE_SHARED_BASE = 0x0030_0000;
@@ -84,7 +96,9 @@ export const JUMP_CACHE_SIZE = 16384;
 /** Bits of the host offset above the index that are folded into it. */
 export const JUMP_CACHE_FOLD = 15;
 
-export const RAM_HOST_BASE = 0x0100_0000;
+export const TLB_BASE = 0x0080_0000;
+
+export const RAM_HOST_BASE = 0x0200_0000;
 export const RAM_GPA_BASE = 0x8000_0000;
 /** The largest -m that fits in a 32-bit memory after the areas above. */
 export const MAX_RAM_BYTES = 0x1_0000_0000 - RAM_HOST_BASE - WASM_PAGE;
@@ -108,6 +122,8 @@ export const HS = {
   SCRATCH3: 600,
   /** Alias of SCRATCH3's low word: the JIT's instruction budget. */
   JIT_BUDGET: 600,
+  /** Offset of the current TLB set (i32). */
+  TLB_SET: 608,
   CSR_AREA: 1024,
 } as const;
 
@@ -124,6 +140,11 @@ export function hartStateBase(hart: number): number {
 
 export function tlbBase(hart: number): number {
   return TLB_BASE + hart * TLB_STRIDE;
+}
+
+/** Index of va's entry in a TLB table (translated code computes the same from the page number's low word). */
+export function tlbIndex(vaLo: number): number {
+  return ((vaLo >>> 12) ^ (vaLo >>> (12 + TLB_FOLD))) & (TLB_ENTRIES - 1);
 }
 
 export function jumpCacheBase(hart: number): number {

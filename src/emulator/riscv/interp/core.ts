@@ -18,7 +18,7 @@
  */
 import type { HartServices } from '../hart-api.js';
 import type { Insn } from '../isa/decode.js';
-import { HS, TLB_LOAD, TLB_STORE, tlbBase } from '../layout.js';
+import { HS, TLB_ENTRY_SIZE, tlbIndex } from '../layout.js';
 
 export type Handler = (c: Core, d: Insn) => number;
 
@@ -45,9 +45,8 @@ export class Core {
   readonly scratchw: number;
   readonly instretw: number;
   readonly exitw: number;
-  /** Word indices of the load and store TLB tables. */
-  readonly loadTlbw: number;
-  readonly storeTlbw: number;
+  /** Word index of the TLB_SET word (the current TLB set's offset). */
+  readonly tlbSetw: number;
   /** pc of the instruction being executed. */
   pcLo = 0;
   pcHi = 0;
@@ -69,8 +68,12 @@ export class Core {
     this.scratchw = sw + (HS.SCRATCH0 >> 2);
     this.instretw = sw + (HS.INSTRET >> 2);
     this.exitw = sw + (HS.EXIT_REQUEST >> 2);
-    this.loadTlbw = (tlbBase(hart.id) + TLB_LOAD) >> 2;
-    this.storeTlbw = (tlbBase(hart.id) + TLB_STORE) >> 2;
+    this.tlbSetw = sw + (HS.TLB_SET >> 2);
+  }
+
+  /** Word index of the entry for va (low word `lo`) in `table` (TLB_LOAD, TLB_STORE, TLB_FETCH) of the current TLB set. */
+  tlbEntry(table: number, lo: number): number {
+    return (this.m[this.tlbSetw]! + table + tlbIndex(lo) * TLB_ENTRY_SIZE) >> 2;
   }
 
   lo(r: number): number {

@@ -24,7 +24,7 @@
  */
 import type { Engine } from '../engine.js';
 import type { HartServices } from '../hart-api.js';
-import { TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_FETCH, tlbBase } from '../layout.js';
+import { TLB_FETCH } from '../layout.js';
 import { decode, Insn } from '../isa/decode.js';
 import { MAX_BLOCK_INSNS } from '../isa/block.js';
 import { KIND_OF, OPCODE_NAMES, type Mnemonic } from '../isa/table.js';
@@ -47,7 +47,6 @@ const IS_CSR: Uint8Array = Uint8Array.from(KIND_OF, (k) => (k === 'csr' ? 1 : 0)
 
 export class Interpreter implements Engine {
   private readonly core: Core;
-  private readonly fetchTlbw: number;
   private readonly cacheTags = new Int32Array(DECODE_CACHE_SIZE).fill(-1);
   private readonly cacheInsns: Insn[] = Array.from({ length: DECODE_CACHE_SIZE }, () => new Insn());
   /** Scratch decoded form for page-straddling instructions (not cached). */
@@ -60,7 +59,6 @@ export class Interpreter implements Engine {
 
   constructor(private readonly hart: HartServices) {
     this.core = new Core(hart);
-    this.fetchTlbw = (tlbBase(hart.id) + TLB_FETCH) >> 2;
   }
 
   run(budget: number): number {
@@ -125,7 +123,7 @@ export class Interpreter implements Engine {
   private fetchHost(lo: number, hi: number): number {
     const m = this.core.m;
     const vpnLo = (lo >>> 12) | (hi << 20);
-    const w = this.fetchTlbw + (vpnLo & (TLB_ENTRIES - 1)) * (TLB_ENTRY_SIZE >> 2);
+    const w = this.core.tlbEntry(TLB_FETCH, lo);
     if (m[w] === vpnLo && m[w + 1] === hi >>> 12) return (lo + m[w + 2]!) >>> 0;
     return this.hart.fetchHost(lo, hi);
   }

@@ -14,17 +14,15 @@
 import type { Insn } from '../isa/decode.js';
 import type { Mnemonic } from '../isa/table.js';
 import type { AmoOp, MemSize } from '../hart-api.js';
-import { TLB_ENTRIES } from '../layout.js';
+import { TLB_LOAD, TLB_STORE } from '../layout.js';
 import { type Core, type Handler, NEXT, TRAP } from './core.js';
 import { R, add64 } from './int64.js';
 
-const ENTRY_WORDS = 4; // TLB_ENTRY_SIZE / 4
-
-/** Host address of an aligned access at (lo, hi) through the TLB table at word index `tlbw`, or -1 on a miss. */
-function lookup(c: Core, tlbw: number, lo: number, hi: number, size: number): number {
+/** Host address of an aligned access at (lo, hi) through `table` (TLB_LOAD, TLB_STORE) of the current TLB set, or -1 on a miss. */
+function lookup(c: Core, table: number, lo: number, hi: number, size: number): number {
   if ((lo & (size - 1)) !== 0) return -1;
   const vpnLo = (lo >>> 12) | (hi << 20);
-  const w = tlbw + (vpnLo & (TLB_ENTRIES - 1)) * ENTRY_WORDS;
+  const w = c.tlbEntry(table, lo);
   const m = c.m;
   if (m[w] !== vpnLo || m[w + 1] !== hi >>> 12) return -1;
   return (lo + m[w + 2]!) >>> 0;
@@ -43,7 +41,7 @@ function load(c: Core, d: Insn, size: MemSize, signed: boolean): boolean {
   address(c, d);
   const lo = R.lo;
   const hi = R.hi;
-  const host = lookup(c, c.loadTlbw, lo, hi, size);
+  const host = lookup(c, TLB_LOAD, lo, hi, size);
   if (host >= 0) {
     switch (size) {
       case 1: R.lo = signed ? c.i8[host]! : c.u8[host]!; break;
@@ -68,7 +66,7 @@ function load(c: Core, d: Insn, size: MemSize, signed: boolean): boolean {
 /** Stores the low `size` bytes of (lo, hi) at rs1 + imm. False: the hart trapped. */
 function store(c: Core, d: Insn, size: MemSize, vlo: number, vhi: number): boolean {
   address(c, d);
-  const host = lookup(c, c.storeTlbw, R.lo, R.hi, size);
+  const host = lookup(c, TLB_STORE, R.lo, R.hi, size);
   if (host >= 0) {
     switch (size) {
       case 1: c.u8[host] = vlo; break;

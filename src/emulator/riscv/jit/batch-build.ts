@@ -33,10 +33,9 @@ export interface BlockRequest {
   readonly slots: readonly number[];
 }
 
-/** The hart's state block and software TLBs, which translated code addresses directly. */
+/** Where the hart's state block is, which translated code addresses directly (its TLB_SET word locates the TLB). */
 export interface BatchTarget {
   readonly stateBase: number;
-  readonly tlbBase: number;
 }
 
 export function buildBatch(target: BatchTarget, blocks: readonly BlockRequest[]): Uint8Array {

@@ -54,8 +54,7 @@
  */
 import { decodeBlock } from '../isa/index.js';
 import {
-  CODE_PAGE_MAP_BASE, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_STORE,
-  jumpCacheBase, jumpCacheIndex, tlbBase,
+  CODE_PAGE_MAP_BASE, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, jumpCacheBase, jumpCacheIndex,
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
@@ -170,11 +169,11 @@ export class CodeCache implements CodeCacheHooks {
     this.memBytes = Buffer.from(hart.memory.buffer);
     this.mem32 = new Int32Array(hart.memory.buffer);
     this.validatedIn = new Uint32Array(Math.max(0, hart.memory.buffer.byteLength - RAM_HOST_BASE) >>> 12);
-    const areas: HartAreas = { stateBase: hart.stateBase, tlbBase: tlbBase(hart.id), jumpCacheBase: jumpCacheBase(hart.id) };
+    const areas: HartAreas = { stateBase: hart.stateBase, jumpCacheBase: jumpCacheBase(hart.id) };
     const hub = createHub(hart.memory, areas, tuning.chaining, INITIAL_SLOTS);
     this.table = hub.table;
     this.vacant = hub.vacant;
-    this.target = { stateBase: areas.stateBase, tlbBase: areas.tlbBase };
+    this.target = { stateBase: areas.stateBase };
     if (tuning.background) this.compiler = new BackgroundCompiler(this.target);
     this.enter = hub.enter;
     this.jumpWords = areas.jumpCacheBase >> 2;
@@ -328,14 +327,7 @@ export class CodeCache implements CodeCacheHooks {
     if (this.mem8[CODE_PAGE_MAP_BASE + page] !== 0) return;
     this.mem8[CODE_PAGE_MAP_BASE + page] = 1;
     // No store-TLB entry may point into a code page (layout.ts).
-    const base = (tlbBase(this.hart.id) + TLB_STORE) >> 2;
-    for (let i = 0; i < TLB_ENTRIES; i++) {
-      const w = base + i * (TLB_ENTRY_SIZE >> 2);
-      const tagLo = this.mem32[w]!;
-      if (tagLo === -1 && this.mem32[w + 1] === -1) continue;
-      const hostPage = ((((tagLo << 12) + this.mem32[w + 2]!) >>> 0) - RAM_HOST_BASE) >>> 12;
-      if (hostPage === page) this.mem32[w] = this.mem32[w + 1] = -1;
-    }
+    this.hart.dropStorePage(page);
   }
 
   invalidatePage(gpaPage: number): void {

@@ -28,7 +28,7 @@
  * one unit of the loop's own allowance, so a guest looping on faults cannot
  * keep run() from returning.
  */
-import { HS, TLB_ENTRY_SIZE, TLB_FETCH, TLB_ENTRIES, tlbBase } from '../layout.js';
+import { HS, TLB_ENTRY_SIZE, TLB_FETCH, tlbIndex } from '../layout.js';
 import type { Engine } from '../engine.js';
 import type { HartServices } from '../hart-api.js';
 import { JIT_BUDGET } from './hub.js';
@@ -60,7 +60,7 @@ export class JitEngine implements Engine {
   private readonly exitWord: number;
   private readonly instretWord: number;
   private readonly budgetWord: number;
-  private readonly fetchTlbWord: number;
+  private readonly tlbSetWord: number;
 
   /** The budget word's value when INSTRET last caught up with it. */
   private accounted = 0;
@@ -73,7 +73,7 @@ export class JitEngine implements Engine {
     this.exitWord = (hart.stateBase + HS.EXIT_REQUEST) >> 2;
     this.instretWord = (hart.stateBase + HS.INSTRET) >> 2;
     this.budgetWord = (hart.stateBase + JIT_BUDGET) >> 2;
-    this.fetchTlbWord = (tlbBase(hart.id) + TLB_FETCH) >> 2;
+    this.tlbSetWord = (hart.stateBase + HS.TLB_SET) >> 2;
   }
 
   run(budget: number): number {
@@ -138,7 +138,7 @@ export class JitEngine implements Engine {
     const hi = mem[this.pcWord + 1]!;
     const vpnLo = (lo >>> 12) | (hi << 20);
     const vpnHi = hi >>> 12;
-    const w = this.fetchTlbWord + (vpnLo & (TLB_ENTRIES - 1)) * (TLB_ENTRY_SIZE >> 2);
+    const w = (mem[this.tlbSetWord]! + TLB_FETCH + tlbIndex(lo) * TLB_ENTRY_SIZE) >> 2;
     if (mem[w] === vpnLo && mem[w + 1] === vpnHi) return (lo + mem[w + 2]!) >>> 0;
     return this.hart.fetchHost(lo, hi);
   }

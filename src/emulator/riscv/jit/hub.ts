@@ -32,7 +32,7 @@
  * A block function has the type (pc: i64, host: i32) → i32 (BLOCK_TYPE).
  */
 import { MemOp, ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
-import { HS, JUMP_CACHE_FOLD, JUMP_CACHE_SIZE, TLB_ENTRIES, TLB_FETCH } from '../layout.js';
+import { HS, JUMP_CACHE_FOLD, JUMP_CACHE_SIZE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_FETCH, TLB_FOLD } from '../layout.js';
 
 const { i32, i64 } = Type;
 
@@ -49,11 +49,20 @@ export const BLOCK_RESULTS = [i32] as const;
 /** `leave`'s parameters and results. */
 export const LEAVE_PARAMS = [i64, i32, i32] as const;
 
-/** Where a hart's state block, software TLBs and jump cache are in the shared memory. */
+/** Where a hart's state block (whose TLB_SET word locates its TLB) and jump cache are in the shared memory. */
 export interface HartAreas {
   readonly stateBase: number;
-  readonly tlbBase: number;
   readonly jumpCacheBase: number;
+}
+
+/**
+ * Emits code that turns the low word of a page number (i32, on the stack) into the address of its
+ * entry in the current TLB set (layout.ts tlbIndex, plus the TLB_SET word); add a table's offset
+ * (TLB_LOAD, TLB_STORE, TLB_FETCH) as the access's offset. `tmp` is an i32 local.
+ */
+export function emitTlbEntry(c: Code, stateBase: number, tmp: number): void {
+  c.tee(tmp).get(tmp).i32(TLB_FOLD).op(Op.i32_shr_u).op(Op.i32_xor).i32(TLB_ENTRIES - 1).op(Op.i32_and);
+  c.i32(Math.log2(TLB_ENTRY_SIZE)).op(Op.i32_shl).i32(0).mem(MemOp.i32_load, stateBase + HS.TLB_SET, 2).op(Op.i32_add);
 }
 
 export interface Hub {
@@ -97,7 +106,7 @@ export function createHub(memory: WebAssembly.Memory, areas: HartAreas, jumpCach
 }
 
 function emitLeave(c: Code, blockType: number, areas: HartAreas, jumpCache: boolean): void {
-  const { stateBase, tlbBase } = areas;
+  const { stateBase } = areas;
   const [next, host, slot] = [0, 1, 2];
   const pcAt = stateBase + HS.PC;
   c.get(slot).i32(SLOT_INTERPRET).op(Op.i32_eq).if();
@@ -108,15 +117,14 @@ function emitLeave(c: Code, blockType: number, areas: HartAreas, jumpCache: bool
   c.if();
   if (jumpCache) {
     // SLOT_JUMP: the slot the jump cache holds for next's host offset (a fetch-TLB miss leaves SLOT_JUMP).
-    const fetchTlb = tlbBase + TLB_FETCH;
     const vpn = c.local(i64);
     const entry = c.local(i32);
     c.get(slot).i32(SLOT_JUMP).op(Op.i32_eq).if();
-    c.get(next).i64(12).op(Op.i64_shr_u).tee(vpn);
-    c.op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl).tee(entry);
-    c.mem(MemOp.i64_load, fetchTlb, 3).get(vpn).op(Op.i64_eq);
+    c.get(next).i64(12).op(Op.i64_shr_u).tee(vpn).op(Op.i32_wrap_i64);
+    emitTlbEntry(c, stateBase, entry);
+    c.tee(entry).mem(MemOp.i64_load, TLB_FETCH, 3).get(vpn).op(Op.i64_eq);
     c.if();
-    c.get(next).op(Op.i32_wrap_i64).get(entry).mem(MemOp.i32_load, fetchTlb + 8, 2).op(Op.i32_add).set(host);
+    c.get(next).op(Op.i32_wrap_i64).get(entry).mem(MemOp.i32_load, TLB_FETCH + 8, 2).op(Op.i32_add).set(host);
     // jumpCacheIndex(host) * 4
     c.get(host).i32(1).op(Op.i32_shr_u).get(host).i32(JUMP_CACHE_FOLD).op(Op.i32_shr_u).op(Op.i32_xor);
     c.i32(JUMP_CACHE_SIZE - 1).op(Op.i32_and).i32(2).op(Op.i32_shl);

@@ -10,8 +10,9 @@
  * locals at entry and the written ones stored back at every exit.
  *
  * Loads and stores do the software-TLB lookup inline (layout.ts): index the
- * load or store table by the virtual page number, compare the tag, require
- * natural alignment, and on a hit access host address wrap(va) + addend. A
+ * load or store table of the current TLB set (the TLB_SET word) by tlbIndex,
+ * compare the tag, require natural alignment, and on a hit access host
+ * address wrap(va) + addend. A
  * miss stores the instruction's pc into PC and calls HartServices.load/store
  * (value through SCRATCH0); a false return is a trap: the block writes back
  * its registers, accounts the instructions retired before the faulting one,
@@ -60,18 +61,17 @@ import { MemOp, Op, Type, type Code } from '../../wasm/encoder.js';
 import { type Insn, KIND_OF, OP, OPCODE_NAMES, SPECS } from '../isa/index.js';
 import type { AmoOp } from '../hart-api.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
-import { HS, TLB_LOAD, TLB_STORE, TLB_ENTRIES } from '../layout.js';
+import { HS, TLB_LOAD, TLB_STORE } from '../layout.js';
 import { AMO_OPS, type BatchFunctions } from './batch-module.js';
-import { JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP } from './hub.js';
+import { JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP, emitTlbEntry } from './hub.js';
 
 
 const { i32, i64 } = Type;
 
 /** What the translator needs to know about the hart and the block's place. */
 export interface BlockContext {
-  /** Hart state block and software TLB offsets in the shared memory. */
+  /** Hart state block offset in the shared memory (its TLB_SET word locates the software TLB). */
   readonly stateBase: number;
-  readonly tlbBase: number;
   /** Host offset of the block's first instruction (its key). */
   readonly host: number;
   /** Table slot of the block starting at a host offset on the same page; undefined: do not chain there. */
@@ -535,15 +535,15 @@ class BlockTranslator {
     const c = this.c;
     this.get(insn.rs1);
     if (insn.imm !== 0) c.i64(insn.imm).op(Op.i64_add);
-    c.tee(this.va).i64(12).op(Op.i64_shr_u).tee(this.vpn);
-    c.op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl).tee(this.entry);
-    c.mem(MemOp.i64_load, this.ctx.tlbBase + table, 3).get(this.vpn).op(Op.i64_eq);
+    c.tee(this.va).i64(12).op(Op.i64_shr_u).tee(this.vpn).op(Op.i32_wrap_i64);
+    emitTlbEntry(this.c, this.ctx.stateBase, this.entry);
+    c.tee(this.entry).mem(MemOp.i64_load, table, 3).get(this.vpn).op(Op.i64_eq);
     if (size > 1) c.get(this.va).op(Op.i32_wrap_i64).i32(size - 1).op(Op.i32_and).op(Op.i32_eqz).op(Op.i32_and);
   }
 
   /** Pushes the host address of a TLB hit. */
   private hostAddress(table: number): void {
-    this.c.get(this.va).op(Op.i32_wrap_i64).get(this.entry).mem(MemOp.i32_load, this.ctx.tlbBase + table + 8, 2).op(Op.i32_add);
+    this.c.get(this.va).op(Op.i32_wrap_i64).get(this.entry).mem(MemOp.i32_load, table + 8, 2).op(Op.i32_add);
   }
 
   /** Calls a slow-path helper with (va halves, size) and takes the trap exit on failure. */

@@ -21,33 +21,40 @@
  * page's entry goes into the table of its access kind when PMP grants the
  * whole page, and for stores only when the page is not in the code-page map.
  * A and D are already set then (the walk sets them before filling), so cached
- * accesses never skip an A/D update. The tables are flushed whenever the
- * translation context changes: syncContext() compares (privilege, effective
- * data privilege, SUM, MXR) with the last context; satp and PMP writes and
- * sfence.vma flush explicitly. Clearing touches just the entries filled since
- * the previous clear while they are few, else all three tables.
+ * accesses never skip an A/D update.
  *
- * Context switches (a trap from U to S and the sret back, every syscall)
- * would refill the same entries again and again, so when a context is left
- * with few entries they are saved, and put back when it is entered again
- * (store entries only if their page has not become a code page meanwhile).
- * Saved entries stay valid until satp, PMP or sfence.vma flush them: the same
- * rule the live entries follow (a page whose PTE changes needs sfence.vma).
+ * Translation contexts. What an entry allows depends on the context it was
+ * filled in: (privilege, effective data privilege, SUM for S-mode data, MXR).
+ * A kernel changes context all the time (every syscall and interrupt goes
+ * U → S and back), and each side would refill the same entries again and
+ * again, so each hart has TLB_SETS sets of tables (layout.ts) and a context
+ * keeps its set while others run: syncContext() makes the context's set
+ * current (the TLB_SET word) or, for a context without one, empties the least
+ * recently used set and gives it to the context. Entries stay valid until
+ * satp, PMP or sfence.vma flush them, whichever set holds them (a page whose
+ * PTE changes needs sfence.vma): flush() empties every set, flushPage() drops
+ * the page from every set. A page that becomes a code page loses its store
+ * entries in every set (dropStorePage). Emptying a set rewrites only the
+ * entries filled since it was last emptied while they are few (a fill log per
+ * set), else the whole set.
  */
 import {
   CODE_PAGE_MAP_BASE,
+  HS,
   PRIV_M,
   PRIV_S,
   PRIV_U,
   RAM_GPA_BASE,
   RAM_HOST_BASE,
-  TLB_ENTRIES,
   TLB_ENTRY_SIZE,
   TLB_FETCH,
   TLB_LOAD,
+  TLB_SET_SIZE,
+  TLB_SETS,
   TLB_STORE,
   TLB_TABLE_SIZE,
   tlbBase,
+  tlbIndex,
 } from '../layout.js';
 import {
   ACCESS_FAULT_CAUSE,
@@ -74,19 +81,24 @@ const PTE_D = 128;
 const TWO32 = 0x1_0000_0000;
 const PAGE_TABLE_BY_ACCESS = [TLB_FETCH, TLB_LOAD, TLB_STORE];
 const WALK_FAULT = -1;
-/** Fills remembered for a cheap flush; beyond this many, a flush clears the whole TLB. */
-const FILLED_LOG_SIZE = 64;
-const SAVED_WORDS = 4;
+/** Fills logged per set; beyond this many, emptying the set rewrites all of it. */
+const FILL_LOG_SIZE = 512;
+const ENTRY_WORDS = TLB_ENTRY_SIZE >> 2;
 
 export class Mmu {
+  /** Offset of the hart's first TLB set. */
   private readonly tlb: number;
   private readonly ramEnd: number;
   private context = -1;
-  /** Word indexes of the entries filled since the last clear (only this object fills entries). */
-  private readonly filled = new Int32Array(FILLED_LOG_SIZE);
-  private filledCount = FILLED_LOG_SIZE + 1;
-  /** Per left context: [count, then (word index, tag lo, tag hi, addend) per entry]. */
-  private readonly saved = new Map<number, Int32Array>();
+  /** The set in use, and the context each set holds (-1: none). */
+  private current = 0;
+  private readonly owners = new Int32Array(TLB_SETS).fill(-1);
+  /** When each set was last made current (for least recently used). */
+  private readonly lastUsed = new Float64Array(TLB_SETS);
+  private clock = 0;
+  /** Per set: word indexes of the entries filled since it was emptied, and how many (more than FILL_LOG_SIZE: overflowed). */
+  private readonly fillLogs = Array.from({ length: TLB_SETS }, () => new Int32Array(FILL_LOG_SIZE));
+  private readonly fillCounts = new Int32Array(TLB_SETS);
 
   constructor(
     private readonly st: HartState,
@@ -96,6 +108,7 @@ export class Mmu {
   ) {
     this.tlb = tlbBase(st.id);
     this.ramEnd = RAM_GPA_BASE + ramBytes;
+    this.fillCounts.fill(FILL_LOG_SIZE + 1);
   }
 
   /** Whether [pa, pa + size) lies in guest RAM. */
@@ -131,108 +144,100 @@ export class Mmu {
   }
 
   /**
-   * Switches the TLB to the current translation context if it changed: the entries of the context
-   * being left are saved (when few), the tables cleared, and the saved entries of the context
-   * being entered put back.
+   * Switches the TLB to the current translation context if it changed: its set becomes the
+   * current one, or the least recently used set is emptied and given to it.
    */
   syncContext(): void {
     const priv = this.st.priv;
     const status = this.st.mstatus;
     const dataPriv =
       priv === PRIV_M && (status & MSTATUS.MPRV) !== 0 ? (status & MSTATUS.MPP) >>> MSTATUS.MPP_SHIFT : priv;
-    const context = priv | (dataPriv << 2) | (status & (MSTATUS.SUM | MSTATUS.MXR));
-    if (context !== this.context) {
-      this.save(this.context);
-      this.clearLive();
-      this.context = context;
-      this.restore(context);
+    const sum = dataPriv === PRIV_S ? status & MSTATUS.SUM : 0;
+    const context = priv | (dataPriv << 2) | sum | (status & MSTATUS.MXR);
+    if (context === this.context) return;
+    this.context = context;
+    let set = this.owners.indexOf(context);
+    if (set < 0) {
+      set = 0;
+      for (let k = 1; k < TLB_SETS; k++) if (this.lastUsed[k]! < this.lastUsed[set]!) set = k;
+      this.empty(set);
+      this.owners[set] = context;
     }
+    this.use(set);
   }
 
-  /** Empties all three tables and forgets every saved context. */
+  /** Empties every set (the current one stays the current context's). */
   flush(): void {
-    this.clearLive();
-    this.saved.clear();
+    for (let k = 0; k < TLB_SETS; k++) {
+      this.empty(k);
+      this.owners[k] = -1;
+    }
+    this.owners[this.current] = this.context;
+    this.use(this.current);
   }
 
-  /** Drops the entries of the page holding va from all three tables and from the saved contexts. */
+  /** Drops the entries of the page holding va from every table of every set. */
   flushPage(vaLo: number, vaHi: number): void {
     const i32 = this.st.i32;
     const tagLo = (vaLo >>> 12) | (vaHi << 20);
     const tagHi = vaHi >>> 12;
-    const slot = ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE;
-    for (const table of PAGE_TABLE_BY_ACCESS) {
-      const e = (this.tlb + table + slot) >> 2;
-      if (i32[e] === tagLo && i32[e + 1] === tagHi) i32[e] = i32[e + 1] = -1;
-    }
-    for (const set of this.saved.values()) {
-      for (let i = 0, at = 1; i < set[0]; i++, at += SAVED_WORDS) {
-        if (set[at + 1] === tagLo && set[at + 2] === tagHi) set[at + 1] = set[at + 2] = -1;
+    const slot = tlbIndex(vaLo) * TLB_ENTRY_SIZE;
+    for (let k = 0; k < TLB_SETS; k++) {
+      for (const table of PAGE_TABLE_BY_ACCESS) {
+        const e = (this.setBase(k) + table + slot) >> 2;
+        if (i32[e] === tagLo && i32[e + 1] === tagHi) i32[e] = i32[e + 1] = -1;
       }
     }
   }
 
-  /** Empties the three tables: the entries filled since the last clear, or everything when they were many. */
-  private clearLive(): void {
+  /** Drops the store entries of every set that point into RAM page `page` ((gpa - RAM_GPA_BASE) >>> 12): it became a code page. */
+  dropStorePage(page: number): void {
     const i32 = this.st.i32;
-    if (this.filledCount > FILLED_LOG_SIZE) {
-      i32.fill(-1, this.tlb >> 2, (this.tlb + 3 * TLB_TABLE_SIZE) >> 2);
+    for (let k = 0; k < TLB_SETS; k++) {
+      const first = (this.setBase(k) + TLB_STORE) >> 2;
+      const end = first + (TLB_TABLE_SIZE >> 2);
+      const count = this.fillCounts[k]!;
+      if (count <= FILL_LOG_SIZE) {
+        const log = this.fillLogs[k]!;
+        for (let i = 0; i < count; i++) if (log[i]! >= first && log[i]! < end) dropIfOnPage(i32, log[i]!, page);
+      } else {
+        for (let e = first; e < end; e += ENTRY_WORDS) dropIfOnPage(i32, e, page);
+      }
+    }
+  }
+
+  private setBase(set: number): number {
+    return this.tlb + set * TLB_SET_SIZE;
+  }
+
+  private use(set: number): void {
+    this.current = set;
+    this.lastUsed[set] = ++this.clock;
+    this.st.set32(HS.TLB_SET, this.setBase(set));
+  }
+
+  /** Empties set `set`: the logged entries, or all of it when the log overflowed. */
+  private empty(set: number): void {
+    const i32 = this.st.i32;
+    const count = this.fillCounts[set]!;
+    if (count > FILL_LOG_SIZE) {
+      const first = this.setBase(set) >> 2;
+      i32.fill(-1, first, first + (TLB_SET_SIZE >> 2));
     } else {
-      for (let i = 0; i < this.filledCount; i++) i32[this.filled[i]] = i32[this.filled[i] + 1] = -1;
+      const log = this.fillLogs[set]!;
+      for (let i = 0; i < count; i++) i32[log[i]!] = i32[log[i]! + 1] = -1;
     }
-    this.filledCount = 0;
-  }
-
-  /** Remembers the live entries of `context` (only when the fill log holds them all). */
-  private save(context: number): void {
-    if (context < 0 || this.filledCount > FILLED_LOG_SIZE) {
-      this.saved.delete(context);
-      return;
-    }
-    let set = this.saved.get(context);
-    if (set === undefined) {
-      set = new Int32Array(1 + FILLED_LOG_SIZE * SAVED_WORDS);
-      this.saved.set(context, set);
-    }
-    const i32 = this.st.i32;
-    set[0] = this.filledCount;
-    for (let i = 0, at = 1; i < this.filledCount; i++, at += SAVED_WORDS) {
-      const e = this.filled[i];
-      set[at] = e;
-      set[at + 1] = i32[e];
-      set[at + 2] = i32[e + 1];
-      set[at + 3] = i32[e + 2];
-    }
-  }
-
-  /** Puts back the saved entries of `context`, except store entries of pages that became code pages. */
-  private restore(context: number): void {
-    const set = this.saved.get(context);
-    if (set === undefined) return;
-    const i32 = this.st.i32;
-    const storeFirst = (this.tlb + TLB_STORE) >> 2;
-    const storeEnd = storeFirst + (TLB_TABLE_SIZE >> 2);
-    for (let i = 0, at = 1; i < set[0]; i++, at += SAVED_WORDS) {
-      const e = set[at];
-      const tagLo = set[at + 1];
-      if (tagLo === -1 && set[at + 2] === -1) continue;
-      if (e >= storeFirst && e < storeEnd) {
-        const host = ((tagLo << 12) + set[at + 3]) >>> 0;
-        if (this.st.u8[CODE_PAGE_MAP_BASE + ((host - RAM_HOST_BASE) >>> 12)] !== 0) continue;
-      }
-      this.filled[this.filledCount++] = e;
-      i32[e + 2] = set[at + 3];
-      i32[e + 1] = set[at + 2];
-      i32[e] = tagLo;
-    }
+    this.fillCounts[set] = 0;
   }
 
   private fill(table: number, vaLo: number, vaHi: number, pageBase: number): void {
-    const e = (this.tlb + table + ((vaLo >>> 12) & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+    const set = this.current;
+    const e = (this.setBase(set) + table + tlbIndex(vaLo) * TLB_ENTRY_SIZE) >> 2;
     const hostPage = pageBase - RAM_GPA_BASE + RAM_HOST_BASE;
     const i32 = this.st.i32;
-    if (this.filledCount < FILLED_LOG_SIZE) this.filled[this.filledCount] = e;
-    this.filledCount++;
+    const count = this.fillCounts[set]!;
+    if (count < FILL_LOG_SIZE) this.fillLogs[set]![count] = e;
+    if (count <= FILL_LOG_SIZE) this.fillCounts[set] = count + 1;
     i32[e + 2] = (hostPage - (vaLo & ~0xfff)) | 0;
     i32[e + 1] = vaHi >>> 12;
     i32[e] = (vaLo >>> 12) | (vaHi << 20);
@@ -280,6 +285,13 @@ export class Mmu {
       }
     }
   }
+}
+
+/** Empties the TLB entry at word `e` if its host page (tag * 4096 + addend) is RAM page `page`. */
+function dropIfOnPage(i32: Int32Array, e: number, page: number): void {
+  const tagLo = i32[e]!;
+  if (tagLo === -1 && i32[e + 1] === -1) return;
+  if (((((tagLo << 12) + i32[e + 2]!) >>> 0) - RAM_HOST_BASE) >>> 12 === page) i32[e] = i32[e + 1] = -1;
 }
 
 function leafAllows(pte: number, access: AccessKind, priv: number, status: number): boolean {

@@ -11,7 +11,7 @@
  * resetHartState() puts a state block into its power-on state; it needs no
  * Hart object, so the machine can prepare harts from the main thread.
  */
-import { HS, PRIV_M, hartStateBase, tlbBase, TLB_FETCH, TLB_TABLE_SIZE } from '../layout.js';
+import { HS, PRIV_M, hartStateBase, tlbBase, TLB_STRIDE } from '../layout.js';
 import { CSR_OFF, MIP_SEIP, MSTATUS } from './csr-defs.js';
 
 const TWO32 = 0x1_0000_0000;
@@ -113,12 +113,13 @@ export class HartState {
   }
 }
 
-/** Puts hart `id`'s state block and TLB into the power-on state, with PC = `pc` (a double) in M-mode. */
+/** Puts hart `id`'s state block and TLB (every set empty, the first one current) into the power-on state, with PC = `pc` (a double) in M-mode. */
 export function resetHartState(memory: WebAssembly.Memory, id: number, pc: number): void {
   const base = hartStateBase(id);
   new Uint8Array(memory.buffer, base, CSR_OFF.END).fill(0);
-  new Int32Array(memory.buffer, tlbBase(id), (TLB_FETCH + TLB_TABLE_SIZE) >> 2).fill(-1);
+  new Int32Array(memory.buffer, tlbBase(id), TLB_STRIDE >> 2).fill(-1);
   const state = new HartState(memory, id);
+  state.set32(HS.TLB_SET, tlbBase(id));
   state.priv = PRIV_M;
   state.mstatus = 0;
   state.setDouble64(HS.PC, pc);
