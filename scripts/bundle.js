@@ -10,8 +10,9 @@
  *     modules cannot on Node 20. Each command's module is still evaluated only
  *     when that command runs (esbuild turns the table's lazy import()s into
  *     on-demand initialisers), the Node built-ins that lazy-builtins.js
- *     names load on first use, and oclif's platform check does not load
- *     child_process (oclif-wsl-utils.js).
+ *     names load on first use, oclif's platform check does not load
+ *     child_process (oclif-wsl-utils.js), and oclif-patches.js takes a few
+ *     more start-up costs out of oclif's own code.
  *   - cli.cjs.LEGAL.txt: the license comments of bundled packages.
  *   - package.json: what oclif reads about the CLI (oclif finds the package.json
  *     nearest to the running code): the package's name, version and oclif
@@ -47,6 +48,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { build } from 'esbuild';
 import { lazyBuiltins } from './lazy-builtins.js';
+import { oclifPatches } from './oclif-patches.js';
 import { oclifWslUtils } from './oclif-wsl-utils.js';
 
 const EXTERNAL = ['koffi', '@bokuweb/zstd-wasm', 'typescript'];
@@ -124,7 +126,7 @@ export async function bundleCli(root) {
     },
     outfile: path.join(outdir, 'cli.cjs'),
     absWorkingDir: root,
-    plugins: [lazyBuiltins, oclifWslUtils],
+    plugins: [lazyBuiltins, oclifWslUtils, oclifPatches],
   });
   const workers = await Promise.all(
     WORKERS.map(([entry, out]) =>

@@ -4,7 +4,9 @@
  * build writes lists exactly the table's commands, and the built CLI prints
  * each command's help (with all of its flags) and runs commands from the bundle.
  * An img command loads koffi's native module directly, not through koffi's
- * package loader (src/util/libc.ts).
+ * package loader (src/util/libc.ts). oclif's command order, patched at build
+ * time to compare ids by code unit (scripts/oclif-patches.js), is the order
+ * localeCompare gave.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,6 +37,12 @@ test('every table entry loads a command class', async () => {
     assert.equal(typeof real.run, 'function', `${id}: no run()`);
     assert.equal(typeof real.flags, 'object', `${id}: no flags`);
   }
+});
+
+test('command ids sort the same by code unit as by localeCompare (the order the bundle gives oclif)', () => {
+  const ids = Object.keys(COMMANDS);
+  const byCodeUnit = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  assert.deepEqual(byCodeUnit, [...ids].sort((a, b) => a.localeCompare(b)));
 });
 
 test('the built manifest lists exactly the table\'s commands', async () => {
