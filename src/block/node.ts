@@ -100,6 +100,14 @@ export interface BlockNode {
    * file: one preadv; qcow2: clusters that follow each other in its file) save requests.
    */
   readRuns?(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void>;
+
+  /**
+   * Optional: blockStatus as a copy sees it. Where blockStatus reports plain data
+   * because QEMU's driver reports nothing finer (vhdx, so that img map prints
+   * what qemu-img prints), this may also report ranges known to read as zeroes
+   * (holes in the node's file), which a copy then need not read or scan.
+   */
+  copyStatus?(offset: number, length: number): Promise<BlockExtent>;
 }
 
 /** Error raised when an image's content is invalid; the message names what is wrong. */

@@ -4,7 +4,9 @@
  * without a read of them, data stretches and small pieces read whole; and vhdx
  * and vdi readRuns give what read() gives range by range, on images qemu-img
  * and qemu-io made with sparse blocks, unallocated blocks and blocks stored one
- * after another, which also read as qemu-img reads them.
+ * after another, which also read as qemu-img reads them. vhdx's copyStatus
+ * reports holes and blocks not stored as zeroes while blockStatus keeps
+ * qemu-img's all-data view.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,6 +41,20 @@ function countingFile(file: FileNode, reads: Array<[number, number]>): ProtocolN
   } as unknown as ProtocolNode;
 }
 
+/** Whether files in `dir` report holes (SEEK_DATA/SEEK_HOLE) at all. */
+async function fileSystemHasHoles(dir: string): Promise<boolean> {
+  const name = path.join(dir, 'holes-probe');
+  const fh = await open(name, 'w');
+  await fh.truncate(MiB);
+  await fh.close();
+  const file = await FileNode.open(name, { readOnly: true });
+  try {
+    return (await file.blockStatus(0, MiB)).zero;
+  } finally {
+    await file.close();
+  }
+}
+
 test('readStored: holes and bytes past the end read as zeroes without a read, data stretches are read', async (t) => {
   const { dir, cleanup } = await scratchDir();
   try {
@@ -70,7 +86,7 @@ test('readStored: holes and bytes past the end read as zeroes without a read, da
         assert.equal(describeMismatch(`piece at ${p.offset}`, p.buf, expected.subarray(p.offset, p.offset + p.buf.length)), null);
       }
       for (const [start, end] of reads) assert.ok(end <= file.size(), `no read past the end (${start}..${end})`);
-      if ((await file.blockStatus(0, 4096)).zero) {
+      if (await fileSystemHasHoles(dir)) {
         // The file system reports holes (at its block size): of large pieces only blocks holding data are read, small ones whole.
         const dataBlocks = [[64 * KiB, 192 * KiB], [MiB, MiB + 8 * KiB], [2 * MiB, 2 * MiB + 8 * KiB], [3 * MiB - 4 * KiB, 3 * MiB]];
         for (const [start, end] of reads) {
@@ -128,6 +144,46 @@ test('vhdx and vdi: readRuns reads what read() reads range by range, and the who
       } finally {
         await closeImage(img);
       }
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('vhdx copyStatus: holes in stored blocks and blocks not stored are zeroes for a copy, while blockStatus (img map) stays as qemu-img has it', async () => {
+  requirePeer('qemu-img');
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'c.vhdx');
+    await mustRun(qemuImg(['create', '-q', '-f', 'vhdx', '-o', 'block_size=1M', file, String(8 * MiB)]), 'qemu-img create');
+    // Block 0: data at 64k..128k, the rest of it a hole; block 1 not stored; block 2 stored whole.
+    await mustRun(qemuIo(['-c', 'write -P 0x21 64k 64k', '-c', 'write -P 0x22 2M 1M', file]), 'qemu-io');
+    const img = await openImage(file, { readOnly: true });
+    try {
+      assert.ok(img.copyStatus, 'vhdx offers copyStatus');
+      const map: Array<[number, number, boolean]> = [];
+      for (let at = 0; at < 3 * MiB;) {
+        const st = await img.copyStatus!(at, 3 * MiB - at);
+        assert.ok(st.length > 0 && st.allocated && st.data);
+        if (st.zero) {
+          // Whatever a copy skips reads as zeroes.
+          const bytes = new Uint8Array(st.length);
+          await img.read(at, bytes);
+          assert.ok(bytes.every((b) => b === 0), `zero extent at ${at} reads as zeroes`);
+        }
+        map.push([at, st.length, st.zero]);
+        at += st.length;
+      }
+      const zeroAt = (offset: number) => map.find(([s, n]) => offset >= s && offset < s + n)![2];
+      assert.equal(zeroAt(64 * KiB), false, 'written data is data');
+      assert.equal(zeroAt(2 * MiB + 5), false, 'a whole stored block is data');
+      assert.equal(zeroAt(MiB + 5), true, 'a block not stored is zero');
+      if (await fileSystemHasHoles(dir)) assert.equal(zeroAt(512 * KiB), true, 'the hole after the data in block 0 is zero');
+      // blockStatus keeps QEMU's view: all data.
+      const st = await img.blockStatus(0, 3 * MiB);
+      assert.deepEqual([st.length, st.data, st.zero], [3 * MiB, true, false]);
+    } finally {
+      await closeImage(img);
     }
   } finally {
     await cleanup();

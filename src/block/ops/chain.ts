@@ -50,12 +50,14 @@ export async function chainBlockStatus(
   offset: number,
   length: number,
   base: BlockNode | null = null,
+  forCopy = false,
 ): Promise<ChainExtent> {
   let len = length;
   let depth = 0;
   for (let node: BlockNode | null = top; node !== null && node !== base; node = node.backing, depth++) {
     if (offset >= node.size()) return { offset, length: len, allocated: false, zero: true, depth: -1 };
-    const st = await node.blockStatus(offset, Math.min(len, node.size() - offset));
+    const n = Math.min(len, node.size() - offset);
+    const st = await (forCopy && node.copyStatus ? node.copyStatus(offset, n) : node.blockStatus(offset, n));
     if (st.allocated) return { offset, length: st.length, allocated: true, zero: st.zero, depth };
     len = st.length;
   }

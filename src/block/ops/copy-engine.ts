@@ -242,7 +242,7 @@ async function* planChunks(o: CopyOptions, gran: number, chunkSize: number): Asy
       let len = 0;
       const zeroParts: Part[] = [];
       while (len < limit) {
-        const st = await chainBlockStatus(seg.source, seg.sourceOffset + pos + len, limit - len, seg.base);
+        const st = await chainBlockStatus(seg.source, seg.sourceOffset + pos + len, limit - len, seg.base, true);
         const k: ChunkKind = !st.allocated && o.skipUnallocated ? 'skip' : st.zero ? 'zero' : 'data';
         if (kind === null) kind = k;
         else if (!(k === kind || (kind === 'data' && k === 'zero'))) break;

@@ -28,7 +28,9 @@
  * loses the unflushed blocks (their space leaks), never the image's consistency.
  *
  * Like QEMU 7.2, which gives VHDX no block-status function, blockStatus reports
- * every range as allocated data; convert finds the zeroes by reading. writeZeroes
+ * every range as allocated data (img map prints what qemu-img prints);
+ * copyStatus, which copies use, reports blocks not stored and the file's holes
+ * in stored ones as zeroes, so convert neither reads nor scans them. writeZeroes
  * leaves blocks that are not stored as they are and zeroes stored bytes; discard
  * does nothing and resize is refused.
  */
@@ -452,6 +454,22 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
   async blockStatus(offset: number, length: number): Promise<BlockExtent> {
     checkRange(this, this.size(), offset, length);
     return { offset, length, allocated: true, data: true, zero: false, compressed: false, hostOffset: null };
+  }
+
+  /** blockStatus, with blocks not stored and holes in stored ones reported as zeroes. */
+  async copyStatus(offset: number, length: number): Promise<BlockExtent> {
+    checkRange(this, this.size(), offset, length);
+    const bs = this.blockSize;
+    const block = Math.floor(offset / bs);
+    const at = this.stored(block);
+    const extent = (n: number, zero: boolean): BlockExtent => ({ offset, length: n, allocated: true, data: true, zero, compressed: false, hostOffset: null });
+    const n = Math.min(length, (block + 1) * bs - offset);
+    if (at === null) return extent(n, true);
+    const host = at + offset - block * bs;
+    const inFile = Math.min(n, this.file.size() - host);
+    if (inFile <= 0 || this.file.driver !== 'file') return extent(n, inFile <= 0);
+    const st = await this.file.blockStatus(host, inFile);
+    return extent(st.length, st.zero);
   }
 
   override async flush(): Promise<void> {
