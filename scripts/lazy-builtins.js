@@ -14,11 +14,18 @@
  * The stand-in lists the names the built-in exports on the Node that builds (a
  * name a later Node adds is not forwarded); what code sees is otherwise the same.
  *
- * The same stand-in serves the CommonJS packages in LAZY_PACKAGES, which oclif
- * requires at start-up for code paths this CLI never takes (tinyglobby with fdir
- * and picomatch to find command files by pattern, where tsemu has an explicit
- * command table; minimatch for wildcard plugin names in development setups):
- * about 1-2 ms of CPU per command to evaluate. The real package is still bundled
+ * The same stand-in serves the CommonJS packages in LAZY_PACKAGES, which are
+ * evaluated at start-up for code paths most commands never take: oclif requires
+ * tinyglobby (with fdir and picomatch) to find command files by pattern, where
+ * tsemu has an explicit command table, and minimatch for wildcard plugin names in
+ * development setups (about 1-2 ms of CPU per command); oclif's colour theme
+ * loads supports-color, which asks node:tty (loading node:net and Node's
+ * streams with it, about 4 ms) whether stdout and stderr are terminals, and
+ * oclif only asks supports-color when it colours text (help, errors); the format
+ * table loads the OVA writer, whose tar-stream (with streamx) only `convert -O
+ * ova` calls (about 2 ms). A lazy package's exports are computed on first use
+ * instead of at start-up (supports-color reads the same environment and
+ * terminals then). The real package is still bundled
  * (resolved from where the importer would have found it) and evaluated on first
  * use; the stand-in lists the exports of that copy.
  */
@@ -30,8 +37,8 @@ const require = createRequire(import.meta.url);
 /** Built-ins that a short command usually does not call (and whose loading costs most). */
 const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
 
-/** Packages that oclif loads at start-up and tsemu's commands never call. */
-const LAZY_PACKAGES = ['minimatch', 'tinyglobby'];
+/** Packages that start-up loads and most of tsemu's commands never call. */
+const LAZY_PACKAGES = ['minimatch', 'supports-color', 'tar-stream', 'tinyglobby'];
 
 const NAMESPACE = 'lazy-builtin';
 const PACKAGE_NAMESPACE = 'lazy-package';

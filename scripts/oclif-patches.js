@@ -25,6 +25,11 @@
  *     is evaluated, which creates both streams even for a command that prints
  *     nothing. The widths become getters that measure on first use (the value
  *     is the same, taken when oclif first wraps text rather than at start-up).
+ *   - progress action: oclif's ux module makes its spinner-or-simple action
+ *     object when it is evaluated, asking whether stderr is a terminal, which
+ *     creates process.stderr (loading node:net when stderr is a pipe, about
+ *     2 ms). It is made on first use instead, with the same choice; tsemu's
+ *     commands never use it and oclif touches it only when a command fails.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -62,6 +67,37 @@ const PATCHES = [
       'let stdWidth, errWidth;',
       "Object.defineProperty(exports, 'stdtermwidth', { enumerable: true, get: () => (stdWidth ??= columns || termwidth(process.stdout)) });",
       "Object.defineProperty(exports, 'errtermwidth', { enumerable: true, get: () => (errWidth ??= columns || termwidth(process.stderr)) });",
+    ].join('\n'),
+  },
+  {
+    name: 'progress action',
+    file: 'lib/ux/index.js',
+    find: [
+      'const ACTION_TYPE = (Boolean(process.stderr.isTTY) &&',
+      '    !process.env.CI &&',
+      "    !['dumb', 'emacs-color'].includes(process.env.TERM) &&",
+      "    'spinner') ||",
+      "    'simple';",
+      "exports.action = ACTION_TYPE === 'spinner' ? new spinner_1.default() : new simple_1.default();",
+      'exports.ux = {',
+      '    action: exports.action,',
+    ].join('\n'),
+    replace: [
+      'let action;',
+      'function getAction() {',
+      '    if (action === undefined) {',
+      '        const ACTION_TYPE = (Boolean(process.stderr.isTTY) &&',
+      '            !process.env.CI &&',
+      "            !['dumb', 'emacs-color'].includes(process.env.TERM) &&",
+      "            'spinner') ||",
+      "            'simple';",
+      "        action = ACTION_TYPE === 'spinner' ? new spinner_1.default() : new simple_1.default();",
+      '    }',
+      '    return action;',
+      '}',
+      "Object.defineProperty(exports, 'action', { enumerable: true, get: getAction });",
+      'exports.ux = {',
+      '    get action() { return getAction(); },',
     ].join('\n'),
   },
 ];
