@@ -15,7 +15,7 @@ import path from 'node:path';
 import { closeImage, openImage } from '../../src/block/open.js';
 import { FileNode } from '../../src/block/protocols/file.js';
 import type { ProtocolNode } from '../../src/block/protocols/protocol.js';
-import { type HostPiece, readStored } from '../../src/block/formats/vhdx/stored-reads.js';
+import { type HostPiece, readStored } from '../../src/block/formats/stored-reads.js';
 import { mustRun, qemuImg, qemuIo, requirePeer, scratchDir } from '../helpers/peers.js';
 import { describeMismatch, readImageWithQemu } from '../helpers/images.js';
 import { makeRng, patternBytes } from '../helpers/pattern.js';

@@ -8,7 +8,7 @@
  * another in the data area are one read (and one block-status extent), blocks
  * not stored one run of zeroes; a request's reads (readRuns: several requests')
  * go out at once, holes in the file and bytes past its end read as zeroes
- * without a read (../vhdx/stored-reads.ts). Block status asks the file about holes in
+ * without a read (../stored-reads.ts). Block status asks the file about holes in
  * stored blocks (QEMU reports those as zeroes too) and remembers the last data
  * extent the file named, so a run of questions inside it costs no system call.
  *
@@ -36,7 +36,7 @@ import type { ProtocolNode } from '../../protocols/protocol.js';
 import { guidBytesText } from '../disk-uuid.js';
 import type { ImageNode, OpenContext } from '../format.js';
 import { StandaloneImageNode } from '../standalone-node.js';
-import { type HostPiece, readStored } from '../vhdx/stored-reads.js';
+import { type HostPiece, readMapped } from '../stored-reads.js';
 import {
   parseVdiHeader,
   serializeVdiHeader,
@@ -87,19 +87,13 @@ export class VdiNode extends StandaloneImageNode implements ImageNode {
     return this.header.offsetData + entry * this.header.blockSize;
   }
 
-  async read(offset: number, buf: Uint8Array): Promise<void> {
-    checkRange(this, this.size(), offset, buf.length);
-    const host: HostPiece[] = [];
-    this.mapRead(offset, buf, host);
-    await readStored(this.file, host);
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    return readMapped(this, this.file, [{ offset, buf }], (o, b, host) => this.mapRead(o, b, host));
   }
 
-  /** read() of each range, their stored bytes read together (readStored). */
-  async readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
-    for (const r of runs) checkRange(this, this.size(), r.offset, r.buf.length);
-    const host: HostPiece[] = [];
-    for (const r of runs) this.mapRead(r.offset, r.buf, host);
-    await readStored(this.file, host);
+  /** read() of each range, their stored bytes read together (readMapped). */
+  readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    return readMapped(this, this.file, runs, (o, b, host) => this.mapRead(o, b, host));
   }
 
   /** Maps [offset, offset + buf.length) onto the file by runs (runEnd); runs not stored are filled with zeroes here. */

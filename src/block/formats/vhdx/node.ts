@@ -13,7 +13,7 @@
  *
  * Reads: blocks not stored (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED) read as
  * zeroes; stored ones are read at their offset (a block's tail past the end of
- * the file reads as zeroes, holes in the file are not read: stored-reads.ts), a
+ * the file reads as zeroes, holes in the file are not read: ../stored-reads.ts), a
  * run of blocks stored one after another as one piece, and all of a request's
  * pieces (readRuns: of several requests) at once. Writes: stored blocks are written in place (a run of them at once).
  * Any other block is allocated: a ZERO or UNMAPPED block that keeps a
@@ -66,7 +66,7 @@ import {
 } from './layout.js';
 import { findActiveSequence, readLog, replaySequence } from './log.js';
 import { parseMetadata, type VhdxMetadata } from './metadata.js';
-import { type HostPiece, readStored } from './stored-reads.js';
+import { type HostPiece, readMapped } from '../stored-reads.js';
 
 /** Dirty BAT sectors that trigger a commit without waiting for flush. */
 const COMMIT_THRESHOLD = 64;
@@ -302,19 +302,13 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
     return host !== null && this.stored(next) === host + (next - first) * this.blockSize;
   }
 
-  async read(offset: number, buf: Uint8Array): Promise<void> {
-    checkRange(this, this.size(), offset, buf.length);
-    const host: HostPiece[] = [];
-    this.mapRead(offset, buf, host);
-    await readStored(this.file, host);
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    return readMapped(this, this.file, [{ offset, buf }], (o, b, host) => this.mapRead(o, b, host));
   }
 
-  /** read() of each range, their stored bytes read together (readStored). */
-  async readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
-    for (const r of runs) checkRange(this, this.size(), r.offset, r.buf.length);
-    const host: HostPiece[] = [];
-    for (const r of runs) this.mapRead(r.offset, r.buf, host);
-    await readStored(this.file, host);
+  /** read() of each range, their stored bytes read together (readMapped). */
+  readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+    return readMapped(this, this.file, runs, (o, b, host) => this.mapRead(o, b, host));
   }
 
   /**

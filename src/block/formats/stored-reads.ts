@@ -17,8 +17,13 @@
  * calls of the question cost more than reading a hole would). A hole that a
  * write in flight is filling may read as zeroes, as a read racing a write may
  * read the old bytes anyway; a read issued after the write completed sees it.
+ *
+ * readMapped serves a format's read() and readRuns() alike: it checks each range,
+ * has the format map it onto host pieces (zero-filling what is not stored), then
+ * reads all the pieces with one readStored.
  */
-import type { ProtocolNode } from '../../protocols/protocol.js';
+import { checkRange } from '../node.js';
+import type { ProtocolNode } from '../protocols/protocol.js';
 
 /** Pieces shorter than this are read whole, holes and all. */
 const HOLE_QUERY_MIN = 64 * 1024;
@@ -55,4 +60,17 @@ export async function readStored(file: ProtocolNode, pieces: readonly HostPiece[
   const results = await Promise.allSettled(data.map((d) => file.read(d.offset, d.buf)));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+}
+
+/** Maps each range onto host pieces with `map` (which zero-fills what is not stored) and reads them at once. */
+export async function readMapped(
+  node: { filename: string; size(): number },
+  file: ProtocolNode,
+  runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>,
+  map: (offset: number, buf: Uint8Array, host: HostPiece[]) => void,
+): Promise<void> {
+  for (const r of runs) checkRange(node, node.size(), r.offset, r.buf.length);
+  const host: HostPiece[] = [];
+  for (const r of runs) map(r.offset, r.buf, host);
+  await readStored(file, host);
 }
