@@ -193,6 +193,34 @@ test('a full sfence.vma drops every entry, after few fills and after many', () =
   }
 });
 
+test('each translation context keeps a TLB set of its own; a fifth empties the least recently used', () => {
+  const { m, pt } = paged();
+  writeU64(m, DATA, 1n);
+  writeU64(m, DATA + 0x1000, 2n);
+  const at = pt.map(0x9000n, DATA, RWX_AD);
+  // S-mode with each combination of SUM and MXR: four contexts, as many as there are sets.
+  const contexts = [0, MSTATUS.SUM, MSTATUS.MXR, MSTATUS.SUM | MSTATUS.MXR];
+  const enter = (bits: number) => csrWrite(m, CSR.SSTATUS, BigInt(bits));
+  for (const bits of contexts) {
+    enter(bits);
+    assert.equal(load(m, 0x9000n, 8), 1n);
+  }
+  writeU64(m, at, readU64(m, at) + (1n << 10n)); // now DATA + 0x1000, no sfence.vma yet
+  for (const bits of contexts) {
+    enter(bits);
+    assert.equal(load(m, 0x9000n, 8), 1n, `context ${bits.toString(16)} kept its (stale) entry`);
+  }
+  m.hart.ecall(); // M-mode, a fifth context, takes the set of the least recently used one (S without SUM and MXR)
+  m.hart.mret(0);
+  enter(MSTATUS.MXR);
+  assert.equal(load(m, 0x9000n, 8), 1n, 'still kept');
+  enter(0);
+  assert.equal(load(m, 0x9000n, 8), 2n, 'its set was emptied and refilled by a walk');
+  m.hart.sfenceVma(0, 0, false, 0, false, 0);
+  enter(MSTATUS.MXR);
+  assert.equal(load(m, 0x9000n, 8), 2n, 'a full sfence.vma empties every set');
+});
+
 test('entries of a context are put back when it is entered again, until a flush', () => {
   const { m, pt } = paged();
   writeU64(m, DATA, 1n);

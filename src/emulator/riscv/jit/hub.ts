@@ -56,13 +56,13 @@ export interface HartAreas {
 }
 
 /**
- * Emits code that turns the low word of a page number (i32, on the stack) into the address of its
- * entry in the current TLB set (layout.ts tlbIndex, plus the TLB_SET word); add a table's offset
- * (TLB_LOAD, TLB_STORE, TLB_FETCH) as the access's offset. `tmp` is an i32 local.
+ * Emits code that turns the low word of a page number (i32, on the stack) into the byte offset of
+ * its entry in a TLB table (layout.ts tlbIndex * TLB_ENTRY_SIZE); add the current set's offset (the
+ * TLB_SET word) and a table's (TLB_LOAD, TLB_STORE, TLB_FETCH). `tmp` is an i32 local.
  */
-export function emitTlbEntry(c: Code, stateBase: number, tmp: number): void {
+export function emitTlbSlot(c: Code, tmp: number): void {
   c.tee(tmp).get(tmp).i32(TLB_FOLD).op(Op.i32_shr_u).op(Op.i32_xor).i32(TLB_ENTRIES - 1).op(Op.i32_and);
-  c.i32(Math.log2(TLB_ENTRY_SIZE)).op(Op.i32_shl).i32(0).mem(MemOp.i32_load, stateBase + HS.TLB_SET, 2).op(Op.i32_add);
+  c.i32(Math.log2(TLB_ENTRY_SIZE)).op(Op.i32_shl);
 }
 
 export interface Hub {
@@ -121,8 +121,8 @@ function emitLeave(c: Code, blockType: number, areas: HartAreas, jumpCache: bool
     const entry = c.local(i32);
     c.get(slot).i32(SLOT_JUMP).op(Op.i32_eq).if();
     c.get(next).i64(12).op(Op.i64_shr_u).tee(vpn).op(Op.i32_wrap_i64);
-    emitTlbEntry(c, stateBase, entry);
-    c.tee(entry).mem(MemOp.i64_load, TLB_FETCH, 3).get(vpn).op(Op.i64_eq);
+    emitTlbSlot(c, entry);
+    c.i32(0).mem(MemOp.i32_load, stateBase + HS.TLB_SET, 2).op(Op.i32_add).tee(entry).mem(MemOp.i64_load, TLB_FETCH, 3).get(vpn).op(Op.i64_eq);
     c.if();
     c.get(next).op(Op.i32_wrap_i64).get(entry).mem(MemOp.i32_load, TLB_FETCH + 8, 2).op(Op.i32_add).set(host);
     // jumpCacheIndex(host) * 4

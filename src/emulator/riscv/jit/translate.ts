@@ -63,7 +63,7 @@ import type { AmoOp } from '../hart-api.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
 import { HS, TLB_LOAD, TLB_STORE } from '../layout.js';
 import { AMO_OPS, type BatchFunctions } from './batch-module.js';
-import { JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP, emitTlbEntry } from './hub.js';
+import { JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP, emitTlbSlot } from './hub.js';
 
 
 const { i32, i64 } = Type;
@@ -218,6 +218,8 @@ class BlockTranslator {
   private readonly next: number;
   private readonly nextHost: number;
   private readonly slot: number;
+  /** The current TLB set's offset (the TLB_SET word, read once: nothing inside a block changes it); -1: the block has no loads or stores. */
+  private readonly tlbSet: number;
   private fpChecked = false;
   /** Exits that tail-call a function of the same module directly, by index (see SLOT_DIRECT). */
   private readonly directs: { func: number; host: number }[] = [];
@@ -240,6 +242,8 @@ class BlockTranslator {
     this.next = c.local(i64);
     this.nextHost = c.local(i32);
     this.slot = c.local(i32);
+    const kinds = insns.map((insn) => KIND_OF[insn.op]);
+    this.tlbSet = kinds.some((k) => k === 'load' || k === 'store' || k === 'fload' || k === 'fstore') ? c.local(i32) : -1;
     for (const insn of insns) this.noteRegisters(insn);
   }
 
@@ -248,6 +252,7 @@ class BlockTranslator {
     c.get(1).i32(this.ctx.host).op(Op.i32_ne).if();
     c.i32(0).get(0).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3).i32(0).op(Op.return);
     c.end();
+    if (this.tlbSet >= 0) c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.TLB_SET, 2).set(this.tlbSet);
     for (let r = 1; r < 32; r++) {
       if (this.reg[r]! >= 0) c.i32(0).mem(MemOp.i64_load, this.x(r), 3).set(this.reg[r]!);
     }
@@ -536,8 +541,8 @@ class BlockTranslator {
     this.get(insn.rs1);
     if (insn.imm !== 0) c.i64(insn.imm).op(Op.i64_add);
     c.tee(this.va).i64(12).op(Op.i64_shr_u).tee(this.vpn).op(Op.i32_wrap_i64);
-    emitTlbEntry(this.c, this.ctx.stateBase, this.entry);
-    c.tee(this.entry).mem(MemOp.i64_load, table, 3).get(this.vpn).op(Op.i64_eq);
+    emitTlbSlot(this.c, this.entry);
+    c.get(this.tlbSet).op(Op.i32_add).tee(this.entry).mem(MemOp.i64_load, table, 3).get(this.vpn).op(Op.i64_eq);
     if (size > 1) c.get(this.va).op(Op.i32_wrap_i64).i32(size - 1).op(Op.i32_and).op(Op.i32_eqz).op(Op.i32_and);
   }
 
