@@ -1,14 +1,15 @@
 /**
  * virtio-net on the fake virtio driver (test/virtio/fake-driver.ts) and a
- * recording frame backend: the configuration space, transmit, receive with
- * and without mergeable buffers, drops when the driver gave no buffer, guest
+ * recording frame backend: the configuration space, transmit and its moderated
+ * completions, receive with and without mergeable buffers, drops when the driver gave no buffer, guest
  * faults, checksum and segmentation offloads on a backend that has them; and
  * the command-line parsing of --netdev, --device and --net.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FrameBackend, FrameHandler } from '../../src/net/backend.js';
-import { NET_F_CSUM, NET_F_GUEST_TSO4, NET_F_MRG_RXBUF, VirtioNet } from '../../src/emulator/devices/virtio-net.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NET_F_CSUM, NET_F_GUEST_TSO4, NET_F_MRG_RXBUF, TX_COMPLETION_DELAY_MS, VirtioNet } from '../../src/emulator/devices/virtio-net.js';
 import { finish, sum } from '../../src/net/user/checksum.js';
 import { encodeVnetHeader, VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_TCPV4 } from '../../src/net/vnet-hdr.js';
 import { isNetDevice, parseMac, parseNetDevice, parseNetShorthand, setUpNetDevices } from '../../src/emulator/config/netdev.js';
@@ -48,17 +49,46 @@ test('the configuration space holds the MAC and a link that is up', () => {
   assert.equal(driver.reg(0x008), 1);
 });
 
-test('transmit: the frame after the 12-byte header goes to the backend, copied out of guest RAM', async () => {
+test('transmit: the frame after the 12-byte header goes to the backend at once, copied out of guest RAM; its completion within TX_COMPLETION_DELAY_MS', async () => {
   const { driver, backend, net } = card();
   const frame = frameOf(60);
   driver.add(1, [{ read: new Uint8Array(12) }, { read: frame }]);
   driver.kick(1);
   await driver.settle();
   assert.deepEqual(backend.sent, [frame]);
-  assert.equal(driver.takeUsed(1).length, 1);
   assert.equal(net.stats.txFrames, 1);
+  assert.equal(driver.takeUsed(1).length, 0, 'the completion is held');
+  await sleep(TX_COMPLETION_DELAY_MS + 20);
+  assert.equal(driver.takeUsed(1).length, 1);
+  assert.equal(driver.irq, true);
   driver.ram.bytes.fill(0);
   assert.deepEqual(backend.sent[0], frame);
+});
+
+test('transmit completions: a received frame carries the held ones (one interrupt), a quarter of the queue held goes at once, a reset drops them', async () => {
+  const { driver, backend } = card();
+  driver.add(1, [{ read: new Uint8Array(12) }, { read: frameOf(60) }]);
+  driver.kick(1);
+  await driver.settle();
+  assert.equal(driver.irq, false);
+  driver.add(0, [{ write: 1526 }]);
+  driver.kick(0);
+  backend.handler(frameOf(80));
+  await driver.settle();
+  assert.equal(driver.takeUsed(1).length, 1, 'completed with the received frame');
+  assert.equal(driver.takeUsed(0).length, 1);
+  assert.equal(driver.ack(), 1, 'one used-buffer interrupt for both');
+  // Queue size 8: two held chains are a quarter of it.
+  for (let i = 0; i < 2; i++) driver.add(1, [{ read: new Uint8Array(12) }, { read: frameOf(60) }]);
+  driver.kick(1);
+  await driver.settle();
+  assert.equal(driver.takeUsed(1).length, 2);
+  driver.add(1, [{ read: new Uint8Array(12) }, { read: frameOf(60) }]);
+  driver.kick(1);
+  driver.set(0x070, 0);
+  await sleep(TX_COMPLETION_DELAY_MS + 20);
+  assert.equal(driver.takeUsed(1).length, 0, 'a reset dropped the held chain');
+  assert.equal(backend.sent.length, 4);
 });
 
 test('receive: one buffer per frame with num_buffers 1; no buffer means the frame is dropped, not queued', async () => {
