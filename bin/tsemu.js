@@ -77,9 +77,14 @@ function cacheIsCurrent() {
   return cache !== undefined && cache.mtimeMs >= statSync(BUNDLE).mtimeMs;
 }
 
-/** Compiles and runs the bundle as a CommonJS module; returns its exports. */
+/**
+ * Compiles and runs the bundle as a CommonJS module; returns its exports. The
+ * bundle is ASCII by construction (scripts/bundle.js), so reading it as latin1
+ * gives the same characters as UTF-8, for about 2 ms less CPU on Node 20 (no
+ * UTF-8 decoding pass over 1.8 MB).
+ */
 function loadBundle() {
-  const source = readFileSync(BUNDLE, 'utf8');
+  const source = readFileSync(BUNDLE, 'latin1');
   const cachedData = cacheIsCurrent() ? readFileSync(CACHE) : undefined;
   const wrapped = `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
   const script = new vm.Script(wrapped, { filename: BUNDLE, cachedData });

@@ -6,7 +6,7 @@
  * An img command loads koffi's native module directly, not through koffi's
  * package loader (src/util/libc.ts). oclif's command order, patched at build
  * time to compare ids by code unit (scripts/oclif-patches.js), is the order
- * localeCompare gave.
+ * localeCompare gave. The bundle is ASCII (bin/tsemu.js reads it as latin1).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,6 +43,11 @@ test('command ids sort the same by code unit as by localeCompare (the order the 
   const ids = Object.keys(COMMANDS);
   const byCodeUnit = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   assert.deepEqual(byCodeUnit, [...ids].sort((a, b) => a.localeCompare(b)));
+});
+
+test('the built bundle is ASCII, so the launcher\'s latin1 read of it is its exact text', async () => {
+  const bytes = await readFile(path.join(ROOT, 'dist/bundle/cli.cjs'));
+  assert.equal(bytes.findIndex((b) => b > 0x7f), -1);
 });
 
 test('the built manifest lists exactly the table\'s commands', async () => {
