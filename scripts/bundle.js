@@ -42,7 +42,11 @@
  * one byte per character. Names are kept, so stack traces still name functions.
  *
  * Files are written through a temporary name and renamed, so a CLI started while
- * the build runs never reads half a file; files of earlier bundles are removed.
+ * the build runs never reads half a file; files of earlier bundles are removed,
+ * except the oclif manifest, which the next build step replaces the same way (a
+ * CLI started in between finds the earlier manifest rather than none, without
+ * which oclif cannot match a command's words to its id). An earlier code cache
+ * goes: bin/tsemu.js would not use one older than the bundle anyway.
  */
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -80,6 +84,9 @@ const WORKERS = [
   ['emulator/accel/kvm/kvm-vcpu-worker.js', 'kvm-vcpu-worker.cjs'],
 ];
 
+/** Files of an earlier build that a later build step replaces atomically (scripts/build-cli.js). */
+const KEPT_UNTIL_REPLACED = ['oclif.manifest.json'];
+
 /** The command table for oclif: the running bundle's COMMANDS. */
 const INDEX_JS = "module.exports = require('./cli.cjs');\n";
 
@@ -112,7 +119,8 @@ async function writeAtomically(file, contents) {
 
 /**
  * Bundles `<root>/dist` into `<root>/dist/bundle`; returns the names of the files
- * written. Other files there (earlier bundles, a manifest, a code cache) are removed.
+ * written. Other files there (earlier bundles, a code cache) are removed, but for
+ * the manifest (KEPT_UNTIL_REPLACED).
  */
 export async function bundleCli(root) {
   const dist = path.join(root, 'dist');
@@ -144,7 +152,7 @@ export async function bundleCli(root) {
   for (const file of outputs) await writeAtomically(file.path, file.contents);
   const written = new Set(outputs.map((f) => path.basename(f.path)));
   for (const name of await readdir(outdir)) {
-    if (!written.has(name)) await rm(path.join(outdir, name), { force: true });
+    if (!written.has(name) && !KEPT_UNTIL_REPLACED.includes(name)) await rm(path.join(outdir, name), { force: true });
   }
   return [...written];
 }
