@@ -1,11 +1,7 @@
 /**
  * The `file` protocol: a BlockNode over a host file, read and written with
- * positional I/O on its descriptor (libuv thread pool). Reads run concurrently;
- * writes go through the file's write queue (file-write-queue.ts): one write
- * syscall at a time, small queued writes that continue each other sent as one
- * pwritev.
- * Reads, fallocate (write zeroes, discard) and truncate of a range wait for the
- * issued writes that touch it; flush and close wait for every issued write.
+ * positional I/O on its descriptor (libuv thread pool, so many requests can be in
+ * flight).
  *
  * Its size is the file's length. Requests past the end of the file are errors,
  * except through truncate() and writeGrow(). Like QEMU's file-posix:
@@ -27,7 +23,7 @@
  *   using the image [x]?' for locks (callers add "Could not open 'x': " as qemu-img does).
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { constants as fsConstants, read as fsRead, readv as fsReadv } from 'node:fs';
+import { constants as fsConstants, read as fsRead, readv as fsReadv, write as fsWrite, writev as fsWritev } from 'node:fs';
 import {
   type BlockExtent,
   BlockRequestError,
@@ -54,7 +50,6 @@ import {
   imagePermissions,
 } from './image-lock.js';
 import type { ProtocolNode, ProtocolOpenOptions } from './protocol.js';
-import { FileWriteQueue, IOV_MAX, remainingParts } from './file-write-queue.js';
 
 export type FileOpenOptions = ProtocolOpenOptions;
 
@@ -62,6 +57,8 @@ export type FileOpenOptions = ProtocolOpenOptions;
 const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL', 'ENODEV']);
 
 const ZERO_CHUNK = 1 << 20;
+/** Most buffers one preadv takes (Linux's IOV_MAX). */
+const IOV_MAX = 1024;
 /** QEMU allocates this much at the start of a file it grows from empty. */
 const FIRST_BLOCK = 4096;
 
@@ -78,7 +75,6 @@ export class FileNode implements ProtocolNode {
   private canPunch = true;
   private canZeroRange = true;
   private canSeekData = true;
-  private readonly writes: FileWriteQueue;
 
   private constructor(
     readonly filename: string,
@@ -90,7 +86,6 @@ export class FileNode implements ProtocolNode {
     private readonly noFlush: boolean,
   ) {
     this.length = length;
-    this.writes = new FileWriteQueue(handle.fd);
   }
 
   static async open(filename: string, opts: FileOpenOptions = {}): Promise<FileNode> {
@@ -147,8 +142,6 @@ export class FileNode implements ProtocolNode {
     } catch (e) {
       return Promise.reject(e);
     }
-    const writing = this.writes.settledOverlapping(offset, buf.length);
-    if (writing) return writing.then(() => preadAll(this.handle.fd, buf, offset));
     return preadAll(this.handle.fd, buf, offset);
   }
 
@@ -159,17 +152,6 @@ export class FileNode implements ProtocolNode {
     } catch (e) {
       return Promise.reject(e);
     }
-    let from = Infinity;
-    let to = 0;
-    for (const r of runs) {
-      from = Math.min(from, r.offset);
-      to = Math.max(to, r.offset + r.buf.length);
-    }
-    const writing = to > from && this.writes.settledOverlapping(from, to - from);
-    return writing ? writing.then(() => this.readRunsNow(runs)) : this.readRunsNow(runs);
-  }
-
-  private readRunsNow(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
     const reads: Promise<void>[] = [];
     for (let i = 0; i < runs.length;) {
       const first = runs[i]!;
@@ -205,19 +187,19 @@ export class FileNode implements ProtocolNode {
   async writevGrow(offset: number, parts: readonly Uint8Array[]): Promise<void> {
     this.checkWritable();
     const total = parts.reduce((n, p) => n + p.length, 0);
-    await this.writes.write(offset, parts);
+    const done = await pwritevOnce(this.handle.fd, parts, offset);
+    for (const rest of unfinishedParts(parts, done)) await this.writeAll(offset + rest.at, rest.bytes);
     if (offset + total > this.length) this.length = offset + total;
   }
 
   private writeAll(offset: number, buf: Uint8Array): Promise<void> {
-    return this.writes.write(offset, [buf]);
+    return pwriteAll(this.handle.fd, buf, offset);
   }
 
   async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
     this.checkWritable();
     checkRange(this, this.length, offset, length);
     if (length === 0) return;
-    await this.writes.settledOverlapping(offset, length);
     if (opts?.mayUnmap && this.punchHole(offset, length)) return;
     if (this.canZeroRange) {
       try {
@@ -255,13 +237,10 @@ export class FileNode implements ProtocolNode {
   async discard(offset: number, length: number): Promise<void> {
     this.checkWritable();
     checkRange(this, this.length, offset, length);
-    if (length === 0) return;
-    await this.writes.settledOverlapping(offset, length);
-    this.punchHole(offset, length);
+    if (length > 0) this.punchHole(offset, length);
   }
 
   async flush(): Promise<void> {
-    await this.writes.settled();
     if (!this.readOnly && !this.noFlush) await this.handle.datasync();
   }
 
@@ -304,7 +283,6 @@ export class FileNode implements ProtocolNode {
     if (size < old && (prealloc === 'falloc' || prealloc === 'full')) {
       throw new BlockRequestError(`${this.filename}: Cannot use preallocation for shrinking files`);
     }
-    if (size < old) await this.writes.settledOverlapping(size, old - size);
     if (size !== old && !(this.lock.permissions.perm & PERM_RESIZE)) {
       const held = this.lock.permissions;
       this.setPermissions({ perm: held.perm | PERM_RESIZE, shared: held.shared });
@@ -331,7 +309,6 @@ export class FileNode implements ProtocolNode {
   }
 
   async close(): Promise<void> {
-    await this.writes.settled();
     await this.handle.close();
   }
 
@@ -365,21 +342,50 @@ function preadAll(fd: number, buf: Uint8Array, position: number): Promise<void> 
   });
 }
 
-/** preadv of `parts` laid end to end; a short read goes on with what it left. */
+/** preadv of `parts` laid end to end; what a short read leaves is read part by part. */
 function preadvAll(fd: number, parts: Uint8Array[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const step = (rest: Uint8Array[], at: number) => (err: Error | null, n: number): void => {
+    fsReadv(fd, parts, position, (err, n) => {
       if (err) return reject(err);
-      const left = remainingParts(rest, n);
-      if (left.length === 0) return resolve();
-      // n === 0: the file shrank under us; the rest reads as zeroes, like a hole.
-      if (n === 0) {
-        for (const p of left) p.fill(0);
-        return resolve();
-      }
-      fsReadv(fd, left, at + n, step(left, at + n));
+      const rest = unfinishedParts(parts, n).map((r) => preadAll(fd, r.bytes, position + r.at));
+      if (rest.length === 0) resolve();
+      else Promise.all(rest).then(() => resolve(), reject);
+    });
+  });
+}
+
+/**
+ * What a vectored transfer of `parts` laid end to end left undone after `done`
+ * bytes: each unfinished part's remaining bytes and their offset from the start.
+ */
+function unfinishedParts(parts: readonly Uint8Array[], done: number): Array<{ at: number; bytes: Uint8Array }> {
+  const rest: Array<{ at: number; bytes: Uint8Array }> = [];
+  for (let at = 0, i = 0; i < parts.length; at += parts[i]!.length, i++) {
+    const part = parts[i]!;
+    if (at + part.length <= done) continue;
+    const from = Math.max(0, done - at);
+    rest.push({ at: at + from, bytes: part.subarray(from) });
+  }
+  return rest;
+}
+
+function pwriteAll(fd: number, buf: Uint8Array, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = (err: Error | null, n: number): void => {
+      if (err) return reject(err);
+      done += n;
+      if (done >= buf.length) return resolve();
+      fsWrite(fd, buf, done, buf.length - done, position + done, step);
     };
-    fsReadv(fd, parts, position, step(parts, position));
+    if (buf.length === 0) return resolve();
+    fsWrite(fd, buf, 0, buf.length, position, step);
+  });
+}
+
+function pwritevOnce(fd: number, parts: readonly Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fsWritev(fd, parts as Uint8Array[], position, (err, n) => (err ? reject(err) : resolve(n)));
   });
 }
 
