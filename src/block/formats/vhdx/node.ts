@@ -288,8 +288,7 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
     const maxLast = Math.floor((offset + length - 1) / bs);
     for (let at = 0; at < length;) {
       const first = Math.floor((offset + at) / bs);
-      let last = first;
-      while (last < maxLast && joins(first, last + 1)) last++;
+      const last = runLast(first, maxLast, joins);
       const n = Math.min(length - at, (last + 1) * bs - offset - at);
       await fn(first, last, offset + at - first * bs, at, n);
       at += n;
@@ -301,6 +300,10 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
     const host = this.stored(first);
     return host !== null && this.stored(next) === host + (next - first) * this.blockSize;
   }
+
+  /** Whether `next` continues a read's run from `first`: both not stored, or stored one after the other. */
+  private readonly readJoins = (first: number, next: number): boolean =>
+    this.stored(first) === null ? this.stored(next) === null : this.storedAfter(first, next);
 
   read(offset: number, buf: Uint8Array): Promise<void> {
     return readMapped(this, this.file, [{ offset, buf }], (o, b, host) => this.mapRead(o, b, host));
@@ -319,12 +322,11 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
   private mapRead(offset: number, buf: Uint8Array, host: HostPiece[]): void {
     const bs = this.blockSize;
     const end = offset + buf.length;
+    const maxLast = Math.floor((end - 1) / bs);
     for (let pos = offset; pos < end;) {
       const first = Math.floor(pos / bs);
+      const part = buf.subarray(pos - offset, Math.min(end, (runLast(first, maxLast, this.readJoins) + 1) * bs) - offset);
       const at = this.stored(first);
-      let next = first + 1;
-      while (next * bs < end && this.stored(next) === (at === null ? null : at + (next - first) * bs)) next++;
-      const part = buf.subarray(pos - offset, Math.min(end, next * bs) - offset);
       if (at === null) part.fill(0);
       else host.push({ offset: at + pos - first * bs, buf: part });
       pos += part.length;
@@ -481,4 +483,11 @@ export class VhdxNode extends StandaloneImageNode implements ImageNode {
       await this.file.close();
     }
   }
+}
+
+/** The last block of the run from `first` (at most `maxLast`): it goes on while `joins(first, next)` holds. */
+function runLast(first: number, maxLast: number, joins: (first: number, next: number) => boolean): number {
+  let last = first;
+  while (last < maxLast && joins(first, last + 1)) last++;
+  return last;
 }
