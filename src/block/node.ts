@@ -137,3 +137,17 @@ export function checkRange(node: { filename: string }, size: number, offset: num
     );
   }
 }
+
+/** Waits for every promise, then throws the first rejection (no request is left running, e.g. filling a buffer). */
+export async function settleAll(ps: readonly Promise<void>[]): Promise<void> {
+  if (ps.length <= 1) return ps[0];
+  const results = await Promise.allSettled(ps);
+  const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (bad) throw bad.reason;
+}
+
+/** `node`'s readRuns where it has one; else one read() per range, all at once (settleAll). */
+export function readRunsOf(node: Pick<BlockNode, 'read' | 'readRuns'>, runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
+  if (node.readRuns) return node.readRuns(runs);
+  return settleAll(runs.map((r) => node.read(r.offset, r.buf)));
+}

@@ -3,7 +3,7 @@
  * to the protocol node below it but the ImageNode surface, and creates images by
  * sizing a file (sparse, or preallocated with falloc/full).
  */
-import type { BlockExtent, BlockNode, TruncateOptions, WriteOptions, ZeroOptions, Preallocation } from '../node.js';
+import { type BlockExtent, type BlockNode, type TruncateOptions, type WriteOptions, type ZeroOptions, type Preallocation, readRunsOf } from '../node.js';
 import { openProtocol } from '../protocols/index.js';
 import type { ProtocolNode } from '../protocols/protocol.js';
 import type { CreateOptionSpec, CreateRequest, FormatDriver, ImageNode, OpenContext } from './format.js';
@@ -26,11 +26,8 @@ export class RawNode implements ImageNode {
 
   size(): number { return this.file.size(); }
   read(offset: number, buf: Uint8Array): Promise<void> { return this.file.read(offset, buf); }
-  readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> {
-    // Protocols without readRuns (http, nbd) get one read per range.
-    if (this.file.readRuns) return this.file.readRuns(runs);
-    return Promise.all(runs.map((r) => this.file.read(r.offset, r.buf))).then(() => undefined);
-  }
+  // Protocols without readRuns (http, nbd) get one read per range.
+  readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> { return readRunsOf(this.file, runs); }
   write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> { return this.file.write(offset, buf, opts); }
   writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
     return this.file.writeZeroes(offset, length, opts);

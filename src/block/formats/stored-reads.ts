@@ -22,7 +22,7 @@
  * has the format map it onto host pieces (zero-filling what is not stored), then
  * reads all the pieces with one readStored.
  */
-import { checkRange } from '../node.js';
+import { checkRange, readRunsOf } from '../node.js';
 import type { ProtocolNode } from '../protocols/protocol.js';
 
 /** Pieces shorter than this are read whole, holes and all. */
@@ -56,10 +56,7 @@ export async function readStored(file: ProtocolNode, pieces: readonly HostPiece[
   }
   if (data.length === 1) return file.read(data[0]!.offset, data[0]!.buf);
   if (data.length === 0) return;
-  if (file.readRuns) return file.readRuns(data);
-  const results = await Promise.allSettled(data.map((d) => file.read(d.offset, d.buf)));
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  return readRunsOf(file, data);
 }
 
 /** Maps each range onto host pieces with `map` (which zero-fills what is not stored) and reads them at once. */

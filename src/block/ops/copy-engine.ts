@@ -32,7 +32,7 @@
  * `sparseSize` = 0 writes every byte (fully allocated target).
  */
 import { Buffer } from 'node:buffer';
-import type { BlockNode } from '../node.js';
+import { type BlockNode, settleAll } from '../node.js';
 import { chainBlockStatus } from './chain.js';
 
 /** Largest request, and the grid chunks are aligned to in the target. */
@@ -221,14 +221,6 @@ export async function copySegments(o: CopyOptions): Promise<void> {
   );
   await Promise.all(workers);
   if (failure !== null) throw failure;
-}
-
-/** Waits for every promise, then throws the first rejection (no write is left running). */
-async function settleAll(ps: Promise<void>[]): Promise<void> {
-  if (ps.length <= 1) return ps[0];
-  const results = await Promise.allSettled(ps);
-  const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (bad) throw bad.reason;
 }
 
 async function* planChunks(o: CopyOptions, gran: number, chunkSize: number): AsyncGenerator<Chunk> {

@@ -19,6 +19,7 @@ import {
   type BlockExtent,
   type BlockNode,
   checkRange,
+  settleAll,
   ImageFormatError,
   type ZeroOptions,
 } from '../../node.js';
@@ -214,8 +215,7 @@ export class VmdkNode implements ImageNode {
         done += run.length;
       }
     });
-    const failed = (await Promise.allSettled(reads)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await settleAll(reads);
   }
 
   async write(offset: number, buf: Uint8Array): Promise<void> {
