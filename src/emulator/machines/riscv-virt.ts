@@ -51,7 +51,7 @@ import { JUMP_CACHE_BASE, MAX_HARTS, RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor
 import { SRST_REASON, SRST_TYPE } from '../riscv/sbi/constants.js';
 import { HSM, HartControl } from '../vcpu/hart-control.js';
 import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
-import { SHADOW_END, ShadowWriter, type ShadowWindow } from '../vcpu/mmio-shadow.js';
+import { SHADOW_END, ShadowedLine, ShadowWriter, type ShadowWindow } from '../vcpu/mmio-shadow.js';
 import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
 import { endOnce, flatGuestRam, runMachine, type MachineExit } from './machine-run.js';
@@ -146,8 +146,10 @@ function virtDevices(
   const bus = new MmioBus();
   bus.map(VIRT_TEST.base, VIRT_TEST.size, new SifiveTest((event) => end(exitForFinisher(event))), 'sifive_test');
   bus.map(VIRT_RTC.base, VIRT_RTC.size, new GoldfishRtc(), 'goldfish_rtc');
-  const uart = new Uart16550(plic.irqLine(VIRT_IRQ.UART0), serial);
+  const uartLine = new ShadowedLine(plic.irqLine(VIRT_IRQ.UART0));
+  const uart = new Uart16550(uartLine, serial);
   const uartShadow = new ShadowWriter(memory, 0, VIRT_UART0.base, uart);
+  uartLine.shadow = uartShadow;
   uart.onChange(() => uartShadow.update());
   bus.map(VIRT_UART0.base, VIRT_UART0.size, uart, 'uart0');
   const shadows = [uartShadow.window];
@@ -159,18 +161,10 @@ function virtDevices(
       bus.map(region.base, region.size, empty, `virtio-mmio.${slot}`);
       continue;
     }
-    const line = plic.irqLine(VIRT_IRQ.VIRTIO_FIRST + slot);
-    let shadow: ShadowWriter | undefined;
-    // The line follows the interrupt status: the shadow is rewritten first, so a hart taking the interrupt reads its cause.
-    const irq = {
-      set(level: boolean): void {
-        shadow?.update();
-        line.set(level);
-      },
-    };
+    const irq = new ShadowedLine(plic.irqLine(VIRT_IRQ.VIRTIO_FIRST + slot));
     const mmio = new VirtioMmio(new VirtioCore(device(), { ram, irq, location: `virtio-mmio@${region.base.toString(16)}` }));
-    shadow = new ShadowWriter(memory, 1 + slot, region.base, mmio);
-    shadows.push(shadow.window);
+    irq.shadow = new ShadowWriter(memory, 1 + slot, region.base, mmio);
+    shadows.push(irq.shadow.window);
     bus.map(region.base, region.size, mmio, `virtio-mmio.${slot}`);
   }
   return { bus, shadows };

@@ -28,8 +28,8 @@
  * no READ word by themselves. Input from the host (and a device's completed
  * work) can change a word at any time, as it can change the device between
  * any two accesses; a device that raises an interrupt rewrites its words
- * before it raises the line, so a hart that takes the interrupt reads the
- * state that caused it.
+ * before it raises the line (its line is a ShadowedLine), so a hart that takes
+ * the interrupt reads the state that caused it.
  *
  * Limits: loads of at least `stride` and at most 4 bytes, naturally aligned
  * on a register, each answered with the low byte of the value zero-extended
@@ -38,6 +38,7 @@
  * at most SHADOW_REGISTERS registers. Harts racing on one device see its
  * accesses in an order the main thread picks, as they do through the mailbox.
  */
+import type { IrqLine } from '../bus/interfaces.js';
 import { MAILBOX_END } from './mailbox.js';
 
 /** What a shadowed device tells about its registers (the 16550 UART and virtio-mmio implement it). */
@@ -101,6 +102,22 @@ export class ShadowWriter {
       const word = (value < 0 ? 0 : READ | (value & VALUE)) | (source.storeKeepsPeeks(offset) ? KEEP : 0);
       Atomics.store(i32, first + register, word);
     }
+  }
+}
+
+/**
+ * A shadowed device's interrupt line: every move first rewrites the device's
+ * shadow, so a hart taking the interrupt reads its cause there. The shadow is
+ * attached once made (it needs the device, which needs this line first).
+ */
+export class ShadowedLine implements IrqLine {
+  shadow: ShadowWriter | null = null;
+
+  constructor(private readonly line: IrqLine) {}
+
+  set(level: boolean): void {
+    this.shadow?.update();
+    this.line.set(level);
   }
 }
 
