@@ -48,6 +48,8 @@ const PACKAGE_NAMESPACE = 'lazy-package';
  * CommonJS module of forwarding accessors.
  */
 function standIn(specifier, real) {
+  // A module that exports a function (say an older copy of a package) cannot be stood in for by an object.
+  if (typeof real !== 'object' || real === null) throw new Error(`lazy-builtins: '${specifier}' exports a ${typeof real}, not an object of exports`);
   const names = Object.getOwnPropertyNames(real).filter((key) => key !== '__esModule');
   return [
     'let real;',
