@@ -57,7 +57,7 @@ export interface PlicOptions {
 
 /** Bytes of state a PLIC of `harts` harts and `ndev` sources keeps. */
 export function plicStateBytes(harts: number, ndev: number): number {
-  return 4 * stateLayout(harts, ndev).words;
+  return 4 * stateLayout(harts, ndev).totalWords;
 }
 
 /** Word offsets of the state's parts. */
@@ -72,7 +72,7 @@ function stateLayout(harts: number, ndev: number) {
   const enable = pending + words;
   const threshold = enable + contexts * words;
   const outLevel = threshold + contexts;
-  return { words: outLevel + contexts, bitWords: words, contexts, priority, level, claimed, pending, enable, threshold, outLevel };
+  return { totalWords: outLevel + contexts, bitWords: words, contexts, priority, level, claimed, pending, enable, threshold, outLevel };
 }
 
 const LOCK = 0;
@@ -84,8 +84,6 @@ export class Plic implements MmioDevice {
   private readonly ndev: number;
   private readonly maxPriority: number;
   private readonly output: PlicOutput;
-  private readonly contexts: number;
-  private readonly words: number;
   private readonly m: Int32Array;
   private readonly at: ReturnType<typeof stateLayout>;
 
@@ -95,12 +93,9 @@ export class Plic implements MmioDevice {
     this.maxPriority = opts.maxPriority;
     this.output = opts.output;
     this.at = stateLayout(opts.harts, opts.ndev);
-    this.contexts = this.at.contexts;
-    this.words = this.at.bitWords;
-    const bytes = 4 * this.at.words;
     this.m = opts.state
-      ? new Int32Array(opts.state.memory.buffer, opts.state.base, this.at.words)
-      : new Int32Array(new SharedArrayBuffer(bytes));
+      ? new Int32Array(opts.state.memory.buffer, opts.state.base, this.at.totalWords)
+      : new Int32Array(new SharedArrayBuffer(4 * this.at.totalWords));
   }
 
   /** The wire of source `source` (1..ndev), for a device to drive. */
@@ -151,7 +146,7 @@ export class Plic implements MmioDevice {
       const source = offset >> 2;
       return source <= this.ndev ? m[at.priority + source]! : 0;
     }
-    if (offset < PLIC_PENDING_BASE + 4 * this.words) return m[at.pending + ((offset - PLIC_PENDING_BASE) >> 2)]!;
+    if (offset < PLIC_PENDING_BASE + 4 * this.at.bitWords) return m[at.pending + ((offset - PLIC_PENDING_BASE) >> 2)]!;
     const enableWord = this.enableWord(offset);
     if (enableWord >= 0) return m[at.enable + enableWord]!;
     const ctx = this.contextOf(offset);
@@ -168,7 +163,7 @@ export class Plic implements MmioDevice {
     }
     const enableWord = this.enableWord(offset);
     if (enableWord >= 0) {
-      m[at.enable + enableWord] = value & this.validMask(enableWord % this.words);
+      m[at.enable + enableWord] = value & this.validMask(enableWord % this.at.bitWords);
       return;
     }
     const ctx = this.contextOf(offset);
@@ -191,14 +186,14 @@ export class Plic implements MmioDevice {
     if (offset < PLIC_ENABLE_BASE || offset >= PLIC_CONTEXT_BASE) return -1;
     const ctx = Math.floor((offset - PLIC_ENABLE_BASE) / PLIC_ENABLE_STRIDE);
     const word = ((offset - PLIC_ENABLE_BASE) % PLIC_ENABLE_STRIDE) >> 2;
-    return ctx < this.contexts && word < this.words ? ctx * this.words + word : -1;
+    return ctx < this.at.contexts && word < this.at.bitWords ? ctx * this.at.bitWords + word : -1;
   }
 
   /** The context whose threshold (+0) or claim (+4) register `offset` is, or -1. */
   private contextOf(offset: number): number {
     if (offset < PLIC_CONTEXT_BASE) return -1;
     const ctx = Math.floor((offset - PLIC_CONTEXT_BASE) / PLIC_CONTEXT_STRIDE);
-    return ctx < this.contexts && (offset & (PLIC_CONTEXT_STRIDE - 1)) <= 4 ? ctx : -1;
+    return ctx < this.at.contexts && (offset & (PLIC_CONTEXT_STRIDE - 1)) <= 4 ? ctx : -1;
   }
 
   private setLevel(source: number, level: boolean): void {
@@ -225,8 +220,8 @@ export class Plic implements MmioDevice {
     const { m, at } = this;
     let best = 0;
     let bestPriority = m[at.threshold + ctx]!;
-    for (let w = 0; w < this.words; w++) {
-      let bits = m[at.pending + w]! & m[at.enable + ctx * this.words + w]!;
+    for (let w = 0; w < this.at.bitWords; w++) {
+      let bits = m[at.pending + w]! & m[at.enable + ctx * this.at.bitWords + w]!;
       while (bits !== 0) {
         const bit = 31 - Math.clz32(bits & -bits);
         bits &= bits - 1;
@@ -253,14 +248,14 @@ export class Plic implements MmioDevice {
   private complete(ctx: number, source: number): void {
     const { m, at } = this;
     if (source < 1 || source > this.ndev) return;
-    if (!(m[at.enable + ctx * this.words + (source >> 5)]! & (1 << (source & 31)))) return;
+    if (!(m[at.enable + ctx * this.at.bitWords + (source >> 5)]! & (1 << (source & 31)))) return;
     m[at.claimed + source] = 0;
     this.setPending(source, m[at.level + source] !== 0);
   }
 
   private update(): void {
     const { m, at } = this;
-    for (let ctx = 0; ctx < this.contexts; ctx++) {
+    for (let ctx = 0; ctx < this.at.contexts; ctx++) {
       const level = this.best(ctx) !== 0 ? 1 : 0;
       if (level !== m[at.outLevel + ctx]) {
         m[at.outLevel + ctx] = level;
