@@ -30,6 +30,8 @@ export interface OpenImageOptions {
   forRepair?: boolean;
   /** cache=unsafe: the image's flushes do not reach stable storage (not passed to backing files). */
   noFlush?: boolean;
+  /** The protocol option of that name, for the image and its backing chain (protocols/protocol.ts). */
+  inlineCachedReads?: boolean;
 }
 
 const PROBE_BYTES = 4096;
@@ -65,7 +67,12 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
   }
   seen.add(real);
 
-  const file = await openProtocol(spec.protocolName, { readOnly, forceShare: opts.forceShare, noFlush: opts.noFlush });
+  const file = await openProtocol(spec.protocolName, {
+    readOnly,
+    forceShare: opts.forceShare,
+    noFlush: opts.noFlush,
+    inlineCachedReads: opts.inlineCachedReads,
+  });
   let image: ImageNode;
   try {
     const header = new Uint8Array(Math.min(PROBE_BYTES, file.size()));
@@ -83,7 +90,13 @@ async function openInChain(filename: string, opts: OpenImageOptions, seen: Set<s
       const backingPath = resolveBackingPath(location, image.backingFilename);
       const backing = await openInChain(
         backingPath,
-        { format: image.backingFormat ?? undefined, readOnly: true, backing: true, forceShare: opts.forceShare },
+        {
+          format: image.backingFormat ?? undefined,
+          readOnly: true,
+          backing: true,
+          forceShare: opts.forceShare,
+          inlineCachedReads: opts.inlineCachedReads,
+        },
         seen,
       ).catch((e: Error) => {
         throw new Error(`Could not open backing file: ${e.message}`);

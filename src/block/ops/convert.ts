@@ -102,8 +102,9 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
   const sources: ImageNode[] = [];
   const closers: (() => Promise<void>)[] = [];
   try {
+    const inlineCachedReads = readsInline(outFormat, a.target);
     for (const name of a.sources) {
-      const img = await openImageReporting(name, { format: a.sourceFormat, readOnly: true, forceShare: a.forceShare });
+      const img = await openImageReporting(name, { format: a.sourceFormat, readOnly: true, forceShare: a.forceShare, inlineCachedReads });
       closers.push(() => closeImage(img));
       sources.push(img);
     }
@@ -126,6 +127,19 @@ export async function convertImage(a: ConvertArgs): Promise<void> {
   } finally {
     for (const close of closers.reverse()) await close().catch(() => {});
   }
+}
+
+/**
+ * Whether the sources' cached bytes are read on the main thread (the file
+ * protocol's inlineCachedReads). Yes for a raw target on a host file: its writes
+ * cost the main thread nothing but issuing them, so it has time to copy cached
+ * source bytes itself, which saves a thread hand-off per read and leaves libuv's
+ * pool (one thread per core) to the writes. A target with metadata keeps the main
+ * thread busy allocating, and reads done there held back its writes (1 GiB raw ->
+ * qcow2: 0.38 -> 0.44 s), so its sources read on the pool.
+ */
+function readsInline(outFormat: string, target: string): boolean {
+  return outFormat === 'raw' && findProtocol(target) === null;
 }
 
 /** `-O ova`: the disk as a hidden streamOptimized VMDK, then packed into the OVA. */

@@ -11,6 +11,10 @@
  * - discard punches a hole, and is a no-op where that is not supported;
  * - blockStatus asks SEEK_DATA/SEEK_HOLE: holes are {data:false, zero:true}, data is
  *   {data:true, zero:false}; where the filesystem cannot tell, everything is data;
+ * - with inlineCachedReads, a read first takes what the page cache holds on the
+ *   calling thread (preadv2 with RWF_NOWAIT: a memory copy, no thread hand-off);
+ *   bytes that would need the disk, and every read where the kernel or filesystem
+ *   cannot do that (remembered per node), go to libuv's pool as usual;
  * - truncate grows with preallocation off (sparse), falloc (fallocate) or full (zeroes
  *   written); "metadata" is refused, as QEMU 7.2's file protocol refuses it (formats
  *   with metadata preallocate it themselves); growing an empty file writes its first
@@ -39,6 +43,7 @@ import {
   FALLOC_FL_ZERO_RANGE,
   SysError,
   fallocate,
+  preadCached,
   seekData,
   seekHole,
 } from './linux-sys.js';
@@ -75,6 +80,7 @@ export class FileNode implements ProtocolNode {
   private canPunch = true;
   private canZeroRange = true;
   private canSeekData = true;
+  private readInline: boolean;
 
   private constructor(
     readonly filename: string,
@@ -84,8 +90,10 @@ export class FileNode implements ProtocolNode {
     private readonly lock: ImageLock,
     length: number,
     private readonly noFlush: boolean,
+    inlineCachedReads: boolean,
   ) {
     this.length = length;
+    this.readInline = inlineCachedReads;
   }
 
   static async open(filename: string, opts: FileOpenOptions = {}): Promise<FileNode> {
@@ -106,7 +114,7 @@ export class FileNode implements ProtocolNode {
       const perms = opts.create ? CREATE_PERMISSIONS : imagePermissions({ readOnly, forceShare, hasMetadata: false });
       const lock = ImageLock.acquire(handle.fd, filename, perms);
       if (opts.create) await handle.truncate(0);
-      return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size, opts.noFlush ?? false);
+      return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size, opts.noFlush ?? false, opts.inlineCachedReads ?? false);
     } catch (e) {
       await handle.close();
       throw e;
@@ -142,7 +150,7 @@ export class FileNode implements ProtocolNode {
     } catch (e) {
       return Promise.reject(e);
     }
-    return preadAll(this.handle.fd, buf, offset);
+    return this.readParts([buf], offset);
   }
 
   /** read() of each range; ranges that follow each other in the file are one request (preadv). */
@@ -158,11 +166,35 @@ export class FileNode implements ProtocolNode {
       let end = first.offset + first.buf.length;
       let j = i + 1;
       for (; j < runs.length && j - i < IOV_MAX && runs[j]!.offset === end; j++) end += runs[j]!.buf.length;
-      const fd = this.handle.fd;
-      reads.push(j === i + 1 ? preadAll(fd, first.buf, first.offset) : preadvAll(fd, runs.slice(i, j).map((r) => r.buf), first.offset));
+      reads.push(this.readParts(runs.slice(i, j).map((r) => r.buf), first.offset));
       i = j;
     }
     return reads.length === 1 ? reads[0]! : Promise.all(reads).then(() => undefined);
+  }
+
+  /** Reads `parts` laid end to end from `offset`: cached bytes inline (when asked to), the rest on the pool. */
+  private readParts(parts: Uint8Array[], offset: number): Promise<void> {
+    let rest = parts;
+    let at = offset;
+    const cached = this.readInline ? this.readCached(parts, offset) : 0;
+    if (cached > 0) {
+      const left = unfinishedParts(parts, cached);
+      if (left.length === 0) return Promise.resolve();
+      rest = left.map((r) => r.bytes);
+      at = offset + left[0]!.at;
+    }
+    const fd = this.handle.fd;
+    return rest.length === 1 ? preadAll(fd, rest[0]!, at) : preadvAll(fd, rest, at);
+  }
+
+  /** How many bytes from `offset` the page cache gave at once; 0 on any failure (the pool's read reports it). */
+  private readCached(parts: Uint8Array[], offset: number): number {
+    try {
+      return preadCached(this.handle.fd, parts, offset);
+    } catch (e) {
+      if (isUnsupported(e)) this.readInline = false;
+      return 0;
+    }
   }
 
   write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> {

@@ -1,13 +1,15 @@
 /**
  * Linux system calls Node's fs module does not offer, reached through koffi (an FFI
  * to the C library, no compiler needed): fallocate (allocate, punch holes, zero
- * ranges), lseek with SEEK_DATA/SEEK_HOLE (find holes in sparse files) and fcntl
+ * ranges), lseek with SEEK_DATA/SEEK_HOLE (find holes in sparse files), fcntl
  * open-file-description byte-range locks (F_OFD_SETLK/F_OFD_GETLK, the locks QEMU
- * uses for its image locking).
+ * uses for its image locking) and preadv2 with RWF_NOWAIT (read what the page
+ * cache holds, never wait for the disk).
  *
  * koffi and libc are loaded on the first call, not at import, so commands that never
  * need these calls start fast. All calls are synchronous: each is one short system
- * call (hole punching and SEEK_DATA only touch file metadata). A failure throws a
+ * call (hole punching and SEEK_DATA only touch file metadata; a RWF_NOWAIT read
+ * copies from memory or returns at once). A failure throws a
  * SysError that carries the errno name (`code`, e.g. "EOPNOTSUPP") and the C
  * library's message; callers decide which codes mean "not supported here, fall back".
  */
@@ -19,6 +21,10 @@ export const FALLOC_DEFAULT = 0;
 export const FALLOC_FL_KEEP_SIZE = 0x01;
 export const FALLOC_FL_PUNCH_HOLE = 0x02;
 export const FALLOC_FL_ZERO_RANGE = 0x10;
+
+/** preadv2 flag (linux/fs.h): fail with EAGAIN instead of waiting for I/O. */
+const RWF_NOWAIT = 0x08;
+const EAGAIN = 11;
 
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
@@ -53,8 +59,14 @@ interface Flock {
   l_pid: number;
 }
 
+interface Iovec {
+  base: Uint8Array;
+  len: number;
+}
+
 interface Libc {
   koffi: typeof Koffi;
+  preadv2: (fd: number, iov: Iovec[], count: number, offset: number, flags: number) => number;
   fallocate: (fd: number, mode: number, offset: number, len: number) => number;
   lseek: (fd: number, offset: number, whence: number) => number;
   fcntlLock: (fd: number, cmd: number, lock: Flock) => number;
@@ -73,8 +85,10 @@ function load(): Libc {
     l_len: 'int64_t',
     l_pid: 'int',
   });
+  const iovec = koffi.struct('tsemu_iovec', { base: 'void *', len: 'size_t' });
   libc = {
     koffi,
+    preadv2: lib.func('preadv2', 'int64_t', ['int', koffi.pointer(iovec), 'int', 'int64_t', 'int']) as Libc['preadv2'],
     fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as Libc['fallocate'],
     lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)') as Libc['lseek'],
     // fcntl is variadic in C; the lock commands take exactly one pointer argument.
@@ -97,6 +111,25 @@ export function fallocate(fd: number, mode: number, offset: number, length: numb
   for (;;) {
     if (c.fallocate(fd, mode, offset, length) === 0) return;
     if (c.koffi.errno() !== 4 /* EINTR */) fail(c, 'fallocate');
+  }
+}
+
+/**
+ * preadv2(RWF_NOWAIT) of `parts` laid end to end from `offset`: copies what the
+ * page cache holds at once and returns how many bytes it read, 0 when the first
+ * bytes would need the disk (EAGAIN). Fewer bytes than asked mean the rest needs
+ * I/O (or the file ends there). Other failures, including a kernel or filesystem
+ * without RWF_NOWAIT for reads (EOPNOTSUPP), throw a SysError.
+ */
+export function preadCached(fd: number, parts: readonly Uint8Array[], offset: number): number {
+  const c = load();
+  const iov = parts.map((p) => ({ base: p, len: p.length }));
+  for (;;) {
+    const n = c.preadv2(fd, iov, iov.length, offset, RWF_NOWAIT);
+    if (n >= 0) return n;
+    const errno = c.koffi.errno();
+    if (errno === EAGAIN) return 0;
+    if (errno !== 4 /* EINTR */) fail(c, 'preadv2');
   }
 }
 

@@ -22,6 +22,12 @@ export interface ProtocolOpenOptions {
   forceShare?: boolean;
   /** cache=unsafe (QEMU's cache.no-flush): flush() returns at once. */
   noFlush?: boolean;
+  /**
+   * Reads the host's page cache can serve at once are done on the calling thread
+   * (host files; other protocols ignore it): for callers whose thread has time to
+   * spare, so that the I/O threads are left to the writes.
+   */
+  inlineCachedReads?: boolean;
 }
 
 export interface ProtocolNode extends BlockNode {

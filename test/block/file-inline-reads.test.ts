@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { open, writeFile } from 'node:fs/promises';
+import { FileNode } from '../../src/block/protocols/file.js';
+import { preadCached } from '../../src/block/protocols/linux-sys.js';
+import { libc } from '../../src/util/libc.js';
+import { patternBytes } from '../helpers/pattern.js';
+import { scratchDir } from '../helpers/peers.js';
+
+const SIZE = 1 << 20;
+const POSIX_FADV_DONTNEED = 4;
+
+/** Drops the file's pages in [offset, offset + length) from the page cache (written back first). */
+async function evict(file: string, offset: number, length: number): Promise<void> {
+  const fh = await open(file, 'r+');
+  try {
+    await fh.datasync();
+    const { lib } = libc();
+    const fadvise = lib.func('int posix_fadvise(int fd, int64_t offset, int64_t len, int advice)') as (
+      fd: number,
+      offset: number,
+      len: number,
+      advice: number,
+    ) => number;
+    assert.equal(fadvise(fh.fd, offset, length, POSIX_FADV_DONTNEED), 0);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads through a node opened with `inline`: one read() and one readRuns() of joined and separate ranges. */
+async function readBoth(file: string, inline: boolean): Promise<Uint8Array[]> {
+  const node = await FileNode.open(file, { readOnly: true, inlineCachedReads: inline });
+  try {
+    const whole = new Uint8Array(SIZE);
+    await node.read(0, whole);
+    const parts = [new Uint8Array(4096), new Uint8Array(65536), new Uint8Array(1000), new Uint8Array(SIZE / 2)];
+    const offsets = [512, 512 + 4096, 200_000, SIZE / 2];
+    await node.readRuns(parts.map((buf, i) => ({ offset: offsets[i]!, buf })));
+    return [whole, ...parts];
+  } finally {
+    await node.close();
+  }
+}
+
+test('inline cached reads return the bytes pool reads return, for read() and readRuns()', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'a.raw');
+    await writeFile(file, patternBytes(7, 0, SIZE));
+    assert.deepEqual(await readBoth(file, true), await readBoth(file, false));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('bytes the page cache does not hold are read on the pool: preadCached stops there, reads stay whole', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'b.raw');
+    const bytes = patternBytes(8, 0, SIZE);
+    await writeFile(file, bytes);
+    await evict(file, SIZE / 2, SIZE / 2);
+    const fh = await open(file, 'r');
+    try {
+      const buf = new Uint8Array(SIZE);
+      const n = preadCached(fh.fd, [buf.subarray(0, SIZE / 4), buf.subarray(SIZE / 4)], 0);
+      assert.ok(n >= SIZE / 4 && n < SIZE, `a cached half, then a stop at the evicted half (read ${n} bytes)`);
+      assert.deepEqual(buf.subarray(0, n), bytes.subarray(0, n));
+    } finally {
+      await fh.close();
+    }
+    await evict(file, 0, SIZE);
+    const [whole, ...parts] = await readBoth(file, true);
+    assert.deepEqual(whole, bytes);
+    assert.deepEqual(parts[3], bytes.subarray(SIZE / 2));
+  } finally {
+    await cleanup();
+  }
+});
