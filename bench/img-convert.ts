@@ -24,6 +24,8 @@
  *
  * Usage: npx tsx bench/img-convert.ts [--size 1G] [--seed 1] [--repeat 1] [--info-runs 10]
  *        [--cases REGEX]   (only the cases whose name matches, e.g. --cases vdi)
+ *        [--tsemu PATH]    (another build's bin/tsemu.js, e.g. a frozen copy of an
+ *                           older build for A/B runs; default: this tree's)
  * Needs the built CLI (npm run build) and qemu-img on PATH. Not a test.
  */
 import { spawn } from 'node:child_process';
@@ -156,6 +158,7 @@ async function main(): Promise<void> {
       repeat: { type: 'string', default: '1' },
       'info-runs': { type: 'string', default: '10' },
       cases: { type: 'string', default: '' },
+      tsemu: { type: 'string', default: TSEMU },
     },
   });
   const size = parseSize(values.size!, 'benchmark size');
@@ -165,7 +168,10 @@ async function main(): Promise<void> {
   const infoRuns = Number(values['info-runs']);
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
   if (!Number.isInteger(infoRuns) || infoRuns < 1) throw new Error('--info-runs must be a positive integer');
-  if (!existsSync(path.join(ROOT, 'dist/bundle/cli.cjs'))) throw new Error('the CLI is not built: run `npm run build` first');
+  const tsemu = path.resolve(values.tsemu!);
+  if (!existsSync(path.join(path.dirname(tsemu), '../dist/bundle/cli.cjs'))) {
+    throw new Error(`the CLI is not built (no dist/bundle/cli.cjs beside ${tsemu}): run \`npm run build\` first`);
+  }
   const only = new RegExp(values.cases!, 'i');
   const cases = CASES.filter((c) => only.test(c.name));
   if (cases.length === 0) throw new Error(`--cases '${values.cases}' matches no case`);
@@ -201,7 +207,7 @@ async function main(): Promise<void> {
           const out = path.join(dir, `out-${who}.${c.outFormat}`);
           await rm(out, { force: true });
           const args = ['convert', ...c.args, '-O', c.outFormat, input, out];
-          const r = who === 'qemu' ? await mustRunWithCpu('qemu-img', args) : await mustRunWithCpu(TSEMU, ['img', ...args]);
+          const r = who === 'qemu' ? await mustRunWithCpu('qemu-img', args) : await mustRunWithCpu(tsemu, ['img', ...args]);
           best[who] = Math.min(best[who], r.seconds);
           cpu[who] = Math.min(cpu[who], r.cpu);
           const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', c.outFormat, raw, out]);
@@ -223,8 +229,8 @@ async function main(): Promise<void> {
     const latency = { qemu: [] as number[], tsemu: [] as number[], viaNode: [] as number[], node: [] as number[] };
     for (let i = 0; i < infoRuns; i++) {
       latency.qemu.push((await mustRun('qemu-img', ['info', small])).seconds);
-      latency.tsemu.push((await mustRun(TSEMU, ['img', 'info', small])).seconds);
-      latency.viaNode.push((await mustRun(process.execPath, [TSEMU, 'img', 'info', small])).seconds);
+      latency.tsemu.push((await mustRun(tsemu, ['img', 'info', small])).seconds);
+      latency.viaNode.push((await mustRun(process.execPath, [tsemu, 'img', 'info', small])).seconds);
       latency.node.push((await mustRun(process.execPath, ['-e', '0'])).seconds);
     }
     const q = median(latency.qemu);
