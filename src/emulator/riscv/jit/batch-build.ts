@@ -39,7 +39,7 @@ export interface BatchTarget {
 }
 
 export function buildBatch(target: BatchTarget, blocks: readonly BlockRequest[]): Uint8Array {
-  const { builder, fns } = newBatchModule();
+  const { builder, fns } = newBatchModule(target.stateBase);
   const funcs = blocks.map(() => builder.func(BLOCK_PARAMS, BLOCK_RESULTS));
   const byHost = new Map(blocks.map((b, k) => [b.host, funcs[k]!.index]));
   blocks.forEach((b, k) => {

@@ -17,15 +17,24 @@
  *   env.fp       the FPU's executor (fpu/execute.ts makeFpHelper):
  *                (op, rd, rs1, rs2, rs3, rm) → FP_CLEAN / FP_DIRTY / FP_ILLEGAL
  *
- * and a few internal functions for the M extension's awkward cases (high
+ * and a few internal functions: the M extension's awkward cases (high
  * multiplies, division with RISC-V's divide-by-zero and overflow results),
- * which wasm's own i64 ops either lack or trap on. Each translated block is a
+ * which wasm's own i64 ops either lack or trap on, and the slow paths of the
+ * guest's loads and stores (missAccessors). A translated block does the
+ * software-TLB lookup of each access inline (translate.ts); on a miss it
+ * calls its access's accessor with the va and the instruction's pc, which
+ * stores the pc into PC and calls env.load/env.store (value through
+ * SCRATCH0). A load accessor returns (value, 1), or (0, 0) when the access
+ * trapped; a store accessor returns 1, or 0. (Inline, the slow paths, rarely
+ * taken, were a tenth of a kernel block's code.) Each
+ * translated block is a
  * function of type (pc: i64, host: i32) → i32 that the module exports under
  * its position in the batch (blockExportName); the code cache writes it into
  * the block's slot of the hub's table. The module imports no table (hub.ts says why).
  */
-import { ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
+import { MemOp, ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
 import type { AmoOp } from '../hart-api.js';
+import { HS } from '../layout.js';
 import { BLOCK_RESULTS, LEAVE_PARAMS, MAX_PAGES } from './hub.js';
 
 /** AMO operations by the index translated code passes to env.amo. */
@@ -52,7 +61,25 @@ export interface BatchFunctions {
   readonly rem: number;
   readonly remu: number;
   readonly leave: number;
+  /** Load-miss accessors by access (see the header): (va: i64, pc: i64) → (value: i64, ok: i32). */
+  readonly loadMisses: Readonly<Record<LoadKind, number>>;
+  /** Store-miss accessors by size: (va: i64, value: i64, pc: i64) → ok: i32. */
+  readonly storeMisses: Readonly<Record<1 | 2 | 4 | 8, number>>;
 }
+
+/** A load's size and extension: 'u1' is lbu, 's4' lw, '8' ld (and fld's raw bits, as 'u4' flw's). */
+export type LoadKind = 's1' | 'u1' | 's2' | 'u2' | 's4' | 'u4' | '8';
+
+/** Each load's size, its wasm load (translate.ts's hit path) and the extension of the value a miss reads. */
+export const LOAD_KINDS: Readonly<Record<LoadKind, { size: number; op: number; ext: number }>> = {
+  s1: { size: 1, op: MemOp.i64_load8_s, ext: Op.i64_extend8_s },
+  u1: { size: 1, op: MemOp.i64_load8_u, ext: Op.nop },
+  s2: { size: 2, op: MemOp.i64_load16_s, ext: Op.i64_extend16_s },
+  u2: { size: 2, op: MemOp.i64_load16_u, ext: Op.nop },
+  s4: { size: 4, op: MemOp.i64_load32_s, ext: Op.i64_extend32_s },
+  u4: { size: 4, op: MemOp.i64_load32_u, ext: Op.nop },
+  '8': { size: 8, op: MemOp.i64_load, ext: Op.nop },
+};
 
 export interface BatchModule {
   readonly builder: ModuleBuilder;
@@ -64,8 +91,8 @@ export function blockExportName(k: number): string {
   return String(k);
 }
 
-/** A new, empty batch module. */
-export function newBatchModule(): BatchModule {
+/** A new, empty batch module for the hart whose state block is at `stateBase`. */
+export function newBatchModule(stateBase: number): BatchModule {
   const m = new ModuleBuilder();
   const load = m.importFunction('env', 'load', [i32, i32, i32], [i32]);
   const store = m.importFunction('env', 'store', [i32, i32, i32], [i32]);
@@ -86,10 +113,41 @@ export function newBatchModule(): BatchModule {
   const divu = binary(m, (c) => emitDivision(c, Op.i64_div_u, false));
   const rem = binary(m, (c) => emitRemainder(c, Op.i64_rem_s, true));
   const remu = binary(m, (c) => emitRemainder(c, Op.i64_rem_u, false));
+  const { loadMisses, storeMisses } = missAccessors(m, stateBase, load, store);
   return {
     builder: m,
-    fns: { load, store, lr, sc, amo, csr, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, leave },
+    fns: { load, store, lr, sc, amo, csr, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, leave, loadMisses, storeMisses },
   };
+}
+
+/** The load- and store-miss accessors (see the header), calling `load`/`store` (env.load/env.store). */
+function missAccessors(m: ModuleBuilder, stateBase: number, load: number, store: number): Pick<BatchFunctions, 'loadMisses' | 'storeMisses'> {
+  const loadMisses = {} as Record<LoadKind, number>;
+  for (const [kind, { size, ext }] of Object.entries(LOAD_KINDS) as [LoadKind, (typeof LOAD_KINDS)[LoadKind]][]) {
+    const f = m.func([i64, i64], [i64, i32]);
+    const c = f.code;
+    emitSlowCall(c, stateBase, 1, load, size);
+    c.if().i32(0).mem(MemOp.i64_load, stateBase + HS.SCRATCH0, 3);
+    if (ext !== Op.nop) c.op(ext);
+    c.i32(1).op(Op.return).end();
+    c.i64(0).i32(0);
+    loadMisses[kind] = f.index;
+  }
+  const storeMisses = {} as Record<1 | 2 | 4 | 8, number>;
+  for (const size of [1, 2, 4, 8] as const) {
+    const f = m.func([i64, i64, i64], [i32]);
+    const c = f.code;
+    c.i32(0).get(1).mem(MemOp.i64_store, stateBase + HS.SCRATCH0, 3);
+    emitSlowCall(c, stateBase, 2, store, size);
+    storeMisses[size] = f.index;
+  }
+  return { loadMisses, storeMisses };
+}
+
+/** Stores the pc in parameter `pc` into PC and calls `helper` (env.load/env.store) with the va in parameter 0's halves and `size`. */
+function emitSlowCall(c: Code, stateBase: number, pc: number, helper: number, size: number): void {
+  c.i32(0).get(pc).mem(MemOp.i64_store, stateBase + HS.PC, 3);
+  c.get(0).op(Op.i32_wrap_i64).get(0).i64(32).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(size).call(helper);
 }
 
 function binary(m: ModuleBuilder, body: (c: Code) => void): number {

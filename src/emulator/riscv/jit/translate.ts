@@ -13,8 +13,9 @@
  * load or store table of the current TLB set (the TLB_SET word) by tlbIndex,
  * compare the tag, require natural alignment, and on a hit access host
  * address wrap(va) + addend. A
- * miss stores the instruction's pc into PC and calls HartServices.load/store
- * (value through SCRATCH0); a false return is a trap: the block writes back
+ * miss calls the batch module's miss accessor for the access (batch-module.ts)
+ * with the va and the instruction's pc, which stores the pc into PC and calls
+ * HartServices.load/store; a failed access is a trap: the block writes back
  * its registers, accounts the instructions retired before the faulting one,
  * and returns (the hart has set PC to the handler).
  *
@@ -62,7 +63,7 @@ import { type Insn, KIND_OF, OP, OPCODE_NAMES, SPECS } from '../isa/index.js';
 import type { AmoOp } from '../hart-api.js';
 import { FP_DIRTY, FP_ILLEGAL } from '../fpu/execute.js';
 import { HS, TLB_LOAD, TLB_STORE } from '../layout.js';
-import { AMO_OPS, type BatchFunctions } from './batch-module.js';
+import { AMO_OPS, LOAD_KINDS, type BatchFunctions, type LoadKind } from './batch-module.js';
 import { JIT_BUDGET, SLOT_INTERPRET, SLOT_JUMP, emitTlbSlot } from './hub.js';
 
 
@@ -113,16 +114,10 @@ function isTranslatable(insn: Insn): boolean {
     || kind === 'fload' || kind === 'fstore' || kind === 'fence' || kind === 'fp' || kind === 'atomic' || kind === 'csr';
 }
 
-const LOADS: Record<number, { op: number; size: number; ext: number }> = {
-  [OP.lb]: { op: MemOp.i64_load8_s, size: 1, ext: Op.i64_extend8_s },
-  [OP.lh]: { op: MemOp.i64_load16_s, size: 2, ext: Op.i64_extend16_s },
-  [OP.lw]: { op: MemOp.i64_load32_s, size: 4, ext: Op.i64_extend32_s },
-  [OP.ld]: { op: MemOp.i64_load, size: 8, ext: Op.nop },
-  [OP.lbu]: { op: MemOp.i64_load8_u, size: 1, ext: Op.nop },
-  [OP.lhu]: { op: MemOp.i64_load16_u, size: 2, ext: Op.nop },
-  [OP.lwu]: { op: MemOp.i64_load32_u, size: 4, ext: Op.nop },
-  [OP.flw]: { op: MemOp.i64_load32_u, size: 4, ext: Op.nop },
-  [OP.fld]: { op: MemOp.i64_load, size: 8, ext: Op.nop },
+/** Each load's kind (batch-module.ts LOAD_KINDS); FP loads move raw bits. */
+const LOADS: Record<number, LoadKind> = {
+  [OP.lb]: 's1', [OP.lh]: 's2', [OP.lw]: 's4', [OP.ld]: '8', [OP.lbu]: 'u1', [OP.lhu]: 'u2', [OP.lwu]: 'u4',
+  [OP.flw]: 'u4', [OP.fld]: '8',
 };
 
 const STORES: Record<number, { op: number; size: number }> = {
@@ -551,15 +546,6 @@ class BlockTranslator {
     this.c.get(this.va).op(Op.i32_wrap_i64).get(this.entry).mem(MemOp.i32_load, table + 8, 2).op(Op.i32_add);
   }
 
-  /** Calls a slow-path helper with (va halves, size) and takes the trap exit on failure. */
-  private slowCall(i: number, fn: number, size: number): void {
-    const c = this.c;
-    this.storePc(i);
-    this.vaHalves();
-    c.i32(size).call(fn);
-    this.trapUnless(i);
-  }
-
   /** Pushes va as (lo, hi) i32 halves. */
   private vaHalves(): void {
     this.c.get(this.va).op(Op.i32_wrap_i64).get(this.va).i64(32).op(Op.i64_shr_u).op(Op.i32_wrap_i64);
@@ -657,18 +643,18 @@ class BlockTranslator {
 
   private load(i: number): void {
     const insn = this.insns[i]!;
-    const spec = LOADS[insn.op]!;
+    const kind = LOADS[insn.op]!;
     const fp = KIND_OF[insn.op] === 'fload';
     const c = this.c;
     if (fp) { this.fpCheck(i); c.i32(0); }
-    this.tlbHit(insn, TLB_LOAD, spec.size);
+    this.tlbHit(insn, TLB_LOAD, LOAD_KINDS[kind].size);
     this.openIf(i64);
     this.hostAddress(TLB_LOAD);
-    c.mem(spec.op, 0, 0);
+    c.mem(LOAD_KINDS[kind].op, 0, 0);
     c.else();
-    this.slowCall(i, this.fns.load, spec.size);
-    c.i32(0).mem(MemOp.i64_load, this.ctx.stateBase + HS.SCRATCH0, 3);
-    if (spec.ext !== Op.nop) c.op(spec.ext);
+    c.get(this.va);
+    this.pcPlus(this.offsets[i]!).call(this.fns.loadMisses[kind]);
+    this.trapUnless(i);
     this.close();
     if (fp) {
       if (insn.op === OP.flw) c.i64(0, -1).op(Op.i64_or);
@@ -695,10 +681,10 @@ class BlockTranslator {
     this.storeValue(insn.rs2, fp);
     c.mem(spec.op, 0, 0);
     c.else();
-    c.i32(0);
+    c.get(this.va);
     this.storeValue(insn.rs2, fp);
-    c.mem(MemOp.i64_store, this.ctx.stateBase + HS.SCRATCH0, 3);
-    this.slowCall(i, this.fns.store, spec.size);
+    this.pcPlus(this.offsets[i]!).call(this.fns.storeMisses[spec.size as 1 | 2 | 4 | 8]);
+    this.trapUnless(i);
     this.close();
   }
 }
