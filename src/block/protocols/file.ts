@@ -11,10 +11,12 @@
  * - discard punches a hole, and is a no-op where that is not supported;
  * - blockStatus asks SEEK_DATA/SEEK_HOLE: holes are {data:false, zero:true}, data is
  *   {data:true, zero:false}; where the filesystem cannot tell, everything is data;
- * - with inlineCachedReads, a read first takes what the page cache holds on the
- *   calling thread (preadv2 with RWF_NOWAIT: a memory copy, no thread hand-off);
- *   bytes that would need the disk, and every read where the kernel or filesystem
- *   cannot do that (remembered per node), go to libuv's pool as usual;
+ * - with inlineCachedReads, a read issued while every thread of libuv's pool has
+ *   a request of this module first takes what the page cache holds on the calling
+ *   thread (preadv2 with RWF_NOWAIT: a memory copy, no thread hand-off); bytes
+ *   that would need the disk, reads while a pool thread is free, and every read
+ *   where the kernel or filesystem cannot do that (remembered per node) go to
+ *   the pool as usual;
  * - truncate grows with preallocation off (sparse), falloc (fallocate) or full (zeroes
  *   written); "metadata" is refused, as QEMU 7.2's file protocol refuses it (formats
  *   with metadata preallocate it themselves); growing an empty file writes its first
@@ -66,6 +68,20 @@ const ZERO_CHUNK = 1 << 20;
 const IOV_MAX = 1024;
 /** QEMU allocates this much at the start of a file it grows from empty. */
 const FIRST_BLOCK = 4096;
+
+/** This module's requests on libuv's pool (queued or running, all nodes). */
+let poolRequests = 0;
+/** The pool's threads: libuv reads UV_THREADPOOL_SIZE when the pool starts (default 4). */
+const POOL_THREADS = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+
+/** Counts a request onto libuv's pool; the callback returned counts it off, then calls `done`. */
+function pooled<A extends unknown[]>(done: (...args: A) => void): (...args: A) => void {
+  poolRequests++;
+  return (...args: A) => {
+    poolRequests--;
+    done(...args);
+  };
+}
 
 function isUnsupported(e: unknown): boolean {
   return e instanceof SysError && UNSUPPORTED.has(e.code);
@@ -176,7 +192,8 @@ export class FileNode implements ProtocolNode {
   private readParts(parts: Uint8Array[], offset: number): Promise<void> {
     let rest = parts;
     let at = offset;
-    const cached = this.readInline ? this.readCached(parts, offset) : 0;
+    // Only while every pool thread has work: an idle one copies the bytes at no cost to this thread.
+    const cached = this.readInline && poolRequests >= POOL_THREADS ? this.readCached(parts, offset) : 0;
     if (cached > 0) {
       const left = unfinishedParts(parts, cached);
       if (left.length === 0) return Promise.resolve();
@@ -367,22 +384,22 @@ function preadAll(fd: number, buf: Uint8Array, position: number): Promise<void> 
       // n === 0: the file shrank under us; the rest reads as zeroes, like a hole.
       if (n === 0) buf.fill(0, done);
       if (n === 0 || done >= buf.length) return resolve();
-      fsRead(fd, buf, done, buf.length - done, position + done, step);
+      fsRead(fd, buf, done, buf.length - done, position + done, pooled(step));
     };
     if (buf.length === 0) return resolve();
-    fsRead(fd, buf, 0, buf.length, position, step);
+    fsRead(fd, buf, 0, buf.length, position, pooled(step));
   });
 }
 
 /** preadv of `parts` laid end to end; what a short read leaves is read part by part. */
 function preadvAll(fd: number, parts: Uint8Array[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    fsReadv(fd, parts, position, (err, n) => {
+    fsReadv(fd, parts, position, pooled((err: Error | null, n: number) => {
       if (err) return reject(err);
       const rest = unfinishedParts(parts, n).map((r) => preadAll(fd, r.bytes, position + r.at));
       if (rest.length === 0) resolve();
       else Promise.all(rest).then(() => resolve(), reject);
-    });
+    }));
   });
 }
 
@@ -408,16 +425,16 @@ function pwriteAll(fd: number, buf: Uint8Array, position: number): Promise<void>
       if (err) return reject(err);
       done += n;
       if (done >= buf.length) return resolve();
-      fsWrite(fd, buf, done, buf.length - done, position + done, step);
+      fsWrite(fd, buf, done, buf.length - done, position + done, pooled(step));
     };
     if (buf.length === 0) return resolve();
-    fsWrite(fd, buf, 0, buf.length, position, step);
+    fsWrite(fd, buf, 0, buf.length, position, pooled(step));
   });
 }
 
 function pwritevOnce(fd: number, parts: readonly Uint8Array[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    fsWritev(fd, parts as Uint8Array[], position, (err, n) => (err ? reject(err) : resolve(n)));
+    fsWritev(fd, parts as Uint8Array[], position, pooled((err: Error | null, n: number) => (err ? reject(err) : resolve(n))));
   });
 }
 

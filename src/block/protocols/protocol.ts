@@ -23,9 +23,10 @@ export interface ProtocolOpenOptions {
   /** cache=unsafe (QEMU's cache.no-flush): flush() returns at once. */
   noFlush?: boolean;
   /**
-   * Reads the host's page cache can serve at once are done on the calling thread
-   * (host files; other protocols ignore it): for callers whose thread has time to
-   * spare, so that the I/O threads are left to the writes.
+   * While the I/O threads are all busy, reads the host's page cache can serve at
+   * once are done on the calling thread (host files; other protocols ignore it):
+   * for callers whose thread has time to spare, so that the I/O threads are left
+   * to the writes.
    */
   inlineCachedReads?: boolean;
 }
