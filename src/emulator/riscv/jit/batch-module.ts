@@ -19,7 +19,8 @@
  *
  * and a few internal functions: the M extension's awkward cases (high
  * multiplies, division with RISC-V's divide-by-zero and overflow results),
- * which wasm's own i64 ops either lack or trap on, and the slow paths of the
+ * which wasm's own i64 ops either lack or trap on, stopAt (stores a pc into PC
+ * and returns 0: a block entered for another host), and the slow paths of the
  * guest's loads and stores (missAccessors). A translated block does the
  * software-TLB lookup of each access inline (translate.ts); on a miss it
  * calls its access's accessor with the va and the instruction's pc, which
@@ -63,6 +64,8 @@ export interface BatchFunctions {
   readonly leave: number;
   /** Load-miss accessors by access (see the header): (va: i64, pc: i64) → (value: i64, ok: i32). */
   readonly loadMisses: Readonly<Record<LoadKind, number>>;
+  /** stopAt(pc: i64) → 0: stores pc into PC and returns 0, the way back to the dispatcher. */
+  readonly stopAt: number;
   /** Store-miss accessors by size: (va: i64, value: i64, pc: i64) → ok: i32. */
   readonly storeMisses: Readonly<Record<1 | 2 | 4 | 8, number>>;
 }
@@ -114,9 +117,11 @@ export function newBatchModule(stateBase: number): BatchModule {
   const rem = binary(m, (c) => emitRemainder(c, Op.i64_rem_s, true));
   const remu = binary(m, (c) => emitRemainder(c, Op.i64_rem_u, false));
   const { loadMisses, storeMisses } = missAccessors(m, stateBase, load, store);
+  const stop = m.func([i64], [i32]);
+  stop.code.i32(0).get(0).mem(MemOp.i64_store, stateBase + HS.PC, 3).i32(0);
   return {
     builder: m,
-    fns: { load, store, lr, sc, amo, csr, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, leave, loadMisses, storeMisses },
+    fns: { load, store, lr, sc, amo, csr, fpEnabled, fpDirty, fp, mulhu, mulh, mulhsu, div, divu, rem, remu, leave, loadMisses, storeMisses, stopAt: stop.index },
   };
 }
 

@@ -35,7 +35,8 @@
  *     inline, and the host offset picks an entry of the jump cache, a small
  *     direct-mapped array of slots the dispatcher fills with blocks it has entered.
  * Each block starts by checking that the host it was called for is its own
- * (a jump-cache collision) and otherwise stores PC and returns.
+ * (a jump-cache collision) and otherwise tail-calls its module's stopAt, which
+ * stores PC and returns 0.
  * Exits that cannot continue store the next pc into PC and return.
  *
  * FP arithmetic calls the FPU's executor on the state block (after one
@@ -244,9 +245,7 @@ class BlockTranslator {
 
   emit(bytes: number): void {
     const c = this.c;
-    c.get(1).i32(this.ctx.host).op(Op.i32_ne).if();
-    c.i32(0).get(0).mem(MemOp.i64_store, this.ctx.stateBase + HS.PC, 3).i32(0).op(Op.return);
-    c.end();
+    c.get(1).i32(this.ctx.host).op(Op.i32_ne).if().get(0).returnCall(this.fns.stopAt).end();
     if (this.tlbSet >= 0) c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.TLB_SET, 2).set(this.tlbSet);
     for (let r = 1; r < 32; r++) {
       if (this.reg[r]! >= 0) c.i32(0).mem(MemOp.i64_load, this.x(r), 3).set(this.reg[r]!);
@@ -270,15 +269,17 @@ class BlockTranslator {
   private epilogue(): void {
     const c = this.c;
     this.writeBack();
-    this.account();
+    const budget = this.account();
     c.get(this.slot).i32(SLOT_TRAP).op(Op.i32_eq).if().i32(0).op(Op.return).end();
-    this.directs.forEach(({ func, host }, j) => {
+    if (this.directs.length > 0) {
       // While budget remains and EXIT_REQUEST is clear; otherwise `leave` stores PC and returns (slot < 0).
-      c.get(this.slot).i32(SLOT_DIRECT - j).op(Op.i32_eq);
-      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).i32(0).op(Op.i32_gt_s).op(Op.i32_and);
-      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and);
-      c.if().get(this.next).i32(host).returnCall(func).end();
-    });
+      c.get(budget).i32(0).op(Op.i32_gt_s);
+      c.i32(0).mem(MemOp.i32_load, this.ctx.stateBase + HS.EXIT_REQUEST, 2).op(Op.i32_eqz).op(Op.i32_and).if();
+      this.directs.forEach(({ func, host }, j) => {
+        c.get(this.slot).i32(SLOT_DIRECT - j).op(Op.i32_eq).if().get(this.next).i32(host).returnCall(func).end();
+      });
+      c.end();
+    }
     c.get(this.next).get(this.nextHost).get(this.slot).returnCall(this.fns.leave);
   }
 
@@ -334,11 +335,13 @@ class BlockTranslator {
     return this.c;
   }
 
-  /** budget -= retired. */
-  private account(): void {
+  /** budget -= retired; returns the local that holds the new budget. */
+  private account(): number {
     const c = this.c;
+    const budget = c.local(i32);
     c.i32(0).i32(0).mem(MemOp.i32_load, this.ctx.stateBase + JIT_BUDGET, 2).get(this.retired);
-    c.op(Op.i32_sub).mem(MemOp.i32_store, this.ctx.stateBase + JIT_BUDGET, 2);
+    c.op(Op.i32_sub).tee(budget).mem(MemOp.i32_store, this.ctx.stateBase + JIT_BUDGET, 2);
+    return budget;
   }
 
   /** Leaves the block after `retired` instructions, continuing at entry pc + `offset`. */
