@@ -29,22 +29,33 @@ async function evict(file: string, offset: number, length: number): Promise<void
   }
 }
 
-/** Reads through a node opened with `inline`: one read() and one readRuns() of joined and separate ranges. */
+/**
+ * Reads through a node opened with `inline`: the whole file with read()s of 64 KiB
+ * all issued at once (those issued while the pool is full of the earlier ones read
+ * inline), and one readRuns() of joined and separate ranges.
+ */
 async function readBoth(file: string, inline: boolean): Promise<Uint8Array[]> {
   const node = await FileNode.open(file, { readOnly: true, inlineCachedReads: inline });
   try {
     const whole = new Uint8Array(SIZE);
-    await node.read(0, whole);
+    const piece = 65536;
+    await Promise.all(Array.from({ length: SIZE / piece }, (_, i) => node.read(i * piece, whole.subarray(i * piece, (i + 1) * piece))));
     const parts = [new Uint8Array(4096), new Uint8Array(65536), new Uint8Array(1000), new Uint8Array(SIZE / 2)];
     const offsets = [512, 512 + 4096, 200_000, SIZE / 2];
-    await node.readRuns(parts.map((buf, i) => ({ offset: offsets[i]!, buf })));
+    await Promise.all([
+      node.read(0, new Uint8Array(piece)),
+      node.read(piece, new Uint8Array(piece)),
+      node.read(2 * piece, new Uint8Array(piece)),
+      node.read(3 * piece, new Uint8Array(piece)),
+      node.readRuns(parts.map((buf, i) => ({ offset: offsets[i]!, buf }))),
+    ]);
     return [whole, ...parts];
   } finally {
     await node.close();
   }
 }
 
-test('inline cached reads return the bytes pool reads return, for read() and readRuns()', async () => {
+test('inline cached reads (while the pool is full) return the bytes pool reads return, for read() and readRuns()', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
     const file = path.join(dir, 'a.raw');

@@ -204,12 +204,16 @@ export class FileNode implements ProtocolNode {
     return rest.length === 1 ? preadAll(fd, rest[0]!, at) : preadvAll(fd, rest, at);
   }
 
-  /** How many bytes from `offset` the page cache gave at once; 0 on any failure (the pool's read reports it). */
+  /**
+   * How many bytes from `offset` the page cache gave at once; 0 on any failure (the
+   * pool's read reports it). A system without the call (or without libc through
+   * koffi) turns inline reads off for the node.
+   */
   private readCached(parts: Uint8Array[], offset: number): number {
     try {
       return preadCached(this.handle.fd, parts, offset);
     } catch (e) {
-      if (isUnsupported(e)) this.readInline = false;
+      if (!(e instanceof SysError) || isUnsupported(e)) this.readInline = false;
       return 0;
     }
   }
