@@ -6,8 +6,11 @@
  * instruction (guest-physical, see layout.ts), but its code must not depend
  * on the virtual address it runs at: the function gets its virtual pc as its
  * parameter and computes every pc (links, auipc, branch targets) as entry pc
- * + a constant offset. Guest registers the block touches are loaded into i64
- * locals at entry and the written ones stored back at every exit.
+ * + a constant offset. Guest registers the block writes or reads more than
+ * once are loaded into i64 locals at entry and the written ones stored back at
+ * every exit; one read once and never written is loaded from the state block
+ * where it is read (no helper a block calls writes an x register, except the
+ * FP executor's result register, which counts as written and is reloaded).
  *
  * Loads and stores do the software-TLB lookup inline (layout.ts): index the
  * load or store table of the current TLB set (the TLB_SET word) by tlbIndex,
@@ -240,7 +243,10 @@ class BlockTranslator {
     this.slot = c.local(i32);
     const kinds = insns.map((insn) => KIND_OF[insn.op]);
     this.tlbSet = kinds.some((k) => k === 'load' || k === 'store' || k === 'fload' || k === 'fstore') ? c.local(i32) : -1;
-    for (const insn of insns) this.noteRegisters(insn);
+    const reads = new Array<number>(32).fill(0);
+    for (const insn of insns) this.noteRegisters(insn, reads);
+    // A register read once and never written is loaded where it is read: no local to fill at entry.
+    for (let r = 1; r < 32; r++) if (this.written.has(r) || reads[r]! > 1) this.reg[r] = c.local(i64);
   }
 
   emit(bytes: number): void {
@@ -285,23 +291,19 @@ class BlockTranslator {
 
   // ---- registers ----
 
-  private noteRegisters(insn: Insn): void {
+  /** Notes the x registers `insn` writes (in `written`) and counts those it reads (in `reads`). */
+  private noteRegisters(insn: Insn, reads: number[]): void {
     const kind = KIND_OF[insn.op];
     if (kind === 'fp') {
       const { readsX, writesX } = fpIntegerOperands(insn.op);
-      if (readsX && insn.rs1 !== 0 && this.reg[insn.rs1]! < 0) this.reg[insn.rs1] = this.c.local(i64);
-      if (writesX && insn.rd !== 0) {
-        if (this.reg[insn.rd]! < 0) this.reg[insn.rd] = this.c.local(i64);
-        this.written.add(insn.rd);
-      }
+      if (readsX) reads[insn.rs1]!++;
+      if (writesX && insn.rd !== 0) this.written.add(insn.rd);
       return;
     }
     const fpDest = kind === 'fload';
-    const fpSrc2 = kind === 'fstore';
     const uimm = kind === 'csr' && csrForm(insn.op).immediate;
-    for (const r of [fpDest ? 0 : insn.rd, uimm ? 0 : insn.rs1, fpSrc2 ? 0 : insn.rs2]) {
-      if (r !== 0 && this.reg[r]! < 0) this.reg[r] = this.c.local(i64);
-    }
+    if (!uimm) reads[insn.rs1]!++;
+    if (kind !== 'fstore') reads[insn.rs2]!++;
     if (!fpDest && insn.rd !== 0 && kind !== 'branch' && kind !== 'store' && kind !== 'fstore') this.written.add(insn.rd);
   }
 
@@ -314,7 +316,8 @@ class BlockTranslator {
   }
 
   private get(r: number): Code {
-    return r === 0 ? this.c.i64(0) : this.c.get(this.reg[r]!);
+    if (r === 0) return this.c.i64(0);
+    return this.reg[r]! >= 0 ? this.c.get(this.reg[r]!) : this.c.i32(0).mem(MemOp.i64_load, this.x(r), 3);
   }
 
   /** Pops the value on the stack into rd (dropped for x0). */
@@ -583,7 +586,7 @@ class BlockTranslator {
     const c = this.c;
     const { readsX, writesX } = fpIntegerOperands(insn.op);
     this.fpCheck(i);
-    if (readsX && insn.rs1 !== 0) c.i32(0).get(this.reg[insn.rs1]!).mem(MemOp.i64_store, this.x(insn.rs1), 3);
+    if (readsX && this.reg[insn.rs1]! >= 0) c.i32(0).get(this.reg[insn.rs1]!).mem(MemOp.i64_store, this.x(insn.rs1), 3);
     c.i32(insn.op).i32(insn.rd).i32(insn.rs1).i32(insn.rs2).i32(insn.rs3).i32(insn.rm).call(this.fns.fp).tee(this.entry);
     c.i32(FP_ILLEGAL).op(Op.i32_eq);
     this.openIf();
