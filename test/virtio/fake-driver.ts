@@ -6,10 +6,11 @@
  * or through an indirect table) in that RAM, kicks queues and reads the used
  * ring. Tests corrupt the structures it wrote to provoke guest faults.
  */
-import { GuestMemoryError } from '../../src/emulator/bus/interfaces.js';
+import { GuestMemoryError, type IrqLine } from '../../src/emulator/bus/interfaces.js';
 import type { GuestRam } from '../../src/emulator/virtio/guest-ram.js';
 import { VirtioCore } from '../../src/emulator/virtio/core.js';
 import type { VirtioDevice } from '../../src/emulator/virtio/device.js';
+import type { InterruptStatus } from '../../src/emulator/virtio/interrupt-status.js';
 import { VirtioMmio } from '../../src/emulator/virtio/mmio.js';
 import { DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, STATUS } from '../../src/emulator/virtio/spec.js';
 
@@ -74,12 +75,19 @@ export class TestDriver {
   /** Where each chain's writable buffers went, by queue and head. */
   private readonly writable = new Map<string, number[][]>();
 
-  constructor(readonly device: VirtioDevice) {
+  /** `wire` also gets the line's moves; `interruptStatus` is the core's status cell (default: its own). */
+  constructor(readonly device: VirtioDevice, opts: { wire?: IrqLine; interruptStatus?: InterruptStatus } = {}) {
     this.core = new VirtioCore(device, {
       ram: this.ram,
-      irq: { set: (level) => (this.irq = level) },
+      irq: {
+        set: (level) => {
+          this.irq = level;
+          opts.wire?.set(level);
+        },
+      },
       location: 'virtio-mmio@10008000',
       log: (line) => this.lines.push(line),
+      interruptStatus: opts.interruptStatus,
     });
     this.mmio = new VirtioMmio(this.core);
   }

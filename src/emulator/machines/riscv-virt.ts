@@ -9,8 +9,10 @@
  * PLIC keep their state in shared memory and are served on the vCPU threads,
  * while the devices on the main thread drive the PLIC's wires; the vCPU
  * threads also answer the UART's side-effect-free reads and the virtio-mmio
- * slots' InterruptStatus from register shadows and post console bytes and
- * queue notifications, vcpu/mmio-shadow.ts), and the HSM words set for boot:
+ * slots' InterruptStatus from register shadows, serve the slots'
+ * InterruptACK (each slot's interrupt status lives in its shadow) and post
+ * console bytes and queue notifications, vcpu/mmio-shadow.ts), and the HSM
+ * words set for boot:
  *
  *   tsemu's SBI (default): hart 0 START_PENDING at the kernel entry with
  *     a1 = FDT, the other harts STOPPED until the kernel's HSM hart_start;
@@ -40,7 +42,7 @@ import { EmptyVirtioSlot } from '../devices/virtio-mmio-empty.js';
 import { VirtioCore } from '../virtio/core.js';
 import type { VirtioDevice } from '../virtio/device.js';
 import type { GuestRam } from '../virtio/guest-ram.js';
-import { VirtioMmio } from '../virtio/mmio.js';
+import { VIRTIO_MMIO_INTERRUPT, VirtioMmio } from '../virtio/mmio.js';
 import { writeChosen } from '../fdt/fdt-query.js';
 import { parseFdt } from '../fdt/fdt-reader.js';
 import { serializeFdt } from '../fdt/fdt-writer.js';
@@ -51,7 +53,7 @@ import { JUMP_CACHE_BASE, MAX_HARTS, RAM_GPA_BASE, RAM_HOST_BASE, memoryPagesFor
 import { SRST_REASON, SRST_TYPE } from '../riscv/sbi/constants.js';
 import { HSM, HartControl } from '../vcpu/hart-control.js';
 import { MailboxOp, MailboxServer, STATUS_FAILED, STATUS_OK, type MailboxRequest } from '../vcpu/mailbox.js';
-import { SHADOW_END, ShadowedLine, ShadowWriter, type ShadowWindow } from '../vcpu/mmio-shadow.js';
+import { SHADOW_END, SharedStatus, ShadowedLine, ShadowWriter, type ShadowWindow } from '../vcpu/mmio-shadow.js';
 import { startVcpuThread, type VcpuThread } from '../vcpu/vcpu-thread.js';
 import { buildVirtFdt } from './virt-fdt.js';
 import { endOnce, flatGuestRam, runMachine, type MachineExit } from './machine-run.js';
@@ -161,10 +163,11 @@ function virtDevices(
       bus.map(region.base, region.size, empty, `virtio-mmio.${slot}`);
       continue;
     }
-    const irq = new ShadowedLine(plic.irqLine(VIRT_IRQ.VIRTIO_FIRST + slot));
-    const mmio = new VirtioMmio(new VirtioCore(device(), { ram, irq, location: `virtio-mmio@${region.base.toString(16)}` }));
-    irq.shadow = new ShadowWriter(memory, 1 + slot, region.base, mmio);
-    shadows.push(irq.shadow.window);
+    const line = VIRT_IRQ.VIRTIO_FIRST + slot;
+    const status = new SharedStatus(memory, 1 + slot, VIRTIO_MMIO_INTERRUPT.status / 4);
+    const core = new VirtioCore(device(), { ram, irq: plic.irqLine(line), location: `virtio-mmio@${region.base.toString(16)}`, interruptStatus: status });
+    const mmio = new VirtioMmio(core);
+    shadows.push(new ShadowWriter(memory, 1 + slot, region.base, mmio, { status, line }).window);
     bus.map(region.base, region.size, mmio, `virtio-mmio.${slot}`);
   }
   return { bus, shadows };

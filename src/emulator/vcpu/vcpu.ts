@@ -23,8 +23,10 @@
  * Devices: CLINT and PLIC accesses are served on this thread (their state is
  * in shared memory; the PLIC's wires are driven by the main thread's devices); side-effect-free reads of a shadowed device (the UART's status
  * registers, a virtio-mmio slot's InterruptStatus) are answered from its
- * shadow, and its stores that change no shadowed answer (console bytes,
- * virtio queue notifications) are posted without waiting (mmio-shadow.ts);
+ * shadow, a virtio-mmio slot's InterruptACK is served here too (it clears
+ * the shared status and drives the slot's PLIC wire), and its stores that
+ * change no shadowed answer (console bytes, virtio queue notifications) are
+ * posted without waiting (mmio-shadow.ts);
  * every other MMIO access, and the SBI's console and reset calls, cross to
  * the main thread through the hart's mailbox slot (mailbox.ts) and wait for
  * the answer. An access no device decodes becomes
@@ -102,6 +104,7 @@ class VcpuMmio implements HartMmio {
 
   store(gpa: number, size: MemSize, lo: number, hi: number): boolean {
     if (this.local.store(gpa, size, lo, hi)) return true;
+    if (this.shadow.acknowledge(gpa, size, lo)) return true;
     if (this.shadow.keeps(gpa, size)) return this.mailbox.post(gpa, size, lo) === STATUS_OK;
     return this.mailbox.call(MailboxOp.MMIO_STORE, gpa, size, lo, hi) === STATUS_OK;
   }
@@ -138,19 +141,20 @@ export class Vcpu {
     local.map(config.clint.base, config.clint.size, this.clint, 'clint');
     const { plic } = config;
     const control = this.control;
-    local.map(plic.window.base, plic.window.size, new Plic({
+    const sharedPlic = new Plic({
       harts,
       ndev: plic.ndev,
       maxPriority: plic.maxPriority,
       output: (hart, mode, level) => control.externalInterrupt(hart, mode, level),
       state: { memory, base: plic.state },
-    }), 'plic');
+    });
+    local.map(plic.window.base, plic.window.size, sharedPlic, 'plic');
     const options: HartOptions = {
       memory,
       id,
       ramBytes,
       readMtime: () => this.clint.readMtime(),
-      mmio: new VcpuMmio(local, mailbox, new ShadowReader(memory, config.shadows ?? [])),
+      mmio: new VcpuMmio(local, mailbox, new ShadowReader(memory, config.shadows ?? [], (source) => sharedPlic.irqLine(source))),
     };
     if (!config.firmware) {
       const sbi = new Sbi(memory, this.sbiPlatform(mailbox));

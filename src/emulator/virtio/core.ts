@@ -15,7 +15,9 @@
  * interrupt decision for all of them is taken once per microtask, so a burst
  * of completions raises the line once. The line is high while the interrupt
  * status has a bit set (used buffer, configuration change); the driver's
- * acknowledgement clears bits.
+ * acknowledgement clears bits. The status may be a cell another thread clears
+ * bits of too (interrupt-status.ts), so every change drives the line with
+ * followStatus().
  *
  * Needs-reset: a guest fault (VirtioFault from a queue or a model, or any
  * other error a model throws while handling guest data) logs one line on
@@ -27,6 +29,7 @@
 import type { IrqLine } from '../bus/interfaces.js';
 import type { VirtioDevice, VirtioHost } from './device.js';
 import type { GuestRam } from './guest-ram.js';
+import { LocalInterruptStatus, followStatus, type InterruptStatus } from './interrupt-status.js';
 import {
   F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, INT_CONFIG_CHANGE, INT_USED_BUFFER, STATUS, featureBits, hasFeature,
 } from './spec.js';
@@ -50,13 +53,15 @@ export interface VirtioCoreOptions {
   location: string;
   /** Receives log lines (default: stderr). */
   log?: (line: string) => void;
+  /** Where the interrupt status bits live (default: a plain number; the virt machine shares them with its vCPU threads). */
+  interruptStatus?: InterruptStatus;
 }
 
 export class VirtioCore {
   private statusBits = 0;
   private driverFeatures = 0n;
   private accepted = 0n;
-  private isr = 0;
+  private readonly isr: InterruptStatus;
   private generation = 0;
   private queues: QueueRegisters[];
   private host: (VirtioHost & { alive: boolean }) | null = null;
@@ -67,6 +72,7 @@ export class VirtioCore {
   constructor(readonly device: VirtioDevice, private readonly options: VirtioCoreOptions) {
     this.offered = device.features | TRANSPORT_FEATURES;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.isr = options.interruptStatus ?? new LocalInterruptStatus();
     this.queues = this.freshQueues();
   }
 
@@ -79,7 +85,7 @@ export class VirtioCore {
   }
 
   get interruptStatus(): number {
-    return this.isr;
+    return this.isr.value;
   }
 
   get configGeneration(): number {
@@ -154,7 +160,7 @@ export class VirtioCore {
   }
 
   acknowledgeInterrupt(bits: number): void {
-    this.isr &= ~bits;
+    this.isr.clear(bits);
     this.updateLine();
   }
 
@@ -201,7 +207,7 @@ export class VirtioCore {
     this.driverFeatures = 0n;
     this.accepted = 0n;
     this.queues = this.freshQueues();
-    this.isr = 0;
+    this.isr.clear(this.isr.value);
     this.updateLine();
   }
 
@@ -221,7 +227,7 @@ export class VirtioCore {
       let due = false;
       for (const q of this.queues) if (q.queue?.takeInterrupt()) due = true;
       if (due) {
-        this.isr |= INT_USED_BUFFER;
+        this.isr.set(INT_USED_BUFFER);
         this.updateLine();
       }
     });
@@ -229,7 +235,7 @@ export class VirtioCore {
 
   private configChanged(): void {
     this.generation = (this.generation + 1) >>> 0;
-    this.isr |= INT_CONFIG_CHANGE;
+    this.isr.set(INT_CONFIG_CHANGE);
     this.updateLine();
   }
 
@@ -252,6 +258,6 @@ export class VirtioCore {
   }
 
   private updateLine(): void {
-    this.options.irq.set(this.isr !== 0);
+    followStatus(this.isr, this.options.irq);
   }
 }

@@ -19,8 +19,9 @@
  *
  * As a ShadowSource (vcpu/mmio-shadow.ts) the transport tells a vCPU thread
  * what it may do without the main thread: read InterruptStatus (reading has
- * no side effects; the machine rewrites the shadow whenever the interrupt
- * status changes, before the line moves) and post QueueNotify stores (a
+ * no side effects), acknowledge it through InterruptACK (clearable: where the
+ * machine keeps the core's interrupt status in the shadow itself, the vCPU
+ * thread clears the bits and drives the line), and post QueueNotify stores (a
  * notification's effects reach the driver later, through the used ring and
  * an interrupt, by the virtio spec).
  */
@@ -33,11 +34,14 @@ const VERSION = 2;
 const VENDOR_ID = 0x554d_4551;
 const CONFIG_BASE = 0x100;
 
+/** InterruptStatus and InterruptACK: the status register and the one whose stores clear its bits. */
+export const VIRTIO_MMIO_INTERRUPT = { status: 0x060, acknowledge: 0x064 } as const;
+
 const R = {
   MAGIC: 0x000, VERSION: 0x004, DEVICE_ID: 0x008, VENDOR_ID: 0x00c,
   DEVICE_FEATURES: 0x010, DEVICE_FEATURES_SEL: 0x014, DRIVER_FEATURES: 0x020, DRIVER_FEATURES_SEL: 0x024,
   QUEUE_SEL: 0x030, QUEUE_NUM_MAX: 0x034, QUEUE_NUM: 0x038, QUEUE_READY: 0x044, QUEUE_NOTIFY: 0x050,
-  INTERRUPT_STATUS: 0x060, INTERRUPT_ACK: 0x064, STATUS: 0x070,
+  INTERRUPT_STATUS: VIRTIO_MMIO_INTERRUPT.status, INTERRUPT_ACK: VIRTIO_MMIO_INTERRUPT.acknowledge, STATUS: 0x070,
   QUEUE_DESC_LOW: 0x080, QUEUE_DESC_HIGH: 0x084, QUEUE_DRIVER_LOW: 0x090, QUEUE_DRIVER_HIGH: 0x094,
   QUEUE_DEVICE_LOW: 0x0a0, QUEUE_DEVICE_HIGH: 0x0a4, CONFIG_GENERATION: 0x0fc,
 } as const;
@@ -61,6 +65,7 @@ export class VirtioMmio implements MmioDevice {
   /** Shadowed registers: every word up to InterruptStatus. */
   readonly peekable = R.INTERRUPT_STATUS / 4 + 1;
   readonly stride = 4;
+  readonly clearable = VIRTIO_MMIO_INTERRUPT;
   private featuresSel = 0;
   private driverFeaturesSel = 0;
   private queueSel = 0;
