@@ -13,6 +13,7 @@
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { openProtocol } from './protocols/index.js';
+import type { InlineCachedReads } from './protocols/protocol.js';
 import { isJsonFilename } from './json-options.js';
 import { type JsonImageSpec, splitJsonFilename } from './json-filename.js';
 import { getFormat, probeFormat } from './formats/index.js';
@@ -31,7 +32,7 @@ export interface OpenImageOptions {
   /** cache=unsafe: the image's flushes do not reach stable storage (not passed to backing files). */
   noFlush?: boolean;
   /** The protocol option of that name, for the image and its backing chain (protocols/protocol.ts). */
-  inlineCachedReads?: boolean;
+  inlineCachedReads?: InlineCachedReads;
 }
 
 const PROBE_BYTES = 4096;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { open, writeFile } from 'node:fs/promises';
 import { FileNode } from '../../src/block/protocols/file.js';
+import type { InlineCachedReads } from '../../src/block/protocols/protocol.js';
 import { preadCached } from '../../src/block/protocols/linux-sys.js';
 import { libc } from '../../src/util/libc.js';
 import { patternBytes } from '../helpers/pattern.js';
@@ -34,7 +35,7 @@ async function evict(file: string, offset: number, length: number): Promise<void
  * all issued at once (those issued while the pool is full of the earlier ones read
  * inline), and one readRuns() of joined and separate ranges.
  */
-async function readBoth(file: string, inline: boolean): Promise<Uint8Array[]> {
+async function readBoth(file: string, inline: InlineCachedReads | undefined): Promise<Uint8Array[]> {
   const node = await FileNode.open(file, { readOnly: true, inlineCachedReads: inline });
   try {
     const whole = new Uint8Array(SIZE);
@@ -55,12 +56,13 @@ async function readBoth(file: string, inline: boolean): Promise<Uint8Array[]> {
   }
 }
 
-test('inline cached reads (while the pool is full) return the bytes pool reads return, for read() and readRuns()', async () => {
+test('inline cached reads (always, and while the pool is full) return the bytes pool reads return, for read() and readRuns()', async () => {
   const { dir, cleanup } = await scratchDir();
   try {
     const file = path.join(dir, 'a.raw');
     await writeFile(file, patternBytes(7, 0, SIZE));
-    assert.deepEqual(await readBoth(file, true), await readBoth(file, false));
+    assert.deepEqual(await readBoth(file, 'pool-busy'), await readBoth(file, undefined));
+    assert.deepEqual(await readBoth(file, 'always'), await readBoth(file, undefined));
   } finally {
     await cleanup();
   }
@@ -83,7 +85,7 @@ test('bytes the page cache does not hold are read on the pool: preadCached stops
       await fh.close();
     }
     await evict(file, 0, SIZE);
-    const [whole, ...parts] = await readBoth(file, true);
+    const [whole, ...parts] = await readBoth(file, 'always');
     assert.deepEqual(whole, bytes);
     assert.deepEqual(parts[3], bytes.subarray(SIZE / 2));
   } finally {

@@ -11,12 +11,12 @@
  * - discard punches a hole, and is a no-op where that is not supported;
  * - blockStatus asks SEEK_DATA/SEEK_HOLE: holes are {data:false, zero:true}, data is
  *   {data:true, zero:false}; where the filesystem cannot tell, everything is data;
- * - with inlineCachedReads, a read issued while every thread of libuv's pool has
- *   a request of this module first takes what the page cache holds on the calling
- *   thread (preadv2 with RWF_NOWAIT: a memory copy, no thread hand-off); bytes
- *   that would need the disk, reads while a pool thread is free, and every read
- *   where the kernel or filesystem cannot do that (remembered per node) go to
- *   the pool as usual;
+ * - with inlineCachedReads 'always', or 'pool-busy' while every thread of libuv's
+ *   pool has a request of this module, a read first takes what the page cache holds
+ *   on the calling thread (preadv2 with RWF_NOWAIT: a memory copy, no thread
+ *   hand-off); bytes that would need the disk, 'pool-busy' reads while a pool
+ *   thread is free, and every read where the kernel or filesystem cannot do that
+ *   (remembered per node) go to the pool as usual;
  * - truncate grows with preallocation off (sparse), falloc (fallocate) or full (zeroes
  *   written); "metadata" is refused, as QEMU 7.2's file protocol refuses it (formats
  *   with metadata preallocate it themselves); growing an empty file writes its first
@@ -56,7 +56,7 @@ import {
   PERM_RESIZE,
   imagePermissions,
 } from './image-lock.js';
-import type { ProtocolNode, ProtocolOpenOptions } from './protocol.js';
+import type { InlineCachedReads, ProtocolNode, ProtocolOpenOptions } from './protocol.js';
 
 export type FileOpenOptions = ProtocolOpenOptions;
 
@@ -96,7 +96,8 @@ export class FileNode implements ProtocolNode {
   private canPunch = true;
   private canZeroRange = true;
   private canSeekData = true;
-  private readInline: boolean;
+  /** When cached bytes are read on this thread (protocol.ts); undefined: never. */
+  private readInline: InlineCachedReads | undefined;
 
   private constructor(
     readonly filename: string,
@@ -106,7 +107,7 @@ export class FileNode implements ProtocolNode {
     private readonly lock: ImageLock,
     length: number,
     private readonly noFlush: boolean,
-    inlineCachedReads: boolean,
+    inlineCachedReads: InlineCachedReads | undefined,
   ) {
     this.length = length;
     this.readInline = inlineCachedReads;
@@ -130,7 +131,7 @@ export class FileNode implements ProtocolNode {
       const perms = opts.create ? CREATE_PERMISSIONS : imagePermissions({ readOnly, forceShare, hasMetadata: false });
       const lock = ImageLock.acquire(handle.fd, filename, perms);
       if (opts.create) await handle.truncate(0);
-      return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size, opts.noFlush ?? false, opts.inlineCachedReads ?? false);
+      return new FileNode(filename, handle, readOnly, forceShare, lock, opts.create ? 0 : st.size, opts.noFlush ?? false, opts.inlineCachedReads);
     } catch (e) {
       await handle.close();
       throw e;
@@ -192,8 +193,7 @@ export class FileNode implements ProtocolNode {
   private readParts(parts: Uint8Array[], offset: number): Promise<void> {
     let rest = parts;
     let at = offset;
-    // Only while every pool thread has work: an idle one copies the bytes at no cost to this thread.
-    const cached = this.readInline && poolRequests >= POOL_THREADS ? this.readCached(parts, offset) : 0;
+    const cached = this.readsInlineNow() ? this.readCached(parts, offset) : 0;
     if (cached > 0) {
       const left = unfinishedParts(parts, cached);
       if (left.length === 0) return Promise.resolve();
@@ -202,6 +202,11 @@ export class FileNode implements ProtocolNode {
     }
     const fd = this.handle.fd;
     return rest.length === 1 ? preadAll(fd, rest[0]!, at) : preadvAll(fd, rest, at);
+  }
+
+  /** 'pool-busy' reads inline only while every pool thread has work: an idle one copies the bytes at no cost to this thread. */
+  private readsInlineNow(): boolean {
+    return this.readInline === 'always' || (this.readInline === 'pool-busy' && poolRequests >= POOL_THREADS);
   }
 
   /**
@@ -213,7 +218,7 @@ export class FileNode implements ProtocolNode {
     try {
       return preadCached(this.handle.fd, parts, offset);
     } catch (e) {
-      if (!(e instanceof SysError) || isUnsupported(e)) this.readInline = false;
+      if (!(e instanceof SysError) || isUnsupported(e)) this.readInline = undefined;
       return 0;
     }
   }

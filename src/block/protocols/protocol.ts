@@ -23,13 +23,18 @@ export interface ProtocolOpenOptions {
   /** cache=unsafe (QEMU's cache.no-flush): flush() returns at once. */
   noFlush?: boolean;
   /**
-   * While the I/O threads are all busy, reads the host's page cache can serve at
-   * once are done on the calling thread (host files; other protocols ignore it):
-   * for callers whose thread has time to spare, so that the I/O threads are left
-   * to the writes.
+   * Reads the host's page cache can serve at once are done on the calling thread
+   * (host files; other protocols ignore it), a memory copy with no hand-off to an
+   * I/O thread. 'pool-busy': only while the I/O threads are all busy, for callers
+   * whose thread has time to spare, so that the I/O threads are left to the writes
+   * (convert). 'always': for callers that wait for each read (a guest's disk with one
+   * request in flight), where the hand-off's latency is most of a cached read.
    */
-  inlineCachedReads?: boolean;
+  inlineCachedReads?: InlineCachedReads;
 }
+
+/** When a host file's cached bytes are read on the calling thread (ProtocolOpenOptions.inlineCachedReads). */
+export type InlineCachedReads = 'pool-busy' | 'always';
 
 export interface ProtocolNode extends BlockNode {
   readonly forceShare: boolean;
