@@ -29,24 +29,7 @@
  * busy, a due batch waits for it (up to WAITING_BATCHES batches' worth of
  * blocks, then it is compiled on this thread): translating on this thread too
  * makes V8 optimize the translator in a second isolate, which cost more CPU
- * than the blocks' extra wait on the interpreter.
- *
- * Tiering budget (compiler.ts). Each batch gets the V8 tiering budget its
- * phase calls for, judged by how many blocks got hot over the last
- * ~CHURN_WINDOW guest instructions (a count that decays with INSTRET, so the
- * judgement is the same on a busy or an idle host; a hart starts out
- * churning). While that is CHURN_BLOCKS or more (a boot: thousands of blocks
- * get hot and most soon go cold again) a batch gets CHURN_BUDGET (V8's
- * default): few of its functions reach TurboFan, whose compiles would compete
- * with the compile worker for the second core. Below it, the blocks that
- * still get hot are the steady state's code (a guest's I/O paths, first run
- * after the boot) and get STEADY_BUDGET: they reach TurboFan after a few
- * hundred calls instead of thousands. (Bundled guest: the last 8-9 of a
- * boot's ~70 batches are steady, and every batch of the disk writes and
- * reads after the ssh login.) Blocks translated during the boot keep the
- * budget they got then (V8 fixes it per module).
- *
- * Translation decodes
+ * than the blocks' extra wait on the interpreter. Translation decodes
  * the guest code when the batch is made, marks its page in the code-page map
  * and drops this hart's store-TLB entries for that page, so later guest
  * stores to it take the slow path and invalidate (an entry reset while its
@@ -71,13 +54,13 @@
  */
 import { decodeBlock } from '../isa/index.js';
 import {
-  CODE_PAGE_MAP_BASE, HS, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, jumpCacheBase, jumpCacheIndex,
+  CODE_PAGE_MAP_BASE, JUMP_CACHE_SIZE, RAM_GPA_BASE, RAM_HOST_BASE, jumpCacheBase, jumpCacheIndex,
 } from '../layout.js';
 import type { CodeCacheHooks, HartServices } from '../hart-api.js';
 import { makeFpHelper } from '../fpu/execute.js';
 import { AMO_OPS, blockExportName } from './batch-module.js';
 import { buildBatch, type BatchTarget, type BlockRequest } from './batch-build.js';
-import { BackgroundCompiler, compileBatch } from './compiler.js';
+import { BackgroundCompiler } from './compiler.js';
 import { createHub, type HartAreas } from './hub.js';
 import { chainTargets, translatableLength } from './translate.js';
 
@@ -99,12 +82,6 @@ export const DEFAULT_TUNING: JitTuning = { hotThreshold: 8, batchSize: 500, flus
 const RECENT_SIZE = 1 << 14;
 /** Batches' worth of queued blocks that wait for a busy compile worker before this thread compiles them. */
 const WAITING_BATCHES = 4;
-/** Guest instructions over which hot blocks count towards churn, and the count that is churn (see the header). */
-const CHURN_WINDOW = 20e6;
-const CHURN_BLOCKS = 2000;
-/** V8 tiering budgets of a churn batch (V8 11.3's default) and of a steady-state one (see the header). */
-export const CHURN_BUDGET = 1_800_000;
-export const STEADY_BUDGET = 100_000;
 /** Slots the table starts with: a bundled boot creates ~37 k entries (a Debian boot more: the table grows). */
 const INITIAL_SLOTS = 1 << 16;
 
@@ -140,8 +117,6 @@ export interface CompileStats {
   changed: number;
   /** Milliseconds the compile worker spent on batches (the vCPU thread's share is `millis`). */
   workerMillis: number;
-  /** Batches compiled with the steady-state tiering budget (see the header). */
-  steady: number;
   /** Batches the engine rejected (a translator bug; their blocks stay interpreted), and the last error. */
   failed: number;
   lastError?: string;
@@ -160,7 +135,7 @@ export class CodeCache implements CodeCacheHooks {
   /** Which entry each jump-cache entry holds. */
   private readonly jumpOwners: (CacheEntry | undefined)[] = new Array(JUMP_CACHE_SIZE).fill(undefined);
   readonly stats: CompileStats = {
-    modules: 0, blocks: 0, bytes: 0, millis: 0, workerMillis: 0, dropped: 0, validated: 0, changed: 0, steady: 0, failed: 0,
+    modules: 0, blocks: 0, bytes: 0, millis: 0, workerMillis: 0, dropped: 0, validated: 0, changed: 0, failed: 0,
   };
   private readonly entries = new Map<number, CacheEntry>();
   /** A direct-mapped front for `entries`, by (host >>> 1) & (RECENT_SIZE - 1): the dispatcher looks up every block. */
@@ -177,9 +152,6 @@ export class CodeCache implements CodeCacheHooks {
   private readonly compiler: BackgroundCompiler | undefined;
   private readonly inFlight = new Map<number, InFlight>();
   private nextBatchId = 0;
-  /** INSTRET when the previous batch was made, and the blocks made hot recently (decaying over CHURN_WINDOW instructions; a hart starts out churning). */
-  private lastBatchInstret = 0;
-  private recentBlocks = CHURN_BLOCKS;
   private readonly target: BatchTarget;
   private interpretedSinceQueued = 0;
   /** Runs the block in `slot` (at host offset `host`) at the current PC; returns its status (0, or 1: interpret the instruction at PC). */
@@ -285,31 +257,19 @@ export class CodeCache implements CodeCacheHooks {
       this.markCodePage(e);
     }
     if (entries.length > 0) {
-      const budget = this.tieringBudget(entries.length);
       const flight: InFlight = { entries, generations: entries.map((e) => e.generation) };
       if (this.compiler !== undefined && this.inFlight.size === 0) {
         const id = this.nextBatchId++;
         this.inFlight.set(id, flight);
-        this.compiler.post(id, blocks, budget);
+        this.compiler.post(id, blocks);
       } else {
         this.install(flight, () => {
           const bytes = buildBatch(this.target, blocks);
-          return { module: compileBatch(bytes, budget), size: bytes.length };
+          return { module: new WebAssembly.Module(bytes), size: bytes.length };
         });
       }
     }
     this.stats.millis += performance.now() - t0;
-  }
-
-  /** The tiering budget of a batch of `blocks` made now: churn while many blocks got hot recently (see the header). */
-  private tieringBudget(blocks: number): number {
-    const at = (this.hart.stateBase + HS.INSTRET) >> 2;
-    const instret = (this.mem32[at]! >>> 0) + this.mem32[at + 1]! * 2 ** 32;
-    this.recentBlocks = this.recentBlocks * Math.exp((this.lastBatchInstret - instret) / CHURN_WINDOW) + blocks;
-    this.lastBatchInstret = instret;
-    if (this.recentBlocks >= CHURN_BLOCKS) return CHURN_BUDGET;
-    this.stats.steady++;
-    return STEADY_BUDGET;
   }
 
   /** Installs the batches the compile worker has finished (the dispatcher calls this before each block). */

@@ -13,21 +13,7 @@
  * dispatch) and, when it is non-zero, receive() takes the replies with
  * receiveMessageOnPort. Replies come in request order. The worker is unref'd:
  * it ends with the vCPU thread.
- *
- * Tiering budget. V8 runs a new module's functions on its baseline compiler
- * (Liftoff, compiled lazily on their first call) and recompiles a function
- * with TurboFan in the background once the function has used up its tiering
- * budget, which every call runs down by about the size of its code (a kernel
- * block: ~600-1400 bytes, so V8's default of 1.8 M lasts ~1,500-3,000 calls).
- * V8 reads the budget (the process-wide flag --wasm-tiering-budget) when it
- * creates a module and keeps it per function; compileBatch sets the flag to
- * the batch's budget (the code cache's choice) just before it compiles. The
- * flag is shared by every thread of the process and stays at the last value
- * set: a batch compiled on the vCPU thread while the worker compiles another
- * may take the other's budget, which changes only how soon its code is
- * optimized, never what it does.
  */
-import { setFlagsFromString } from 'node:v8';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
 import { siblingModule, startModuleWorker } from '../../vcpu/start-worker.js';
 import { packBlocks, type BatchTarget, type BlockRequest } from './batch-build.js';
@@ -36,8 +22,6 @@ import { packBlocks, type BatchTarget, type BlockRequest } from './batch-build.j
 export interface CompileRequest {
   readonly id: number;
   readonly packed: Int32Array;
-  /** V8's tiering budget for the batch's functions (see the header). */
-  readonly budget: number;
 }
 
 export type CompileReply =
@@ -49,12 +33,6 @@ export interface CompileWorkerInit {
   readonly port: MessagePort;
   readonly done: Int32Array;
   readonly target: BatchTarget;
-}
-
-/** Compiles a batch module's bytes with V8's tiering budget for its functions set to `budget` (see the header). */
-export function compileBatch(bytes: Uint8Array, budget: number): WebAssembly.Module {
-  setFlagsFromString(`--wasm-tiering-budget=${budget}`);
-  return new WebAssembly.Module(bytes);
 }
 
 export class BackgroundCompiler {
@@ -71,8 +49,8 @@ export class BackgroundCompiler {
     this.worker.postMessage(init, [port2]);
   }
 
-  post(id: number, blocks: readonly BlockRequest[], budget: number): void {
-    const request: CompileRequest = { id, packed: packBlocks(blocks), budget };
+  post(id: number, blocks: readonly BlockRequest[]): void {
+    const request: CompileRequest = { id, packed: packBlocks(blocks) };
     this.port.postMessage(request, [request.packed.buffer as ArrayBuffer]);
   }
 
