@@ -74,13 +74,18 @@ let poolRequests = 0;
 /** The pool's threads: libuv reads UV_THREADPOOL_SIZE when the pool starts (default 4). */
 const POOL_THREADS = Number(process.env.UV_THREADPOOL_SIZE) || 4;
 
-/** Counts a request onto libuv's pool; the callback returned counts it off, then calls `done`. */
-function pooled<A extends unknown[]>(done: (...args: A) => void): (...args: A) => void {
-  poolRequests++;
-  return (...args: A) => {
+/**
+ * Issues one request onto libuv's pool through `issue`, counted while it is there:
+ * counted on once `issue` has returned (an fs call that throws at once queues
+ * nothing), off when its callback runs (fs callbacks never run synchronously),
+ * then `done` gets the callback's arguments.
+ */
+function pooled<A extends unknown[]>(issue: (callback: (...args: A) => void) => void, done: (...args: A) => void): void {
+  issue((...args: A) => {
     poolRequests--;
     done(...args);
-  };
+  });
+  poolRequests++;
 }
 
 function isUnsupported(e: unknown): boolean {
@@ -393,22 +398,22 @@ function preadAll(fd: number, buf: Uint8Array, position: number): Promise<void> 
       // n === 0: the file shrank under us; the rest reads as zeroes, like a hole.
       if (n === 0) buf.fill(0, done);
       if (n === 0 || done >= buf.length) return resolve();
-      fsRead(fd, buf, done, buf.length - done, position + done, pooled(step));
+      pooled((cb) => fsRead(fd, buf, done, buf.length - done, position + done, cb), step);
     };
     if (buf.length === 0) return resolve();
-    fsRead(fd, buf, 0, buf.length, position, pooled(step));
+    pooled((cb) => fsRead(fd, buf, 0, buf.length, position, cb), step);
   });
 }
 
 /** preadv of `parts` laid end to end; what a short read leaves is read part by part. */
 function preadvAll(fd: number, parts: Uint8Array[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    fsReadv(fd, parts, position, pooled((err: Error | null, n: number) => {
+    pooled((cb) => fsReadv(fd, parts, position, cb), (err: Error | null, n: number) => {
       if (err) return reject(err);
       const rest = unfinishedParts(parts, n).map((r) => preadAll(fd, r.bytes, position + r.at));
       if (rest.length === 0) resolve();
       else Promise.all(rest).then(() => resolve(), reject);
-    }));
+    });
   });
 }
 
@@ -434,16 +439,16 @@ function pwriteAll(fd: number, buf: Uint8Array, position: number): Promise<void>
       if (err) return reject(err);
       done += n;
       if (done >= buf.length) return resolve();
-      fsWrite(fd, buf, done, buf.length - done, position + done, pooled(step));
+      pooled((cb) => fsWrite(fd, buf, done, buf.length - done, position + done, cb), step);
     };
     if (buf.length === 0) return resolve();
-    fsWrite(fd, buf, 0, buf.length, position, pooled(step));
+    pooled((cb) => fsWrite(fd, buf, 0, buf.length, position, cb), step);
   });
 }
 
 function pwritevOnce(fd: number, parts: readonly Uint8Array[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    fsWritev(fd, parts as Uint8Array[], position, pooled((err: Error | null, n: number) => (err ? reject(err) : resolve(n))));
+    pooled((cb) => fsWritev(fd, parts as Uint8Array[], position, cb), (err: Error | null, n: number) => (err ? reject(err) : resolve(n)));
   });
 }
 

@@ -64,9 +64,10 @@ interface Iovec {
   len: number;
 }
 
+type Preadv2 = (fd: number, iov: Iovec[], count: number, offset: number, flags: number) => number;
+
 interface Libc {
   koffi: typeof Koffi;
-  preadv2: (fd: number, iov: Iovec[], count: number, offset: number, flags: number) => number;
   fallocate: (fd: number, mode: number, offset: number, len: number) => number;
   lseek: (fd: number, offset: number, whence: number) => number;
   fcntlLock: (fd: number, cmd: number, lock: Flock) => number;
@@ -85,10 +86,8 @@ function load(): Libc {
     l_len: 'int64_t',
     l_pid: 'int',
   });
-  const iovec = koffi.struct('tsemu_iovec', { base: 'void *', len: 'size_t' });
   libc = {
     koffi,
-    preadv2: lib.func('preadv2', 'int64_t', ['int', koffi.pointer(iovec), 'int', 'int64_t', 'int']) as Libc['preadv2'],
     fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as Libc['fallocate'],
     lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)') as Libc['lseek'],
     // fcntl is variadic in C; the lock commands take exactly one pointer argument.
@@ -96,6 +95,21 @@ function load(): Libc {
     strerror: describe,
   };
   return libc;
+}
+
+let preadv2: Preadv2 | null = null;
+
+/**
+ * preadv2, looked up apart from load()'s calls (with an anonymous iovec type), so
+ * a libc without it fails only preadCached, never the locks or fallocate, and a
+ * retry registers no type name twice.
+ */
+function loadPreadv2(): Preadv2 {
+  if (preadv2) return preadv2;
+  const { koffi, lib } = sharedLibc();
+  const iovec = koffi.struct({ base: 'void *', len: 'size_t' });
+  preadv2 = lib.func('preadv2', 'int64_t', ['int', koffi.pointer(iovec), 'int', 'int64_t', 'int']) as Preadv2;
+  return preadv2;
 }
 
 function fail(c: Libc, call: string): never {
@@ -123,9 +137,10 @@ export function fallocate(fd: number, mode: number, offset: number, length: numb
  */
 export function preadCached(fd: number, parts: readonly Uint8Array[], offset: number): number {
   const c = load();
+  const read = loadPreadv2();
   const iov = parts.map((p) => ({ base: p, len: p.length }));
   for (;;) {
-    const n = c.preadv2(fd, iov, iov.length, offset, RWF_NOWAIT);
+    const n = read(fd, iov, iov.length, offset, RWF_NOWAIT);
     if (n >= 0) return n;
     const errno = c.koffi.errno();
     if (errno === EAGAIN) return 0;
