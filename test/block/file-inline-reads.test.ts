@@ -1,3 +1,9 @@
+/**
+ * The file protocol's inline cached reads (protocols/file.ts inlineCachedReads,
+ * linux-sys.ts preadCached): read() and readRuns() return the same bytes with
+ * 'pool-busy', with 'always' and without, and bytes the page cache does not hold
+ * (evicted with posix_fadvise) are left to the pool's reads.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -7,13 +7,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Plic } from '../../src/emulator/devices/plic.js';
 import { ShadowReader, type ShadowWindow } from '../../src/emulator/vcpu/mmio-shadow.js';
+import { VIRTIO_MMIO_INTERRUPT } from '../../src/emulator/virtio/mmio.js';
 
 const { memory, plicBase, window, counter } = workerData as { memory: WebAssembly.Memory; plicBase: number; window: ShadowWindow; counter: number };
 const plic = new Plic({ harts: 1, ndev: 96, maxPriority: 7, output: () => {}, state: { memory, base: plicBase } });
 const reader = new ShadowReader(memory, [window], (source) => plic.irqLine(source));
 const i32 = new Int32Array(memory.buffer);
-const isr = window.base + 0x60;
-const ack = window.base + 0x64;
+const isr = window.base + VIRTIO_MMIO_INTERRUPT.status;
+const ack = window.base + VIRTIO_MMIO_INTERRUPT.acknowledge;
 parentPort!.postMessage('spinning');
 while (Atomics.load(i32, counter) >= 0) {
   if (reader.load(isr, 4) && reader.value !== 0) {

@@ -12,13 +12,14 @@ import { memoryPagesFor } from '../../src/emulator/riscv/layout.js';
 import { SHADOW_END, ShadowReader, ShadowWriter, SharedStatus } from '../../src/emulator/vcpu/mmio-shadow.js';
 import { startModuleWorker } from '../../src/emulator/vcpu/start-worker.js';
 import { LocalInterruptStatus, followStatus } from '../../src/emulator/virtio/interrupt-status.js';
+import { VIRTIO_MMIO_INTERRUPT } from '../../src/emulator/virtio/mmio.js';
 import { VirtioRng } from '../../src/emulator/virtio/rng.js';
 import type { IrqLine } from '../../src/emulator/bus/interfaces.js';
 import { TestDriver } from '../virtio/fake-driver.js';
 
 const VIRTIO_BASE = 0x1000_8000;
-const ISR = 0x60;
-const ACK = 0x64;
+const ISR = VIRTIO_MMIO_INTERRUPT.status;
+const ACK = VIRTIO_MMIO_INTERRUPT.acknowledge;
 const NOTIFY = 0x50;
 const SLOT = 1;
 const SOURCE = 8;

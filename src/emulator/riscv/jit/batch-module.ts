@@ -27,11 +27,11 @@
  * stores the pc into PC and calls env.load/env.store (value through
  * SCRATCH0). A load accessor returns (value, 1), or (0, 0) when the access
  * trapped; a store accessor returns 1, or 0. (Inline, the slow paths, rarely
- * taken, were a tenth of a kernel block's code.) Each
- * translated block is a
+ * taken, were a tenth of a kernel block's code.) Each translated block is a
  * function of type (pc: i64, host: i32) → i32 that the module exports under
  * its position in the batch (blockExportName); the code cache writes it into
- * the block's slot of the hub's table. The module imports no table (hub.ts says why).
+ * the block's slot of the hub's table. The module imports no table (hub.ts
+ * says why).
  */
 import { MemOp, ModuleBuilder, Op, Type, type Code } from '../../wasm/encoder.js';
 import type { AmoOp } from '../hart-api.js';
