@@ -28,7 +28,8 @@
  * request without a header or a status byte is a guest fault (needs-reset).
  */
 import type { BlockNode } from '../../block/node.js';
-import { readableBytes, writeToChain } from './chain-io.js';
+import { readableBytes, writeLastByte, writeToChain } from './chain-io.js';
+import { SpareBuffers } from './spare-buffers.js';
 import type { VirtioDevice, VirtioHost } from './device.js';
 import { DEVICE_ID, featureBits, hasFeature } from './spec.js';
 import { VirtioFault, type DescriptorChain } from './virtqueue.js';
@@ -65,6 +66,10 @@ const MAX_RANGE_SECTORS = 0x3f_ffff;
 const MAX_RANGE_SEGMENTS = 32;
 
 const CONFIG_BYTES = 60;
+
+/** The little-endian 32-bit word at `at` of `bytes`. */
+const le32 = (bytes: Uint8Array, at: number): number =>
+  (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
 const CONFIG_WRITEBACK = 32;
 
 export interface VirtioBlkOptions {
@@ -98,6 +103,7 @@ export class VirtioBlk implements VirtioDevice {
   private epoch = 0;
   /** Writes, discards and zeroings not yet finished, which a flush waits for. */
   private readonly writes = new Set<Promise<unknown>>();
+  private readonly spares = new SpareBuffers();
 
   constructor(private readonly options: VirtioBlkOptions) {
     const { readOnly } = options;
@@ -147,31 +153,65 @@ export class VirtioBlk implements VirtioDevice {
       throw new VirtioFault(`request ${chain.head} has no ${chain.readableBytes < HEADER_BYTES ? 'header' : 'status byte'}`);
     }
     const header = readableBytes(chain, 0, HEADER_BYTES);
-    const h = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
-    const type = h.getUint32(0, true);
-    const sector = h.getUint32(8, true) + h.getUint32(12, true) * 0x1_0000_0000;
+    const type = le32(header, 0);
+    const sector = le32(header, 8) + le32(header, 12) * 0x1_0000_0000;
     const host = this.host;
     const epoch = this.epoch;
-    void this.serve(type, sector, chain).then((outcome) => {
-      if (epoch !== this.epoch || !host) return;
-      const data = outcome.data ?? new Uint8Array(0);
-      writeToChain(chain, 0, data);
-      writeToChain(chain, chain.writableBytes - 1, Uint8Array.of(outcome.status));
-      host.complete(chain, data.length + 1);
-    }).catch((e: Error) => host?.fault(e.message));
+    const finish = (outcome: Outcome): void => {
+      if (epoch === this.epoch && host) this.complete(host, chain, outcome);
+    };
+    if (type === T_IN) this.read(sector, chain, finish);
+    else this.serve(type, sector, chain).then(finish, (e: Error) => host?.fault(e.message));
   }
 
+  /** Writes the outcome's data and status byte into the chain and hands it back. */
+  private complete(host: VirtioHost, chain: DescriptorChain, outcome: Outcome): void {
+    try {
+      const data = outcome.data;
+      if (data) writeToChain(chain, 0, data);
+      writeLastByte(chain, outcome.status);
+      host.complete(chain, (data?.length ?? 0) + 1);
+    } catch (e) {
+      host.fault((e as Error).message);
+    }
+  }
+
+  /**
+   * IN, the hot path, with no promise of its own: the data lands in a spare host
+   * buffer (see the header), which goes back to the spares once the guest has it
+   * (or the device was reset).
+   */
+  private read(sector: number, chain: DescriptorChain, finish: (outcome: Outcome) => void): void {
+    const bytes = chain.writableBytes - 1;
+    if (!this.inRange(sector, bytes)) {
+      finish({ status: S_IOERR });
+      return;
+    }
+    const data = this.spares.take(bytes);
+    let reading: Promise<void>;
+    try {
+      reading = this.options.node.read(sector * SECTOR, data);
+    } catch (e) {
+      reading = Promise.reject(e as Error);
+    }
+    reading.then(
+      () => {
+        finish({ status: S_OK, data });
+        this.spares.give(data);
+      },
+      (e: Error) => {
+        // Not back to the spares: other parts of a failed read may still be landing in it.
+        this.failed('read', sector, e);
+        finish({ status: S_IOERR });
+      },
+    );
+  }
+
+  /** Every type but IN. */
   private async serve(type: number, sector: number, chain: DescriptorChain): Promise<Outcome> {
     const inBytes = chain.writableBytes - 1;
     const outBytes = chain.readableBytes - HEADER_BYTES;
     switch (type) {
-      case T_IN:
-        return this.guard('read', sector, async () => {
-          if (!this.inRange(sector, inBytes)) return { status: S_IOERR };
-          const data = new Uint8Array(inBytes);
-          await this.options.node.read(sector * SECTOR, data);
-          return { status: S_OK, data };
-        });
       case T_OUT:
         if (this.options.readOnly || !this.inRange(sector, outBytes)) return { status: S_IOERR };
         return this.tracked('write', sector, () => this.options.node.write(sector * SECTOR, readableBytes(chain, HEADER_BYTES, outBytes)));
@@ -238,9 +278,13 @@ export class VirtioBlk implements VirtioDevice {
     try {
       return await work();
     } catch (e) {
-      this.log(`tsemu: virtio-blk ${this.options.id}: ${what} at sector ${sector} failed: ${(e as Error).message}`);
+      this.failed(what, sector, e as Error);
       return { status: S_IOERR };
     }
+  }
+
+  private failed(what: string, sector: number, e: Error): void {
+    this.log(`tsemu: virtio-blk ${this.options.id}: ${what} at sector ${sector} failed: ${e.message}`);
   }
 
   private inRange(sector: number, bytes: number): boolean {

@@ -50,3 +50,13 @@ export function writeToChain(chain: DescriptorChain, offset: number, bytes: Uint
   }
   if (done < bytes.length) throw new RangeError(`chain has room for ${done} of ${bytes.length} bytes at offset ${offset}`);
 }
+
+/** Sets the last byte of the writable stream (a request's status byte); the chain has at least one. */
+export function writeLastByte(chain: DescriptorChain, value: number): void {
+  const parts = chain.writable;
+  let i = parts.length - 1;
+  while (i > 0 && parts[i]!.length === 0) i--;
+  const part = parts[i];
+  if (!part || part.length === 0) throw new RangeError('chain has no writable byte');
+  part[part.length - 1] = value;
+}

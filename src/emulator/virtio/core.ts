@@ -36,6 +36,7 @@ import {
 import { SplitVirtqueue, type DescriptorChain } from './virtqueue.js';
 
 const TRANSPORT_FEATURES = featureBits(F_VERSION_1, F_INDIRECT_DESC, F_EVENT_IDX);
+const RESOLVED = Promise.resolve();
 
 /** A queue's registers as the driver set them; `queue` exists while it is ready. */
 export interface QueueRegisters {
@@ -222,16 +223,20 @@ export class VirtioCore {
     this.guarded(() => chain.queue.push(chain, written));
     if (this.interruptScheduled) return;
     this.interruptScheduled = true;
-    queueMicrotask(() => {
-      this.interruptScheduled = false;
-      let due = false;
-      for (const q of this.queues) if (q.queue?.takeInterrupt()) due = true;
-      if (due) {
-        this.isr.set(INT_USED_BUFFER);
-        this.updateLine();
-      }
-    });
+    // A promise reaction, not queueMicrotask(): Node wraps each of those in an AsyncResource.
+    void RESOLVED.then(this.interruptIfDue);
   }
+
+  /** The interrupt decision for every completion since the last one (see the header). */
+  private readonly interruptIfDue = (): void => {
+    this.interruptScheduled = false;
+    let due = false;
+    for (const q of this.queues) if (q.queue?.takeInterrupt()) due = true;
+    if (due) {
+      this.isr.set(INT_USED_BUFFER);
+      this.updateLine();
+    }
+  };
 
   private configChanged(): void {
     this.generation = (this.generation + 1) >>> 0;
