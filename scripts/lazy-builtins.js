@@ -23,11 +23,15 @@
  * streams with it, about 4 ms) whether stdout and stderr are terminals, and
  * oclif only asks supports-color when it colours text (help, errors); the format
  * table loads the OVA writer, whose tar-stream (with streamx) only `convert -O
- * ova` calls (about 2 ms). A lazy package's exports are computed on first use
+ * ova` calls (about 2 ms); oclif's theme loads ansis, which decides at load
+ * whether to colour by asking process.stdout whether it is a terminal, creating
+ * the stdout stream even for a command that prints nothing (about 1 ms), while
+ * oclif only calls ansis when it colours text. A lazy package's exports are computed on first use
  * instead of at start-up (supports-color reads the same environment and
  * terminals then). The real package is still bundled
  * (resolved from where the importer would have found it) and evaluated on first
- * use; the stand-in lists the exports of that copy.
+ * use; the stand-in lists the exports of that copy, own and inherited (ansis's
+ * colour names are getters on its export's prototype).
  */
 import { builtinModules, createRequire } from 'node:module';
 import path from 'node:path';
@@ -38,10 +42,19 @@ const require = createRequire(import.meta.url);
 const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
 
 /** Packages that start-up loads and most of tsemu's commands never call. */
-const LAZY_PACKAGES = ['minimatch', 'supports-color', 'tar-stream', 'tinyglobby'];
+const LAZY_PACKAGES = ['ansis', 'minimatch', 'supports-color', 'tar-stream', 'tinyglobby'];
 
 const NAMESPACE = 'lazy-builtin';
 const PACKAGE_NAMESPACE = 'lazy-package';
+
+/** The property names of `object` and of its prototypes up to Object.prototype. */
+function propertyNames(object) {
+  const names = new Set();
+  for (let o = object; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const key of Object.getOwnPropertyNames(o)) names.add(key);
+  }
+  return [...names];
+}
 
 /**
  * Source of the stand-in for module `specifier` (whose exports are `real`): a
@@ -50,7 +63,7 @@ const PACKAGE_NAMESPACE = 'lazy-package';
 function standIn(specifier, real) {
   // A module that exports a function (say an older copy of a package) cannot be stood in for by an object.
   if (typeof real !== 'object' || real === null) throw new Error(`lazy-builtins: '${specifier}' exports a ${typeof real}, not an object of exports`);
-  const names = Object.getOwnPropertyNames(real).filter((key) => key !== '__esModule');
+  const names = propertyNames(real).filter((key) => key !== '__esModule');
   return [
     'let real;',
     `const load = () => real ??= require(${JSON.stringify(specifier)});`,
