@@ -228,3 +228,47 @@ test('a request without a header or without a status byte puts the device in nee
     });
   }
 });
+
+test('a read still in flight when the driver resets the device never reaches the guest', async () => {
+  const node = new GatedNode();
+  node.bytes.fill(0x5a);
+  await withDevice({ node: node as unknown as BlockNode }, async (d) => {
+    node.hold = true;
+    d.add(0, [{ read: header(T.IN, 0) }, { write: 4096 }, { write: 1 }]);
+    d.kick(0);
+    await d.settle();
+    d.set(0x070, 0);
+    node.release();
+    for (let i = 0; i < 5; i++) await d.settle();
+    assert.deepEqual(node.events, ['read 0'], 'the read did finish on the host');
+    assert.deepEqual(d.takeUsed(0), [], 'nothing was used');
+    assert.ok(!d.ram.bytes.includes(0x5a), 'no byte of the read landed in guest RAM');
+  });
+});
+
+test('a failed read answers IOERR with a log line and none of its bytes; the next reads get their own data', async () => {
+  const node = new GatedNode();
+  node.bytes.forEach((_, i) => (node.bytes[i] = (i >> 9) & 0xff));
+  let fail = true;
+  const failing = Object.assign(Object.create(node) as GatedNode, {
+    async read(offset: number, buf: Uint8Array): Promise<void> {
+      if (!fail) return node.read(offset, buf);
+      buf.fill(0x77);
+      throw new Error('medium error');
+    },
+  });
+  await withDevice({ node: failing as unknown as BlockNode }, async (d, lines) => {
+    const bad = await request(d, [{ read: header(T.IN, 4) }, { write: 4096 }, { write: 1 }]);
+    assert.equal(bad.status, S.IOERR);
+    assert.equal(bad.len, 1, 'only the status byte');
+    assert.ok(!bad.data.includes(0x77));
+    assert.match(lines.join('\n'), /virtio-blk disk0: read at sector 4 failed: medium error/);
+    fail = false;
+    for (const [sector, bytes] of [[8, 4096], [3, 512], [20, 1024]] as const) {
+      const good = await request(d, [{ read: header(T.IN, sector) }, { write: bytes }, { write: 1 }]);
+      assert.equal(good.status, S.OK);
+      assert.equal(good.len, bytes + 1);
+      assert.deepEqual(good.data, node.bytes.subarray(sector * 512, sector * 512 + bytes), `sector ${sector}`);
+    }
+  });
+});
