@@ -152,7 +152,8 @@ export class VirtioBlk implements VirtioDevice {
     if (chain.readableBytes < HEADER_BYTES || chain.writableBytes < 1) {
       throw new VirtioFault(`request ${chain.head} has no ${chain.readableBytes < HEADER_BYTES ? 'header' : 'status byte'}`);
     }
-    const header = readableBytes(chain, 0, HEADER_BYTES);
+    const first = chain.readable[0]!;
+    const header = first.length >= HEADER_BYTES ? first : readableBytes(chain, 0, HEADER_BYTES);
     const type = le32(header, 0);
     const sector = le32(header, 8) + le32(header, 12) * 0x1_0000_0000;
     const host = this.host;

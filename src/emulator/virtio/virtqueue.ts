@@ -65,6 +65,10 @@ export interface DescriptorChain {
 
 const isPowerOf2 = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 
+function outside(what: string, gpa: number, length: number): never {
+  throw new VirtioFault(`${what} at 0x${gpa.toString(16)}+${length} is outside guest RAM`);
+}
+
 export class SplitVirtqueue {
   readonly size: number;
   private readonly table: DataView;
@@ -76,6 +80,7 @@ export class SplitVirtqueue {
   /** The used index at the last interrupt (or at start). */
   private signalled = 0;
   private detached = false;
+  private whole: DataView | null = null;
 
   constructor(
     private readonly ram: GuestRam,
@@ -103,12 +108,24 @@ export class SplitVirtqueue {
   }
 
   private view(what: string, gpa: number, length: number): Uint8Array {
+    return this.viewOrNull(gpa, length) ?? outside(what, gpa, length);
+  }
+
+  /** A view of guest RAM, or null where the range is not all RAM (the caller names what it was). */
+  private viewOrNull(gpa: number, length: number): Uint8Array | null {
     try {
       return this.ram.view(gpa, length);
     } catch (e) {
-      if (e instanceof GuestMemoryError) throw new VirtioFault(`${what} at 0x${gpa.toString(16)}+${length} is outside guest RAM`);
+      if (e instanceof GuestMemoryError) return null;
       throw e;
     }
+  }
+
+  /** A DataView over the whole buffer behind `bytes`, made once per buffer (not one per indirect table). */
+  private wholeView(bytes: Uint8Array): DataView {
+    let whole = this.whole;
+    if (whole?.buffer !== bytes.buffer) whole = this.whole = new DataView(bytes.buffer);
+    return whole;
   }
 
   /** Stops the queue for good (device reset): later pushes are dropped. */
@@ -139,13 +156,14 @@ export class SplitVirtqueue {
     let readableBytes = 0;
     let writableBytes = 0;
     let table = this.table;
+    let tableBase = 0;
     let entries = this.size;
     let index = head;
     let seen = 0;
     let indirect = false;
     for (;;) {
       if (++seen > entries) throw new VirtioFault(`descriptor chain from ${head} loops (more than ${entries} descriptors)`);
-      const at = index * DESC_SIZE;
+      const at = tableBase + index * DESC_SIZE;
       const addr = table.getUint32(at, true) + table.getUint32(at + 4, true) * 0x1_0000_0000;
       const len = table.getUint32(at + 8, true);
       const flags = table.getUint16(at + 12, true);
@@ -156,14 +174,15 @@ export class SplitVirtqueue {
         if (flags & DESC_F_NEXT) throw new VirtioFault(`descriptor ${index} is indirect and has a next descriptor`);
         if (len === 0 || len % DESC_SIZE !== 0) throw new VirtioFault(`indirect table of ${len} bytes is not a whole number of descriptors`);
         const bytes = this.view('indirect table', addr, len);
-        table = new DataView(bytes.buffer, bytes.byteOffset, len);
+        table = this.wholeView(bytes);
+        tableBase = bytes.byteOffset;
         entries = len / DESC_SIZE;
         index = 0;
         seen = 0;
         indirect = true;
         continue;
       }
-      const buffer = this.view(`buffer of descriptor ${index}`, addr, len);
+      const buffer = this.viewOrNull(addr, len) ?? outside(`buffer of descriptor ${index}`, addr, len);
       if (flags & DESC_F_WRITE) {
         writable.push(buffer);
         writableBytes += len;
