@@ -18,6 +18,7 @@
 import net from 'node:net';
 import { NbdClosedError, SocketReader, onreadInto } from './reader.js';
 import { type ExportInfo, clientHandshake } from './client-handshake.js';
+import { describeAddress } from './uri.js';
 import {
   CHUNK_HEADER_SIZE,
   CMD_BLOCK_STATUS,
@@ -73,10 +74,6 @@ interface Pending {
 const MAX_STATUS_PAYLOAD = 1 << 20;
 /** An error chunk: error, message length, a message of at most 64 KiB, and an offset. */
 const MAX_ERROR_PAYLOAD = 6 + 0xffff + 8;
-
-export function describeAddress(a: NbdAddress): string {
-  return 'path' in a ? a.path : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-}
 
 export class NbdConnection {
   private readonly pending = new Map<number, Pending>();

@@ -1,6 +1,7 @@
 /**
- * The `nbd` protocol driver: a ProtocolNode over an export of an NBD server,
- * claimed by QEMU's URIs (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH)
+ * The `nbd` protocol's node (client-driver.ts is its protocol table entry): a
+ * ProtocolNode over an export of an NBD server, claimed by QEMU's URIs
+ * (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH)
  * and `json:{"driver":"nbd","server.host":…}` names (target.ts), so every format
  * driver and every `img` operation works on an export. qemu-img shows an export
  * by its canonical URI.
@@ -23,9 +24,9 @@
  */
 import type { BlockExtent, TruncateOptions, WriteOptions, ZeroOptions } from '../node.js';
 import { checkRange } from '../node.js';
-import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from '../protocols/protocol.js';
+import type { ProtocolNode, ProtocolOpenOptions } from '../protocols/protocol.js';
 import { type BlockDescriptor, NbdConnection } from './client-connection.js';
-import { canonicalNbdUri, isNbdName, parseNbdTarget } from './target.js';
+import { parseNbdTarget } from './target.js';
 import {
   CMD_BLOCK_STATUS,
   CMD_FLAG_FUA,
@@ -258,11 +259,3 @@ export class NbdNode implements ProtocolNode {
     await Promise.all(parts);
   }
 }
-
-export const nbdProtocol: ProtocolDriver = {
-  name: 'nbd',
-  claims: isNbdName,
-  open: (filename, opts) => NbdNode.open(filename, opts),
-  displayName: (filename) => canonicalNbdUri(parseNbdTarget(filename)),
-  withoutImageInfo: true,
-};

@@ -11,8 +11,7 @@
  * when there is an export, and `nbd+unix:///EXPORT?socket=PATH`.
  */
 import { isJsonFilename, jsonDriverOf, type JsonOptionValue, parseJsonOptions, stringOption } from '../json-options.js';
-import { describeAddress } from './client-connection.js';
-import { isNbdUri, type NbdUri, parseNbdUri } from './uri.js';
+import { describeAddress, isNbdUri, type NbdUri, parseNbdUri } from './uri.js';
 
 const KNOWN = new Set(['driver', 'filename', 'export', 'server.type', 'server.host', 'server.port', 'server.path']);
 

@@ -15,6 +15,11 @@ export interface NbdUri {
 const NBD_PORT = 10809;
 const SCHEME = /^nbd(\+tcp|\+unix)?:\/\//i;
 
+/** An address as URIs and messages show it: HOST:PORT ([HOST]:PORT for IPv6), or the socket's path. */
+export function describeAddress(a: NbdAddress): string {
+  return 'path' in a ? a.path : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
 export function isNbdUri(filename: string): boolean {
   return SCHEME.test(filename);
 }

@@ -41,7 +41,6 @@ import type { CacheMode } from './copy-args.js';
 import { assertNotInChains, loadSnapshot } from './chain.js';
 import { type CompressionType, warmCompression } from '../compress/index.js';
 import { mergeOptionStrings } from '../options.js';
-import { optionString, ovaSettings, packOva } from '../formats/ova/writer.js';
 
 export interface ConvertArgs {
   sources: readonly string[];
@@ -146,6 +145,8 @@ function readsInline(outFormat: string, target: string): InlineCachedReads | und
 /** `-O ova`: the disk as a hidden streamOptimized VMDK, then packed into the OVA. */
 async function writeOvaTarget(a: ConvertArgs, sources: BlockNode[], total: number): Promise<void> {
   if (a.noCreate) throw new Error('-n cannot be used with -O ova (the OVA is always written anew)');
+  // The writer (and tar-stream) loads for -O ova only.
+  const { optionString, ovaSettings, packOva } = await import('../formats/ova/writer.js');
   const settings = ovaSettings(mergeOptionStrings(a.options ?? []));
   const work = partialName(a.target);
   const disk = `${work}-disk1.vmdk`;

@@ -20,11 +20,11 @@
  * fails naming the driver; block status says all data; "disk size" is unknown.
  */
 import { type BlockExtent, checkRange } from '../node.js';
-import { parseHttpOptions, type HttpDriverName, type HttpOptions, httpDisplayName, httpDriverOf } from './http-options.js';
+import { parseHttpOptions, type HttpDriverName, type HttpOptions } from './http-options.js';
 import { type HttpAnswer, HttpError, HttpTransport } from './http-transport.js';
 import { ReadaheadCache } from './http-readahead.js';
 import { ReadOnlyProtocolNode } from './read-only-node.js';
-import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from './protocol.js';
+import type { ProtocolNode, ProtocolOpenOptions } from './protocol.js';
 
 const RETRIES = 4;
 const RETRY_PAUSE_MS = 100;
@@ -182,16 +182,3 @@ async function withRetries<T>(attempt: () => Promise<T>): Promise<T> {
     }
   }
 }
-
-function protocolDriver(name: HttpDriverName): ProtocolDriver {
-  return {
-    name,
-    claims: (filename) => httpDriverOf(filename) === name,
-    open: (filename, opts) => HttpNode.open(filename, opts),
-    displayName: httpDisplayName,
-    withoutImageInfo: true,
-  };
-}
-
-export const httpDriver = protocolDriver('http');
-export const httpsDriver = protocolDriver('https');

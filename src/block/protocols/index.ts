@@ -4,9 +4,9 @@
  * as QEMU's protocol probing does for names with and without a "scheme:" prefix.
  */
 import { FileNode } from './file.js';
-import { httpDriver, httpsDriver } from './http.js';
+import { httpDriver, httpsDriver } from './http-driver.js';
 import { jsonNameGuard } from './json-guard.js';
-import { nbdProtocol } from '../nbd/client.js';
+import { nbdProtocol } from '../nbd/client-driver.js';
 import { ovaDiskProtocol } from '../formats/ova/protocol.js';
 import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from './protocol.js';
 

@@ -11,13 +11,13 @@
  * (passed in by formats/index.ts, which would otherwise be an import cycle).
  * What `img info` reports is then the disk's format (vmdk). Another disk is named
  * `NAME.ova#N` (protocol.ts, in the protocol table). OVA disks are read-only.
+ * The archive reader and the writer load when first used.
  */
 import { ImageFormatError } from '../../node.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import type { FormatDriver, ImageNode, OpenContext } from '../format.js';
-import { openOvaDisk } from './archive.js';
+import { OVA_CREATE_OPTIONS } from './create-options.js';
 import { ovaReadOnly } from './disk-node.js';
-import { createOva, OVA_CREATE_OPTIONS } from './writer.js';
 import { looksLikeTar } from './tar.js';
 
 const PROBE_BYTES = 4096;
@@ -36,14 +36,14 @@ export function ovaFormat(probe: (header: Uint8Array, filename: string) => Forma
         throw new Error(ovaReadOnly(file.filename));
       }
       // On failure the caller closes `file`; the disk node only owns it once the disk's format is open.
-      const disk = await openOvaDisk(file, 1);
+      const disk = await (await import('./archive.js')).openOvaDisk(file, 1);
       const header = new Uint8Array(Math.min(PROBE_BYTES, disk.size()));
       await disk.read(0, header);
       const driver = probe(header, disk.filename);
       if (driver.name === 'ova') throw new ImageFormatError(`${disk.filename}: an OVA inside an OVA is not supported`);
       return driver.open(disk, ctx);
     },
-    create: createOva,
+    create: async (req) => (await import('./writer.js')).createOva(req),
     createOptions: OVA_CREATE_OPTIONS,
   };
 }

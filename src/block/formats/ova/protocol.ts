@@ -8,7 +8,6 @@
  */
 import { FileNode } from '../../protocols/file.js';
 import type { ProtocolDriver, ProtocolNode, ProtocolOpenOptions } from '../../protocols/protocol.js';
-import { openOvaDisk } from './archive.js';
 import { ovaReadOnly } from './disk-node.js';
 
 const DISK_NAME = /^(.*\.ova)#([0-9]+)$/i;
@@ -23,7 +22,7 @@ export const ovaDiskProtocol: ProtocolDriver = {
     }
     const archive = await FileNode.open(archiveName!, { readOnly: true, forceShare: opts.forceShare });
     try {
-      return await openOvaDisk(archive, Number(number));
+      return await (await import('./archive.js')).openOvaDisk(archive, Number(number));
     } catch (e) {
       await archive.close();
       throw e;

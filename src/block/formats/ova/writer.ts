@@ -26,21 +26,10 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import { parseBool } from '../../options.js';
-import type { CreateOptionSpec, CreateRequest } from '../format.js';
-import { DISK_UUID_OPTION } from '../disk-uuid.js';
-import { createVmdk, VMDK_CREATE_OPTIONS } from '../vmdk/create.js';
+import type { CreateRequest } from '../format.js';
+import { createVmdk } from '../vmdk/create.js';
+import { OVA_CREATE_OPTIONS } from './create-options.js';
 import { buildOvf } from './ovf.js';
-
-const vmdkOption = (name: string): CreateOptionSpec => VMDK_CREATE_OPTIONS.find((o) => o.name === name)!;
-
-export const OVA_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
-  { ...vmdkOption('adapter_type'), help: 'Disk controller and VMDK adapter type: lsilogic (default), buslogic, ide or legacyESX' },
-  { name: 'hwversion', type: 'str', help: "VMware virtual hardware version (the OVF's vmx-NN and the VMDK's; default 7)" },
-  vmdkOption('toolsversion'),
-  DISK_UUID_OPTION,
-  { name: 'manifest', type: 'bool', help: 'Add a manifest (.mf) with SHA-256 digests of the files', default: 'on' },
-];
 
 export interface OvaSettings {
   /** `-o` options of the VMDK disk (subformat=streamOptimized included). */

@@ -22,7 +22,7 @@
  */
 import { ImageFormatError } from '../../node.js';
 import type { CreateOptionSpec } from '../format.js';
-import { QCOW2_CREATE_OPTIONS } from './create.js';
+import { QCOW2_CREATE_OPTIONS } from './create-options.js';
 import type { ProtocolNode } from '../../protocols/protocol.js';
 import { parseBool, parseSize } from '../../options.js';
 import {

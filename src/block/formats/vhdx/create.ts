@@ -20,8 +20,8 @@
 import { randomUUID } from 'node:crypto';
 import { parseBool, parseSize } from '../../options.js';
 import { openProtocol } from '../../protocols/index.js';
-import { DISK_UUID_OPTION, diskUuidFromOptions } from '../disk-uuid.js';
-import type { CreateOptionSpec, CreateRequest } from '../format.js';
+import { diskUuidFromOptions } from '../disk-uuid.js';
+import type { CreateRequest } from '../format.js';
 import { Bat, BAT_SECTOR, batGeometry, BLOCK_FULLY_PRESENT, BLOCK_NOT_PRESENT, BLOCK_ZERO, payloadIndex } from './bat.js';
 import {
   BAT_REGION_GUID,
@@ -36,19 +36,7 @@ import {
   ZERO_GUID,
 } from './layout.js';
 import { MAX_BLOCK_SIZE, MAX_DISK_SIZE, MIN_BLOCK_SIZE, serializeMetadata } from './metadata.js';
-
-export const VHDX_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size; max of 64TB.' },
-  { name: 'log_size', type: 'size', help: 'Log size; min 1MB.', default: String(MiB) },
-  { name: 'block_size', type: 'size', help: 'Block Size; min 1MB, max 256MB. 0 means auto-calculate based on image size.', default: '0' },
-  { name: 'subformat', type: 'str', help: "VHDX format type, can be either 'dynamic' or 'fixed'. Default is 'dynamic'." },
-  {
-    name: 'block_state_zero',
-    type: 'bool',
-    help: "Force use of payload blocks of type 'ZERO'. Non-standard, but default.  Do not set to 'off' when using 'qemu-img convert' with subformat=dynamic.",
-  },
-  DISK_UUID_OPTION,
-];
+import { VHDX_CREATE_OPTIONS } from './create-options.js';
 
 const GiB = 2 ** 30;
 /** BAT bytes written per request when the table is not all zeroes (only its entries' sectors are written). */

@@ -26,8 +26,9 @@ import path from 'node:path';
 import { parseBool } from '../../options.js';
 import { closeImage, openImage, resolveBackingPath } from '../../open.js';
 import { openProtocol } from '../../protocols/index.js';
-import type { CreateOptionSpec, CreateRequest } from '../format.js';
-import { DISK_UUID_OPTION, diskUuidFromOptions } from '../disk-uuid.js';
+import type { CreateRequest } from '../format.js';
+import { diskUuidFromOptions } from '../disk-uuid.js';
+import { VMDK_CREATE_OPTIONS } from './create-options.js';
 import { buildDescriptor, checkDescriptorName, type ExtentLine, NO_PARENT_CID } from './descriptor.js';
 import { VmdkNode } from './node.js';
 import {
@@ -43,24 +44,6 @@ import {
   type SparseHeader,
 } from './sparse-header.js';
 import { StreamTail } from './stream.js';
-
-/** In qemu-img 7.2's declaration order (the Formatting line's order). */
-export const VMDK_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
-  { name: 'adapter_type', type: 'str', help: 'Virtual adapter type, can be one of ide (default), lsilogic, buslogic or legacyESX' },
-  { name: 'backing_file', type: 'str', help: 'File name of a base image' },
-  { name: 'backing_fmt', type: 'str', help: "Must be 'vmdk' if present" },
-  { name: 'compat6', type: 'bool', help: 'VMDK version 6 image', default: 'off' },
-  { name: 'hwversion', type: 'str', help: 'VMDK hardware version', default: 'undefined' },
-  { name: 'toolsversion', type: 'str', help: 'VMware guest tools version' },
-  {
-    name: 'subformat',
-    type: 'str',
-    help: 'VMDK flat extent format, can be one of {monolithicSparse (default) | monolithicFlat | twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} ',
-  },
-  { name: 'zeroed_grain', type: 'bool', help: 'Enable efficient zero writes using the zeroed-grain GTE feature' },
-  DISK_UUID_OPTION,
-];
 
 const SUBFORMATS = ['monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat', 'streamOptimized'];
 const ADAPTERS = ['ide', 'buslogic', 'lsilogic', 'legacyESX'];

@@ -4,14 +4,12 @@
  * stream-optimized images, vmfs and vmfsSparse descriptors), creating with
  * qemu-img 7.2's options (create.ts) and the check qemu-img runs for VMDK
  * (check.ts). qemu-img
- * does not measure VMDK, and neither does this driver.
+ * does not measure VMDK, and neither does this driver. Each of those modules
+ * loads when its operation is first asked for.
  */
-import type { ProtocolNode } from '../../protocols/protocol.js';
-import type { FormatDriver, ImageNode, OpenContext } from '../format.js';
-import { checkVmdk } from './check.js';
-import { createVmdk, VMDK_CREATE_OPTIONS } from './create.js';
+import type { FormatDriver } from '../format.js';
+import { VMDK_CREATE_OPTIONS } from './create-options.js';
 import { looksLikeDescriptor } from './descriptor.js';
-import { VmdkNode } from './node.js';
 import { COWD_MAGIC, KDMV_MAGIC, sparseMagic } from './sparse-header.js';
 
 function probeVmdk(head: Uint8Array): number {
@@ -37,8 +35,8 @@ export const vmdkFormat: FormatDriver = {
   name: 'vmdk',
   createsOneFile: vmdkCreatesOneFile,
   probe: probeVmdk,
-  open: (file: ProtocolNode, ctx: OpenContext): Promise<ImageNode> => VmdkNode.open(file, ctx),
-  create: createVmdk,
+  open: async (file, ctx) => (await import('./node.js')).VmdkNode.open(file, ctx),
+  create: async (req) => (await import('./create.js')).createVmdk(req),
   createOptions: VMDK_CREATE_OPTIONS,
-  check: checkVmdk,
+  check: async (file, opts) => (await import('./check.js')).checkVmdk(file, opts),
 };
