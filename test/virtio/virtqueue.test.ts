@@ -147,6 +147,15 @@ const FAULTS: FaultCase[] = [
     pattern: /outside guest RAM/,
   },
   {
+    name: 'buffer of an indirect table outside RAM',
+    provoke: (d) => {
+      const head = d.add(0, [{ write: 4 }, { write: 4 }], { indirect: true });
+      const table = d.ram.dv.getUint32(d.descAddress(0, head) - RAM_BASE, true) - RAM_BASE;
+      d.ram.dv.setUint32(table + 16, 0x1000, true);
+    },
+    pattern: /buffer of descriptor 1 at 0x1000\+4 is outside guest RAM/,
+  },
+  {
     name: 'length past the end of RAM',
     provoke: (d) => {
       const head = d.add(0, [{ write: 4 }]);
