@@ -23,15 +23,20 @@
  * streams with it, about 4 ms) whether stdout and stderr are terminals, and
  * oclif only asks supports-color when it colours text (help, errors); the format
  * table loads the OVA writer, whose tar-stream (with streamx) only `convert -O
- * ova` calls (about 2 ms); oclif's theme loads ansis, which decides at load
- * whether to colour by asking process.stdout whether it is a terminal, creating
- * the stdout stream even for a command that prints nothing (about 1 ms), while
- * oclif only calls ansis when it colours text. A lazy package's exports are computed on first use
+ * ova` calls (about 2 ms); oclif's theme loads ansis, which works out at load
+ * whether to colour (asking process.stdout whether it is a terminal), while
+ * oclif only calls ansis when it colours text; oclif's errors and help load the
+ * text layout packages (wrap-ansi with its colour tables, string-width,
+ * widest-line, indent-string, clean-stack), its spinner loads cli-spinners, its
+ * configuration ejs (templates) and lilconfig (config files), together about 1 ms,
+ * for output a successful img command never prints and files it never reads.
+ * A lazy package's exports are computed on first use
  * instead of at start-up (supports-color reads the same environment and
  * terminals then). The real package is still bundled
  * (resolved from where the importer would have found it) and evaluated on first
  * use; the stand-in lists the exports of that copy, own and inherited (ansis's
- * colour names are getters on its export's prototype).
+ * colour names are getters on its export's prototype). A package that exports a
+ * function (wrap-ansi) gets a stand-in function that calls the real one.
  */
 import { builtinModules, createRequire } from 'node:module';
 import path from 'node:path';
@@ -42,33 +47,57 @@ const require = createRequire(import.meta.url);
 const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
 
 /** Packages that start-up loads and most of tsemu's commands never call. */
-const LAZY_PACKAGES = ['ansis', 'minimatch', 'supports-color', 'tar-stream', 'tinyglobby'];
+const LAZY_PACKAGES = [
+  'ansis',
+  'clean-stack',
+  'cli-spinners',
+  'ejs',
+  'indent-string',
+  'lilconfig',
+  'minimatch',
+  'string-width',
+  'supports-color',
+  'tar-stream',
+  'tinyglobby',
+  'widest-line',
+  'wrap-ansi',
+];
 
 const NAMESPACE = 'lazy-builtin';
 const PACKAGE_NAMESPACE = 'lazy-package';
 
-/** The property names of `object` and of its prototypes up to Object.prototype. */
-function propertyNames(object) {
+/** Names every function has of its own, which a stand-in function has of its own too. */
+const FUNCTION_OWN = ['length', 'name', 'prototype', 'arguments', 'caller'];
+
+/** The property names of `exported` and of its prototypes, up to Object.prototype or Function.prototype. */
+function propertyNames(exported) {
   const names = new Set();
-  for (let o = object; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+  for (let o = exported; o !== null && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
     for (const key of Object.getOwnPropertyNames(o)) names.add(key);
   }
-  return [...names];
+  return [...names].filter((key) => key !== '__esModule' && !(typeof exported === 'function' && FUNCTION_OWN.includes(key)));
 }
 
 /**
  * Source of the stand-in for module `specifier` (whose exports are `real`): a
- * CommonJS module of forwarding accessors.
+ * CommonJS module of forwarding accessors. A module that exports a function
+ * gets a function that calls (or constructs) the real one, with the accessors
+ * for the function's properties.
  */
 function standIn(specifier, real) {
-  // A module that exports a function (say an older copy of a package) cannot be stood in for by an object.
-  if (typeof real !== 'object' || real === null) throw new Error(`lazy-builtins: '${specifier}' exports a ${typeof real}, not an object of exports`);
-  const names = propertyNames(real).filter((key) => key !== '__esModule');
+  if (typeof real !== 'object' && typeof real !== 'function') throw new Error(`lazy-builtins: '${specifier}' exports a ${typeof real}, not an object or a function`);
+  if (real === null) throw new Error(`lazy-builtins: '${specifier}' exports null`);
+  const names = propertyNames(real);
+  const target =
+    typeof real === 'function'
+      ? 'module.exports = function (...args) { return new.target === undefined ? load().apply(this, args) : Reflect.construct(load(), args, new.target); };'
+      : 'exports;';
   return [
     'let real;',
     `const load = () => real ??= require(${JSON.stringify(specifier)});`,
+    `const target = ${target}`,
     `for (const key of ${JSON.stringify(names)}) {`,
-    '  Object.defineProperty(exports, key, {',
+    '  Object.defineProperty(target, key, {',
     '    get: () => load()[key],',
     '    set: (value) => { load()[key] = value; },',
     '    enumerable: true,',
