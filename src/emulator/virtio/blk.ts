@@ -12,7 +12,8 @@
  * complete in the order the block layer finishes them. A FLUSH first waits for
  * every write, discard and zeroing submitted before it, then flushes the node.
  * Data for IN lands in a host buffer and is copied to the guest only if the
- * device was not reset meanwhile (a reset cannot wait for the host I/O).
+ * device was not reset meanwhile (a reset cannot wait for the host I/O); the
+ * host buffers are reused (spare-buffers.ts), except one whose read failed.
  *
  * Cache modes: with a write cache (writeback, none, unsafe) the guest flushes
  * when it needs to; without one (writethrough, directsync; or the guest
