@@ -30,7 +30,8 @@ export async function writeOclifManifest(root) {
   await plugin.load();
   const file = path.join(root, 'oclif.manifest.json');
   const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, `${JSON.stringify(plugin.manifest, null, 2)}\n`);
+  // Without indentation: every command start-up reads and parses it (a third fewer bytes).
+  await writeFile(temp, `${JSON.stringify(plugin.manifest)}\n`);
   await rename(temp, file);
   return Object.keys(plugin.manifest.commands).length;
 }

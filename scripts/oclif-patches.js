@@ -38,6 +38,13 @@
  *     with readFileSync instead: the same text or the same error (ENOENT for a
  *     missing file, which oclif's callers catch as before), from an async
  *     function still, so callers see a promise as before.
+ *   - final flush: when a command has finished, oclif writes '' to stdout and
+ *     waits for 'drain' if that write reports a full buffer, racing a 10 s timer
+ *     (a timer, a listener and a write: about 0.7 ms). The write reports a full
+ *     buffer only when stdout already holds its high-water mark of unwritten
+ *     bytes, so that is now asked first and nothing is done otherwise (a
+ *     command whose output is all written, or that printed nothing, ends at once
+ *     as before).
  */
 import { readFile } from 'node:fs/promises';
 
@@ -106,6 +113,16 @@ const PATCHES = [
       "Object.defineProperty(exports, 'action', { enumerable: true, get: getAction });",
       'exports.ux = {',
       '    get action() { return getAction(); },',
+    ].join('\n'),
+  },
+  {
+    name: 'final flush',
+    file: 'lib/flush.js',
+    find: ['async function flush(ms = 10_000) {', '    await timeout(_flush(), ms);'].join('\n'),
+    replace: [
+      'async function flush(ms = 10_000) {',
+      '    if (process.stdout.writableLength < process.stdout.writableHighWaterMark) return;',
+      '    await timeout(_flush(), ms);',
     ].join('\n'),
   },
   {
