@@ -28,18 +28,14 @@
  * it loaded (the build runs a few commands that way: scripts/build-cli.js).
  *
  * `img` and `io` commands are short-lived: most finish in well under a second.
- * V8 would spend more CPU there compiling their async I/O paths with its
- * optimizing compiler (measured: about 200 ms of background compiling in a
- * 1 GiB convert) than the optimized code saves, so for them a function must run
- * 16 times longer than V8's default before it is optimized. Long runs still get
- * optimized code; other commands (the emulator) keep V8's defaults. V8 accepts a
- * code cache only under the flags it was made with, and that holds for Node's
- * own cache of its built-in modules too: a built-in first loaded after a flag
- * change compiles from source (measured: fs/promises 1.0 -> 5.5 ms of CPU, crypto
- * 1.9 -> 8 ms, a worker thread's start 40 -> 80 ms). So the flag is set once the
- * bundle is compiled and evaluated (by then oclif has loaded fs/promises and made
- * process.stdout, which every command uses), and not in the runs that write the
- * cache.
+ * For them V8 optimizes a function only after 16 times its default run time
+ * (the bundle's delayOptimization, src/util/tiering.ts). That is a V8 flag, and V8
+ * accepts a code cache only under the flags it was made with, Node's cache of its
+ * own built-in modules included: so the flag is set once the bundle is compiled
+ * and evaluated (by then oclif has loaded fs/promises and made process.stdout,
+ * which every command uses: each built-in first loaded after the change
+ * compiles from source, fs/promises 1.0 -> 5.5 ms of CPU), and not in the runs
+ * that write the cache.
  *
  * Those short commands also size libuv's thread pool (their file I/O, zstd) to
  * the machine: at most one thread per core, up to libuv's default of 4, unless
@@ -109,12 +105,6 @@ function loadBundle() {
   return mod.exports;
 }
 
-/** For short-lived commands: V8 optimizes a function after 16 times its default run time (see above). */
-function delayOptimization() {
-  if (process.env.TSEMU_WRITE_CODE_CACHE === '1' || !SHORT_LIVED.includes(process.argv[2])) return;
-  require('node:v8').setFlagsFromString(`--interrupt-budget=${16 * 66 * 1024}`);
-}
-
 /**
  * The NODE_EXTRA_CA_CERTS file the shell step kept from Node, if any (undefined
  * when Node loaded one itself). Restores the user's environment either way.
@@ -128,6 +118,6 @@ function takeDeferredCaCerts() {
 }
 
 const cli = loadBundle();
-delayOptimization();
+if (process.env.TSEMU_WRITE_CODE_CACHE !== '1' && SHORT_LIVED.includes(process.argv[2])) cli.delayOptimization();
 // A rejection is reported as an uncaught error with exit status 1.
 void cli.run(process.argv.slice(2), { extraCaCerts: takeDeferredCaCerts() });

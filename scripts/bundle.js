@@ -4,8 +4,9 @@
  * hundreds of small modules (@oclif/core and its dependencies are most of them).
  *
  * Outputs, written flat into dist/bundle/:
- *   - cli.cjs: the whole CLI as one CommonJS file (exports run and the command
- *     table COMMANDS). CommonJS because bin/tsemu.js compiles it with node:vm,
+ *   - cli.cjs: the whole CLI as one CommonJS file (exports run, the command
+ *     table COMMANDS and delayOptimization, which bin/tsemu.js calls for
+ *     short-lived commands: src/util/tiering.ts). CommonJS because bin/tsemu.js compiles it with node:vm,
  *     which can take a V8 code cache (cli.cjs.cache, made by build-cli.js); ES
  *     modules cannot on Node 20. Its text is the module's code inside the
  *     wrapper function Node would put around it (selfWrapped), so the launcher
@@ -175,7 +176,11 @@ export async function bundleCli(root) {
   const cli = await build({
     ...COMMON,
     stdin: {
-      contents: "export { run } from './cli.js';\nexport { COMMANDS } from './commands/index.js';\n",
+      contents: [
+        "export { run } from './cli.js';",
+        "export { COMMANDS } from './commands/index.js';",
+        "export { delayOptimization } from './util/tiering.js';",
+      ].join('\n'),
       resolveDir: dist,
       sourcefile: 'bundle-entry.js',
     },

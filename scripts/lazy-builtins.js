@@ -44,7 +44,7 @@ import path from 'node:path';
 const require = createRequire(import.meta.url);
 
 /** Built-ins that a short command usually does not call (and whose loading costs most). */
-const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
+const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'v8', 'worker_threads', 'zlib'];
 
 /** Packages that start-up loads and most of tsemu's commands never call. */
 const LAZY_PACKAGES = [

@@ -29,6 +29,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
+import { holdDefaultFlags } from '../../util/tiering.js';
 import { siblingModule, startModuleWorker } from '../../util/worker.js';
 import { ImageFormatError } from '../node.js';
 import type { CompressionType } from './codec.js';
@@ -169,9 +170,12 @@ export class CodecPool {
   }
 
   private spawn(): Slot {
+    // The worker's first reply comes once it has loaded its codec and Node's modules for it.
+    const releaseFlags = holdDefaultFlags();
     const slot: Slot = { worker: startModuleWorker(WORKER_URL), busy: null };
     slot.worker.unref();
     slot.worker.on('message', (reply: WorkerReply) => {
+      releaseFlags();
       const batch = slot.busy;
       slot.busy = null;
       slot.worker.unref();
@@ -179,6 +183,7 @@ export class CodecPool {
       this.dispatch();
     });
     const fail = (e: Error): void => {
+      releaseFlags();
       const i = this.slots.indexOf(slot);
       if (i >= 0) this.slots.splice(i, 1);
       for (const job of slot.busy?.jobs ?? []) job.reject(new Error(`compression worker failed: ${e.message}`));
