@@ -51,7 +51,8 @@
  * asciiOnly): start-up reads and hashes a third less source, and V8 keeps it as
  * one byte per character. Names are kept, so stack traces still name functions.
  * esbuild's helper for importing CommonJS modules from ES modules makes one
- * namespace object per module instead of one per importer (shared-namespaces.js).
+ * namespace object per module instead of one per importer, and none for a Node
+ * built-in that is only default-imported (shared-namespaces.js).
  *
  * Files are written through a temporary name and renamed, so a CLI started while
  * the build runs never reads half a file; files of earlier bundles are removed,
@@ -66,7 +67,7 @@ import { build } from 'esbuild';
 import { lazyBuiltins } from './lazy-builtins.js';
 import { oclifPatches } from './oclif-patches.js';
 import { oclifWslUtils } from './oclif-wsl-utils.js';
-import { shareNamespaces } from './shared-namespaces.js';
+import { builtinDefaults, shareNamespaces } from './shared-namespaces.js';
 
 const EXTERNAL = ['koffi', '@bokuweb/zstd-wasm', 'typescript'];
 
@@ -196,7 +197,7 @@ export async function bundleCli(root) {
   const undici = await build({ ...COMMON, entryPoints: ['undici'], outfile: path.join(outdir, UNDICI_FILE), absWorkingDir: root });
   const outputs = [cli, ...workers, undici].flatMap((r) => r.outputFiles).map((f) => {
     if (!f.path.endsWith('.cjs')) return { path: f.path, contents: f.contents };
-    const text = asciiOnly(shareNamespaces(f.text, f.path));
+    const text = asciiOnly(shareNamespaces(builtinDefaults(f.text), f.path));
     return { path: f.path, contents: f.path === cliFile ? selfWrapped(text) : text };
   });
   outputs.push({ path: path.join(outdir, 'index.js'), contents: INDEX_JS });

@@ -18,6 +18,14 @@
  * The helper's text is esbuild's: if a bundle calls __toESM but the helper is not
  * found exactly once as written here (another esbuild version), the build fails
  * saying so, rather than silently making copies again.
+ *
+ * Before that, builtinDefaults() drops the conversion where nothing needs it: an
+ * ES module that only default-imports a Node built-in (`import fs from 'node:fs'`,
+ * as is-wsl and its helpers do at every start-up for node:process, node:os and
+ * node:fs: about 200 getters) reads it only as `ns.default`, so its namespace
+ * becomes `{default: require(...)}`. That is done only where the bundle's text
+ * shows the variable holding the namespace declared once, assigned once and
+ * otherwise only ever followed by `.default`; any other use keeps __toESM.
  */
 
 /** esbuild's __toESM as it writes it with whitespace minified. */
@@ -35,6 +43,23 @@ const SHARED_HELPER = [
   'if(earlier!==void 0&&earlier.count===count)return earlier.namespace;',
   'const namespace=__toESMFresh(mod,isNodeMode);made.set(mod,{count,namespace});return namespace};',
 ].join('');
+
+/** esbuild's conversion of a default-imported Node built-in in an ES module: `name=__toESM(require("node:x"),1)`. */
+const BUILTIN_IMPORT = /(?<![\w$.])([A-Za-z_$][\w$]*)=__toESM\(require\("(node:[\w/]+)"\),1\)/g;
+
+const escape = (name) => name.replace(/\$/g, '\\$');
+
+/** `text` (a bundle) with the namespaces of built-ins that are only default-imported made `{default: module}`. */
+export function builtinDefaults(text) {
+  return text.replace(BUILTIN_IMPORT, (assignment, name, specifier) => {
+    const id = escape(name);
+    const uses = text.match(new RegExp(`(?<![\\w$.])${id}(?![\\w$])`, 'g')).length;
+    const defaults = text.match(new RegExp(`(?<![\\w$.])${id}\\.default(?![\\w$])`, 'g'))?.length ?? 0;
+    const declarations = text.match(new RegExp(`\\bvar (?:[\\w$]+,)*${id}[,;]`, 'g'))?.length ?? 0;
+    if (declarations !== 1 || uses !== defaults + 2) return assignment;
+    return `${name}={default:require(${JSON.stringify(specifier)})}`;
+  });
+}
 
 /** `text` (a bundle) with __toESM sharing its namespaces; throws if a bundle using it has another helper. */
 export function shareNamespaces(text, file) {
