@@ -13,6 +13,8 @@
  * it, so a function or class taken from it is the real one, looked up when used.
  * The stand-in lists the names the built-in exports on the Node that builds (a
  * name a later Node adds is not forwarded); what code sees is otherwise the same.
+ * It loads the built-in under V8's default flags (src/util/tiering.ts), so from
+ * Node's code cache even when a short-lived command has changed a flag.
  *
  * The same stand-in serves the CommonJS packages in LAZY_PACKAGES, which are
  * evaluated at start-up for code paths most commands never take: oclif requires
@@ -44,7 +46,7 @@ import path from 'node:path';
 const require = createRequire(import.meta.url);
 
 /** Built-ins that a short command usually does not call (and whose loading costs most). */
-const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'v8', 'worker_threads', 'zlib'];
+const LAZY = ['child_process', 'crypto', 'dgram', 'http', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
 
 /** Packages that start-up loads and most of tsemu's commands never call. */
 const LAZY_PACKAGES = [
@@ -82,9 +84,9 @@ function propertyNames(exported) {
  * Source of the stand-in for module `specifier` (whose exports are `real`): a
  * CommonJS module of forwarding accessors. A module that exports a function
  * gets a function that calls (or constructs) the real one, with the accessors
- * for the function's properties.
+ * for the function's properties. `loading` is the expression that loads it.
  */
-function standIn(specifier, real) {
+function standIn(specifier, real, loading = `require(${JSON.stringify(specifier)})`) {
   if (typeof real !== 'object' && typeof real !== 'function') throw new Error(`lazy-builtins: '${specifier}' exports a ${typeof real}, not an object or a function`);
   if (real === null) throw new Error(`lazy-builtins: '${specifier}' exports null`);
   const names = propertyNames(real);
@@ -94,7 +96,7 @@ function standIn(specifier, real) {
       : 'exports;';
   return [
     'let real;',
-    `const load = () => real ??= require(${JSON.stringify(specifier)});`,
+    `const load = () => real ??= ${loading};`,
     `const target = ${target}`,
     `for (const key of ${JSON.stringify(names)}) {`,
     '  Object.defineProperty(target, key, {',
@@ -119,10 +121,16 @@ export const lazyBuiltins = {
       if (args.namespace === NAMESPACE) return { path: args.path, external: true };
       return { path: name, namespace: NAMESPACE };
     });
-    build.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => ({
-      contents: standIn(`node:${args.path}`, require(`node:${args.path}`)),
-      loader: 'js',
-    }));
+    // A built-in loads under V8's default flags, so from Node's code cache (src/util/tiering.ts).
+    build.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => {
+      const specifier = JSON.stringify(`node:${args.path}`);
+      const loading = `require('./util/tiering.js').underDefaultFlags(() => require(${specifier}))`;
+      return {
+        contents: standIn(`node:${args.path}`, require(`node:${args.path}`), loading),
+        resolveDir: path.join(build.initialOptions.absWorkingDir, 'dist'),
+        loader: 'js',
+      };
+    });
 
     build.onResolve({ filter: new RegExp(`^(${LAZY_PACKAGES.join('|')})$`) }, (args) => {
       // The stand-in's own require is the real package, found from the original importer's folder.

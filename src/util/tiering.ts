@@ -12,13 +12,18 @@
  * loaded under a changed flag compiles from source (fs/promises 1.0 -> 5.5 ms of
  * CPU, crypto 1.9 -> 8 ms), and so do those a worker thread loads as it starts
  * (40 -> 80 ms per thread). So code about to start a worker thread holds V8's
- * default flags until the thread has loaded what it needs (holdDefaultFlags());
- * the longer budget comes back when the last holder lets go. V8 hashes only the
+ * default flags until the thread has loaded what it needs (holdDefaultFlags()),
+ * and the bundle's stand-ins for Node built-ins loaded on first use
+ * (scripts/lazy-builtins.js) load them under the default flags
+ * (underDefaultFlags()); the longer budget comes back when the last holder lets go. V8 hashes only the
  * flags that differ from their defaults, so the default value restores the hash.
  * V8_DEFAULT_INTERRUPT_BUDGET is Node 20's V8's default; were it another, the
  * hold would set a third value: the cache would still be refused, as without it.
  */
-import { setFlagsFromString } from 'node:v8';
+import { createRequire } from 'node:module';
+
+/** node:v8, loaded by the first flag change (the lazy built-ins' stand-ins call this module). */
+let v8: typeof import('node:v8') | undefined;
 
 /** V8's default --interrupt-budget (V8 11.3, Node 20), in bytes of bytecode run. */
 const V8_DEFAULT_INTERRUPT_BUDGET = 66 * 1024;
@@ -28,7 +33,8 @@ let delayed = false;
 let holders = 0;
 
 function setInterruptBudget(bytes: number): void {
-  setFlagsFromString(`--interrupt-budget=${bytes}`);
+  v8 ??= createRequire(import.meta.url)('node:v8') as typeof import('node:v8');
+  v8.setFlagsFromString(`--interrupt-budget=${bytes}`);
 }
 
 /** Functions of this process get optimized after 16 times V8's default run time. */
@@ -51,4 +57,14 @@ export function holdDefaultFlags(): () => void {
     released = true;
     if (--holders === 0) setInterruptBudget(DELAYED_INTERRUPT_BUDGET);
   };
+}
+
+/** Runs `load` (which loads Node built-in modules) under V8's default flags. */
+export function underDefaultFlags<T>(load: () => T): T {
+  const release = holdDefaultFlags();
+  try {
+    return load();
+  } finally {
+    release();
+  }
 }
