@@ -102,6 +102,21 @@ export interface BlockNode {
   readRuns?(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void>;
 
   /**
+   * Optional: reads [offset, offset + length) into `parts` laid end to end (their
+   * lengths add up to `length`) on the calling thread, before returning, or declines.
+   * True only when every byte was read now; false when any piece would need I/O,
+   * a wait or work this path does not do (bytes not in the host's page cache, an
+   * uncached qcow2 L2 table, a qcow2 image with a metadata change running or
+   * waiting, compressed clusters, ranges past the end of a file or its backing
+   * node, a range outside the node); it never throws (read() reports errors).
+   * After false the parts may hold some of the bytes: the caller reads the whole
+   * range again with read(). A true answer sees every write that has completed,
+   * as read() would. For callers whose every request waits for its read (a
+   * guest's disk), where a promise and a hand-off cost more than a cached read.
+   */
+  readCachedSync?(offset: number, parts: readonly Uint8Array[], length: number): boolean;
+
+  /**
    * Optional: blockStatus as a copy sees it. Where blockStatus reports plain data
    * because QEMU's driver reports nothing finer (vhdx, so that img map prints
    * what qemu-img prints), this may also report ranges known to read as zeroes

@@ -2,12 +2,15 @@
  * The file protocol's inline cached reads (protocols/file.ts inlineCachedReads,
  * linux-sys.ts preadCached): read() and readRuns() return the same bytes with
  * 'pool-busy', with 'always' and without, and bytes the page cache does not hold
- * (evicted with posix_fadvise) are left to the pool's reads.
+ * (evicted with posix_fadvise) are left to the pool's reads; readCachedSync
+ * (on the file and on a raw image over it) reads a cached range whole at once
+ * and declines with inline reads off or idle, past the end, or bytes not cached.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { open, writeFile } from 'node:fs/promises';
+import { closeImage, openImage } from '../../src/block/open.js';
 import { FileNode } from '../../src/block/protocols/file.js';
 import type { InlineCachedReads } from '../../src/block/protocols/protocol.js';
 import { preadCached } from '../../src/block/protocols/linux-sys.js';
@@ -94,6 +97,42 @@ test('bytes the page cache does not hold are read on the pool: preadCached stops
     const [whole, ...parts] = await readBoth(file, 'always');
     assert.deepEqual(whole, bytes);
     assert.deepEqual(parts[3], bytes.subarray(SIZE / 2));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('readCachedSync: the whole range from the page cache at once, on a file and a raw image over it, or false', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const file = path.join(dir, 'c.raw');
+    const bytes = patternBytes(9, 0, SIZE);
+    await writeFile(file, bytes);
+    const parts = (): Uint8Array[] => [new Uint8Array(1000).fill(0xee), new Uint8Array(3096).fill(0xee), new Uint8Array(61440).fill(0xee)];
+    const joined = (p: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(p));
+    for (const inline of [undefined, 'pool-busy'] as const) {
+      const off = await FileNode.open(file, { readOnly: true, inlineCachedReads: inline });
+      assert.equal(off.readCachedSync(0, parts(), 65536), false, `inline reads ${inline ?? 'off'} (pool idle)`);
+      await off.close();
+    }
+    const node = await FileNode.open(file, { readOnly: true, inlineCachedReads: 'always' });
+    const raw = await openImage(file, { format: 'raw', readOnly: true, inlineCachedReads: 'always' });
+    try {
+      for (const n of [node, raw]) {
+        const p = parts();
+        assert.equal(n.readCachedSync!(5000, p, 65536), true, n.driver);
+        assert.deepEqual(joined(p), bytes.subarray(5000, 5000 + 65536), n.driver);
+        assert.equal(n.readCachedSync!(SIZE - 4096, parts(), 65536), false, `${n.driver}: past the end of the file`);
+      }
+      await evict(file, SIZE / 2, SIZE / 2);
+      assert.equal(node.readCachedSync(SIZE / 2, parts(), 65536), false, 'bytes that need the disk');
+      const buf = new Uint8Array(65536);
+      await node.read(SIZE / 2, buf);
+      assert.deepEqual(buf, bytes.subarray(SIZE / 2, SIZE / 2 + 65536));
+    } finally {
+      await node.close();
+      await closeImage(raw);
+    }
   } finally {
     await cleanup();
   }

@@ -1,7 +1,8 @@
 /**
  * The `raw` format: the virtual disk is the file, byte for byte. It adds nothing
  * to the protocol node below it but the ImageNode surface, and creates images by
- * sizing a file (sparse, or preallocated with falloc/full).
+ * sizing a file (sparse, or preallocated with falloc/full). Reads, including the
+ * synchronous cached read (readCachedSync), go straight to the protocol node.
  */
 import { type BlockExtent, type BlockNode, type TruncateOptions, type WriteOptions, type ZeroOptions, type Preallocation, readRunsOf } from '../node.js';
 import { openProtocol } from '../protocols/index.js';
@@ -26,6 +27,10 @@ export class RawNode implements ImageNode {
 
   size(): number { return this.file.size(); }
   read(offset: number, buf: Uint8Array): Promise<void> { return this.file.read(offset, buf); }
+  // Protocols without a synchronous read (http, nbd) decline it.
+  readCachedSync(offset: number, parts: readonly Uint8Array[], length: number): boolean {
+    return this.file.readCachedSync?.(offset, parts, length) ?? false;
+  }
   // Protocols without readRuns (http, nbd) get one read per range.
   readRuns(runs: ReadonlyArray<{ offset: number; buf: Uint8Array }>): Promise<void> { return readRunsOf(this.file, runs); }
   write(offset: number, buf: Uint8Array, opts?: WriteOptions): Promise<void> { return this.file.write(offset, buf, opts); }

@@ -16,7 +16,9 @@
  *   on the calling thread (preadv2 with RWF_NOWAIT: a memory copy, no thread
  *   hand-off); bytes that would need the disk, 'pool-busy' reads while a pool
  *   thread is free, and every read where the kernel or filesystem cannot do that
- *   (remembered per node) go to the pool as usual;
+ *   (remembered per node) go to the pool as usual; readCachedSync is that inline
+ *   read alone, true only when the page cache gave the whole range at once (a
+ *   range past the end of the file is declined: read() reports it);
  * - truncate grows with preallocation off (sparse), falloc (fallocate) or full (zeroes
  *   written); "metadata" is refused, as QEMU 7.2's file protocol refuses it (formats
  *   with metadata preallocate it themselves); growing an empty file writes its first
@@ -209,6 +211,16 @@ export class FileNode implements ProtocolNode {
     return rest.length === 1 ? preadAll(fd, rest[0]!, at) : preadvAll(fd, rest, at);
   }
 
+  /**
+   * The synchronous read (BlockNode.readCachedSync): when this node reads cached
+   * bytes inline now, the whole range from the page cache in one preadv2, or false
+   * (bytes that need the disk, the end of the file, inline reads off).
+   */
+  readCachedSync(offset: number, parts: readonly Uint8Array[], length: number): boolean {
+    if (offset < 0 || offset + length > this.length || !this.readsInlineNow()) return false;
+    return this.readCached(parts, offset) === length;
+  }
+
   /** 'pool-busy' reads inline only while every pool thread has work: an idle one copies the bytes at no cost to this thread. */
   private readsInlineNow(): boolean {
     return this.readInline === 'always' || (this.readInline === 'pool-busy' && poolRequests >= POOL_THREADS);
@@ -219,7 +231,7 @@ export class FileNode implements ProtocolNode {
    * pool's read reports it). A system without the call (or without libc through
    * koffi) turns inline reads off for the node.
    */
-  private readCached(parts: Uint8Array[], offset: number): number {
+  private readCached(parts: readonly Uint8Array[], offset: number): number {
     try {
       return preadCached(this.handle.fd, parts, offset);
     } catch (e) {
