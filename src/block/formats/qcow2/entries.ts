@@ -93,6 +93,8 @@ export interface L2Entry {
 
 export interface L2Geometry {
   clusterBits: number;
+  /** 2 ** clusterBits. */
+  clusterSize: number;
   extendedL2: boolean;
   /** Version 3 images have the zero flag. */
   zeroFlag: boolean;
@@ -101,8 +103,9 @@ export interface L2Geometry {
 /**
  * Decodes entry `index` of an L2 table. For extended L2 entries `kind` describes
  * the whole cluster only for compressed clusters; callers use subclusterKind().
+ * `where` names the table in error messages (a function: built only for one).
  */
-export function readL2Entry(dv: DataView, index: number, g: L2Geometry, where: string): L2Entry {
+export function readL2Entry(dv: DataView, index: number, g: L2Geometry, where: string | (() => string)): L2Entry {
   const at = index * (g.extendedL2 ? 16 : 8);
   const hi = dv.getUint32(at);
   const lo = dv.getUint32(at + 4);
@@ -111,21 +114,25 @@ export function readL2Entry(dv: DataView, index: number, g: L2Geometry, where: s
     return { kind: KIND_COMPRESSED, hostOffset: 0, copied: false, compressed: decodeCompressed(hi, lo, g.clusterBits), allocMask: 0, zeroMask: 0 };
   }
   const hostOffset = entryOffset(hi, lo);
-  if (hostOffset % 2 ** g.clusterBits !== 0) checkAligned(hostOffset, 2 ** g.clusterBits, `${where} L2 entry ${index}`);
+  if (hostOffset % g.clusterSize !== 0) checkAligned(hostOffset, g.clusterSize, `${named(where)} L2 entry ${index}`);
   if (g.extendedL2) {
     const zeroMask = dv.getUint32(at + 8);
     const allocMask = dv.getUint32(at + 12);
     if (allocMask !== 0 && hostOffset === 0) {
-      throw new ImageFormatError(`qcow2 image is corrupt: ${where} L2 entry ${index} has allocated subclusters but no host offset`);
+      throw new ImageFormatError(`qcow2 image is corrupt: ${named(where)} L2 entry ${index} has allocated subclusters but no host offset`);
     }
     return { kind: hostOffset ? KIND_DATA : KIND_UNALLOCATED, hostOffset, copied, compressed: null, allocMask, zeroMask };
   }
   if (g.zeroFlag && lo & ZERO_LO) return { kind: KIND_ZERO, hostOffset, copied, compressed: null, allocMask: 0, zeroMask: 0 };
   if (hostOffset === 0) {
-    if (copied) throw new ImageFormatError(`qcow2 image is corrupt: ${where} L2 entry ${index} has COPIED set but no offset`);
+    if (copied) throw new ImageFormatError(`qcow2 image is corrupt: ${named(where)} L2 entry ${index} has COPIED set but no offset`);
     return { kind: KIND_UNALLOCATED, hostOffset: 0, copied: false, compressed: null, allocMask: 0, zeroMask: 0 };
   }
   return { kind: KIND_DATA, hostOffset, copied, compressed: null, allocMask: 0, zeroMask: 0 };
+}
+
+function named(where: string | (() => string)): string {
+  return typeof where === 'string' ? where : where();
 }
 
 /** Kind of subcluster `sc` of an extended L2 entry. */

@@ -44,6 +44,17 @@
  * openSnapshot (snapshot-view.ts). Persistent bitmaps are read once at open
  * (bitmaps.ts) and listed by formatSpecific().
  *
+ * Synchronous reads (readCachedSync, for a guest's disk): a range that maps to
+ * one run through cached L2 tables is read before the call returns, with no
+ * lock, promise or buffer of its own: data through the file's readCachedSync
+ * (page-cache hits only), zero runs filled, unallocated runs through the
+ * backing node's readCachedSync (zeroes without one or past its end). It is
+ * taken only while the lock is free (nobody changing metadata holds it or
+ * waits for it: a read that ran now would see what an async read queued now
+ * would see) or the node is read-only; anything else (compressed clusters, an
+ * uncached L2 table, several runs, a backing node ending inside the range,
+ * bytes not cached, corrupt entries) is declined and the caller uses read().
+ *
  * Internal state API (for snapshots, check and amend, which live in their own
  * modules): header + writeHeader(), l1Entry()/setL1Entry()/replaceActiveL1(),
  * l2Table()/markL2Dirty(), refcounts (get/set/adjust/allocateClusters/
@@ -181,7 +192,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
     this.clusterBits = header.clusterBits;
     this.clusterSize = 2 ** header.clusterBits;
     const extendedL2 = hasExtendedL2(header);
-    this.geometry = { clusterBits: header.clusterBits, extendedL2, zeroFlag: header.version >= 3 };
+    this.geometry = { clusterBits: header.clusterBits, clusterSize: this.clusterSize, extendedL2, zeroFlag: header.version >= 3 };
     this.l2Entries = this.clusterSize / (extendedL2 ? 16 : 8);
     this.subclusterSize = extendedL2 ? this.clusterSize / SUBCLUSTERS : this.clusterSize;
     // Refcount blocks go to disk before any L2 table that may reference what they count.
@@ -458,7 +469,7 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   private mapInTable(t: CachedTable, l1Index: number, offset: number, maxLength: number, table: L1Table): Extent {
     const cs = this.clusterSize;
     const end = Math.min(offset + maxLength, (l1Index + 1) * cs * this.l2Entries);
-    const where = table.where(l1Index);
+    const where = (): string => table.where(l1Index);
     const unit = this.subclusterSize;
     let pos = offset;
     let first: Extent | null = null;
@@ -524,6 +535,38 @@ export class Qcow2Node implements ImageNode, ChainHooks {
   }
 
   // ---------------------------------------------------------------- reading
+
+  /**
+   * The synchronous read (BlockNode.readCachedSync): one mapped run through
+   * cached L2 tables covering the whole range, read by the file's or the backing
+   * node's readCachedSync, or zero-filled. Declines a writable image whose lock
+   * is held or awaited by a metadata change, an uncached L2 table, a range that
+   * spans runs of different kinds, compressed clusters, a backing node that ends
+   * inside the range, and anything corrupt (read() reports it).
+   */
+  readCachedSync(offset: number, parts: readonly Uint8Array[], length: number): boolean {
+    if (offset < 0 || offset + length > this.size() || (!this.readOnly && !this.lock.free)) return false;
+    let ext: Extent | null;
+    try {
+      ext = this.mapCached(offset, length, this.activeTable);
+    } catch {
+      return false;
+    }
+    if (!ext || ext.length < length) return false;
+    switch (ext.kind) {
+      case KIND_DATA:
+        return this.file.readCachedSync?.(ext.hostOffset!, parts, length) ?? false;
+      case KIND_ZERO:
+        return fillZero(parts);
+      case KIND_UNALLOCATED: {
+        const backing = this.backing;
+        if (!backing || offset >= backing.size()) return fillZero(parts);
+        return offset + length <= backing.size() && (backing.readCachedSync?.(offset, parts, length) ?? false);
+      }
+      default:
+        return false;
+    }
+  }
 
   async read(offset: number, buf: Uint8Array): Promise<void> {
     checkRange(this, this.size(), offset, buf.length);
@@ -1395,6 +1438,12 @@ function contiguousRuns(pieces: ReadonlyArray<{ host: number; packed: Uint8Array
 }
 
 /** Length of `bytes` up to its last non-zero byte, in whole 512-byte sectors (at least one). */
+/** Zeroes every part; true (readCachedSync's answer for a range that reads as zeroes). */
+function fillZero(parts: readonly Uint8Array[]): true {
+  for (const p of parts) p.fill(0);
+  return true;
+}
+
 function usedSectors(bytes: Uint8Array): number {
   return Math.min(bytes.length, Math.max(512, Math.ceil(usedLength(bytes) / 512) * 512));
 }

@@ -2,7 +2,9 @@
  * An async readers-writer lock for a format node: reads share it, anything that
  * changes metadata (writes, zeroing, discard, resize, flush) holds it alone.
  * Waiters are served in arrival order, so a stream of reads cannot starve a
- * writer and vice versa.
+ * writer and vice versa. `free` tells a synchronous reader (one that takes no
+ * lock because it finishes before anything else runs) that no holder or waiter
+ * is changing metadata.
  */
 type Waiter = { exclusive: boolean; wake: () => void };
 
@@ -10,6 +12,11 @@ export class RwLock {
   private readers = 0;
   private writer = false;
   private readonly queue: Waiter[] = [];
+
+  /** Nobody holds the lock alone or waits for it: the state is as the last change left it. */
+  get free(): boolean {
+    return !this.writer && this.queue.length === 0;
+  }
 
   async shared<T>(fn: () => Promise<T>): Promise<T> {
     await this.acquire(false);
