@@ -11,9 +11,15 @@
  * UNMAP). Each request runs on its own promise, so many are in flight and
  * complete in the order the block layer finishes them. A FLUSH first waits for
  * every write, discard and zeroing submitted before it, then flushes the node.
- * Data for IN lands in a host buffer and is copied to the guest only if the
- * device was not reset meanwhile (a reset cannot wait for the host I/O); the
- * host buffers are reused (spare-buffers.ts), except one whose read failed.
+ * IN first asks the node for a synchronous read (BlockNode.readCachedSync)
+ * straight into the guest's buffers: when every byte can be read at once
+ * (page-cache hits, cached qcow2 metadata, no metadata change running) the
+ * request completes inside handle(), with no host buffer, copy or promise;
+ * a reset cannot come between, as nothing else runs on this thread until
+ * handle() returns. Otherwise the data lands in a host buffer (a partial
+ * synchronous read is overwritten by it) and is copied to the guest only if
+ * the device was not reset meanwhile (a reset cannot wait for the host I/O);
+ * the host buffers are reused (spare-buffers.ts), except one whose read failed.
  *
  * Cache modes: with a write cache (writeback, none, unsafe) the guest flushes
  * when it needs to; without one (writethrough, directsync; or the guest
@@ -90,6 +96,8 @@ interface Outcome {
   status: number;
   /** Data bytes written to the guest before the status byte. */
   data?: Uint8Array;
+  /** Data bytes already in the guest's buffers (a synchronous read), when there is no `data`. */
+  written?: number;
 }
 
 export class VirtioBlk implements VirtioDevice {
@@ -172,16 +180,17 @@ export class VirtioBlk implements VirtioDevice {
       const data = outcome.data;
       if (data) writeToChain(chain, 0, data);
       writeLastByte(chain, outcome.status);
-      host.complete(chain, (data?.length ?? 0) + 1);
+      host.complete(chain, (data?.length ?? outcome.written ?? 0) + 1);
     } catch (e) {
       host.fault((e as Error).message);
     }
   }
 
   /**
-   * IN, the hot path, with no promise of its own: the data lands in a spare host
-   * buffer (see the header), which goes back to the spares once the guest has it
-   * (or the device was reset).
+   * IN, the hot path, with no promise of its own: read at once into the guest's
+   * buffers when the node can, else the data lands in a spare host buffer (see
+   * the header), which goes back to the spares once the guest has it (or the
+   * device was reset).
    */
   private read(sector: number, chain: DescriptorChain, finish: (outcome: Outcome) => void): void {
     const bytes = chain.writableBytes - 1;
@@ -189,10 +198,15 @@ export class VirtioBlk implements VirtioDevice {
       finish({ status: S_IOERR });
       return;
     }
+    const node = this.options.node;
+    if (this.host && node.readCachedSync?.(sector * SECTOR, dataParts(chain.writable), bytes)) {
+      finish({ status: S_OK, written: bytes });
+      return;
+    }
     const data = this.spares.take(bytes);
     let reading: Promise<void>;
     try {
-      reading = this.options.node.read(sector * SECTOR, data);
+      reading = node.read(sector * SECTOR, data);
     } catch (e) {
       reading = Promise.reject(e as Error);
     }
@@ -292,4 +306,14 @@ export class VirtioBlk implements VirtioDevice {
   private inRange(sector: number, bytes: number): boolean {
     return bytes % SECTOR === 0 && sector * SECTOR + bytes <= this.options.node.size();
   }
+}
+
+/** The writable buffers without the status byte (the writable stream's last byte): an IN request's data. */
+function dataParts(writable: readonly Uint8Array[]): Uint8Array[] {
+  let last = writable.length - 1;
+  while (last > 0 && writable[last]!.length === 0) last--;
+  const parts = writable.slice(0, last);
+  const tail = writable[last]!;
+  if (tail.length > 1) parts.push(tail.subarray(0, tail.length - 1));
+  return parts;
 }
