@@ -142,6 +142,9 @@ test('IN and OUT on a qcow2 image, header and data split across descriptors any 
       assert.equal(back.status, S.OK);
       assert.equal(back.len, 1537);
       assert.deepEqual(back.data, data);
+      const trailing = await request(d, [{ read: header(T.IN, 3) }, { write: 1537 }, { write: 0 }]);
+      assert.equal(trailing.len, 1537, 'a trailing empty buffer: the status byte is the last byte before it');
+      assert.deepEqual(trailing.data, data);
       const check = new Uint8Array(1536);
       await node.read(3 * 512, check);
       assert.deepEqual(check, data, 'the data is in the image');
@@ -250,8 +253,10 @@ test('a failed read answers IOERR with a log line and none of its bytes; the nex
   const node = new GatedNode();
   node.bytes.forEach((_, i) => (node.bytes[i] = (i >> 9) & 0xff));
   let fail = true;
+  const buffers: Uint8Array[] = [];
   const failing = Object.assign(Object.create(node) as GatedNode, {
     async read(offset: number, buf: Uint8Array): Promise<void> {
+      buffers.push(buf);
       if (!fail) return node.read(offset, buf);
       buf.fill(0x77);
       throw new Error('medium error');
@@ -270,5 +275,6 @@ test('a failed read answers IOERR with a log line and none of its bytes; the nex
       assert.equal(good.len, bytes + 1);
       assert.deepEqual(good.data, node.bytes.subarray(sector * 512, sector * 512 + bytes), `sector ${sector}`);
     }
+    assert.ok(!buffers.slice(1).some((b) => b.buffer === buffers[0]!.buffer), 'the failed read\'s host buffer was not reused');
   });
 });

@@ -8,8 +8,9 @@
  * driver likes. Types: IN (read into the writable data), OUT (write the
  * readable data), FLUSH, GET_ID (the serial, 20 bytes, NUL-padded), DISCARD
  * and WRITE_ZEROES (16-byte segments: sector, sector count, flags with
- * UNMAP). Each request runs on its own promise, so many are in flight and
- * complete in the order the block layer finishes them. A FLUSH first waits for
+ * UNMAP). Many requests are in flight at once and complete in the order the
+ * block layer finishes them; an IN with more data than seg_max buffers of
+ * size_max can hold is IOERR (no host buffer of the guest's choosing). A FLUSH first waits for
  * every write, discard and zeroing submitted before it, then flushes the node.
  * IN first asks the node for a synchronous read (BlockNode.readCachedSync)
  * straight into the guest's buffers: when every byte can be read at once
@@ -35,7 +36,7 @@
  * request without a header or a status byte is a guest fault (needs-reset).
  */
 import type { BlockNode } from '../../block/node.js';
-import { readableBytes, writeLastByte, writeToChain } from './chain-io.js';
+import { readableBytes, writableBeforeLastByte, writeLastByte, writeToChain } from './chain-io.js';
 import { SpareBuffers } from './spare-buffers.js';
 import type { VirtioDevice, VirtioHost } from './device.js';
 import { DEVICE_ID, featureBits, hasFeature } from './spec.js';
@@ -72,12 +73,15 @@ const SIZE_MAX = 1 << 20;
 const MAX_RANGE_SECTORS = 0x3f_ffff;
 const MAX_RANGE_SEGMENTS = 32;
 
+/** The most data one request may carry as advertised (seg_max buffers of size_max): more is IOERR, not a host allocation. */
+const MAX_REQUEST_BYTES = SIZE_MAX * (QUEUE_SIZE - 2);
+
 const CONFIG_BYTES = 60;
+const CONFIG_WRITEBACK = 32;
 
 /** The little-endian 32-bit word at `at` of `bytes`. */
 const le32 = (bytes: Uint8Array, at: number): number =>
   (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
-const CONFIG_WRITEBACK = 32;
 
 export interface VirtioBlkOptions {
   node: BlockNode;
@@ -194,18 +198,19 @@ export class VirtioBlk implements VirtioDevice {
    */
   private read(sector: number, chain: DescriptorChain, finish: (outcome: Outcome) => void): void {
     const bytes = chain.writableBytes - 1;
-    if (!this.inRange(sector, bytes)) {
+    if (bytes > MAX_REQUEST_BYTES || !this.inRange(sector, bytes)) {
       finish({ status: S_IOERR });
       return;
     }
     const node = this.options.node;
-    if (this.host && node.readCachedSync?.(sector * SECTOR, dataParts(chain.writable), bytes)) {
+    if (this.host && node.readCachedSync?.(sector * SECTOR, writableBeforeLastByte(chain), bytes)) {
       finish({ status: S_OK, written: bytes });
       return;
     }
-    const data = this.spares.take(bytes);
+    let data: Uint8Array = new Uint8Array(0);
     let reading: Promise<void>;
     try {
+      data = this.spares.take(bytes);
       reading = node.read(sector * SECTOR, data);
     } catch (e) {
       reading = Promise.reject(e as Error);
@@ -306,14 +311,4 @@ export class VirtioBlk implements VirtioDevice {
   private inRange(sector: number, bytes: number): boolean {
     return bytes % SECTOR === 0 && sector * SECTOR + bytes <= this.options.node.size();
   }
-}
-
-/** The writable buffers without the status byte (the writable stream's last byte): an IN request's data. */
-function dataParts(writable: readonly Uint8Array[]): Uint8Array[] {
-  let last = writable.length - 1;
-  while (last > 0 && writable[last]!.length === 0) last--;
-  const parts = writable.slice(0, last);
-  const tail = writable[last]!;
-  if (tail.length > 1) parts.push(tail.subarray(0, tail.length - 1));
-  return parts;
 }

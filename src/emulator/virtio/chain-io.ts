@@ -51,12 +51,26 @@ export function writeToChain(chain: DescriptorChain, offset: number, bytes: Uint
   if (done < bytes.length) throw new RangeError(`chain has room for ${done} of ${bytes.length} bytes at offset ${offset}`);
 }
 
+/** Index of the writable stream's last non-empty buffer (the one holding its last byte), or -1. */
+function lastWritable(parts: readonly Uint8Array[]): number {
+  let i = parts.length - 1;
+  while (i >= 0 && parts[i]!.length === 0) i--;
+  return i;
+}
+
 /** Sets the last byte of the writable stream (a request's status byte); the chain has at least one. */
 export function writeLastByte(chain: DescriptorChain, value: number): void {
-  const parts = chain.writable;
-  let i = parts.length - 1;
-  while (i > 0 && parts[i]!.length === 0) i--;
-  const part = parts[i];
-  if (!part || part.length === 0) throw new RangeError('chain has no writable byte');
+  const part = chain.writable[lastWritable(chain.writable)];
+  if (!part) throw new RangeError('chain has no writable byte');
   part[part.length - 1] = value;
+}
+
+/** The writable buffers up to but without the stream's last byte (views, no copy): e.g. an IN request's data. */
+export function writableBeforeLastByte(chain: DescriptorChain): Uint8Array[] {
+  const last = lastWritable(chain.writable);
+  if (last < 0) return [];
+  const parts = chain.writable.slice(0, last);
+  const tail = chain.writable[last]!;
+  if (tail.length > 1) parts.push(tail.subarray(0, tail.length - 1));
+  return parts;
 }
