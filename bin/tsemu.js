@@ -81,7 +81,7 @@ function cacheIsCurrent() {
  * Compiles and runs the bundle as a CommonJS module; returns its exports. The
  * bundle is ASCII by construction (scripts/bundle.js), so reading it as latin1
  * gives the same characters as UTF-8, for about 2 ms less CPU on Node 20 (no
- * UTF-8 decoding pass over 1.8 MB); Node keeps a string that large outside V8's
+ * UTF-8 decoding pass over 1.3 MB); Node keeps a string that large outside V8's
  * heap. The file carries its own CommonJS wrapper function (bundle.js): run as a
  * script its value is that function, so the text compiles as read, without
  * first copying it into a wrapped string (about 1 ms).

@@ -23,9 +23,8 @@
  * development setups (about 1-2 ms of CPU per command); oclif's colour theme
  * loads supports-color, which asks node:tty (loading node:net and Node's
  * streams with it, about 4 ms) whether stdout and stderr are terminals, and
- * oclif only asks supports-color when it colours text (help, errors); the format
- * table loads the OVA writer, whose tar-stream (with streamx) only `convert -O
- * ova` calls (about 2 ms); oclif's theme loads ansis, which works out at load
+ * oclif only asks supports-color when it colours text (help, errors); oclif's
+ * theme loads ansis, which works out at load
  * whether to colour (asking process.stdout whether it is a terminal), while
  * oclif only calls ansis when it colours text; oclif's errors and help load the
  * text layout packages (wrap-ansi with its colour tables, string-width,
@@ -59,7 +58,6 @@ const LAZY_PACKAGES = [
   'minimatch',
   'string-width',
   'supports-color',
-  'tar-stream',
   'tinyglobby',
   'widest-line',
   'wrap-ansi',

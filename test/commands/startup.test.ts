@@ -4,7 +4,8 @@
  * build writes lists exactly the table's commands, and the built CLI prints
  * each command's help (with all of its flags) and runs commands from the bundle.
  * An img command loads koffi's native module directly, not through koffi's
- * package loader (src/util/libc.ts). oclif's command order, patched at build
+ * package loader (src/util/libc.ts), and none of the built-ins or separate bundle
+ * files that only other commands, formats or protocols need. oclif's command order, patched at build
  * time to compare ids by code unit (scripts/oclif-patches.js), is the order
  * localeCompare gave. The bundle is ASCII (bin/tsemu.js reads it as latin1).
  */
@@ -121,6 +122,30 @@ test('img info takes its image locks through koffi\'s native module, not koffi\'
     assert.equal(r.code, 0, r.stderr);
     const requests = r.stderr.split('\n').filter((l) => l.startsWith('load ')).map((l) => l.slice(5));
     assert.deepEqual(requests, [`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('img info loads none of the code only other commands, formats or protocols need', async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const image = path.join(dir, 'a.qcow2');
+    assert.equal((await tsemu(['img', 'create', '-q', '-f', 'qcow2', image, '1M'])).code, 0);
+    // Preloaded into the CLI's Node: prints every module request.
+    const hook = path.join(dir, 'hook.cjs');
+    await writeFile(
+      hook,
+      "const M = require('node:module'); const load = M._load;\n" +
+        "M._load = function (request, ...rest) { process.stderr.write(`load ${request}\\n`); return load.call(this, request, ...rest); };\n",
+    );
+    const r = await runProgram(process.execPath, ['--require', hook, TSEMU_BIN, 'img', 'info', image]);
+    assert.equal(r.code, 0, r.stderr);
+    const requests = new Set(r.stderr.split('\n').filter((l) => l.startsWith('load ')).map((l) => l.slice(5).replace(/^node:/, '')));
+    // Compression, networking, worker threads, TLS and HTTP (undici), OVA archives, terminal probing.
+    for (const unused of ['crypto', 'net', 'tls', 'http', 'zlib', 'worker_threads', 'tty', 'tar-stream', 'supports-color', './undici.cjs']) {
+      assert.ok(!requests.has(unused), `img info loaded ${unused}: ${[...requests].join(' ')}`);
+    }
   } finally {
     await cleanup();
   }

@@ -12,15 +12,7 @@ import { vpcFormat } from './vpc/driver.js';
 import { ovaFormat } from './ova/driver.js';
 import { vhdxFormat } from './vhdx/driver.js';
 
-const FORMATS: FormatDriver[] = [rawFormat, qcow2Format, vdiFormat, vmdkFormat, vpcFormat, vhdxFormat, ovaFormat(probeFormat)];
-
-export function registerFormat(driver: FormatDriver): void {
-  if (!FORMATS.some((f) => f.name === driver.name)) FORMATS.push(driver);
-}
-
-export function formatNames(): string[] {
-  return FORMATS.map((f) => f.name).sort();
-}
+const FORMATS: readonly FormatDriver[] = [rawFormat, qcow2Format, vdiFormat, vmdkFormat, vpcFormat, vhdxFormat, ovaFormat(probeFormat)];
 
 export function getFormat(name: string): FormatDriver {
   const f = FORMATS.find((d) => d.name === name);
