@@ -4,7 +4,8 @@
  * export, convert from an export, convert -n and convert into an export, clear
  * errors for a refused connection, an unknown export and a too-large create), of
  * `tsemu nbd serve` (the two sides of tsemu talking to each other), and of a
- * hostile server (garbage replies, a hang-up mid-transfer: clear errors, no target).
+ * hostile server (garbage replies, a hang-up mid-transfer, structured read chunks
+ * that overlap and leave a gap: clear errors, no target).
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -169,4 +170,82 @@ test('a hostile NBD server gives a clear error and no target', async (t) => {
     assert.match(r.stderr, message);
     assert.equal(existsSync(out), false);
   }
+});
+
+/**
+ * A fixed-newstyle server that agrees to structured replies, exports 1 MiB read-only
+ * and answers every read with two content chunks for the same first half: together
+ * they add up to the read's length, but the second half never arrives.
+ */
+async function overlappingChunkServer(): Promise<{ port: number; close: () => Promise<void> }> {
+  const optionReply = (option: number, type: number, data = Buffer.alloc(0)): Buffer => {
+    const r = Buffer.alloc(20 + data.length);
+    r.writeBigUInt64BE(0x3e889045565a9n, 0);
+    r.writeUInt32BE(option, 8);
+    r.writeUInt32BE(type >>> 0, 12);
+    r.writeUInt32BE(data.length, 16);
+    data.copy(r, 20);
+    return r;
+  };
+  const dataChunk = (flags: number, handle: Buffer, offset: bigint, length: number): Buffer => {
+    const c = Buffer.alloc(20 + 8 + length, 0x42);
+    c.writeUInt32BE(0x668e33ef, 0);
+    c.writeUInt16BE(flags, 4);
+    c.writeUInt16BE(1, 6); // NBD_REPLY_TYPE_OFFSET_DATA
+    handle.copy(c, 8);
+    c.writeUInt32BE(8 + length, 16);
+    c.writeBigUInt64BE(offset, 20);
+    return c;
+  };
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    const greeting = Buffer.alloc(18);
+    greeting.write('NBDMAGICIHAVEOPT', 'latin1');
+    greeting.writeUInt16BE(0b11, 16); // FIXED_NEWSTYLE | NO_ZEROES
+    s.write(greeting);
+    let got = Buffer.alloc(0);
+    let transmission = false;
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (!transmission && got.length >= 4 && !got.subarray(0, 4).equals(Buffer.from('IHAV'))) got = got.subarray(4); // client flags
+      while (!transmission && got.length >= 16 && got.length >= 16 + got.readUInt32BE(12)) {
+        const option = got.readUInt32BE(8);
+        got = got.subarray(16 + got.readUInt32BE(12));
+        if (option === 8) s.write(optionReply(option, 1)); // STRUCTURED_REPLY: ACK
+        else if (option === 7) { // GO: the export's size and flags (HAS_FLAGS | READ_ONLY), then ACK
+          const info = Buffer.alloc(12);
+          info.writeBigUInt64BE(BigInt(MiB), 2);
+          info.writeUInt16BE(0b11, 10);
+          s.write(Buffer.concat([optionReply(option, 3, info), optionReply(option, 1)]));
+          transmission = true;
+        } else s.write(optionReply(option, 0x80000001)); // ERR_UNSUP
+      }
+      while (transmission && got.length >= 28) {
+        const type = got.readUInt16BE(6);
+        const handle = Buffer.from(got.subarray(8, 16));
+        const offset = got.readBigUInt64BE(16);
+        const length = got.readUInt32BE(24);
+        got = got.subarray(28);
+        if (type !== 0) { s.destroy(); return; }
+        s.write(Buffer.concat([dataChunk(0, handle, offset, length / 2), dataChunk(1, handle, offset, length / 2)]));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+test('structured read chunks that overlap are a protocol error, not a read with a gap', async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const server = await overlappingChunkServer();
+  const out = path.join(dir, 'overlap.raw');
+  const r = await tsemu(['img', 'convert', '-O', 'raw', `nbd://${HOST}:${server.port}`, out]);
+  await server.close();
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /NBD protocol error: a chunk at offset \d+ length \d+ overlaps an earlier chunk of the same read/);
+  assert.equal(existsSync(out), false);
 });

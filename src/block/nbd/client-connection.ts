@@ -62,9 +62,10 @@ interface Pending {
   type: number;
   offset: number;
   length: number;
-  /** READ: where the data goes; bytes covered so far by structured chunks. */
+  /** READ: where the data goes; bytes covered so far by structured chunks, and their ranges in the buffer (start, end pairs). */
   buf: Uint8Array | null;
   covered: number;
+  chunks: number[];
   descriptors: BlockDescriptor[];
   error: NbdCommandError | null;
   resolve: (descriptors: BlockDescriptor[]) => void;
@@ -130,7 +131,7 @@ export class NbdConnection {
     const handle = this.nextHandle++;
     return new Promise((resolve, reject) => {
       this.pending.set(handle, {
-        type, offset, length, buf: opts.buf ?? null, covered: 0, descriptors: [], error: null, resolve, reject,
+        type, offset, length, buf: opts.buf ?? null, covered: 0, chunks: [], descriptors: [], error: null, resolve, reject,
       });
       this.socket.cork();
       this.socket.write(encodeRequest(type, flags, handle, offset, length));
@@ -238,6 +239,13 @@ export class NbdConnection {
     if (length === 0 || at < 0 || at + length > p.length) {
       throw new NbdProtocolError(`a chunk at offset ${offset} length ${length} outside the read of ${p.offset}+${p.length}`);
     }
+    // Content chunks never overlap (NBD structured replies): with no overlap, covered === length means every byte arrived.
+    for (let i = 0; i < p.chunks.length; i += 2) {
+      if (at < p.chunks[i + 1]! && p.chunks[i]! < at + length) {
+        throw new NbdProtocolError(`a chunk at offset ${offset} length ${length} overlaps an earlier chunk of the same read`);
+      }
+    }
+    p.chunks.push(at, at + length);
     p.covered += length;
     return at;
   }
