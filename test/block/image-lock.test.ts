@@ -163,3 +163,23 @@ test('a refused permission change keeps the old permissions and leaves no stray 
     assert.ok(!byteLocked(qcow2, 100), 'closing drops every lock');
   });
 });
+
+test('narrowing a permission releases its lock byte and widening again takes it back', async () => {
+  await withImages(async (_raw, qcow2) => {
+    const node = await FileNode.open(qcow2, { readOnly: true });
+    try {
+      const reader = node.permissions;
+      const writing = { perm: reader.perm | PERM_WRITE, shared: reader.shared };
+      node.setPermissions(writing);
+      assert.ok(byteLocked(qcow2, 101), 'widening takes the write byte');
+      node.setPermissions(reader);
+      assert.ok(!byteLocked(qcow2, 101), 'narrowing releases the write byte');
+      assert.ok(byteLocked(qcow2, 100), 'and keeps consistent read');
+      node.setPermissions(writing);
+      assert.ok(byteLocked(qcow2, 101), 'widening again takes the write byte back');
+    } finally {
+      await node.close();
+    }
+    assert.ok(!byteLocked(qcow2, 100) && !byteLocked(qcow2, 101), 'closing drops every lock');
+  });
+});
