@@ -7,7 +7,7 @@ import { parseBool } from '../../options.js';
 import { openProtocol } from '../../protocols/index.js';
 import type { CreateRequest } from '../format.js';
 import { diskUuidFromOptions } from '../disk-uuid.js';
-import { VDI_CREATE_OPTIONS } from './driver.js';
+import { VDI_CREATE_OPTIONS } from './create-options.js';
 import { newVdiHeader, serializeVdiHeader, VDI_MAX_BLOCKS, VDI_UNALLOCATED } from './header.js';
 
 export async function createVdi(req: CreateRequest): Promise<void> {

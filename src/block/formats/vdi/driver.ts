@@ -8,15 +8,9 @@
  * disk-uuid.ts) and a fresh snapshot UUID, so every created or converted disk is
  * unique to VirtualBox's media registry.
  */
-import type { CreateOptionSpec, FormatDriver } from '../format.js';
-import { DISK_UUID_OPTION } from '../disk-uuid.js';
+import type { FormatDriver } from '../format.js';
+import { VDI_CREATE_OPTIONS } from './create-options.js';
 import { looksLikeVdi } from './header.js';
-
-export const VDI_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
-  { name: 'static', type: 'bool', help: 'VDI static (pre-allocated) image', default: 'off' },
-  DISK_UUID_OPTION,
-];
 
 export const vdiFormat: FormatDriver = {
   name: 'vdi',

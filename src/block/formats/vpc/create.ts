@@ -9,7 +9,7 @@ import { closeImage, openImage, resolveBackingPath } from '../../open.js';
 import { openProtocol } from '../../protocols/index.js';
 import type { CreateRequest } from '../format.js';
 import { diskUuidFromOptions, uuidBytes } from '../disk-uuid.js';
-import { VPC_CREATE_OPTIONS } from './driver.js';
+import { VPC_CREATE_OPTIONS } from './create-options.js';
 import {
   chsGeometry,
   DEFAULT_BLOCK_SIZE,

@@ -19,22 +19,9 @@
  * nor measures vpc, and neither does this driver. Creating (create.ts) and
  * opening load when first asked for.
  */
-import type { CreateOptionSpec, FormatDriver } from '../format.js';
-import { DISK_UUID_OPTION } from '../disk-uuid.js';
+import type { FormatDriver } from '../format.js';
+import { VPC_CREATE_OPTIONS } from './create-options.js';
 import { isFooter } from './footer.js';
-
-export const VPC_CREATE_OPTIONS: readonly CreateOptionSpec[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
-  { name: 'subformat', type: 'str', help: 'Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} ' },
-  {
-    name: 'force_size',
-    type: 'bool',
-    help: 'Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation',
-  },
-  { name: 'backing_file', type: 'str', help: 'File name of the parent image (a differencing VHD)' },
-  { name: 'backing_fmt', type: 'str', help: "Must be 'vpc' if present" },
-  DISK_UUID_OPTION,
-];
 
 export const vpcFormat: FormatDriver = {
   name: 'vpc',
