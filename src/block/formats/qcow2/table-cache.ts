@@ -9,7 +9,9 @@
  * back first when it is dirty. Ordering between caches (refcount blocks before
  * L2 tables) is the owner's business: it calls writeBack()/flushAll() in the
  * order it needs; eviction only ever writes the table being evicted, after the
- * owner's beforeWrite hook (which writes what the table depends on).
+ * owner's beforeWrite hook (which writes what the table depends on). While an
+ * evicted table's write-back is in flight it stays findable (`evicting`): a
+ * lookup then gets the cached copy back rather than the file's older one.
  */
 import type { ProtocolNode } from '../../protocols/protocol.js';
 
@@ -26,6 +28,8 @@ const SECTOR = 512;
 
 export class TableCache {
   private readonly tables = new Map<number, CachedTable>();
+  /** Evicted tables whose write-back has not finished, by offset. */
+  private readonly evicting = new Map<number, CachedTable>();
   /** The table last inserted or moved to the end of `tables` (a repeated hit need not move it again). */
   private newest: CachedTable | undefined;
 
@@ -41,7 +45,7 @@ export class TableCache {
 
   /** The table at `offset` if it is cached (marked most recently used), else undefined: no I/O, no await. */
   peek(offset: number): CachedTable | undefined {
-    const hit = this.tables.get(offset);
+    const hit = this.tables.get(offset) ?? this.evicting.get(offset);
     if (hit && hit !== this.newest) {
       this.tables.delete(offset);
       this.tables.set(offset, hit);
@@ -66,6 +70,7 @@ export class TableCache {
   /** Puts a new table (e.g. a fresh L2 table) in the cache, marked dirty in full. */
   async create(offset: number, data: Uint8Array): Promise<CachedTable> {
     this.tables.delete(offset);
+    this.evicting.delete(offset);
     return this.insert(offset, data, true);
   }
 
@@ -82,7 +87,12 @@ export class TableCache {
     while (this.tables.size > this.capacity) {
       const [oldest, victim] = this.tables.entries().next().value as [number, CachedTable];
       this.tables.delete(oldest);
-      await this.writeTable(victim);
+      this.evicting.set(oldest, victim);
+      try {
+        await this.writeTable(victim);
+      } finally {
+        if (this.evicting.get(oldest) === victim) this.evicting.delete(oldest);
+      }
     }
     return t;
   }
@@ -129,5 +139,6 @@ export class TableCache {
   drop(offset: number): void {
     if (this.newest?.offset === offset) this.newest = undefined;
     this.tables.delete(offset);
+    this.evicting.delete(offset);
   }
 }
