@@ -4,7 +4,9 @@
  * 'pool-busy', with 'always' and without, and bytes the page cache does not hold
  * (evicted with posix_fadvise) are left to the pool's reads; readCachedSync
  * (on the file and on a raw image over it) reads a cached range whole at once
- * and declines with inline reads off or idle, past the end, or bytes not cached.
+ * (into plain or shared memory) and declines with inline reads off or idle, past
+ * the end, more buffers than one preadv2 takes (without turning inline reads
+ * off), or bytes not cached.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -124,6 +126,11 @@ test('readCachedSync: the whole range from the page cache at once, on a file and
         assert.deepEqual(joined(p), bytes.subarray(5000, 5000 + 65536), n.driver);
         assert.equal(n.readCachedSync!(SIZE - 4096, parts(), 65536), false, `${n.driver}: past the end of the file`);
       }
+      const many = Array.from({ length: 1025 }, () => new Uint8Array(64));
+      assert.equal(node.readCachedSync(0, many, 1025 * 64), false, 'more buffers than one preadv2 takes');
+      const shared = new Uint8Array(new SharedArrayBuffer(65536));
+      assert.equal(node.readCachedSync(4096, [shared.subarray(0, 512), shared.subarray(512)], 65536), true, 'inline reads stay on; guest RAM is shared memory');
+      assert.deepEqual(new Uint8Array(shared), bytes.subarray(4096, 4096 + 65536));
       await evict(file, SIZE / 2, SIZE / 2);
       assert.equal(node.readCachedSync(SIZE / 2, parts(), 65536), false, 'bytes that need the disk');
       const buf = new Uint8Array(65536);

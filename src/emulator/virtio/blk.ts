@@ -10,17 +10,19 @@
  * and WRITE_ZEROES (16-byte segments: sector, sector count, flags with
  * UNMAP). Many requests are in flight at once and complete in the order the
  * block layer finishes them; an IN with more data than seg_max buffers of
- * size_max can hold is IOERR (no host buffer of the guest's choosing). A FLUSH first waits for
- * every write, discard and zeroing submitted before it, then flushes the node.
- * IN first asks the node for a synchronous read (BlockNode.readCachedSync)
- * straight into the guest's buffers: when every byte can be read at once
- * (page-cache hits, cached qcow2 metadata, no metadata change running) the
- * request completes inside handle(), with no host buffer, copy or promise;
- * a reset cannot come between, as nothing else runs on this thread until
- * handle() returns. Otherwise the data lands in a host buffer (a partial
- * synchronous read is overwritten by it) and is copied to the guest only if
- * the device was not reset meanwhile (a reset cannot wait for the host I/O);
- * the host buffers are reused (spare-buffers.ts), except one whose read failed.
+ * size_max can hold is IOERR (no host buffer of the guest's choosing). A FLUSH
+ * first waits for every write, discard and zeroing submitted before it, then
+ * flushes the node. IN first asks the node for a synchronous read
+ * (BlockNode.readCachedSync) straight into the guest's buffers: when every byte
+ * can be read at once (page-cache hits, cached qcow2 metadata, no metadata
+ * change running) the request completes inside handle(), with no host buffer,
+ * copy or promise; a reset cannot come between, as nothing else runs on this
+ * thread until handle() returns. Otherwise the data lands in a host buffer and
+ * is copied to the guest, over whatever a partial synchronous read left, only
+ * if the device was not reset meanwhile (a reset cannot wait for the host I/O;
+ * a failed or reset request may leave some of the range's own bytes in the
+ * guest's buffers). The host buffers are reused (spare-buffers.ts), except one
+ * whose read failed.
  *
  * Cache modes: with a write cache (writeback, none, unsafe) the guest flushes
  * when it needs to; without one (writethrough, directsync; or the guest

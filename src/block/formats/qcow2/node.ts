@@ -1437,21 +1437,20 @@ function contiguousRuns(pieces: ReadonlyArray<{ host: number; packed: Uint8Array
   return runs;
 }
 
-/** Length of `bytes` up to its last non-zero byte, in whole 512-byte sectors (at least one). */
-const ZERO_PAGE_BITS = 16;
+const ZERO_BLOCK_BITS = 16;
 /**
- * What fillZero copies from: views of 1, 2, 4, … 65536 zero bytes of one page,
- * so that any length is a few copies and no allocation (guest RAM is shared
- * memory, where fill(0) runs at half the speed of a copy).
+ * What fillZero copies from: views of 1, 2, 4, … 65536 bytes of one zeroed
+ * block, so that any length is a few copies and no allocation (guest RAM is
+ * shared memory, where fill(0) runs at half the speed of a copy).
  */
-const ZERO_PAGE = new Uint8Array(2 ** ZERO_PAGE_BITS);
-const ZEROES = Array.from({ length: ZERO_PAGE_BITS + 1 }, (_, k) => ZERO_PAGE.subarray(0, 2 ** k));
+const ZERO_BLOCK = new Uint8Array(2 ** ZERO_BLOCK_BITS);
+const ZEROES = Array.from({ length: ZERO_BLOCK_BITS + 1 }, (_, k) => ZERO_BLOCK.subarray(0, 2 ** k));
 
 /** Zeroes every part; true (readCachedSync's answer for a range that reads as zeroes). */
 function fillZero(parts: readonly Uint8Array[]): true {
   for (const p of parts) {
     for (let at = 0; at < p.length;) {
-      const zeroes = ZEROES[Math.min(ZERO_PAGE_BITS, 31 - Math.clz32(p.length - at))]!;
+      const zeroes = ZEROES[31 - Math.clz32(Math.min(ZERO_BLOCK.length, p.length - at))]!;
       p.set(zeroes, at);
       at += zeroes.length;
     }
@@ -1459,6 +1458,7 @@ function fillZero(parts: readonly Uint8Array[]): true {
   return true;
 }
 
+/** Length of `bytes` up to its last non-zero byte, in whole 512-byte sectors (at least one). */
 function usedSectors(bytes: Uint8Array): number {
   return Math.min(bytes.length, Math.max(512, Math.ceil(usedLength(bytes) / 512) * 512));
 }
