@@ -110,9 +110,10 @@ export interface BlockNode {
    * waiting, compressed clusters, ranges past the end of a file or its backing
    * node, a range outside the node); it never throws (read() reports errors).
    * After false the parts may hold some of the range's bytes: the caller reads the
-   * whole range again with read() (if that fails, those bytes stay). A true answer sees every write that has completed,
-   * as read() would. For callers whose every request waits for its read (a
-   * guest's disk), where a promise and a hand-off cost more than a cached read.
+   * whole range again with read() (if that fails, those bytes stay). A true
+   * answer sees every write that has completed, as read() would. For callers
+   * whose every request waits for its read (a guest's disk), where a promise and
+   * a hand-off cost more than a cached read.
    */
   readCachedSync?(offset: number, parts: readonly Uint8Array[], length: number): boolean;
 

@@ -228,8 +228,8 @@ export class FileNode implements ProtocolNode {
 
   /**
    * How many bytes from `offset` the page cache gave at once; 0 on any failure (the
-   * pool's read reports it) and for more than IOV_MAX parts. A system without the call (or without libc through
-   * koffi) turns inline reads off for the node.
+   * pool's read reports it) and for more than IOV_MAX parts. A system without the
+   * call (or without libc through koffi) turns inline reads off for the node.
    */
   private readCached(parts: readonly Uint8Array[], offset: number): number {
     // More buffers than one preadv2 takes (a guest's chain can hold that many) fail with EINVAL, which is not "unsupported".

@@ -25,6 +25,7 @@ export const FALLOC_FL_ZERO_RANGE = 0x10;
 /** preadv2 flag (linux/fs.h): fail with EAGAIN instead of waiting for I/O. */
 const RWF_NOWAIT = 0x08;
 const EAGAIN = 11;
+const EINTR = 4;
 
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
@@ -124,7 +125,7 @@ export function fallocate(fd: number, mode: number, offset: number, length: numb
   const c = load();
   for (;;) {
     if (c.fallocate(fd, mode, offset, length) === 0) return;
-    if (c.koffi.errno() !== 4 /* EINTR */) fail(c, 'fallocate');
+    if (c.koffi.errno() !== EINTR) fail(c, 'fallocate');
   }
 }
 
@@ -144,7 +145,7 @@ export function preadCached(fd: number, parts: readonly Uint8Array[], offset: nu
     if (n >= 0) return n;
     const errno = c.koffi.errno();
     if (errno === EAGAIN) return 0;
-    if (errno !== 4 /* EINTR */) fail(c, 'preadv2');
+    if (errno !== EINTR) fail(c, 'preadv2');
   }
 }
 

@@ -90,8 +90,9 @@ export function hasWriteCache(cache: CacheMode): boolean {
 /** Opens the drive's image (under a temporary overlay with snapshot=on); closeImage() closes it with its chain. */
 export async function openDrive(spec: DriveSpec): Promise<ImageNode> {
   const noFlush = spec.cache === 'unsafe';
-  if (!spec.snapshot) return openImage(spec.file, { format: spec.format, readOnly: spec.readOnly, noFlush, inlineCachedReads: 'always' });
-  const base = await openImage(spec.file, { format: spec.format, readOnly: true, inlineCachedReads: 'always' });
+  const inlineCachedReads = 'always';
+  if (!spec.snapshot) return openImage(spec.file, { format: spec.format, readOnly: spec.readOnly, noFlush, inlineCachedReads });
+  const base = await openImage(spec.file, { format: spec.format, readOnly: true, inlineCachedReads });
   const overlayFile = path.join(tmpdir(), `tsemu-snapshot-${randomUUID()}.qcow2`);
   try {
     const backing = /^[a-z][a-z0-9+.-]*:/i.test(spec.file) ? spec.file : path.resolve(spec.file);
@@ -99,7 +100,7 @@ export async function openDrive(spec: DriveSpec): Promise<ImageNode> {
       filename: overlayFile, format: 'qcow2', size: String(base.size()), backingFile: backing, backingFormat: base.driver,
       unsafe: true, options: [],
     });
-    const overlay = await openImage(overlayFile, { format: 'qcow2', backing: false, noFlush: true, inlineCachedReads: 'always' });
+    const overlay = await openImage(overlayFile, { format: 'qcow2', backing: false, noFlush: true, inlineCachedReads });
     overlay.attachBacking(base);
     return overlay;
   } catch (e) {
